@@ -1,0 +1,125 @@
+"""Equipment blocks that add themselves to a Pyomo block: battery, PV unit, grid
+connection, EV charger.
+
+Every block records two lists on the agent's top block so the solver wrapper can
+prove an LP relaxation MILP-optimal (see ``agents.model``):
+
+- ``indicators``: ``(binary, flow)`` pairs of the form ``flow <= M * binary``;
+- ``exclusive``: pairs of binaries with ``x_a + x_b <= 1``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyomo.environ as pyo
+
+from agents.data import BatterySpec, Horizon
+
+
+def _register(top: pyo.Block, indicators=(), exclusive=()) -> None:
+    top.indicators = [*getattr(top, "indicators", []), *indicators]
+    top.exclusive = [*getattr(top, "exclusive", []), *exclusive]
+
+
+def add_battery(
+    top: pyo.Block,
+    horizon: Horizon,
+    spec: BatterySpec,
+    drain_kwh: np.ndarray | None = None,
+    with_discharge: bool = True,
+) -> pyo.Block:
+    """State of charge, charge and (optionally) discharge with mutual exclusion.
+
+    E_t = E_{t-1} + Δt (η_c ch_t − dis_t / η_d) − drain_t, E_min ≤ E_t ≤ E_max,
+    E_T ≥ E_end (RECON: a day must not end emptier than the scenario allows).
+    """
+    T, h = range(horizon.periods), horizon.period_h
+    drain = np.zeros(horizon.periods) if drain_kwh is None else np.asarray(drain_kwh, float)
+    top.battery = b = pyo.Block()
+    b.ch_kw = pyo.Var(T, bounds=(0, spec.charge_max_kw))
+    b.soc_kwh = pyo.Var(T, bounds=(spec.soc_min_kwh, spec.capacity_kwh))
+    dis = {t: 0 for t in T}
+    if with_discharge:
+        b.dis_kw = pyo.Var(T, bounds=(0, spec.discharge_max_kw))
+        b.x_ch = pyo.Var(T, domain=pyo.Binary)
+        b.x_dis = pyo.Var(T, domain=pyo.Binary)
+        b.ch_on = pyo.Constraint(T, rule=lambda b, t: b.ch_kw[t] <= spec.charge_max_kw * b.x_ch[t])
+        b.dis_on = pyo.Constraint(
+            T, rule=lambda b, t: b.dis_kw[t] <= spec.discharge_max_kw * b.x_dis[t]
+        )
+        b.one_mode = pyo.Constraint(T, rule=lambda b, t: b.x_ch[t] + b.x_dis[t] <= 1)
+        dis = b.dis_kw
+        _register(top, [(b.x_ch, b.ch_kw), (b.x_dis, b.dis_kw)], [(b.x_ch, b.x_dis)])
+
+    def soc_rule(b, t):
+        prev = spec.e0_kwh if t == 0 else b.soc_kwh[t - 1]
+        gain = h * (spec.eta_charge * b.ch_kw[t] - dis[t] / spec.eta_discharge)
+        return b.soc_kwh[t] == prev + gain - float(drain[t])
+
+    b.soc = pyo.Constraint(T, rule=soc_rule)
+    b.end = pyo.Constraint(expr=b.soc_kwh[horizon.periods - 1] >= spec.e_end_min_kwh)
+    return b
+
+
+def add_pv(top: pyo.Block, horizon: Horizon, pv_kw: np.ndarray) -> pyo.Block:
+    """PV output, at most the available power (curtailment allowed, RECON)."""
+    top.pv = b = pyo.Block()
+    b.gen_kw = pyo.Var(range(horizon.periods), bounds=lambda b, t: (0, float(pv_kw[t])))
+    return b
+
+
+def add_p2v_limit(top: pyo.Block, horizon: Horizon, limit_kw: float) -> pyo.Param:
+    """The coordinator's per-period P2V limit L_t, a mutable parameter."""
+    top.p2v_limit_kw = pyo.Param(
+        range(horizon.periods), initialize=float(limit_kw), mutable=True, within=pyo.Reals
+    )
+    return top.p2v_limit_kw
+
+
+def add_grid_connection(
+    top: pyo.Block, horizon: Horizon, buy_max_kw: float, sell_max_kw: float, p2v_max_kw: float
+) -> pyo.Block:
+    """Retail purchase, feed-in and P2V sale of a prosumer (Eqs 3–7).
+
+    buy ≤ Bmax·xb, sell ≤ Smax·xs, p2v ≤ L_t·xp, xb + xs ≤ 1, xb + xp ≤ 1.
+    """
+    T = range(horizon.periods)
+    limit = add_p2v_limit(top, horizon, p2v_max_kw)
+    top.grid = b = pyo.Block()
+    b.buy_kw = pyo.Var(T, bounds=(0, buy_max_kw))
+    b.sell_kw = pyo.Var(T, bounds=(0, sell_max_kw))
+    b.p2v_kw = pyo.Var(T, bounds=(0, p2v_max_kw))
+    b.x_buy, b.x_sell, b.x_p2v = (pyo.Var(T, domain=pyo.Binary) for _ in range(3))
+    b.buy_on = pyo.Constraint(T, rule=lambda b, t: b.buy_kw[t] <= buy_max_kw * b.x_buy[t])
+    b.sell_on = pyo.Constraint(T, rule=lambda b, t: b.sell_kw[t] <= sell_max_kw * b.x_sell[t])
+    b.p2v_on = pyo.Constraint(T, rule=lambda b, t: b.p2v_kw[t] <= limit[t] * b.x_p2v[t])
+    b.buy_or_sell = pyo.Constraint(T, rule=lambda b, t: b.x_buy[t] + b.x_sell[t] <= 1)
+    b.buy_or_p2v = pyo.Constraint(T, rule=lambda b, t: b.x_buy[t] + b.x_p2v[t] <= 1)
+    _register(
+        top,
+        [(b.x_buy, b.buy_kw), (b.x_sell, b.sell_kw), (b.x_p2v, b.p2v_kw)],
+        [(b.x_buy, b.x_sell), (b.x_buy, b.x_p2v)],
+    )
+    return b
+
+
+def add_ev_charger(
+    top: pyo.Block, horizon: Horizon, away: np.ndarray, buy_max_kw: float, p2v_max_kw: float
+) -> pyo.Block:
+    """Charging from retail and P2V while plugged (Eqs 25, 28, 29).
+
+    buy_t + p2v_t = ch_t, buy_t ≤ Bmax·A_t, p2v_t ≤ L_t·A_t, with A_t = 0 on a trip.
+    The battery block must already exist on ``top``.
+    """
+    T = range(horizon.periods)
+    plugged = [0.0 if away[t] else 1.0 for t in T]
+    limit = add_p2v_limit(top, horizon, p2v_max_kw)
+    top.grid = b = pyo.Block()
+    b.buy_kw = pyo.Var(T, bounds=(0, buy_max_kw))
+    b.p2v_kw = pyo.Var(T, bounds=(0, p2v_max_kw))
+    b.buy_plugged = pyo.Constraint(T, rule=lambda b, t: b.buy_kw[t] <= buy_max_kw * plugged[t])
+    b.p2v_plugged = pyo.Constraint(T, rule=lambda b, t: b.p2v_kw[t] <= limit[t] * plugged[t])
+    b.feeds = pyo.Constraint(
+        T, rule=lambda b, t: b.buy_kw[t] + b.p2v_kw[t] == top.battery.ch_kw[t]
+    )
+    return b

@@ -1,0 +1,158 @@
+"""Persistent HiGHS solves of agent models (and of any model built from agent blocks).
+
+Build (``define_*``) → persistent HiGHS instance (limits are mutable parameters, so a
+new limit only rewrites coefficients) → solve → extract a typed ``Schedule``.
+
+A solve first runs the LP relaxation. Its optimum is a lower bound of the MILP; if
+setting every binary to 1 exactly where its flow is positive also satisfies every
+exclusion ``x_a + x_b ≤ 1``, that LP solution is feasible for the MILP and therefore
+MILP-optimal. Otherwise the MILP is solved by branch and bound.
+"""
+
+from __future__ import annotations
+
+import time
+
+import highspy
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.contrib.solver.solvers.highs import Highs
+
+from agents.data import EVData, ProsumerData, Schedule
+from agents.diagnose import explain_infeasible
+from agents.formulations import define_ev, define_prosumer, flow_components
+
+FLOW_ON_KW = 1e-9  # a flow above this counts as "on" when the LP relaxation is checked
+OPTIMAL = highspy.HighsModelStatus.kOptimal
+INFEASIBLE = (highspy.HighsModelStatus.kInfeasible,
+              highspy.HighsModelStatus.kUnboundedOrInfeasible)
+
+
+class AgentInfeasible(RuntimeError):
+    """The agent's day cannot be planned; the message names the agent and the reason."""
+
+
+class AgentSolveError(RuntimeError):
+    """The solver stopped without an optimal plan (time limit, numerical trouble)."""
+
+
+class PersistentMILP:
+    """A Pyomo model held in HiGHS, solved LP-first (see module docstring)."""
+
+    def __init__(self, model: pyo.Block, mip_rel_gap: float = 1e-6,
+                 time_limit_s: float = 60.0, threads: int = 1):
+        self._opt = Highs()
+        self._opt.set_instance(model)
+        self.highs = h = self._opt._solver_model
+        for key, value in (("output_flag", False), ("threads", threads),
+                           ("mip_rel_gap", mip_rel_gap), ("time_limit", time_limit_s)):
+            h.setOptionValue(key, value)
+        indicators, exclusive = [], []
+        for blk in model.block_data_objects():
+            indicators += getattr(blk, "indicators", [])
+            exclusive += getattr(blk, "exclusive", [])
+        row = {id(x): k for k, (x, _) in enumerate(indicators)}
+        self._flows = [self.columns(f) for _, f in indicators]
+        self._exclusive = [(row[id(a)], row[id(b)]) for a, b in exclusive]
+        self._binaries = np.concatenate(
+            [self.columns(x) for x, _ in indicators] or [np.empty(0, np.int32)]
+        ).astype(np.int32)
+
+    def columns(self, var: pyo.Var) -> np.ndarray:
+        """HiGHS column indices of an indexed variable, in index order."""
+        vmap = self._opt._pyomo_var_to_solver_var_map
+        return np.array([vmap[id(var[t])] for t in sorted(var.keys())], dtype=np.int32)
+
+    def update_parameters(self) -> None:
+        self._opt.update_parameters()
+
+    def solve(self, lp_first: bool = True) -> tuple[object, str]:
+        """Solve; return the HiGHS model status and the method that proved optimality."""
+        if not len(self._binaries):
+            return self._run(relax=False), "lp"
+        if lp_first and self._run(relax=True) == OPTIMAL and self._lp_is_milp_feasible():
+            return OPTIMAL, "lp"
+        return self._run(relax=False), "milp"
+
+    def _run(self, relax: bool):
+        if len(self._binaries):
+            kind = highspy.HighsVarType.kContinuous if relax else highspy.HighsVarType.kInteger
+            n = len(self._binaries)
+            self.highs.changeColsIntegrality(n, self._binaries, np.full(n, kind))
+        self.highs.run()
+        return self.highs.getModelStatus()
+
+    def _lp_is_milp_feasible(self) -> bool:
+        x = np.asarray(self.highs.getSolution().col_value)
+        on = [x[cols] > FLOW_ON_KW for cols in self._flows]
+        return not any(np.any(on[a] & on[b]) for a, b in self._exclusive)
+
+    def values(self, cols: np.ndarray) -> np.ndarray:
+        return np.asarray(self.highs.getSolution().col_value)[cols]
+
+    def objective(self) -> float:
+        return float(self.highs.getInfo().objective_function_value)
+
+    def status_text(self, status) -> str:
+        return self.highs.modelStatusToString(status)
+
+
+def schedule_from_values(data: ProsumerData | EVData, values: dict[str, np.ndarray],
+                         objective_eur: float, method: str, seconds: float) -> Schedule:
+    """A Schedule from per-variable value arrays (keys as in ``flow_components``)."""
+    flows = {k: np.clip(v, 0.0, None) for k, v in values.items()}
+    soc = flows.pop("soc_kwh", None)
+    kind = agent_kind(data)
+    if kind == "prosumer":
+        flows["load_kw"] = np.asarray(data.load_kw, float)
+    return Schedule(agent=data.name, kind=kind, status="optimal", objective_eur=objective_eur,
+                    method=method, solve_time_s=seconds, flows_kw=flows, soc_kwh=soc)
+
+
+def agent_kind(data: ProsumerData | EVData) -> str:
+    return "prosumer" if isinstance(data, ProsumerData) else "ev"
+
+
+def define_agent(block: pyo.Block, data: ProsumerData | EVData) -> pyo.Block:
+    """Fill ``block`` with the agent's constraints and ``cost_eur`` expression."""
+    return (define_prosumer if isinstance(data, ProsumerData) else define_ev)(block, data)
+
+
+class AgentModel:
+    """One agent's MILP, built once per day and re-solved as its P2V limit changes."""
+
+    def __init__(self, data: ProsumerData | EVData, mip_rel_gap: float = 1e-6,
+                 time_limit_s: float = 60.0):
+        self.data, self.kind = data, agent_kind(data)
+        self.m = m = pyo.ConcreteModel(name=data.name)
+        define_agent(m, data)
+        m.obj = pyo.Objective(expr=m.cost_eur)
+        self.solver = PersistentMILP(m, mip_rel_gap, time_limit_s)
+        self._cols = {k: self.solver.columns(v) for k, v in flow_components(m).items()}
+
+    @property
+    def name(self) -> str:
+        return self.data.name
+
+    def set_p2v_limit(self, limit_kw) -> None:
+        """Set the coordinator's per-period P2V limit (kW) and push it to HiGHS."""
+        param = self.m.p2v_limit_kw
+        for t, value in enumerate(np.broadcast_to(limit_kw, (self.data.horizon.periods,))):
+            param[t] = float(value)
+        self.solver.update_parameters()
+
+    def p2v_limit_kw(self) -> np.ndarray:
+        return np.array([pyo.value(self.m.p2v_limit_kw[t]) for t in self.m.p2v_limit_kw])
+
+    def solve(self, lp_first: bool = True) -> Schedule:
+        """Solve for the current limits; raise AgentInfeasible or AgentSolveError."""
+        start = time.perf_counter()
+        status, method = self.solver.solve(lp_first)
+        if status in INFEASIBLE:
+            raise AgentInfeasible(explain_infeasible(self.data))
+        if status != OPTIMAL:
+            raise AgentSolveError(f"{self.kind} {self.name}: solver stopped with status "
+                                  f"{self.solver.status_text(status)}")
+        values = {k: self.solver.values(c) for k, c in self._cols.items()}
+        return schedule_from_values(self.data, values, self.solver.objective(), method,
+                                    time.perf_counter() - start)
