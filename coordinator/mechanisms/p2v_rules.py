@@ -1,0 +1,156 @@
+"""The four-rule iterative prosumer-to-vehicle market (MODELS.md §A, Eqs 34–39).
+
+Sellers are prosumers, buyers are EVs; each round they answer the coordinator's
+per-period limits with offers (P2V quantities). With S_t = Σ_p p2v_pt and
+B_t = Σ_v p2v_vt, the error is Σ_t |S_t − B_t| (Eq. 35). While it exceeds the
+tolerance, round r applies rule r (at most ``max_rounds`` rounds):
+
+1. buyer limit  L_vt := L_vt if S_t > 0 else 0
+2. seller limit L_pt := L_pt if B_t > 0 else 0
+3. buyer limit  L_vt := S_t · p2v_vt / B_t   (supply shared pro rata; 0 where B_t = 0)
+4. seller limit L_pt := B_t · p2v_pt / S_t   (demand shared pro rata; 0 where S_t = 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from coordinator.protocol import ClearingBody, OfferBody, RegisterBody, SignalBody
+
+
+@dataclass(frozen=True)
+class P2VParams:
+    tolerance_kw: float = 0.001
+    max_rounds: int = 5
+    price_eur_per_kwh: float = 0.0686
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What one round saw: totals over the day (kW summed over periods, as Eq. 35)."""
+
+    round: int
+    error_kw: float
+    sold_kw: np.ndarray
+    bought_kw: np.ndarray
+    rule: int | None
+    limits_changed: int  # agent-periods whose limit this round's rule changed
+
+
+@dataclass
+class P2VState:
+    sides: dict[str, str]
+    limits_kw: dict[str, np.ndarray]
+    periods: int
+    round: int = 0
+    converged: bool = False
+    records: list[RoundRecord] = field(default_factory=list)
+    last_offers: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    safe = np.where(den > 0, den, 1.0)
+    return np.where(den > 0, num / safe, 0.0)
+
+
+def _rule1(L, q, S, B):
+    return np.where(S > 0, L, 0.0)
+
+
+def _rule2(L, q, S, B):
+    return np.where(B > 0, L, 0.0)
+
+
+def _rule3(L, q, S, B):
+    return S * _ratio(q, B)
+
+
+def _rule4(L, q, S, B):
+    return B * _ratio(q, S)
+
+
+# rule number -> (side it limits, update(L, own quantity, S, B))
+RULES: dict[int, tuple[str, Callable]] = {
+    1: ("buyer", _rule1), 2: ("seller", _rule2), 3: ("buyer", _rule3), 4: ("seller", _rule4),
+}
+
+
+def totals(quantities: Mapping[str, np.ndarray], sides: Mapping[str, str], periods: int):
+    """S_t and B_t: the per-period sums of sellers' and buyers' quantities."""
+    S, B = np.zeros(periods), np.zeros(periods)
+    for name, q in quantities.items():
+        if sides[name] == "seller":
+            S += q
+        else:
+            B += q
+    return S, B
+
+
+def init_p2v(roster: Mapping[str, RegisterBody], params: P2VParams):
+    """First signals: every agent may trade up to its connection limit in every period."""
+    state = P2VState(
+        sides={n: r.side for n, r in roster.items()},
+        limits_kw={n: np.full(r.periods, r.p2v_max_kw) for n, r in roster.items()},
+        periods=next(iter(roster.values())).periods if roster else 0,
+    )
+    return _signals(state.limits_kw), state
+
+
+def _signals(limits: Mapping[str, np.ndarray]) -> dict[str, SignalBody]:
+    return {n: SignalBody(p2v_limit_kw=lim.tolist()) for n, lim in limits.items()}
+
+
+def offered(offers: Mapping[str, OfferBody], state: P2VState) -> dict[str, np.ndarray]:
+    """Offered quantities by agent; an agent that did not answer offers nothing."""
+    zero = np.zeros(state.periods)
+    return {n: np.asarray(offers[n].p2v_kw, float) if n in offers else zero for n in state.sides}
+
+
+def p2v_rules(offers: Mapping[str, OfferBody], state: P2VState, params: P2VParams):
+    """One coordinator step: record the round, stop or apply the next rule.
+
+    Returns ``(signals, state, done)``; ``signals`` holds only the changed limits.
+    """
+    q = offered(offers, state)
+    S, B = totals(q, state.sides, state.periods)
+    state.round += 1
+    state.last_offers = q
+    error = float(np.abs(S - B).sum())
+    state.converged = error <= params.tolerance_kw
+    done = state.converged or state.round >= params.max_rounds
+    rule = None if done else (state.round - 1) % len(RULES) + 1
+    changed, n_changed = {}, 0
+    if rule is not None:
+        side, update = RULES[rule]
+        for name in (n for n, s in state.sides.items() if s == side):
+            new = update(state.limits_kw[name], q[name], S, B)
+            diff = int(np.count_nonzero(new != state.limits_kw[name]))
+            if diff:
+                changed[name], n_changed = new, n_changed + diff
+        state.limits_kw.update(changed)
+    state.records.append(RoundRecord(state.round, error, S, B, rule, n_changed))
+    return _signals(changed), state, done
+
+
+def settle_p2v(state: P2VState, params: P2VParams) -> dict[str, ClearingBody]:
+    """Final quantities from the last offers, balanced in every period.
+
+    Where sellers offered more than buyers took (S_t > B_t), every seller's sale is
+    scaled by B_t / S_t and the rest goes to the retailer at the feed-in tariff; where
+    buyers wanted more (B_t > S_t), every buyer's purchase is scaled by S_t / B_t and the
+    rest is bought from the retailer at the time-of-use tariff. ``residual_kw`` is that
+    rest for each agent.
+    """
+    S, B = totals(state.last_offers, state.sides, state.periods)
+    matched = np.minimum(S, B)
+    price = [params.price_eur_per_kwh] * state.periods
+    out = {}
+    for name, q in state.last_offers.items():
+        total = S if state.sides[name] == "seller" else B
+        cleared = q * _ratio(matched, total)
+        out[name] = ClearingBody(p2v_kw=cleared.tolist(), residual_kw=np.clip(q - cleared, 0, None).tolist(),
+                                 price_eur_per_kwh=price, converged=state.converged)
+    return out
