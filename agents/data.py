@@ -85,6 +85,7 @@ class Schedule:
     solve_time_s: float
     flows_kw: dict[str, np.ndarray] = field(default_factory=dict)
     soc_kwh: np.ndarray | None = None
+    cost_eur: np.ndarray | None = None  # per period, the fixed cost spread evenly
 
     @property
     def p2v_kw(self) -> np.ndarray:

@@ -112,7 +112,7 @@ def offered(offers: Mapping[str, OfferBody], state: P2VState) -> dict[str, np.nd
 def p2v_rules(offers: Mapping[str, OfferBody], state: P2VState, params: P2VParams):
     """One coordinator step: record the round, stop or apply the next rule.
 
-    Returns ``(signals, state, done)``; ``signals`` holds only the changed limits.
+    Returns ``(signals, state, done)``: every agent's limits for the next round.
     """
     q = offered(offers, state)
     S, B = totals(q, state.sides, state.periods)
@@ -132,7 +132,7 @@ def p2v_rules(offers: Mapping[str, OfferBody], state: P2VState, params: P2VParam
                 changed[name], n_changed = new, n_changed + diff
         state.limits_kw.update(changed)
     state.records.append(RoundRecord(state.round, error, S, B, rule, n_changed))
-    return _signals(changed), state, done
+    return _signals(state.limits_kw), state, done
 
 
 def settle_p2v(state: P2VState, params: P2VParams) -> dict[str, ClearingBody]:
