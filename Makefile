@@ -1,0 +1,36 @@
+# lemgrid — every target installs into its own virtual environment first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SCENARIO ?= faia2021
+OUT ?= results/$(SCENARIO)
+
+.PHONY: install run test bench lint schema clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/lemgrid run $(SCENARIO) --out $(OUT)
+
+# pytest exits 5 when it collects no tests; make treats that as a failure too.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/lemgrid bench $(SCENARIO) --out bench.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check agents coordinator grid scenarios tests
+
+schema: $(STAMP)
+	$(BIN)/python -m scenarios.schema
+
+clean:
+	rm -rf $(VENV) results bench.json
