@@ -1,0 +1,120 @@
+"""``lemgrid bench``: decentralized vs centralized on one scenario, with the paper's
+reference values (Faia et al. 2021, scenario B) printed beside ours."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agents.solver import agent_kind
+from scenarios.community import build_community, p2v_price
+from scenarios.runtime import DayResult, run_centralized, run_decentralized
+
+# Faia et al. 2021 (seed 000), scenario B.
+PAPER = {"gap_pct": 0.15, "prosumer_mean_vs_central_pct": -2.04,
+         "ev_mean_vs_central_pct": 1.45, "central_over_critical_path": 144.0, "rounds": 5}
+GOALS = {"gap_pct": "≤ 0.5", "agent_solve_median_ms": "≤ 20"}
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}"}
+
+
+def _costs(result: DayResult, community) -> dict:
+    kinds = {d.name: agent_kind(d) for d in community}
+    per = {n: float(np.sum(s.cost_eur)) for n, s in result.schedules.items()}
+    mean = {k: statistics.fmean(v for n, v in per.items() if kinds[n] == k)
+            for k in ("prosumer", "ev")}
+    return {"total": sum(per.values()), **mean}
+
+
+def one_run(s, with_central: bool) -> dict:
+    community = build_community(s)
+    t0 = time.perf_counter()
+    dec = run_decentralized(s, community, p2v_price(s))
+    dec_wall = time.perf_counter() - t0
+    row = {"dec": _costs(dec, community), "dec_wall_s": dec_wall, "rounds": len(dec.rounds),
+           "converged": dec.converged, "critical_path_s": dec.critical_path_s,
+           "solve_times_s": dec.solve_times_s,
+           "error_kw": [r.record.error_kw for r in dec.rounds]}
+    if with_central:
+        t0 = time.perf_counter()
+        cen = run_centralized(s, community)
+        row |= {"cen": _costs(cen, community), "cen_wall_s": time.perf_counter() - t0,
+                "cen_solve_s": cen.market_s}
+    return row
+
+
+def _pct(a: float, b: float) -> float:
+    return 100.0 * (a - b) / abs(b)
+
+
+def metrics(runs: list[dict]) -> dict[str, list[float]]:
+    """Each benchmark figure, one value per run."""
+    out: dict[str, list[float]] = {}
+
+    def put(key, value):
+        out.setdefault(key, []).append(float(value))
+
+    for r in runs:
+        times = np.array(r["solve_times_s"]) * 1e3
+        put("agent_solve_median_ms", np.median(times))
+        put("agent_solve_p95_ms", np.percentile(times, 95))
+        put("rounds", r["rounds"])
+        put("final_error_kw", r["error_kw"][-1])
+        put("decentralized_total_eur", r["dec"]["total"])
+        put("decentralized_wall_s", r["dec_wall_s"])
+        put("critical_path_s", r["critical_path_s"])
+        if "cen" in r:
+            put("centralized_total_eur", r["cen"]["total"])
+            put("gap_pct", _pct(r["dec"]["total"], r["cen"]["total"]))
+            put("prosumer_mean_vs_central_pct", _pct(r["dec"]["prosumer"], r["cen"]["prosumer"]))
+            put("ev_mean_vs_central_pct", _pct(r["dec"]["ev"], r["cen"]["ev"]))
+            put("centralized_wall_s", r["cen_wall_s"])
+            put("central_over_critical_path", r["cen_solve_s"] / r["critical_path_s"])
+    return out
+
+
+def table(stats: dict[str, list[float]]) -> list[str]:
+    lines = [f"{'metric':<32} {'median':>12} {'min':>12} {'max':>12}  paper / goal"]
+    for key, values in stats.items():
+        ref = PAPER.get(key, GOALS.get(key, ""))
+        lines.append(f"{key:<32} {statistics.median(values):>12.4f} {min(values):>12.4f} "
+                     f"{max(values):>12.4f}  {ref}")
+    return lines
+
+
+def run_bench(args) -> int:
+    from scenarios.cli import resolve_scenario
+    from scenarios.schema import load_scenario
+
+    name = "tiny" if args.quick else (args.scenario or "faia2021")
+    runs_n = 1 if args.quick else args.runs
+    s = load_scenario(resolve_scenario(name))
+    runs = [one_run(s, with_central=True) for _ in range(runs_n)]
+    stats = metrics(runs)
+    info = machine()
+    print(f"lemgrid bench: {s.name}, {runs_n} run(s); machine: {info['cpu']}, "
+          f"{info['cores']} cores, Python {info['python']}")
+    print("\n".join(table(stats)))
+    report = {"scenario": s.name, "runs": runs_n, "machine": info, "paper": PAPER,
+              "metrics": {k: {"median": statistics.median(v), "min": min(v), "max": max(v),
+                              "values": v} for k, v in stats.items()}}
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written: {args.out}")
+    return 0

@@ -1,0 +1,334 @@
+"""The scenario schema: one strict pydantic model; ``scenario.schema.json`` is generated
+from it (``python -m scenarios.schema``) and checked in.
+
+Unknown keys are errors. Loading reports every problem as one line naming the file,
+the field path, what is wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from scenarios.catalog import BATTERY_TYPES, EV_MODELS
+
+SCHEMA_PATH = Path(__file__).with_name("scenario.schema.json")
+HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="time as HH:MM")]
+NonNeg = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Uniform(Strict):
+    """A value drawn uniformly from [lo, hi] with the scenario's seed."""
+
+    uniform: tuple[float, float]
+
+
+class Choice(Strict):
+    """A key drawn independently for each agent with the given weights."""
+
+    choice: dict[str, NonNeg] = Field(min_length=1)
+
+
+class Counts(Strict):
+    """Exactly ``n`` agents get each key; which agents is shuffled with the seed."""
+
+    counts: dict[str, Annotated[int, Field(ge=0)]] = Field(min_length=1)
+
+
+class Horizon(Strict):
+    periods: int = Field(96, gt=0)
+    period_minutes: int = Field(15, gt=0)
+    days: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_day(self):
+        if self.periods * self.period_minutes != 1440:
+            raise ValueError(f"periods × period_minutes must be 1440 (one day), got "
+                             f"{self.periods} × {self.period_minutes}")
+        return self
+
+
+class TimeOfUse(Strict):
+    """Two-rate tariff: peak price in [peak_start, peak_end), off-peak otherwise."""
+
+    off_peak_eur_per_kwh: NonNeg = 0.0922
+    peak_eur_per_kwh: NonNeg = 0.1838
+    peak_start: HHMM = "08:15"
+    peak_end: HHMM = "22:15"
+
+
+class P2VPrice(Strict):
+    """``midpoint``: (lowest time-of-use price + feed-in)/2; ``fixed``: ``value``."""
+
+    rule: Literal["midpoint", "fixed"] = "midpoint"
+    value_eur_per_kwh: NonNeg | None = None
+
+    @model_validator(mode="after")
+    def _value_for_fixed(self):
+        if (self.rule == "fixed") != (self.value_eur_per_kwh is not None):
+            raise ValueError("value_eur_per_kwh is required with rule 'fixed' and only then")
+        return self
+
+
+class Tariffs(Strict):
+    time_of_use: TimeOfUse = TimeOfUse()
+    feed_in_eur_per_kwh: NonNeg = 0.045
+    p2v_price: P2VPrice = P2VPrice()
+    export_fraction: Fraction = Field(0.5, description="export limit ÷ contracted power")
+    fixed_eur_per_day: dict[str, NonNeg] = Field(
+        default_factory=dict, description="daily fixed cost by contracted power (kVA)")
+
+
+class Market(Strict):
+    mechanism: Literal["p2v_rules"] = "p2v_rules"
+    mode: Literal["decentralized", "centralized"] = "decentralized"
+    p2v: bool = Field(True, description="false: retail and export only (scenario A)")
+    tolerance_kw: NonNeg = 0.001
+    max_rounds: int = Field(5, ge=1)
+
+
+class Solver(Strict):
+    mip_rel_gap: NonNeg = 1e-6
+    time_limit_s: float = Field(60.0, gt=0)
+    lp_first: bool = True
+    centralized_mip_rel_gap: NonNeg = 1e-6
+    centralized_time_limit_s: float = Field(900.0, gt=0)
+    centralized_threads: int = Field(2, ge=1)
+
+
+class LoadProfile(Strict):
+    total_kwh: NonNeg | None = Field(None, description="sum over the template's agents")
+    mean_kwh: NonNeg = 40.0
+
+
+class PVProfile(Strict):
+    total_kwh: NonNeg | None = None
+    total_installed_kw: NonNeg | None = None
+    mean_installed_kw: NonNeg = 5.0
+    yield_kwh_per_kw: NonNeg = 5.7
+
+
+class Trips(Strict):
+    away_periods_total: int | None = Field(None, ge=0, description="EV-periods on the road")
+    peak_count: int | None = Field(None, ge=0)
+    first_away: HHMM = "06:15"
+    last_away: HHMM = "23:30"
+    peak_times: list[HHMM] = ["08:15", "19:45"]
+    mean_speed_km_per_h: NonNeg = 30.0
+    mean_away_periods: NonNeg = 19.5
+
+
+KeyDist = str | Choice | Counts
+NumDist = float | Uniform
+
+
+class ProsumerTemplate(Strict):
+    kind: Literal["prosumer"]
+    count: int = Field(gt=0)
+    name_prefix: str = "p"
+    battery: KeyDist | None = Field(None, description="battery type key(s); null: none")
+    contracted_kva: KeyDist
+    battery_initial_soc: Fraction | Uniform = 0.5
+    battery_end_soc_min: Fraction | None = Field(None, description="null: the initial SoC")
+    load: LoadProfile = LoadProfile()
+    pv: PVProfile = PVProfile()
+
+
+class EVTemplate(Strict):
+    kind: Literal["ev"]
+    count: int = Field(gt=0)
+    name_prefix: str = "ev"
+    model: KeyDist
+    contracted_kva: KeyDist
+    initial_soc: Fraction | Uniform = 0.6
+    end_soc_min: Fraction | None = Field(None, description="null: the initial SoC")
+    trips: Trips = Trips()
+
+
+class ExplicitProsumer(Strict):
+    kind: Literal["prosumer"]
+    name: str
+    load_kw: list[NonNeg]
+    pv_kw: list[NonNeg]
+    battery: str | None = None
+    contracted_kva: str
+    battery_initial_soc: Fraction = 0.5
+    battery_end_soc_min: Fraction | None = None
+
+
+class ExplicitEV(Strict):
+    kind: Literal["ev"]
+    name: str
+    model: str
+    away: list[bool]
+    trip_kwh: list[NonNeg]
+    contracted_kva: str
+    initial_soc: Fraction = 0.6
+    end_soc_min: Fraction | None = None
+
+
+Template = Annotated[ProsumerTemplate | EVTemplate, Field(discriminator="kind")]
+Explicit = Annotated[ExplicitProsumer | ExplicitEV, Field(discriminator="kind")]
+
+
+class Scenario(Strict):
+    name: str
+    description: str = ""
+    seed: int = Field(ge=0)
+    horizon: Horizon = Horizon()
+    tariffs: Tariffs = Tariffs()
+    market: Market = Market()
+    solver: Solver = Solver()
+    templates: list[Template] = []
+    agents: list[Explicit] = []
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        problems = [*_check_keys(self), *_check_lengths(self)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _keys(dist) -> list[str]:
+    if dist is None:
+        return []
+    if isinstance(dist, str):
+        return [dist]
+    return list(dist.choice if isinstance(dist, Choice) else dist.counts)
+
+
+def _check_keys(s: Scenario) -> list[str]:
+    kva = set(s.tariffs.fixed_eur_per_day)
+    out = []
+    for where, items in (("templates", s.templates), ("agents", s.agents)):
+        for i, a in enumerate(items):
+            equipment = a.battery if a.kind == "prosumer" else a.model
+            known = BATTERY_TYPES if a.kind == "prosumer" else EV_MODELS
+            for key in _keys(equipment):
+                if key not in known:
+                    out.append(f"{where}.{i}: unknown {'battery' if a.kind == 'prosumer' else 'EV model'} "
+                               f"{key!r}; allowed: {', '.join(known)}")
+            for key in _keys(a.contracted_kva):
+                if key not in kva:
+                    out.append(f"{where}.{i}.contracted_kva: {key!r} has no entry in "
+                               f"tariffs.fixed_eur_per_day; allowed: {', '.join(kva) or 'none'}")
+            for field in ("battery", "model", "contracted_kva"):
+                dist = getattr(a, field, None)
+                if isinstance(dist, Counts) and sum(dist.counts.values()) != a.count:
+                    out.append(f"{where}.{i}.{field}.counts: add up to "
+                               f"{sum(dist.counts.values())}, must equal count {a.count}")
+    return out
+
+
+def _check_lengths(s: Scenario) -> list[str]:
+    out, seen = [], set()
+    for i, a in enumerate(s.agents):
+        arrays = ("load_kw", "pv_kw") if a.kind == "prosumer" else ("away", "trip_kwh")
+        for field in arrays:
+            n = len(getattr(a, field))
+            if n != s.horizon.periods:
+                out.append(f"agents.{i}.{field}: has {n} values, must have "
+                           f"horizon.periods = {s.horizon.periods}")
+        if a.name in seen:
+            out.append(f"agents.{i}.name: {a.name!r} is used twice")
+        seen.add(a.name)
+    return out
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; ``lines`` holds one message per problem."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _allowed_keys(loc: tuple) -> str:
+    """The keys the schema allows at ``loc`` (for 'unknown key' messages)."""
+    schema = json.loads(SCHEMA_PATH.read_text()) if SCHEMA_PATH.exists() else {}
+    node, defs = schema, schema.get("$defs", {})
+    for part in loc[:-1]:
+        node = _resolve(node, defs)
+        if isinstance(part, int):
+            node = node.get("items", {})
+        elif part in node.get("properties", {}):
+            node = node["properties"][part]
+        else:
+            options = [_resolve(o, defs) for o in node.get("anyOf", node.get("oneOf", []))]
+            node = next((o["properties"][part] for o in options
+                         if part in o.get("properties", {})), {})
+    node = _resolve(node, defs)
+    return ", ".join(node.get("properties", {})) or "see scenario.schema.json"
+
+
+def _resolve(node: dict, defs: dict) -> dict:
+    while "$ref" in node:
+        node = defs[node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def _format(exc: ValidationError, source: str) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not re.fullmatch(r"[A-Z]\w*|str|float|function.*",
+                                                               str(p)))
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key; allowed: {_allowed_keys(loc)}"
+        for part in msg.split("; ") if err["type"] == "value_error" else [msg]:
+            lines.append(f"{source}: {path}: {part}")
+    return list(dict.fromkeys(lines))
+
+
+def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
+    """Apply ``key.path=value`` settings (value parsed as YAML) to a raw scenario."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ScenarioError([f"{source}: --set {item!r}: expected key.path=value"])
+        node = raw
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+            if node is None:
+                raise ScenarioError([f"{source}: --set {key}: {part!r} is not a section"])
+        node[last] = yaml.safe_load(text)
+    return raw
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read, override and validate a scenario file; raise ScenarioError on any problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ScenarioError([f"{path}: cannot read ({exc.strerror})"]) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError([f"{path}: not valid YAML ({str(exc).splitlines()[0]})"]) from None
+    if not isinstance(raw, dict):
+        raise ScenarioError([f"{path}: a scenario must be a mapping of keys to values"])
+    raw = apply_overrides(raw, overrides or [], str(path))
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(_format(exc, str(path))) from None
+
+
+def json_schema() -> dict:
+    return Scenario.model_json_schema()
+
+
+if __name__ == "__main__":
+    SCHEMA_PATH.write_text(json.dumps(json_schema(), indent=2) + "\n")
