@@ -21,28 +21,37 @@ def _battery_bounds(kind: str, name: str, b: BatterySpec) -> str | None:
     return None
 
 
-def _explain_ev(d: EVData) -> str:
+def greedy_energy_kwh(d: EVData) -> np.ndarray:
+    """Energy on board after each period when the EV charges at full power whenever it
+    is plugged (capacity and trips respected, the floor ignored): an upper bound."""
     b, h = d.battery, d.horizon.period_h
-    power = min(b.charge_max_kw, d.buy_max_kw + d.p2v_max_kw)
-    energy, trip_start, held = b.e0_kwh, None, b.e0_kwh
+    gain = h * b.eta_charge * min(b.charge_max_kw, d.buy_max_kw + d.p2v_max_kw)
+    energy, out = b.e0_kwh, np.empty(d.horizon.periods)
     for t in range(d.horizon.periods):
-        if d.away[t] and trip_start is None:
-            trip_start, held = t, energy
-        elif not d.away[t]:
-            trip_start = None
-            energy = min(b.capacity_kwh, energy + h * b.eta_charge * power)
+        if not d.away[t]:
+            energy = min(b.capacity_kwh, energy + gain)
         energy -= float(d.trip_kwh[t])
-        if energy < b.soc_min_kwh - 1e-9:
-            start = trip_start if trip_start is not None else t
-            end = start
-            while end + 1 < d.horizon.periods and d.away[end + 1]:
-                end += 1
-            need = float(np.sum(d.trip_kwh[start:end + 1])) + b.soc_min_kwh
-            return (f"EV {d.name}: trips need {need:.1f} kWh, battery can hold at most "
-                    f"{held:.1f} kWh before {d.horizon.label(start)}")
-    if energy < b.e_end_min_kwh - 1e-9:
+        out[t] = energy
+    return out
+
+
+def _explain_ev(d: EVData) -> str:
+    b, n = d.battery, d.horizon.periods
+    energy = greedy_energy_kwh(d)
+    low = np.nonzero(energy < b.soc_min_kwh - 1e-9)[0]
+    if low.size:
+        start = end = int(low[0])
+        while start > 0 and d.away[start - 1]:
+            start -= 1
+        while end + 1 < n and d.away[end + 1]:
+            end += 1
+        held = energy[start - 1] if start > 0 else b.e0_kwh
+        need = float(np.sum(d.trip_kwh[start:end + 1])) + b.soc_min_kwh
+        return (f"EV {d.name}: trips need {need:.1f} kWh, battery can hold at most "
+                f"{held:.1f} kWh before {d.horizon.label(start)}")
+    if energy[-1] < b.e_end_min_kwh - 1e-9:
         return (f"EV {d.name}: the day must end with {b.e_end_min_kwh:.1f} kWh but at most "
-                f"{energy:.1f} kWh can be charged by the end of the day")
+                f"{energy[-1]:.1f} kWh can be charged by the end of the day")
     return f"EV {d.name}: no feasible charging plan under the current limits"
 
 

@@ -11,8 +11,15 @@ import numpy as np
 
 from agents.data import EVData, ProsumerData, Schedule
 from agents.solver import AgentModel
-from coordinator.protocol import (Clearing, ClearingBody, Offer, OfferBody, Register,
-                                  RegisterBody, Signal)
+from coordinator.protocol import (
+    Clearing,
+    ClearingBody,
+    Offer,
+    OfferBody,
+    Register,
+    RegisterBody,
+    Signal,
+)
 
 
 def period_costs_eur(data: ProsumerData | EVData, flows: dict[str, np.ndarray]) -> np.ndarray:

@@ -6,13 +6,24 @@ template never changes the agents of the others.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
+from agents.diagnose import greedy_energy_kwh
 from scenarios.catalog import BATTERY_TYPES, EV_MODELS
 from scenarios.profiles import generate_ev_trips, generate_prosumers, period_index
-from scenarios.schema import (Choice, Counts, EVTemplate, ExplicitEV, ExplicitProsumer,
-                              ProsumerTemplate, Scenario, Uniform)
+from scenarios.schema import (
+    Choice,
+    Counts,
+    EVTemplate,
+    ExplicitEV,
+    ExplicitProsumer,
+    ProsumerTemplate,
+    Scenario,
+    Uniform,
+)
 
 EV_SOC_MIN_FRAC = 0.10  # RECON: an EV is never driven below 10 % of its usable capacity
 
@@ -86,9 +97,15 @@ def _prosumer(s: Scenario, name, kva, load, pv, battery) -> ProsumerData:
 
 
 def _ev(s: Scenario, name, kva, model, away, trip_kwh, battery) -> EVData:
+    """An EV whose end-of-day target is capped at what it can recharge before midnight
+    (RECON: an EV back from its last trip at 23:45 cannot refill its battery that day)."""
     p2v_max = battery.charge_max_kw if s.market.p2v else 0.0
-    return EVData(name, horizon_of(s), tariff_for(s, kva), np.asarray(away, bool),
-                  np.asarray(trip_kwh, float), battery, buy_max_kw=float(kva), p2v_max_kw=p2v_max)
+    d = EVData(name, horizon_of(s), tariff_for(s, kva), np.asarray(away, bool),
+               np.asarray(trip_kwh, float), battery, buy_max_kw=float(kva), p2v_max_kw=p2v_max)
+    reachable = float(greedy_energy_kwh(replace(d, p2v_max_kw=0.0))[-1])
+    if reachable < battery.e_end_min_kwh:
+        d = replace(d, battery=replace(battery, e_end_min_kwh=max(reachable, battery.soc_min_kwh)))
+    return d
 
 
 def _from_prosumer_template(s: Scenario, tpl: ProsumerTemplate, rng) -> list[ProsumerData]:

@@ -36,8 +36,9 @@ def write_report(out: Path, summary: dict, result) -> Path:
              "| key | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary_rows(summary)]
     if result.rounds:
-        lines += ["", "## Convergence", "", "| round | error kW | sold kW | bought kW | "
-                  "rule applied | limits changed | slowest agent s |", "|---|---|---|---|---|---|---|"]
+        header = ("| round | error kW | sold kW | bought kW | rule applied | limits changed "
+                  "| slowest agent s |")
+        lines += ["", "## Convergence", "", header, "|---|---|---|---|---|---|---|"]
         for r in result.rounds:
             rec = r.record
             lines.append(f"| {rec.round} | {rec.error_kw:.4f} | {rec.sold_kw.sum():.3f} | "

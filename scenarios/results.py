@@ -45,7 +45,8 @@ def market_frame(result: DayResult, agents: pd.DataFrame, price: float, periods:
                                                                        fill_value=0.0)
     rows = []
     records = [r.record for r in result.rounds] or [None]
-    for rec in records:
+    for i, rec in enumerate(records):
+        final = settled.to_numpy() if i == len(records) - 1 else np.full(periods, np.nan)
         sold = rec.sold_kw if rec else settled.to_numpy()
         bought = rec.bought_kw if rec else settled.to_numpy()
         rows.append(pd.DataFrame({
@@ -54,11 +55,8 @@ def market_frame(result: DayResult, agents: pd.DataFrame, price: float, periods:
             "matched_kw": np.minimum(sold, bought), "error_kw": rec.error_kw if rec else 0.0,
             "rule_applied": rec.rule if rec else None,
             "limits_changed": rec.limits_changed if rec else 0,
-            "price_eur_per_kwh": price}))
-    frame = pd.concat(rows, ignore_index=True)
-    last = frame["round"] == frame["round"].max()
-    frame["settled_kw"] = np.where(last, np.tile(settled.to_numpy(), 1), np.nan)
-    return frame
+            "price_eur_per_kwh": price, "settled_kw": final}))
+    return pd.concat(rows, ignore_index=True)
 
 
 def _mean_cost(agents: pd.DataFrame, kind: str) -> float | None:

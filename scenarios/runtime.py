@@ -7,13 +7,18 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
-import numpy as np
-
 from agents.data import EVData, ProsumerData, Schedule
 from agents.formulations import flow_components
 from agents.market_agent import MarketAgent, period_costs_eur
-from agents.solver import (OPTIMAL, AgentInfeasible, AgentModel, AgentSolveError,
-                           PersistentMILP, agent_kind, define_agent, schedule_from_values)
+from agents.solver import (
+    OPTIMAL,
+    AgentInfeasible,
+    AgentModel,
+    AgentSolveError,
+    PersistentMILP,
+    define_agent,
+    schedule_from_values,
+)
 from coordinator.centralized import build_centralized
 from coordinator.mechanisms import get_mechanism
 from coordinator.mechanisms.p2v_rules import RoundRecord

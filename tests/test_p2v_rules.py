@@ -73,7 +73,7 @@ def test_rule4_shares_demand_pro_rata():
 def test_converges_and_stops_at_tolerance():
     """Balanced offers (error 0.0005 kW ≤ 0.001) stop the market in round 1."""
     offers = {"p1": [2.0, 0.0, 0.0], "v1": [1.5, 0.0, 0.0], "v2": [0.4995, 0.0, 0.0]}
-    signals, state, done = step(start()[1], offers)
+    _, state, done = step(start()[1], offers)
     assert done and state.converged
 
 

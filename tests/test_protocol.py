@@ -5,8 +5,16 @@ import json
 import pytest
 
 from coordinator.mechanisms import get_mechanism
-from coordinator.protocol import (PROTOCOL_VERSION, Offer, OfferBody, ProtocolError, Register,
-                                  RegisterBody, decode, encode)
+from coordinator.protocol import (
+    PROTOCOL_VERSION,
+    Offer,
+    OfferBody,
+    ProtocolError,
+    Register,
+    RegisterBody,
+    decode,
+    encode,
+)
 from coordinator.session import MarketSession
 
 
