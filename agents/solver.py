@@ -40,12 +40,14 @@ class PersistentMILP:
     """A Pyomo model held in HiGHS, solved LP-first (see module docstring)."""
 
     def __init__(self, model: pyo.Block, mip_rel_gap: float = 1e-6,
-                 time_limit_s: float = 60.0, threads: int = 1):
+                 time_limit_s: float = 60.0):
         self._opt = Highs()
         self._opt.set_instance(model)
         self.highs = h = self._opt._solver_model
-        for key, value in (("output_flag", False), ("threads", threads),
-                           ("mip_rel_gap", mip_rel_gap), ("time_limit", time_limit_s)):
+        # No "threads" option: HiGHS sizes its scheduler once per process and a later
+        # instance asking for another thread count fails to run.
+        for key, value in (("output_flag", False), ("mip_rel_gap", mip_rel_gap),
+                           ("time_limit", time_limit_s)):
             h.setOptionValue(key, value)
         indicators, exclusive = [], []
         for blk in model.block_data_objects():

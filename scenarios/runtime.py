@@ -112,8 +112,7 @@ def run_centralized(s: Scenario, community: list[ProsumerData | EVData]) -> DayR
     sides = {d.name: "seller" if isinstance(d, ProsumerData) else "buyer" for d in community}
     m = build_centralized(fillers, sides, s.horizon.periods, balance=s.market.p2v)
     so = s.solver
-    solver = PersistentMILP(m, so.centralized_mip_rel_gap, so.centralized_time_limit_s,
-                            so.centralized_threads)
+    solver = PersistentMILP(m, so.centralized_mip_rel_gap, so.centralized_time_limit_s)
     build_s = time.perf_counter() - t0
     status, method = solver.solve(so.lp_first)
     seconds = time.perf_counter() - t0 - build_s

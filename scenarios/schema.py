@@ -103,7 +103,6 @@ class Solver(Strict):
     lp_first: bool = True
     centralized_mip_rel_gap: NonNeg = 1e-6
     centralized_time_limit_s: float = Field(900.0, gt=0)
-    centralized_threads: int = Field(2, ge=1)
 
 
 class LoadProfile(Strict):
@@ -196,7 +195,7 @@ class Scenario(Strict):
     def _cross_checks(self):
         problems = [*_check_keys(self), *_check_lengths(self)]
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -209,7 +208,7 @@ def _keys(dist) -> list[str]:
 
 
 def _check_keys(s: Scenario) -> list[str]:
-    kva = set(s.tariffs.fixed_eur_per_day)
+    kva = list(s.tariffs.fixed_eur_per_day)
     out = []
     for where, items in (("templates", s.templates), ("agents", s.agents)):
         for i, a in enumerate(items):
@@ -278,17 +277,29 @@ def _resolve(node: dict, defs: dict) -> dict:
     return node
 
 
+def _clean_loc(loc: tuple) -> tuple:
+    """Drop union-member tags pydantic adds to locations (``templates.0.prosumer.count``)."""
+    out = []
+    for i, part in enumerate(loc):
+        tag = i > 0 and isinstance(loc[i - 1], int) and part in ("prosumer", "ev")
+        if not tag and not re.fullmatch(r"[A-Z]\w*|str|float|int|constrained-\w+|function.*", str(part)):
+            out.append(part)
+    return tuple(out)
+
+
 def _format(exc: ValidationError, source: str) -> list[str]:
-    lines = []
+    lines, seen = [], set()
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not re.fullmatch(r"[A-Z]\w*|str|float|function.*",
-                                                               str(p)))
-        path = ".".join(str(p) for p in loc) or "(top level)"
+        loc = _clean_loc(err["loc"])
+        if loc and loc in seen:  # a union: report its first member's complaint only
+            continue
+        seen.add(loc)
+        prefix = f"{source}: {'.'.join(str(p) for p in loc)}: " if loc else f"{source}: "
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown key; allowed: {_allowed_keys(loc)}"
-        for part in msg.split("; ") if err["type"] == "value_error" else [msg]:
-            lines.append(f"{source}: {path}: {part}")
+        for part in msg.split("\n"):
+            lines.append(prefix + part)
     return list(dict.fromkeys(lines))
 
 

@@ -1,0 +1,3 @@
+from pathlib import Path
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"

@@ -1,0 +1,89 @@
+"""The P2V market on tiny.yaml, decentralized against the centralized model."""
+
+import json
+
+import pytest
+
+from scenarios.cli import main
+from scenarios.community import build_community, p2v_price
+from scenarios.runtime import run_centralized, run_decentralized
+from scenarios.schema import load_scenario
+
+from .conftest import SCENARIOS
+
+
+def total(result):
+    return sum(float(s.cost_eur.sum()) for s in result.schedules.values())
+
+
+@pytest.fixture(scope="module")
+def tiny_b():
+    s = load_scenario(SCENARIOS / "tiny.yaml")
+    community = build_community(s)
+    return (run_decentralized(s, community, p2v_price(s)), run_centralized(s, community))
+
+
+def test_scenario_a_decentralized_equals_centralized():
+    """Without P2V the agents do not interact, so the centralized optimum is the sum of the
+    agents' own optima (second method: one MILP of all agents)."""
+    s = load_scenario(SCENARIOS / "tiny.yaml", ["market.p2v=false"])
+    community = build_community(s)
+    dec, cen = run_decentralized(s, community, p2v_price(s)), run_centralized(s, community)
+    assert total(dec) == pytest.approx(total(cen), rel=1e-6)
+    assert cen.objective_eur == pytest.approx(total(cen), rel=1e-9)
+    assert len(dec.rounds) == 1 and dec.converged
+
+
+def test_scenario_b_converges_within_five_rounds(tiny_b):
+    dec, _ = tiny_b
+    assert len(dec.rounds) <= 5 and dec.converged
+    assert dec.rounds[-1].record.error_kw <= 0.001
+    assert dec.failed == {}
+
+
+def test_scenario_b_centralized_is_no_worse(tiny_b):
+    """The centralized model optimises the same agents jointly: its cost is a lower bound."""
+    dec, cen = tiny_b
+    assert total(cen) <= total(dec) + 1e-9
+
+
+def test_settled_market_is_balanced_every_period(tiny_b):
+    dec, _ = tiny_b
+    sold = sum(s.flows_kw["p2v_kw"] for s in dec.schedules.values() if s.kind == "prosumer")
+    bought = sum(s.flows_kw["p2v_kw"] for s in dec.schedules.values() if s.kind == "ev")
+    assert abs(sold - bought).max() <= 1e-9
+
+
+def test_rules_applied_in_order(tiny_b):
+    """Round r applies rule r; the last round applies none and sold equals bought."""
+    recs = [r.record for r in tiny_b[0].rounds]
+    assert [r.rule for r in recs] == [*range(1, len(recs)), None]
+    assert recs[-1].bought_kw.sum() == pytest.approx(recs[-1].sold_kw.sum(), abs=1e-3)
+
+
+def test_cli_run_writes_every_result(tmp_path):
+    out = tmp_path / "tiny"
+    assert main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet"]) == 0
+    for name in ("summary.json", "config.yaml", "agents.parquet", "market.parquet", "report.md"):
+        assert (out / name).stat().st_size > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) >= {"scenario", "mechanism", "mode", "agents", "periods", "costs_eur",
+                            "market", "grid", "timing_s", "processes"}
+    assert summary["agents"] == {"prosumer": 3, "ev": 2, "building": 0, "consumer": 0}
+    assert summary["grid"]["network"] is None and summary["market"]["rounds"] <= 5
+    import pandas as pd
+    agents = pd.read_parquet(out / "agents.parquet")
+    assert len(agents) == 5 * 96
+    assert agents.groupby("agent")["cost_eur"].sum().sum() == pytest.approx(
+        summary["costs_eur"]["total"])
+    market = pd.read_parquet(out / "market.parquet")
+    assert set(market["round"]) == set(range(1, summary["market"]["rounds"] + 1))
+
+
+def test_seed_reproducible(tmp_path):
+    runs = []
+    for i in range(2):
+        out = tmp_path / str(i)
+        main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet"])
+        runs.append(json.loads((out / "summary.json").read_text())["costs_eur"])
+    assert runs[0] == runs[1]

@@ -1,0 +1,98 @@
+"""Scenario validation: strict keys, one line per problem naming file and field."""
+
+import json
+
+import pytest
+import yaml
+
+from scenarios.cli import main
+from scenarios.schema import SCHEMA_PATH, ScenarioError, json_schema, load_scenario
+
+from .conftest import SCENARIOS
+
+
+def write(tmp_path, mutate):
+    raw = yaml.safe_load((SCENARIOS / "tiny.yaml").read_text())
+    mutate(raw)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def errors(path, overrides=()):
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path, list(overrides))
+    return info.value.lines
+
+
+def test_checked_in_json_schema_is_current():
+    assert json.loads(SCHEMA_PATH.read_text()) == json_schema()
+
+
+@pytest.mark.parametrize("name", ["tiny", "faia2021"])
+def test_shipped_scenarios_validate(name):
+    assert main(["validate", str(SCENARIOS / f"{name}.yaml")]) == 0
+
+
+def test_unknown_key_names_field_and_allowed_keys(tmp_path):
+    path = write(tmp_path, lambda r: r["market"].update(tolerance=0.1))
+    assert errors(path) == [(f"{path}: market.tolerance: unknown key; allowed: mechanism, mode, "
+                            "p2v, tolerance_kw, max_rounds")]
+
+
+def test_every_problem_gets_a_line(tmp_path):
+    def mutate(r):
+        r["templates"][0]["count"] = 0
+        r["templates"][1]["initial_soc"] = 1.5
+        r["market"]["mechanism"] = "auction"
+    lines = errors(write(tmp_path, mutate))
+    assert len(lines) == 3
+    assert any("templates.0.count: Input should be greater than 0" in x for x in lines)
+    assert any("market.mechanism: Input should be 'p2v_rules'" in x for x in lines)
+    assert any("templates.1.initial_soc: Input should be less than or equal to 1" in x
+               for x in lines)
+
+
+def test_unknown_equipment_lists_the_catalog(tmp_path):
+    def mutate(r):
+        r["templates"][1]["model"] = "tesla_cybertruck"
+        r["templates"][0]["contracted_kva"] = "99"
+    lines = errors(write(tmp_path, mutate))
+    assert lines[0].startswith(f"{tmp_path / 'bad.yaml'}: templates.0.contracted_kva: '99' has "
+                               "no entry in tariffs.fixed_eur_per_day; allowed: 6.90, 10.35")
+    assert "templates.1: unknown EV model 'tesla_cybertruck'; allowed: tesla_model3_sr_plus" \
+        in lines[1]
+
+
+def test_counts_must_add_up(tmp_path):
+    path = write(tmp_path, lambda r: r["templates"][0]["battery"]["counts"].update(
+        tesla_powerwall2=5))
+    assert errors(path) == [(f"{path}: templates.0.battery.counts: add up to 7, "
+                            "must equal count 3")]
+
+
+def test_horizon_must_be_one_day(tmp_path):
+    path = write(tmp_path, lambda r: r["horizon"].update(periods=48))
+    assert errors(path) == [(f"{path}: horizon: periods × period_minutes must be 1440 (one day), "
+                            "got 48 × 15")]
+
+
+def test_bad_override_and_yaml(tmp_path):
+    assert errors(SCENARIOS / "tiny.yaml", ["market.p2v"])[0].endswith(
+        "--set 'market.p2v': expected key.path=value")
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: [unclosed\n")
+    assert errors(bad)[0].startswith(f"{bad}: not valid YAML")
+
+
+def test_cli_exit_code_2_and_one_line_per_problem(tmp_path, capsys):
+    path = write(tmp_path, lambda r: r.update(colour="blue", seed=-1))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith(f"{path}: ") for line in err)
+    assert main(["run", str(path), "--quiet", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_set_turns_p2v_off():
+    assert load_scenario(SCENARIOS / "tiny.yaml", ["market.p2v=false"]).market.p2v is False
