@@ -87,3 +87,33 @@ def test_seed_reproducible(tmp_path):
         main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet"])
         runs.append(json.loads((out / "summary.json").read_text())["costs_eur"])
     assert runs[0] == runs[1]
+
+
+def test_infeasible_agent_is_reported_and_the_run_goes_on(tmp_path, capsys):
+    """An explicit EV whose 40 kWh trip cannot fit in a 40 kWh Leaf (floor 4 kWh): the run
+    finishes with the other five agents and names it."""
+    away = [False] * 40 + [True] * 8 + [False] * 48
+    trip = [5.0 if a else 0.0 for a in away]
+    ev = {"kind": "ev", "name": "evbad", "model": "nissan_leaf_40", "contracted_kva": "6.90",
+          "away": away, "trip_kwh": trip}
+    out = tmp_path / "o"
+    code = main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet",
+                 "--set", f"agents=[{json.dumps(ev)}]"])
+    assert code == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["warning: EV evbad: trips need 44.0 kWh, battery can hold at most 40.0 kWh "
+                   "before 10:00 (agent evbad left the market)"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["failed_agents"]) == ["evbad"] and summary["agents"]["ev"] == 3
+
+
+def test_centralized_infeasible_agent_is_one_line(tmp_path, capsys):
+    away = [False] * 40 + [True] * 8 + [False] * 48
+    ev = {"kind": "ev", "name": "evbad", "model": "nissan_leaf_40", "contracted_kva": "6.90",
+          "away": away, "trip_kwh": [5.0 if a else 0.0 for a in away]}
+    code = main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(tmp_path / "o"), "--quiet",
+                 "--mode", "centralized", "--set", f"agents=[{json.dumps(ev)}]"])
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: centralized model: EV evbad: trips need 44.0 kWh, battery can hold at most "
+        "40.0 kWh before 10:00"]
