@@ -304,18 +304,23 @@ def _format(exc: ValidationError, source: str) -> list[str]:
 
 
 def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
-    """Apply ``key.path=value`` settings (value parsed as YAML) to a raw scenario."""
+    """Apply ``key.path=value`` settings (value parsed as YAML) to a raw scenario; a
+    numeric part indexes a list (``templates.1.count=300``)."""
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ScenarioError([f"{source}: --set {item!r}: expected key.path=value"])
-        node = raw
         *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {}) if isinstance(node, dict) else None
-            if node is None:
-                raise ScenarioError([f"{source}: --set {key}: {part!r} is not a section"])
-        node[last] = yaml.safe_load(text)
+        node = raw
+        try:
+            for part in parents:
+                node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+            if isinstance(node, list):
+                node[int(last)] = yaml.safe_load(text)
+            else:
+                node[last] = yaml.safe_load(text)
+        except (ValueError, IndexError, TypeError, AttributeError):
+            raise ScenarioError([f"{source}: --set {key}: no such field to set"]) from None
     return raw
 
 

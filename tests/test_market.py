@@ -101,8 +101,8 @@ def test_infeasible_agent_is_reported_and_the_run_goes_on(tmp_path, capsys):
                  "--set", f"agents=[{json.dumps(ev)}]"])
     assert code == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["warning: EV evbad: trips need 44.0 kWh, battery can hold at most 40.0 kWh "
-                   "before 10:00 (agent evbad left the market)"]
+    assert err == [("warning: EV evbad: trips need 44.0 kWh, battery can hold at most 40.0 kWh "
+                   "before 10:00 (agent evbad left the market)")]
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["failed_agents"]) == ["evbad"] and summary["agents"]["ev"] == 3
 
@@ -115,5 +115,5 @@ def test_centralized_infeasible_agent_is_one_line(tmp_path, capsys):
                  "--mode", "centralized", "--set", f"agents=[{json.dumps(ev)}]"])
     assert code == 1
     assert capsys.readouterr().err.strip().splitlines() == [
-        "error: centralized model: EV evbad: trips need 44.0 kWh, battery can hold at most "
-        "40.0 kWh before 10:00"]
+        ("error: centralized model: EV evbad: trips need 44.0 kWh, battery can hold at most "
+        "40.0 kWh before 10:00")]
