@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -90,3 +90,41 @@ class Schedule:
     @property
     def p2v_kw(self) -> np.ndarray:
         return self.flows_kw["p2v_kw"]
+
+
+def data_to_dict(d: ProsumerData | EVData) -> dict:
+    """JSON-ready form of an agent's data (for simulator start-up parameters)."""
+    def plain(v):
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v.item() if isinstance(v, np.generic) else v
+    kind = "prosumer" if isinstance(d, ProsumerData) else "ev"
+    return {"kind": kind, **plain(asdict(d))}
+
+
+def data_from_dict(raw: dict) -> ProsumerData | EVData:
+    """Inverse of ``data_to_dict``."""
+    raw = dict(raw)
+    kind = raw.pop("kind")
+    raw["horizon"] = Horizon(**raw["horizon"])
+    tariff = dict(raw["tariff"])
+    tariff["buy_eur_per_kwh"] = np.asarray(tariff["buy_eur_per_kwh"], float)
+    raw["tariff"] = Tariff(**tariff)
+    raw["battery"] = BatterySpec(**raw["battery"]) if raw.get("battery") else None
+    if kind == "prosumer":
+        raw["load_kw"] = np.asarray(raw["load_kw"], float)
+        raw["pv_kw"] = np.asarray(raw["pv_kw"], float)
+        return ProsumerData(**raw)
+    raw["away"] = np.asarray(raw["away"], bool)
+    raw["trip_kwh"] = np.asarray(raw["trip_kwh"], float)
+    return EVData(**raw)
+
+
+def net_load_kw(kind: str, flows: dict[str, np.ndarray]) -> np.ndarray:
+    """Power drawn from the grid at the agent's connection (negative when exporting):
+    retail purchases and P2V purchases in, feed-in and P2V sales out."""
+    if kind == "prosumer":
+        return flows["buy_kw"] - flows["sell_kw"] - flows["p2v_kw"]
+    return flows["buy_kw"] + flows["p2v_kw"]
