@@ -1,0 +1,99 @@
+"""The agents' mosaik simulator: a thin adapter around ``MarketAgent``.
+
+One simulator process hosts one or more agents (entity id = agent name). At the first
+step of a day every hosted agent plans its day through the market (ZeroMQ client to
+the coordinator, one thread per agent); every step it outputs its realised power at
+the grid connection for the current period.
+
+Start it as a mosaik ``cmd`` simulator: ``python -m agents.simulator %(addr)s``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import mosaik_api_v3
+import numpy as np
+
+from agents.client import run_agent
+from agents.data import data_from_dict, net_load_kw
+from agents.market_agent import MarketAgent
+
+FLOW_ATTRS = ["buy_kw", "sell_kw", "p2v_kw", "p2v_offered_kw", "pv_kw", "load_kw", "ch_kw",
+              "dis_kw"]
+META = {
+    "api_version": "3.0",
+    "type": "time-based",
+    "models": {
+        "Agent": {"public": True, "params": ["agents"],
+                  "attrs": ["p_kw", *FLOW_ATTRS, "cost_eur", "soc_kwh", "pid", "ok"]},
+    },
+}
+
+
+class AgentSimulator(mosaik_api_v3.Simulator):
+    def __init__(self):
+        super().__init__(META)
+        self.agents: dict[str, MarketAgent] = {}
+        self.period_s, self.endpoint, self.solver = 900, None, {}
+        self.period = 0
+
+    def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
+             solver=None):
+        self.endpoint, self.period_s, self.solver = endpoint, int(period_s), solver or {}
+        return self.meta
+
+    def create(self, num, model, agents):
+        if len(agents) != num:
+            raise ValueError(f"create: {num} entities asked for but {len(agents)} agents given")
+        out = []
+        for raw in agents:
+            agent = MarketAgent(data_from_dict(raw), **self.solver)
+            self.agents[agent.name] = agent
+            out.append({"eid": agent.name, "type": model})
+        return out
+
+    def step(self, time, inputs, max_advance):
+        periods = next(iter(self.agents.values())).data.horizon.periods
+        self.period = (time // self.period_s) % periods
+        if self.period == 0:
+            self._plan_day()
+        return time + self.period_s
+
+    def _plan_day(self) -> None:
+        threads = [threading.Thread(target=run_agent, args=(a, self.endpoint), daemon=True)
+                   for a in self.agents.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _value(self, agent: MarketAgent, attr: str):
+        sched, t = agent.settled, self.period
+        if attr == "pid":
+            return os.getpid()
+        if attr == "ok":
+            return sched is not None
+        if sched is None:
+            return 0.0 if attr == "p_kw" else None
+        if attr == "p_kw":
+            return float(net_load_kw(sched.kind, sched.flows_kw)[t])
+        if attr in FLOW_ATTRS:
+            values = sched.flows_kw.get(attr)
+            return 0.0 if values is None else float(values[t])
+        if attr == "cost_eur":
+            return float(sched.cost_eur[t])
+        return None if sched.soc_kwh is None else float(np.asarray(sched.soc_kwh)[t])
+
+    def get_data(self, outputs):
+        return {eid: {a: self._value(self.agents[eid], a) for a in attrs}
+                for eid, attrs in outputs.items()}
+
+
+def main():
+    return mosaik_api_v3.start_simulation(AgentSimulator(), "lemgrid agent simulator")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""The coordinator as a ZeroMQ ROUTER service around a ``MarketSession`` (no mosaik).
+
+One thread, one ROUTER socket, one poll loop that never blocks longer than
+``POLL_INTERVAL_S``. The day goes through three phases:
+
+* ``registration``: agents send ``register``; the market opens when every roster agent
+  has registered or the registration timeout passes (missing agents fail as
+  "never registered"). Registrations enter the session in roster order, so the
+  mechanism sees the agents in the same order as the in-process runtime.
+* ``market``: a round closes when every active agent has offered or the round deadline
+  passes (late agents fail); then the next signals go out, or the clearings.
+* ``draining``: the service answers stragglers for ``drain_s`` so the clearings leave the
+  socket before it is closed with ``linger=0``.
+
+Every frame in and out is appended to ``messages.jsonl``. A bad frame is answered with
+an ``error`` message and logged; it never stops the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+from coordinator.mechanisms import get_mechanism
+from coordinator.protocol import (
+    HEARTBEAT_EXPIRY_S,
+    HEARTBEAT_INTERVAL_S,
+    ROUND_DEADLINE_S,
+    Error,
+    ErrorBody,
+    Heartbeat,
+    Offer,
+    ProtocolError,
+    Register,
+    decode,
+)
+from coordinator.session import MarketSession
+
+REGISTRATION_TIMEOUT_S = ROUND_DEADLINE_S  # agent processes start up within one round deadline
+POLL_INTERVAL_S = HEARTBEAT_INTERVAL_S / 10  # longest poll, so deadlines and stop() are prompt
+DRAIN_S = HEARTBEAT_INTERVAL_S  # served after the clearings so they leave the socket
+JOIN_TIMEOUT_S = 10 * POLL_INTERVAL_S  # close() waits this long for the serving thread
+
+
+class CoordinatorService:
+    """Serve one market day to agents over a ROUTER socket."""
+
+    def __init__(self, mechanism_name: str, params, roster: list[str] | None,
+                 endpoint: str = "tcp://127.0.0.1:0", log_path: Path | None = None,
+                 round_deadline_s: float = ROUND_DEADLINE_S,
+                 registration_timeout_s: float = REGISTRATION_TIMEOUT_S, day: int = 0,
+                 heartbeat_expiry_s: float = HEARTBEAT_EXPIRY_S, drain_s: float = DRAIN_S):
+        self.session = MarketSession(get_mechanism(mechanism_name), params, day=day)
+        self.roster = list(roster) if roster is not None else None
+        self.round_deadline_s = round_deadline_s
+        self.registration_timeout_s = registration_timeout_s
+        self.heartbeat_expiry_s, self.drain_s = heartbeat_expiry_s, drain_s
+        self.phase = "registration"
+        self.result: MarketSession | None = None
+        self.error: BaseException | None = None
+        self._names: dict[bytes, str] = {}  # identity -> the agent it registered as
+        self._routes: dict[str, list[bytes]] = {}  # agent -> routing frames
+        self._pending: dict[str, Register] = {}  # registrations before the market opens
+        self._heard: dict[str, float] = {}  # agent -> last message (monotonic s)
+        self._beating: set[str] = set()  # agents that sent heartbeats: they may expire
+        self._deadline = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.log_path = Path(log_path) if log_path else None
+        if self.log_path:  # the audit trail exists even if no frame ever arrives
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.log_path.touch()
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.bind(endpoint)
+        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    # -- serving -----------------------------------------------------------------------
+    def run(self) -> MarketSession:
+        """Serve until the day is settled (or ``stop()``); return the session."""
+        self._deadline = time.monotonic() + self.registration_timeout_s
+        while self.phase != "done" and not self._stop.is_set():
+            wait_s = min(max(self._deadline - time.monotonic(), 0.0), POLL_INTERVAL_S)
+            if self.socket.poll(wait_s * 1000):
+                self._receive(self.socket.recv_multipart())
+            self._advance(time.monotonic())
+        self.result = self.session
+        return self.session
+
+    def serve_in_thread(self) -> threading.Thread:
+        def target():
+            try:
+                self.run()
+            except Exception as exc:  # noqa: BLE001 - handed to wait(), the thread just ends
+                self.error = exc
+
+        self._thread = threading.Thread(target=target, name="coordinator", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def wait(self, timeout_s: float | None = None) -> MarketSession:
+        """Join the thread of ``serve_in_thread``; re-raise what stopped it."""
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the coordinator at {self.endpoint} is still serving after "
+                               f"{timeout_s:g} s (phase {self.phase}, round {self.session.round})")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self.stop()
+            self._thread.join(JOIN_TIMEOUT_S)
+        self.socket.close(linger=0)
+        self.context.term()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- phases ------------------------------------------------------------------------
+    def _advance(self, now: float) -> None:
+        s = self.session
+        if self.phase == "registration":
+            if (self.roster is not None and set(self.roster) <= set(self._pending)) \
+                    or now >= self._deadline:
+                self._open(now)
+        elif self.phase == "market":
+            for name in self._expired(now):
+                s.fail(name, f"silent for more than {self.heartbeat_expiry_s:g} s in round "
+                       f"{s.round} (heartbeat expired)")
+            if s.waiting_for and now >= self._deadline:
+                for name in s.waiting_for:
+                    s.fail(name, f"missed the round-{s.round} deadline")
+            if not s.waiting_for:
+                self._deliver(s.close_round(), now)
+        elif self.phase == "draining" and now >= self._deadline:
+            self.phase = "done"
+
+    def _open(self, now: float) -> None:
+        s = self.session
+        order = self.roster if self.roster is not None else list(self._pending)
+        for name in order:
+            if name in self._pending:
+                s.register(self._pending[name])
+        for name in order:
+            if name not in self._pending:
+                s.fail(name, "never registered")
+        self._deliver(s.start(), now)
+
+    def _deliver(self, signals: dict, now: float) -> None:
+        """Send the next round's signals or, when there are none, the clearings."""
+        if signals:
+            self.phase, self._deadline = "market", now + self.round_deadline_s
+            messages = signals
+        else:
+            self.phase, self._deadline = "draining", now + self.drain_s
+            messages = self.session.settle()
+        for name, msg in messages.items():
+            self._send(self._routes[name], msg)
+
+    def _expired(self, now: float) -> list[str]:
+        return [n for n in self.session.waiting_for
+                if n in self._beating and now - self._heard[n] > self.heartbeat_expiry_s]
+
+    # -- messages ----------------------------------------------------------------------
+    def _receive(self, frames: list[bytes]) -> None:
+        route, payload = frames[:-1], frames[-1]  # identity (+ delimiters from REQ peers)
+        peer = route[0] if route else b""
+        try:
+            msg = decode(payload)
+        except ProtocolError as exc:
+            text = payload.decode("utf-8", errors="replace")
+            self._write("in", peer, {"raw": text, "error": str(exc)})
+            self._reply_error(route, exc)
+            return
+        self._write("in", peer, msg.model_dump(mode="json"))
+        try:
+            self._dispatch(peer, route, msg)
+        except ProtocolError as exc:
+            self._reply_error(route, exc)
+
+    def _dispatch(self, peer: bytes, route: list[bytes], msg) -> None:
+        name = self._names.get(peer)
+        if name is not None and msg.sender != name:
+            raise ProtocolError("forbidden", f"this connection registered as {name!r}, "
+                                f"not {msg.sender!r}", msg.msg_id)
+        if name is None and msg.sender in self._routes:
+            raise ProtocolError("forbidden", f"{msg.sender!r} is registered from another "
+                                "connection", msg.msg_id)
+        if name is not None:
+            self._heard[name] = time.monotonic()
+        if isinstance(msg, Heartbeat):
+            if name is not None:
+                self._beating.add(name)
+            self._send(route, Heartbeat(sender=self.session.sender, day=self.session.day,
+                                        round=self.session.round))
+        elif isinstance(msg, Register):
+            self._register(peer, route, msg)
+        elif isinstance(msg, Offer):
+            self._offer(msg)
+        else:
+            raise ProtocolError("forbidden", f"agents do not send {msg.type!r} messages",
+                                msg.msg_id)
+
+    def _register(self, peer: bytes, route: list[bytes], msg: Register) -> None:
+        if msg.sender in self._routes:
+            raise ProtocolError("duplicate", f"{msg.sender} is already registered", msg.msg_id)
+        if self.roster is not None and msg.sender not in self.roster:
+            raise ProtocolError("unknown_agent", f"{msg.sender} is not in the scenario's "
+                                "roster", msg.msg_id)
+        if self.phase != "registration":
+            raise ProtocolError("late", f"{msg.sender} registered after the market opened",
+                                msg.msg_id)
+        if msg.day != self.session.day:
+            raise ProtocolError("late", f"registration for day {msg.day}, the market is at "
+                                f"day {self.session.day}", msg.msg_id)
+        self._pending[msg.sender] = msg
+        self._names[peer], self._routes[msg.sender] = msg.sender, list(route)
+        self._heard[msg.sender] = time.monotonic()
+
+    def _offer(self, msg: Offer) -> None:
+        s = self.session
+        if msg.sender in s.failed:
+            raise ProtocolError("late", f"{msg.sender} left the market: "
+                                f"{s.failed[msg.sender]}", msg.msg_id)
+        if self.phase != "market" and msg.sender in self._routes:
+            raise ProtocolError("late", f"no round is open (the market is {self.phase})",
+                                msg.msg_id)
+        s.offer(msg)
+
+    def _reply_error(self, route: list[bytes], exc: ProtocolError) -> None:
+        body = ErrorBody(code=exc.code, detail=exc.detail, ref_msg_id=exc.msg_id)
+        self._send(route, Error(sender=self.session.sender, day=self.session.day,
+                                round=self.session.round, body=body))
+
+    def _send(self, route: list[bytes], msg) -> None:
+        self._write("out", route[0] if route else b"", msg.model_dump(mode="json"))
+        self.socket.send_multipart([*route, msg.model_dump_json().encode()])
+
+    def _write(self, direction: str, peer: bytes, msg: dict) -> None:
+        if self.log_path:
+            line = {"t": time.time(), "dir": direction,
+                    "peer": peer.decode("utf-8", errors="replace"), "msg": msg}
+            with self.log_path.open("a", encoding="utf-8") as log:
+                log.write(json.dumps(line) + "\n")
+
+
+# -- command line ----------------------------------------------------------------------
+def read_roster(value: str | None) -> list[str] | None:
+    """A roster file (one agent name a line, ``#`` comments) or a comma-separated list."""
+    if not value:
+        return None
+    path = Path(value)
+    lines = path.read_text().splitlines() if path.is_file() else value.split(",")
+    return [n.strip() for n in (line.split("#")[0] for line in lines) if n.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--mechanism", default="p2v_rules")
+    p.add_argument("--tolerance-kw", type=float, default=None)
+    p.add_argument("--max-rounds", type=int, default=None)
+    p.add_argument("--price-eur-per-kwh", type=float, default=None)
+    p.add_argument("--roster", default=None, help="roster file or comma-separated agent names")
+    p.add_argument("--endpoint", default="tcp://127.0.0.1:0")
+    p.add_argument("--log", default="messages.jsonl", help="messages.jsonl path")
+    p.add_argument("--day", type=int, default=0)
+    p.add_argument("--round-deadline-s", type=float, default=ROUND_DEADLINE_S)
+    p.add_argument("--registration-timeout-s", type=float, default=REGISTRATION_TIMEOUT_S)
+    return p
+
+
+def build_service(args) -> CoordinatorService:
+    mech = get_mechanism(args.mechanism)
+    given = {"tolerance_kw": args.tolerance_kw, "max_rounds": args.max_rounds,
+             "price_eur_per_kwh": args.price_eur_per_kwh}
+    params = mech.params_type(**{k: v for k, v in given.items() if v is not None})
+    return CoordinatorService(args.mechanism, params, read_roster(args.roster), args.endpoint,
+                              Path(args.log) if args.log else None, args.round_deadline_s,
+                              args.registration_timeout_s, args.day)
+
+
+def serve(args) -> int:
+    """Serve one day from parsed arguments; print the endpoint first and a summary last."""
+    with build_service(args) as service:
+        print(f"coordinator listening on {service.endpoint}", flush=True)
+        s = service.run()
+    converged = getattr(s.state, "converged", None)
+    print(f"day {s.day}: closed in round {s.round}, converged {converged}, "
+          f"{len(s.active)} agents settled", flush=True)
+    for name, reason in s.failed.items():
+        print(f"warning: {name} left the market: {reason}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog="lemgrid coordinator",
+                                                   description=__doc__.splitlines()[0]))
+    return serve(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""A mosaik simulator that records every input it receives, per step.
+
+It runs inside the runner's process (mosaik ``python`` start), so the world builder
+reads the records straight from ``RECORDS`` after ``world.run``.
+"""
+
+from __future__ import annotations
+
+import mosaik_api_v3
+
+META = {"api_version": "3.0", "type": "event-based",
+        "models": {"Collector": {"public": True, "any_inputs": True, "params": [], "attrs": []}}}
+
+RECORDS: dict[str, list[tuple[int, str, str, object]]] = {}
+
+
+class Collector(mosaik_api_v3.Simulator):
+    def __init__(self):
+        super().__init__(META)
+        self.sid = None
+
+    def init(self, sid, time_resolution=1.0):
+        self.sid = sid
+        RECORDS[sid] = []
+        return self.meta
+
+    def create(self, num, model):
+        return [{"eid": f"{model}{i}", "type": model} for i in range(num)]
+
+    def step(self, time, inputs, max_advance):
+        rows = RECORDS[self.sid]
+        for attrs in inputs.values():
+            for attr, sources in attrs.items():
+                for src, value in sources.items():
+                    rows.append((time, src.rsplit(".", 1)[-1], attr, value))
+        return None
+
+    def get_data(self, outputs):
+        return {}
