@@ -83,9 +83,13 @@ class CoordinatorService:
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     # -- serving -----------------------------------------------------------------------
+    round_seconds: list[float]  # wall time of each round, signals out to last offer in
+    _round_start = 0.0
+
     def run(self) -> MarketSession:
         """Serve until the day is settled (or ``stop()``); return the session."""
         self._deadline = time.monotonic() + self.registration_timeout_s
+        self.round_seconds = []
         while self.phase != "done" and not self._stop.is_set():
             wait_s = min(max(self._deadline - time.monotonic(), 0.0), POLL_INTERVAL_S)
             if self.socket.poll(wait_s * 1000):
@@ -163,6 +167,9 @@ class CoordinatorService:
 
     def _deliver(self, signals: dict, now: float) -> None:
         """Send the next round's signals or, when there are none, the clearings."""
+        if self.phase == "market":
+            self.round_seconds.append(now - self._round_start)
+        self._round_start = now
         if signals:
             self.phase, self._deadline = "market", now + self.round_deadline_s
             messages = signals
@@ -280,7 +287,20 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--day", type=int, default=0)
     p.add_argument("--round-deadline-s", type=float, default=ROUND_DEADLINE_S)
     p.add_argument("--registration-timeout-s", type=float, default=REGISTRATION_TIMEOUT_S)
+    p.add_argument("--records", default=None, help="write the rounds' records here (JSON)")
     return p
+
+
+def day_records(service: CoordinatorService) -> dict:
+    """What the day's rounds saw, for the runner's results (JSON-ready)."""
+    s = service.session
+    state = s.state
+    rounds = [{"round": r.round, "error_kw": r.error_kw, "sold_kw": list(map(float, r.sold_kw)),
+               "bought_kw": list(map(float, r.bought_kw)), "rule": r.rule,
+               "limits_changed": r.limits_changed, "seconds": sec}
+              for r, sec in zip(getattr(state, "records", []), service.round_seconds)]
+    return {"day": s.day, "rounds": rounds, "converged": getattr(state, "converged", None),
+            "failed": dict(s.failed)}
 
 
 def build_service(args) -> CoordinatorService:
@@ -298,6 +318,8 @@ def serve(args) -> int:
     with build_service(args) as service:
         print(f"coordinator listening on {service.endpoint}", flush=True)
         s = service.run()
+        if args.records:
+            Path(args.records).write_text(json.dumps(day_records(service)) + "\n")
     converged = getattr(s.state, "converged", None)
     print(f"day {s.day}: closed in round {s.round}, converged {converged}, "
           f"{len(s.active)} agents settled", flush=True)

@@ -105,6 +105,36 @@ class Solver(Strict):
     centralized_time_limit_s: float = Field(900.0, gt=0)
 
 
+class GridConfig(Strict):
+    """The distribution network the grid simulator checks every period."""
+
+    network: Literal["case33bw", "feeder11", "cigre_lv"] = "case33bw"
+    ampacity_ka: NonNeg | None = Field(None, description="line thermal limit; null: the "
+                                       "network's documented default")
+    keep_network_loads: bool = Field(False, description="keep the network case's own loads "
+                                     "as background load")
+    background_kw_per_bus: NonNeg = 0.0
+    buses: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="agent name → bus; the others by a seeded rule")
+    v_min_pu: float = Field(0.95, gt=0)
+    v_max_pu: float = Field(1.05, gt=0)
+    max_loading_pct: float = Field(100.0, gt=0)
+    power_factor: float = Field(1.0, gt=0, le=1)
+
+
+class Runtime(Strict):
+    """How agents run: ``distributed`` (mosaik processes + ZeroMQ coordinator process) or
+    ``inprocess`` (everything in the runner's process; same market results)."""
+
+    kind: Literal["distributed", "inprocess"] = "distributed"
+    agents_per_process: int = Field(1, ge=1)
+    connect: list[str] = Field(default_factory=list, description="host:port of agent "
+                               "simulators already running, one per process group")
+    coordinator_host: str = "127.0.0.1"
+    round_deadline_s: float = Field(30.0, gt=0)
+    registration_timeout_s: float = Field(60.0, gt=0)
+
+
 class LoadProfile(Strict):
     total_kwh: NonNeg | None = Field(None, description="sum over the template's agents")
     mean_kwh: NonNeg = 40.0
@@ -188,6 +218,8 @@ class Scenario(Strict):
     tariffs: Tariffs = Tariffs()
     market: Market = Market()
     solver: Solver = Solver()
+    grid: GridConfig = GridConfig()
+    runtime: Runtime = Runtime()
     templates: list[Template] = []
     agents: list[Explicit] = []
 

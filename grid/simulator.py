@@ -1,0 +1,148 @@
+"""mosaik-api-v3 adapter around `grid.powerflow.GridModel`: one power flow per period.
+
+One `Grid` entity per simulator. Every agent entity connects its `p_kw` (net consumption,
+negative when exporting) to the Grid's `p_kw`; mosaik delivers them as
+``{"<sid>.<eid>": value}`` and the agent name is the part after the last ".", so **agent
+entity ids must equal the agent names used in `bus_of`**. Outputs per period: `vm_pu`
+(list per bus), `loading_pct` (list per line), violation counts, `converged`, `losses_kw`,
+`p_slack_kw`. Values of a period whose power flow failed are None (JSON has no NaN).
+
+The network's own published loads (e.g. case33bw's 3.7 MW) are dropped unless
+`keep_network_loads=True`: consumption is the agents' plus the scenario's `background_kw`
+(per bus in net.bus order, constant or one row per period).
+
+Start it in-process with ``{"python": "grid.simulator:GridSimulator"}`` or as a process
+with ``{"cmd": "%(python)s -m grid.simulator %(addr)s"}``.
+"""
+
+import math
+from dataclasses import fields
+
+import mosaik_api_v3
+import numpy as np
+
+from grid.networks import load_network
+from grid.powerflow import GridLimits, GridModel, PeriodResult, grid_summary
+
+DEFAULT_PERIOD_S = 900
+GRID_EID = "grid"
+OUTPUT_ATTRS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations",
+                "converged", "losses_kw", "p_slack_kw"]
+META = {
+    "api_version": "3.0",
+    "type": "time-based",
+    "models": {
+        "Grid": {
+            "public": True,
+            "params": ["network", "network_options", "bus_of", "limits", "period_s",
+                       "background_kw", "power_factor", "keep_network_loads"],
+            "attrs": ["p_kw", *OUTPUT_ATTRS],
+        },
+    },
+    "extra_methods": ["get_summary"],
+}
+
+
+def agent_name(full_id: str) -> str:
+    """`"AgentSim-0.alice"` -> `"alice"`: the entity id part of a mosaik full id."""
+    return full_id.rsplit(".", 1)[-1]
+
+
+def limits_from_dict(options: dict | None) -> GridLimits:
+    """`GridLimits` from a scenario dict, rejecting unknown keys by name."""
+    allowed = {field.name for field in fields(GridLimits)}
+    unknown = sorted(set(options or {}) - allowed)
+    if unknown:
+        raise ValueError(f"unknown grid limits {unknown}; allowed: {sorted(allowed)}")
+    return GridLimits(**(options or {}))
+
+
+def _json_list(values: np.ndarray) -> list[float | None]:
+    return [None if math.isnan(value) else float(value) for value in values.tolist()]
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+class GridSimulator(mosaik_api_v3.Simulator):
+    """Runs `GridModel.step` once per mosaik step and keeps every `PeriodResult`."""
+
+    def __init__(self):
+        super().__init__(META)
+        self.sid = None
+        self.time_resolution = 1.0
+        self.model: GridModel | None = None
+        self.network_name: str | None = None
+        self.period_ticks = DEFAULT_PERIOD_S
+        self.results: list[PeriodResult] = []
+
+    def init(self, sid, time_resolution=1.0, **sim_params):
+        if sim_params:
+            raise ValueError(f"GridSimulator takes no sim params, got {sorted(sim_params)}")
+        self.sid = sid
+        self.time_resolution = float(time_resolution)
+        return self.meta
+
+    def create(self, num, model, network="case33bw", network_options=None, bus_of=None,
+               limits=None, period_s=DEFAULT_PERIOD_S, background_kw=None, power_factor=1.0,
+               keep_network_loads=False):
+        if model != "Grid" or num != 1 or self.model is not None:
+            raise ValueError(f"GridSimulator hosts exactly one Grid entity; asked for {num} "
+                             f"{model!r} with {0 if self.model is None else 1} existing")
+        self.period_ticks = round(period_s / self.time_resolution)
+        if self.period_ticks < 1:
+            raise ValueError(f"period_s={period_s} is shorter than the time resolution")
+        net = load_network(network, **(network_options or {}))
+        bus_of = {str(agent): int(bus) for agent, bus in (bus_of or {}).items()}
+        self.model = GridModel(net, bus_of, background_kw=background_kw,
+                               power_factor=power_factor, limits=limits_from_dict(limits),
+                               keep_network_loads=keep_network_loads)
+        self.network_name = network
+        return [{"eid": GRID_EID, "type": "Grid"}]
+
+    def step(self, time, inputs, max_advance):
+        sources = inputs.get(GRID_EID, {}).get("p_kw", {})
+        p_kw: dict[str, float] = {}
+        for full_id, value in sources.items():
+            name = agent_name(full_id)
+            p_kw[name] = p_kw.get(name, 0.0) + float(value)
+        self.results.append(self.model.step(time // self.period_ticks, p_kw))
+        return time + self.period_ticks
+
+    def get_data(self, outputs):
+        if not self.results:
+            raise RuntimeError("get_data called before the first Grid step")
+        values = self._outputs(self.results[-1])
+        data = {}
+        for eid, attrs in outputs.items():
+            unknown = sorted(set(attrs) - set(values))
+            if eid != GRID_EID or unknown:
+                raise ValueError(f"no output {unknown or attrs} on entity {eid!r}")
+            data[eid] = {attr: values[attr] for attr in attrs}
+        return data
+
+    @staticmethod
+    def _outputs(result: PeriodResult) -> dict:
+        return {
+            "vm_pu": _json_list(result.vm_pu),
+            "loading_pct": _json_list(result.loading_pct),
+            "voltage_violations": result.voltage_violations,
+            "line_violations": result.line_violations,
+            "converged": result.converged,
+            "losses_kw": _json_float(result.losses_kw),
+            "p_slack_kw": _json_float(result.p_slack_kw),
+        }
+
+    def get_summary(self) -> dict:
+        """Extra method: the summary.json `grid` block over every period run so far."""
+        return grid_summary(self.results, self.model.limits, self.network_name)
+
+
+def main():
+    """Entry point for mosaik's `cmd` starter: `python -m grid.simulator ADDR`."""
+    return mosaik_api_v3.start_simulation(GridSimulator(), "lemgrid grid simulator")
+
+
+if __name__ == "__main__":
+    main()

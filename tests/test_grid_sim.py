@@ -1,0 +1,148 @@
+"""grid.simulator: driven through its mosaik API directly, then inside a small mosaik World."""
+
+from typing import ClassVar
+
+import mosaik
+import mosaik_api_v3
+import pytest
+
+from grid.simulator import META, GridSimulator, agent_name
+
+BUS_OF = {"alice": 3, "bob": 8, "carol": 10}
+P_KW = {"alice": 40.0, "bob": 120.0, "carol": -30.0}
+PERIOD_S = 900
+
+
+def _grid(limits=None) -> GridSimulator:
+    sim = GridSimulator()
+    meta = sim.init("Grid-0", time_resolution=1.0)
+    assert meta["models"]["Grid"]["attrs"][0] == "p_kw"
+    entities = sim.create(1, "Grid", network="feeder11", bus_of=BUS_OF, limits=limits)
+    assert entities == [{"eid": "grid", "type": "Grid"}]
+    return sim
+
+
+def _inputs(p_kw: dict[str, float]) -> dict:
+    return {"grid": {"p_kw": {f"Agents-0.{name}": value for name, value in p_kw.items()}}}
+
+
+def test_agent_name_is_the_entity_id():
+    assert agent_name("Agents-0.alice") == "alice"
+    assert agent_name("a.b.c") == "c"
+
+
+def test_simulator_api_for_two_periods():
+    sim = _grid(limits={"v_min_pu": 0.999})
+    assert sim.step(0, _inputs(P_KW), max_advance=1800) == PERIOD_S
+    first = sim.get_data({"grid": ["vm_pu", "loading_pct", "converged", "voltage_violations"]})
+    assert len(first["grid"]["vm_pu"]) == 11 and len(first["grid"]["loading_pct"]) == 10
+    assert first["grid"]["converged"] is True
+    assert first["grid"]["voltage_violations"] > 0  # bob's bus 8 is below 0.999 pu
+    doubled = {name: 2 * value for name, value in P_KW.items()}
+    assert sim.step(PERIOD_S, _inputs(doubled), max_advance=1800) == 2 * PERIOD_S
+    second = sim.get_data({"grid": ["vm_pu", "losses_kw", "p_slack_kw"]})["grid"]
+    assert second["vm_pu"][8] < first["grid"]["vm_pu"][8]
+    assert second["p_slack_kw"] == pytest.approx(260.0 + second["losses_kw"], abs=1e-6)
+    assert [result.period for result in sim.results] == [0, 1]
+    summary = sim.get_summary()
+    assert summary["network"] == "feeder11" and summary["pf_failures"] == 0
+
+
+def test_network_loads_are_dropped_unless_kept():
+    for keep, load_kw in [(False, 0.0), (True, 3715.0)]:
+        sim = GridSimulator()
+        sim.init("Grid-0")
+        sim.create(1, "Grid", network="case33bw", bus_of={"alice": 17}, keep_network_loads=keep)
+        sim.step(0, _inputs({"alice": 100.0}), max_advance=0)
+        data = sim.get_data({"grid": ["losses_kw", "p_slack_kw"]})["grid"]
+        assert data["p_slack_kw"] == pytest.approx(load_kw + 100.0 + data["losses_kw"], abs=1e-6)
+
+
+def test_failed_period_is_reported_as_none():
+    sim = _grid()
+    sim.step(0, _inputs({"alice": 1e6}), max_advance=0)
+    data = sim.get_data({"grid": ["converged", "vm_pu", "losses_kw"]})["grid"]
+    assert data["converged"] is False and data["losses_kw"] is None
+    assert data["vm_pu"] == [None] * 11
+    assert sim.get_summary()["pf_failures"] == 1
+
+
+def test_simulator_rejects_bad_setup():
+    sim = GridSimulator()
+    sim.init("Grid-0")
+    with pytest.raises(ValueError, match="v_nominal"):
+        sim.create(1, "Grid", network="feeder11", bus_of=BUS_OF, limits={"v_nominal": 1})
+    with pytest.raises(ValueError, match="allowed"):
+        sim.create(1, "Grid", network="ieee13")
+    sim.create(1, "Grid", network="feeder11", bus_of=BUS_OF)
+    with pytest.raises(ValueError, match="exactly one"):
+        sim.create(1, "Grid", network="feeder11", bus_of=BUS_OF)
+
+
+# --- a real mosaik World ----------------------------------------------------------------
+
+
+class FakeAgents(mosaik_api_v3.Simulator):
+    """Agents with a constant `p_kw`; the entity id is the agent name."""
+
+    def __init__(self):
+        super().__init__({"type": "time-based", "models": {
+            "Agent": {"public": True, "params": ["name", "p_kw"], "attrs": ["p_kw"]}}})
+        self.p_kw = {}
+
+    def create(self, num, model, name, p_kw):
+        self.p_kw[name] = p_kw
+        return [{"eid": name, "type": model}]
+
+    def step(self, time, inputs, max_advance):
+        return time + PERIOD_S
+
+    def get_data(self, outputs):
+        return {eid: {"p_kw": self.p_kw[eid]} for eid in outputs}
+
+
+class Collector(mosaik_api_v3.Simulator):
+    """Records every input it receives, per step, in the class attribute `records`."""
+
+    records: ClassVar[list[dict]] = []
+
+    def __init__(self):
+        super().__init__({"type": "time-based", "models": {
+            "Monitor": {"public": True, "params": [], "attrs": [], "any_inputs": True}}})
+
+    def create(self, num, model):
+        return [{"eid": "monitor", "type": model}]
+
+    def step(self, time, inputs, max_advance):
+        values = {attr: next(iter(sources.values()))
+                  for attr, sources in inputs["monitor"].items()}
+        Collector.records.append({"time": time, **values})
+        return time + PERIOD_S
+
+    def get_data(self, outputs):
+        return {}
+
+
+def test_grid_simulator_in_a_mosaik_world():
+    Collector.records = []
+    world = mosaik.World({
+        "Grid": {"python": "grid.simulator:GridSimulator"},
+        "Agents": {"python": "tests.test_grid_sim:FakeAgents"},
+        "Collector": {"python": "tests.test_grid_sim:Collector"},
+    }, skip_greetings=True)
+    grid = world.start("Grid").Grid(network="feeder11", bus_of=BUS_OF, period_s=PERIOD_S)
+    agent_sim = world.start("Agents")
+    for name, p_kw in P_KW.items():
+        world.connect(agent_sim.Agent(name=name, p_kw=p_kw), grid, "p_kw")
+    monitor = world.start("Collector").Monitor()
+    world.connect(grid, monitor, *META["models"]["Grid"]["attrs"][1:])
+    world.run(until=4 * PERIOD_S, print_progress=False)
+
+    records = Collector.records
+    assert [record["time"] for record in records] == [0, 900, 1800, 2700]
+    for record in records:
+        assert record["converged"] is True
+        assert isinstance(record["voltage_violations"], int)
+        assert isinstance(record["line_violations"], int)
+        assert len(record["vm_pu"]) == 11
+        assert record["p_slack_kw"] == pytest.approx(130.0 + record["losses_kw"], abs=1e-6)
