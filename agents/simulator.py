@@ -92,7 +92,8 @@ class AgentSimulator(mosaik_api_v3.Simulator):
 
 
 def main():
-    return mosaik_api_v3.start_simulation(AgentSimulator(), "lemgrid agent simulator")
+    return mosaik_api_v3.start_simulation(AgentSimulator(), "lemgrid agent simulator",
+                                         configure_logging=False)
 
 
 if __name__ == "__main__":

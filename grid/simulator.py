@@ -141,7 +141,8 @@ class GridSimulator(mosaik_api_v3.Simulator):
 
 def main():
     """Entry point for mosaik's `cmd` starter: `python -m grid.simulator ADDR`."""
-    return mosaik_api_v3.start_simulation(GridSimulator(), "lemgrid grid simulator")
+    return mosaik_api_v3.start_simulation(GridSimulator(), "lemgrid grid simulator",
+                                         configure_logging=False)
 
 
 if __name__ == "__main__":

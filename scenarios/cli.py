@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from coordinator.service import add_arguments as add_coordinator_arguments
+from coordinator.service import serve as serve_coordinator
 from scenarios.schema import ScenarioError, load_scenario
 
 EXIT_INVALID = 2
@@ -22,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="KEY=VALUE", help="override a scenario field, e.g. market.p2v=false")
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    run.add_argument("--runtime", choices=["distributed", "inprocess"], default=None,
+                     help="agents as processes (default) or all in this process")
+    coord = sub.add_parser("coordinator", help="serve the market coordinator (ZeroMQ)")
+    add_coordinator_arguments(coord)
     val = sub.add_parser("validate", help="check a scenario file")
     val.add_argument("scenario")
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -37,6 +43,8 @@ def _load(args):
     overrides = list(args.overrides)
     if getattr(args, "mode", None):
         overrides.append(f"market.mode={args.mode}")
+    if getattr(args, "runtime", None):
+        overrides.append(f"runtime.kind={args.runtime}")
     return load_scenario(resolve_scenario(args.scenario), overrides)
 
 
@@ -78,7 +86,8 @@ def cmd_bench(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"run": cmd_run, "validate": cmd_validate, "bench": cmd_bench}
+    commands = {"run": cmd_run, "validate": cmd_validate, "bench": cmd_bench,
+                "coordinator": serve_coordinator}
     try:
         return commands[args.command](args)
     except ScenarioError as exc:

@@ -33,7 +33,6 @@ class Collector(mosaik_api_v3.Simulator):
             for attr, sources in attrs.items():
                 for src, value in sources.items():
                     rows.append((time, src.rsplit(".", 1)[-1], attr, value))
-        return None
 
     def get_data(self, outputs):
         return {}

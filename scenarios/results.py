@@ -10,6 +10,7 @@ import pandas as pd
 import yaml
 
 from agents.solver import agent_kind
+from grid.powerflow import bus_table, line_table
 from scenarios.runtime import DayResult
 from scenarios.schema import Scenario
 
@@ -18,7 +19,23 @@ FLOW_COLUMNS = ["buy_kw", "sell_kw", "p2v_kw", "p2v_offered_kw", "pv_kw", "load_
 KINDS = ("prosumer", "ev", "building", "consumer")
 
 
-def agents_frame(result: DayResult, community, day: int = 0) -> pd.DataFrame:
+def write_messages(path: Path, messages: list) -> None:
+    """messages.jsonl of an in-process run: every protocol message the session saw."""
+    with path.open("w") as f:
+        for msg in messages:
+            f.write(json.dumps({"dir": "in" if msg.sender != "coordinator" else "out",
+                                "peer": msg.sender, "msg": msg.model_dump(mode="json")}) + "\n")
+
+
+def write_grid(out: Path, periods) -> None:
+    """grid_bus.parquet (period, bus, vm_pu) and grid_line.parquet (period, line,
+    loading_pct); NaN where the period's power flow did not converge."""
+    bus_table(periods).to_parquet(out / "grid_bus.parquet", index=False)
+    line_table(periods).to_parquet(out / "grid_line.parquet", index=False)
+
+
+def agents_frame(result: DayResult, community, day: int = 0,
+                 bus_of: dict[str, int] | None = None) -> pd.DataFrame:
     """One row per agent and period; flows an agent does not have are 0."""
     frames = []
     for d in community:
@@ -26,7 +43,8 @@ def agents_frame(result: DayResult, community, day: int = 0) -> pd.DataFrame:
         if sc is None:
             continue
         n = d.horizon.periods
-        cols = {"day": day, "agent": d.name, "kind": sc.kind, "bus": None,
+        bus = (bus_of or {}).get(d.name)
+        cols = {"day": day, "agent": d.name, "kind": sc.kind, "bus": bus,
                 "period": np.arange(n)}
         for key in FLOW_COLUMNS:
             cols[key] = sc.flows_kw.get(key, sc.flows_kw.get("p2v_kw") if key ==
@@ -65,7 +83,8 @@ def _mean_cost(agents: pd.DataFrame, kind: str) -> float | None:
 
 
 def summary(s: Scenario, result: DayResult, community, agents: pd.DataFrame,
-            market: pd.DataFrame, wall_s: float) -> dict:
+            market: pd.DataFrame, wall_s: float, grid: dict | None = None,
+            grid_s: float | None = None, processes: int = 1) -> dict:
     """summary.json: every key of DESIGN.md, null where not applicable."""
     h = s.horizon.period_minutes / 60
     decentral = result.mode == "decentralized"
@@ -82,24 +101,25 @@ def summary(s: Scenario, result: DayResult, community, agents: pd.DataFrame,
                    "rounds": len(result.rounds) if decentral else None,
                    "converged": bool(result.converged),
                    "max_imbalance_kw": float(last["imbalance_kw"].abs().max())},
-        "grid": dict.fromkeys(("network", "v_min_pu", "v_max_pu", "max_loading_pct",
-                               "voltage_violations", "line_violations", "pf_failures")),
+        "grid": grid or dict.fromkeys(("network", "v_min_pu", "v_max_pu", "max_loading_pct",
+                                       "voltage_violations", "line_violations",
+                                       "pf_failures")),
         "timing_s": {"wall": wall_s, "startup": result.build_s, "market": result.market_s,
-                     "grid": None,
+                     "grid": grid_s,
                      "critical_path": result.critical_path_s if decentral else None},
-        "processes": {"agents": 1},
+        "processes": {"agents": processes},
         "failed_agents": result.failed,
     }
 
 
 def write_results(out: Path, s: Scenario, result: DayResult, community, price: float,
-                  wall_s: float) -> dict:
+                  wall_s: float, bus_of=None, grid=None, grid_s=None, processes=1) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    agents = agents_frame(result, community)
+    agents = agents_frame(result, community, bus_of=bus_of)
     market = market_frame(result, agents, price, s.horizon.periods)
     agents.to_parquet(out / "agents.parquet", index=False)
     market.to_parquet(out / "market.parquet", index=False)
     (out / "config.yaml").write_text(yaml.safe_dump(s.model_dump(mode="json"), sort_keys=False))
-    data = summary(s, result, community, agents, market, wall_s)
+    data = summary(s, result, community, agents, market, wall_s, grid, grid_s, processes)
     (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
     return data

@@ -1,37 +1,101 @@
-"""The composition root: scenario → community → market run → results."""
+"""The composition root: scenario → community → market run → power flows → results."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
+from agents.data import net_load_kw
+from grid.mapping import assign_buses
+from grid.networks import load_network
+from grid.powerflow import GridLimits, GridModel, PeriodResult, grid_summary
 from scenarios.community import build_community, p2v_price
 from scenarios.report import write_report
-from scenarios.results import write_results
+from scenarios.results import write_grid, write_messages, write_results
 from scenarios.runtime import RunError, run_centralized, run_decentralized
 from scenarios.schema import Scenario
+
+BUS_SEED_STREAM = 1_000_003  # the rng stream of bus assignment: [seed, BUS_SEED_STREAM]
+
+
+def grid_limits(s: Scenario) -> GridLimits:
+    return GridLimits(s.grid.v_min_pu, s.grid.v_max_pu, s.grid.max_loading_pct)
+
+
+def network_options(s: Scenario) -> dict:
+    return {} if s.grid.ampacity_ka is None else {"ampacity_ka": s.grid.ampacity_ka}
+
+
+def place_agents(s: Scenario, community) -> dict[str, int]:
+    net = load_network(s.grid.network, **network_options(s))
+    try:
+        return assign_buses([d.name for d in community], net,
+                            np.random.default_rng([s.seed, BUS_SEED_STREAM]), s.grid.buses)
+    except ValueError as exc:
+        raise RunError(f"{s.name}: grid.buses: {exc}") from None
+
+
+def grid_model(s: Scenario, bus_of: dict[str, int]) -> GridModel:
+    net = load_network(s.grid.network, **network_options(s))
+    if not s.grid.keep_network_loads:
+        net.load.drop(net.load.index, inplace=True)
+    background = np.full(len(net.bus), s.grid.background_kw_per_bus) \
+        if s.grid.background_kw_per_bus else None
+    return GridModel(net, bus_of, background, s.grid.power_factor, grid_limits(s))
+
+
+def run_grid_inprocess(s: Scenario, result, bus_of) -> list[PeriodResult]:
+    """One AC power flow per period of the settled schedules."""
+    model = grid_model(s, bus_of)
+    p_kw = {n: net_load_kw(sc.kind, sc.flows_kw) for n, sc in result.schedules.items()}
+    return [model.step(t, {n: float(v[t]) for n, v in p_kw.items()})
+            for t in range(s.horizon.periods)]
+
+
+def _progress(s: Scenario, progress: bool):
+    bar = tqdm(total=s.market.max_rounds, desc=f"{s.name} day 1 round", unit="round",
+               disable=not progress, leave=False)
+
+    def tick(rec):
+        bar.set_postfix(error_kw=f"{rec.error_kw:.3f}")
+        bar.update(1)
+    return bar, tick
 
 
 def run_scenario(s: Scenario, out: Path, progress: bool = False,
                  t0: float | None = None) -> dict:
-    """Run the scenario's market day in its mode and write every result file into ``out``."""
+    """Run the scenario's day in its mode and runtime; write every result into ``out``."""
     t0 = time.perf_counter() if t0 is None else t0
     try:
         community = build_community(s)
     except ValueError as exc:
         raise RunError(f"{s.name}: {exc}") from None
-    price = p2v_price(s)
+    bus_of, price = place_agents(s, community), p2v_price(s)
+    out.mkdir(parents=True, exist_ok=True)
+    pids = None
     if s.market.mode == "centralized":
         result = run_centralized(s, community)
-    else:
-        with tqdm(total=s.market.max_rounds, desc=f"{s.name} day 1 round", unit="round",
-                  disable=not progress, leave=False) as bar:
-            def tick(rec):
-                bar.set_postfix(error_kw=f"{rec.error_kw:.3f}")
-                bar.update(1)
+    elif s.runtime.kind == "inprocess":
+        bar, tick = _progress(s, progress)
+        with bar:
             result = run_decentralized(s, community, price, progress=tick)
-    summary = write_results(out, s, result, community, price, time.perf_counter() - t0)
+    else:
+        from scenarios.distributed import run_distributed
+        outcome = run_distributed(s, community, bus_of, out, price)
+        result, pids = outcome.result, outcome.pids
+    t_grid = time.perf_counter()
+    periods = (outcome.grid_results if pids is not None
+               else run_grid_inprocess(s, result, bus_of))
+    grid_s = time.perf_counter() - t_grid if pids is None else outcome.grid_s
+    if pids is None:
+        write_messages(out / "messages.jsonl", result.messages)
+    grid = grid_summary(periods, grid_limits(s), s.grid.network)
+    write_grid(out, periods)
+    summary = write_results(out, s, result, community, price, time.perf_counter() - t0,
+                            bus_of=bus_of, grid=grid, grid_s=grid_s,
+                            processes=len(pids) if pids is not None else 1)
     write_report(out, summary, result)
     return summary

@@ -61,16 +61,50 @@ def test_rules_applied_in_order(tiny_b):
     assert recs[-1].bought_kw.sum() == pytest.approx(recs[-1].sold_kw.sum(), abs=1e-3)
 
 
+RESULT_FILES = ("summary.json", "config.yaml", "agents.parquet", "market.parquet",
+                "grid_bus.parquet", "grid_line.parquet", "messages.jsonl", "report.md")
+
+
+def test_distributed_run_equals_inprocess_on_feeder11(tmp_path):
+    """tiny.yaml (3 prosumers, 2 EVs) on the 11-bus feeder: each agent its own mosaik
+    process, the coordinator its own process; market results and power flows equal the
+    in-process run's."""
+    runs = {}
+    for runtime in ("distributed", "inprocess"):
+        out = tmp_path / runtime
+        assert main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet",
+                     "--runtime", runtime, "--set", "grid.network=feeder11"]) == 0
+        for name in RESULT_FILES:
+            assert (out / name).stat().st_size > 0, name
+        runs[runtime] = out
+    dist, local = (json.loads((runs[r] / "summary.json").read_text())
+                   for r in ("distributed", "inprocess"))
+    assert dist["processes"]["agents"] == 5 and local["processes"]["agents"] == 1
+    for key in ("costs_eur", "market", "grid"):
+        for field, value in local[key].items():
+            if isinstance(value, float):
+                assert dist[key][field] == pytest.approx(value, rel=1e-9, abs=1e-9), field
+            else:
+                assert dist[key][field] == value, field
+    assert dist["grid"]["network"] == "feeder11" and dist["grid"]["pf_failures"] == 0
+    import pandas as pd
+    a, b = (pd.read_parquet(runs[r] / "agents.parquet") for r in ("distributed", "inprocess"))
+    pd.testing.assert_frame_equal(a, b)
+    bus = pd.read_parquet(runs["distributed"] / "grid_bus.parquet")
+    assert len(bus) == 96 * 11 and bus["vm_pu"].between(0.9, 1.1).all()
+
+
 def test_cli_run_writes_every_result(tmp_path):
     out = tmp_path / "tiny"
-    assert main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet"]) == 0
-    for name in ("summary.json", "config.yaml", "agents.parquet", "market.parquet", "report.md"):
+    assert main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet",
+                 "--runtime", "inprocess"]) == 0
+    for name in RESULT_FILES:
         assert (out / name).stat().st_size > 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {"scenario", "mechanism", "mode", "agents", "periods", "costs_eur",
                             "market", "grid", "timing_s", "processes"}
     assert summary["agents"] == {"prosumer": 3, "ev": 2, "building": 0, "consumer": 0}
-    assert summary["grid"]["network"] is None and summary["market"]["rounds"] <= 5
+    assert summary["grid"]["network"] == "case33bw" and summary["market"]["rounds"] <= 5
     import pandas as pd
     agents = pd.read_parquet(out / "agents.parquet")
     assert len(agents) == 5 * 96
@@ -84,7 +118,8 @@ def test_seed_reproducible(tmp_path):
     runs = []
     for i in range(2):
         out = tmp_path / str(i)
-        main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet"])
+        main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet",
+              "--runtime", "inprocess"])
         runs.append(json.loads((out / "summary.json").read_text())["costs_eur"])
     assert runs[0] == runs[1]
 
@@ -98,7 +133,7 @@ def test_infeasible_agent_is_reported_and_the_run_goes_on(tmp_path, capsys):
           "away": away, "trip_kwh": trip}
     out = tmp_path / "o"
     code = main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet",
-                 "--set", f"agents=[{json.dumps(ev)}]"])
+                 "--runtime", "inprocess", "--set", f"agents=[{json.dumps(ev)}]"])
     assert code == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [("warning: EV evbad: trips need 44.0 kWh, battery can hold at most 40.0 kWh "

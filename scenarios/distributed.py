@@ -1,0 +1,179 @@
+"""The distributed runtime: the coordinator as its own process (ZeroMQ), every agent
+group as its own mosaik simulator process, the grid simulator as its own process, and
+an in-process collector that records every output per period."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mosaik
+import numpy as np
+from loguru import logger
+
+from agents.data import Schedule, data_to_dict
+from agents.market_agent import period_costs_eur
+from agents.simulator import FLOW_ATTRS
+from agents.solver import agent_kind
+from coordinator.mechanisms.p2v_rules import RoundRecord
+from grid.networks import load_network
+from grid.powerflow import PeriodResult
+from scenarios import collector
+from scenarios.runtime import DayResult, RoundStats, RunError
+from scenarios.schema import Scenario
+
+GRID_OUTPUTS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations", "converged",
+                "losses_kw"]
+AGENT_OUTPUTS = ["p_kw", *FLOW_ATTRS, "soc_kwh", "pid", "ok"]
+COORDINATOR_START_S = 30.0  # longest wait for the coordinator to report its endpoint
+
+
+@dataclass
+class DistributedOutcome:
+    result: DayResult
+    grid_results: list[PeriodResult] = field(default_factory=list)
+    pids: set = field(default_factory=set)
+    startup_s: float = 0.0
+    grid_s: float = 0.0  # the simulation's wall time outside the market rounds
+
+
+def _grid_results(rows, period_s: int) -> list[PeriodResult]:
+    """The grid simulator's outputs per period as PeriodResults (None → NaN)."""
+    by_period: dict[int, dict] = {}
+    for t, _, attr, value in rows:
+        if attr in GRID_OUTPUTS:
+            by_period.setdefault(t // period_s, {})[attr] = value
+
+    def arr(values):
+        return np.array([np.nan if v is None else v for v in values or []], float)
+    return [PeriodResult(t, bool(o.get("converged")), arr(o.get("vm_pu")),
+                         arr(o.get("loading_pct")), int(o.get("voltage_violations") or 0),
+                         int(o.get("line_violations") or 0),
+                         np.nan if o.get("losses_kw") is None else o["losses_kw"], np.nan)
+            for t, o in sorted(by_period.items())]
+
+
+def start_coordinator(s: Scenario, names: list[str], out: Path, price: float):
+    """Start ``lemgrid coordinator`` as a process; return it and its endpoint."""
+    roster = out / "roster.txt"
+    roster.write_text("\n".join(names) + "\n")
+    cmd = [sys.executable, "-m", "scenarios.cli", "coordinator", "--mechanism",
+           s.market.mechanism, "--tolerance-kw", str(s.market.tolerance_kw), "--max-rounds",
+           str(s.market.max_rounds), "--price-eur-per-kwh", repr(price), "--roster", str(roster),
+           "--endpoint", f"tcp://{s.runtime.coordinator_host}:0", "--log",
+           str(out / "messages.jsonl"), "--records", str(out / "rounds.json"),
+           "--round-deadline-s", str(s.runtime.round_deadline_s), "--registration-timeout-s",
+           str(s.runtime.registration_timeout_s)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    if not line.startswith("coordinator listening on "):
+        proc.kill()
+        raise RunError(f"coordinator did not start: {line or proc.stderr.read().strip()}")
+    return proc, line.rsplit(" ", 1)[-1]
+
+
+def _sim_config(s: Scenario, groups: int) -> dict:
+    cmd = f"{sys.executable} -m agents.simulator %(addr)s"
+    config = {f"Agents{i}": ({"connect": s.runtime.connect[i]} if i < len(s.runtime.connect)
+                             else {"cmd": cmd}) for i in range(groups)}
+    config["Grid"] = {"cmd": f"{sys.executable} -m grid.simulator %(addr)s"}
+    config["Collector"] = {"python": "scenarios.collector:Collector"}
+    return config
+
+
+def _groups(community, size: int) -> list[list]:
+    return [community[i:i + size] for i in range(0, len(community), size)]
+
+
+def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str):
+    """Start every simulator, create the entities and connect them."""
+    groups = _groups(community, s.runtime.agents_per_process)
+    world = mosaik.World(_sim_config(s, len(groups)), time_resolution=1.0,
+                         skip_greetings=True, configure_logging=False)
+    so, period_s = s.solver, s.horizon.period_minutes * 60
+    solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
+              "lp_first": so.lp_first}
+    g = s.grid
+    grid = world.start("Grid").Grid(
+        network=g.network, network_options=network_options(s), bus_of=bus_of,
+        limits={"v_min_pu": g.v_min_pu, "v_max_pu": g.v_max_pu,
+                "max_loading_pct": g.max_loading_pct},
+        period_s=period_s, power_factor=g.power_factor, keep_network_loads=g.keep_network_loads,
+        background_kw=[g.background_kw_per_bus] * n_buses(g.network) if g.background_kw_per_bus
+        else None)
+    sink = world.start("Collector").Collector()
+    for i, group in enumerate(groups):
+        sim = world.start(f"Agents{i}", endpoint=endpoint, period_s=period_s, solver=solver)
+        for ent in sim.Agent.create(len(group), agents=[data_to_dict(d) for d in group]):
+            world.connect(ent, grid, "p_kw")
+            world.connect(ent, sink, *AGENT_OUTPUTS)
+    world.connect(grid, sink, *GRID_OUTPUTS)
+    return world
+
+
+def network_options(s: Scenario) -> dict:
+    return {} if s.grid.ampacity_ka is None else {"ampacity_ka": s.grid.ampacity_ka}
+
+
+def n_buses(network: str) -> int:
+    return len(load_network(network).bus)
+
+
+def _day_result(s: Scenario, community, rows, records: dict, market_s: float) -> DayResult:
+    """Settled schedules rebuilt from the agents' per-period outputs."""
+    n, period_s = s.horizon.periods, s.horizon.period_minutes * 60
+    by_agent: dict[str, dict[str, np.ndarray]] = {}
+    ok: dict[str, bool] = {}
+    for t, name, attr, value in rows:
+        if attr == "ok":
+            ok[name] = bool(value)
+        elif attr in FLOW_ATTRS or attr == "soc_kwh":
+            arr = by_agent.setdefault(name, {}).setdefault(attr, np.full(n, np.nan))
+            arr[(t // period_s) % n] = np.nan if value is None else value
+    schedules = {}
+    for d in community:
+        if not ok.get(d.name) or d.name not in by_agent:
+            continue
+        flows = {k: v for k, v in by_agent[d.name].items() if k != "soc_kwh"}
+        soc = by_agent[d.name].get("soc_kwh")
+        costs = period_costs_eur(d, flows)
+        schedules[d.name] = Schedule(d.name, agent_kind(d), "optimal", float(costs.sum()),
+                                     "", 0.0, flows, soc if d.battery else None, costs)
+    rounds = [RoundStats(RoundRecord(r["round"], r["error_kw"], np.array(r["sold_kw"]),
+                                     np.array(r["bought_kw"]), r["rule"], r["limits_changed"]),
+                         {"round": r["seconds"]}, {}) for r in records["rounds"]]
+    return DayResult("decentralized", schedules, rounds, bool(records["converged"]),
+                     dict(records["failed"]), [], market_s)
+
+
+def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
+                    price: float) -> DistributedOutcome:
+    """Run one day across processes; the coordinator's records and every output return."""
+    logger.disable("mosaik")
+    logger.disable("mosaik_api_v3")
+    t0 = time.perf_counter()
+    proc, endpoint = start_coordinator(s, [d.name for d in community], out, price)
+    try:
+        world = build_world(s, community, bus_of, endpoint)
+        startup_s = time.perf_counter() - t0
+        sid = next(k for k in collector.RECORDS if k.startswith("Collector"))
+        t_run = time.perf_counter()
+        world.run(until=s.horizon.periods * s.horizon.period_minutes * 60,
+                  print_progress=False)
+        run_s = time.perf_counter() - t_run
+        proc.wait(timeout=s.runtime.round_deadline_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rows = collector.RECORDS.pop(sid)
+    records = json.loads((out / "rounds.json").read_text())
+    market_s = sum(r["seconds"] for r in records["rounds"])
+    result = _day_result(s, community, rows, records, market_s)
+    result.build_s = startup_s
+    pids = {v for _, _, attr, v in rows if attr == "pid"}
+    grid = _grid_results(rows, s.horizon.period_minutes * 60)
+    return DistributedOutcome(result, grid, pids, startup_s, max(run_s - market_s, 0.0))
