@@ -16,6 +16,7 @@ import numpy as np
 from loguru import logger
 
 from agents.data import Schedule, data_to_dict
+from agents.launcher import launch, reap
 from agents.market_agent import period_costs_eur
 from agents.simulator import FLOW_ATTRS
 from agents.solver import agent_kind
@@ -76,10 +77,13 @@ def start_coordinator(s: Scenario, names: list[str], out: Path, price: float):
     return proc, line.rsplit(" ", 1)[-1]
 
 
-def _sim_config(s: Scenario, groups: int) -> dict:
+def _sim_config(s: Scenario, groups: int, forked: list[str]) -> dict:
+    """Agent groups: the scenario's ``connect`` addresses first, then forked simulators
+    (``launcher: fork``) or mosaik-started processes (``launcher: cmd``)."""
     cmd = f"{sys.executable} -m agents.simulator %(addr)s"
-    config = {f"Agents{i}": ({"connect": s.runtime.connect[i]} if i < len(s.runtime.connect)
-                             else {"cmd": cmd}) for i in range(groups)}
+    given = [*s.runtime.connect, *forked]
+    config = {f"Agents{i}": ({"connect": given[i]} if i < len(given) else {"cmd": cmd})
+              for i in range(groups)}
     config["Grid"] = {"cmd": f"{sys.executable} -m grid.simulator %(addr)s"}
     config["Collector"] = {"python": "scenarios.collector:Collector"}
     return config
@@ -89,10 +93,11 @@ def _groups(community, size: int) -> list[list]:
     return [community[i:i + size] for i in range(0, len(community), size)]
 
 
-def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str):
+def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str,
+                forked: list[str]):
     """Start every simulator, create the entities and connect them."""
     groups = _groups(community, s.runtime.agents_per_process)
-    world = mosaik.World(_sim_config(s, len(groups)), time_resolution=1.0,
+    world = mosaik.World(_sim_config(s, len(groups), forked), time_resolution=1.0,
                          skip_greetings=True, configure_logging=False)
     so, period_s = s.solver, s.horizon.period_minutes * 60
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
@@ -157,8 +162,12 @@ def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
     logger.disable("mosaik_api_v3")
     t0 = time.perf_counter()
     proc, endpoint = start_coordinator(s, [d.name for d in community], out, price)
+    forked, children = [], []
+    if s.runtime.launcher == "fork":
+        groups = len(_groups(community, s.runtime.agents_per_process))
+        forked, children = launch(max(groups - len(s.runtime.connect), 0))
     try:
-        world = build_world(s, community, bus_of, endpoint)
+        world = build_world(s, community, bus_of, endpoint, forked)
         startup_s = time.perf_counter() - t0
         sid = next(k for k in collector.RECORDS if k.startswith("Collector"))
         t_run = time.perf_counter()
@@ -169,6 +178,7 @@ def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
     finally:
         if proc.poll() is None:
             proc.kill()
+        reap(children)
     rows = collector.RECORDS.pop(sid)
     records = json.loads((out / "rounds.json").read_text())
     market_s = sum(r["seconds"] for r in records["rounds"])

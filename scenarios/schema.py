@@ -128,6 +128,8 @@ class Runtime(Strict):
 
     kind: Literal["distributed", "inprocess"] = "distributed"
     agents_per_process: int = Field(1, ge=1)
+    launcher: Literal["fork", "cmd"] = Field("fork", description="fork: pre-bound sockets, "
+                                             "one fork per process; cmd: mosaik starts each")
     connect: list[str] = Field(default_factory=list, description="host:port of agent "
                                "simulators already running, one per process group")
     coordinator_host: str = "127.0.0.1"

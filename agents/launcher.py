@@ -1,0 +1,81 @@
+"""Start many agent simulator processes quickly: import once, pre-bind, fork.
+
+mosaik's ``cmd`` start runs one interpreter per simulator, one after another, and each
+imports Pyomo and HiGHS. Here the parent (which has imported them already) binds one
+listening socket per simulator and forks one child per socket; each child serves
+exactly one mosaik connection (mosaik's ``connect`` start). Because the sockets listen
+before ``launch`` returns, mosaik can connect at once: no start-up race, no retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+
+from mosaik_api_v3 import run_simulator
+
+from agents.simulator import AgentSimulator
+
+ACCEPT_TIMEOUT_S = 120.0  # a child waits this long for mosaik to connect, then exits
+REAP_TIMEOUT_S = 10.0  # how long ``reap`` waits for the children to exit
+
+
+async def _serve(sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    connected: asyncio.Future = loop.create_future()
+    server = await asyncio.start_server(
+        lambda r, w: connected.done() or connected.set_result((r, w)), sock=sock)
+    try:
+        reader, writer = await asyncio.wait_for(connected, ACCEPT_TIMEOUT_S)
+    finally:
+        server.close()
+    from mosaik_api_v3.connection import Channel
+    channel = Channel(reader, writer)
+    try:
+        await run_simulator(channel, AgentSimulator(), api_compliant=True)
+    finally:
+        await channel.close()
+
+
+def _child(sock: socket.socket, others: list[socket.socket]) -> None:
+    for other in others:
+        other.close()
+    code = 0
+    try:
+        asyncio.run(_serve(sock))
+    except BaseException:  # noqa: BLE001 - a child must never return into the parent's code
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def launch(count: int, host: str = "127.0.0.1") -> tuple[list[str], list[int]]:
+    """Fork ``count`` agent simulators; return their ``host:port`` addresses and pids."""
+    socks = [socket.create_server((host, 0)) for _ in range(count)]
+    pids = []
+    for sock in socks:
+        pid = os.fork()
+        if pid == 0:
+            _child(sock, [s for s in socks if s is not sock])
+        pids.append(pid)
+    addresses = [f"{host}:{s.getsockname()[1]}" for s in socks]
+    for sock in socks:
+        sock.close()
+    return addresses, pids
+
+
+def reap(pids: list[int], timeout_s: float = REAP_TIMEOUT_S) -> list[int]:
+    """Wait for the children to exit; kill the ones still running after ``timeout_s``.
+    Returns the pids that had to be killed."""
+    deadline, left = time.monotonic() + timeout_s, set(pids)
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                left.discard(pid)
+        time.sleep(0.01)
+    for pid in left:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    return sorted(left)
