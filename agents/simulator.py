@@ -35,7 +35,9 @@ META = {
 class AgentSimulator(mosaik_api_v3.Simulator):
     def __init__(self):
         super().__init__(META)
-        self.agents: dict[str, MarketAgent] = {}
+        self.data: dict[str, object] = {}  # agent name -> its private data
+        self.agents: dict[str, MarketAgent] = {}  # built at the first step, in parallel
+        self.failures: dict[str, str] = {}
         self.period_s, self.endpoint, self.solver = 900, None, {}
         self.period = 0
 
@@ -49,28 +51,39 @@ class AgentSimulator(mosaik_api_v3.Simulator):
             raise ValueError(f"create: {num} entities asked for but {len(agents)} agents given")
         out = []
         for raw in agents:
-            agent = MarketAgent(data_from_dict(raw), **self.solver)
-            self.agents[agent.name] = agent
-            out.append({"eid": agent.name, "type": model})
+            data = data_from_dict(raw)
+            self.data[data.name] = data
+            out.append({"eid": data.name, "type": model})
         return out
 
     def step(self, time, inputs, max_advance):
-        periods = next(iter(self.agents.values())).data.horizon.periods
+        periods = next(iter(self.data.values())).horizon.periods
         self.period = (time // self.period_s) % periods
         if self.period == 0:
             self._plan_day()
         return time + self.period_s
 
     def _plan_day(self) -> None:
-        threads = [threading.Thread(target=run_agent, args=(a, self.endpoint), daemon=True)
-                   for a in self.agents.values()]
+        """Every hosted agent joins the market in its own thread (models are built there,
+        so the processes of a community build theirs at the same time)."""
+        threads = [threading.Thread(target=self._join_market, args=(name,), daemon=True)
+                   for name in self.data]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
 
-    def _value(self, agent: MarketAgent, attr: str):
-        sched, t = agent.settled, self.period
+    def _join_market(self, name: str) -> None:
+        try:
+            agent = self.agents.get(name) or MarketAgent(self.data[name], **self.solver)
+            self.agents[name] = agent
+            run_agent(agent, self.endpoint)
+        except Exception as exc:  # noqa: BLE001 - recorded; the agent outputs ok = False
+            self.failures[name] = f"{type(exc).__name__}: {exc}"
+
+    def _value(self, name: str, attr: str):
+        agent = self.agents.get(name)
+        sched, t = (agent.settled if agent else None), self.period
         if attr == "pid":
             return os.getpid()
         if attr == "ok":
@@ -87,7 +100,7 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         return None if sched.soc_kwh is None else float(np.asarray(sched.soc_kwh)[t])
 
     def get_data(self, outputs):
-        return {eid: {a: self._value(self.agents[eid], a) for a in attrs}
+        return {eid: {a: self._value(eid, a) for a in attrs}
                 for eid, attrs in outputs.items()}
 
 
