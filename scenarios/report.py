@@ -17,7 +17,7 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
     rows = [("scenario", summary["scenario"]), ("mode", summary["mode"]),
             ("mechanism", summary["mechanism"]),
             ("agents", ", ".join(f"{n} {k}" for k, n in summary["agents"].items() if n))]
-    for section in ("costs_eur", "market", "timing_s"):
+    for section in ("costs_eur", "market", "grid", "timing_s", "processes"):
         rows += [(f"{section}.{k}", _fmt(v)) for k, v in summary[section].items()]
     rows.append(("failed agents", ", ".join(summary["failed_agents"]) or "none"))
     return rows
