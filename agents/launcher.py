@@ -20,6 +20,7 @@ from agents.simulator import AgentSimulator
 
 ACCEPT_TIMEOUT_S = 120.0  # a child waits this long for mosaik to connect, then exits
 REAP_TIMEOUT_S = 10.0  # how long ``reap`` waits for the children to exit
+CHILD_LIFETIME_S = 24 * 3600.0  # the launcher process outlives its children at most this long
 
 
 async def _serve(sock: socket.socket) -> None:
@@ -79,3 +80,21 @@ def reap(pids: list[int], timeout_s: float = REAP_TIMEOUT_S) -> list[int]:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
     return sorted(left)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.launcher COUNT [HOST]``: fork COUNT agent simulators, print their
+    addresses as one JSON line, wait for them to finish. Run as its own lean process so
+    the children inherit only the agent stack (not the runner's pandas/pandapower)."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    addresses, pids = launch(int(args[0]), args[1] if len(args) > 1 else "127.0.0.1")
+    print(json.dumps(addresses), flush=True)
+    reap(pids, timeout_s=CHILD_LIFETIME_S)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,6 +11,7 @@ Start it as a mosaik ``cmd`` simulator: ``python -m agents.simulator %(addr)s``.
 from __future__ import annotations
 
 import os
+import resource
 import threading
 
 import mosaik_api_v3
@@ -27,7 +28,8 @@ META = {
     "type": "time-based",
     "models": {
         "Agent": {"public": True, "params": ["agents"],
-                  "attrs": ["p_kw", *FLOW_ATTRS, "cost_eur", "soc_kwh", "pid", "ok"]},
+                  "attrs": ["p_kw", *FLOW_ATTRS, "cost_eur", "soc_kwh", "pid", "rss_mb",
+                            "ok"]},
     },
 }
 
@@ -86,6 +88,8 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         sched, t = (agent.settled if agent else None), self.period
         if attr == "pid":
             return os.getpid()
+        if attr == "rss_mb":  # this process's peak resident memory
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if attr == "ok":
             return sched is not None
         if sched is None:

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from scenarios.runtime import DayResult, run_centralized, run_decentralized
 # Faia et al. 2021 (seed 000), scenario B.
 PAPER = {"gap_pct": 0.15, "prosumer_mean_vs_central_pct": -2.04,
          "ev_mean_vs_central_pct": 1.45, "central_over_critical_path": 144.0, "rounds": 5}
-GOALS = {"gap_pct": "≤ 0.5", "agent_solve_median_ms": "≤ 20"}
+GOALS = {"gap_pct": "≤ 0.5", "agent_solve_median_ms": "≤ 20", "startup_s": "≤ 10",
+         "end_to_end_s": "≤ 30", "power_flows_96_s": "≤ 2", "agent_peak_rss_mb": "≤ 100"}
 
 
 def machine() -> dict:
@@ -99,6 +101,27 @@ def table(stats: dict[str, list[float]]) -> list[str]:
     return lines
 
 
+def runtime_run(s, tmp: Path) -> dict[str, float]:
+    """One distributed run (each agent its own process) and 96 in-process power flows."""
+    from scenarios.runtime import run_decentralized
+    from scenarios.world import place_agents, run_grid_inprocess, run_scenario
+
+    summary = run_scenario(s, tmp)
+    t = summary["timing_s"]
+    community = build_community(s)
+    result = run_decentralized(s, community, p2v_price(s))
+    start = time.perf_counter()
+    run_grid_inprocess(s, result, place_agents(s, community))
+    return {"agent_processes": summary["processes"]["agents"], "startup_s": t["startup"],
+            "market_s": t["market"], "simulation_outside_market_s": t["grid"],
+            "end_to_end_s": t["wall"], "power_flows_96_s": time.perf_counter() - start,
+            "agent_peak_rss_mb": summary["processes"]["agent_peak_rss_mb"]}
+
+
+def runtime_metrics(rows: list[dict]) -> dict[str, list[float]]:
+    return {k: [float(r[k]) for r in rows] for k in rows[0]}
+
+
 def run_bench(args) -> int:
     from scenarios.cli import resolve_scenario
     from scenarios.schema import load_scenario
@@ -111,7 +134,14 @@ def run_bench(args) -> int:
     info = machine()
     print(f"lemgrid bench: {s.name}, {runs_n} run(s); machine: {info['cpu']}, "
           f"{info['cores']} cores, Python {info['python']}")
+    print("\nmarket: decentralized (in-process) vs centralized")
     print("\n".join(table(stats)))
+    with tempfile.TemporaryDirectory() as tmp:
+        rt = runtime_metrics([runtime_run(s, Path(tmp) / str(i)) for i in range(runs_n)])
+    print(f"\nruntime: distributed, {s.runtime.agents_per_process} agent(s) per process, "
+          f"grid {s.grid.network}")
+    print("\n".join(table(rt)))
+    stats |= rt
     report = {"scenario": s.name, "runs": runs_n, "machine": info, "paper": PAPER,
               "metrics": {k: {"median": statistics.median(v), "min": min(v), "max": max(v),
                               "values": v} for k, v in stats.items()}}

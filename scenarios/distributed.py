@@ -16,7 +16,6 @@ import numpy as np
 from loguru import logger
 
 from agents.data import Schedule, data_to_dict
-from agents.launcher import launch, reap
 from agents.market_agent import period_costs_eur
 from agents.simulator import FLOW_ATTRS
 from agents.solver import agent_kind
@@ -29,8 +28,8 @@ from scenarios.schema import Scenario
 
 GRID_OUTPUTS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations", "converged",
                 "losses_kw"]
-AGENT_OUTPUTS = ["p_kw", *FLOW_ATTRS, "soc_kwh", "pid", "ok"]
-COORDINATOR_START_S = 30.0  # longest wait for the coordinator to report its endpoint
+AGENT_OUTPUTS = ["p_kw", *FLOW_ATTRS, "soc_kwh", "pid", "rss_mb", "ok"]
+LAUNCHER_EXIT_S = 10.0  # after the simulation, the helper processes exit within this
 
 
 @dataclass
@@ -40,6 +39,7 @@ class DistributedOutcome:
     pids: set = field(default_factory=set)
     startup_s: float = 0.0
     grid_s: float = 0.0  # the simulation's wall time outside the market rounds
+    peak_rss_mb: float | None = None  # the largest agent process's peak resident memory
 
 
 def _grid_results(rows, period_s: int) -> list[PeriodResult]:
@@ -75,6 +75,18 @@ def start_coordinator(s: Scenario, names: list[str], out: Path, price: float):
         proc.kill()
         raise RunError(f"coordinator did not start: {line or proc.stderr.read().strip()}")
     return proc, line.rsplit(" ", 1)[-1]
+
+
+def start_launcher(count: int):
+    """Start ``python -m agents.launcher``; return it and the forked simulators' addresses."""
+    proc = subprocess.Popen([sys.executable, "-m", "agents.launcher", str(count)],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    try:
+        return proc, json.loads(line)
+    except json.JSONDecodeError:
+        proc.kill()
+        raise RunError(f"agent launcher did not start: {line.strip()!r}") from None
 
 
 def _sim_config(s: Scenario, groups: int, forked: list[str]) -> dict:
@@ -162,10 +174,10 @@ def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
     logger.disable("mosaik_api_v3")
     t0 = time.perf_counter()
     proc, endpoint = start_coordinator(s, [d.name for d in community], out, price)
-    forked, children = [], []
+    forked, launcher = [], None
     if s.runtime.launcher == "fork":
         groups = len(_groups(community, s.runtime.agents_per_process))
-        forked, children = launch(max(groups - len(s.runtime.connect), 0))
+        launcher, forked = start_launcher(max(groups - len(s.runtime.connect), 0))
     try:
         world = build_world(s, community, bus_of, endpoint, forked)
         startup_s = time.perf_counter() - t0
@@ -176,9 +188,12 @@ def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
         run_s = time.perf_counter() - t_run
         proc.wait(timeout=s.runtime.round_deadline_s)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        reap(children)
+        for p in (proc, launcher):
+            if p is not None:
+                try:
+                    p.wait(timeout=LAUNCHER_EXIT_S)
+                except subprocess.TimeoutExpired:
+                    p.kill()
     rows = collector.RECORDS.pop(sid)
     records = json.loads((out / "rounds.json").read_text())
     market_s = sum(r["seconds"] for r in records["rounds"])
@@ -186,4 +201,6 @@ def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
     result.build_s = startup_s
     pids = {v for _, _, attr, v in rows if attr == "pid"}
     grid = _grid_results(rows, s.horizon.period_minutes * 60)
-    return DistributedOutcome(result, grid, pids, startup_s, max(run_s - market_s, 0.0))
+    rss = [v for _, _, attr, v in rows if attr == "rss_mb" and v is not None]
+    return DistributedOutcome(result, grid, pids, startup_s, max(run_s - market_s, 0.0),
+                              max(rss, default=None))

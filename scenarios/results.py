@@ -84,7 +84,7 @@ def _mean_cost(agents: pd.DataFrame, kind: str) -> float | None:
 
 def summary(s: Scenario, result: DayResult, community, agents: pd.DataFrame,
             market: pd.DataFrame, wall_s: float, grid: dict | None = None,
-            grid_s: float | None = None, processes: int = 1) -> dict:
+            grid_s: float | None = None, processes: dict | None = None) -> dict:
     """summary.json: every key of DESIGN.md, null where not applicable."""
     h = s.horizon.period_minutes / 60
     decentral = result.mode == "decentralized"
@@ -107,13 +107,13 @@ def summary(s: Scenario, result: DayResult, community, agents: pd.DataFrame,
         "timing_s": {"wall": wall_s, "startup": result.build_s, "market": result.market_s,
                      "grid": grid_s,
                      "critical_path": result.critical_path_s if decentral else None},
-        "processes": {"agents": processes},
+        "processes": processes or {"agents": 1, "agent_peak_rss_mb": None},
         "failed_agents": result.failed,
     }
 
 
 def write_results(out: Path, s: Scenario, result: DayResult, community, price: float,
-                  wall_s: float, bus_of=None, grid=None, grid_s=None, processes=1) -> dict:
+                  wall_s: float, bus_of=None, grid=None, grid_s=None, processes=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     agents = agents_frame(result, community, bus_of=bus_of)
     market = market_frame(result, agents, price, s.horizon.periods)

@@ -75,7 +75,7 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
         raise RunError(f"{s.name}: {exc}") from None
     bus_of, price = place_agents(s, community), p2v_price(s)
     out.mkdir(parents=True, exist_ok=True)
-    pids = None
+    pids, peak_rss_mb = None, None
     if s.market.mode == "centralized":
         result = run_centralized(s, community)
     elif s.runtime.kind == "inprocess":
@@ -85,7 +85,7 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
     else:
         from scenarios.distributed import run_distributed
         outcome = run_distributed(s, community, bus_of, out, price)
-        result, pids = outcome.result, outcome.pids
+        result, pids, peak_rss_mb = outcome.result, outcome.pids, outcome.peak_rss_mb
     t_grid = time.perf_counter()
     periods = (outcome.grid_results if pids is not None
                else run_grid_inprocess(s, result, bus_of))
@@ -96,6 +96,7 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
     write_grid(out, periods)
     summary = write_results(out, s, result, community, price, time.perf_counter() - t0,
                             bus_of=bus_of, grid=grid, grid_s=grid_s,
-                            processes=len(pids) if pids is not None else 1)
+                            processes={"agents": len(pids) if pids is not None else 1,
+                                       "agent_peak_rss_mb": peak_rss_mb})
     write_report(out, summary, result)
     return summary
