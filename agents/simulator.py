@@ -10,9 +10,11 @@ Start it as a mosaik ``cmd`` simulator: ``python -m agents.simulator %(addr)s``.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import threading
+from pathlib import Path
 
 import mosaik_api_v3
 import numpy as np
@@ -44,8 +46,9 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         self.period = 0
 
     def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
-             solver=None):
+             solver=None, results_dir=None):
         self.endpoint, self.period_s, self.solver = endpoint, int(period_s), solver or {}
+        self.results_dir = Path(results_dir) if results_dir else None
         return self.meta
 
     def create(self, num, model, agents):
@@ -78,8 +81,11 @@ class AgentSimulator(mosaik_api_v3.Simulator):
     def _join_market(self, name: str) -> None:
         try:
             agent = self.agents.get(name) or MarketAgent(self.data[name], **self.solver)
+            _inject_fault(agent)
             self.agents[name] = agent
-            run_agent(agent, self.endpoint)
+            settled = run_agent(agent, self.endpoint)
+            if settled is not None and self.results_dir is not None:
+                write_schedule(self.results_dir / f"{name}.json", settled)
         except Exception as exc:  # noqa: BLE001 - recorded; the agent outputs ok = False
             self.failures[name] = f"{type(exc).__name__}: {exc}"
 
@@ -106,6 +112,33 @@ class AgentSimulator(mosaik_api_v3.Simulator):
     def get_data(self, outputs):
         return {eid: {a: self._value(eid, a) for a in attrs}
                 for eid, attrs in outputs.items()}
+
+
+FAULT_ENV = "LEMGRID_FAULT_KILL"  # "agent:round": that agent's process dies in that round
+
+
+def _inject_fault(agent: MarketAgent) -> None:
+    """Fault injection for resilience tests: with ``LEMGRID_FAULT_KILL=ev1:2`` the process
+    hosting ev1 exits abruptly when it receives the round-2 signal."""
+    name, _, round_ = os.environ.get(FAULT_ENV, "").partition(":")
+    if name != agent.name:
+        return
+    answer = agent.on_signal
+
+    def on_signal(msg):
+        if msg.round == int(round_ or 1):
+            os._exit(9)
+        return answer(msg)
+    agent.on_signal = on_signal
+
+
+def write_schedule(path: Path, sched) -> None:
+    """The settled day as JSON: a copy that survives this simulation if mosaik stops."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"agent": sched.agent, "kind": sched.kind,
+            "flows_kw": {k: np.asarray(v).tolist() for k, v in sched.flows_kw.items()},
+            "soc_kwh": None if sched.soc_kwh is None else np.asarray(sched.soc_kwh).tolist()}
+    path.write_text(json.dumps(data))
 
 
 def main():

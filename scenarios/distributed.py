@@ -5,6 +5,8 @@ an in-process collector that records every output per period."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -35,11 +37,12 @@ LAUNCHER_EXIT_S = 10.0  # after the simulation, the helper processes exit within
 @dataclass
 class DistributedOutcome:
     result: DayResult
-    grid_results: list[PeriodResult] = field(default_factory=list)
+    grid_results: list[PeriodResult] | None = field(default_factory=list)  # None: not run
     pids: set = field(default_factory=set)
     startup_s: float = 0.0
     grid_s: float = 0.0  # the simulation's wall time outside the market rounds
     peak_rss_mb: float | None = None  # the largest agent process's peak resident memory
+    aborted: str | None = None  # why the co-simulation stopped early, if it did
 
 
 def _grid_results(rows, period_s: int) -> list[PeriodResult]:
@@ -77,10 +80,26 @@ def start_coordinator(s: Scenario, names: list[str], out: Path, price: float):
     return proc, line.rsplit(" ", 1)[-1]
 
 
+def _stop(coordinator, launcher, at_once: bool) -> None:
+    """End the helper processes: the coordinator and the launcher exit by themselves after
+    a normal day; after an aborted simulation the launcher's whole process group (its
+    forked agent simulators) is killed at once."""
+    for p in (coordinator, launcher):
+        if p is None:
+            continue
+        try:
+            p.wait(timeout=0 if at_once else LAUNCHER_EXIT_S)
+        except subprocess.TimeoutExpired:
+            if p is launcher:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.kill()
+            p.wait()
+
+
 def start_launcher(count: int):
     """Start ``python -m agents.launcher``; return it and the forked simulators' addresses."""
     proc = subprocess.Popen([sys.executable, "-m", "agents.launcher", str(count)],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
     line = proc.stdout.readline()
     try:
         return proc, json.loads(line)
@@ -106,7 +125,7 @@ def _groups(community, size: int) -> list[list]:
 
 
 def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str,
-                forked: list[str]):
+                forked: list[str], results_dir: Path):
     """Start every simulator, create the entities and connect them."""
     groups = _groups(community, s.runtime.agents_per_process)
     world = mosaik.World(_sim_config(s, len(groups), forked), time_resolution=1.0,
@@ -124,7 +143,8 @@ def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str,
         else None)
     sink = world.start("Collector").Collector()
     for i, group in enumerate(groups):
-        sim = world.start(f"Agents{i}", endpoint=endpoint, period_s=period_s, solver=solver)
+        sim = world.start(f"Agents{i}", endpoint=endpoint, period_s=period_s, solver=solver,
+                          results_dir=str(results_dir))
         for ent in sim.Agent.create(len(group), agents=[data_to_dict(d) for d in group]):
             world.connect(ent, grid, "p_kw")
             world.connect(ent, sink, *AGENT_OUTPUTS)
@@ -167,36 +187,60 @@ def _day_result(s: Scenario, community, rows, records: dict, market_s: float) ->
                      dict(records["failed"]), [], market_s)
 
 
+def _recover(s: Scenario, community, out: Path, records: dict, market_s: float,
+             startup_s: float, aborted: str) -> DistributedOutcome:
+    """The co-simulation stopped (a simulator process died): the market's records come
+    from the coordinator, the surviving agents' settled days from their result files;
+    the caller runs the power flows in-process."""
+    rows = []
+    for path in sorted((out / "agent_results").glob("*.json")):
+        data = json.loads(path.read_text())
+        for attr, values in [*data["flows_kw"].items(), ("soc_kwh", data["soc_kwh"])]:
+            for t, v in enumerate(values or []):
+                rows.append((t * s.horizon.period_minutes * 60, data["agent"], attr, v))
+        rows.append((0, data["agent"], "ok", True))
+    result = _day_result(s, community, rows, records, market_s)
+    for d in community:
+        if d.name not in result.schedules and d.name not in result.failed:
+            result.failed[d.name] = "its simulator process stopped"
+    result.build_s = startup_s
+    groups = len(_groups(community, s.runtime.agents_per_process))
+    return DistributedOutcome(result, None, set(range(groups)), startup_s, 0.0, None, aborted)
+
+
 def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
                     price: float) -> DistributedOutcome:
     """Run one day across processes; the coordinator's records and every output return."""
     logger.disable("mosaik")
     logger.disable("mosaik_api_v3")
-    t0 = time.perf_counter()
+    t0, aborted = time.perf_counter(), None
     proc, endpoint = start_coordinator(s, [d.name for d in community], out, price)
     forked, launcher = [], None
     if s.runtime.launcher == "fork":
         groups = len(_groups(community, s.runtime.agents_per_process))
         launcher, forked = start_launcher(max(groups - len(s.runtime.connect), 0))
     try:
-        world = build_world(s, community, bus_of, endpoint, forked)
+        world = build_world(s, community, bus_of, endpoint, forked, out / "agent_results")
         startup_s = time.perf_counter() - t0
         sid = next(k for k in collector.RECORDS if k.startswith("Collector"))
         t_run = time.perf_counter()
-        world.run(until=s.horizon.periods * s.horizon.period_minutes * 60,
-                  print_progress=False)
+        try:
+            world.run(until=s.horizon.periods * s.horizon.period_minutes * 60,
+                      print_progress=False)
+        except Exception as exc:  # noqa: BLE001 - a simulator died: recover below
+            aborted = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        else:
+            aborted = None
         run_s = time.perf_counter() - t_run
-        proc.wait(timeout=s.runtime.round_deadline_s)
+        proc.wait(timeout=s.runtime.registration_timeout_s + s.runtime.round_deadline_s
+                  * s.market.max_rounds)
     finally:
-        for p in (proc, launcher):
-            if p is not None:
-                try:
-                    p.wait(timeout=LAUNCHER_EXIT_S)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        _stop(proc, launcher, at_once=aborted is not None)
     rows = collector.RECORDS.pop(sid)
     records = json.loads((out / "rounds.json").read_text())
     market_s = sum(r["seconds"] for r in records["rounds"])
+    if aborted is not None:
+        return _recover(s, community, out, records, market_s, startup_s, aborted)
     result = _day_result(s, community, rows, records, market_s)
     result.build_s = startup_s
     pids = {v for _, _, attr, v in rows if attr == "pid"}

@@ -109,6 +109,7 @@ def summary(s: Scenario, result: DayResult, community, agents: pd.DataFrame,
                      "critical_path": result.critical_path_s if decentral else None},
         "processes": processes or {"agents": 1, "agent_peak_rss_mb": None},
         "failed_agents": result.failed,
+        "notes": result.notes,
     }
 
 

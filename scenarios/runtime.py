@@ -50,6 +50,7 @@ class DayResult:
     market_s: float = 0.0
     build_s: float = 0.0
     objective_eur: float | None = None
+    notes: list[str] = field(default_factory=list)  # what went wrong but did not stop the run
 
     @property
     def critical_path_s(self) -> float:

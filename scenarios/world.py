@@ -87,9 +87,12 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
         outcome = run_distributed(s, community, bus_of, out, price)
         result, pids, peak_rss_mb = outcome.result, outcome.pids, outcome.peak_rss_mb
     t_grid = time.perf_counter()
-    periods = (outcome.grid_results if pids is not None
-               else run_grid_inprocess(s, result, bus_of))
-    grid_s = time.perf_counter() - t_grid if pids is None else outcome.grid_s
+    distributed_grid = pids is not None and outcome.grid_results is not None
+    periods = outcome.grid_results if distributed_grid else run_grid_inprocess(s, result, bus_of)
+    grid_s = outcome.grid_s if distributed_grid else time.perf_counter() - t_grid
+    if pids is not None and outcome.aborted:
+        result.notes.append(f"the co-simulation stopped early ({outcome.aborted}); power "
+                            "flows recomputed in-process from the settled days")
     if pids is None:
         write_messages(out / "messages.jsonl", result.messages)
     grid = grid_summary(periods, grid_limits(s), s.grid.network)
