@@ -69,10 +69,18 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         return time + self.period_s
 
     def _plan_day(self) -> None:
-        """Every hosted agent joins the market in its own thread (models are built there,
-        so the processes of a community build theirs at the same time)."""
+        """Every hosted agent joins the market in its own thread. Models are built first,
+        one after another (Pyomo model building is not thread-safe), at this first step so
+        that the processes of a community build theirs at the same time."""
+        for name, data in self.data.items():
+            if name not in self.agents:
+                try:
+                    self.agents[name] = MarketAgent(data, **self.solver)
+                    _inject_fault(self.agents[name])
+                except Exception as exc:  # noqa: BLE001 - recorded; outputs ok = False
+                    self.failures[name] = f"{type(exc).__name__}: {exc}"
         threads = [threading.Thread(target=self._join_market, args=(name,), daemon=True)
-                   for name in self.data]
+                   for name in self.agents]
         for t in threads:
             t.start()
         for t in threads:
@@ -80,10 +88,7 @@ class AgentSimulator(mosaik_api_v3.Simulator):
 
     def _join_market(self, name: str) -> None:
         try:
-            agent = self.agents.get(name) or MarketAgent(self.data[name], **self.solver)
-            _inject_fault(agent)
-            self.agents[name] = agent
-            settled = run_agent(agent, self.endpoint)
+            settled = run_agent(self.agents[name], self.endpoint)
             if settled is not None and self.results_dir is not None:
                 write_schedule(self.results_dir / f"{name}.json", settled)
         except Exception as exc:  # noqa: BLE001 - recorded; the agent outputs ok = False

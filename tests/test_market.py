@@ -152,3 +152,26 @@ def test_centralized_infeasible_agent_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         ("error: centralized model: EV evbad: trips need 44.0 kWh, battery can hold at most "
         "40.0 kWh before 10:00")]
+
+
+def test_packed_and_connected_agent_simulators(tmp_path):
+    """Agents packed two per process (3 processes for 5 agents), the first process started
+    outside the run (``runtime.connect``, as on another host): same market as in-process."""
+    import subprocess
+    import sys
+    launcher = subprocess.Popen([sys.executable, "-m", "agents.launcher", "1"],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        address = json.loads(launcher.stdout.readline())[0]
+        out = tmp_path / "packed"
+        assert main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet",
+                     "--set", "runtime.agents_per_process=2",
+                     "--set", f"runtime.connect=['{address}']"]) == 0
+        launcher.wait(timeout=30)
+    finally:
+        launcher.kill()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"]["agents"] == 3 and summary["failed_agents"] == {}
+    s = load_scenario(SCENARIOS / "tiny.yaml")
+    local = run_decentralized(s, build_community(s), p2v_price(s))
+    assert summary["costs_eur"]["total"] == pytest.approx(total(local), rel=1e-12)
