@@ -27,6 +27,7 @@ from grid.powerflow import PeriodResult
 from scenarios import collector
 from scenarios.runtime import DayResult, RoundStats, RunError
 from scenarios.schema import Scenario
+from scenarios.world import network_options
 
 GRID_OUTPUTS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations", "converged",
                 "losses_kw"]
@@ -150,10 +151,6 @@ def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str,
             world.connect(ent, sink, *AGENT_OUTPUTS)
     world.connect(grid, sink, *GRID_OUTPUTS)
     return world
-
-
-def network_options(s: Scenario) -> dict:
-    return {} if s.grid.ampacity_ka is None else {"ampacity_ka": s.grid.ampacity_ka}
 
 
 def n_buses(network: str) -> int:
