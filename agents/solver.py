@@ -143,9 +143,6 @@ class AgentModel:
             param[t] = float(value)
         self.solver.update_parameters()
 
-    def p2v_limit_kw(self) -> np.ndarray:
-        return np.array([pyo.value(self.m.p2v_limit_kw[t]) for t in self.m.p2v_limit_kw])
-
     def solve(self, lp_first: bool = True) -> Schedule:
         """Solve for the current limits; raise AgentInfeasible or AgentSolveError."""
         start = time.perf_counter()

@@ -40,7 +40,6 @@ class DistributedOutcome:
     result: DayResult
     grid_results: list[PeriodResult] | None = field(default_factory=list)  # None: not run
     pids: set = field(default_factory=set)
-    startup_s: float = 0.0
     grid_s: float = 0.0  # the simulation's wall time outside the market rounds
     peak_rss_mb: float | None = None  # the largest agent process's peak resident memory
     aborted: str | None = None  # why the co-simulation stopped early, if it did
@@ -202,7 +201,7 @@ def _recover(s: Scenario, community, out: Path, records: dict, market_s: float,
             result.failed[d.name] = "its simulator process stopped"
     result.build_s = startup_s
     groups = len(_groups(community, s.runtime.agents_per_process))
-    return DistributedOutcome(result, None, set(range(groups)), startup_s, 0.0, None, aborted)
+    return DistributedOutcome(result, None, set(range(groups)), 0.0, None, aborted)
 
 
 def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
@@ -243,5 +242,5 @@ def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
     pids = {v for _, _, attr, v in rows if attr == "pid"}
     grid = _grid_results(rows, s.horizon.period_minutes * 60)
     rss = [v for _, _, attr, v in rows if attr == "rss_mb" and v is not None]
-    return DistributedOutcome(result, grid, pids, startup_s, max(run_s - market_s, 0.0),
+    return DistributedOutcome(result, grid, pids, max(run_s - market_s, 0.0),
                               max(rss, default=None))

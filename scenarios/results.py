@@ -46,9 +46,9 @@ def agents_frame(result: DayResult, community, day: int = 0,
         bus = (bus_of or {}).get(d.name)
         cols = {"day": day, "agent": d.name, "kind": sc.kind, "bus": bus,
                 "period": np.arange(n)}
-        for key in FLOW_COLUMNS:
-            cols[key] = sc.flows_kw.get(key, sc.flows_kw.get("p2v_kw") if key ==
-                                        "p2v_offered_kw" else np.zeros(n))
+        for key in FLOW_COLUMNS:  # a centralized schedule's offer is its P2V quantity
+            fallback = sc.flows_kw["p2v_kw"] if key == "p2v_offered_kw" else np.zeros(n)
+            cols[key] = sc.flows_kw.get(key, fallback)
         cols["soc_kwh"] = sc.soc_kwh if sc.soc_kwh is not None else np.full(n, np.nan)
         cols["cost_eur"] = sc.cost_eur
         frames.append(pd.DataFrame(cols))
