@@ -61,6 +61,7 @@ class MarketAgent:
         self.plan: Schedule | None = None
         self.settled: Schedule | None = None
         self.last_solve_s = 0.0
+        self.round_costs_eur: dict[int, float] = {}  # round -> planned cost of the day
         self._limit: np.ndarray | None = None
 
     @property
@@ -87,6 +88,7 @@ class MarketAgent:
         if self.plan is None:
             self.plan = self.model.solve(self.lp_first)
             self.last_solve_s = time.perf_counter() - start  # limit update + solve
+        self.round_costs_eur[msg.round] = float(self.plan.objective_eur)
         return Offer(sender=self.name, day=msg.day, round=msg.round,
                      body=OfferBody(p2v_kw=self.plan.p2v_kw.tolist()))
 

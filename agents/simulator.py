@@ -90,7 +90,8 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         try:
             settled = run_agent(self.agents[name], self.endpoint)
             if settled is not None and self.results_dir is not None:
-                write_schedule(self.results_dir / f"{name}.json", settled)
+                write_schedule(self.results_dir / f"{name}.json", settled,
+                               self.agents[name].round_costs_eur)
         except Exception as exc:  # noqa: BLE001 - recorded; the agent outputs ok = False
             self.failures[name] = f"{type(exc).__name__}: {exc}"
 
@@ -137,12 +138,14 @@ def _inject_fault(agent: MarketAgent) -> None:
     agent.on_signal = on_signal
 
 
-def write_schedule(path: Path, sched) -> None:
-    """The settled day as JSON: a copy that survives this simulation if mosaik stops."""
+def write_schedule(path: Path, sched, round_costs_eur: dict[int, float]) -> None:
+    """The settled day and the planned cost per round as JSON: a copy that survives this
+    simulation if mosaik stops."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"agent": sched.agent, "kind": sched.kind,
             "flows_kw": {k: np.asarray(v).tolist() for k, v in sched.flows_kw.items()},
-            "soc_kwh": None if sched.soc_kwh is None else np.asarray(sched.soc_kwh).tolist()}
+            "soc_kwh": None if sched.soc_kwh is None else np.asarray(sched.soc_kwh).tolist(),
+            "round_costs_eur": {str(r): c for r, c in round_costs_eur.items()}}
     path.write_text(json.dumps(data))
 
 

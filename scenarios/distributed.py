@@ -156,7 +156,18 @@ def n_buses(network: str) -> int:
     return len(load_network(network).bus)
 
 
-def _day_result(s: Scenario, community, rows, records: dict, market_s: float) -> DayResult:
+def _round_costs(results_dir: Path) -> dict[int, dict[str, float]]:
+    """Round → agent → planned cost, from the files the agent processes write."""
+    costs: dict[int, dict[str, float]] = {}
+    for path in sorted(results_dir.glob("*.json")):
+        data = json.loads(path.read_text())
+        for r, cost in data.get("round_costs_eur", {}).items():
+            costs.setdefault(int(r), {})[data["agent"]] = cost
+    return costs
+
+
+def _day_result(s: Scenario, community, rows, records: dict, market_s: float,
+                results_dir: Path) -> DayResult:
     """Settled schedules rebuilt from the agents' per-period outputs."""
     n, period_s = s.horizon.periods, s.horizon.period_minutes * 60
     by_agent: dict[str, dict[str, np.ndarray]] = {}
@@ -176,9 +187,11 @@ def _day_result(s: Scenario, community, rows, records: dict, market_s: float) ->
         costs = period_costs_eur(d, flows)
         schedules[d.name] = Schedule(d.name, agent_kind(d), "optimal", float(costs.sum()),
                                      "", 0.0, flows, soc if d.battery else None, costs)
+    costs = _round_costs(results_dir)
     rounds = [RoundStats(RoundRecord(r["round"], r["error_kw"], np.array(r["sold_kw"]),
                                      np.array(r["bought_kw"]), r["rule"], r["limits_changed"]),
-                         {"round": r["seconds"]}, {}) for r in records["rounds"]]
+                         {"round": r["seconds"]}, costs.get(r["round"], {}))
+              for r in records["rounds"]]
     return DayResult("decentralized", schedules, rounds, bool(records["converged"]),
                      dict(records["failed"]), [], market_s)
 
@@ -195,7 +208,7 @@ def _recover(s: Scenario, community, out: Path, records: dict, market_s: float,
             for t, v in enumerate(values or []):
                 rows.append((t * s.horizon.period_minutes * 60, data["agent"], attr, v))
         rows.append((0, data["agent"], "ok", True))
-    result = _day_result(s, community, rows, records, market_s)
+    result = _day_result(s, community, rows, records, market_s, out / "agent_results")
     for d in community:
         if d.name not in result.schedules and d.name not in result.failed:
             result.failed[d.name] = "its simulator process stopped"
@@ -237,7 +250,7 @@ def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
     market_s = sum(r["seconds"] for r in records["rounds"])
     if aborted is not None:
         return _recover(s, community, out, records, market_s, startup_s, aborted)
-    result = _day_result(s, community, rows, records, market_s)
+    result = _day_result(s, community, rows, records, market_s, out / "agent_results")
     result.build_s = startup_s
     pids = {v for _, _, attr, v in rows if attr == "pid"}
     grid = _grid_results(rows, s.horizon.period_minutes * 60)

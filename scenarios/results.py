@@ -77,6 +77,15 @@ def market_frame(result: DayResult, agents: pd.DataFrame, price: float, periods:
     return pd.concat(rows, ignore_index=True)
 
 
+def rounds_frame(result: DayResult, community, day: int = 0) -> pd.DataFrame:
+    """One row per round and agent: the agent's planned cost of the day in that round."""
+    kinds = {d.name: agent_kind(d) for d in community}
+    rows = [{"day": day, "round": r.record.round, "agent": name, "kind": kinds.get(name),
+             "planned_cost_eur": cost}
+            for r in result.rounds for name, cost in sorted(r.cost_eur.items())]
+    return pd.DataFrame(rows, columns=["day", "round", "agent", "kind", "planned_cost_eur"])
+
+
 def _mean_cost(agents: pd.DataFrame, kind: str) -> float | None:
     per_agent = agents[agents["kind"] == kind].groupby("agent")["cost_eur"].sum()
     return float(per_agent.mean()) if len(per_agent) else None
@@ -120,6 +129,7 @@ def write_results(out: Path, s: Scenario, result: DayResult, community, price: f
     market = market_frame(result, agents, price, s.horizon.periods)
     agents.to_parquet(out / "agents.parquet", index=False)
     market.to_parquet(out / "market.parquet", index=False)
+    rounds_frame(result, community).to_parquet(out / "agent_rounds.parquet", index=False)
     (out / "config.yaml").write_text(yaml.safe_dump(s.model_dump(mode="json"), sort_keys=False))
     data = summary(s, result, community, agents, market, wall_s, grid, grid_s, processes)
     (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
