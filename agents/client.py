@@ -7,11 +7,17 @@ without any message the coordinator is declared unavailable. A re-sent message i
 answered with a ``duplicate`` (or ``late``) error, which is recorded and shows the
 coordinator is alive. The agent's solve runs in the client's thread, so the client sends
 no heartbeats; the coordinator's round deadline bounds how long it waits for a solve.
+
+With ``curve_keys`` (a directory written by ``lemgrid keys``) the connection is CURVE
+encrypted and authenticated with the client key pair ``key_name``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import zmq
+from zmq.auth import load_certificate
 
 from agents.data import Schedule
 from agents.solver import AgentInfeasible, AgentSolveError
@@ -27,6 +33,13 @@ from coordinator.protocol import (
 )
 
 
+# The key directory's layout, as coordinator/auth.py writes it (agents may import only
+# coordinator.protocol of the coordinator's modules).
+SERVER_PUBLIC_KEY = "coordinator.key"
+CLIENT_KEY_PAIR = "private/{}.key_secret"
+DEFAULT_KEY_NAME = "agents"
+
+
 class CoordinatorUnavailable(RuntimeError):
     """No message from the coordinator within the client's retries."""
 
@@ -37,8 +50,11 @@ class CoordinatorClient:
 
     def __init__(self, agent, endpoint: str, identity: str | None = None,
                  timeout_s: float = REQUEST_TIMEOUT_S, retries: int = REQUEST_RETRIES,
-                 day: int = 0):
+                 day: int = 0, curve_keys: str | Path | None = None,
+                 key_name: str | None = None):
         self.agent, self.endpoint, self.day = agent, endpoint, day
+        self.key_name = (key_name or DEFAULT_KEY_NAME) if curve_keys is not None else None
+        keys = curve_client_keys(curve_keys, self.key_name) if curve_keys is not None else {}
         self.identity = identity or agent.name
         self.timeout_s, self.retries = timeout_s, retries
         self.errors: list[Error] = []  # error messages the coordinator answered with
@@ -49,6 +65,8 @@ class CoordinatorClient:
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.IDENTITY, self.identity.encode())
+        for option, value in keys.items():
+            self.socket.setsockopt(option, value)
         self.socket.connect(endpoint)
 
     def run(self) -> Schedule | None:
@@ -84,9 +102,10 @@ class CoordinatorClient:
                     continue
             retries_left -= 1
             if retries_left <= 0:
+                key = f" (is CURVE key {self.key_name!r} admitted?)" if self.key_name else ""
                 raise CoordinatorUnavailable(
                     f"{self.identity}: no answer from the coordinator at {self.endpoint} "
-                    f"within {self.retries} waits of {self.timeout_s:g} s")
+                    f"within {self.retries} waits of {self.timeout_s:g} s{key}")
             self._send(last)
 
     def _send(self, msg) -> None:
@@ -101,6 +120,21 @@ class CoordinatorClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def curve_client_keys(directory: str | Path, key_name: str) -> dict[int, bytes]:
+    """The socket options of a CURVE client holding ``key_name``'s key pair."""
+    d = Path(directory)
+    server, pair = d / SERVER_PUBLIC_KEY, d / CLIENT_KEY_PAIR.format(key_name)
+    for path in (server, pair):
+        if not path.is_file():
+            raise FileNotFoundError(f"no CURVE key at {path} (lemgrid keys {directory} "
+                                    f"--clients {key_name} writes one)")
+    public, secret = load_certificate(pair)
+    if secret is None:
+        raise ValueError(f"{pair} holds no secret key")
+    return {zmq.CURVE_SERVERKEY: load_certificate(server)[0], zmq.CURVE_PUBLICKEY: public,
+            zmq.CURVE_SECRETKEY: secret}
 
 
 def run_agent(agent, endpoint: str, **kwargs) -> Schedule | None:

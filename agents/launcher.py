@@ -23,13 +23,13 @@ REAP_TIMEOUT_S = 10.0  # how long ``reap`` waits for the children to exit
 CHILD_LIFETIME_S = 24 * 3600.0  # the launcher process outlives its children at most this long
 
 
-async def _serve(sock: socket.socket) -> None:
+async def _serve(sock: socket.socket, accept_timeout_s: float) -> None:
     loop = asyncio.get_running_loop()
     connected: asyncio.Future = loop.create_future()
     server = await asyncio.start_server(
         lambda r, w: connected.done() or connected.set_result((r, w)), sock=sock)
     try:
-        reader, writer = await asyncio.wait_for(connected, ACCEPT_TIMEOUT_S)
+        reader, writer = await asyncio.wait_for(connected, accept_timeout_s)
     finally:
         server.close()
     from mosaik_api_v3.connection import Channel
@@ -40,26 +40,28 @@ async def _serve(sock: socket.socket) -> None:
         await channel.close()
 
 
-def _child(sock: socket.socket, others: list[socket.socket]) -> None:
+def _child(sock: socket.socket, others: list[socket.socket], accept_timeout_s: float) -> None:
     for other in others:
         other.close()
     code = 0
     try:
-        asyncio.run(_serve(sock))
+        asyncio.run(_serve(sock, accept_timeout_s))
     except BaseException:  # noqa: BLE001 - a child must never return into the parent's code
         code = 1
     finally:
         os._exit(code)
 
 
-def launch(count: int, host: str = "127.0.0.1") -> tuple[list[str], list[int]]:
-    """Fork ``count`` agent simulators; return their ``host:port`` addresses and pids."""
-    socks = [socket.create_server((host, 0)) for _ in range(count)]
+def launch(count: int, host: str = "127.0.0.1", port: int = 0,
+           accept_timeout_s: float = ACCEPT_TIMEOUT_S) -> tuple[list[str], list[int]]:
+    """Fork ``count`` agent simulators listening on ``port``, ``port + 1``, ... (0: any
+    free ports); return their ``host:port`` addresses and pids."""
+    socks = [socket.create_server((host, port + i if port else 0)) for i in range(count)]
     pids = []
     for sock in socks:
         pid = os.fork()
         if pid == 0:
-            _child(sock, [s for s in socks if s is not sock])
+            _child(sock, [s for s in socks if s is not sock], accept_timeout_s)
         pids.append(pid)
     addresses = [f"{host}:{s.getsockname()[1]}" for s in socks]
     for sock in socks:
@@ -82,18 +84,29 @@ def reap(pids: list[int], timeout_s: float = REAP_TIMEOUT_S) -> list[int]:
     return sorted(left)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m agents.launcher COUNT [HOST]``: fork COUNT agent simulators, print their
-    addresses as one JSON line, wait for them to finish. Run as its own lean process so
-    the children inherit only the agent stack (not the runner's pandas/pandapower)."""
-    import json
-    import sys
+def parser():
+    import argparse
 
-    args = sys.argv[1:] if argv is None else argv
-    addresses, pids = launch(int(args[0]), args[1] if len(args) > 1 else "127.0.0.1")
+    p = argparse.ArgumentParser(prog="python -m agents.launcher", description=main.__doc__)
+    p.add_argument("count", type=int, help="number of agent simulator processes")
+    p.add_argument("host", nargs="?", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=0,
+                   help="first port; the others follow it (default: any free ports)")
+    p.add_argument("--accept-timeout-s", type=float, default=ACCEPT_TIMEOUT_S,
+                   help="each process exits if mosaik has not connected within this")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fork COUNT agent simulators, print their addresses as one JSON line, wait for
+    them to finish. Run as its own lean process so the children inherit only the agent
+    stack (not the runner's pandas/pandapower)."""
+    import json
+
+    args = parser().parse_args(argv)
+    addresses, pids = launch(args.count, args.host, args.port, args.accept_timeout_s)
     print(json.dumps(addresses), flush=True)
-    reap(pids, timeout_s=CHILD_LIFETIME_S)
-    return 0
+    return 1 if reap(pids, timeout_s=CHILD_LIFETIME_S) else 0
 
 
 if __name__ == "__main__":

@@ -43,11 +43,13 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         self.agents: dict[str, MarketAgent] = {}  # built at the first step, in parallel
         self.failures: dict[str, str] = {}
         self.period_s, self.endpoint, self.solver = 900, None, {}
+        self.curve_keys, self.key_name = None, None  # CURVE key directory and client key
         self.period = 0
 
     def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
-             solver=None, results_dir=None):
+             solver=None, results_dir=None, curve_keys=None, key_name=None):
         self.endpoint, self.period_s, self.solver = endpoint, int(period_s), solver or {}
+        self.curve_keys, self.key_name = curve_keys, key_name
         self.results_dir = Path(results_dir) if results_dir else None
         return self.meta
 
@@ -88,7 +90,8 @@ class AgentSimulator(mosaik_api_v3.Simulator):
 
     def _join_market(self, name: str) -> None:
         try:
-            settled = run_agent(self.agents[name], self.endpoint)
+            settled = run_agent(self.agents[name], self.endpoint, curve_keys=self.curve_keys,
+                                key_name=self.key_name)
             if settled is not None and self.results_dir is not None:
                 write_schedule(self.results_dir / f"{name}.json", settled,
                                self.agents[name].round_costs_eur)

@@ -14,6 +14,12 @@ One thread, one ROUTER socket, one poll loop that never blocks longer than
 
 Every frame in and out is appended to ``messages.jsonl``. A bad frame is answered with
 an ``error`` message and logged; it never stops the service.
+
+Who may speak: the service binds to loopback unless given another endpoint. A connection
+speaks only for the agent it registered as (another ``sender`` is ``forbidden``), and an
+agent registered from one connection cannot be registered from another. With
+``curve_keys`` (``coordinator/auth.py``) only admitted CURVE keys connect at all, and each
+agent is bound to the key it registered with.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 
 import zmq
 
+from coordinator.auth import CurveServer, is_loopback
 from coordinator.mechanisms import get_mechanism
 from coordinator.protocol import (
     HEARTBEAT_EXPIRY_S,
@@ -55,7 +62,8 @@ class CoordinatorService:
                  endpoint: str = "tcp://127.0.0.1:0", log_path: Path | None = None,
                  round_deadline_s: float = ROUND_DEADLINE_S,
                  registration_timeout_s: float = REGISTRATION_TIMEOUT_S, day: int = 0,
-                 heartbeat_expiry_s: float = HEARTBEAT_EXPIRY_S, drain_s: float = DRAIN_S):
+                 heartbeat_expiry_s: float = HEARTBEAT_EXPIRY_S, drain_s: float = DRAIN_S,
+                 curve_keys: str | Path | None = None):
         self.session = MarketSession(get_mechanism(mechanism_name), params, day=day)
         self.roster = list(roster) if roster is not None else None
         self.round_deadline_s = round_deadline_s
@@ -65,6 +73,7 @@ class CoordinatorService:
         self.result: MarketSession | None = None
         self.error: BaseException | None = None
         self._names: dict[bytes, str] = {}  # identity -> the agent it registered as
+        self._keys: dict[str, str | None] = {}  # agent -> the CURVE key it registered with
         self._routes: dict[str, list[bytes]] = {}  # agent -> routing frames
         self._pending: dict[str, Register] = {}  # registrations before the market opens
         self._heard: dict[str, float] = {}  # agent -> last message (monotonic s)
@@ -79,7 +88,14 @@ class CoordinatorService:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.bind(endpoint)
+        self.curve: CurveServer | None = None
+        try:
+            if curve_keys is not None:
+                self.curve = CurveServer(self.socket, curve_keys)
+            self.socket.bind(endpoint)
+        except BaseException:
+            self.close()
+            raise
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     # -- serving -----------------------------------------------------------------------
@@ -90,10 +106,19 @@ class CoordinatorService:
         """Serve until the day is settled (or ``stop()``); return the session."""
         self._deadline = time.monotonic() + self.registration_timeout_s
         self.round_seconds = []
+        poller = zmq.Poller()
+        for sock in (self.socket, self.curve and self.curve.monitor):
+            if sock:
+                poller.register(sock, zmq.POLLIN)
         while self.phase != "done" and not self._stop.is_set():
             wait_s = min(max(self._deadline - time.monotonic(), 0.0), POLL_INTERVAL_S)
-            if self.socket.poll(wait_s * 1000):
-                self._receive(self.socket.recv_multipart())
+            ready = dict(poller.poll(wait_s * 1000))
+            if self.socket in ready:
+                frames = self.socket.recv_multipart(copy=False)
+                key = self.curve.key_name(frames[-1]) if self.curve else None
+                self._receive([f.bytes for f in frames], key)
+            if self.curve and self.curve.monitor in ready:
+                self.curve.read_refusals()
             self._advance(time.monotonic())
         self.result = self.session
         return self.session
@@ -127,7 +152,14 @@ class CoordinatorService:
             self.stop()
             self._thread.join(JOIN_TIMEOUT_S)
         self.socket.close(linger=0)
+        if self.curve is not None:
+            self.curve.close()
         self.context.term()
+
+    @property
+    def refused_handshakes(self) -> int:
+        """Connections dropped at the CURVE handshake (no key, or one not admitted)."""
+        return sum(self.curve.refused.values()) if self.curve else 0
 
     def __enter__(self):
         return self
@@ -184,7 +216,8 @@ class CoordinatorService:
                 if n in self._beating and now - self._heard[n] > self.heartbeat_expiry_s]
 
     # -- messages ----------------------------------------------------------------------
-    def _receive(self, frames: list[bytes]) -> None:
+    def _receive(self, frames: list[bytes], key: str | None = None) -> None:
+        """One message from a peer; ``key``: the name of its CURVE key (None without)."""
         route, payload = frames[:-1], frames[-1]  # identity (+ delimiters from REQ peers)
         peer = route[0] if route else b""
         try:
@@ -196,15 +229,19 @@ class CoordinatorService:
             return
         self._write("in", peer, msg.model_dump(mode="json"))
         try:
-            self._dispatch(peer, route, msg)
+            self._dispatch(peer, route, msg, key)
         except ProtocolError as exc:
             self._reply_error(route, exc)
 
-    def _dispatch(self, peer: bytes, route: list[bytes], msg) -> None:
+    def _dispatch(self, peer: bytes, route: list[bytes], msg, key: str | None) -> None:
         name = self._names.get(peer)
         if name is not None and msg.sender != name:
             raise ProtocolError("forbidden", f"this connection registered as {name!r}, "
                                 f"not {msg.sender!r}", msg.msg_id)
+        if name is not None and key != self._keys[name]:
+            raise ProtocolError("forbidden", f"{name!r} registered with key "
+                                f"{self._keys[name]!r}, this connection holds {key!r}",
+                                msg.msg_id)
         if name is None and msg.sender in self._routes:
             raise ProtocolError("forbidden", f"{msg.sender!r} is registered from another "
                                 "connection", msg.msg_id)
@@ -216,19 +253,25 @@ class CoordinatorService:
             self._send(route, Heartbeat(sender=self.session.sender, day=self.session.day,
                                         round=self.session.round))
         elif isinstance(msg, Register):
-            self._register(peer, route, msg)
+            self._register(peer, route, msg, key)
         elif isinstance(msg, Offer):
             self._offer(msg)
         else:
             raise ProtocolError("forbidden", f"agents do not send {msg.type!r} messages",
                                 msg.msg_id)
 
-    def _register(self, peer: bytes, route: list[bytes], msg: Register) -> None:
+    def _register(self, peer: bytes, route: list[bytes], msg: Register,
+                  key: str | None) -> None:
         if msg.sender in self._routes:
             raise ProtocolError("duplicate", f"{msg.sender} is already registered", msg.msg_id)
         if self.roster is not None and msg.sender not in self.roster:
             raise ProtocolError("unknown_agent", f"{msg.sender} is not in the scenario's "
                                 "roster", msg.msg_id)
+        if self.curve is not None and not self.curve.may_register(key, msg.sender,
+                                                                   self.roster):
+            raise ProtocolError("forbidden", f"key {key!r} may not register {msg.sender} "
+                                "(a key named after an agent is that agent's only key)",
+                                msg.msg_id)
         if self.phase != "registration":
             raise ProtocolError("late", f"{msg.sender} registered after the market opened",
                                 msg.msg_id)
@@ -237,6 +280,7 @@ class CoordinatorService:
                                 f"day {self.session.day}", msg.msg_id)
         self._pending[msg.sender] = msg
         self._names[peer], self._routes[msg.sender] = msg.sender, list(route)
+        self._keys[msg.sender] = key
         self._heard[msg.sender] = time.monotonic()
 
     def _offer(self, msg: Offer) -> None:
@@ -282,7 +326,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--max-rounds", type=int, default=None)
     p.add_argument("--price-eur-per-kwh", type=float, default=None)
     p.add_argument("--roster", default=None, help="roster file or comma-separated agent names")
-    p.add_argument("--endpoint", default="tcp://127.0.0.1:0")
+    p.add_argument("--endpoint", default="tcp://127.0.0.1:0",
+                   help="where to bind (default: loopback only, a free port); "
+                   "tcp://0.0.0.0:PORT listens on every interface: use --curve-keys then")
+    p.add_argument("--curve-keys", default=None, metavar="DIR",
+                   help="admit only the CURVE client keys of DIR/clients (see lemgrid keys)")
     p.add_argument("--log", default="messages.jsonl", help="messages.jsonl path")
     p.add_argument("--day", type=int, default=0)
     p.add_argument("--round-deadline-s", type=float, default=ROUND_DEADLINE_S)
@@ -300,7 +348,7 @@ def day_records(service: CoordinatorService) -> dict:
                "limits_changed": r.limits_changed, "seconds": sec}
               for r, sec in zip(getattr(state, "records", []), service.round_seconds)]
     return {"day": s.day, "rounds": rounds, "converged": getattr(state, "converged", None),
-            "failed": dict(s.failed)}
+            "failed": dict(s.failed), "refused_handshakes": service.refused_handshakes}
 
 
 def build_service(args) -> CoordinatorService:
@@ -310,14 +358,20 @@ def build_service(args) -> CoordinatorService:
     params = mech.params_type(**{k: v for k, v in given.items() if v is not None})
     return CoordinatorService(args.mechanism, params, read_roster(args.roster), args.endpoint,
                               Path(args.log) if args.log else None, args.round_deadline_s,
-                              args.registration_timeout_s, args.day)
+                              args.registration_timeout_s, args.day,
+                              curve_keys=args.curve_keys)
 
 
 def serve(args) -> int:
     """Serve one day from parsed arguments; print the endpoint first and a summary last."""
     with build_service(args) as service:
         print(f"coordinator listening on {service.endpoint}", flush=True)
+        if service.curve is None and not is_loopback(service.endpoint):
+            print(f"warning: {service.endpoint} is reachable from other hosts and without "
+                  "--curve-keys anyone who reaches it may register as a roster agent",
+                  file=sys.stderr)
         s = service.run()
+        refused = service.refused_handshakes
         if args.records:
             Path(args.records).write_text(json.dumps(day_records(service)) + "\n")
     converged = getattr(s.state, "converged", None)
@@ -325,6 +379,9 @@ def serve(args) -> int:
           f"{len(s.active)} agents settled", flush=True)
     for name, reason in s.failed.items():
         print(f"warning: {name} left the market: {reason}", file=sys.stderr)
+    if refused:
+        print(f"warning: {refused} connection(s) refused at the CURVE handshake",
+              file=sys.stderr)
     return 0
 
 

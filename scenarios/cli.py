@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
+from coordinator.auth import add_arguments as add_key_arguments
+from coordinator.auth import write_keys
 from coordinator.service import add_arguments as add_coordinator_arguments
 from coordinator.service import serve as serve_coordinator
 from scenarios.schema import ScenarioError, load_scenario
 
 EXIT_INVALID = 2
+SERVE_AGENTS_PORT = 5600  # default first port of `lemgrid serve-agents`
+SERVE_GRID_PORT = 5700  # default port of `lemgrid grid`
+SERVE_ACCEPT_TIMEOUT_S = 600.0  # a served simulator waits this long for the runner
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +34,24 @@ def _parser() -> argparse.ArgumentParser:
                      help="agents as processes (default) or all in this process")
     coord = sub.add_parser("coordinator", help="serve the market coordinator (ZeroMQ)")
     add_coordinator_arguments(coord)
+    coord.add_argument("--scenario", default=None, help="take the mechanism, its parameters "
+                       "and the roster from this scenario (then --out sets where the log "
+                       "and records go)")
+    coord.add_argument("--out", default=None, help="with --scenario: the run's results folder")
+    keys = sub.add_parser("keys", help="write CURVE key pairs for the coordinator and agents")
+    add_key_arguments(keys)
+    coord.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE")
+    agents = sub.add_parser("serve-agents", help="serve one shard of a scenario's agent "
+                            "simulators for a runner to connect to (runtime.agent_hosts)")
+    agents.add_argument("--scenario", required=True)
+    agents.add_argument("--shard", default="0/1", help="i/n: this host serves shard i of n")
+    agents.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE")
+    add_server_arguments(agents, SERVE_AGENTS_PORT)
+    grid = sub.add_parser("grid", help="serve the grid simulator for a runner to connect to "
+                          "(runtime.grid_host)")
+    add_server_arguments(grid, SERVE_GRID_PORT)
     val = sub.add_parser("validate", help="check a scenario file")
     val.add_argument("scenario")
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -36,7 +60,23 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=3)
     bench.add_argument("--out", default="bench.json")
     bench.add_argument("--quick", action="store_true", help="tiny scenario, one run")
+    report = sub.add_parser("report", help="write DIR/report.html and DIR/figures/ from a "
+                            "results folder")
+    report.add_argument("dir", type=Path)
+    compare = sub.add_parser("compare", help="key figures of results folders side by side")
+    compare.add_argument("dirs", type=Path, nargs="+", metavar="DIR")
+    compare.add_argument("--csv", type=Path, default=Path("compare.csv"),
+                         help="where to write the table (default compare.csv)")
     return p
+
+
+def add_server_arguments(p: argparse.ArgumentParser, port: int) -> None:
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default loopback; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=port, help="port (agent shards: the first "
+                   "of consecutive ports, one per process group)")
+    p.add_argument("--accept-timeout-s", type=float, default=SERVE_ACCEPT_TIMEOUT_S,
+                   help="exit if no runner has connected within this")
 
 
 def _load(args):
@@ -78,16 +118,98 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_coordinator(args) -> int:
+    """``lemgrid coordinator``: from explicit flags, or from ``--scenario``."""
+    if args.scenario is None:
+        return serve_coordinator(args)
+    from scenarios.community import build_community, p2v_price
+    from scenarios.distributed import coordinator_argv
+
+    s = load_scenario(resolve_scenario(args.scenario), args.overrides)
+    out = Path(args.out or Path("results") / s.name)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [d.name for d in build_community(s)]
+    argv = coordinator_argv(s, names, out, p2v_price(s), args.endpoint)
+    parsed = add_coordinator_arguments(argparse.ArgumentParser()).parse_args(argv)
+    return serve_coordinator(parsed)
+
+
+def cmd_serve_agents(args) -> int:
+    """Serve this shard's process groups: replace this process by the agent launcher, so
+    the simulators inherit only the agent stack."""
+    from scenarios.topology import group_count, parse_shard, shard_range
+
+    s = load_scenario(resolve_scenario(args.scenario), args.overrides)
+    try:
+        shard, shards = parse_shard(args.shard)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    rest = group_count(s) - len(s.runtime.connect)
+    count = len(shard_range(max(rest, 0), shard, shards))
+    print(f"{s.name} shard {shard}/{shards}: {count} agent simulator process(es) on "
+          f"{args.host}:{args.port}..{args.port + max(count - 1, 0)}", flush=True)
+    if count == 0:
+        return 0
+    argv = [sys.executable, "-m", "agents.launcher", str(count), args.host, "--port",
+            str(args.port), "--accept-timeout-s", str(args.accept_timeout_s)]
+    os.execv(sys.executable, argv)
+    return 1  # not reached
+
+
+def cmd_grid(args) -> int:
+    """Serve the grid simulator until a runner has connected and finished."""
+    import asyncio
+
+    from mosaik_api_v3 import run_as_server
+
+    from grid.simulator import GridSimulator
+
+    print(f"grid simulator listening on {args.host}:{args.port}", flush=True)
+    asyncio.run(run_as_server(GridSimulator(), args.host, args.port,
+                              start_timeout=int(args.accept_timeout_s)))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from scenarios.bench import run_bench
 
     return run_bench(args)
 
 
+def _from_results(action) -> int:
+    """Run ``action`` on results folders; a missing folder or file is one line, exit 2."""
+    from scenarios.report import ResultsMissing
+
+    try:
+        action()
+    except ResultsMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return 0
+
+
+def cmd_report(args) -> int:
+    from scenarios.report import write_report
+
+    return _from_results(lambda: print(f"report: {write_report(args.dir)}"))
+
+
+def cmd_compare(args) -> int:
+    from scenarios.compare import run_compare
+
+    if not args.csv.parent.is_dir():
+        print(f"error: {args.csv.parent}: no such folder for --csv", file=sys.stderr)
+        return EXIT_INVALID
+    return _from_results(lambda: run_compare(args.dirs, args.csv))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "validate": cmd_validate, "bench": cmd_bench,
-                "coordinator": serve_coordinator}
+                "coordinator": cmd_coordinator, "serve-agents": cmd_serve_agents,
+                "grid": cmd_grid, "keys": write_keys,
+                "report": cmd_report, "compare": cmd_compare}
     try:
         return commands[args.command](args)
     except ScenarioError as exc:

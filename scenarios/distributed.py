@@ -16,6 +16,7 @@ from pathlib import Path
 import mosaik
 import numpy as np
 from loguru import logger
+from mosaik.exceptions import SimulationError
 
 from agents.data import Schedule, data_to_dict
 from agents.market_agent import period_costs_eur
@@ -27,12 +28,14 @@ from grid.powerflow import PeriodResult
 from scenarios import collector
 from scenarios.runtime import DayResult, RoundStats, RunError
 from scenarios.schema import Scenario
+from scenarios.topology import group_addresses, process_groups
 from scenarios.world import network_options
 
 GRID_OUTPUTS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations", "converged",
                 "losses_kw"]
 AGENT_OUTPUTS = ["p_kw", *FLOW_ATTRS, "soc_kwh", "pid", "rss_mb", "ok"]
 LAUNCHER_EXIT_S = 10.0  # after the simulation, the helper processes exit within this
+RECORDS_FILE = "rounds.json"  # the coordinator's record of the day's rounds
 
 
 @dataclass
@@ -61,17 +64,24 @@ def _grid_results(rows, period_s: int) -> list[PeriodResult]:
             for t, o in sorted(by_period.items())]
 
 
-def start_coordinator(s: Scenario, names: list[str], out: Path, price: float):
-    """Start ``lemgrid coordinator`` as a process; return it and its endpoint."""
+def coordinator_argv(s: Scenario, names: list[str], out: Path, price: float,
+                     endpoint: str) -> list[str]:
+    """The ``lemgrid coordinator`` arguments for scenario ``s``; writes the roster file."""
     roster = out / "roster.txt"
     roster.write_text("\n".join(names) + "\n")
-    cmd = [sys.executable, "-m", "scenarios.cli", "coordinator", "--mechanism",
-           s.market.mechanism, "--tolerance-kw", str(s.market.tolerance_kw), "--max-rounds",
-           str(s.market.max_rounds), "--price-eur-per-kwh", repr(price), "--roster", str(roster),
-           "--endpoint", f"tcp://{s.runtime.coordinator_host}:0", "--log",
-           str(out / "messages.jsonl"), "--records", str(out / "rounds.json"),
-           "--round-deadline-s", str(s.runtime.round_deadline_s), "--registration-timeout-s",
-           str(s.runtime.registration_timeout_s)]
+    argv = ["--mechanism", s.market.mechanism, "--tolerance-kw", str(s.market.tolerance_kw),
+            "--max-rounds", str(s.market.max_rounds), "--price-eur-per-kwh", repr(price),
+            "--roster", str(roster), "--endpoint", endpoint, "--log",
+            str(out / "messages.jsonl"), "--records", str(out / RECORDS_FILE),
+            "--round-deadline-s", str(s.runtime.round_deadline_s),
+            "--registration-timeout-s", str(s.runtime.registration_timeout_s)]
+    return argv + (["--curve-keys", s.runtime.curve_keys] if s.runtime.curve_keys else [])
+
+
+def start_coordinator(s: Scenario, names: list[str], out: Path, price: float):
+    """Start ``lemgrid coordinator`` as a process; return it and its endpoint."""
+    cmd = [sys.executable, "-m", "scenarios.cli", "coordinator",
+           *coordinator_argv(s, names, out, price, f"tcp://{s.runtime.coordinator_host}:0")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("coordinator listening on "):
@@ -108,33 +118,48 @@ def start_launcher(count: int):
         raise RunError(f"agent launcher did not start: {line.strip()!r}") from None
 
 
-def _sim_config(s: Scenario, groups: int, forked: list[str]) -> dict:
-    """Agent groups: the scenario's ``connect`` addresses first, then forked simulators
+def _sim_config(s: Scenario, addresses: list[str | None], forked: list[str]) -> dict:
+    """Agent groups at their running simulators' addresses, else forked simulators
     (``launcher: fork``) or mosaik-started processes (``launcher: cmd``)."""
     cmd = f"{sys.executable} -m agents.simulator %(addr)s"
-    given = [*s.runtime.connect, *forked]
-    config = {f"Agents{i}": ({"connect": given[i]} if i < len(given) else {"cmd": cmd})
-              for i in range(groups)}
-    config["Grid"] = {"cmd": f"{sys.executable} -m grid.simulator %(addr)s"}
+    forks = iter(forked)
+    config = {}
+    for i, address in enumerate(addresses):
+        address = address or next(forks, None)
+        config[f"Agents{i}"] = {"connect": address} if address else {"cmd": cmd}
+    config["Grid"] = ({"connect": s.runtime.grid_host} if s.runtime.grid_host else
+                      {"cmd": f"{sys.executable} -m grid.simulator %(addr)s"})
     config["Collector"] = {"python": "scenarios.collector:Collector"}
     return config
 
 
-def _groups(community, size: int) -> list[list]:
-    return [community[i:i + size] for i in range(0, len(community), size)]
+def start_sim(world, name: str, s: Scenario, **params):
+    """``world.start`` with bounded retries for a simulator mosaik connects to: mosaik's
+    ``connect`` does not retry, and a remote simulator may still be starting."""
+    address = world.sim_config[name].get("connect")  # None: a process mosaik starts
+    tries = s.runtime.connect_retries if address else 1
+    for attempt in range(tries):
+        try:
+            return world.start(name, sim_id=f"{name}-0", **params)
+        except SimulationError:
+            if attempt == tries - 1:
+                break
+            time.sleep(s.runtime.connect_retry_s)
+    raise RunError(f"simulator {name} at {address} never came up ({tries} tries, "
+                   f"{s.runtime.connect_retry_s:g} s apart)")
 
 
 def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str,
                 forked: list[str], results_dir: Path):
     """Start every simulator, create the entities and connect them."""
-    groups = _groups(community, s.runtime.agents_per_process)
-    world = mosaik.World(_sim_config(s, len(groups), forked), time_resolution=1.0,
-                         skip_greetings=True, configure_logging=False)
+    groups = process_groups(community, s.runtime.agents_per_process)
+    world = mosaik.World(_sim_config(s, group_addresses(s, len(groups)), forked),
+                         time_resolution=1.0, skip_greetings=True, configure_logging=False)
     so, period_s = s.solver, s.horizon.period_minutes * 60
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
               "lp_first": so.lp_first}
     g = s.grid
-    grid = world.start("Grid").Grid(
+    grid = start_sim(world, "Grid", s).Grid(
         network=g.network, network_options=network_options(s), bus_of=bus_of,
         limits={"v_min_pu": g.v_min_pu, "v_max_pu": g.v_max_pu,
                 "max_loading_pct": g.max_loading_pct},
@@ -143,8 +168,8 @@ def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str,
         else None)
     sink = world.start("Collector").Collector()
     for i, group in enumerate(groups):
-        sim = world.start(f"Agents{i}", endpoint=endpoint, period_s=period_s, solver=solver,
-                          results_dir=str(results_dir))
+        sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,
+                        solver=solver, results_dir=str(results_dir))
         for ent in sim.Agent.create(len(group), agents=[data_to_dict(d) for d in group]):
             world.connect(ent, grid, "p_kw")
             world.connect(ent, sink, *AGENT_OUTPUTS)
@@ -213,8 +238,42 @@ def _recover(s: Scenario, community, out: Path, records: dict, market_s: float,
         if d.name not in result.schedules and d.name not in result.failed:
             result.failed[d.name] = "its simulator process stopped"
     result.build_s = startup_s
-    groups = len(_groups(community, s.runtime.agents_per_process))
+    groups = len(process_groups(community, s.runtime.agents_per_process))
     return DistributedOutcome(result, None, set(range(groups)), 0.0, None, aborted)
+
+
+def _records(s: Scenario, out: Path, coordinator) -> dict:
+    """The coordinator's record of the day. A coordinator this run started exits after
+    writing it; a running one (``runtime.coordinator``) writes it into the shared
+    results folder, which is polled."""
+    timeout_s = s.runtime.registration_timeout_s + s.runtime.round_deadline_s * \
+        s.market.max_rounds
+    path, deadline = out / RECORDS_FILE, time.monotonic() + timeout_s
+    if coordinator is not None:
+        coordinator.wait(timeout=timeout_s)
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path}: no record of the market day from the coordinator "
+                       f"({type(exc).__name__})") from None
+
+
+def _start_helpers(s: Scenario, community, out: Path, price: float):
+    """The coordinator (unless one runs already) and the agent launcher (for the groups
+    no running simulator serves)."""
+    (out / RECORDS_FILE).unlink(missing_ok=True)
+    if s.runtime.coordinator:
+        proc, endpoint = None, s.runtime.coordinator
+    else:
+        proc, endpoint = start_coordinator(s, [d.name for d in community], out, price)
+    forked, launcher = [], None
+    groups = len(process_groups(community, s.runtime.agents_per_process))
+    missing = group_addresses(s, groups).count(None)
+    if s.runtime.launcher == "fork" and missing:
+        launcher, forked = start_launcher(missing)
+    return proc, endpoint, launcher, forked
 
 
 def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
@@ -222,12 +281,8 @@ def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
     """Run one day across processes; the coordinator's records and every output return."""
     logger.disable("mosaik")
     logger.disable("mosaik_api_v3")
-    t0, aborted = time.perf_counter(), None
-    proc, endpoint = start_coordinator(s, [d.name for d in community], out, price)
-    forked, launcher = [], None
-    if s.runtime.launcher == "fork":
-        groups = len(_groups(community, s.runtime.agents_per_process))
-        launcher, forked = start_launcher(max(groups - len(s.runtime.connect), 0))
+    t0, aborted = time.perf_counter(), "the simulators did not start"
+    proc, endpoint, launcher, forked = _start_helpers(s, community, out, price)
     try:
         world = build_world(s, community, bus_of, endpoint, forked, out / "agent_results")
         startup_s = time.perf_counter() - t0
@@ -241,12 +296,10 @@ def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
         else:
             aborted = None
         run_s = time.perf_counter() - t_run
-        proc.wait(timeout=s.runtime.registration_timeout_s + s.runtime.round_deadline_s
-                  * s.market.max_rounds)
+        records = _records(s, out, proc)
     finally:
         _stop(proc, launcher, at_once=aborted is not None)
     rows = collector.RECORDS.pop(sid)
-    records = json.loads((out / "rounds.json").read_text())
     market_s = sum(r["seconds"] for r in records["rounds"])
     if aborted is not None:
         return _recover(s, community, out, records, market_s, startup_s, aborted)

@@ -1,12 +1,83 @@
-"""The run's summary table (terminal) and ``report.md`` (results folder)."""
+"""The run's summary table (terminal) and its report: ``report.md`` (tables),
+``report.html`` (tables and figures, self-contained) and ``figures/*.png``. The report is
+read back from the results folder, so ``lemgrid report DIR`` and the end of ``lemgrid run``
+write the same one."""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import yaml
+
+from scenarios import figures
+
+FIGURE_DPI = 100
+TABLES = ("agents", "market", "agent_rounds", "grid_bus", "grid_line")
+CONVERGENCE_HEADER = ["round", "error kW", "sold kW", "bought kW", "rule applied",
+                      "limits changed", "slowest agent s"]
+VIOLATION_HEADER = ["period", "element", "value", "limit"]
+
+
+class ResultsMissing(Exception):
+    """A results folder or one of its files does not exist; the message names it."""
+
+
+def results_file(out: Path, name: str) -> Path:
+    if not out.is_dir():
+        raise ResultsMissing(f"{out}: no such results folder")
+    path = out / name
+    if not path.is_file():
+        raise ResultsMissing(f"{path}: missing (not a complete lemgrid results folder)")
+    return path
+
+
+def read_summary(out: Path) -> dict:
+    return json.loads(results_file(out, "summary.json").read_text())
+
+
+def read_config(out: Path) -> dict:
+    return yaml.safe_load(results_file(out, "config.yaml").read_text())
+
+
+def read_table(out: Path, name: str) -> pd.DataFrame:
+    return pd.read_parquet(results_file(out, f"{name}.parquet"))
+
+
+@dataclass
+class Run:
+    """A results folder read back: summary, resolved scenario and the result tables."""
+
+    out: Path
+    summary: dict
+    config: dict
+    agents: pd.DataFrame
+    market: pd.DataFrame
+    agent_rounds: pd.DataFrame
+    grid_bus: pd.DataFrame
+    grid_line: pd.DataFrame
+
+    @classmethod
+    def load(cls, out: Path) -> Run:
+        summary = read_summary(out)  # first: a folder without it is no results folder
+        return cls(out, summary, read_config(out), **{n: read_table(out, n) for n in TABLES})
+
+    @property
+    def has_rounds(self) -> bool:
+        return self.summary["market"]["rounds"] is not None and len(self.agent_rounds) > 0
+
+
+# ---- tables ------------------------------------------------------------------------------
 
 def _fmt(value) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, float):
         return f"{value:,.4f}" if abs(value) < 100 else f"{value:,.2f}"
@@ -15,7 +86,7 @@ def _fmt(value) -> str:
 
 def summary_rows(summary: dict) -> list[tuple[str, str]]:
     rows = [("scenario", summary["scenario"]), ("mode", summary["mode"]),
-            ("mechanism", summary["mechanism"]),
+            ("mechanism", _fmt(summary["mechanism"])),
             ("agents", ", ".join(f"{n} {k}" for k, n in summary["agents"].items() if n))]
     for section in ("costs_eur", "market", "grid", "timing_s", "processes"):
         rows += [(f"{section}.{k}", _fmt(v)) for k, v in summary[section].items()]
@@ -23,27 +94,236 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def round_seconds(out: Path) -> list[float] | None:
+    """Each round's wall time of a distributed run (``rounds.json``), else None."""
+    path = out / "rounds.json"
+    if not path.is_file():
+        return None
+    return [r["seconds"] for r in json.loads(path.read_text())["rounds"]]
+
+
+def convergence_table(run: Run, slowest_agent_s: list[float] | None):
+    """Header and one row per round. The slowest agent's time is each round's wall time in
+    a distributed run (rounds.json), the slowest agent solve in-process (given by the run
+    that has just finished); without either the column is left out."""
+    slowest = slowest_agent_s or round_seconds(run.out)
+    rows = []
+    for i, (rnd, r) in enumerate(figures.market_rounds(run.market).iterrows()):
+        rule = "—" if pd.isna(r["rule_applied"]) else str(int(r["rule_applied"]))
+        rows.append([str(rnd), f"{r['error_kw']:.4f}", f"{r['sold_kw']:.3f}",
+                     f"{r['bought_kw']:.3f}", rule, str(int(r["limits_changed"]))]
+                    + ([f"{slowest[i]:.4f}"] if slowest else []))
+    return (CONVERGENCE_HEADER if slowest else CONVERGENCE_HEADER[:-1]), rows
+
+
+def violations(run: Run) -> pd.DataFrame:
+    """Every voltage outside [v_min_pu, v_max_pu] and every line loading above
+    max_loading_pct, by period (NaN, a power flow without solution, is no violation)."""
+    limits = run.config["grid"]
+    bus, line = run.grid_bus, run.grid_line
+    low = bus[bus["vm_pu"] < limits["v_min_pu"]].assign(limit=f"≥ {limits['v_min_pu']} pu")
+    high = bus[bus["vm_pu"] > limits["v_max_pu"]].assign(limit=f"≤ {limits['v_max_pu']} pu")
+    over = line[line["loading_pct"] > limits["max_loading_pct"]].assign(
+        limit=f"≤ {limits['max_loading_pct']} %")
+    frames = [f.assign(element="bus " + f["bus"].astype(str), value=f["vm_pu"])
+              for f in (low, high) if len(f)]
+    if len(over):
+        frames.append(over.assign(element="line " + over["line"].astype(str),
+                                  value=over["loading_pct"]))
+    columns = ["period", "element", "value", "limit"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames)[columns].sort_values(["period", "element"], ignore_index=True)
+
+
+def violation_rows(run: Run) -> list[list[str]]:
+    return [[str(r.period), r.element, f"{r.value:.4f}", r.limit]
+            for r in violations(run).itertuples()]
+
+
+def _markdown(header: list[str], rows: list) -> list[str]:
+    if not rows:
+        return ["none"]
+    return ([f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
+            + [f"| {' | '.join(map(str, row))} |" for row in rows])
+
+
+def _html_table(header: list[str], rows: list) -> str:
+    if not rows:
+        return "<p>none</p>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# ---- figures -----------------------------------------------------------------------------
+
+@dataclass
+class FigureSpec:
+    name: str
+    caption: str
+    build: Callable[[Run], object]  # -> matplotlib Figure
+    absent: Callable[[Run], str | None] = lambda run: None  # why there is no figure
+
+
+def _no_rounds(run: Run) -> str | None:
+    return None if run.has_rounds else (f"No market rounds: a {run.summary['mode']} run "
+                                        "clears the market in one step.")
+
+
+def _no_soc(run: Run) -> str | None:
+    return None if run.agents["soc_kwh"].notna().any() else "No agent has a storage."
+
+
+def _no_power_flow(run: Run) -> str | None:
+    return None if run.grid_bus["vm_pu"].notna().any() else "No power flow converged."
+
+
+FIGURES = [
+    FigureSpec("supply_mix", "Community supply mix per period (kW)",
+               lambda run: figures.supply_mix(run.agents)),
+    FigureSpec("p2v_trades", "P2V sold and bought per period, settled and offered (kW)",
+               lambda run: figures.p2v_trades(run.agents)),
+    FigureSpec("convergence", "Convergence per round: offers summed over periods and error",
+               lambda run: figures.convergence(run.market), _no_rounds),
+    FigureSpec("planned_cost", "Mean planned cost of the day per agent type and round",
+               lambda run: figures.planned_cost(run.agent_rounds), _no_rounds),
+    FigureSpec("state_of_charge", "Battery and EV state of charge per period",
+               lambda run: figures.state_of_charge(run.agents), _no_soc),
+    FigureSpec("voltage", "Bus voltage per period, limits marked",
+               lambda run: figures.voltage_heat_map(run.grid_bus, run.config["grid"]["v_min_pu"],
+                                                    run.config["grid"]["v_max_pu"]),
+               _no_power_flow),
+    FigureSpec("loading", "Line loading per period, limit marked",
+               lambda run: figures.loading_heat_map(run.grid_line,
+                                                    run.config["grid"]["max_loading_pct"]),
+               _no_power_flow),
+    FigureSpec("cost_distribution", "Cost of the day per agent, by kind",
+               lambda run: figures.cost_distribution(run.agents)),
+]
+
+
+def render_figures(run: Run) -> list[tuple[FigureSpec, bytes | str]]:
+    """Each figure as PNG bytes (also written to ``figures/<name>.png``), or the sentence
+    saying why it is absent (its PNG of an earlier report removed)."""
+    folder = run.out / "figures"
+    folder.mkdir(exist_ok=True)
+    rendered = []
+    for spec in FIGURES:
+        path = folder / f"{spec.name}.png"
+        reason = spec.absent(run)
+        if reason:
+            path.unlink(missing_ok=True)
+            rendered.append((spec, reason))
+            continue
+        buffer = io.BytesIO()
+        spec.build(run).savefig(buffer, format="png", dpi=FIGURE_DPI)
+        path.write_bytes(buffer.getvalue())
+        rendered.append((spec, buffer.getvalue()))
+    return rendered
+
+
+# ---- documents ---------------------------------------------------------------------------
+
+STYLE = ("body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em}"
+         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
+         "padding:.15em .5em;text-align:right}td:first-child{text-align:left}th{background:#eee}img{max-width:100%}"
+         "figure{margin:1em 0}figcaption{font-style:italic}")
+
+
+def _figure_html(spec: FigureSpec, content: bytes | str) -> str:
+    caption = f"<figcaption>{html.escape(spec.caption)}</figcaption>"
+    if isinstance(content, str):
+        return f"<figure>{caption}<p>{html.escape(content)}</p></figure>"
+    data = base64.b64encode(content).decode("ascii")
+    return (f'<figure id="{spec.name}"><img alt="{html.escape(spec.caption)}" '
+            f'src="data:image/png;base64,{data}">{caption}</figure>')
+
+
+def _sections(run: Run, slowest_agent_s) -> list[tuple[str, list[str], list]]:
+    summary = run.summary
+    found = violation_rows(run)
+    failed = [[name, reason] for name, reason in summary["failed_agents"].items()]
+    sections = [("Summary", ["key", "value"], summary_rows(summary))]
+    if run.has_rounds:
+        sections.append(("Convergence", *convergence_table(run, slowest_agent_s)))
+    sections += [("Grid limit violations", VIOLATION_HEADER, found),
+                 ("Failed agents", ["agent", "reason"], failed),
+                 ("Notes", ["note"], [[n] for n in summary["notes"]])]
+    return sections
+
+
+def write_markdown(run: Run, sections) -> Path:
+    lines = [f"# lemgrid run: {run.summary['scenario']} ({run.summary['mode']})"]
+    for title, header, rows in sections:
+        lines += ["", f"## {title}", "", *_markdown(header, rows)]
+    path = run.out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_html(run: Run, sections, rendered) -> Path:
+    title = html.escape(f"lemgrid run: {run.summary['scenario']} ({run.summary['mode']})")
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}"
+             f"</title><style>{STYLE}</style></head><body><h1>{title}</h1>"]
+    parts += [f"<h2>{html.escape(t)}</h2>{_html_table(h, rows)}" for t, h, rows in sections]
+    parts.append("<h2>Figures</h2>")
+    parts += [_figure_html(spec, content) for spec, content in rendered]
+    parts.append("</body></html>")
+    path = run.out / "report.html"
+    path.write_text("\n".join(parts) + "\n")
+    return path
+
+
+def write_report(out: Path, slowest_agent_s: list[float] | None = None) -> Path:
+    """report.md, report.html and figures/ from the results in ``out``; returns the HTML's
+    path. ``slowest_agent_s``: the slowest agent solve of each round, which only an
+    in-process run knows (a distributed run's round times are in rounds.json)."""
+    run = Run.load(out)
+    sections = _sections(run, slowest_agent_s)
+    write_markdown(run, sections)
+    return write_html(run, sections, render_figures(run))
+
+
+def slowest_agent_s(result) -> list[float]:
+    """The slowest agent solve of each round of a run's ``DayResult``."""
+    return [max(r.solve_s.values(), default=0.0) for r in result.rounds]
+
+
+# ---- terminal ----------------------------------------------------------------------------
+
+def _range(low, high, unit: str) -> str:
+    return "—" if low is None else f"{low:.4f} – {high:.4f} {unit}"
+
+
+def key_rows(summary: dict) -> list[tuple[str, str]]:
+    """The run's key figures for the terminal (report.md has every key)."""
+    costs, market, grid = summary["costs_eur"], summary["market"], summary["grid"]
+    means = ", ".join(f"{kind} {costs[f'{kind}_mean']:.4f}" for kind in
+                      ("prosumer", "ev", "building") if costs[f"{kind}_mean"] is not None)
+    rounds = ("— (centralized)" if market["rounds"] is None else
+              f"{market['rounds']}, {'converged' if market['converged'] else 'not converged'}")
+    return [
+        ("scenario", f"{summary['scenario']} ({summary['mode']}, "
+                     f"{summary['mechanism'] or 'no P2V market'})"),
+        ("agents", ", ".join(f"{n} {k}" for k, n in summary["agents"].items() if n)),
+        ("total cost €", f"{costs['total']:.2f}"),
+        ("mean cost € per agent", means or "—"),
+        ("P2V traded kWh", f"{market['traded_kwh']:.2f}"),
+        ("rounds", rounds),
+        ("voltage", _range(grid["v_min_pu"], grid["v_max_pu"], "pu")),
+        ("max line loading %", _fmt(grid["max_loading_pct"])),
+        ("violations", f"voltage {grid['voltage_violations']}, lines "
+                       f"{grid['line_violations']}, power flow failures {grid['pf_failures']}"),
+        ("wall time s", f"{summary['timing_s']['wall']:.1f}"),
+        ("failed agents", ", ".join(summary["failed_agents"]) or "none"),
+    ]
+
+
 def print_summary(summary: dict, out: Path) -> None:
-    rows = summary_rows(summary)
+    rows = key_rows(summary)
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    print(f"results: {out}  report: {out / 'report.md'}")
-
-
-def write_report(out: Path, summary: dict, result) -> Path:
-    lines = [f"# lemgrid run: {summary['scenario']} ({summary['mode']})", "",
-             "| key | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in summary_rows(summary)]
-    if result.rounds:
-        header = ("| round | error kW | sold kW | bought kW | rule applied | limits changed "
-                  "| slowest agent s |")
-        lines += ["", "## Convergence", "", header, "|---|---|---|---|---|---|---|"]
-        for r in result.rounds:
-            rec = r.record
-            lines.append(f"| {rec.round} | {rec.error_kw:.4f} | {rec.sold_kw.sum():.3f} | "
-                         f"{rec.bought_kw.sum():.3f} | {rec.rule or '—'} | {rec.limits_changed} | "
-                         f"{max(r.solve_s.values(), default=0):.4f} |")
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    print(f"results: {out}  report: {out / 'report.html'}")

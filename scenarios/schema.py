@@ -20,6 +20,7 @@ from scenarios.catalog import BATTERY_TYPES, EV_MODELS
 SCHEMA_PATH = Path(__file__).with_name("scenario.schema.json")
 HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="time as HH:MM")]
 NonNeg = Annotated[float, Field(ge=0)]
+HostPort = Annotated[str, Field(pattern=r"^[^:\s]+:\d+$", description="host:port")]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -132,6 +133,17 @@ class Runtime(Strict):
                                              "one fork per process; cmd: mosaik starts each")
     connect: list[str] = Field(default_factory=list, description="host:port of agent "
                                "simulators already running, one per process group")
+    agent_hosts: list[HostPort] = Field(
+        default_factory=list, description="host:port of each `lemgrid serve-agents` shard, in "
+        "shard order; shard i's process groups listen on consecutive ports from that port")
+    coordinator: str | None = Field(None, pattern=r"^tcp://[^:]+:\d+$", description="endpoint "
+                                    "of a running `lemgrid coordinator`; null: start one")
+    grid_host: HostPort | None = Field(None, description="host:port of a running `lemgrid "
+                                       "grid`; null: start one")
+    connect_retries: int = Field(60, ge=1, description="tries to reach each running simulator")
+    connect_retry_s: float = Field(1.0, gt=0, description="seconds between those tries")
+    curve_keys: str | None = Field(None, description="folder made by `lemgrid keys`: "
+                                   "CURVE-authenticate agents to the coordinator")
     coordinator_host: str = "127.0.0.1"
     round_deadline_s: float = Field(30.0, gt=0)
     registration_timeout_s: float = Field(60.0, gt=0)

@@ -13,7 +13,7 @@ from grid.mapping import assign_buses
 from grid.networks import load_network
 from grid.powerflow import GridLimits, GridModel, PeriodResult, grid_summary
 from scenarios.community import build_community, p2v_price
-from scenarios.report import write_report
+from scenarios.report import slowest_agent_s, write_report
 from scenarios.results import write_grid, write_messages, write_results
 from scenarios.runtime import RunError, run_centralized, run_decentralized
 from scenarios.schema import Scenario
@@ -101,5 +101,5 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
                             bus_of=bus_of, grid=grid, grid_s=grid_s,
                             processes={"agents": len(pids) if pids is not None else 1,
                                        "agent_peak_rss_mb": peak_rss_mb})
-    write_report(out, summary, result)
+    write_report(out, slowest_agent_s(result))
     return summary

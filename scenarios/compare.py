@@ -1,0 +1,109 @@
+"""``lemgrid compare``: the key figures of several results folders side by side.
+
+KPIs (one row each; a run where one does not apply has null):
+
+- ``total_cost_eur``, ``{prosumer,ev,building}_mean_cost_eur``: summary.json ``costs_eur``;
+- ``p2v_traded_kwh``: summary.json ``market.traded_kwh`` (settled P2V energy);
+- ``grid_import_kwh`` = Σ_agents Σ_t buy_kw · Δt and ``grid_export_kwh`` = Σ sell_kw · Δt:
+  energy bought from and fed in to the retailer (agents.parquet, Δt from config.yaml);
+- ``self_sufficiency`` = 1 − grid_import_kwh / consumption_kwh, the share of the
+  community's consumption met inside the community (PV, batteries, P2V), where
+  consumption_kwh = Σ_t (Σ_agents load_kw + Σ_EVs ch_kw) · Δt: every agent's load plus the
+  EVs' charging (a prosumer's battery charging is storage, its discharge a source);
+- ``network_losses_kwh``: summary.json ``grid.losses_kwh`` if the run recorded it, else
+  null (runs do not record losses yet);
+- ``voltage_violations``, ``line_violations``, ``pf_failures``: summary.json ``grid``;
+- ``rounds``, ``converged``: summary.json ``market``;
+- ``wall_s``, ``market_s``, ``grid_s``: summary.json ``timing_s``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from scenarios.figures import consumption_kw
+from scenarios.report import read_config, read_summary, read_table
+
+SUMMARY_KPIS = {  # KPI -> (summary.json section, key)
+    "total_cost_eur": ("costs_eur", "total"),
+    "prosumer_mean_cost_eur": ("costs_eur", "prosumer_mean"),
+    "ev_mean_cost_eur": ("costs_eur", "ev_mean"),
+    "building_mean_cost_eur": ("costs_eur", "building_mean"),
+    "p2v_traded_kwh": ("market", "traded_kwh"),
+}
+LATER_KPIS = {
+    "network_losses_kwh": ("grid", "losses_kwh"),
+    "voltage_violations": ("grid", "voltage_violations"),
+    "line_violations": ("grid", "line_violations"),
+    "pf_failures": ("grid", "pf_failures"),
+    "rounds": ("market", "rounds"),
+    "converged": ("market", "converged"),
+    "wall_s": ("timing_s", "wall"),
+    "market_s": ("timing_s", "market"),
+    "grid_s": ("timing_s", "grid"),
+}
+
+
+def energy_kpis(agents: pd.DataFrame, period_h: float) -> dict[str, float | None]:
+    """Grid import and export (kWh) and self-sufficiency from agents.parquet."""
+    import_kwh = float(agents["buy_kw"].sum() * period_h)
+    consumption_kwh = float(consumption_kw(agents).sum() * period_h)
+    return {"self_sufficiency": 1.0 - import_kwh / consumption_kwh if consumption_kwh else None,
+            "grid_import_kwh": import_kwh,
+            "grid_export_kwh": float(agents["sell_kw"].sum() * period_h)}
+
+
+def _pick(summary: dict, kpis: dict) -> dict:
+    return {name: summary[section].get(key) for name, (section, key) in kpis.items()}
+
+
+def run_kpis(out: Path) -> dict:
+    """The KPIs of one results folder (see the module docstring)."""
+    summary = read_summary(out)
+    period_h = read_config(out)["horizon"]["period_minutes"] / 60
+    return {"scenario": summary["scenario"], "mode": summary["mode"],
+            **_pick(summary, SUMMARY_KPIS),
+            **energy_kpis(read_table(out, "agents"), period_h),
+            **_pick(summary, LATER_KPIS)}
+
+
+def column_names(folders: list[Path]) -> list[str]:
+    """Each folder's name, or the path as given where two folders share a name."""
+    names = [f.name or str(f) for f in folders]
+    return [n if names.count(n) == 1 else str(f) for n, f in zip(names, folders, strict=True)]
+
+
+def compare_table(folders: list[Path]) -> pd.DataFrame:
+    """One row per KPI, one column per results folder."""
+    columns = {name: run_kpis(folder)
+               for name, folder in zip(column_names(folders), folders, strict=True)}
+    return pd.DataFrame(columns, dtype=object)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
+    return str(value)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    cells = [["kpi", *table.columns]] + [[kpi, *map(_cell, row)] for kpi, row in
+                                         zip(table.index, table.itertuples(index=False),
+                                             strict=True)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+                     for row in cells)
+
+
+def run_compare(folders: list[Path], csv_path: Path) -> pd.DataFrame:
+    """Print the table and write it as CSV (empty cells where a KPI is null)."""
+    table = compare_table(folders)
+    print(format_table(table))
+    table.to_csv(csv_path, index_label="kpi")
+    print(f"written: {csv_path}")
+    return table

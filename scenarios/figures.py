@@ -1,0 +1,188 @@
+"""The report's figures: one function per figure, each a matplotlib ``Figure`` built from
+the results tables (agents, market, agent_rounds, grid_bus, grid_line). No pyplot (no
+global state); ``Figure.savefig`` renders with the Agg backend. Powers are kW per period,
+summed over the community unless the name says otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.figure import Figure
+
+WIDE_IN = (9.0, 3.6)  # figure size of a per-period plot, inches
+FEW_AGENTS = 6  # up to this many agents of a kind, SoC is drawn per agent
+MARK = {"marker": "x", "color": "black", "s": 12, "linewidths": 0.8}  # an out-of-limit cell
+
+
+def _axes(size=WIDE_IN, title: str = "", xlabel: str = "period", ylabel: str = "kW"):
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def community_kw(agents: pd.DataFrame, column: str, kind: str | None = None) -> pd.Series:
+    """``column`` summed over the agents (of ``kind``, if given), one value per period."""
+    rows = agents if kind is None else agents[agents["kind"] == kind]
+    periods = np.sort(agents["period"].unique())
+    return rows.groupby("period")[column].sum().reindex(periods, fill_value=0.0)
+
+
+def consumption_kw(agents: pd.DataFrame) -> pd.Series:
+    """Community consumption per period: every agent's load plus EV charging (a prosumer's
+    battery charging is storage, not consumption)."""
+    return community_kw(agents, "load_kw") + community_kw(agents, "ch_kw", "ev")
+
+
+def supply_mix(agents: pd.DataFrame) -> Figure:
+    """Sources stacked above zero (retail purchase, PV, battery discharge), sinks other than
+    consumption below (export, battery charging); P2V is a transfer inside the community,
+    already part of PV and battery, so it is a line, not a layer."""
+    fig, ax = _axes(title="Community supply mix")
+    periods = np.sort(agents["period"].unique())
+    ax.stackplot(periods, community_kw(agents, "buy_kw"), community_kw(agents, "pv_kw"),
+                 community_kw(agents, "dis_kw", "prosumer"),
+                 labels=["retail purchase", "PV", "battery discharge"],
+                 colors=["#7f7f7f", "#f2b701", "#3969ac"], alpha=0.85)
+    ax.stackplot(periods, -community_kw(agents, "sell_kw"),
+                 -community_kw(agents, "ch_kw", "prosumer"),
+                 labels=["export (negative)", "battery charging (negative)"],
+                 colors=["#e73f74", "#80ba5a"], alpha=0.85)
+    ax.plot(periods, community_kw(agents, "p2v_kw", "prosumer"), color="black", ls="--",
+            lw=1.2, label="P2V (prosumers → EVs)")
+    ax.plot(periods, consumption_kw(agents), color="black", lw=1.2,
+            label="consumption (load + EV charging)")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.legend(loc="upper left", fontsize=7, ncols=2)
+    return fig
+
+
+def p2v_trades(agents: pd.DataFrame) -> Figure:
+    """P2V sold by prosumers and bought by EVs per period, settled and last offered."""
+    fig, ax = _axes(title="P2V trades")
+    periods = np.sort(agents["period"].unique())
+    for kind, verb, color in (("prosumer", "sold", "#e68310"), ("ev", "bought", "#11a579")):
+        ax.plot(periods, community_kw(agents, "p2v_kw", kind), color=color, lw=1.5,
+                label=f"{verb}, settled")
+        ax.plot(periods, community_kw(agents, "p2v_offered_kw", kind), color=color, lw=1,
+                ls=":", label=f"{verb}, offered (last round)")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def market_rounds(market: pd.DataFrame) -> pd.DataFrame:
+    """One row per round: the round's error and its offers summed over the periods (the
+    paper's Eq. 35 quantities)."""
+    return market.groupby("round").agg(error_kw=("error_kw", "first"),
+                                       sold_kw=("sold_kw", "sum"),
+                                       bought_kw=("bought_kw", "sum"),
+                                       rule_applied=("rule_applied", "first"),
+                                       limits_changed=("limits_changed", "first"))
+
+
+def convergence(market: pd.DataFrame) -> Figure:
+    """Sold and bought kW summed over the periods per round, the error on a second axis
+    (as Fig. 5 of Faia et al. 2021)."""
+    rounds = market_rounds(market)
+    fig, ax = _axes(size=(6.5, 3.6), title="Convergence", xlabel="round",
+                    ylabel="kW summed over periods")
+    ax.plot(rounds.index, rounds["sold_kw"], marker="o", color="#e68310", label="sold")
+    ax.plot(rounds.index, rounds["bought_kw"], marker="s", color="#11a579", label="bought")
+    err = ax.twinx()
+    err.plot(rounds.index, rounds["error_kw"], marker="^", color="#cc503e", ls="--",
+             label="error")
+    err.set_ylabel("error kW")
+    ax.set_xticks(rounds.index)
+    lines = ax.get_legend_handles_labels()
+    more = err.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
+    return fig
+
+
+def planned_cost(agent_rounds: pd.DataFrame) -> Figure:
+    """Mean planned cost of the day per agent type in each round."""
+    fig, ax = _axes(size=(6.5, 3.6), title="Mean planned cost per agent type",
+                    xlabel="round", ylabel="€ per agent")
+    means = agent_rounds.groupby(["kind", "round"])["planned_cost_eur"].mean()
+    for kind, series in means.groupby(level="kind"):
+        ax.plot(series.index.get_level_values("round"), series.to_numpy(), marker="o",
+                label=kind)
+    ax.set_xticks(np.sort(agent_rounds["round"].unique()))
+    ax.legend(fontsize=8)
+    return fig
+
+
+def state_of_charge(agents: pd.DataFrame) -> Figure:
+    """Stored energy per period, one panel per kind with a state of charge: each agent's
+    line when there are few, otherwise the mean and the min–max band."""
+    kinds = [k for k, g in agents.groupby("kind") if g["soc_kwh"].notna().any()]
+    fig = Figure(figsize=(WIDE_IN[0], 2.6 * len(kinds)), layout="constrained")
+    for i, kind in enumerate(kinds):
+        ax = fig.add_subplot(len(kinds), 1, i + 1)
+        soc = agents[agents["kind"] == kind].pivot(index="period", columns="agent",
+                                                   values="soc_kwh")
+        if soc.shape[1] <= FEW_AGENTS:
+            for agent in soc.columns:
+                ax.plot(soc.index, soc[agent], lw=1.2, label=agent)
+        else:
+            ax.fill_between(soc.index, soc.min(axis=1), soc.max(axis=1), alpha=0.3,
+                            label="min–max")
+            ax.plot(soc.index, soc.mean(axis=1), lw=1.5, label=f"mean of {soc.shape[1]}")
+        ax.set(title=f"State of charge: {kind}", xlabel="period", ylabel="kWh")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncols=2)
+    return fig
+
+
+def _heat_map(table: pd.DataFrame, row: str, value: str, title: str, norm, cmap: str,
+              outside: pd.DataFrame, label: str, extend: str = "both") -> Figure:
+    grid = table.pivot(index=row, columns="period", values=value)
+    height = min(2.0 + 0.09 * len(grid), 9.0)
+    fig, ax = _axes(size=(WIDE_IN[0], height), title=title, ylabel=row)
+    image = ax.imshow(grid.to_numpy(), aspect="auto", origin="lower", norm=norm,
+                      cmap=cmap, interpolation="nearest",
+                      extent=(grid.columns.min() - 0.5, grid.columns.max() + 0.5,
+                              -0.5, len(grid) - 0.5))
+    image.cmap.set_bad("#bbbbbb")  # a period whose power flow did not converge
+    rows = {key: i for i, key in enumerate(grid.index)}
+    ax.scatter(outside["period"], outside[row].map(rows), label="outside limit", **MARK)
+    ax.set_yticks(range(len(grid)), [str(k) for k in grid.index], fontsize=6)
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label=label, extend=extend)
+    return fig
+
+
+def voltage_heat_map(grid_bus: pd.DataFrame, v_min_pu: float, v_max_pu: float) -> Figure:
+    """Bus voltage per period; the colour scale is centred at 1 pu and ends at the limits,
+    crosses mark buses outside them, grey a period without a power flow solution."""
+    outside = grid_bus[(grid_bus["vm_pu"] < v_min_pu) | (grid_bus["vm_pu"] > v_max_pu)]
+    norm = TwoSlopeNorm(vcenter=1.0, vmin=v_min_pu, vmax=v_max_pu)
+    return _heat_map(grid_bus, "bus", "vm_pu",
+                     f"Bus voltage: limits {v_min_pu}–{v_max_pu} pu, observed "
+                     f"{grid_bus['vm_pu'].min():.4f}–{grid_bus['vm_pu'].max():.4f} pu",
+                     norm, "RdBu_r", outside, "vm pu")
+
+
+def loading_heat_map(grid_line: pd.DataFrame, max_loading_pct: float) -> Figure:
+    """Line loading per period; the colour scale ends at the limit, crosses mark lines
+    above it."""
+    outside = grid_line[grid_line["loading_pct"] > max_loading_pct]
+    return _heat_map(grid_line, "line", "loading_pct",
+                     f"Line loading: limit {max_loading_pct} %, observed max "
+                     f"{grid_line['loading_pct'].max():.2f} %",
+                     Normalize(0.0, max_loading_pct), "viridis", outside, "loading %", "max")
+
+
+def cost_distribution(agents: pd.DataFrame) -> Figure:
+    """Each agent's cost of the day, a box and the agents' points per kind."""
+    per_agent = agents.groupby(["kind", "agent"])["cost_eur"].sum()
+    kinds = sorted(per_agent.index.get_level_values("kind").unique())
+    fig, ax = _axes(size=(6.5, 3.6), title="Cost per agent", xlabel="", ylabel="€ per day")
+    values = [per_agent[kind].to_numpy() for kind in kinds]
+    ax.boxplot(values, tick_labels=kinds, showfliers=False)
+    jitter = np.random.default_rng(0)  # fixed: the same run draws the same figure
+    for i, v in enumerate(values, start=1):
+        ax.scatter(i + jitter.uniform(-0.12, 0.12, len(v)), v, s=10, alpha=0.6)
+    return fig
