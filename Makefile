@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SCENARIO ?= faia2021
 OUT ?= results/$(SCENARIO)
 
-.PHONY: install run test bench lint schema clean
+.PHONY: install run test bench lint schema compose clean
 
 install: $(STAMP)
 
@@ -28,6 +28,13 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check agents coordinator grid scenarios tests
+
+# The community as containers (needs a Docker engine): coordinator, two agent hosts,
+# grid simulator and runner; results in ./results/$(SCENARIO).
+compose:
+	mkdir -p results
+	SCENARIO=$(SCENARIO) LEMGRID_UID=$$(id -u) LEMGRID_GID=$$(id -g) \
+		docker-compose up --build --abort-on-container-exit --exit-code-from runner
 
 schema: $(STAMP)
 	$(BIN)/python -m scenarios.schema

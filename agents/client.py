@@ -32,7 +32,6 @@ from coordinator.protocol import (
     encode,
 )
 
-
 # The key directory's layout, as coordinator/auth.py writes it (agents may import only
 # coordinator.protocol of the coordinator's modules).
 SERVER_PUBLIC_KEY = "coordinator.key"

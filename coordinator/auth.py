@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -164,7 +165,9 @@ def _refusal_reason(event: int, value: int) -> str:
         return "client without CURVE"
     if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
         return "handshake did not decrypt: client holds another coordinator key"
-    return "handshake failed"
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # value: an errno
+        return f"handshake failed: {os.strerror(value)}"
+    return f"protocol error {value:#x}"
 
 
 def is_loopback(endpoint: str) -> bool:

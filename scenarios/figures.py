@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
 WIDE_IN = (9.0, 3.6)  # figure size of a per-period plot, inches
 FEW_AGENTS = 6  # up to this many agents of a kind, SoC is drawn per agent
+NO_SOLUTION = "#bbbbbb"  # heat map cell of a period whose power flow did not converge
 MARK = {"marker": "x", "color": "black", "s": 12, "linewidths": 0.8}  # an out-of-limit cell
 
 
@@ -142,15 +144,16 @@ def _heat_map(table: pd.DataFrame, row: str, value: str, title: str, norm, cmap:
     height = min(2.0 + 0.09 * len(grid), 9.0)
     fig, ax = _axes(size=(WIDE_IN[0], height), title=title, ylabel=row)
     image = ax.imshow(grid.to_numpy(), aspect="auto", origin="lower", norm=norm,
-                      cmap=cmap, interpolation="nearest",
+                      cmap=colormaps[cmap].with_extremes(bad=NO_SOLUTION),
+                      interpolation="nearest",
                       extent=(grid.columns.min() - 0.5, grid.columns.max() + 0.5,
                               -0.5, len(grid) - 0.5))
-    image.cmap.set_bad("#bbbbbb")  # a period whose power flow did not converge
     rows = {key: i for i, key in enumerate(grid.index)}
     ax.scatter(outside["period"], outside[row].map(rows), label="outside limit", **MARK)
     ax.set_yticks(range(len(grid)), [str(k) for k in grid.index], fontsize=6)
     ax.grid(False)
-    fig.colorbar(image, ax=ax, label=label, extend=extend)
+    bar = fig.colorbar(image, ax=ax, label=label, extend=extend)
+    bar.ax.ticklabel_format(useOffset=False)
     return fig
 
 

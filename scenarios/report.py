@@ -265,8 +265,9 @@ def write_markdown(run: Run, sections) -> Path:
 
 def write_html(run: Run, sections, rendered) -> Path:
     title = html.escape(f"lemgrid run: {run.summary['scenario']} ({run.summary['mode']})")
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}"
-             f"</title><style>{STYLE}</style></head><body><h1>{title}</h1>"]
+    head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}"
+            f"</title><style>{STYLE}</style></head><body><h1>{title}</h1>")
+    parts = [head]
     parts += [f"<h2>{html.escape(t)}</h2>{_html_table(h, rows)}" for t, h, rows in sections]
     parts.append("<h2>Figures</h2>")
     parts += [_figure_html(spec, content) for spec, content in rendered]
@@ -304,18 +305,19 @@ def key_rows(summary: dict) -> list[tuple[str, str]]:
                       ("prosumer", "ev", "building") if costs[f"{kind}_mean"] is not None)
     rounds = ("— (centralized)" if market["rounds"] is None else
               f"{market['rounds']}, {'converged' if market['converged'] else 'not converged'}")
+    run = f"{summary['scenario']} ({summary['mode']}, {summary['mechanism'] or 'no P2V market'})"
+    violated = (f"voltage {grid['voltage_violations']}, lines {grid['line_violations']}, "
+                f"power flow failures {grid['pf_failures']}")
     return [
-        ("scenario", f"{summary['scenario']} ({summary['mode']}, "
-                     f"{summary['mechanism'] or 'no P2V market'})"),
+        ("scenario", run),
         ("agents", ", ".join(f"{n} {k}" for k, n in summary["agents"].items() if n)),
-        ("total cost €", f"{costs['total']:.2f}"),
+        ("total cost €", _fmt(costs["total"])),
         ("mean cost € per agent", means or "—"),
-        ("P2V traded kWh", f"{market['traded_kwh']:.2f}"),
+        ("P2V traded kWh", _fmt(market["traded_kwh"])),
         ("rounds", rounds),
         ("voltage", _range(grid["v_min_pu"], grid["v_max_pu"], "pu")),
         ("max line loading %", _fmt(grid["max_loading_pct"])),
-        ("violations", f"voltage {grid['voltage_violations']}, lines "
-                       f"{grid['line_violations']}, power flow failures {grid['pf_failures']}"),
+        ("violations", violated),
         ("wall time s", f"{summary['timing_s']['wall']:.1f}"),
         ("failed agents", ", ".join(summary["failed_agents"]) or "none"),
     ]

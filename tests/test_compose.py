@@ -1,0 +1,90 @@
+"""docker-compose.yml: valid Compose (``docker-compose config`` where installed, else the
+Compose Specification's JSON schema), and every service's command is a valid ``lemgrid``
+command whose topology fits the others: the runner points at the coordinator, grid and
+every agent-host shard the file defines."""
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scenarios.cli import _parser, resolve_scenario
+from scenarios.schema import load_scenario
+from scenarios.topology import parse_shard
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+SCHEMA = Path(__file__).with_name("data") / "compose_spec.json"
+VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def dotenv() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines()
+             if line.strip() and not line.startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's ``${VAR}`` / ``${VAR:-default}`` substitution."""
+    return VARIABLE.sub(lambda m: env.get(m[1]) or (m[2] or ""), text)
+
+
+@pytest.fixture(scope="module")
+def services():
+    return yaml.safe_load(interpolate(COMPOSE.read_text(), dotenv()))["services"]
+
+
+def test_compose_file_is_valid():
+    if shutil.which("docker-compose"):
+        done = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"],
+                              check=False, cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+    import json
+
+    from jsonschema import Draft201909Validator, ValidationError
+    validator = Draft201909Validator(json.loads(SCHEMA.read_text()))
+    raw = yaml.safe_load(COMPOSE.read_text())  # anchors resolved, variables kept
+    validator.validate(raw)
+    raw["services"]["grid"]["healthcheck"]["retries"] = "many"  # the schema does check
+    with pytest.raises(ValidationError):
+        validator.validate(raw)
+
+
+def args_of(service: dict):
+    return _parser().parse_args(shlex.split(service["command"]))
+
+
+def test_every_service_runs_a_valid_lemgrid_command(services):
+    commands = {name: args_of(svc).command for name, svc in services.items()}
+    assert commands == {"coordinator": "coordinator", "agents-0": "serve-agents",
+                        "agents-1": "serve-agents", "grid": "grid", "runner": "run"}
+    for svc in services.values():
+        assert "healthcheck" in svc or svc is services["runner"]
+        assert any(v.endswith(":/results") for v in svc["volumes"])
+
+
+def test_runner_points_at_the_services_and_shards_cover_the_community(services):
+    """The runner's resolved scenario names coordinator, grid and agent hosts as defined;
+    the shards are 0/n .. n-1/n of the same scenario with the same settings."""
+    run = args_of(services["runner"])
+    s = load_scenario(resolve_scenario(run.scenario), run.overrides)
+    assert s.name == dotenv()["SCENARIO"]
+    coord = args_of(services["coordinator"])
+    port = coord.endpoint.rsplit(":", 1)[1]
+    assert s.runtime.coordinator == f"tcp://coordinator:{port}"
+    assert s.runtime.grid_host == f"grid:{args_of(services['grid']).port}"
+    shards = {}
+    for name in ("agents-0", "agents-1"):
+        a = args_of(services[name])
+        assert a.host == "0.0.0.0" and a.scenario == run.scenario
+        shards[parse_shard(a.shard)] = f"{name}:{a.port}"
+    n = len(shards)
+    assert s.runtime.agent_hosts == [shards[(i, n)] for i in range(n)]
+    assert coord.scenario == run.scenario and coord.out == run.out
+    timeout = [o for o in coord.overrides if o.startswith("runtime.registration_timeout_s")]
+    assert timeout and timeout[0] in run.overrides

@@ -1,0 +1,125 @@
+"""``lemgrid report``: report.html with every figure embedded, figures/*.png, and the
+violations table, on tiny.yaml run in-process (decentralized with grid limits tight enough
+to be violated, and centralized)."""
+
+import base64
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from scenarios.cli import main
+from scenarios.report import print_summary
+from scenarios.schema import load_scenario
+from scenarios.world import run_scenario
+
+from .conftest import SCENARIOS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FIGURES = ["supply_mix", "p2v_trades", "convergence", "planned_cost", "state_of_charge",
+           "voltage", "loading", "cost_distribution"]
+ROUND_FIGURES = {"convergence", "planned_cost"}
+# tiny.yaml on case33bw stays within 0.9996–1.00004 pu and below 0.21 % loading: these
+# limits are violated in some periods, on both sides of the voltage band.
+V_MIN_PU, V_MAX_PU, MAX_LOADING_PCT = 0.9999, 1.00001, 0.1
+TIGHT = [f"grid.v_min_pu={V_MIN_PU}", f"grid.v_max_pu={V_MAX_PU}",
+         f"grid.max_loading_pct={MAX_LOADING_PCT}"]
+
+
+def run_tiny(out, overrides):
+    s = load_scenario(SCENARIOS / "tiny.yaml", ["runtime.kind=inprocess", *overrides])
+    run_scenario(s, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def decentral(tmp_path_factory):
+    return run_tiny(tmp_path_factory.mktemp("decentral"), TIGHT)
+
+
+@pytest.fixture(scope="module")
+def central(tmp_path_factory):
+    return run_tiny(tmp_path_factory.mktemp("central"), ["market.mode=centralized"])
+
+
+def embedded_pngs(page: str) -> dict[str, bytes]:
+    found = re.findall(r'<figure id="(\w+)"><img [^>]*src="data:image/png;base64,([^"]+)"',
+                       page)
+    return {name: base64.b64decode(data) for name, data in found}
+
+
+def section(page: str, title: str) -> str:
+    return page.split(f"<h2>{title}</h2>", 1)[1].split("<h2>", 1)[0]
+
+
+def test_every_figure_is_embedded_and_written(decentral):
+    pngs = embedded_pngs((decentral / "report.html").read_text())
+    assert sorted(pngs) == sorted(FIGURES)
+    for name, data in pngs.items():
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 1000, name
+        assert (decentral / "figures" / f"{name}.png").read_bytes() == data
+
+
+def test_report_is_self_contained(decentral):
+    page = (decentral / "report.html").read_text()
+    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert "<link" not in page and "<script" not in page
+
+
+def test_violations_table_lists_exactly_the_violations(decentral):
+    bus = pd.read_parquet(decentral / "grid_bus.parquet")
+    line = pd.read_parquet(decentral / "grid_line.parquet")
+    low = bus[bus["vm_pu"] < V_MIN_PU]
+    high = bus[bus["vm_pu"] > V_MAX_PU]
+    over = line[line["loading_pct"] > MAX_LOADING_PCT]
+    expected = ({(p, f"bus {b}") for p, b in zip(low["period"], low["bus"])}
+                | {(p, f"bus {b}") for p, b in zip(high["period"], high["bus"])}
+                | {(p, f"line {n}") for p, n in zip(over["period"], over["line"])})
+    assert len(low) and len(high) and len(over)  # the limits do bite on every side
+    rows = re.findall(r"<tr><td>(\d+)</td><td>((?:bus|line) \d+)</td>",
+                      section((decentral / "report.html").read_text(), "Grid limit violations"))
+    assert len(rows) == len(low) + len(high) + len(over)
+    assert {(int(p), element) for p, element in rows} == expected
+    grid = json.loads((decentral / "summary.json").read_text())["grid"]
+    assert grid["voltage_violations"] + grid["line_violations"] == len(rows)
+
+
+def test_convergence_table_has_one_row_per_round(decentral):
+    market = pd.read_parquet(decentral / "market.parquet")
+    table = section((decentral / "report.html").read_text(), "Convergence")
+    rounds = re.findall(r"<tr><td>(\d+)</td><td>([\d.]+)</td><td>([\d.]+)</td>", table)
+    assert [int(r) for r, _, _ in rounds] == sorted(market["round"].unique())
+    last = market[market["round"] == market["round"].max()]
+    assert float(rounds[-1][2]) == pytest.approx(last["sold_kw"].sum(), abs=1e-3)
+
+
+def test_centralized_report_says_why_round_figures_are_absent(central):
+    page = (central / "report.html").read_text()
+    assert sorted(embedded_pngs(page)) == sorted(set(FIGURES) - ROUND_FIGURES)
+    assert page.count("No market rounds: a centralized run") == len(ROUND_FIGURES)
+    assert not any((central / "figures" / f"{n}.png").exists() for n in ROUND_FIGURES)
+
+
+def test_report_command_rewrites_the_report(decentral, capsys):
+    (decentral / "report.html").unlink()
+    assert main(["report", str(decentral)]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {decentral / 'report.html'}"
+    assert len(embedded_pngs((decentral / "report.html").read_text())) == len(FIGURES)
+
+
+def test_report_command_on_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'nope'}: no such results folder"]
+
+
+def test_run_summary_prints_key_figures_and_the_report_path(decentral, capsys):
+    summary = json.loads((decentral / "summary.json").read_text())
+    print_summary(summary, decentral)
+    lines = capsys.readouterr().out.splitlines()
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in lines[:-1])
+    assert rows["total cost €"] == f"{summary['costs_eur']['total']:.4f}"  # below 100 €
+    assert rows["rounds"] == f"{summary['market']['rounds']}, converged"
+    assert rows["violations"].startswith(f"voltage {summary['grid']['voltage_violations']},")
+    assert lines[-1] == f"results: {decentral}  report: {decentral / 'report.html'}"
