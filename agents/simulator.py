@@ -10,6 +10,7 @@ Start it as a mosaik ``cmd`` simulator: ``python -m agents.simulator %(addr)s``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -25,13 +26,16 @@ from agents.market_agent import MarketAgent
 
 FLOW_ATTRS = ["buy_kw", "sell_kw", "p2v_kw", "p2v_offered_kw", "pv_kw", "load_kw", "ch_kw",
               "dis_kw"]
+# Inputs a co-simulator may send at the start of a day: the day's profile (one value per
+# period) that replaces the agent's own before it plans.
+PROFILE_INPUTS = {"load_profile_kw": "load_kw", "pv_profile_kw": "pv_kw"}
 META = {
     "api_version": "3.0",
     "type": "time-based",
     "models": {
         "Agent": {"public": True, "params": ["agents"],
                   "attrs": ["p_kw", *FLOW_ATTRS, "cost_eur", "soc_kwh", "pid", "rss_mb",
-                            "ok"]},
+                            "ok", *PROFILE_INPUTS]},
     },
 }
 
@@ -67,15 +71,28 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         periods = next(iter(self.data.values())).horizon.periods
         self.period = (time // self.period_s) % periods
         if self.period == 0:
+            self._apply_profiles(inputs)
             self._plan_day()
         return time + self.period_s
+
+    def _apply_profiles(self, inputs: dict) -> None:
+        """Day profiles from co-simulators replace the agents' own; a wrong one fails
+        that agent (recorded, outputs ok = False), not the simulation."""
+        for name, attrs in inputs.items():
+            for attr, field in PROFILE_INPUTS.items():
+                for source, values in attrs.get(attr, {}).items():
+                    try:
+                        self.data[name] = replace_profile(self.data[name], field, values)
+                    except ValueError as exc:
+                        self.failures[name] = f"{attr} from {source}: {exc}"
+                    self.agents.pop(name, None)  # rebuilt with the new profile
 
     def _plan_day(self) -> None:
         """Every hosted agent joins the market in its own thread. Models are built first,
         one after another (Pyomo model building is not thread-safe), at this first step so
         that the processes of a community build theirs at the same time."""
         for name, data in self.data.items():
-            if name not in self.agents:
+            if name not in self.agents and name not in self.failures:
                 try:
                     self.agents[name] = MarketAgent(data, **self.solver)
                     _inject_fault(self.agents[name])
@@ -121,6 +138,17 @@ class AgentSimulator(mosaik_api_v3.Simulator):
     def get_data(self, outputs):
         return {eid: {a: self._value(eid, a) for a in attrs}
                 for eid, attrs in outputs.items()}
+
+
+def replace_profile(data, field: str, values) -> object:
+    """``data`` with its ``field`` profile replaced by ``values`` (kW per period)."""
+    if not hasattr(data, field):
+        raise ValueError(f"a {type(data).__name__} has no {field} profile")
+    arr = np.asarray(values, float)
+    if arr.shape != (data.horizon.periods,) or not np.all(np.isfinite(arr)) or arr.min() < 0:
+        raise ValueError(f"expected {data.horizon.periods} finite values >= 0, got "
+                         f"{arr.size} (min {np.nanmin(arr) if arr.size else 'n/a'})")
+    return dataclasses.replace(data, **{field: arr})
 
 
 FAULT_ENV = "LEMGRID_FAULT_KILL"  # "agent:round": that agent's process dies in that round

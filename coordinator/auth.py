@@ -131,6 +131,7 @@ class CurveServer:
         self.authenticator = KeyAuthenticator(socket.context, self.keys)
         self.monitor = socket.get_monitor_socket(HANDSHAKE_FAILED)
         self.refused: dict[str, int] = {}  # reason -> connections refused at the handshake
+        self.refused_total = 0  # their sum, safe to read from another thread
 
     def read_refusals(self) -> None:
         """Count the monitor's handshake failures; log the first one of each kind."""
@@ -141,6 +142,7 @@ class CurveServer:
                 LOG.warning("coordinator: refused a connection at the CURVE handshake (%s); "
                             "more of these are counted, not logged", reason)
             self.refused[reason] = self.refused.get(reason, 0) + 1
+            self.refused_total += 1
 
     def key_name(self, frame: zmq.Frame) -> str:
         """The name of the key the connection that sent ``frame`` holds."""

@@ -107,9 +107,9 @@ class CoordinatorService:
         self._deadline = time.monotonic() + self.registration_timeout_s
         self.round_seconds = []
         poller = zmq.Poller()
-        for sock in (self.socket, self.curve and self.curve.monitor):
-            if sock:
-                poller.register(sock, zmq.POLLIN)
+        poller.register(self.socket, zmq.POLLIN)
+        if self.curve:
+            poller.register(self.curve.monitor, zmq.POLLIN)
         while self.phase != "done" and not self._stop.is_set():
             wait_s = min(max(self._deadline - time.monotonic(), 0.0), POLL_INTERVAL_S)
             ready = dict(poller.poll(wait_s * 1000))
@@ -159,7 +159,7 @@ class CoordinatorService:
     @property
     def refused_handshakes(self) -> int:
         """Connections dropped at the CURVE handshake (no key, or one not admitted)."""
-        return sum(self.curve.refused.values()) if self.curve else 0
+        return self.curve.refused_total if self.curve else 0
 
     def __enter__(self):
         return self

@@ -130,7 +130,41 @@ def _sim_config(s: Scenario, addresses: list[str | None], forked: list[str]) -> 
     config["Grid"] = ({"connect": s.runtime.grid_host} if s.runtime.grid_host else
                       {"cmd": f"{sys.executable} -m grid.simulator %(addr)s"})
     config["Collector"] = {"python": "scenarios.collector:Collector"}
+    config |= {c.name: c.start() for c in s.cosimulators}
     return config
+
+
+def _fill_out(value, out: Path):
+    """``{out}`` in string values → the run's results folder."""
+    if isinstance(value, dict):
+        return {k: _fill_out(v, out) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill_out(v, out) for v in value]
+    return value.replace("{out}", str(out)) if isinstance(value, str) else value
+
+
+def add_cosimulators(world, s: Scenario, out: Path, agents: dict, grid) -> None:
+    """Start the scenario's co-simulators, create their entities, link them."""
+    for c in s.cosimulators:
+        sim = start_sim(world, c.name, s, **_fill_out(c.sim_params, out))
+        try:
+            factory = getattr(sim, c.model)
+            entities = [factory(**_fill_out(params, out)) for params in c.entities]
+        except Exception as exc:  # noqa: BLE001 - mosaik's or the simulator's complaint
+            raise RunError(f"cosimulators.{c.name}: {exc}".splitlines()[0]) from None
+        for i, link in enumerate(c.links):
+            target = link.to or link.from_
+            other = grid if target == "grid" else agents.get(target.removeprefix("agent:"))
+            if other is None:
+                raise RunError(f"cosimulators.{c.name}.links.{i}: no agent "
+                               f"{target.removeprefix('agent:')!r} in the community")
+            src, dest = (entities[link.entity], other) if link.to else (other,
+                                                                         entities[link.entity])
+            try:
+                world.connect(src, dest, *link.attrs.items())
+            except Exception as exc:  # noqa: BLE001 - e.g. an attribute the model lacks
+                raise RunError(f"cosimulators.{c.name}.links.{i}: {exc}".splitlines()[0]) \
+                    from None
 
 
 def start_sim(world, name: str, s: Scenario, **params):
@@ -155,6 +189,15 @@ def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str,
     groups = process_groups(community, s.runtime.agents_per_process)
     world = mosaik.World(_sim_config(s, group_addresses(s, len(groups)), forked),
                          time_resolution=1.0, skip_greetings=True, configure_logging=False)
+    try:
+        _populate(world, s, groups, bus_of, endpoint, results_dir)
+    except BaseException:
+        world.shutdown()  # the simulators started so far
+        raise
+    return world
+
+
+def _populate(world, s: Scenario, groups, bus_of, endpoint: str, results_dir: Path) -> None:
     so, period_s = s.solver, s.horizon.period_minutes * 60
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
               "lp_first": so.lp_first}
@@ -167,14 +210,16 @@ def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str,
         background_kw=[g.background_kw_per_bus] * n_buses(g.network) if g.background_kw_per_bus
         else None)
     sink = world.start("Collector").Collector()
+    agents = {}
     for i, group in enumerate(groups):
         sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,
                         solver=solver, results_dir=str(results_dir))
         for ent in sim.Agent.create(len(group), agents=[data_to_dict(d) for d in group]):
             world.connect(ent, grid, "p_kw")
             world.connect(ent, sink, *AGENT_OUTPUTS)
+            agents[ent.eid] = ent
     world.connect(grid, sink, *GRID_OUTPUTS)
-    return world
+    add_cosimulators(world, s, results_dir.parent, agents, grid)
 
 
 def n_buses(network: str) -> int:

@@ -119,25 +119,22 @@ def convergence_table(run: Run, slowest_agent_s: list[float] | None):
 def violations(run: Run) -> pd.DataFrame:
     """Every voltage outside [v_min_pu, v_max_pu] and every line loading above
     max_loading_pct, by period (NaN, a power flow without solution, is no violation)."""
-    limits = run.config["grid"]
-    bus, line = run.grid_bus, run.grid_line
-    low = bus[bus["vm_pu"] < limits["v_min_pu"]].assign(limit=f"≥ {limits['v_min_pu']} pu")
-    high = bus[bus["vm_pu"] > limits["v_max_pu"]].assign(limit=f"≤ {limits['v_max_pu']} pu")
-    over = line[line["loading_pct"] > limits["max_loading_pct"]].assign(
-        limit=f"≤ {limits['max_loading_pct']} %")
-    frames = [f.assign(element="bus " + f["bus"].astype(str), value=f["vm_pu"])
-              for f in (low, high) if len(f)]
-    if len(over):
-        frames.append(over.assign(element="line " + over["line"].astype(str),
-                                  value=over["loading_pct"]))
-    columns = ["period", "element", "value", "limit"]
+    lim, bus, line = run.config["grid"], run.grid_bus, run.grid_line
+    found = [(bus[bus["vm_pu"] < lim["v_min_pu"]], "bus", "vm_pu", f"≥ {lim['v_min_pu']} pu"),
+             (bus[bus["vm_pu"] > lim["v_max_pu"]], "bus", "vm_pu", f"≤ {lim['v_max_pu']} pu"),
+             (line[line["loading_pct"] > lim["max_loading_pct"]], "line", "loading_pct",
+              f"≤ {lim['max_loading_pct']} %")]
+    frames = [pd.DataFrame({"period": rows["period"], "kind": kind, "id": rows[kind],
+                            "value": rows[column], "limit": limit})
+              for rows, kind, column, limit in found if len(rows)]
     if not frames:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(frames)[columns].sort_values(["period", "element"], ignore_index=True)
+        return pd.DataFrame(columns=VIOLATION_HEADER)
+    table = pd.concat(frames).sort_values(["period", "kind", "id"], ignore_index=True)
+    return table.assign(element=table["kind"] + " " + table["id"].astype(str))[VIOLATION_HEADER]
 
 
 def violation_rows(run: Run) -> list[list[str]]:
-    return [[str(r.period), r.element, f"{r.value:.4f}", r.limit]
+    return [[str(r.period), r.element, f"{r.value:.6g}", r.limit]
             for r in violations(run).itertuples()]
 
 

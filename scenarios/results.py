@@ -130,7 +130,8 @@ def write_results(out: Path, s: Scenario, result: DayResult, community, price: f
     agents.to_parquet(out / "agents.parquet", index=False)
     market.to_parquet(out / "market.parquet", index=False)
     rounds_frame(result, community).to_parquet(out / "agent_rounds.parquet", index=False)
-    (out / "config.yaml").write_text(yaml.safe_dump(s.model_dump(mode="json"), sort_keys=False))
+    config = s.model_dump(mode="json", by_alias=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     data = summary(s, result, community, agents, market, wall_s, grid, grid_s, processes)
     (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
     return data

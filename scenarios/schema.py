@@ -220,6 +220,56 @@ class ExplicitEV(Strict):
     end_soc_min: Fraction | None = None
 
 
+class CosimLink(Strict):
+    """Connect one of the co-simulator's entities with an agent or the grid simulator:
+    ``to`` sends the entity's attributes there, ``from`` brings theirs to the entity."""
+
+    entity: int = Field(0, ge=0, description="index into the co-simulator's entities")
+    to: str | None = Field(None, pattern=r"^(agent:\S+|grid)$", description="agent:NAME or grid")
+    from_: str | None = Field(None, alias="from", pattern=r"^(agent:\S+|grid)$",
+                              description="agent:NAME or grid")
+    attrs: dict[str, str] = Field(min_length=1, description="source attribute → destination "
+                                  "attribute")
+
+    @model_validator(mode="after")
+    def _one_direction(self):
+        if (self.to is None) == (self.from_ is None):
+            raise ValueError("give exactly one of 'to' and 'from'")
+        return self
+
+
+class Cosimulator(Strict):
+    """Any mosaik simulator, started the three ways mosaik knows, its entities created and
+    linked to agents or the grid. In string values, ``{out}`` is the run's results folder
+    and a relative ``path``/``*_path`` is taken from the scenario file's folder."""
+
+    name: str = Field(pattern=r"^[A-Za-z]\w*$")
+    python: str | None = Field(None, description="module:Class, in the runner's process")
+    cmd: str | None = Field(None, description="command; %(python)s and %(addr)s as in mosaik")
+    connect: HostPort | None = Field(None, description="a simulator already running")
+    sim_params: dict = Field(default_factory=dict, description="passed to its init")
+    model: str
+    entities: list[dict] = Field(default_factory=lambda: [{}], min_length=1,
+                                 description="one entity per item: its model parameters")
+    links: list[CosimLink] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_start(self):
+        given = [k for k in ("python", "cmd", "connect") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of python, cmd, connect (got "
+                             f"{', '.join(given) or 'none'})")
+        for i, link in enumerate(self.links):
+            if link.entity >= len(self.entities):
+                raise ValueError(f"links.{i}.entity: {link.entity} but only "
+                                 f"{len(self.entities)} entities")
+        return self
+
+    def start(self) -> dict:
+        """The mosaik sim_config entry."""
+        return {k: getattr(self, k) for k in ("python", "cmd", "connect") if getattr(self, k)}
+
+
 Template = Annotated[ProsumerTemplate | EVTemplate, Field(discriminator="kind")]
 Explicit = Annotated[ExplicitProsumer | ExplicitEV, Field(discriminator="kind")]
 
@@ -236,10 +286,12 @@ class Scenario(Strict):
     runtime: Runtime = Runtime()
     templates: list[Template] = []
     agents: list[Explicit] = []
+    cosimulators: list[Cosimulator] = Field(default_factory=list, description="other mosaik "
+                                            "simulators, linked to agents or the grid")
 
     @model_validator(mode="after")
     def _cross_checks(self):
-        problems = [*_check_keys(self), *_check_lengths(self)]
+        problems = [*_check_keys(self), *_check_lengths(self), *_check_cosims(self)]
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -289,6 +341,29 @@ def _check_lengths(s: Scenario) -> list[str]:
             out.append(f"agents.{i}.name: {a.name!r} is used twice")
         seen.add(a.name)
     return out
+
+
+def _check_cosims(s: Scenario) -> list[str]:
+    out, names = [], set()
+    for i, c in enumerate(s.cosimulators):
+        if c.name in names or c.name in ("Grid", "Collector") or c.name.startswith("Agents"):
+            out.append(f"cosimulators.{i}.name: {c.name!r} is taken")
+        names.add(c.name)
+    if s.cosimulators and (s.runtime.kind != "distributed" or s.market.mode != "decentralized"):
+        out.append("cosimulators: need runtime.kind distributed and market.mode "
+                   "decentralized (they are mosaik simulators)")
+    return out
+
+
+def _resolve_paths(value, base: Path):
+    """Relative ``path``/``*_path`` values of co-simulator parameters → from ``base``."""
+    if isinstance(value, dict):
+        return {k: (str(base / v) if (k == "path" or k.endswith("_path")) and isinstance(v, str)
+                    and "{out}" not in v and not Path(v).is_absolute()
+                    else _resolve_paths(v, base)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_paths(v, base) for v in value]
+    return value
 
 
 class ScenarioError(ValueError):
@@ -382,6 +457,8 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     if not isinstance(raw, dict):
         raise ScenarioError([f"{path}: a scenario must be a mapping of keys to values"])
     raw = apply_overrides(raw, overrides or [], str(path))
+    if isinstance(raw.get("cosimulators"), list):
+        raw["cosimulators"] = _resolve_paths(raw["cosimulators"], path.resolve().parent)
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:

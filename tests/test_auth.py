@@ -69,14 +69,17 @@ def eventually(condition, timeout_s=WAIT_S):
         time.sleep(0.01)
 
 
-def ask(sock, msg, timeout_s=WAIT_S):
-    """Send ``msg`` every SHORT_S until an answer arrives (a connection that the ROUTER
-    refuses while an older one holds its identity loses what it sent)."""
+def reconnect(connect, msg, timeout_s=WAIT_S):
+    """Connect, send ``msg``; return the socket and the answer. A ROUTER drops, without a
+    word, a connection whose identity an older one still holds: so connect again after
+    SHORT_S without an answer."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        sock = connect()
         send(sock, msg)
         if sock.poll(SHORT_S * 1000):
-            return recv(sock)
+            return sock, recv(sock)
+        sock.close(linger=0)
     raise AssertionError("no answer from the coordinator")
 
 
@@ -287,12 +290,12 @@ def test_agent_bound_to_its_key(curve_dealer, tmp_path):
         send(ev1, register("ev1", "buyer"))
         assert recv(p1).type == recv(ev1).type == "signal"
         p1.close(linger=0)
-        impostor = curve_dealer(endpoint, "p1", shared)
-        answer = ask(impostor, zero_offer("p1"))
+        impostor, answer = reconnect(lambda: curve_dealer(endpoint, "p1", shared),
+                                     zero_offer("p1"))
         assert answer.body.code == "forbidden" and "key 'p1'" in answer.body.detail
         impostor.close(linger=0)
-        p1 = curve_dealer(endpoint, "p1", own)
-        assert ask(p1, Heartbeat(sender="p1")).type == "heartbeat"
+        p1, answer = reconnect(lambda: curve_dealer(endpoint, "p1", own), Heartbeat(sender="p1"))
+        assert answer.type == "heartbeat"
         send(p1, zero_offer("p1"))
         send(ev1, zero_offer("ev1"))
         assert until_clearing(p1=p1, ev1=ev1) == []
