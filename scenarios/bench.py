@@ -128,10 +128,28 @@ def runtime_metrics(rows: list[dict]) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in rows] for k in rows[0]}
 
 
+def bench_scaling(args, info: dict) -> int:
+    from scenarios.cli import resolve_scenario
+    from scenarios.scaling import run_scaling, scaling_figure, scaling_table
+
+    path = resolve_scenario(args.scale_scenario)
+    rows = run_scaling(path, args.scale, args.runs)
+    print(f"lemgrid bench --scale: {path.stem}, {args.runs} run(s) per size; machine: "
+          f"{info['cpu']}, {info['cores']} cores, Python {info['python']}")
+    print("\n".join(scaling_table(rows)))
+    figure = scaling_figure(rows, Path(args.out).with_suffix(".png"))
+    Path(args.out).write_text(json.dumps({"scenario": path.stem, "runs": args.runs,
+                                          "machine": info, "scaling": rows}, indent=2) + "\n")
+    print(f"written: {args.out}, {figure}")
+    return 0
+
+
 def run_bench(args) -> int:
     from scenarios.cli import resolve_scenario
     from scenarios.schema import load_scenario
 
+    if args.scale:
+        return bench_scaling(args, machine())
     name = "tiny" if args.quick else (args.scenario or "faia2021")
     runs_n = 1 if args.quick else args.runs
     s = load_scenario(resolve_scenario(name))

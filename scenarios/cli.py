@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=3)
     bench.add_argument("--out", default="bench.json")
     bench.add_argument("--quick", action="store_true", help="tiny scenario, one run")
+    bench.add_argument("--scale", type=int, nargs="+", default=None, metavar="AGENTS",
+                       help="instead: one distributed day per community size")
+    bench.add_argument("--scale-scenario", default="scale",
+                       help="the scenario --scale sizes by its two template counts")
     report = sub.add_parser("report", help="write DIR/report.html and DIR/figures/ from a "
                             "results folder")
     report.add_argument("dir", type=Path)

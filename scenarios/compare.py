@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from scenarios.figures import consumption_kw
-from scenarios.report import read_config, read_summary, read_table
+from scenarios.report import format_value, read_config, read_summary, read_table
 
 SUMMARY_KPIS = {  # KPI -> (summary.json section, key)
     "total_cost_eur": ("costs_eur", "total"),
@@ -82,16 +82,8 @@ def compare_table(folders: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(columns, dtype=object)
 
 
-def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
-    return str(value)
-
-
 def format_table(table: pd.DataFrame) -> str:
-    cells = [["kpi", *table.columns]] + [[kpi, *map(_cell, row)] for kpi, row in
+    cells = [["kpi", *table.columns]] + [[kpi, *map(format_value, row)] for kpi, row in
                                          zip(table.index, table.itertuples(index=False),
                                              strict=True)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]

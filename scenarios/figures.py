@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 WIDE_IN = (9.0, 3.6)  # figure size of a per-period plot, inches
 FEW_AGENTS = 6  # up to this many agents of a kind, SoC is drawn per agent
 NO_SOLUTION = "#bbbbbb"  # heat map cell of a period whose power flow did not converge
+OVERLOADED = "#d62728"  # heat map cell of a line loaded above its limit
 MARK = {"marker": "x", "color": "black", "s": 12, "linewidths": 0.8}  # an out-of-limit cell
 
 
@@ -38,6 +39,11 @@ def consumption_kw(agents: pd.DataFrame) -> pd.Series:
     return community_kw(agents, "load_kw") + community_kw(agents, "ch_kw", "ev")
 
 
+def storage_charge_kw(agents: pd.DataFrame) -> pd.Series:
+    """Stationary batteries' charging per period (every charge that is not an EV's)."""
+    return community_kw(agents, "ch_kw") - community_kw(agents, "ch_kw", "ev")
+
+
 def supply_mix(agents: pd.DataFrame) -> Figure:
     """Sources stacked above zero (retail purchase, PV, battery discharge), sinks other than
     consumption below (export, battery charging); P2V is a transfer inside the community,
@@ -45,11 +51,10 @@ def supply_mix(agents: pd.DataFrame) -> Figure:
     fig, ax = _axes(title="Community supply mix")
     periods = np.sort(agents["period"].unique())
     ax.stackplot(periods, community_kw(agents, "buy_kw"), community_kw(agents, "pv_kw"),
-                 community_kw(agents, "dis_kw", "prosumer"),
+                 community_kw(agents, "dis_kw"),
                  labels=["retail purchase", "PV", "battery discharge"],
                  colors=["#7f7f7f", "#f2b701", "#3969ac"], alpha=0.85)
-    ax.stackplot(periods, -community_kw(agents, "sell_kw"),
-                 -community_kw(agents, "ch_kw", "prosumer"),
+    ax.stackplot(periods, -community_kw(agents, "sell_kw"), -storage_charge_kw(agents),
                  labels=["export (negative)", "battery charging (negative)"],
                  colors=["#e73f74", "#80ba5a"], alpha=0.85)
     ax.plot(periods, community_kw(agents, "p2v_kw", "prosumer"), color="black", ls="--",
@@ -138,13 +143,13 @@ def state_of_charge(agents: pd.DataFrame) -> Figure:
     return fig
 
 
-def _heat_map(table: pd.DataFrame, row: str, value: str, title: str, norm, cmap: str,
+def _heat_map(table: pd.DataFrame, row: str, value: str, title: str, norm, cmap,
               outside: pd.DataFrame, label: str, extend: str = "both") -> Figure:
     grid = table.pivot(index=row, columns="period", values=value)
     height = min(2.0 + 0.09 * len(grid), 9.0)
     fig, ax = _axes(size=(WIDE_IN[0], height), title=title, ylabel=row)
     image = ax.imshow(grid.to_numpy(), aspect="auto", origin="lower", norm=norm,
-                      cmap=colormaps[cmap].with_extremes(bad=NO_SOLUTION),
+                      cmap=cmap.with_extremes(bad=NO_SOLUTION),
                       interpolation="nearest",
                       extent=(grid.columns.min() - 0.5, grid.columns.max() + 0.5,
                               -0.5, len(grid) - 0.5))
@@ -165,7 +170,7 @@ def voltage_heat_map(grid_bus: pd.DataFrame, v_min_pu: float, v_max_pu: float) -
     return _heat_map(grid_bus, "bus", "vm_pu",
                      f"Bus voltage: limits {v_min_pu}–{v_max_pu} pu, observed "
                      f"{grid_bus['vm_pu'].min():.4f}–{grid_bus['vm_pu'].max():.4f} pu",
-                     norm, "RdBu_r", outside, "vm pu")
+                     norm, colormaps["RdBu_r"], outside, "vm pu")
 
 
 def loading_heat_map(grid_line: pd.DataFrame, max_loading_pct: float) -> Figure:
@@ -175,7 +180,9 @@ def loading_heat_map(grid_line: pd.DataFrame, max_loading_pct: float) -> Figure:
     return _heat_map(grid_line, "line", "loading_pct",
                      f"Line loading: limit {max_loading_pct} %, observed max "
                      f"{grid_line['loading_pct'].max():.2f} %",
-                     Normalize(0.0, max_loading_pct), "viridis", outside, "loading %", "max")
+                     Normalize(0.0, max_loading_pct),
+                     colormaps["viridis"].with_extremes(over=OVERLOADED), outside, "loading %",
+                     "max")
 
 
 def cost_distribution(agents: pd.DataFrame) -> Figure:

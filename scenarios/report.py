@@ -76,7 +76,8 @@ class Run:
 
 # ---- tables ------------------------------------------------------------------------------
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
+    """A table cell: — for null, 4 decimals below 100, else 2."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, float):
@@ -84,12 +85,16 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def agent_counts(summary: dict) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in summary["agents"].items() if n)
+
+
 def summary_rows(summary: dict) -> list[tuple[str, str]]:
     rows = [("scenario", summary["scenario"]), ("mode", summary["mode"]),
-            ("mechanism", _fmt(summary["mechanism"])),
-            ("agents", ", ".join(f"{n} {k}" for k, n in summary["agents"].items() if n))]
+            ("mechanism", format_value(summary["mechanism"])),
+            ("agents", agent_counts(summary))]
     for section in ("costs_eur", "market", "grid", "timing_s", "processes"):
-        rows += [(f"{section}.{k}", _fmt(v)) for k, v in summary[section].items()]
+        rows += [(f"{section}.{k}", format_value(v)) for k, v in summary[section].items()]
     rows.append(("failed agents", ", ".join(summary["failed_agents"]) or "none"))
     return rows
 
@@ -225,8 +230,9 @@ def render_figures(run: Run) -> list[tuple[FigureSpec, bytes | str]]:
 
 STYLE = ("body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em}"
          "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
-         "padding:.15em .5em;text-align:right}td:first-child{text-align:left}th{background:#eee}img{max-width:100%}"
-         "figure{margin:1em 0}figcaption{font-style:italic}")
+         "padding:.15em .5em;text-align:right}td:first-child{text-align:left}"
+         "th{background:#eee}img{max-width:100%}figure{margin:1em 0}"
+         "figcaption{font-style:italic}")
 
 
 def _figure_html(spec: FigureSpec, content: bytes | str) -> str:
@@ -307,13 +313,13 @@ def key_rows(summary: dict) -> list[tuple[str, str]]:
                 f"power flow failures {grid['pf_failures']}")
     return [
         ("scenario", run),
-        ("agents", ", ".join(f"{n} {k}" for k, n in summary["agents"].items() if n)),
-        ("total cost €", _fmt(costs["total"])),
+        ("agents", agent_counts(summary)),
+        ("total cost €", format_value(costs["total"])),
         ("mean cost € per agent", means or "—"),
-        ("P2V traded kWh", _fmt(market["traded_kwh"])),
+        ("P2V traded kWh", format_value(market["traded_kwh"])),
         ("rounds", rounds),
         ("voltage", _range(grid["v_min_pu"], grid["v_max_pu"], "pu")),
-        ("max line loading %", _fmt(grid["max_loading_pct"])),
+        ("max line loading %", format_value(grid["max_loading_pct"])),
         ("violations", violated),
         ("wall time s", f"{summary['timing_s']['wall']:.1f}"),
         ("failed agents", ", ".join(summary["failed_agents"]) or "none"),

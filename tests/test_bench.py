@@ -19,3 +19,18 @@ def test_bench_quick(tmp_path, capsys):
         "centralized_total_eur"]
     assert m["gap_pct"] == pytest.approx(gap)
     assert 1 <= m["rounds"] <= 5 and m["agent_solve_median_ms"] > 0
+
+
+def test_bench_scale_sizes_the_community(tmp_path, capsys):
+    """Two sizes of scenarios/scale.yaml (5:4 prosumers to EVs): 9 → 5 + 4 agents in one
+    process (25 a process), 30 → 17 + 13 in two; table, figure and JSON agree."""
+    out = tmp_path / "scale.json"
+    assert main(["bench", "--scale", "9", "30", "--runs", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "goal at 1000 agents" in printed
+    rows = json.loads(out.read_text())["scaling"]
+    assert [(r["agents"], r["processes"]) for r in rows] == [(9, 1), (30, 2)]
+    for r in rows:
+        assert 1 <= r["rounds"] <= 5 and r["wall_s"] > r["market_s"] > 0
+        assert r["memory_rss_mb"] >= r["memory_pss_mb"] > 0
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

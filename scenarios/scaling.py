@@ -1,0 +1,96 @@
+"""``lemgrid bench --scale N [N ...]``: one distributed day per community size (market
+and 96 power flows, agents packed into processes), with wall time, rounds and the peak
+memory of every process of the run; a table and a figure of the scaling curve."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+
+from scenarios.memory import PeakMemory
+from scenarios.schema import Scenario, load_scenario
+
+GOALS = {"wall_s": 300.0, "memory_pss_mb": 8192.0}  # a 1000-agent day: ≤ 5 min, ≤ 8 GB
+COLUMNS = ("agents", "processes", "rounds", "startup_s", "market_s", "rest_s", "wall_s",
+           "memory_pss_mb", "memory_rss_mb", "voltage_violations")
+
+
+def sized(path: Path, agents: int) -> Scenario:
+    """The scenario with its two templates' counts set in their ratio to sum ``agents``."""
+    base = load_scenario(path)
+    counts = [t.count for t in base.templates]
+    if len(counts) != 2:
+        raise ValueError(f"{path}: a scaling scenario has two templates, not {len(counts)}")
+    first = round(agents * counts[0] / sum(counts))
+    return load_scenario(path, [f"templates.0.count={first}",
+                                f"templates.1.count={agents - first}"])
+
+
+def one_size(s: Scenario, tmp: Path) -> dict:
+    from scenarios.world import run_scenario
+
+    with PeakMemory() as mem:
+        summary = run_scenario(s, tmp)
+    t = summary["timing_s"]
+    return {"agents": sum(summary["agents"][k] for k in summary["agents"]),
+            "processes": summary["processes"]["agents"], "rounds": summary["market"]["rounds"],
+            "startup_s": t["startup"], "market_s": t["market"], "rest_s": t["grid"],
+            "wall_s": t["wall"], "memory_pss_mb": mem.pss_mb, "memory_rss_mb": mem.rss_mb,
+            "voltage_violations": summary["grid"]["voltage_violations"]}
+
+
+def run_scaling(path: Path, sizes: list[int], runs: int) -> list[dict]:
+    """Median of ``runs`` runs per size; every value kept under ``values``."""
+    rows = []
+    for n in sizes:
+        s = sized(path, n)
+        with tempfile.TemporaryDirectory() as tmp:
+            results = [one_size(s, Path(tmp) / str(i)) for i in range(runs)]
+        row = {k: statistics.median(r[k] for r in results) for k in COLUMNS}
+        row |= {f"{k}_min": min(r[k] for r in results) for k in ("wall_s", "memory_pss_mb")}
+        row |= {f"{k}_max": max(r[k] for r in results) for k in ("wall_s", "memory_pss_mb")}
+        rows.append(row | {"values": results})
+    return rows
+
+
+def scaling_table(rows: list[dict]) -> list[str]:
+    head = (f"{'agents':>7} {'procs':>6} {'rounds':>6} {'startup s':>10} {'market s':>9} "
+            f"{'rest s':>8} {'wall s':>8} {'(min–max)':>15} {'PSS MB':>8} {'RSS MB':>8} "
+            f"{'V viol.':>7}")
+    lines = [head]
+    for r in rows:
+        lines.append(f"{r['agents']:>7.0f} {r['processes']:>6.0f} {r['rounds']:>6.0f} "
+                     f"{r['startup_s']:>10.1f} {r['market_s']:>9.1f} {r['rest_s']:>8.1f} "
+                     f"{r['wall_s']:>8.1f} {r['wall_s_min']:>7.1f}–{r['wall_s_max']:<7.1f} "
+                     f"{r['memory_pss_mb']:>8.0f} {r['memory_rss_mb']:>8.0f} "
+                     f"{r['voltage_violations']:>7.0f}")
+    lines.append(f"goal at 1000 agents: wall ≤ {GOALS['wall_s']:.0f} s, memory (PSS, all "
+                 f"processes) ≤ {GOALS['memory_pss_mb']:.0f} MB")
+    return lines
+
+
+def scaling_figure(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agents = [r["agents"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("wall_s", "end to end"), ("rest_s", "model building + stepping"),
+                       ("market_s", "market rounds"), ("startup_s", "start-up")):
+        ax1.plot(agents, [r[key] for r in rows], marker="o", label=label)
+    ax1.axhline(GOALS["wall_s"], color="grey", ls="--", lw=1, label="goal (1000 agents)")
+    ax1.set(xlabel="agents", ylabel="seconds (median)", title="wall time of one day")
+    ax1.legend(fontsize=8)
+    ax2.plot(agents, [r["memory_pss_mb"] / 1024 for r in rows], marker="o", label="PSS sum")
+    ax2.plot(agents, [r["memory_rss_mb"] / 1024 for r in rows], marker="s", ls=":",
+             label="RSS sum")
+    ax2.axhline(GOALS["memory_pss_mb"] / 1024, color="grey", ls="--", lw=1, label="goal")
+    ax2.set(xlabel="agents", ylabel="GB", title="peak memory, all processes")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
