@@ -12,6 +12,7 @@ META = {"api_version": "3.0", "type": "event-based",
         "models": {"Collector": {"public": True, "any_inputs": True, "params": [], "attrs": []}}}
 
 RECORDS: dict[str, list[tuple[int, str, str, object]]] = {}
+STEP_HOOKS: list = []  # callables(time) the runner registers, e.g. its progress bar
 
 
 class Collector(mosaik_api_v3.Simulator):
@@ -33,6 +34,8 @@ class Collector(mosaik_api_v3.Simulator):
             for attr, sources in attrs.items():
                 for src, value in sources.items():
                     rows.append((time, src.rsplit(".", 1)[-1], attr, value))
+        for hook in STEP_HOOKS:
+            hook(time)
 
     def get_data(self, outputs):
         return {}

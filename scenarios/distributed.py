@@ -26,6 +26,7 @@ from coordinator.mechanisms.p2v_rules import RoundRecord
 from grid.networks import load_network
 from grid.powerflow import PeriodResult
 from scenarios import collector
+from scenarios.progress import RoundWatcher
 from scenarios.runtime import DayResult, RoundStats, RunError
 from scenarios.schema import Scenario
 from scenarios.topology import group_addresses, process_groups
@@ -213,7 +214,8 @@ def _populate(world, s: Scenario, groups, bus_of, endpoint: str, results_dir: Pa
     agents = {}
     for i, group in enumerate(groups):
         sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,
-                        solver=solver, results_dir=str(results_dir))
+                        solver=solver, results_dir=str(results_dir),
+                        curve_keys=s.runtime.curve_keys)
         for ent in sim.Agent.create(len(group), agents=[data_to_dict(d) for d in group]):
             world.connect(ent, grid, "p_kw")
             world.connect(ent, sink, *AGENT_OUTPUTS)
@@ -321,9 +323,25 @@ def _start_helpers(s: Scenario, community, out: Path, price: float):
     return proc, endpoint, launcher, forked
 
 
+def _simulate(world, s: Scenario, out: Path, bar) -> str | None:
+    """``world.run`` with the progress bar fed; why it stopped early, or None."""
+    period_s, periods = s.horizon.period_minutes * 60, s.horizon.periods
+    hook = (lambda t: bar.on_period((t // period_s) % periods)) if bar else None
+    collector.STEP_HOOKS[:] = [hook] if hook else []
+    try:
+        with RoundWatcher(out / "messages.jsonl", bar.on_round if bar else lambda _: None):
+            world.run(until=periods * period_s, print_progress=False)
+    except Exception as exc:  # noqa: BLE001 - a simulator died: the caller recovers
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    finally:
+        collector.STEP_HOOKS.clear()
+    return None
+
+
 def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
-                    price: float) -> DistributedOutcome:
-    """Run one day across processes; the coordinator's records and every output return."""
+                    price: float, bar=None) -> DistributedOutcome:
+    """Run one day across processes; the coordinator's records and every output return.
+    ``bar`` (a DayProgress) shows the round and the period."""
     logger.disable("mosaik")
     logger.disable("mosaik_api_v3")
     t0, aborted = time.perf_counter(), "the simulators did not start"
@@ -333,13 +351,7 @@ def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
         startup_s = time.perf_counter() - t0
         sid = next(k for k in collector.RECORDS if k.startswith("Collector"))
         t_run = time.perf_counter()
-        try:
-            world.run(until=s.horizon.periods * s.horizon.period_minutes * 60,
-                      print_progress=False)
-        except Exception as exc:  # noqa: BLE001 - a simulator died: recover below
-            aborted = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        else:
-            aborted = None
+        aborted = _simulate(world, s, out, bar)
         run_s = time.perf_counter() - t_run
         records = _records(s, out, proc)
     finally:

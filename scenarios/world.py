@@ -6,13 +6,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from agents.data import net_load_kw
 from grid.mapping import assign_buses
 from grid.networks import load_network
 from grid.powerflow import GridLimits, GridModel, PeriodResult, grid_summary
 from scenarios.community import build_community, p2v_price
+from scenarios.progress import DayProgress
 from scenarios.report import slowest_agent_s, write_report
 from scenarios.results import write_grid, write_messages, write_results
 from scenarios.runtime import RunError, run_centralized, run_decentralized
@@ -47,22 +47,38 @@ def grid_model(s: Scenario, bus_of: dict[str, int]) -> GridModel:
     return GridModel(net, bus_of, background, s.grid.power_factor, grid_limits(s))
 
 
-def run_grid_inprocess(s: Scenario, result, bus_of) -> list[PeriodResult]:
+def run_grid_inprocess(s: Scenario, result, bus_of, on_period=None) -> list[PeriodResult]:
     """One AC power flow per period of the settled schedules."""
     model = grid_model(s, bus_of)
     p_kw = {n: net_load_kw(sc.kind, sc.flows_kw) for n, sc in result.schedules.items()}
-    return [model.step(t, {n: float(v[t]) for n, v in p_kw.items()})
-            for t in range(s.horizon.periods)]
+    periods = []
+    for t in range(s.horizon.periods):
+        periods.append(model.step(t, {n: float(v[t]) for n, v in p_kw.items()}))
+        if on_period:
+            on_period(t)
+    return periods
 
 
-def _progress(s: Scenario, progress: bool):
-    bar = tqdm(total=s.market.max_rounds, desc=f"{s.name} day 1 round", unit="round",
-               disable=not progress, leave=False)
-
-    def tick(rec):
-        bar.set_postfix(error_kw=f"{rec.error_kw:.3f}")
-        bar.update(1)
-    return bar, tick
+def _day(s: Scenario, community, bus_of, out: Path, price: float, bar: DayProgress):
+    """The market day in the scenario's mode and runtime, and its power flows; returns
+    the day, the distributed outcome (None in-process) and the power-flow seconds."""
+    outcome = None
+    if s.market.mode == "centralized":
+        result = run_centralized(s, community)
+    elif s.runtime.kind == "inprocess":
+        result = run_decentralized(
+            s, community, price, progress=lambda rec: bar.on_round(rec.round, rec.error_kw))
+    else:
+        from scenarios.distributed import run_distributed
+        outcome = run_distributed(s, community, bus_of, out, price, bar)
+        result = outcome.result
+        if outcome.grid_results is not None:
+            return result, outcome, outcome.grid_results, outcome.grid_s
+        result.notes.append(f"the co-simulation stopped early ({outcome.aborted}); power "
+                            "flows recomputed in-process from the settled days")
+    t_grid = time.perf_counter()
+    periods = run_grid_inprocess(s, result, bus_of, bar.on_period)
+    return result, outcome, periods, time.perf_counter() - t_grid
 
 
 def run_scenario(s: Scenario, out: Path, progress: bool = False,
@@ -75,31 +91,18 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
         raise RunError(f"{s.name}: {exc}") from None
     bus_of, price = place_agents(s, community), p2v_price(s)
     out.mkdir(parents=True, exist_ok=True)
-    pids, peak_rss_mb = None, None
-    if s.market.mode == "centralized":
-        result = run_centralized(s, community)
-    elif s.runtime.kind == "inprocess":
-        bar, tick = _progress(s, progress)
-        with bar:
-            result = run_decentralized(s, community, price, progress=tick)
-    else:
-        from scenarios.distributed import run_distributed
-        outcome = run_distributed(s, community, bus_of, out, price)
-        result, pids, peak_rss_mb = outcome.result, outcome.pids, outcome.peak_rss_mb
-    t_grid = time.perf_counter()
-    distributed_grid = pids is not None and outcome.grid_results is not None
-    periods = outcome.grid_results if distributed_grid else run_grid_inprocess(s, result, bus_of)
-    grid_s = outcome.grid_s if distributed_grid else time.perf_counter() - t_grid
-    if pids is not None and outcome.aborted:
-        result.notes.append(f"the co-simulation stopped early ({outcome.aborted}); power "
-                            "flows recomputed in-process from the settled days")
-    if pids is None:
+    bar = DayProgress(s.name, s.horizon.periods, progress)
+    try:
+        result, outcome, periods, grid_s = _day(s, community, bus_of, out, price, bar)
+    finally:
+        bar.close()
+    if outcome is None:
         write_messages(out / "messages.jsonl", result.messages)
     grid = grid_summary(periods, grid_limits(s), s.grid.network)
     write_grid(out, periods)
     summary = write_results(out, s, result, community, price, time.perf_counter() - t0,
                             bus_of=bus_of, grid=grid, grid_s=grid_s,
-                            processes={"agents": len(pids) if pids is not None else 1,
-                                       "agent_peak_rss_mb": peak_rss_mb})
+                            processes={"agents": len(outcome.pids) if outcome else 1,
+                                       "agent_peak_rss_mb": outcome and outcome.peak_rss_mb})
     write_report(out, slowest_agent_s(result))
     return summary

@@ -122,3 +122,20 @@ def test_a_simulator_that_never_comes_up_is_named(tmp_path, capsys):
     assert err == [(f"error: simulator Agents0 at 127.0.0.1:{port} never came up "
                    "(3 tries, 0.2 s apart)")]
     assert time.monotonic() - start < EXIT_S
+
+
+def test_run_with_curve_keys_equals_the_plain_run(tmp_path):
+    """``lemgrid keys`` then a distributed run with ``runtime.curve_keys``: the agents join
+    over authenticated, encrypted connections and the market result is unchanged
+    (second method: the in-process runtime, which has no wire)."""
+    keys = tmp_path / "keys"
+    assert main(["keys", str(keys)]) == 0
+    out, ref = tmp_path / "curve", tmp_path / "ref"
+    assert main(["run", TINY, "--out", str(out), "--quiet", "--set", PACK,
+                 "--set", f"runtime.curve_keys={keys}"]) == 0
+    assert main(["run", TINY, "--out", str(ref), "--quiet", "--runtime", "inprocess"]) == 0
+    got, want = (json.loads((d / "summary.json").read_text()) for d in (out, ref))
+    assert got["failed_agents"] == {} and got["market"]["rounds"] == want["market"]["rounds"]
+    assert got["costs_eur"]["total"] == pytest.approx(want["costs_eur"]["total"], rel=1e-12)
+    records = json.loads((out / "rounds.json").read_text())
+    assert records["refused_handshakes"] == 0
