@@ -202,9 +202,11 @@ def _long_table(results: list[PeriodResult], attr: str, key: str, ids: list[int]
     })
 
 
-def grid_summary(results: list[PeriodResult], limits: GridLimits, network_name: str) -> dict:
+def grid_summary(results: list[PeriodResult], limits: GridLimits, network_name: str,
+                 period_h: float = 0.25) -> dict:
     """The `grid` block of summary.json: observed extremes over the converged periods (None
-    if none converged) and violation counts summed over periods, recounted against `limits`.
+    if none converged), violation counts summed over periods, recounted against `limits`,
+    and the network's losses over the converged periods (kWh; periods of ``period_h``).
     """
     ok = [result for result in results if result.converged]
     vm_pu = np.concatenate([result.vm_pu for result in ok]) if ok else np.array([])
@@ -217,6 +219,7 @@ def grid_summary(results: list[PeriodResult], limits: GridLimits, network_name: 
         "voltage_violations": limits.count_voltage(vm_pu),
         "line_violations": limits.count_lines(loading),
         "pf_failures": len(results) - len(ok),
+        "losses_kwh": float(np.nansum([r.losses_kw for r in ok]) * period_h) if ok else None,
     }
 
 

@@ -136,7 +136,8 @@ class GridSimulator(mosaik_api_v3.Simulator):
 
     def get_summary(self) -> dict:
         """Extra method: the summary.json `grid` block over every period run so far."""
-        return grid_summary(self.results, self.model.limits, self.network_name)
+        return grid_summary(self.results, self.model.limits, self.network_name,
+                            self.period_ticks * self.time_resolution / 3600)
 
 
 def main():

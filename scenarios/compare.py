@@ -10,8 +10,8 @@ KPIs (one row each; a run where one does not apply has null):
   community's consumption met inside the community (PV, batteries, P2V), where
   consumption_kwh = Σ_t (Σ_agents load_kw + Σ_EVs ch_kw) · Δt: every agent's load plus the
   EVs' charging (a prosumer's battery charging is storage, its discharge a source);
-- ``network_losses_kwh``: summary.json ``grid.losses_kwh`` if the run recorded it, else
-  null (runs do not record losses yet);
+- ``network_losses_kwh``: summary.json ``grid.losses_kwh`` (line and transformer losses
+  summed over the periods whose power flow converged; null in older results);
 - ``voltage_violations``, ``line_violations``, ``pf_failures``: summary.json ``grid``;
 - ``rounds``, ``converged``: summary.json ``market``;
 - ``wall_s``, ``market_s``, ``grid_s``: summary.json ``timing_s``.

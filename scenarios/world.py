@@ -98,7 +98,7 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
         bar.close()
     if outcome is None:
         write_messages(out / "messages.jsonl", result.messages)
-    grid = grid_summary(periods, grid_limits(s), s.grid.network)
+    grid = grid_summary(periods, grid_limits(s), s.grid.network, s.horizon.period_minutes / 60)
     write_grid(out, periods)
     summary = write_results(out, s, result, community, price, time.perf_counter() - t0,
                             bus_of=bus_of, grid=grid, grid_s=grid_s,

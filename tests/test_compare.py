@@ -63,7 +63,10 @@ def test_grid_energy_and_self_sufficiency_from_agents(runs, table, mode):
         agents["sell_kw"].sum() * PERIOD_H, rel=1e-12)
     assert float(column["self_sufficiency"]) == pytest.approx(1 - import_kwh / consumption_kwh,
                                                               rel=1e-12)
-    assert pd.isna(table.loc["network_losses_kwh", mode])  # runs do not record losses
+    summary = json.loads((runs / mode / "summary.json").read_text())
+    losses_kwh = float(column["network_losses_kwh"])
+    assert losses_kwh == pytest.approx(summary["grid"]["losses_kwh"], rel=1e-12)
+    assert 0 < losses_kwh < import_kwh  # some, and less than what crosses the feeder
 
 
 def test_compare_without_summary_is_one_line_exit_2(runs, tmp_path, capsys):

@@ -227,7 +227,11 @@ def test_tables_and_summary():
     assert buses["bus"].tolist()[:11] == list(range(11))
     summary = grid_summary(results, GridLimits(v_min_pu=0.99), "feeder11")
     assert set(summary) == {"network", "v_min_pu", "v_max_pu", "max_loading_pct",
-                            "voltage_violations", "line_violations", "pf_failures"}
+                            "voltage_violations", "line_violations", "pf_failures",
+                            "losses_kwh"}
+    # 3 equal quarter-hour periods: 3 × losses_kw / 4
+    assert summary["losses_kwh"] == pytest.approx(3 * results[0].losses_kw / 4, rel=1e-12)
+    assert results[0].losses_kw > 0
     assert summary["v_max_pu"] == pytest.approx(1.0)
     assert summary["voltage_violations"] == 3 * int((results[0].vm_pu < 0.99).sum()) > 0
     assert summary["pf_failures"] == 0
