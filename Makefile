@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SCENARIO ?= faia2021
 OUT ?= results/$(SCENARIO)
 
-.PHONY: install run test bench lint schema compose clean
+.PHONY: install run test bench bench-scale lint schema compose clean
 
 install: $(STAMP)
 
@@ -26,6 +26,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/lemgrid bench $(SCENARIO) --out bench.json
 
+bench-scale: $(STAMP)
+	$(BIN)/lemgrid bench --scale 90 300 1000 --runs 3 --out bench_scaling.json
+
 lint: $(STAMP)
 	$(BIN)/ruff check agents coordinator grid scenarios tests
 
@@ -42,4 +45,4 @@ schema: $(STAMP)
 	$(BIN)/python -m scenarios.schema
 
 clean:
-	rm -rf $(VENV) results bench.json
+	rm -rf $(VENV) results bench.json bench_scaling.json bench_scaling.png
