@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(BIN)/lemgrid bench $(SCENARIO) --out bench.json
 
 bench-scale: $(STAMP)
-	$(BIN)/lemgrid bench --scale 90 300 1000 --runs 3 --out bench_scaling.json
+	$(BIN)/lemgrid bench --scale 90 300 1000 --runs 3
 
 lint: $(STAMP)
 	$(BIN)/ruff check agents coordinator grid scenarios tests

@@ -151,7 +151,9 @@ def run_bench(args) -> int:
     from scenarios.schema import load_scenario
 
     if args.scale:
+        args.out = args.out or "bench_scaling.json"
         return bench_scaling(args, machine())
+    args.out = args.out or "bench.json"
     name = "tiny" if args.quick else (args.scenario or "faia2021")
     runs_n = 1 if args.quick else args.runs
     s = load_scenario(resolve_scenario(name))

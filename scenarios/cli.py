@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmark decentralized vs centralized")
     bench.add_argument("scenario", nargs="?", default=None)
     bench.add_argument("--runs", type=int, default=3)
-    bench.add_argument("--out", default="bench.json")
+    bench.add_argument("--out", default=None,
+                       help="JSON file (default bench.json, with --scale bench_scaling.json)")
     bench.add_argument("--quick", action="store_true", help="tiny scenario, one run")
     bench.add_argument("--scale", type=int, nargs="+", default=None, metavar="AGENTS",
                        help="instead: one distributed day per community size")
