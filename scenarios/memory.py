@@ -6,8 +6,9 @@ comparison, the sum of resident set sizes."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
+
+from scenarios.periodic import PeriodicThread
 
 SAMPLE_S = 0.5  # seconds between samples
 
@@ -56,27 +57,15 @@ def tree_memory_mb(root: int) -> tuple[float, float]:
     return pss / 1024, rss / 1024
 
 
-class PeakMemory:
+class PeakMemory(PeriodicThread):
     """``with PeakMemory() as m: ...`` then ``m.pss_mb``, ``m.rss_mb``: the largest sums
     seen while the block ran, sampled every ``SAMPLE_S``."""
 
     def __init__(self, root: int | None = None, sample_s: float = SAMPLE_S):
-        self.root, self.sample_s = root or os.getpid(), sample_s
+        super().__init__(sample_s)
+        self.root = root or os.getpid()
         self.pss_mb = self.rss_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while True:
-            pss, rss = tree_memory_mb(self.root)
-            self.pss_mb, self.rss_mb = max(self.pss_mb, pss), max(self.rss_mb, rss)
-            if self._stop.wait(self.sample_s):
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def tick(self) -> None:
+        pss, rss = tree_memory_mb(self.root)
+        self.pss_mb, self.rss_mb = max(self.pss_mb, pss), max(self.rss_mb, rss)

@@ -6,10 +6,11 @@ writing into the shared results folder) and the period from the collector's step
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 from tqdm import tqdm
+
+from scenarios.periodic import PeriodicThread
 
 TAIL_S = 0.2  # seconds between looks at messages.jsonl
 
@@ -38,16 +39,15 @@ class DayProgress:
         self.bar.close()
 
 
-class RoundWatcher:
+class RoundWatcher(PeriodicThread):
     """Tail ``messages.jsonl`` in a thread; report each new round a signal opens."""
 
     def __init__(self, path: Path, on_round, tail_s: float = TAIL_S):
-        self.path, self.on_round, self.tail_s = path, on_round, tail_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(tail_s)
+        self.path, self.on_round = path, on_round
         self._offset, self._round = 0, 0
 
-    def _read(self) -> None:
+    def tick(self) -> None:
         try:
             with self.path.open("rb") as f:
                 f.seek(self._offset)
@@ -65,15 +65,3 @@ class RoundWatcher:
                     isinstance(msg.get("round"), int) and msg["round"] > self._round:
                 self._round = msg["round"]
                 self.on_round(self._round)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.tail_s):
-            self._read()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
