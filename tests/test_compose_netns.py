@@ -127,8 +127,9 @@ def test_compose_services_on_separate_hosts(tmp_path):
             if name != "runner":
                 procs[name] = hosts.popen(name, _lemgrid(svc["command"]), text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for name in services["runner"]["depends_on"]:
-            _wait_healthy(hosts, name, services[name]["healthcheck"]["test"], procs[name])
+        for name, dep in services["runner"]["depends_on"].items():
+            if dep["condition"] == "service_healthy":
+                _wait_healthy(hosts, name, services[name]["healthcheck"]["test"], procs[name])
         runner = hosts.popen("runner", _lemgrid(services["runner"]["command"]), text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, err = runner.communicate(timeout=RUN_S)

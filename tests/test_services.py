@@ -139,3 +139,11 @@ def test_run_with_curve_keys_equals_the_plain_run(tmp_path):
     assert got["costs_eur"]["total"] == pytest.approx(want["costs_eur"]["total"], rel=1e-12)
     records = json.loads((out / "rounds.json").read_text())
     assert records["refused_handshakes"] == 0
+
+
+def test_an_empty_shard_exits_at_once(capsys):
+    """5 agents in one process group over 2 shards: shard 1/2 has nothing to serve."""
+    assert main(["serve-agents", "--scenario", TINY, "--set", "runtime.agents_per_process=5",
+                 "--shard", "1/2", "--port", "1"]) == 0
+    assert capsys.readouterr().out.startswith("tiny shard 1/2: 0 agent simulator process(es)")
+    assert main(["serve-agents", "--scenario", TINY, "--shard", "2/2"]) == 2
