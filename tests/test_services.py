@@ -142,8 +142,9 @@ def test_run_with_curve_keys_equals_the_plain_run(tmp_path):
 
 
 def test_an_empty_shard_exits_at_once(capsys):
-    """5 agents in one process group over 2 shards: shard 1/2 has nothing to serve."""
+    """5 agents in one process group over 2 shards: shard 0/2 serves groups ⌊0·1/2⌋ ..
+    ⌊1·1/2⌋−1, none."""
     assert main(["serve-agents", "--scenario", TINY, "--set", "runtime.agents_per_process=5",
-                 "--shard", "1/2", "--port", "1"]) == 0
-    assert capsys.readouterr().out.startswith("tiny shard 1/2: 0 agent simulator process(es)")
+                 "--shard", "0/2", "--port", "1"]) == 0
+    assert capsys.readouterr().out.startswith("tiny shard 0/2: 0 agent simulator process(es)")
     assert main(["serve-agents", "--scenario", TINY, "--shard", "2/2"]) == 2
