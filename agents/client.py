@@ -22,6 +22,11 @@ from zmq.auth import load_certificate
 from agents.data import Schedule
 from agents.solver import AgentInfeasible, AgentSolveError
 from coordinator.protocol import (
+    CURVE_DEFAULT_CLIENT,
+    CURVE_PRIVATE_DIR,
+    CURVE_PUBLIC,
+    CURVE_SECRET,
+    CURVE_SERVER_KEY,
     REQUEST_RETRIES,
     REQUEST_TIMEOUT_S,
     Clearing,
@@ -32,11 +37,9 @@ from coordinator.protocol import (
     encode,
 )
 
-# The key directory's layout, as coordinator/auth.py writes it (agents may import only
-# coordinator.protocol of the coordinator's modules).
-SERVER_PUBLIC_KEY = "coordinator.key"
-CLIENT_KEY_PAIR = "private/{}.key_secret"
-DEFAULT_KEY_NAME = "agents"
+SERVER_PUBLIC_KEY = f"{CURVE_SERVER_KEY}{CURVE_PUBLIC}"
+CLIENT_KEY_PAIR = f"{CURVE_PRIVATE_DIR}/{{}}{CURVE_SECRET}"
+DEFAULT_KEY_NAME = CURVE_DEFAULT_CLIENT
 
 
 class CoordinatorUnavailable(RuntimeError):

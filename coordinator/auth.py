@@ -31,10 +31,18 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
-SERVER_KEY = "coordinator"
-CLIENTS_DIR, PRIVATE_DIR = "clients", "private"
-PUBLIC, SECRET = ".key", ".key_secret"
-DEFAULT_CLIENT = "agents"  # one key for a whole agent host
+from coordinator.protocol import (
+    CURVE_CLIENTS_DIR,
+    CURVE_DEFAULT_CLIENT,
+    CURVE_PRIVATE_DIR,
+    CURVE_PUBLIC,
+    CURVE_SECRET,
+    CURVE_SERVER_KEY,
+)
+
+SERVER_KEY, DEFAULT_CLIENT = CURVE_SERVER_KEY, CURVE_DEFAULT_CLIENT
+CLIENTS_DIR, PRIVATE_DIR = CURVE_CLIENTS_DIR, CURVE_PRIVATE_DIR
+PUBLIC, SECRET = CURVE_PUBLIC, CURVE_SECRET
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a key name is a file name
 HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)

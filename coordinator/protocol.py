@@ -24,6 +24,12 @@ REQUEST_TIMEOUT_S = 10.0
 REQUEST_RETRIES = 3
 ROUND_DEADLINE_S = REQUEST_TIMEOUT_S * REQUEST_RETRIES
 
+# The CURVE key directory that ``lemgrid keys`` writes; both sides find keys by these.
+CURVE_SERVER_KEY = "coordinator"  # DIR/coordinator.key (public), .key_secret (pair)
+CURVE_CLIENTS_DIR, CURVE_PRIVATE_DIR = "clients", "private"  # public keys; key pairs
+CURVE_PUBLIC, CURVE_SECRET = ".key", ".key_secret"
+CURVE_DEFAULT_CLIENT = "agents"  # one key for a whole agent host
+
 Kind = Literal["prosumer", "ev", "building", "consumer"]
 Side = Literal["seller", "buyer"]
 Quantities = list[Annotated[float, Field(ge=0)]]
