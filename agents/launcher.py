@@ -23,7 +23,9 @@ REAP_TIMEOUT_S = 10.0  # how long ``reap`` waits for the children to exit
 CHILD_LIFETIME_S = 24 * 3600.0  # the launcher process outlives its children at most this long
 
 
-async def _serve(sock: socket.socket, accept_timeout_s: float) -> None:
+async def serve_one(sock: socket.socket, accept_timeout_s: float, simulator=None) -> None:
+    """Serve ``simulator`` (default: an AgentSimulator) to the first mosaik connection on
+    the listening socket ``sock``; give up after ``accept_timeout_s`` without one."""
     loop = asyncio.get_running_loop()
     connected: asyncio.Future = loop.create_future()
     server = await asyncio.start_server(
@@ -35,7 +37,7 @@ async def _serve(sock: socket.socket, accept_timeout_s: float) -> None:
     from mosaik_api_v3.connection import Channel
     channel = Channel(reader, writer)
     try:
-        await run_simulator(channel, AgentSimulator(), api_compliant=True)
+        await run_simulator(channel, simulator or AgentSimulator(), api_compliant=True)
     finally:
         await channel.close()
 
@@ -45,7 +47,7 @@ def _child(sock: socket.socket, others: list[socket.socket], accept_timeout_s: f
         other.close()
     code = 0
     try:
-        asyncio.run(_serve(sock, accept_timeout_s))
+        asyncio.run(serve_one(sock, accept_timeout_s))
     except BaseException:  # noqa: BLE001 - a child must never return into the parent's code
         code = 1
     finally:
@@ -102,9 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     them to finish. Run as its own lean process so the children inherit only the agent
     stack (not the runner's pandas/pandapower)."""
     import json
+    import sys
 
     args = parser().parse_args(argv)
-    addresses, pids = launch(args.count, args.host, args.port, args.accept_timeout_s)
+    try:
+        addresses, pids = launch(args.count, args.host, args.port, args.accept_timeout_s)
+    except OSError as exc:
+        print(f"error: agent simulators on {args.host}:{args.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     print(json.dumps(addresses), flush=True)
     return 1 if reap(pids, timeout_s=CHILD_LIFETIME_S) else 0
 

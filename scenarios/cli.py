@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import zmq
+
 from coordinator.auth import add_arguments as add_key_arguments
 from coordinator.auth import write_keys
 from coordinator.service import add_arguments as add_coordinator_arguments
@@ -165,14 +167,17 @@ def cmd_serve_agents(args) -> int:
 def cmd_grid(args) -> int:
     """Serve the grid simulator until a runner has connected and finished."""
     import asyncio
+    import socket
 
-    from mosaik_api_v3 import run_as_server
-
+    from agents.launcher import serve_one
     from grid.simulator import GridSimulator
 
+    sock = socket.create_server((args.host, args.port))
     print(f"grid simulator listening on {args.host}:{args.port}", flush=True)
-    asyncio.run(run_as_server(GridSimulator(), args.host, args.port,
-                              start_timeout=int(args.accept_timeout_s)))
+    try:
+        asyncio.run(serve_one(sock, args.accept_timeout_s, GridSimulator()))
+    except TimeoutError:
+        raise RuntimeError(f"no runner connected within {args.accept_timeout_s:g} s") from None
     return 0
 
 
@@ -222,6 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except zmq.ZMQError as exc:  # e.g. the coordinator's endpoint in use
+        print(f"error: coordinator: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. a port in use
+        print(f"error: {exc.strerror or exc}"
+              f"{f' ({exc.filename})' if exc.filename else ''}", file=sys.stderr)
         return 1
 
 

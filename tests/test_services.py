@@ -148,3 +148,26 @@ def test_an_empty_shard_exits_at_once(capsys):
                  "--shard", "0/2", "--port", "1"]) == 0
     assert capsys.readouterr().out.startswith("tiny shard 0/2: 0 agent simulator process(es)")
     assert main(["serve-agents", "--scenario", TINY, "--shard", "2/2"]) == 2
+
+
+def test_a_port_in_use_is_one_line(tmp_path, capsys):
+    """grid, coordinator and an agent shard on a port something else holds: exit 1 with
+    one line naming the problem; a grid nobody connects to gives up after its timeout."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["grid", "--port", str(port)]) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [
+            (f"error: Address already in use (while attempting to bind on address "
+            f"('127.0.0.1', {port}))")]
+        assert main(["coordinator", "--scenario", TINY, "--endpoint",
+                     f"tcp://127.0.0.1:{port}", "--out", str(tmp_path)]) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"error: coordinator: Address already in use (addr='tcp://127.0.0.1:{port}')"]
+        shard = lemgrid("serve-agents", "--scenario", TINY, "--port", str(port))
+        _, err = shard.communicate(timeout=EXIT_S)
+        assert shard.returncode == 1 and err.strip().splitlines() == [
+            (f"error: agent simulators on 127.0.0.1:{port}: Address already in use (while "
+            f"attempting to bind on address ('127.0.0.1', {port}))")]
+    free = free_block(1)
+    assert main(["grid", "--port", str(free), "--accept-timeout-s", "0.5"]) == 1
+    assert capsys.readouterr().err.strip() == "error: no runner connected within 0.5 s"
