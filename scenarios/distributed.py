@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -307,12 +308,29 @@ def _records(s: Scenario, out: Path, coordinator) -> dict:
                        f"({type(exc).__name__})") from None
 
 
+def _wait_for_coordinator(s: Scenario, endpoint: str) -> None:
+    """A running coordinator must accept TCP connections (a bare TCP connection is
+    harmless to a ZeroMQ socket) within the scenario's connect retries; ZeroMQ itself
+    would wait silently."""
+    host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
+    for attempt in range(s.runtime.connect_retries):
+        try:
+            socket.create_connection((host, int(port)), timeout=s.runtime.connect_retry_s).close()
+            return
+        except OSError:
+            if attempt < s.runtime.connect_retries - 1:
+                time.sleep(s.runtime.connect_retry_s)
+    raise RunError(f"coordinator at {endpoint} never came up ({s.runtime.connect_retries} "
+                   f"tries, {s.runtime.connect_retry_s:g} s apart)")
+
+
 def _start_helpers(s: Scenario, community, out: Path, price: float):
     """The coordinator (unless one runs already) and the agent launcher (for the groups
     no running simulator serves)."""
     (out / RECORDS_FILE).unlink(missing_ok=True)
     if s.runtime.coordinator:
         proc, endpoint = None, s.runtime.coordinator
+        _wait_for_coordinator(s, endpoint)
     else:
         proc, endpoint = start_coordinator(s, [d.name for d in community], out, price)
     forked, launcher = [], None

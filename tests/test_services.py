@@ -110,6 +110,16 @@ def test_services_as_separate_processes_equal_the_one_command_run(tmp_path):
     assert {m["peer"] for m in logged if m["dir"] == "in"} >= {"p1", "p2", "p3", "ev1", "ev2"}
 
 
+def test_a_coordinator_that_never_comes_up_is_named(tmp_path, capsys):
+    port = free_block(1)
+    code = main(["run", TINY, "--out", str(tmp_path / "o"), "--quiet",
+                 "--set", f"runtime.coordinator=tcp://127.0.0.1:{port}",
+                 "--set", "runtime.connect_retries=2", "--set", "runtime.connect_retry_s=0.1"])
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: coordinator at tcp://127.0.0.1:{port} never came up (2 tries, 0.1 s apart)"]
+
+
 def test_a_simulator_that_never_comes_up_is_named(tmp_path, capsys):
     """A shard address nobody serves: bounded retries, then one line naming it, exit 1."""
     port = free_block(1)
