@@ -29,8 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("scenario")
     run.add_argument("--out", default=None, help="results folder (default results/<name>)")
     run.add_argument("--mode", choices=["decentralized", "centralized"], default=None)
-    run.add_argument("--set", dest="overrides", action="append", default=[],
-                     metavar="KEY=VALUE", help="override a scenario field, e.g. market.p2v=false")
+    add_set_argument(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
     run.add_argument("--runtime", choices=["distributed", "inprocess"], default=None,
                      help="agents as processes (default) or all in this process")
@@ -40,23 +39,21 @@ def _parser() -> argparse.ArgumentParser:
                        "and the roster from this scenario (then --out sets where the log "
                        "and records go)")
     coord.add_argument("--out", default=None, help="with --scenario: the run's results folder")
+    add_set_argument(coord)
     keys = sub.add_parser("keys", help="write CURVE key pairs for the coordinator and agents")
     add_key_arguments(keys)
-    coord.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE")
     agents = sub.add_parser("serve-agents", help="serve one shard of a scenario's agent "
                             "simulators for a runner to connect to (runtime.agent_hosts)")
     agents.add_argument("--scenario", required=True)
     agents.add_argument("--shard", default="0/1", help="i/n: this host serves shard i of n")
-    agents.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE")
+    add_set_argument(agents)
     add_server_arguments(agents, SERVE_AGENTS_PORT)
     grid = sub.add_parser("grid", help="serve the grid simulator for a runner to connect to "
                           "(runtime.grid_host)")
     add_server_arguments(grid, SERVE_GRID_PORT)
     val = sub.add_parser("validate", help="check a scenario file")
     val.add_argument("scenario")
-    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_set_argument(val)
     bench = sub.add_parser("bench", help="benchmark decentralized vs centralized")
     bench.add_argument("scenario", nargs="?", default=None)
     bench.add_argument("--runs", type=int, default=3)
@@ -75,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--csv", type=Path, default=Path("compare.csv"),
                          help="where to write the table (default compare.csv)")
     return p
+
+
+def add_set_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a scenario field, e.g. market.p2v=false")
 
 
 def add_server_arguments(p: argparse.ArgumentParser, port: int) -> None:
@@ -144,7 +146,7 @@ def cmd_coordinator(args) -> int:
 def cmd_serve_agents(args) -> int:
     """Serve this shard's process groups: replace this process by the agent launcher, so
     the simulators inherit only the agent stack."""
-    from scenarios.topology import group_count, parse_shard, shard_range
+    from scenarios.topology import group_count, parse_shard, shard_groups
 
     s = load_scenario(resolve_scenario(args.scenario), args.overrides)
     try:
@@ -152,16 +154,14 @@ def cmd_serve_agents(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    rest = group_count(s) - len(s.runtime.connect)
-    count = len(shard_range(max(rest, 0), shard, shards))
+    count = len(shard_groups(s, group_count(s), shard, shards))
     print(f"{s.name} shard {shard}/{shards}: {count} agent simulator process(es) on "
           f"{args.host}:{args.port}..{args.port + max(count - 1, 0)}", flush=True)
     if count == 0:
         return 0
     argv = [sys.executable, "-m", "agents.launcher", str(count), args.host, "--port",
             str(args.port), "--accept-timeout-s", str(args.accept_timeout_s)]
-    os.execv(sys.executable, argv)
-    return 1  # not reached
+    os.execv(sys.executable, argv)  # does not return
 
 
 def cmd_grid(args) -> int:

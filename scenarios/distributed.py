@@ -30,7 +30,7 @@ from scenarios import collector
 from scenarios.progress import RoundWatcher
 from scenarios.runtime import DayResult, RoundStats, RunError
 from scenarios.schema import Scenario
-from scenarios.topology import group_addresses, process_groups
+from scenarios.topology import group_addresses, group_count, process_groups
 from scenarios.world import network_options
 
 GRID_OUTPUTS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations", "converged",
@@ -169,20 +169,28 @@ def add_cosimulators(world, s: Scenario, out: Path, agents: dict, grid) -> None:
                     from None
 
 
+def _with_retries(s: Scenario, attempt, errors, what: str, tries: int | None = None):
+    """``attempt()`` up to ``tries`` times (default ``runtime.connect_retries``),
+    ``runtime.connect_retry_s`` apart, while it raises one of ``errors``; then a RunError
+    naming ``what``."""
+    tries = tries or s.runtime.connect_retries
+    for i in range(tries):
+        try:
+            return attempt()
+        except errors:
+            if i < tries - 1:
+                time.sleep(s.runtime.connect_retry_s)
+    raise RunError(f"{what} never came up ({tries} tries, {s.runtime.connect_retry_s:g} s "
+                   "apart)")
+
+
 def start_sim(world, name: str, s: Scenario, **params):
     """``world.start`` with bounded retries for a simulator mosaik connects to: mosaik's
     ``connect`` does not retry, and a remote simulator may still be starting."""
     address = world.sim_config[name].get("connect")  # None: a process mosaik starts
-    tries = s.runtime.connect_retries if address else 1
-    for attempt in range(tries):
-        try:
-            return world.start(name, sim_id=f"{name}-0", **params)
-        except SimulationError:
-            if attempt == tries - 1:
-                break
-            time.sleep(s.runtime.connect_retry_s)
-    raise RunError(f"simulator {name} at {address} never came up ({tries} tries, "
-                   f"{s.runtime.connect_retry_s:g} s apart)")
+    return _with_retries(s, lambda: world.start(name, sim_id=f"{name}-0", **params),
+                         SimulationError, f"simulator {name} at {address}",
+                         None if address else 1)
 
 
 def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str,
@@ -229,18 +237,22 @@ def n_buses(network: str) -> int:
     return len(load_network(network).bus)
 
 
-def _round_costs(results_dir: Path) -> dict[int, dict[str, float]]:
-    """Round → agent → planned cost, from the files the agent processes write."""
+def _agent_files(results_dir: Path) -> list[dict]:
+    """The settled days the agent processes wrote (agents.simulator.write_schedule)."""
+    return [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
+
+
+def _round_costs(files: list[dict]) -> dict[int, dict[str, float]]:
+    """Round → agent → planned cost."""
     costs: dict[int, dict[str, float]] = {}
-    for path in sorted(results_dir.glob("*.json")):
-        data = json.loads(path.read_text())
+    for data in files:
         for r, cost in data.get("round_costs_eur", {}).items():
             costs.setdefault(int(r), {})[data["agent"]] = cost
     return costs
 
 
 def _day_result(s: Scenario, community, rows, records: dict, market_s: float,
-                results_dir: Path) -> DayResult:
+                files: list[dict]) -> DayResult:
     """Settled schedules rebuilt from the agents' per-period outputs."""
     n, period_s = s.horizon.periods, s.horizon.period_minutes * 60
     by_agent: dict[str, dict[str, np.ndarray]] = {}
@@ -260,7 +272,7 @@ def _day_result(s: Scenario, community, rows, records: dict, market_s: float,
         costs = period_costs_eur(d, flows)
         schedules[d.name] = Schedule(d.name, agent_kind(d), "optimal", float(costs.sum()),
                                      "", 0.0, flows, soc if d.battery else None, costs)
-    costs = _round_costs(results_dir)
+    costs = _round_costs(files)
     rounds = [RoundStats(RoundRecord(r["round"], r["error_kw"], np.array(r["sold_kw"]),
                                      np.array(r["bought_kw"]), r["rule"], r["limits_changed"]),
                          {"round": r["seconds"]}, costs.get(r["round"], {}))
@@ -274,20 +286,18 @@ def _recover(s: Scenario, community, out: Path, records: dict, market_s: float,
     """The co-simulation stopped (a simulator process died): the market's records come
     from the coordinator, the surviving agents' settled days from their result files;
     the caller runs the power flows in-process."""
-    rows = []
-    for path in sorted((out / "agent_results").glob("*.json")):
-        data = json.loads(path.read_text())
+    rows, files = [], _agent_files(out / "agent_results")
+    for data in files:
         for attr, values in [*data["flows_kw"].items(), ("soc_kwh", data["soc_kwh"])]:
             for t, v in enumerate(values or []):
                 rows.append((t * s.horizon.period_minutes * 60, data["agent"], attr, v))
         rows.append((0, data["agent"], "ok", True))
-    result = _day_result(s, community, rows, records, market_s, out / "agent_results")
+    result = _day_result(s, community, rows, records, market_s, files)
     for d in community:
         if d.name not in result.schedules and d.name not in result.failed:
             result.failed[d.name] = "its simulator process stopped"
     result.build_s = startup_s
-    groups = len(process_groups(community, s.runtime.agents_per_process))
-    return DistributedOutcome(result, None, set(range(groups)), 0.0, None, aborted)
+    return DistributedOutcome(result, None, set(range(group_count(s))), 0.0, None, aborted)
 
 
 def _records(s: Scenario, out: Path, coordinator) -> dict:
@@ -313,15 +323,9 @@ def _wait_for_coordinator(s: Scenario, endpoint: str) -> None:
     harmless to a ZeroMQ socket) within the scenario's connect retries; ZeroMQ itself
     would wait silently."""
     host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
-    for attempt in range(s.runtime.connect_retries):
-        try:
-            socket.create_connection((host, int(port)), timeout=s.runtime.connect_retry_s).close()
-            return
-        except OSError:
-            if attempt < s.runtime.connect_retries - 1:
-                time.sleep(s.runtime.connect_retry_s)
-    raise RunError(f"coordinator at {endpoint} never came up ({s.runtime.connect_retries} "
-                   f"tries, {s.runtime.connect_retry_s:g} s apart)")
+    _with_retries(s, lambda: socket.create_connection(
+        (host, int(port)), timeout=s.runtime.connect_retry_s).close(), OSError,
+        f"coordinator at {endpoint}")
 
 
 def _start_helpers(s: Scenario, community, out: Path, price: float):
@@ -334,8 +338,7 @@ def _start_helpers(s: Scenario, community, out: Path, price: float):
     else:
         proc, endpoint = start_coordinator(s, [d.name for d in community], out, price)
     forked, launcher = [], None
-    groups = len(process_groups(community, s.runtime.agents_per_process))
-    missing = group_addresses(s, groups).count(None)
+    missing = group_addresses(s, group_count(s)).count(None)
     if s.runtime.launcher == "fork" and missing:
         launcher, forked = start_launcher(missing)
     return proc, endpoint, launcher, forked
@@ -378,7 +381,8 @@ def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
     market_s = sum(r["seconds"] for r in records["rounds"])
     if aborted is not None:
         return _recover(s, community, out, records, market_s, startup_s, aborted)
-    result = _day_result(s, community, rows, records, market_s, out / "agent_results")
+    result = _day_result(s, community, rows, records, market_s,
+                         _agent_files(out / "agent_results"))
     result.build_s = startup_s
     pids = {v for _, _, attr, v in rows if attr == "pid"}
     grid = _grid_results(rows, s.horizon.period_minutes * 60)

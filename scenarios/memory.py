@@ -62,10 +62,10 @@ class PeakMemory(PeriodicThread):
     seen while the block ran, sampled every ``SAMPLE_S``."""
 
     def __init__(self, root: int | None = None, sample_s: float = SAMPLE_S):
-        super().__init__(sample_s)
+        super().__init__(self._sample, sample_s)
         self.root = root or os.getpid()
         self.pss_mb = self.rss_mb = 0.0
 
-    def tick(self) -> None:
+    def _sample(self) -> None:
         pss, rss = tree_memory_mb(self.root)
         self.pss_mb, self.rss_mb = max(self.pss_mb, pss), max(self.rss_mb, rss)

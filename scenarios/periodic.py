@@ -1,4 +1,4 @@
-"""A ``with`` block during which ``tick`` runs every ``interval_s`` in a daemon thread
+"""A ``with`` block during which ``tick()`` runs every ``interval_s`` in a daemon thread
 (once at the start and once more at the end as well)."""
 
 from __future__ import annotations
@@ -7,13 +7,10 @@ import threading
 
 
 class PeriodicThread:
-    def __init__(self, interval_s: float):
-        self.interval_s = interval_s
+    def __init__(self, tick, interval_s: float):
+        self.tick, self.interval_s = tick, interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def tick(self) -> None:
-        raise NotImplementedError
 
     def _run(self) -> None:
         self.tick()

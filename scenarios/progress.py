@@ -43,11 +43,11 @@ class RoundWatcher(PeriodicThread):
     """Tail ``messages.jsonl`` in a thread; report each new round a signal opens."""
 
     def __init__(self, path: Path, on_round, tail_s: float = TAIL_S):
-        super().__init__(tail_s)
+        super().__init__(self._read, tail_s)
         self.path, self.on_round = path, on_round
         self._offset, self._round = 0, 0
 
-    def tick(self) -> None:
+    def _read(self) -> None:
         try:
             with self.path.open("rb") as f:
                 f.seek(self._offset)

@@ -31,6 +31,12 @@ def shard_range(groups: int, shard: int, shards: int) -> range:
     return range(shard * groups // shards, (shard + 1) * groups // shards)
 
 
+def shard_groups(s: Scenario, groups: int, shard: int, shards: int) -> range:
+    """The process groups shard ``shard`` of ``shards`` serves, counted among the groups
+    that ``runtime.connect`` does not place."""
+    return shard_range(max(groups - len(s.runtime.connect[:groups]), 0), shard, shards)
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"i/n"`` → (i, n), with a one-line error for anything else."""
     i, sep, n = text.partition("/")
@@ -48,8 +54,9 @@ def group_addresses(s: Scenario, groups: int) -> list[str | None]:
     starts it: ``runtime.connect`` first, then the ``runtime.agent_hosts`` shards (shard
     i's groups on consecutive ports from its port)."""
     given: list[str | None] = list(s.runtime.connect[:groups])
-    rest, hosts = groups - len(given), s.runtime.agent_hosts
+    hosts = s.runtime.agent_hosts
     for i, address in enumerate(hosts):
         host, port = address.rsplit(":", 1)
-        given += [f"{host}:{int(port) + k}" for k in range(len(shard_range(rest, i, len(hosts))))]
+        given += [f"{host}:{int(port) + k}"
+                  for k in range(len(shard_groups(s, groups, i, len(hosts))))]
     return given + [None] * (groups - len(given))
