@@ -14,7 +14,7 @@ from coordinator.auth import add_arguments as add_key_arguments
 from coordinator.auth import write_keys
 from coordinator.service import add_arguments as add_coordinator_arguments
 from coordinator.service import serve as serve_coordinator
-from scenarios.schema import ScenarioError, load_scenario
+from scenarios.schema import ScenarioError, load_scenario, resolve_scenario
 
 EXIT_INVALID = 2
 SERVE_AGENTS_PORT = 5600  # default first port of `lemgrid serve-agents`
@@ -97,13 +97,6 @@ def _load(args):
     return load_scenario(resolve_scenario(args.scenario), overrides)
 
 
-def resolve_scenario(name: str) -> Path:
-    """A path, or the name of a scenario shipped in ``scenarios/`` (e.g. ``faia2021``)."""
-    path = Path(name)
-    if path.exists() or path.suffix:
-        return path
-    return Path(__file__).with_name(f"{name}.yaml")
-
 
 def cmd_validate(args) -> int:
     scenario = _load(args)
@@ -113,8 +106,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from scenarios.report import print_summary
-    from scenarios.world import run_scenario
+    from scenarios.results.report import print_summary
+    from scenarios.run.world import run_scenario
 
     scenario = _load(args)
     out = Path(args.out or Path("results") / scenario.name)
@@ -131,8 +124,8 @@ def cmd_coordinator(args) -> int:
     """``lemgrid coordinator``: from explicit flags, or from ``--scenario``."""
     if args.scenario is None:
         return serve_coordinator(args)
-    from scenarios.community import build_community, p2v_price
-    from scenarios.distributed import coordinator_argv
+    from scenarios.community.builder import build_community, p2v_price
+    from scenarios.run.distributed import coordinator_argv
 
     s = load_scenario(resolve_scenario(args.scenario), args.overrides)
     out = Path(args.out or Path("results") / s.name)
@@ -146,7 +139,7 @@ def cmd_coordinator(args) -> int:
 def cmd_serve_agents(args) -> int:
     """Serve this shard's process groups: replace this process by the agent launcher, so
     the simulators inherit only the agent stack."""
-    from scenarios.topology import group_count, parse_shard, shard_groups
+    from scenarios.run.topology import group_count, parse_shard, shard_groups
 
     s = load_scenario(resolve_scenario(args.scenario), args.overrides)
     try:
@@ -182,14 +175,14 @@ def cmd_grid(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from scenarios.bench import run_bench
+    from scenarios.bench.market import run_bench
 
     return run_bench(args)
 
 
 def _from_results(action) -> int:
     """Run ``action`` on results folders; a missing folder or file is one line, exit 2."""
-    from scenarios.report import ResultsMissing
+    from scenarios.results.report import ResultsMissing
 
     try:
         action()
@@ -200,13 +193,13 @@ def _from_results(action) -> int:
 
 
 def cmd_report(args) -> int:
-    from scenarios.report import write_report
+    from scenarios.results.report import write_report
 
     return _from_results(lambda: print(f"report: {write_report(args.dir)}"))
 
 
 def cmd_compare(args) -> int:
-    from scenarios.compare import run_compare
+    from scenarios.results.compare import run_compare
 
     if not args.csv.parent.is_dir():
         print(f"error: {args.csv.parent}: no such folder for --csv", file=sys.stderr)

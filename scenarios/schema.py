@@ -464,6 +464,14 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     except ValidationError as exc:
         raise ScenarioError(_format(exc, str(path))) from None
 
+def resolve_scenario(name: str) -> Path:
+    """A path, or the name of a scenario shipped in ``scenarios/`` (e.g. ``faia2021``)."""
+    path = Path(name)
+    if path.exists() or path.suffix:
+        return path
+    return SCHEMA_PATH.with_name(f"{name}.yaml")
+
+
 
 def json_schema() -> dict:
     return Scenario.model_json_schema()

@@ -49,3 +49,60 @@ def test_models_and_mechanisms_are_pure():
     bad = [f"{p.relative_to(ROOT)} imports {n}" for rel in PURE for p in modules(rel)
            for n in imports(p) if n.split(".")[0] in ("zmq", "mosaik", "mosaik_api_v3")]
     assert not bad, bad
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _graph(packages=("agents", "coordinator", "grid", "scenarios")) -> dict[str, set[str]]:
+    """Module -> project modules it imports (at any depth of the file, lazy ones too)."""
+    mods = {_module_name(p): p for pkg in packages for p in modules(pkg)}
+    graph = {}
+    for name, path in mods.items():
+        targets = set()
+        for imp in imports(path):
+            while imp and imp not in mods:  # "from pkg import module" names the package
+                imp = imp.rpartition(".")[0]
+            if imp and imp != name:
+                targets.add(imp)
+        graph[name] = targets
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_circles_between_modules():
+    assert _cycle(_graph()) is None, " -> ".join(_cycle(_graph()))
+
+
+def test_no_import_circles_between_scenario_subpackages():
+    """scenarios/{community,run,results,bench} and the top modules form a DAG."""
+    def part(mod: str) -> str:
+        bits = mod.split(".")
+        return ".".join(bits[:2]) if bits[0] == "scenarios" else bits[0]
+    graph: dict[str, set[str]] = {}
+    for mod, targets in _graph().items():
+        graph.setdefault(part(mod), set()).update(part(t) for t in targets if part(t) != part(mod))
+    found = _cycle(graph)
+    assert found is None, " -> ".join(found)

@@ -18,8 +18,8 @@ from agents.client import CoordinatorClient, CoordinatorUnavailable, curve_clien
 from coordinator.auth import is_loopback, make_keys
 from coordinator.protocol import Heartbeat, Offer, OfferBody
 from scenarios.cli import main
-from scenarios.community import build_community, p2v_price
-from scenarios.runtime import mechanism_params
+from scenarios.community.builder import build_community, p2v_price
+from scenarios.run.inprocess import mechanism_params
 from scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from scenarios.cli import main
+from scenarios.run.world import run_scenario
 from scenarios.schema import load_scenario
-from scenarios.world import run_scenario
 
 from .conftest import SCENARIOS
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scenarios.cli import _parser, resolve_scenario
-from scenarios.schema import load_scenario
-from scenarios.topology import parse_shard
+from scenarios.cli import _parser
+from scenarios.run.topology import parse_shard
+from scenarios.schema import load_scenario, resolve_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from scenarios.cli import main
-from scenarios.community import build_community, p2v_price
-from scenarios.runtime import run_centralized, run_decentralized
+from scenarios.community.builder import build_community, p2v_price
+from scenarios.run.inprocess import run_centralized, run_decentralized
 from scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS

@@ -11,7 +11,7 @@ from scenarios.catalog import (
     FAIA2021_BATTERY_COUNTS,
     FAIA2021_EV_COUNTS,
 )
-from scenarios.profiles import (
+from scenarios.community.profiles import (
     generate_ev_trips,
     generate_prosumers,
     period_index,

@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
-from scenarios.memory import PeakMemory, tree_memory_mb, tree_pids
-from scenarios.progress import DayProgress, RoundWatcher
+from scenarios.bench.memory import PeakMemory, tree_memory_mb, tree_pids
+from scenarios.run.progress import DayProgress, RoundWatcher
 
 
 def _line(msg_type: str, round_: int) -> str:

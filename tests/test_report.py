@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from scenarios.cli import main
-from scenarios.report import print_summary
+from scenarios.results.report import print_summary
+from scenarios.run.world import run_scenario
 from scenarios.schema import load_scenario
-from scenarios.world import run_scenario
 
 from .conftest import SCENARIOS
 

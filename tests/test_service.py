@@ -29,8 +29,8 @@ from coordinator.protocol import (
     encode,
 )
 from coordinator.service import CoordinatorService, add_arguments, build_service, read_roster
-from scenarios.community import build_community, p2v_price
-from scenarios.runtime import mechanism_params, run_decentralized
+from scenarios.community.builder import build_community, p2v_price
+from scenarios.run.inprocess import mechanism_params, run_decentralized
 from scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from scenarios.cli import main
+from scenarios.run.topology import group_addresses, parse_shard, shard_range
 from scenarios.schema import load_scenario
-from scenarios.topology import group_addresses, parse_shard, shard_range
 
 from .conftest import SCENARIOS
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from scenarios.periodic import PeriodicThread
+from scenarios.run.periodic import PeriodicThread
 
 SAMPLE_S = 0.5  # seconds between samples
 

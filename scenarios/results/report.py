@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from scenarios import figures
+from scenarios.results import figures
 
 FIGURE_DPI = 100
 TABLES = ("agents", "market", "agent_rounds", "grid_bus", "grid_line")

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from scenarios.figures import consumption_kw
-from scenarios.report import format_value, read_config, read_summary, read_table
+from scenarios.results.figures import consumption_kw
+from scenarios.results.report import format_value, read_config, read_summary, read_table
 
 SUMMARY_KPIS = {  # KPI -> (summary.json section, key)
     "total_cost_eur": ("costs_eur", "total"),

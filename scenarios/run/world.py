@@ -5,58 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
-from agents.data import net_load_kw
-from grid.mapping import assign_buses
-from grid.networks import load_network
-from grid.powerflow import GridLimits, GridModel, PeriodResult, grid_summary
-from scenarios.community import build_community, p2v_price
-from scenarios.progress import DayProgress
-from scenarios.report import slowest_agent_s, write_report
-from scenarios.results import write_grid, write_messages, write_results
-from scenarios.runtime import RunError, run_centralized, run_decentralized
+from grid.powerflow import grid_summary
+from scenarios.community.builder import build_community, p2v_price
+from scenarios.results.report import slowest_agent_s, write_report
+from scenarios.results.tables import write_grid, write_messages, write_results
+from scenarios.run.errors import RunError
+from scenarios.run.inprocess import run_centralized, run_decentralized
+from scenarios.run.network import grid_limits, place_agents, run_grid_inprocess
+from scenarios.run.progress import DayProgress
 from scenarios.schema import Scenario
-
-BUS_SEED_STREAM = 1_000_003  # the rng stream of bus assignment: [seed, BUS_SEED_STREAM]
-
-
-def grid_limits(s: Scenario) -> GridLimits:
-    return GridLimits(s.grid.v_min_pu, s.grid.v_max_pu, s.grid.max_loading_pct)
-
-
-def network_options(s: Scenario) -> dict:
-    return {} if s.grid.ampacity_ka is None else {"ampacity_ka": s.grid.ampacity_ka}
-
-
-def place_agents(s: Scenario, community) -> dict[str, int]:
-    net = load_network(s.grid.network, **network_options(s))
-    try:
-        return assign_buses([d.name for d in community], net,
-                            np.random.default_rng([s.seed, BUS_SEED_STREAM]), s.grid.buses)
-    except ValueError as exc:
-        raise RunError(f"{s.name}: grid.buses: {exc}") from None
-
-
-def grid_model(s: Scenario, bus_of: dict[str, int]) -> GridModel:
-    net = load_network(s.grid.network, **network_options(s))
-    if not s.grid.keep_network_loads:
-        net.load.drop(net.load.index, inplace=True)
-    background = np.full(len(net.bus), s.grid.background_kw_per_bus) \
-        if s.grid.background_kw_per_bus else None
-    return GridModel(net, bus_of, background, s.grid.power_factor, grid_limits(s))
-
-
-def run_grid_inprocess(s: Scenario, result, bus_of, on_period=None) -> list[PeriodResult]:
-    """One AC power flow per period of the settled schedules."""
-    model = grid_model(s, bus_of)
-    p_kw = {n: net_load_kw(sc.kind, sc.flows_kw) for n, sc in result.schedules.items()}
-    periods = []
-    for t in range(s.horizon.periods):
-        periods.append(model.step(t, {n: float(v[t]) for n, v in p_kw.items()}))
-        if on_period:
-            on_period(t)
-    return periods
 
 
 def _day(s: Scenario, community, bus_of, out: Path, price: float, bar: DayProgress):
@@ -69,7 +26,7 @@ def _day(s: Scenario, community, bus_of, out: Path, price: float, bar: DayProgre
         result = run_decentralized(
             s, community, price, progress=lambda rec: bar.on_round(rec.round, rec.error_kw))
     else:
-        from scenarios.distributed import run_distributed
+        from scenarios.run.distributed import run_distributed
         outcome = run_distributed(s, community, bus_of, out, price, bar)
         result = outcome.result
         if outcome.grid_results is not None:

@@ -13,7 +13,7 @@ import numpy as np
 from agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
 from agents.diagnose import greedy_energy_kwh
 from scenarios.catalog import BATTERY_TYPES, EV_MODELS
-from scenarios.profiles import generate_ev_trips, generate_prosumers, period_index
+from scenarios.community.profiles import generate_ev_trips, generate_prosumers, period_index
 from scenarios.schema import (
     Choice,
     Counts,

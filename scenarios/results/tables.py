@@ -11,7 +11,7 @@ import yaml
 
 from agents.solver import agent_kind
 from grid.powerflow import bus_table, line_table
-from scenarios.runtime import DayResult
+from scenarios.results.outcome import DayResult
 from scenarios.schema import Scenario
 
 FLOW_COLUMNS = ["buy_kw", "sell_kw", "p2v_kw", "p2v_offered_kw", "pv_kw", "load_kw", "ch_kw",

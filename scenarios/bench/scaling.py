@@ -8,7 +8,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from scenarios.memory import PeakMemory
+from scenarios.bench.memory import PeakMemory
 from scenarios.schema import Scenario, load_scenario
 
 GOALS = {"wall_s": 300.0, "memory_pss_mb": 8192.0}  # a 1000-agent day: ≤ 5 min, ≤ 8 GB
@@ -28,7 +28,7 @@ def sized(path: Path, agents: int) -> Scenario:
 
 
 def one_size(s: Scenario, tmp: Path) -> dict:
-    from scenarios.world import run_scenario
+    from scenarios.run.world import run_scenario
 
     with PeakMemory() as mem:
         summary = run_scenario(s, tmp)

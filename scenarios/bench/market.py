@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from agents.solver import agent_kind
-from scenarios.community import build_community, p2v_price
-from scenarios.runtime import DayResult, run_centralized, run_decentralized
+from scenarios.community.builder import build_community, p2v_price
+from scenarios.results.outcome import DayResult
+from scenarios.run.inprocess import run_centralized, run_decentralized
 
 # Faia et al. 2021 (seed 000), scenario B.
 PAPER = {"gap_pct": 0.15, "prosumer_mean_vs_central_pct": -2.04,
@@ -47,7 +48,7 @@ def _costs(result: DayResult, community) -> dict:
 
 def _time_power_flows(s, result: DayResult, community) -> float:
     """Seconds for one AC power flow per period of the settled day, in-process."""
-    from scenarios.world import place_agents, run_grid_inprocess
+    from scenarios.run.network import place_agents, run_grid_inprocess
 
     bus_of = place_agents(s, community)
     start = time.perf_counter()
@@ -116,7 +117,7 @@ def table(stats: dict[str, list[float]]) -> list[str]:
 
 def runtime_run(s, tmp: Path) -> dict[str, float]:
     """One distributed run: each agent its own process."""
-    from scenarios.world import run_scenario
+    from scenarios.run.world import run_scenario
 
     summary = run_scenario(s, tmp)
     t = summary["timing_s"]
@@ -131,8 +132,8 @@ def runtime_metrics(rows: list[dict]) -> dict[str, list[float]]:
 
 
 def bench_scaling(args, info: dict) -> int:
-    from scenarios.cli import resolve_scenario
-    from scenarios.scaling import run_scaling, scaling_figure, scaling_table
+    from scenarios.bench.scaling import run_scaling, scaling_figure, scaling_table
+    from scenarios.schema import resolve_scenario
 
     path = resolve_scenario(args.scale_scenario)
     rows = run_scaling(path, args.scale, args.runs)
@@ -147,8 +148,7 @@ def bench_scaling(args, info: dict) -> int:
 
 
 def run_bench(args) -> int:
-    from scenarios.cli import resolve_scenario
-    from scenarios.schema import load_scenario
+    from scenarios.schema import load_scenario, resolve_scenario
 
     if args.scale:
         args.out = args.out or "bench_scaling.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from scenarios.periodic import PeriodicThread
+from scenarios.run.periodic import PeriodicThread
 
 TAIL_S = 0.2  # seconds between looks at messages.jsonl
 

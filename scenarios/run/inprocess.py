@@ -4,10 +4,9 @@ messages in this process) or centralized (one MILP of all agents)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from functools import partial
 
-from agents.data import EVData, ProsumerData, Schedule
+from agents.data import EVData, ProsumerData
 from agents.formulations import flow_components
 from agents.market_agent import MarketAgent, period_costs_eur
 from agents.solver import (
@@ -21,44 +20,10 @@ from agents.solver import (
 )
 from coordinator.centralized import build_centralized
 from coordinator.mechanisms import get_mechanism
-from coordinator.mechanisms.p2v_rules import RoundRecord
 from coordinator.session import MarketSession
+from scenarios.results.outcome import DayResult, RoundStats
+from scenarios.run.errors import RunError
 from scenarios.schema import Scenario
-
-
-class RunError(RuntimeError):
-    """A run that cannot produce results; the message is one line for the user."""
-
-
-@dataclass
-class RoundStats:
-    record: RoundRecord
-    solve_s: dict[str, float]
-    cost_eur: dict[str, float]  # each agent's planned cost in this round
-
-
-@dataclass
-class DayResult:
-    """What a market day produced, whatever the mode."""
-
-    mode: str
-    schedules: dict[str, Schedule]
-    rounds: list[RoundStats] = field(default_factory=list)
-    converged: bool = True
-    failed: dict[str, str] = field(default_factory=dict)
-    messages: list = field(default_factory=list)
-    market_s: float = 0.0
-    build_s: float = 0.0
-    objective_eur: float | None = None
-    notes: list[str] = field(default_factory=list)  # what went wrong but did not stop the run
-
-    @property
-    def critical_path_s(self) -> float:
-        return float(sum(max(r.solve_s.values(), default=0.0) for r in self.rounds))
-
-    @property
-    def solve_times_s(self) -> list[float]:
-        return [s for r in self.rounds for s in r.solve_s.values() if s > 0]
 
 
 def mechanism_params(s: Scenario, price_eur_per_kwh: float):

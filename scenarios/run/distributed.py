@@ -24,14 +24,14 @@ from agents.market_agent import period_costs_eur
 from agents.simulator import FLOW_ATTRS
 from agents.solver import agent_kind
 from coordinator.mechanisms.p2v_rules import RoundRecord
-from grid.networks import load_network
 from grid.powerflow import PeriodResult
-from scenarios import collector
-from scenarios.progress import RoundWatcher
-from scenarios.runtime import DayResult, RoundStats, RunError
+from scenarios.results.outcome import DayResult, RoundStats
+from scenarios.run import collector
+from scenarios.run.errors import RunError
+from scenarios.run.network import n_buses, network_options
+from scenarios.run.progress import RoundWatcher
+from scenarios.run.topology import group_addresses, group_count, process_groups
 from scenarios.schema import Scenario
-from scenarios.topology import group_addresses, group_count, process_groups
-from scenarios.world import network_options
 
 GRID_OUTPUTS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations", "converged",
                 "losses_kw"]
@@ -131,7 +131,7 @@ def _sim_config(s: Scenario, addresses: list[str | None], forked: list[str]) -> 
         config[f"Agents{i}"] = {"connect": address} if address else {"cmd": cmd}
     config["Grid"] = ({"connect": s.runtime.grid_host} if s.runtime.grid_host else
                       {"cmd": f"{sys.executable} -m grid.simulator %(addr)s"})
-    config["Collector"] = {"python": "scenarios.collector:Collector"}
+    config["Collector"] = {"python": "scenarios.run.collector:Collector"}
     config |= {c.name: c.start() for c in s.cosimulators}
     return config
 
@@ -232,9 +232,6 @@ def _populate(world, s: Scenario, groups, bus_of, endpoint: str, results_dir: Pa
     world.connect(grid, sink, *GRID_OUTPUTS)
     add_cosimulators(world, s, results_dir.parent, agents, grid)
 
-
-def n_buses(network: str) -> int:
-    return len(load_network(network).bus)
 
 
 def _agent_files(results_dir: Path) -> list[dict]:
