@@ -22,12 +22,20 @@ class Horizon:
 
 @dataclass(frozen=True)
 class Tariff:
-    """Prices an agent faces: time-of-use buy price per period, feed-in and P2V prices."""
+    """Prices an agent faces: retail buy and feed-in (sell) price per period, the P2V
+    price and the daily fixed cost. A scalar sell price is the same in every period."""
 
     buy_eur_per_kwh: np.ndarray
-    sell_eur_per_kwh: float
+    sell_eur_per_kwh: np.ndarray
     p2v_eur_per_kwh: float
     fixed_eur_per_day: float = 0.0
+
+    def __post_init__(self):
+        buy = np.asarray(self.buy_eur_per_kwh, float)
+        object.__setattr__(self, "buy_eur_per_kwh", buy)
+        object.__setattr__(self, "sell_eur_per_kwh",
+                           np.broadcast_to(np.asarray(self.sell_eur_per_kwh, float),
+                                           buy.shape).copy())
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,6 @@ def data_from_dict(raw: dict) -> ProsumerData | EVData:
     kind = raw.pop("kind")
     raw["horizon"] = Horizon(**raw["horizon"])
     tariff = dict(raw["tariff"])
-    tariff["buy_eur_per_kwh"] = np.asarray(tariff["buy_eur_per_kwh"], float)
     raw["tariff"] = Tariff(**tariff)
     raw["battery"] = BatterySpec(**raw["battery"]) if raw.get("battery") else None
     if kind == "prosumer":

@@ -35,7 +35,7 @@ def define_prosumer(b: pyo.Block, d: ProsumerData) -> pyo.Block:
             h
             * (
                 float(tr.buy_eur_per_kwh[t]) * g.buy_kw[t]
-                - tr.sell_eur_per_kwh * g.sell_kw[t]
+                - float(tr.sell_eur_per_kwh[t]) * g.sell_kw[t]
                 - tr.p2v_eur_per_kwh * g.p2v_kw[t]
             )
             for t in T
