@@ -1,12 +1,16 @@
-"""An agent's side of the coordinator protocol: one DEALER socket, Lazy Pirate waits.
+"""An agent's side of the coordinator protocol: one DEALER socket for the whole run,
+Lazy Pirate waits.
 
-The client registers, then answers every ``signal`` with the agent's ``offer`` until the
-``clearing`` arrives. Every wait is a poll with ``timeout_s``; on a timeout the last
-message (register or offer) is sent again, and after ``retries`` timeouts in a row
-without any message the coordinator is declared unavailable. A re-sent message is
-answered with a ``duplicate`` (or ``late``) error, which is recorded and shows the
-coordinator is alive. The agent's solve runs in the client's thread, so the client sends
-no heartbeats; the coordinator's round deadline bounds how long it waits for a solve.
+Each day the client registers, then answers every ``signal`` with the agent's ``offer``
+until the ``clearing`` arrives; during the day it sends one ``meter`` per period (no
+answer expected). The day's ``settlement`` arrives after the last meter and is taken
+whenever the client next reads (the next day's registration, or ``close``). Every wait
+is a poll with ``timeout_s``; on a timeout the last message (register or offer) is sent
+again, and after ``retries`` timeouts in a row without any message the coordinator is
+declared unavailable. A re-sent message is answered with a ``duplicate`` (or ``late``)
+error, which is recorded and shows the coordinator is alive. The agent's solve runs in
+the client's thread, so the client sends no heartbeats; the coordinator's round deadline
+bounds how long it waits for a solve.
 
 With ``curve_keys`` (a directory written by ``lemgrid keys``) the connection is CURVE
 encrypted and authenticated with the client key pair ``key_name``.
@@ -32,6 +36,7 @@ from coordinator.protocol import (
     Clearing,
     Error,
     ProtocolError,
+    Settlement,
     Signal,
     decode,
     encode,
@@ -52,9 +57,8 @@ class CoordinatorClient:
 
     def __init__(self, agent, endpoint: str, identity: str | None = None,
                  timeout_s: float = REQUEST_TIMEOUT_S, retries: int = REQUEST_RETRIES,
-                 day: int = 0, curve_keys: str | Path | None = None,
-                 key_name: str | None = None):
-        self.agent, self.endpoint, self.day = agent, endpoint, day
+                 curve_keys: str | Path | None = None, key_name: str | None = None):
+        self.agent, self.endpoint = agent, endpoint
         self.key_name = (key_name or DEFAULT_KEY_NAME) if curve_keys is not None else None
         keys = curve_client_keys(curve_keys, self.key_name) if curve_keys is not None else {}
         self.identity = identity or agent.name
@@ -63,6 +67,7 @@ class CoordinatorClient:
         self.bad_frames: list[str] = []  # frames from the coordinator that did not decode
         self.failure: str | None = None  # why the agent stopped (solver failure)
         self.settled: Schedule | None = None
+        self.settlements: dict[int, Settlement] = {}  # day -> the market's bill
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -71,24 +76,68 @@ class CoordinatorClient:
             self.socket.setsockopt(option, value)
         self.socket.connect(endpoint)
 
-    def run(self) -> Schedule | None:
-        """The settled schedule, or None if the agent's solver failed."""
-        last = self.agent.register(self.day)
+    def run_day(self, day: int) -> Schedule | None:
+        """Take part in day ``day``'s market: the planned day once cleared, or None if
+        the agent's solver failed (the coordinator then times the agent out)."""
+        last = self.agent.register(day)
         self._send(last)
         while True:
             msg = self._wait(last)
-            if isinstance(msg, Signal):
+            if isinstance(msg, Signal) and msg.day == day:
                 try:
                     last = self.agent.on_signal(msg)
-                except (AgentInfeasible, AgentSolveError) as exc:
-                    self.failure = str(exc)  # the coordinator times this agent out
+                except (AgentInfeasible, AgentSolveError, ValueError) as exc:
+                    self.failure = str(exc)
                     return None
                 self._send(last)
-            elif isinstance(msg, Clearing):
-                self.settled = self.agent.on_clearing(msg)
-                return self.settled
+            elif isinstance(msg, Clearing) and msg.day == day:
+                return self.agent.on_clearing(msg)
             elif isinstance(msg, Error):
                 self.errors.append(msg)
+
+    def run(self, day: int = 0) -> Schedule | None:
+        """One whole day: market, realisation (a meter each period), settlement."""
+        if self.run_day(day) is None:
+            return None
+        for meter in self.agent.realise_day():
+            self._send(meter)
+        settlement = self.wait_settlement(day)
+        self.settled = self.agent.on_settlement(settlement)
+        return self.settled
+
+    def send(self, msg) -> None:
+        """Send a message that needs no answer (a meter reading)."""
+        self._send(msg)
+
+    def wait_settlement(self, day: int, timeout_s: float | None = None) -> Settlement | None:
+        """The settlement of ``day`` (waiting up to ``timeout_s``, default the client's
+        whole retry budget), or None."""
+        deadline = self.timeout_s * self.retries if timeout_s is None else timeout_s
+        while day not in self.settlements and self._read(deadline):
+            pass
+        return self.settlements.get(day)
+
+    def _read(self, timeout_s: float) -> bool:
+        """Read one message into the client's records; False if none came."""
+        if not self.socket.poll(timeout_s * 1000):
+            return False
+        try:
+            msg = decode(self.socket.recv())
+        except ProtocolError as exc:
+            self.bad_frames.append(str(exc))
+            return True
+        self._keep(msg)
+        return True
+
+    def _keep(self, msg) -> bool:
+        """Record a settlement or an error; True if ``msg`` was one of them."""
+        if isinstance(msg, Settlement):
+            self.settlements[msg.day] = msg
+        elif isinstance(msg, Error):
+            self.errors.append(msg)
+        else:
+            return False
+        return True
 
     def _wait(self, last):
         """The next decodable message; re-send ``last`` on each timeout (Lazy Pirate)."""
@@ -97,11 +146,16 @@ class CoordinatorClient:
             if self.socket.poll(self.timeout_s * 1000):
                 frame = self.socket.recv()
                 try:
-                    return decode(frame)
+                    msg = decode(frame)
                 except ProtocolError as exc:
                     self.bad_frames.append(str(exc))
                     retries_left = self.retries
                     continue
+                if not isinstance(msg, Settlement):
+                    return msg
+                self._keep(msg)
+                retries_left = self.retries
+                continue
             retries_left -= 1
             if retries_left <= 0:
                 key = f" (is CURVE key {self.key_name!r} admitted?)" if self.key_name else ""
@@ -139,7 +193,13 @@ def curve_client_keys(directory: str | Path, key_name: str) -> dict[int, bytes]:
             zmq.CURVE_SECRETKEY: secret}
 
 
-def run_agent(agent, endpoint: str, **kwargs) -> Schedule | None:
-    """Connect ``agent`` to the coordinator at ``endpoint`` and take part in one day."""
+def run_agent(agent, endpoint: str, days: int = 1, **kwargs) -> list[Schedule | None]:
+    """Connect ``agent`` to the coordinator at ``endpoint`` and take part in ``days``
+    days (stopping at the first day it cannot plan): the settled days."""
+    out = []
     with CoordinatorClient(agent, endpoint, **kwargs) as client:
-        return client.run()
+        for day in range(days):
+            out.append(client.run(day))
+            if out[-1] is None:
+                break
+    return out

@@ -81,6 +81,44 @@ class EVData:
     p2v_max_kw: float
 
 
+@dataclass(frozen=True)
+class FlexibleLoad:
+    """An appliance that must run ``duration_periods`` periods (not necessarily
+    consecutive) inside its window [window_start, window_end) of the day, at its rating
+    when on."""
+
+    name: str
+    rating_kw: float
+    duration_periods: int
+    window_start: int  # first period it may run
+    window_end: int  # periods before this one (exclusive)
+
+
+@dataclass(frozen=True)
+class BuildingData:
+    """An active building (MODELS.md §E, HEMS): non-flexible load, flexible loads,
+    battery, PV, wind, consumer demand limit (CDL) and power injection limit (PIL)."""
+
+    name: str
+    horizon: Horizon
+    tariff: Tariff  # buy_eur_per_kwh and sell_eur_per_kwh per period
+    load_kw: np.ndarray  # non-flexible load per period (the forecast the plan uses)
+    pv_kw: np.ndarray  # available PV per period
+    wind_kw: np.ndarray  # available wind per period
+    flexible: tuple[FlexibleLoad, ...]
+    battery: BatterySpec | None
+    buy_max_kw: float  # connection limit, import
+    sell_max_kw: float  # connection limit, export
+    cdl_kw: np.ndarray  # import above it costs cdl_factor x the buy price
+    cdl_factor: float = 2.5  # kappa
+    pil_kw: np.ndarray | None = None  # export cap per period; None: no PIL
+
+
+AgentData = ProsumerData | EVData | BuildingData
+KINDS = {ProsumerData: "prosumer", EVData: "ev", BuildingData: "building"}
+BUILDING_ARRAYS = ("load_kw", "pv_kw", "wind_kw", "cdl_kw")
+
+
 @dataclass
 class Schedule:
     """An agent's optimal plan for one day, as returned by a solve."""
@@ -94,25 +132,43 @@ class Schedule:
     flows_kw: dict[str, np.ndarray] = field(default_factory=dict)
     soc_kwh: np.ndarray | None = None
     cost_eur: np.ndarray | None = None  # per period, the fixed cost spread evenly
+    costs_eur: dict[str, np.ndarray] = field(default_factory=dict)  # its parts, per period
 
     @property
     def p2v_kw(self) -> np.ndarray:
         return self.flows_kw["p2v_kw"]
 
 
-def data_to_dict(d: ProsumerData | EVData) -> dict:
+def kind_of(d: AgentData) -> str:
+    """The agent kind of a data object: "prosumer", "ev" or "building"."""
+    return KINDS[type(d)]
+
+
+def _plain(v):
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def data_to_dict(d: AgentData) -> dict:
     """JSON-ready form of an agent's data (for simulator start-up parameters)."""
-    def plain(v):
-        if isinstance(v, np.ndarray):
-            return v.tolist()
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v.item() if isinstance(v, np.generic) else v
-    kind = "prosumer" if isinstance(d, ProsumerData) else "ev"
-    return {"kind": kind, **plain(asdict(d))}
+    return {"kind": kind_of(d), **_plain(asdict(d))}
 
 
-def data_from_dict(raw: dict) -> ProsumerData | EVData:
+def _building_from_dict(raw: dict) -> BuildingData:
+    for key in BUILDING_ARRAYS:
+        raw[key] = np.asarray(raw[key], float)
+    if raw.get("pil_kw") is not None:
+        raw["pil_kw"] = np.asarray(raw["pil_kw"], float)
+    raw["flexible"] = tuple(FlexibleLoad(**f) for f in raw["flexible"])
+    return BuildingData(**raw)
+
+
+def data_from_dict(raw: dict) -> AgentData:
     """Inverse of ``data_to_dict``."""
     raw = dict(raw)
     kind = raw.pop("kind")
@@ -120,6 +176,8 @@ def data_from_dict(raw: dict) -> ProsumerData | EVData:
     tariff = dict(raw["tariff"])
     raw["tariff"] = Tariff(**tariff)
     raw["battery"] = BatterySpec(**raw["battery"]) if raw.get("battery") else None
+    if kind == "building":
+        return _building_from_dict(raw)
     if kind == "prosumer":
         raw["load_kw"] = np.asarray(raw["load_kw"], float)
         raw["pv_kw"] = np.asarray(raw["pv_kw"], float)
@@ -134,4 +192,6 @@ def net_load_kw(kind: str, flows: dict[str, np.ndarray]) -> np.ndarray:
     retail purchases and P2V purchases in, feed-in and P2V sales out."""
     if kind == "prosumer":
         return flows["buy_kw"] - flows["sell_kw"] - flows["p2v_kw"]
+    if kind == "building":
+        return flows["buy_kw"] - flows["sell_kw"]
     return flows["buy_kw"] + flows["p2v_kw"]

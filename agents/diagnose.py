@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.data import BatterySpec, EVData, ProsumerData
+from agents.data import (
+    AgentData,
+    BatterySpec,
+    BuildingData,
+    EVData,
+    FlexibleLoad,
+    ProsumerData,
+)
+
+LABELS = {ProsumerData: "prosumer", EVData: "EV", BuildingData: "building"}
 
 
 def _battery_bounds(kind: str, name: str, b: BatterySpec) -> str | None:
@@ -65,9 +74,59 @@ def _explain_prosumer(d: ProsumerData) -> str:
     return f"prosumer {d.name}: no feasible plan (battery energy or end-of-day target)"
 
 
-def explain_infeasible(d: ProsumerData | EVData) -> str:
+def _window(f: FlexibleLoad, periods: int) -> range:
+    return range(max(f.window_start, 0), min(f.window_end, periods))
+
+
+def _supply_kw(d: BuildingData, t: int) -> float:
+    """Most power a building can draw in period t: connection, battery, PV and wind."""
+    dis = d.battery.discharge_max_kw if d.battery is not None else 0.0
+    return d.buy_max_kw + dis + float(d.pv_kw[t]) + float(d.wind_kw[t])
+
+
+def _short_window(d: BuildingData) -> str | None:
+    for f in d.flexible:
+        if f.duration_periods > (n := len(_window(f, d.horizon.periods))):
+            return (f"building {d.name}: flexible load {f.name} needs {f.duration_periods} "
+                    f"periods but its window {f.window_start}-{f.window_end} has {n}")
+    return None
+
+
+def _load_above_supply(d: BuildingData) -> str | None:
+    dis = d.battery.discharge_max_kw if d.battery is not None else 0.0
+    for t in range(d.horizon.periods):
+        load, pv, wind = float(d.load_kw[t]), float(d.pv_kw[t]), float(d.wind_kw[t])
+        if load > _supply_kw(d, t) + 1e-9:
+            return (f"building {d.name}: load {load:.1f} kW at {d.horizon.label(t)} exceeds "
+                    f"contracted {d.buy_max_kw:.1f} kW + battery {dis:.1f} kW + PV {pv:.1f} kW "
+                    f"+ wind {wind:.1f} kW")
+    return None
+
+
+def _flexible_does_not_fit(d: BuildingData) -> str | None:
+    """A flexible load that fits (on top of the non-flexible load) in fewer periods of
+    its window than it must run."""
+    for f in d.flexible:
+        window = _window(f, d.horizon.periods)
+        fits = sum(float(d.load_kw[t]) + f.rating_kw <= _supply_kw(d, t) + 1e-9 for t in window)
+        if f.duration_periods > fits:
+            return (f"building {d.name}: flexible load {f.name} ({f.rating_kw:.1f} kW) fits in "
+                    f"{fits} periods of its window {f.window_start}-{f.window_end}, needs "
+                    f"{f.duration_periods}")
+    return None
+
+
+def _explain_building(d: BuildingData) -> str:
+    return (_short_window(d) or _load_above_supply(d) or _flexible_does_not_fit(d)
+            or f"building {d.name}: no feasible plan (battery energy, end-of-day target or "
+               "flexible loads together)")
+
+
+EXPLAIN = {ProsumerData: _explain_prosumer, EVData: _explain_ev, BuildingData: _explain_building}
+
+
+def explain_infeasible(d: AgentData) -> str:
     """The first reason found why ``d`` has no feasible plan, as one line."""
-    kind = "prosumer" if isinstance(d, ProsumerData) else "EV"
-    if d.battery is not None and (msg := _battery_bounds(kind, d.name, d.battery)):
+    if d.battery is not None and (msg := _battery_bounds(LABELS[type(d)], d.name, d.battery)):
         return msg
-    return _explain_ev(d) if isinstance(d, EVData) else _explain_prosumer(d)
+    return EXPLAIN[type(d)](d)

@@ -1,24 +1,29 @@
-"""Equipment blocks that add themselves to a Pyomo block: battery, PV unit, grid
-connection, EV charger.
+"""Equipment blocks that add themselves to a Pyomo block: battery, PV unit, wind
+turbine, flexible loads, grid connections, EV charger.
 
-Every block records two lists on the agent's top block so the solver wrapper can
-prove an LP relaxation MILP-optimal (see ``agents.model``):
+Every block records three lists on the agent's top block so the solver wrapper can
+prove an LP relaxation MILP-optimal (see ``agents.solver``):
 
 - ``indicators``: ``(binary, flow)`` pairs of the form ``flow <= M * binary``;
-- ``exclusive``: pairs of binaries with ``x_a + x_b <= 1``.
+- ``exclusive``: pairs of binaries with ``x_a + x_b <= 1``;
+- ``integers``: binaries that are genuine decisions (not indicators of a flow); the LP
+  solution must already be integral in them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyomo.environ as pyo
 
-from agents.data import BatterySpec, Horizon
+from agents.data import BatterySpec, FlexibleLoad, Horizon
 
 
-def _register(top: pyo.Block, indicators=(), exclusive=()) -> None:
+def _register(top: pyo.Block, indicators=(), exclusive=(), integers=()) -> None:
     top.indicators = [*getattr(top, "indicators", []), *indicators]
     top.exclusive = [*getattr(top, "exclusive", []), *exclusive]
+    top.integers = [*getattr(top, "integers", []), *integers]
 
 
 def add_battery(
@@ -68,6 +73,34 @@ def add_pv(top: pyo.Block, horizon: Horizon, pv_kw: np.ndarray) -> pyo.Block:
     return b
 
 
+def add_wind(top: pyo.Block, horizon: Horizon, wind_kw: np.ndarray) -> pyo.Block:
+    """Wind output, at most the available power (curtailment allowed, RECON)."""
+    top.wind = b = pyo.Block()
+    b.gen_kw = pyo.Var(range(horizon.periods), bounds=lambda b, t: (0, float(wind_kw[t])))
+    return b
+
+
+def add_flexible_loads(
+    top: pyo.Block, horizon: Horizon, loads: Sequence[FlexibleLoad]
+) -> pyo.Block:
+    """Shiftable appliances: load f is on (``on[f, t] = 1``, drawing its rating) for
+    exactly d_f periods of its window [α_f, β_f), and off outside it (RECON, §E).
+
+    Σ_{t ∈ [α_f, β_f)} on[f, t] = d_f, kw_t = Σ_f rating_f · on[f, t].
+    """
+    T, F = range(horizon.periods), range(len(loads))
+    window = [range(max(f.window_start, 0), min(f.window_end, horizon.periods)) for f in loads]
+    top.flexible = b = pyo.Block()
+    b.on = pyo.Var(F, T, domain=pyo.Binary,
+                   bounds=lambda b, f, t: (0, 1 if t in window[f] else 0))
+    b.duration = pyo.Constraint(
+        F, rule=lambda b, f: sum(b.on[f, t] for t in window[f]) == loads[f].duration_periods
+    )
+    b.kw = pyo.Expression(T, rule=lambda b, t: sum(loads[f].rating_kw * b.on[f, t] for f in F))
+    _register(top, integers=[b.on])
+    return b
+
+
 def add_p2v_limit(top: pyo.Block, horizon: Horizon, limit_kw: float) -> pyo.Param:
     """The coordinator's per-period P2V limit L_t, a mutable parameter."""
     top.p2v_limit_kw = pyo.Param(
@@ -100,6 +133,41 @@ def add_grid_connection(
         [(b.x_buy, b.buy_kw), (b.x_sell, b.sell_kw), (b.x_p2v, b.p2v_kw)],
         [(b.x_buy, b.x_sell), (b.x_buy, b.x_p2v)],
     )
+    return b
+
+
+def add_retail_connection(
+    top: pyo.Block,
+    horizon: Horizon,
+    buy_max_kw: float,
+    sell_max_kw: float,
+    cdl_kw: np.ndarray,
+    pil_kw: np.ndarray | None = None,
+) -> pyo.Block:
+    """Retail purchase and feed-in of a building, with its demand and injection limits.
+
+    buy ≤ Bmax·xb, sell ≤ S_t·xs with S_t = min(Smax, PIL_t) (Smax without a PIL),
+    xb + xs ≤ 1; above_cdl_t ≥ buy_t − CDL_t, above_cdl_t ≥ 0 (no binary: the CDL
+    penalty is convex, so the minimisation keeps above_cdl at its bound). S_t is a
+    mutable parameter ``top.export_limit_kw`` (a market may lift or set the PIL).
+    """
+    T = range(horizon.periods)
+    cap = [sell_max_kw if pil_kw is None else min(sell_max_kw, float(pil_kw[t])) for t in T]
+    top.export_limit_kw = pyo.Param(T, initialize=lambda m, t: cap[t], mutable=True,
+                                    within=pyo.Reals)
+    top.grid = b = pyo.Block()
+    b.buy_kw = pyo.Var(T, bounds=(0, buy_max_kw))
+    b.sell_kw = pyo.Var(T, bounds=(0, sell_max_kw))
+    b.above_cdl_kw = pyo.Var(T, bounds=(0, None))
+    b.x_buy, b.x_sell = (pyo.Var(T, domain=pyo.Binary) for _ in range(2))
+    b.buy_on = pyo.Constraint(T, rule=lambda b, t: b.buy_kw[t] <= buy_max_kw * b.x_buy[t])
+    b.sell_on = pyo.Constraint(
+        T, rule=lambda b, t: b.sell_kw[t] <= top.export_limit_kw[t] * b.x_sell[t])
+    b.buy_or_sell = pyo.Constraint(T, rule=lambda b, t: b.x_buy[t] + b.x_sell[t] <= 1)
+    b.above_cdl = pyo.Constraint(
+        T, rule=lambda b, t: b.above_cdl_kw[t] >= b.buy_kw[t] - float(cdl_kw[t])
+    )
+    _register(top, [(b.x_buy, b.buy_kw), (b.x_sell, b.sell_kw)], [(b.x_buy, b.x_sell)])
     return b
 
 

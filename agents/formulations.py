@@ -1,17 +1,27 @@
-"""Prosumer and EV cost-minimisation models (MODELS.md §A; RECON of Eqs 1–33).
+"""Prosumer and EV cost-minimisation models (MODELS.md §A; RECON of Eqs 1–33) and the
+building's HEMS (MODELS.md §E, RECON).
 
-``define_prosumer`` and ``define_ev`` fill any Pyomo block, so the same code builds
-a standalone agent model and a block of the centralized benchmark. Each filled block
-exposes ``p2v_kw`` (the market quantity), ``p2v_limit_kw`` (the coordinator's limit,
-mutable) and ``cost_eur`` (the agent's daily cost).
+``define_prosumer``, ``define_ev`` and ``define_building`` fill any Pyomo block, so the
+same code builds a standalone agent model and a block of the centralized benchmark.
+Each filled block exposes ``cost_eur`` (the agent's daily cost); prosumer and EV
+blocks also ``p2v_kw`` (the market quantity) and ``p2v_limit_kw`` (the coordinator's
+limit, mutable), a building block ``net_kw`` (its import minus export).
 """
 
 from __future__ import annotations
 
 import pyomo.environ as pyo
 
-from agents.data import EVData, ProsumerData
-from agents.equipment import add_battery, add_ev_charger, add_grid_connection, add_pv
+from agents.data import BuildingData, EVData, ProsumerData
+from agents.equipment import (
+    add_battery,
+    add_ev_charger,
+    add_flexible_loads,
+    add_grid_connection,
+    add_pv,
+    add_retail_connection,
+    add_wind,
+)
 
 
 def define_prosumer(b: pyo.Block, d: ProsumerData) -> pyo.Block:
@@ -62,13 +72,62 @@ def define_ev(b: pyo.Block, d: EVData) -> pyo.Block:
     return b
 
 
+def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
+    """An active household's HEMS MILP (MODELS.md §E). RECON: the paper's equations are
+    images in the source; this is the standard formulation its text describes.
+
+    min Σ_t Δt (λb_t buy_t + (κ − 1) λb_t above_t − λs_t sell_t) + fixed, s.t.
+    pv_t + wind_t + dis_t + buy_t = load_t + flex_t + ch_t + sell_t,
+    flex_t = Σ_f rating_f on_{f,t}, Σ_{t ∈ [α_f, β_f)} on_{f,t} = d_f, on ∈ {0, 1},
+    above_t ≥ buy_t − CDL_t, above_t ≥ 0 (energy above the CDL costs κ λb_t in all),
+    sell_t ≤ min(Smax, PIL_t)·xs_t, buy_t ≤ Bmax·xb_t, xb + xs ≤ 1, and the battery
+    (charge / discharge / float). PV and wind may be curtailed.
+    """
+    T = range(d.horizon.periods)
+    pv = add_pv(b, d.horizon, d.pv_kw)
+    wind = add_wind(b, d.horizon, d.wind_kw)
+    flex = add_flexible_loads(b, d.horizon, d.flexible)
+    g = add_retail_connection(b, d.horizon, d.buy_max_kw, d.sell_max_kw, d.cdl_kw, d.pil_kw)
+    bat = add_battery(b, d.horizon, d.battery) if d.battery is not None else None
+    # A Var, not only the Expression flex.kw, so a Schedule can report it.
+    b.flex_kw = pyo.Var(T, bounds=(0, None))
+    b.flex_total = pyo.Constraint(T, rule=lambda b, t: b.flex_kw[t] == flex.kw[t])
+
+    def balance(b, t):
+        ch = bat.ch_kw[t] if bat is not None else 0
+        dis = bat.dis_kw[t] if bat is not None else 0
+        supply = pv.gen_kw[t] + wind.gen_kw[t] + dis + g.buy_kw[t]
+        return supply == float(d.load_kw[t]) + b.flex_kw[t] + ch + g.sell_kw[t]
+
+    b.balance = pyo.Constraint(T, rule=balance)
+    b.net_kw = pyo.Expression(T, rule=lambda b, t: g.buy_kw[t] - g.sell_kw[t])
+    b.cost_eur = pyo.Expression(expr=_building_cost_eur(g, d))
+    return b
+
+
+def _building_cost_eur(g: pyo.Block, d: BuildingData):
+    h, tr, extra = d.horizon.period_h, d.tariff, d.cdl_factor - 1.0
+    return sum(
+        h
+        * (
+            float(tr.buy_eur_per_kwh[t]) * (g.buy_kw[t] + extra * g.above_cdl_kw[t])
+            - float(tr.sell_eur_per_kwh[t]) * g.sell_kw[t]
+        )
+        for t in range(d.horizon.periods)
+    ) + tr.fixed_eur_per_day
+
+
+# Result column -> component path inside an agent's block, in report order; an agent
+# reports the ones its block has.
+REPORTED = (
+    ("buy_kw", "grid.buy_kw"), ("p2v_kw", "grid.p2v_kw"), ("sell_kw", "grid.sell_kw"),
+    ("pv_kw", "pv.gen_kw"), ("wind_kw", "wind.gen_kw"), ("flex_kw", "flex_kw"),
+    ("ch_kw", "battery.ch_kw"), ("soc_kwh", "battery.soc_kwh"), ("dis_kw", "battery.dis_kw"),
+    ("above_cdl_kw", "grid.above_cdl_kw"),
+)
+
+
 def flow_components(b: pyo.Block) -> dict[str, pyo.Var]:
     """The variables a Schedule reports, by result column name."""
-    named = {"buy_kw": b.grid.buy_kw, "p2v_kw": b.grid.p2v_kw}
-    if hasattr(b, "pv"):
-        named |= {"sell_kw": b.grid.sell_kw, "pv_kw": b.pv.gen_kw}
-    if hasattr(b, "battery"):
-        named |= {"ch_kw": b.battery.ch_kw, "soc_kwh": b.battery.soc_kwh}
-        if hasattr(b.battery, "dis_kw"):
-            named["dis_kw"] = b.battery.dis_kw
-    return named
+    found = ((key, b.find_component(path)) for key, path in REPORTED)
+    return {key: var for key, var in found if var is not None}

@@ -36,10 +36,20 @@ async def serve_one(sock: socket.socket, accept_timeout_s: float, simulator=None
         server.close()
     from mosaik_api_v3.connection import Channel
     channel = Channel(reader, writer)
+    simulator = simulator or AgentSimulator()
     try:
-        await run_simulator(channel, simulator or AgentSimulator(), api_compliant=True)
+        await run_simulator(channel, simulator, api_compliant=True)
     finally:
         await channel.close()
+        _finish(simulator)
+
+
+def _finish(simulator) -> None:
+    """However the co-simulation ended (mosaik may stop without a ``stop`` request), an
+    agent simulator finishes its day and closes its connections to the coordinator (a
+    no-op when mosaik's ``stop`` has done so already)."""
+    if isinstance(simulator, AgentSimulator):
+        simulator.finalize()
 
 
 def _child(sock: socket.socket, others: list[socket.socket], accept_timeout_s: float) -> None:

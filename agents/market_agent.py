@@ -1,8 +1,11 @@
-"""An agent as a market participant: answers signals with offers, applies the clearing.
+"""An agent as a market participant over a run of days.
 
 It speaks only protocol messages (``coordinator.protocol``); the transport (in-process
-calls, ZeroMQ, mosaik) lives in thin adapters around it. It re-solves only when its
-limits change; otherwise it repeats its last offer.
+calls, ZeroMQ, mosaik) lives in thin adapters around it. Each day: ``register`` (the
+day's model is built from that day's data, starting from the energy the previous day
+left), answer ``signal``s with offers (its strategy decides how, re-solving only when
+needed), take the ``clearing``, ``realise`` every period (one ``meter`` each) and take
+the ``settlement``: the settled day (flows and bill) is ``settled``.
 """
 
 from __future__ import annotations
@@ -11,87 +14,147 @@ import time
 
 import numpy as np
 
-from agents.data import EVData, ProsumerData, Schedule
-from agents.solver import AgentModel
+from agents.billing import day_bill, settled_flows
+from agents.data import Schedule, net_load_kw
+from agents.days import day_slice, days_covered
+from agents.realise import Actuals, realise_period
+from agents.solver import AgentModel, agent_kind
+from agents.strategies import strategy
 from coordinator.protocol import (
     Clearing,
     ClearingBody,
+    Meter,
+    MeterBody,
     Offer,
-    OfferBody,
     Register,
     RegisterBody,
+    Settlement,
+    SettlementBody,
     Signal,
 )
 
 
-def period_costs_eur(data: ProsumerData | EVData, flows: dict[str, np.ndarray]) -> np.ndarray:
-    """Cost in each period (€): energy at the agent's prices plus the fixed cost spread
-    evenly over the day's periods."""
-    tr, h = data.tariff, data.horizon.period_h
-    cost = h * (tr.buy_eur_per_kwh * flows["buy_kw"])
-    if isinstance(data, ProsumerData):
-        cost -= h * (tr.sell_eur_per_kwh * flows["sell_kw"] + tr.p2v_eur_per_kwh * flows["p2v_kw"])
-    else:
-        cost += h * tr.p2v_eur_per_kwh * flows["p2v_kw"]
-    return cost + tr.fixed_eur_per_day / data.horizon.periods
+def export_cap_kw(day_data) -> np.ndarray:
+    """The most the agent may export at its connection per period (P2V sales included;
+    a building's power injection limit where it has one)."""
+    n = day_data.horizon.periods
+    if hasattr(day_data, "trip_kwh"):
+        return np.zeros(n)
+    cap = float(getattr(day_data, "sell_max_kw", 0.0) + getattr(day_data, "p2v_max_kw", 0.0))
+    pil = getattr(day_data, "pil_kw", None)
+    return np.full(n, cap) if pil is None else np.minimum(cap, pil)
 
 
-def settle_schedule(data: ProsumerData | EVData, plan: Schedule,
-                    clearing: ClearingBody) -> Schedule:
-    """The plan after clearing: P2V as cleared; a seller's unsold rest is exported to the
-    retailer (feed-in), a buyer's unmet rest is bought from the retailer (time of use)."""
-    flows = dict(plan.flows_kw)
-    residual = np.asarray(clearing.residual_kw, float)
-    flows["p2v_offered_kw"] = flows["p2v_kw"]
-    flows["p2v_kw"] = np.asarray(clearing.p2v_kw, float)
-    key = "sell_kw" if isinstance(data, ProsumerData) else "buy_kw"
-    flows[key] = flows[key] + residual
-    return Schedule(plan.agent, plan.kind, plan.status, plan.objective_eur, plan.method,
-                    plan.solve_time_s, flows, plan.soc_kwh, period_costs_eur(data, flows))
+def settle_schedule(day_data, kind: str, realised: dict[str, np.ndarray],
+                    clearing: ClearingBody | None, settlement: SettlementBody | None,
+                    plan: Schedule | None = None) -> Schedule:
+    """The settled day: realised flows, the market's quantities and the bill."""
+    planned_p2v = None if plan is None else plan.flows_kw.get("p2v_kw")
+    flows = settled_flows(realised, clearing, planned_p2v)
+    if plan is not None:
+        flows["quote_kw"] = net_load_kw(kind, plan.flows_kw)
+    soc = flows.pop("soc_kwh", None)
+    bill = day_bill(day_data, flows["net_kw"], settlement)
+    flows["market_kw"] = bill.pop("market_kw")
+    cost = bill.pop("cost_eur")
+    return Schedule(day_data.name, kind, "settled",
+                    float(cost.sum()) if plan is None else plan.objective_eur,
+                    "" if plan is None else plan.method,
+                    0.0 if plan is None else plan.solve_time_s, flows,
+                    soc if day_data.battery is not None else None, cost, bill)
 
 
 class MarketAgent:
-    """One agent's market behaviour around its MILP."""
+    """One agent's market behaviour around its MILP, day after day."""
 
-    def __init__(self, data: ProsumerData | EVData, mip_rel_gap: float = 1e-6,
-                 time_limit_s: float = 60.0, lp_first: bool = True):
-        self.data = data
-        self.model = AgentModel(data, mip_rel_gap, time_limit_s)
+    def __init__(self, data, family: str = "limits", actuals: Actuals | None = None,
+                 mip_rel_gap: float = 1e-6, time_limit_s: float = 60.0, lp_first: bool = True):
+        self.data, self.strategy = data, strategy(family)
+        self.actuals = actuals or Actuals()
+        self.options = {"mip_rel_gap": mip_rel_gap, "time_limit_s": time_limit_s}
         self.lp_first = lp_first
-        self.plan: Schedule | None = None
+        self.days = days_covered(data)
+        self.soc_kwh = data.battery.e0_kwh if data.battery is not None else None
+        self.day: int | None = None
+        self.day_data = self.model = self.plan = self.clearing = self.limit = None
+        self.export_limit_kw: np.ndarray | None = None
         self.settled: Schedule | None = None
+        self.realised: dict[str, np.ndarray] = {}
         self.last_solve_s = 0.0
-        self.round_costs_eur: dict[int, float] = {}  # round -> planned cost of the day
-        self._limit: np.ndarray | None = None
+        self.round_costs_eur: dict[tuple[int, int], float] = {}  # (day, round) -> planned cost
 
     @property
     def name(self) -> str:
         return self.data.name
 
     @property
-    def side(self) -> str:
-        return "seller" if self.model.kind == "prosumer" else "buyer"
+    def kind(self) -> str:
+        return agent_kind(self.data)
+
+    def start_day(self, day: int) -> None:
+        """Build the day's model from its data and the energy carried over."""
+        self.day, self.plan, self.clearing, self.limit, self.settled = day, None, None, None, None
+        self.day_data = day_slice(self.data, day, self.soc_kwh)
+        self.model = AgentModel(self.day_data, **self.options)
+        self.export_limit_kw = export_cap_kw(self.day_data)
+        self.realised = {}
 
     def register(self, day: int = 0) -> Register:
-        body = RegisterBody(kind=self.model.kind, side=self.side,
-                            periods=self.data.horizon.periods, p2v_max_kw=self.data.p2v_max_kw)
+        if self.day != day or self.model is None:
+            self.start_day(day)
+        body = RegisterBody(kind=self.kind, periods=self.day_data.horizon.periods,
+                            period_h=self.day_data.horizon.period_h,
+                            limits_kw=self.strategy.limits(self.day_data))
         return Register(sender=self.name, day=day, body=body)
 
-    def on_signal(self, msg: Signal) -> Offer:
-        """Apply the signal's limits, re-solve if they changed, offer the P2V quantities."""
-        limit = msg.body.p2v_limit_kw
-        self.last_solve_s, start = 0.0, time.perf_counter()
-        if limit is not None and (self._limit is None or not np.array_equal(limit, self._limit)):
-            self._limit = np.asarray(limit, float)
-            self.model.set_p2v_limit(np.minimum(self._limit, self.data.p2v_max_kw))
-            self.plan = None
+    def set_export_limit(self, limit_kw) -> None:
+        """A market's export limit (kW per period) for planning and real time."""
+        limit = np.asarray(limit_kw, float)
+        self.model.set_export_limit(limit)
+        if hasattr(self.day_data, "pil_kw"):  # buildings: a market may set or lift the PIL
+            self.export_limit_kw = np.minimum(limit, self.day_data.sell_max_kw)
+
+    def solve_if_needed(self) -> None:
         if self.plan is None:
+            start = time.perf_counter()
             self.plan = self.model.solve(self.lp_first)
-            self.last_solve_s = time.perf_counter() - start  # limit update + solve
-        self.round_costs_eur[msg.round] = float(self.plan.objective_eur)
-        return Offer(sender=self.name, day=msg.day, round=msg.round,
-                     body=OfferBody(p2v_kw=self.plan.p2v_kw.tolist()))
+            self.last_solve_s = time.perf_counter() - start
+
+    def planned_net_kw(self) -> np.ndarray:
+        return net_load_kw(self.kind, self.plan.flows_kw)
+
+    def on_signal(self, msg: Signal) -> Offer:
+        """Answer the signal with an offer (the strategy re-plans where it must)."""
+        self.last_solve_s = 0.0
+        body = self.strategy.answer(self, msg)
+        self.round_costs_eur[(msg.day, msg.round)] = float(self.plan.objective_eur)
+        return Offer(sender=self.name, day=msg.day, round=msg.round, body=body)
 
     def on_clearing(self, msg: Clearing) -> Schedule:
-        self.settled = settle_schedule(self.data, self.plan, msg.body)
+        """Take the day-ahead result; the plan stands (realisation follows it)."""
+        self.clearing = msg.body
+        return self.plan
+
+    def realise(self, t: int) -> Meter:
+        """Period ``t`` in real time: realised flows, carried energy, the meter reading."""
+        if self.plan is None:
+            self.solve_if_needed()  # no market this day: the plan alone
+        actual = self.actuals.at(self.day_data, self.day, t)
+        flows = realise_period(self.day_data, self.plan.flows_kw, t, self.soc_kwh, actual,
+                               float(self.export_limit_kw[t]))
+        n = self.day_data.horizon.periods
+        for key, value in flows.items():
+            self.realised.setdefault(key, np.zeros(n))[t] = value
+        if "soc_kwh" in flows:
+            self.soc_kwh = flows["soc_kwh"]
+        return Meter(sender=self.name, day=self.day, round=0,
+                     body=MeterBody(period=t, p_kw=flows["net_kw"]))
+
+    def realise_day(self) -> list[Meter]:
+        return [self.realise(t) for t in range(self.day_data.horizon.periods)]
+
+    def on_settlement(self, msg: Settlement | None) -> Schedule:
+        """The settled day (realised flows and the bill); ``None``: no market, all retail."""
+        self.settled = settle_schedule(self.day_data, self.kind, self.realised, self.clearing,
+                                       None if msg is None else msg.body, self.plan)
         return self.settled

@@ -1,9 +1,12 @@
 """The agents' mosaik simulator: a thin adapter around ``MarketAgent``.
 
-One simulator process hosts one or more agents (entity id = agent name). At the first
-step of a day every hosted agent plans its day through the market (ZeroMQ client to
-the coordinator, one thread per agent); every step it outputs its realised power at
-the grid connection for the current period.
+One simulator process hosts one or more agents (entity id = agent name), each with one
+ZeroMQ client for the whole run. At the first step of every day each hosted agent builds
+its day model and joins that day's market (one thread per agent); every step it realises
+the period (battery re-dispatched against what actually happened), sends its meter
+reading to the coordinator and outputs its realised power at the grid connection. At the
+end of each day it writes its realised day to ``results_dir`` (a copy that survives the
+simulation if mosaik stops).
 
 Start it as a mosaik ``cmd`` simulator: ``python -m agents.simulator %(addr)s``.
 """
@@ -20,40 +23,53 @@ from pathlib import Path
 import mosaik_api_v3
 import numpy as np
 
-from agents.client import run_agent
-from agents.data import data_from_dict, net_load_kw
+from agents.client import CoordinatorClient
+from agents.data import data_from_dict
 from agents.market_agent import MarketAgent
+from agents.realise import Actuals
 
-FLOW_ATTRS = ["buy_kw", "sell_kw", "p2v_kw", "p2v_offered_kw", "pv_kw", "load_kw", "ch_kw",
-              "dis_kw"]
+SETTLEMENT_WAIT_S = 10.0  # at the end, how long to wait for the last day's settlement
+# The realised day, per period (the runner adds the market's quantities and the bill).
+REALISED_ATTRS = ["net_kw", "pv_kw", "wind_kw", "load_kw", "flex_kw", "ch_kw", "dis_kw",
+                  "soc_kwh", "quote_kw"]
 # Inputs a co-simulator may send at the start of a day: the day's profile (one value per
-# period) that replaces the agent's own before it plans.
+# period) that replaces the agent's own forecast before it plans.
 PROFILE_INPUTS = {"load_profile_kw": "load_kw", "pv_profile_kw": "pv_kw"}
 META = {
     "api_version": "3.0",
     "type": "time-based",
     "models": {
         "Agent": {"public": True, "params": ["agents"],
-                  "attrs": ["p_kw", *FLOW_ATTRS, "cost_eur", "soc_kwh", "pid", "rss_mb",
-                            "ok", *PROFILE_INPUTS]},
+                  "attrs": ["p_kw", *REALISED_ATTRS, "pid", "rss_mb", "ok", *PROFILE_INPUTS]},
     },
 }
+
+
+def agent_to_dict(data_dict: dict, actuals: Actuals | None) -> dict:
+    """A hosted agent's start-up parameters: its data and, if any, its actual profiles."""
+    extra = {} if actuals is None else {
+        k: np.asarray(v).tolist() for k, v in dataclasses.asdict(actuals).items()
+        if v is not None}
+    return {**data_dict, "actuals": extra}
 
 
 class AgentSimulator(mosaik_api_v3.Simulator):
     def __init__(self):
         super().__init__(META)
         self.data: dict[str, object] = {}  # agent name -> its private data
-        self.agents: dict[str, MarketAgent] = {}  # built at the first step, in parallel
+        self.actuals: dict[str, Actuals] = {}
+        self.agents: dict[str, MarketAgent] = {}
+        self.clients: dict[str, CoordinatorClient] = {}
         self.failures: dict[str, str] = {}
-        self.period_s, self.endpoint, self.solver = 900, None, {}
+        self.period_s, self.endpoint, self.solver, self.family = 900, None, {}, "limits"
         self.curve_keys, self.key_name = None, None  # CURVE key directory and client key
-        self.period = 0
+        self.day, self.period, self.periods = 0, 0, 96
+        self.results_dir: Path | None = None
 
     def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
-             solver=None, results_dir=None, curve_keys=None, key_name=None):
+             solver=None, results_dir=None, curve_keys=None, key_name=None, family="limits"):
         self.endpoint, self.period_s, self.solver = endpoint, int(period_s), solver or {}
-        self.curve_keys, self.key_name = curve_keys, key_name
+        self.curve_keys, self.key_name, self.family = curve_keys, key_name, family
         self.results_dir = Path(results_dir) if results_dir else None
         return self.meta
 
@@ -62,93 +78,148 @@ class AgentSimulator(mosaik_api_v3.Simulator):
             raise ValueError(f"create: {num} entities asked for but {len(agents)} agents given")
         out = []
         for raw in agents:
+            raw = dict(raw)
+            actuals = raw.pop("actuals", None) or {}
             data = data_from_dict(raw)
             self.data[data.name] = data
+            self.actuals[data.name] = Actuals(**{k: np.asarray(v, float)
+                                                 for k, v in actuals.items()})
+            self.periods = data.horizon.periods
             out.append({"eid": data.name, "type": model})
         return out
 
     def step(self, time, inputs, max_advance):
-        periods = next(iter(self.data.values())).horizon.periods
-        self.period = (time // self.period_s) % periods
+        k = time // self.period_s
+        self.day, self.period = divmod(k, self.periods)
         if self.period == 0:
             self._apply_profiles(inputs)
             self._plan_day()
+        self._realise()
         return time + self.period_s
 
+    def _realise(self) -> None:
+        """Every active agent realises the current period and sends its meter reading."""
+        for name in self._active():
+            agent = self.agents[name]
+            try:
+                self.clients[name].send(agent.realise(self.period))
+            except Exception as exc:  # noqa: BLE001 - recorded; the agent outputs ok = False
+                self.failures[name] = f"day {self.day + 1}: {type(exc).__name__}: {exc}"
+        if self.period == self.periods - 1:
+            self._write_days()
+
+    def finish_day(self) -> None:
+        """The co-simulation stopped mid-day: realise the rest of the day on its own (the
+        meters keep running), so the coordinator can settle the day."""
+        if not self.clients or not self._active() or self.period >= self.periods - 1:
+            return
+        for t in range(self.period + 1, self.periods):
+            self.period = t
+            self._realise()
+
+    def _active(self) -> list[str]:
+        return [n for n, a in self.agents.items()
+                if n not in self.failures and a.plan is not None and a.day == self.day]
+
     def _apply_profiles(self, inputs: dict) -> None:
-        """Day profiles from co-simulators replace the agents' own; a wrong one fails
-        that agent (recorded, outputs ok = False), not the simulation."""
+        """Day profiles from co-simulators replace the agents' own forecasts for the day;
+        a wrong one fails that agent (recorded, outputs ok = False), not the simulation."""
         for name, attrs in inputs.items():
             for attr, field in PROFILE_INPUTS.items():
                 for source, values in attrs.get(attr, {}).items():
                     try:
-                        self.data[name] = replace_profile(self.data[name], field, values)
+                        self.data[name] = replace_profile(self.data[name], field, values,
+                                                          self.day)
                     except ValueError as exc:
                         self.failures[name] = f"{attr} from {source}: {exc}"
-                    self.agents.pop(name, None)  # rebuilt with the new profile
+                    if name in self.agents:
+                        self.agents[name].data = self.data[name]
 
     def _plan_day(self) -> None:
-        """Every hosted agent joins the market in its own thread. Models are built first,
-        one after another (Pyomo model building is not thread-safe), at this first step so
-        that the processes of a community build theirs at the same time."""
+        """Every hosted agent joins the day's market in its own thread. Models are built
+        first, one after another (Pyomo model building is not thread-safe), at this first
+        step so that the processes of a community build theirs at the same time."""
         for name, data in self.data.items():
-            if name not in self.agents and name not in self.failures:
-                try:
-                    self.agents[name] = MarketAgent(data, **self.solver)
+            if name in self.failures:
+                continue
+            try:
+                if name not in self.agents:
+                    self.agents[name] = MarketAgent(data, self.family, self.actuals[name],
+                                                    **self.solver)
+                    self.clients[name] = CoordinatorClient(
+                        self.agents[name], self.endpoint, curve_keys=self.curve_keys,
+                        key_name=self.key_name)
                     _inject_fault(self.agents[name])
-                except Exception as exc:  # noqa: BLE001 - recorded; outputs ok = False
-                    self.failures[name] = f"{type(exc).__name__}: {exc}"
-        threads = [threading.Thread(target=self._join_market, args=(name,), daemon=True)
-                   for name in self.agents]
+                self.agents[name].start_day(self.day)
+            except Exception as exc:  # noqa: BLE001 - recorded; outputs ok = False
+                self.failures[name] = f"day {self.day + 1}: {type(exc).__name__}: {exc}"
+        names = [n for n in self.agents if n not in self.failures]
+        threads = [threading.Thread(target=self._join_market, args=(n,), daemon=True)
+                   for n in names]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
 
     def _join_market(self, name: str) -> None:
+        client = self.clients[name]
         try:
-            settled = run_agent(self.agents[name], self.endpoint, curve_keys=self.curve_keys,
-                                key_name=self.key_name)
-            if settled is not None and self.results_dir is not None:
-                write_schedule(self.results_dir / f"{name}.json", settled,
-                               self.agents[name].round_costs_eur)
+            if client.run_day(self.day) is None:
+                self.failures[name] = client.failure or "no plan"
         except Exception as exc:  # noqa: BLE001 - recorded; the agent outputs ok = False
-            self.failures[name] = f"{type(exc).__name__}: {exc}"
+            self.failures[name] = f"day {self.day + 1}: {type(exc).__name__}: {exc}"
+
+    def _write_days(self) -> None:
+        if self.results_dir is None:
+            return
+        for name in self._active():
+            write_realised(self.results_dir / f"{name}.json", self.agents[name])
 
     def _value(self, name: str, attr: str):
         agent = self.agents.get(name)
-        sched, t = (agent.settled if agent else None), self.period
+        live = agent is not None and name in self._active()
         if attr == "pid":
             return os.getpid()
         if attr == "rss_mb":  # this process's peak resident memory
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if attr == "ok":
-            return sched is not None
-        if sched is None:
+            return live
+        if not live:
             return 0.0 if attr == "p_kw" else None
-        if attr == "p_kw":
-            return float(net_load_kw(sched.kind, sched.flows_kw)[t])
-        if attr in FLOW_ATTRS:
-            values = sched.flows_kw.get(attr)
-            return 0.0 if values is None else float(values[t])
-        if attr == "cost_eur":
-            return float(sched.cost_eur[t])
-        return None if sched.soc_kwh is None else float(np.asarray(sched.soc_kwh)[t])
+        if attr == "quote_kw":
+            return float(agent.planned_net_kw()[self.period])
+        values = agent.realised.get("net_kw" if attr == "p_kw" else attr)
+        return None if values is None else float(values[self.period])
 
     def get_data(self, outputs):
         return {eid: {a: self._value(eid, a) for a in attrs}
                 for eid, attrs in outputs.items()}
 
+    def finalize(self):
+        """The end, normal or not: finish the day if the co-simulation stopped mid-day,
+        wait (bounded) for the day's settlements, so the last meter readings have reached
+        the coordinator before the sockets close, then close them. Idempotent."""
+        self.finish_day()
+        for name in [n for n in self._active() if n in self.clients]:
+            self.clients[name].wait_settlement(self.day, SETTLEMENT_WAIT_S)
+        for client in self.clients.values():
+            client.close()
+        self.clients = {}
 
-def replace_profile(data, field: str, values) -> object:
-    """``data`` with its ``field`` profile replaced by ``values`` (kW per period)."""
+
+def replace_profile(data, field: str, values, day: int = 0) -> object:
+    """``data`` with day ``day`` of its ``field`` profile replaced by ``values`` (kW per
+    period)."""
     if not hasattr(data, field):
         raise ValueError(f"a {type(data).__name__} has no {field} profile")
+    n = data.horizon.periods
     arr = np.asarray(values, float)
-    if arr.shape != (data.horizon.periods,) or not np.all(np.isfinite(arr)) or arr.min() < 0:
-        raise ValueError(f"expected {data.horizon.periods} finite values >= 0, got "
+    if arr.shape != (n,) or not np.all(np.isfinite(arr)) or arr.min() < 0:
+        raise ValueError(f"expected {n} finite values >= 0, got "
                          f"{arr.size} (min {np.nanmin(arr) if arr.size else 'n/a'})")
-    return dataclasses.replace(data, **{field: arr})
+    whole = np.array(getattr(data, field), float)
+    whole[day * n:(day + 1) * n] = arr
+    return dataclasses.replace(data, **{field: whole})
 
 
 FAULT_ENV = "LEMGRID_FAULT_KILL"  # "agent:round": that agent's process dies in that round
@@ -169,15 +240,20 @@ def _inject_fault(agent: MarketAgent) -> None:
     agent.on_signal = on_signal
 
 
-def write_schedule(path: Path, sched, round_costs_eur: dict[int, float]) -> None:
-    """The settled day and the planned cost per round as JSON: a copy that survives this
-    simulation if mosaik stops."""
+def write_realised(path: Path, agent: MarketAgent) -> None:
+    """Append the agent's realised day and its planned cost per round to its JSON file
+    (written to a temporary file, then renamed: never half-written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"agent": sched.agent, "kind": sched.kind,
-            "flows_kw": {k: np.asarray(v).tolist() for k, v in sched.flows_kw.items()},
-            "soc_kwh": None if sched.soc_kwh is None else np.asarray(sched.soc_kwh).tolist(),
-            "round_costs_eur": {str(r): c for r, c in round_costs_eur.items()}}
-    path.write_text(json.dumps(data))
+    data = json.loads(path.read_text()) if path.exists() else {
+        "agent": agent.name, "kind": agent.kind, "days": {}}
+    data["days"][str(agent.day)] = {
+        "realised": {k: np.asarray(v).tolist() for k, v in agent.realised.items()},
+        "quote_kw": agent.planned_net_kw().tolist(),
+        "round_costs_eur": {str(r): c for (d, r), c in agent.round_costs_eur.items()
+                            if d == agent.day}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 def main():

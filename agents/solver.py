@@ -4,9 +4,10 @@ Build (``define_*``) → persistent HiGHS instance (limits are mutable parameter
 new limit only rewrites coefficients) → solve → extract a typed ``Schedule``.
 
 A solve first runs the LP relaxation. Its optimum is a lower bound of the MILP; if
-setting every binary to 1 exactly where its flow is positive also satisfies every
-exclusion ``x_a + x_b ≤ 1``, that LP solution is feasible for the MILP and therefore
-MILP-optimal. Otherwise the MILP is solved by branch and bound.
+every genuine integer decision (a flexible load's on/off) is already integral and
+setting every indicator binary to 1 exactly where its flow is positive also satisfies
+every exclusion ``x_a + x_b ≤ 1``, that LP solution is feasible for the MILP and
+therefore MILP-optimal. Otherwise the MILP is solved by branch and bound.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.solver.solvers.highs import Highs
 
-from agents.data import EVData, ProsumerData, Schedule
+from agents.data import AgentData, BuildingData, EVData, ProsumerData, Schedule, kind_of
 from agents.diagnose import explain_infeasible
-from agents.formulations import define_ev, define_prosumer, flow_components
+from agents.formulations import define_building, define_ev, define_prosumer, flow_components
 
 FLOW_ON_KW = 1e-9  # a flow above this counts as "on" when the LP relaxation is checked
+INTEGRAL_TOL = 1e-9  # an integer decision this close to an integer counts as integral
+OBJECTIVE_TOL = 1e-9  # relative: a MILP solution's values must price at its objective
+DEFINE = {ProsumerData: define_prosumer, EVData: define_ev, BuildingData: define_building}
 OPTIMAL = highspy.HighsModelStatus.kOptimal
 INFEASIBLE = (highspy.HighsModelStatus.kInfeasible,
               highspy.HighsModelStatus.kUnboundedOrInfeasible)
@@ -49,16 +53,23 @@ class PersistentMILP:
         for key, value in (("output_flag", False), ("mip_rel_gap", mip_rel_gap),
                            ("time_limit", time_limit_s)):
             h.setOptionValue(key, value)
-        indicators, exclusive = [], []
+        indicators, exclusive, integers = [], [], []
         for blk in model.block_data_objects():
             indicators += getattr(blk, "indicators", [])
             exclusive += getattr(blk, "exclusive", [])
+            integers += getattr(blk, "integers", [])
         row = {id(x): k for k, (x, _) in enumerate(indicators)}
         self._flows = [self.columns(f) for _, f in indicators]
         self._exclusive = [(row[id(a)], row[id(b)]) for a, b in exclusive]
+        self._integers = self._stack([self.columns(x) for x in integers])
+        # Every column the LP relaxes: indicator binaries, then integer decisions.
         self._binaries = np.concatenate(
-            [self.columns(x) for x, _ in indicators] or [np.empty(0, np.int32)]
-        ).astype(np.int32)
+            [self._stack([self.columns(x) for x, _ in indicators]), self._integers]
+        )
+
+    @staticmethod
+    def _stack(columns: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(columns or [np.empty(0, np.int32)]).astype(np.int32)
 
     def columns(self, var: pyo.Var) -> np.ndarray:
         """HiGHS column indices of an indexed variable, in index order."""
@@ -74,7 +85,23 @@ class PersistentMILP:
             return self._run(relax=False), "lp"
         if lp_first and self._run(relax=True) == OPTIMAL and self._lp_is_milp_feasible():
             return OPTIMAL, "lp"
-        return self._run(relax=False), "milp"
+        return self._run_milp(), "milp"
+
+    def _run_milp(self):
+        """Branch and bound. HiGHS 1.16 may take the preceding LP solution as a MIP start
+        and then report the optimum's objective with the start's values; if the values
+        do not price at the objective, clear that start and solve again."""
+        status = self._run(relax=False)
+        if status == OPTIMAL and not self._values_match_objective():
+            self.highs.clearSolver()
+            status = self._run(relax=False)
+        return status
+
+    def _values_match_objective(self) -> bool:
+        lp = self.highs.getLp()
+        x = np.asarray(self.highs.getSolution().col_value)
+        value = float(np.dot(lp.col_cost_, x) + lp.offset_)
+        return abs(value - self.objective()) <= OBJECTIVE_TOL * max(1.0, abs(value))
 
     def _run(self, relax: bool):
         if len(self._binaries):
@@ -86,6 +113,9 @@ class PersistentMILP:
 
     def _lp_is_milp_feasible(self) -> bool:
         x = np.asarray(self.highs.getSolution().col_value)
+        ints = x[self._integers]
+        if np.any(np.abs(ints - np.round(ints)) > INTEGRAL_TOL):
+            return False
         on = [x[cols] > FLOW_ON_KW for cols in self._flows]
         return not any(np.any(on[a] & on[b]) for a, b in self._exclusive)
 
@@ -99,31 +129,31 @@ class PersistentMILP:
         return self.highs.modelStatusToString(status)
 
 
-def schedule_from_values(data: ProsumerData | EVData, values: dict[str, np.ndarray],
+def schedule_from_values(data: AgentData, values: dict[str, np.ndarray],
                          objective_eur: float, method: str, seconds: float) -> Schedule:
     """A Schedule from per-variable value arrays (keys as in ``flow_components``)."""
     flows = {k: np.clip(v, 0.0, None) for k, v in values.items()}
     soc = flows.pop("soc_kwh", None)
     kind = agent_kind(data)
-    if kind == "prosumer":
-        flows["load_kw"] = np.asarray(data.load_kw, float)
+    if kind in ("prosumer", "building"):
+        flows["load_kw"] = np.asarray(data.load_kw, float)  # the non-flexible load
     return Schedule(agent=data.name, kind=kind, status="optimal", objective_eur=objective_eur,
                     method=method, solve_time_s=seconds, flows_kw=flows, soc_kwh=soc)
 
 
-def agent_kind(data: ProsumerData | EVData) -> str:
-    return "prosumer" if isinstance(data, ProsumerData) else "ev"
+def agent_kind(data: AgentData) -> str:
+    return kind_of(data)
 
 
-def define_agent(block: pyo.Block, data: ProsumerData | EVData) -> pyo.Block:
+def define_agent(block: pyo.Block, data: AgentData) -> pyo.Block:
     """Fill ``block`` with the agent's constraints and ``cost_eur`` expression."""
-    return (define_prosumer if isinstance(data, ProsumerData) else define_ev)(block, data)
+    return DEFINE[type(data)](block, data)
 
 
 class AgentModel:
     """One agent's MILP, built once per day and re-solved as its P2V limit changes."""
 
-    def __init__(self, data: ProsumerData | EVData, mip_rel_gap: float = 1e-6,
+    def __init__(self, data: AgentData, mip_rel_gap: float = 1e-6,
                  time_limit_s: float = 60.0):
         self.data, self.kind = data, agent_kind(data)
         self.m = m = pyo.ConcreteModel(name=data.name)
@@ -137,10 +167,27 @@ class AgentModel:
         return self.data.name
 
     def set_p2v_limit(self, limit_kw) -> None:
-        """Set the coordinator's per-period P2V limit (kW) and push it to HiGHS."""
+        """Set the coordinator's per-period P2V limit (kW) and push it to HiGHS.
+
+        A building takes no part in the P2V market and has no such limit: TypeError.
+        """
+        if self.kind == "building":
+            raise TypeError(f"building {self.name}: has no P2V limit to set")
         param = self.m.p2v_limit_kw
         for t, value in enumerate(np.broadcast_to(limit_kw, (self.data.horizon.periods,))):
             param[t] = float(value)
+        self.solver.update_parameters()
+
+    def set_export_limit(self, limit_kw) -> None:
+        """Set the per-period export limit (kW; a PIL, or the connection's limit where a
+        market lifts PILs), capped at the connection. A model without a settable export
+        limit (prosumer, EV: their export limit is their contract's) is left as it is."""
+        param = getattr(self.m, "export_limit_kw", None)
+        if param is None:
+            return
+        cap = float(self.data.sell_max_kw)
+        for t, value in enumerate(np.broadcast_to(limit_kw, (self.data.horizon.periods,))):
+            param[t] = min(float(value), cap)
         self.solver.update_parameters()
 
     def solve(self, lp_first: bool = True) -> Schedule:

@@ -1,9 +1,17 @@
 """The wire protocol between agents and the coordinator: one module both sides import.
 
 Every message is an envelope (``v``, ``type``, ``msg_id``, ``sender``, ``day``,
-``round``) around a typed body. Agents send ``register``, ``offer`` and
-``heartbeat``; the coordinator sends ``signal``, ``clearing`` and ``error``. There is
-no field for load, PV, state of charge or any other private profile.
+``round``) around a typed body. Agents send ``register`` (join a day's market),
+``offer`` (quantities per commodity, optionally per counterparty), ``meter`` (the
+realised power at the connection, one period) and ``heartbeat``; the coordinator sends
+``signal`` (per-period prices and limits, per commodity and optionally per
+counterparty, and consensus terms for iterative mechanisms), ``clearing`` (the day-ahead
+result), ``settlement`` (the day's bill after the meters) and ``error``.
+
+Bodies are generic over mechanisms: a commodity or market is a key (``p2v``, ``net``,
+``power``, ``heat``, ``import``, ``export``, ...), a period series is a list of finite
+numbers. There is no field for load, PV, state of charge, appliances or any other
+private profile, and unknown fields are refused.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # Timing (seconds). Name the base constants, derive the rest.
 HEARTBEAT_INTERVAL_S = 1.0
@@ -30,9 +38,13 @@ CURVE_CLIENTS_DIR, CURVE_PRIVATE_DIR = "clients", "private"  # public keys; key 
 CURVE_PUBLIC, CURVE_SECRET = ".key", ".key_secret"
 CURVE_DEFAULT_CLIENT = "agents"  # one key for a whole agent host
 
-Kind = Literal["prosumer", "ev", "building", "consumer"]
-Side = Literal["seller", "buyer"]
-Quantities = list[Annotated[float, Field(ge=0)]]
+Kind = Literal["prosumer", "ev", "building", "operator"]
+KINDS: tuple[str, ...] = Kind.__args__
+Key = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.:-]+$")]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+Series = Annotated[list[Number], Field(max_length=100_000)]  # one value per period
+NonNegSeries = Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]],
+                         Field(max_length=100_000)]
 
 
 class _Body(BaseModel):
@@ -40,36 +52,79 @@ class _Body(BaseModel):
 
 
 class RegisterBody(_Body):
+    """An agent joins one day's market: its kind, horizon and the limits at its
+    connection a mechanism may use (per period, kW): e.g. ``p2v`` (P2V trades),
+    ``import``, ``export``, ``cdl`` (consumer demand limit), ``pil`` (power injection
+    limit)."""
+
     kind: Kind
-    side: Side
-    periods: int = Field(gt=0)
-    p2v_max_kw: float = Field(ge=0, description="connection limit for P2V trades")
+    periods: int = Field(gt=0, le=100_000)
+    period_h: float = Field(gt=0, le=24)
+    limits_kw: dict[Key, NonNegSeries] = Field(default_factory=dict)
+
+
+class Terms(_Body):
+    """Per-period terms for one commodity (or one counterparty and commodity)."""
+
+    price_eur_per_kwh: Series | None = None
+    limit_kw: NonNegSeries | None = None
+    target_kw: Series | None = None  # consensus target of an iterative mechanism
 
 
 class SignalBody(_Body):
-    p2v_limit_kw: Quantities | None = None
-    price_eur_per_kwh: list[float] | None = None
+    terms: dict[Key, Terms] = Field(default_factory=dict)
+    by_counterparty: dict[Key, dict[Key, Terms]] | None = None
+    rho: Number | None = Field(None, description="penalty of an iterative mechanism")
 
 
 class OfferBody(_Body):
-    p2v_kw: Quantities
-    by_counterparty_kw: dict[str, Quantities] | None = None
+    """Quantities per commodity (kW per period; ``net`` is signed: + import, − export),
+    optionally per counterparty."""
+
+    quantities_kw: dict[Key, Series]
+    by_counterparty_kw: dict[Key, dict[Key, Series]] | None = None
 
 
 class ClearingBody(_Body):
-    p2v_kw: Quantities
-    residual_kw: Quantities
-    price_eur_per_kwh: list[float]
+    """The day-ahead result for one agent: cleared quantities and prices per commodity,
+    and ``position_kw``: the energy the market delivers (+) or takes (−) at the agent's
+    connection in each period; the rest of its realised power is retail."""
+
+    quantities_kw: dict[Key, Series] = Field(default_factory=dict)
+    prices_eur_per_kwh: dict[Key, Series] = Field(default_factory=dict)
+    position_kw: Series
     converged: bool
+
+
+class MeterBody(_Body):
+    """The realised power at the agent's connection in one period (+ import)."""
+
+    period: int = Field(ge=0, le=100_000)
+    p_kw: Number
+
+
+class SettlementBody(_Body):
+    """The day's bill from the market, per period (€, + the agent pays): the traded
+    bill of the day-ahead position, the deviation cost of the realised power against
+    it and the violation cost of the deviation; ``position_kw`` is the realised energy
+    the market covered (the rest is retail)."""
+
+    position_kw: Series
+    traded_eur: Series
+    deviation_eur: Series
+    violation_eur: Series
 
 
 class HeartbeatBody(_Body):
     pass
 
 
+ErrorCode = Literal["malformed", "version", "unknown_type", "duplicate", "late",
+                    "unknown_agent", "forbidden"]
+
+
 class ErrorBody(_Body):
-    code: Literal["malformed", "version", "unknown_type", "duplicate", "late", "unknown_agent",
-                  "forbidden"]
+    code: ErrorCode
     detail: str
     ref_msg_id: str | None = None
 
@@ -77,10 +132,10 @@ class ErrorBody(_Body):
 class _Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     v: int = PROTOCOL_VERSION
-    msg_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    sender: str
-    day: int = 0
-    round: int = 0
+    msg_id: str = Field(default_factory=lambda: uuid.uuid4().hex, max_length=64)
+    sender: Key
+    day: int = Field(0, ge=0, le=1_000_000)
+    round: int = Field(0, ge=0, le=1_000_000)
 
 
 class Register(_Envelope):
@@ -103,6 +158,16 @@ class Clearing(_Envelope):
     body: ClearingBody
 
 
+class Meter(_Envelope):
+    type: Literal["meter"] = "meter"
+    body: MeterBody
+
+
+class Settlement(_Envelope):
+    type: Literal["settlement"] = "settlement"
+    body: SettlementBody
+
+
 class Heartbeat(_Envelope):
     type: Literal["heartbeat"] = "heartbeat"
     body: HeartbeatBody = HeartbeatBody()
@@ -113,11 +178,12 @@ class Error(_Envelope):
     body: ErrorBody
 
 
+MESSAGE_CLASSES = (Register, Signal, Offer, Clearing, Meter, Settlement, Heartbeat, Error)
 Message = Annotated[
-    Register | Signal | Offer | Clearing | Heartbeat | Error, Field(discriminator="type")
+    Register | Signal | Offer | Clearing | Meter | Settlement | Heartbeat | Error,
+    Field(discriminator="type"),
 ]
-MESSAGE_TYPES = {cls.model_fields["type"].default: cls
-                 for cls in (Register, Signal, Offer, Clearing, Heartbeat, Error)}
+MESSAGE_TYPES = {cls.model_fields["type"].default: cls for cls in MESSAGE_CLASSES}
 _ADAPTER = TypeAdapter(Message)
 
 
@@ -133,21 +199,21 @@ def encode(msg: _Envelope) -> bytes:
     return msg.model_dump_json().encode()
 
 
-def decode(frame: bytes) -> Register | Signal | Offer | Clearing | Heartbeat | Error:
+def decode(frame: bytes):
     """Parse one frame; raise ProtocolError naming what is wrong."""
     try:
         raw = json.loads(frame)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError("malformed", f"not JSON ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("malformed", f"not JSON ({type(exc).__name__})") from None
     if not isinstance(raw, dict):
         raise ProtocolError("malformed", "a message must be a JSON object")
     msg_id = raw.get("msg_id") if isinstance(raw.get("msg_id"), str) else None
-    if raw.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError("version", f"protocol version {raw.get('v')!r} is not "
+    if type(raw.get("v")) is not int or raw.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError("version", f"protocol version {str(raw.get('v'))[:20]!r} is not "
                             f"{PROTOCOL_VERSION}", msg_id)
-    if raw.get("type") not in MESSAGE_TYPES:
-        raise ProtocolError("unknown_type", f"message type {raw.get('type')!r} is not one of "
-                            f"{', '.join(MESSAGE_TYPES)}", msg_id)
+    if not isinstance(raw.get("type"), str) or raw["type"] not in MESSAGE_TYPES:
+        raise ProtocolError("unknown_type", f"message type {str(raw.get('type'))[:40]!r} is "
+                            f"not one of {', '.join(MESSAGE_TYPES)}", msg_id)
     try:
         return _ADAPTER.validate_python(raw)
     except ValidationError as exc:

@@ -1,16 +1,24 @@
-"""The coordinator as a ZeroMQ ROUTER service around a ``MarketSession`` (no mosaik).
+"""The coordinator as a ZeroMQ ROUTER service around one ``MarketSession`` a day (no
+mosaik).
 
 One thread, one ROUTER socket, one poll loop that never blocks longer than
-``POLL_INTERVAL_S``. The day goes through three phases:
+``POLL_INTERVAL_S``. It serves every day of the run; each day goes through phases:
 
-* ``registration``: agents send ``register``; the market opens when every roster agent
-  has registered or the registration timeout passes (missing agents fail as
-  "never registered"). Registrations enter the session in roster order, so the
-  mechanism sees the agents in the same order as the in-process runtime.
+* ``registration``: agents send ``register`` for the day; the market opens when every
+  roster agent still in the run has registered or the registration timeout passes
+  (missing agents fail as "never registered"). Registrations enter the session in roster
+  order, so the mechanism sees the agents in the same order as the in-process runtime.
+  An agent that has finished the previous day may register for the next one early.
 * ``market``: a round closes when every active agent has offered or the round deadline
   passes (late agents fail); then the next signals go out, or the clearings.
-* ``draining``: the service answers stragglers for ``drain_s`` so the clearings leave the
-  socket before it is closed with ``linger=0``.
+* ``realisation``: agents send one ``meter`` per period; when every cleared agent has
+  metered every period (or no meter has arrived for ``realisation_timeout_s``: agents
+  still missing readings fail), the day is settled, the settlements go out and the day's
+  record is written. Then the next day, or:
+* ``draining``: the service answers stragglers for ``drain_s`` so the last messages leave
+  the socket before it is closed with ``linger=0``.
+
+An agent that fails a day leaves the run.
 
 Every frame in and out is appended to ``messages.jsonl``. A bad frame is answered with
 an ``error`` message and logged; it never stops the service.
@@ -31,10 +39,11 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import zmq
 
 from coordinator.auth import CurveServer, is_loopback
-from coordinator.mechanisms import get_mechanism
+from coordinator.mechanisms import get_mechanism, load_params
 from coordinator.protocol import (
     HEARTBEAT_EXPIRY_S,
     HEARTBEAT_INTERVAL_S,
@@ -42,6 +51,7 @@ from coordinator.protocol import (
     Error,
     ErrorBody,
     Heartbeat,
+    Meter,
     Offer,
     ProtocolError,
     Register,
@@ -53,6 +63,7 @@ REGISTRATION_TIMEOUT_S = ROUND_DEADLINE_S  # agent processes start up within one
 POLL_INTERVAL_S = HEARTBEAT_INTERVAL_S / 10  # longest poll, so deadlines and stop() are prompt
 DRAIN_S = HEARTBEAT_INTERVAL_S  # served after the clearings so they leave the socket
 JOIN_TIMEOUT_S = 10 * POLL_INTERVAL_S  # close() waits this long for the serving thread
+REALISATION_TIMEOUT_S = ROUND_DEADLINE_S  # longest silence between meter readings
 
 
 class CoordinatorService:
@@ -63,9 +74,17 @@ class CoordinatorService:
                  round_deadline_s: float = ROUND_DEADLINE_S,
                  registration_timeout_s: float = REGISTRATION_TIMEOUT_S, day: int = 0,
                  heartbeat_expiry_s: float = HEARTBEAT_EXPIRY_S, drain_s: float = DRAIN_S,
-                 curve_keys: str | Path | None = None):
-        self.session = MarketSession(get_mechanism(mechanism_name), params, day=day)
+                 curve_keys: str | Path | None = None, days: int = 1,
+                 realisation_timeout_s: float = REALISATION_TIMEOUT_S,
+                 records_path: Path | None = None):
+        self.mechanism, self.params = get_mechanism(mechanism_name), params
+        self.first_day, self.last_day = day, day + days - 1
+        self.session = MarketSession(self.mechanism, params, day=day)
         self.roster = list(roster) if roster is not None else None
+        self.realisation_timeout_s = realisation_timeout_s
+        self.records_path = Path(records_path) if records_path else None
+        self.days: list[dict] = []  # each finished day's record (see day_record)
+        self.gone: dict[str, str] = {}  # agents that left the run, with the reason
         self.round_deadline_s = round_deadline_s
         self.registration_timeout_s = registration_timeout_s
         self.heartbeat_expiry_s, self.drain_s = heartbeat_expiry_s, drain_s
@@ -76,6 +95,7 @@ class CoordinatorService:
         self._keys: dict[str, str | None] = {}  # agent -> the CURVE key it registered with
         self._routes: dict[str, list[bytes]] = {}  # agent -> routing frames
         self._pending: dict[str, Register] = {}  # registrations before the market opens
+        self._early: dict[str, Register] = {}  # registrations for the next day
         self._heard: dict[str, float] = {}  # agent -> last message (monotonic s)
         self._beating: set[str] = set()  # agents that sent heartbeats: they may expire
         self._deadline = 0.0
@@ -168,10 +188,15 @@ class CoordinatorService:
         self.close()
 
     # -- phases ------------------------------------------------------------------------
+    def _expected(self) -> list[str] | None:
+        """Roster agents still in the run (None: no roster, whoever registers)."""
+        return None if self.roster is None else [n for n in self.roster if n not in self.gone]
+
     def _advance(self, now: float) -> None:
         s = self.session
         if self.phase == "registration":
-            if (self.roster is not None and set(self.roster) <= set(self._pending)) \
+            expected = self._expected()
+            if (expected is not None and set(expected) <= set(self._pending)) \
                     or now >= self._deadline:
                 self._open(now)
         elif self.phase == "market":
@@ -183,18 +208,33 @@ class CoordinatorService:
                     s.fail(name, f"missed the round-{s.round} deadline")
             if not s.waiting_for:
                 self._deliver(s.close_round(), now)
+        elif self.phase == "realisation":
+            if s.unmetered and now >= self._deadline:
+                for name in s.unmetered:
+                    missing = int(np.isnan(s.meters.get(name, np.full(s.periods, np.nan))).sum())
+                    s.fail(name, f"day {s.day + 1}: {missing} period(s) without a meter reading "
+                           f"after {self.realisation_timeout_s:g} s of silence")
+            if not s.unmetered:
+                self._settle(now)
         elif self.phase == "draining" and now >= self._deadline:
             self.phase = "done"
 
     def _open(self, now: float) -> None:
         s = self.session
-        order = self.roster if self.roster is not None else list(self._pending)
+        order = self._expected() or list(self._pending)
         for name in order:
             if name in self._pending:
-                s.register(self._pending[name])
+                try:
+                    s.register(self._pending[name])
+                except ProtocolError as exc:
+                    s.fail(name, exc.detail)
+                    self._reply_error(self._routes[name], exc)
         for name in order:
             if name not in self._pending:
                 s.fail(name, "never registered")
+        if not s.active:
+            self._settle(now)
+            return
         self._deliver(s.start(), now)
 
     def _deliver(self, signals: dict, now: float) -> None:
@@ -206,10 +246,36 @@ class CoordinatorService:
             self.phase, self._deadline = "market", now + self.round_deadline_s
             messages = signals
         else:
-            self.phase, self._deadline = "draining", now + self.drain_s
-            messages = self.session.settle()
+            self.phase, self._deadline = "realisation", now + self.realisation_timeout_s
+            messages = self.session.clear()
         for name, msg in messages.items():
             self._send(self._routes[name], msg)
+
+    def _settle(self, now: float) -> None:
+        """Bill the day, send the settlements, record the day, open the next one."""
+        s = self.session
+        settlements = s.settle() if s.clearings else {}
+        for name, msg in settlements.items():
+            self._send(self._routes[name], msg)
+        self.gone.update({n: f"day {s.day + 1}: {r}" if not r.startswith("day ") else r
+                          for n, r in s.failed.items()})
+        self.days.append(day_record(self))
+        self._write_records()
+        if s.day >= self.last_day:
+            self.phase, self._deadline = "draining", now + self.drain_s
+            return
+        self.session = MarketSession(self.mechanism, self.params, day=s.day + 1)
+        self.round_seconds, self._beating = [], set()
+        self._pending, self._early = self._early, {}
+        self.phase, self._deadline = "registration", now + self.registration_timeout_s
+
+    def _write_records(self) -> None:
+        """Every finished day's record, replaced atomically (a reader never sees half)."""
+        if self.records_path is None:
+            return
+        tmp = self.records_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"days": self.days}) + "\n")
+        tmp.replace(self.records_path)
 
     def _expired(self, now: float) -> list[str]:
         return [n for n in self.session.waiting_for
@@ -256,32 +322,39 @@ class CoordinatorService:
             self._register(peer, route, msg, key)
         elif isinstance(msg, Offer):
             self._offer(msg)
+        elif isinstance(msg, Meter):
+            self._meter(msg)
         else:
             raise ProtocolError("forbidden", f"agents do not send {msg.type!r} messages",
                                 msg.msg_id)
 
     def _register(self, peer: bytes, route: list[bytes], msg: Register,
                   key: str | None) -> None:
-        if msg.sender in self._routes:
-            raise ProtocolError("duplicate", f"{msg.sender} is already registered", msg.msg_id)
-        if self.roster is not None and msg.sender not in self.roster:
-            raise ProtocolError("unknown_agent", f"{msg.sender} is not in the scenario's "
-                                "roster", msg.msg_id)
-        if self.curve is not None and not self.curve.may_register(key, msg.sender,
-                                                                   self.roster):
-            raise ProtocolError("forbidden", f"key {key!r} may not register {msg.sender} "
+        name, day = msg.sender, self.session.day
+        if self.roster is not None and name not in self.roster:
+            raise ProtocolError("unknown_agent", f"{name} is not in the scenario's roster",
+                                msg.msg_id)
+        if self.curve is not None and not self.curve.may_register(key, name, self.roster):
+            raise ProtocolError("forbidden", f"key {key!r} may not register {name} "
                                 "(a key named after an agent is that agent's only key)",
                                 msg.msg_id)
-        if self.phase != "registration":
-            raise ProtocolError("late", f"{msg.sender} registered after the market opened",
-                                msg.msg_id)
-        if msg.day != self.session.day:
+        if name in self.gone:
+            raise ProtocolError("late", f"{name} left the run: {self.gone[name]}", msg.msg_id)
+        early = msg.day == day + 1 and self.phase == "realisation" and day < self.last_day
+        if msg.day != day and not early:
             raise ProtocolError("late", f"registration for day {msg.day}, the market is at "
-                                f"day {self.session.day}", msg.msg_id)
-        self._pending[msg.sender] = msg
-        self._names[peer], self._routes[msg.sender] = msg.sender, list(route)
-        self._keys[msg.sender] = key
-        self._heard[msg.sender] = time.monotonic()
+                                f"day {day}", msg.msg_id)
+        pending = self._early if early else self._pending
+        if name in pending or (not early and name in self.session.roster):
+            raise ProtocolError("duplicate", f"{name} is already registered for day "
+                                f"{msg.day}", msg.msg_id)
+        if not early and self.phase != "registration":
+            raise ProtocolError("late", f"{name} registered after the market opened",
+                                msg.msg_id)
+        pending[name] = msg
+        self._names[peer], self._routes[name] = name, list(route)
+        self._keys[name] = key
+        self._heard[name] = time.monotonic()
 
     def _offer(self, msg: Offer) -> None:
         s = self.session
@@ -292,6 +365,13 @@ class CoordinatorService:
             raise ProtocolError("late", f"no round is open (the market is {self.phase})",
                                 msg.msg_id)
         s.offer(msg)
+
+    def _meter(self, msg: Meter) -> None:
+        if self.phase != "realisation":
+            raise ProtocolError("late", f"no day is being realised (the market is "
+                                f"{self.phase})", msg.msg_id)
+        self.session.meter(msg)
+        self._deadline = time.monotonic() + self.realisation_timeout_s
 
     def _reply_error(self, route: list[bytes], exc: ProtocolError) -> None:
         body = ErrorBody(code=exc.code, detail=exc.detail, ref_msg_id=exc.msg_id)
@@ -322,6 +402,8 @@ def read_roster(value: str | None) -> list[str] | None:
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--mechanism", default="p2v_rules")
+    p.add_argument("--params", default=None, metavar="FILE",
+                   help="the mechanism and its parameters as JSON (written by lemgrid run)")
     p.add_argument("--tolerance-kw", type=float, default=None)
     p.add_argument("--max-rounds", type=int, default=None)
     p.add_argument("--price-eur-per-kwh", type=float, default=None)
@@ -332,52 +414,65 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--curve-keys", default=None, metavar="DIR",
                    help="admit only the CURVE client keys of DIR/clients (see lemgrid keys)")
     p.add_argument("--log", default="messages.jsonl", help="messages.jsonl path")
-    p.add_argument("--day", type=int, default=0)
+    p.add_argument("--day", type=int, default=0, help="the first day served")
+    p.add_argument("--days", type=int, default=1, help="how many days to serve")
     p.add_argument("--round-deadline-s", type=float, default=ROUND_DEADLINE_S)
     p.add_argument("--registration-timeout-s", type=float, default=REGISTRATION_TIMEOUT_S)
-    p.add_argument("--records", default=None, help="write the rounds' records here (JSON)")
+    p.add_argument("--realisation-timeout-s", type=float, default=REALISATION_TIMEOUT_S)
+    p.add_argument("--records", default=None,
+                   help="write every finished day's record here (JSON, replaced each day)")
     return p
 
 
-def day_records(service: CoordinatorService) -> dict:
-    """What the day's rounds saw, for the runner's results (JSON-ready)."""
+def day_record(service: CoordinatorService) -> dict:
+    """What the day saw, for the runner's results (JSON-ready): its rounds (the
+    mechanism's round records with their wall time), who failed, every agent's clearing
+    and settlement."""
     s = service.session
-    state = s.state
-    rounds = [{"round": r.round, "error_kw": r.error_kw, "sold_kw": list(map(float, r.sold_kw)),
-               "bought_kw": list(map(float, r.bought_kw)), "rule": r.rule,
-               "limits_changed": r.limits_changed, "seconds": sec}
-              for r, sec in zip(getattr(state, "records", []), service.round_seconds)]
-    return {"day": s.day, "rounds": rounds, "converged": getattr(state, "converged", None),
-            "failed": dict(s.failed), "refused_handshakes": service.refused_handshakes}
+    records = getattr(s.state, "records", [])
+    rounds = [{"round": r.round, "error_kw": r.error_kw,
+               "per_period": {k: np.asarray(v, float).tolist() for k, v in r.per_period.items()},
+               "scalars": r.scalars, "seconds": sec}
+              for r, sec in zip(records, service.round_seconds)]
+    return {"day": s.day, "rounds": rounds, "converged": getattr(s.state, "converged", None),
+            "failed": dict(s.failed),
+            "clearings": {n: b.model_dump(mode="json") for n, b in s.clearings.items()},
+            "settlements": {n: b.model_dump(mode="json") for n, b in s.settlements.items()},
+            "refused_handshakes": service.refused_handshakes}
 
 
 def build_service(args) -> CoordinatorService:
-    mech = get_mechanism(args.mechanism)
-    given = {"tolerance_kw": args.tolerance_kw, "max_rounds": args.max_rounds,
-             "price_eur_per_kwh": args.price_eur_per_kwh}
-    params = mech.params_type(**{k: v for k, v in given.items() if v is not None})
-    return CoordinatorService(args.mechanism, params, read_roster(args.roster), args.endpoint,
+    if args.params:
+        mech, params = load_params(json.loads(Path(args.params).read_text()))
+    else:
+        mech = get_mechanism(args.mechanism)
+        given = {"tolerance_kw": args.tolerance_kw, "max_rounds": args.max_rounds,
+                 "price_eur_per_kwh": args.price_eur_per_kwh}
+        params = mech.params_type(**{k: v for k, v in given.items() if v is not None})
+    return CoordinatorService(mech.name, params, read_roster(args.roster), args.endpoint,
                               Path(args.log) if args.log else None, args.round_deadline_s,
                               args.registration_timeout_s, args.day,
-                              curve_keys=args.curve_keys)
+                              curve_keys=args.curve_keys, days=args.days,
+                              realisation_timeout_s=args.realisation_timeout_s,
+                              records_path=Path(args.records) if args.records else None)
 
 
 def serve(args) -> int:
-    """Serve one day from parsed arguments; print the endpoint first and a summary last."""
+    """Serve the run's days from parsed arguments; print the endpoint first and a
+    summary line per day last."""
     with build_service(args) as service:
         print(f"coordinator listening on {service.endpoint}", flush=True)
         if service.curve is None and not is_loopback(service.endpoint):
             print(f"warning: {service.endpoint} is reachable from other hosts and without "
                   "--curve-keys anyone who reaches it may register as a roster agent",
                   file=sys.stderr)
-        s = service.run()
+        service.run()
         refused = service.refused_handshakes
-        if args.records:
-            Path(args.records).write_text(json.dumps(day_records(service)) + "\n")
-    converged = getattr(s.state, "converged", None)
-    print(f"day {s.day}: closed in round {s.round}, converged {converged}, "
-          f"{len(s.active)} agents settled", flush=True)
-    for name, reason in s.failed.items():
+    for day in service.days:
+        settled = len(day["settlements"])
+        print(f"day {day['day']}: closed in round {len(day['rounds'])}, converged "
+              f"{day['converged']}, {settled} agents settled", flush=True)
+    for name, reason in service.gone.items():
         print(f"warning: {name} left the market: {reason}", file=sys.stderr)
     if refused:
         print(f"warning: {refused} connection(s) refused at the CURVE handshake",

@@ -1,15 +1,30 @@
-"""One market day as the coordinator sees it: roster, rounds, offers, clearing.
+"""One market day as the coordinator sees it: roster, rounds, clearing, meters, bills.
 
 Pure bookkeeping around a mechanism; transports (in-process calls, the ZeroMQ
 service) feed it messages and deliver what it returns. Every message in and out is
 appended to ``log``. Bad messages raise ``ProtocolError`` for the transport to answer
 with an ``error`` message; the session itself stays usable.
+
+A day goes: ``register`` (agents join) → ``start`` (round 1 signals) → ``offer`` /
+``close_round`` until the mechanism is done → ``clear`` (clearings) → ``meter`` (one
+realised power per agent and period) → ``settle`` (the day's bills).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from coordinator.mechanisms import Mechanism
-from coordinator.protocol import Clearing, Offer, ProtocolError, Register, Signal
+from coordinator.mechanisms.base import horizon
+from coordinator.protocol import (
+    Clearing,
+    Meter,
+    Offer,
+    ProtocolError,
+    Register,
+    Settlement,
+    Signal,
+)
 
 
 class MarketSession:
@@ -21,13 +36,22 @@ class MarketSession:
         self.state = None
         self.round = 0
         self.done = False
+        self.periods = 0
+        self.clearings: dict[str, object] = {}
+        self.meters: dict[str, np.ndarray] = {}  # agent -> realised kW per period, NaN: none
+        self.settlements: dict[str, object] = {}
         self.log: list = []
 
+    # -- registration and rounds ---------------------------------------------------------
     def register(self, msg: Register) -> None:
         self.log.append(msg)
         if self.state is not None:
             raise ProtocolError("late", f"{msg.sender} registered after the market opened",
                                 msg.msg_id)
+        if msg.body.kind not in self.mechanism.kinds:
+            raise ProtocolError("forbidden", f"mechanism {self.mechanism.name} does not serve "
+                                f"{msg.body.kind} agents (it serves "
+                                f"{', '.join(sorted(self.mechanism.kinds))})", msg.msg_id)
         self.roster[msg.sender] = msg.body
 
     def _signals(self, bodies: dict) -> dict[str, Signal]:
@@ -41,8 +65,16 @@ class MarketSession:
         return [n for n in self.roster if n not in self.failed]
 
     def start(self) -> dict[str, Signal]:
-        """Open round 1: the mechanism's first signals."""
-        bodies, self.state = self.mechanism.init(self.roster, self.params)
+        """Open round 1: the mechanism's first signals (agents whose horizon differs from
+        the first agent's are dropped)."""
+        first = next(iter(self.roster.values()), None)
+        for name, body in self.roster.items():
+            if (body.periods, body.period_h) != (first.periods, first.period_h):
+                self.failed[name] = (f"registered {body.periods} periods of {body.period_h} h, "
+                                     f"the market has {first.periods} of {first.period_h} h")
+        self.periods = horizon({n: self.roster[n] for n in self.active})[0]
+        bodies, self.state = self.mechanism.init({n: self.roster[n] for n in self.active},
+                                                 self.params, self.day)
         self.round = 1
         return self._signals(bodies)
 
@@ -56,6 +88,9 @@ class MarketSession:
         if msg.sender in self.offers:
             raise ProtocolError("duplicate", f"{msg.sender} already offered in round "
                                 f"{self.round}", msg.msg_id)
+        problem = self.mechanism.check_offer(msg.body, self.periods)
+        if problem:
+            raise ProtocolError("malformed", f"body.{problem}", msg.msg_id)
         self.offers[msg.sender] = msg.body
 
     def fail(self, name: str, reason: str) -> None:
@@ -77,9 +112,49 @@ class MarketSession:
         self.round += 1
         return self._signals(bodies)
 
-    def settle(self) -> dict[str, Clearing]:
-        bodies = self.mechanism.settle(self.state, self.params)
+    def clear(self) -> dict[str, Clearing]:
+        """The day-ahead result for every active agent."""
+        bodies = self.mechanism.clear(self.state, self.params)
         out = {n: Clearing(sender=self.sender, day=self.day, round=self.round, body=b)
                for n, b in bodies.items() if n in self.active}
+        self.clearings = {n: m.body for n, m in out.items()}
+        self.log.extend(out.values())
+        return out
+
+    # -- realisation and settlement ------------------------------------------------------
+    def meter(self, msg: Meter) -> None:
+        """Record one realised power; an agent meters each period of the day once."""
+        self.log.append(msg)
+        name, t = msg.sender, msg.body.period
+        if name not in self.clearings or name in self.failed:
+            raise ProtocolError("forbidden", f"{name} has no clearing on day {self.day}",
+                                msg.msg_id)
+        if msg.day != self.day or self.settlements:
+            raise ProtocolError("late", f"meter for day {msg.day}, the market is at day "
+                                f"{self.day}{' (settled)' if self.settlements else ''}",
+                                msg.msg_id)
+        if t >= self.periods:
+            raise ProtocolError("malformed", f"body.period: {t} is not a period of the day "
+                                f"(0-{self.periods - 1})", msg.msg_id)
+        readings = self.meters.setdefault(name, np.full(self.periods, np.nan))
+        if not np.isnan(readings[t]):
+            raise ProtocolError("duplicate", f"{name} already metered period {t}", msg.msg_id)
+        readings[t] = msg.body.p_kw
+
+    @property
+    def unmetered(self) -> list[str]:
+        """Cleared agents still missing a reading for some period."""
+        return [n for n in self.clearings if n not in self.failed and
+                (n not in self.meters or np.isnan(self.meters[n]).any())]
+
+    def settle(self) -> dict[str, Settlement]:
+        """The day's bills; a period without a reading counts as realised at the
+        day-ahead position."""
+        cleared = {n: c for n, c in self.clearings.items() if n not in self.failed}
+        meters = {n: m for n, m in self.meters.items() if n in cleared}
+        bodies = self.mechanism.settle(self.state, self.params, meters)
+        out = {n: Settlement(sender=self.sender, day=self.day, round=self.round, body=b)
+               for n, b in bodies.items() if n in cleared}
+        self.settlements = {n: m.body for n, m in out.items()}
         self.log.extend(out.values())
         return out

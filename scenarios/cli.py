@@ -124,14 +124,13 @@ def cmd_coordinator(args) -> int:
     """``lemgrid coordinator``: from explicit flags, or from ``--scenario``."""
     if args.scenario is None:
         return serve_coordinator(args)
-    from scenarios.community.builder import build_community, p2v_price
+    from scenarios.community.builder import build_community
     from scenarios.run.distributed import coordinator_argv
 
     s = load_scenario(resolve_scenario(args.scenario), args.overrides)
     out = Path(args.out or Path("results") / s.name)
     out.mkdir(parents=True, exist_ok=True)
-    names = [d.name for d in build_community(s)]
-    argv = coordinator_argv(s, names, out, p2v_price(s), args.endpoint)
+    argv = coordinator_argv(s, build_community(s), out, args.endpoint)
     parsed = add_coordinator_arguments(argparse.ArgumentParser()).parse_args(argv)
     return serve_coordinator(parsed)
 

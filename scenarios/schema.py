@@ -13,12 +13,22 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
-from scenarios.catalog import BATTERY_TYPES, EV_MODELS
+from coordinator.mechanisms import MECHANISMS
+from scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 
 SCHEMA_PATH = Path(__file__).with_name("scenario.schema.json")
 HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="time as HH:MM")]
+HHMM24 = Annotated[str, Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$",
+                              description="time as HH:MM, 24:00 the end of the day")]
 NonNeg = Annotated[float, Field(ge=0)]
 HostPort = Annotated[str, Field(pattern=r"^[^:\s]+:\d+$", description="host:port")]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -81,7 +91,18 @@ class P2VPrice(Strict):
         return self
 
 
+class DynamicPrices(Strict):
+    """Hourly real-time buy and feed-in prices over the run, synthesized from the seed
+    (``scenarios/community/households.py``); they replace the time-of-use and feed-in
+    prices for every agent and are the grid prices of a locality market."""
+
+    buy_mean_eur_per_kwh: NonNeg = 0.09
+    sell_ratio: Fraction = 0.45
+    sell_ratio_spread: Fraction = 0.10
+
+
 class Tariffs(Strict):
+    dynamic: DynamicPrices | None = None
     time_of_use: TimeOfUse = TimeOfUse()
     feed_in_eur_per_kwh: NonNeg = 0.045
     p2v_price: P2VPrice = P2VPrice()
@@ -91,11 +112,38 @@ class Tariffs(Strict):
 
 
 class Market(Strict):
-    mechanism: Literal["p2v_rules"] = "p2v_rules"
+    mechanism: str = Field("p2v_rules", description="a registered mechanism: "
+                           + ", ".join(MECHANISMS))
     mode: Literal["decentralized", "centralized"] = "decentralized"
-    p2v: bool = Field(True, description="false: retail and export only (scenario A)")
+    p2v: bool = Field(True, description="p2v_rules: false gives retail and export only "
+                      "(scenario A)")
     tolerance_kw: NonNeg = 0.001
     max_rounds: int = Field(5, ge=1)
+    pil: bool = Field(True, description="the utility imposes power injection limits: each "
+                      "building's own under p2g, the locality's sum under amc and gdrmc")
+    demand_limit: bool = Field(True, description="amc, gdrmc: the locality's demand limit "
+                               "(sum of the consumer demand limits) applies")
+    cdl_factor: float = Field(2.5, ge=1, description="import above a consumer demand limit "
+                              "costs this × the price")
+    penalty_rate: NonNeg = Field(0.2, description="amc, gdrmc: violation cost rate ρ on the "
+                                 "deviation from the quote")
+
+    @model_validator(mode="after")
+    def _known_mechanism(self):
+        if self.mechanism not in MECHANISMS:
+            raise ValueError(f"mechanism: unknown {self.mechanism!r}; allowed: "
+                             f"{', '.join(MECHANISMS)}")
+        return self
+
+
+class ForecastError(Strict):
+    """What really happens differs from the forecast the agents plan with: per period the
+    realised load, PV and wind are the forecast × (1 + e), e normal with these relative
+    standard deviations, drawn from the scenario's seed; 0 turns an error off."""
+
+    load: NonNeg = 0.0
+    pv: NonNeg = 0.0
+    wind: NonNeg = 0.0
 
 
 class Solver(Strict):
@@ -146,6 +194,9 @@ class Runtime(Strict):
                                    "CURVE-authenticate agents to the coordinator")
     coordinator_host: str = "127.0.0.1"
     round_deadline_s: float = Field(30.0, gt=0)
+    realisation_timeout_s: float = Field(60.0, gt=0, description="longest silence between "
+                                         "meter readings before the coordinator settles the "
+                                         "day without the missing agents")
     registration_timeout_s: float = Field(60.0, gt=0)
 
 
@@ -270,7 +321,45 @@ class Cosimulator(Strict):
         return {k: getattr(self, k) for k in ("python", "cmd", "connect") if getattr(self, k)}
 
 
-Template = Annotated[ProsumerTemplate | EVTemplate, Field(discriminator="kind")]
+class FlexibleLoadSpec(Strict):
+    """A flexible load the HEMS may shift: it runs ``duration_h`` inside its window."""
+
+    name: str = Field(pattern=r"^\w+$")
+    rating_kw: float = Field(gt=0)
+    duration_h: float = Field(gt=0)
+    window: tuple[HHMM24, HHMM24]
+
+
+FLEXIBLE = [k for k, a in APPLIANCES.items() if a.flexible]
+
+
+class BuildingTemplate(Strict):
+    """Active buildings (MODELS.md §E): non-flexible load, flexible loads, PV, a small
+    wind turbine, a battery, a consumer demand limit and a power injection limit."""
+
+    kind: Literal["building"]
+    count: int = Field(gt=0)
+    name_prefix: str = "h"
+    contracted_kva: KeyDist
+    load_kwh_per_day: NumDist = Field(8.0, description="mean non-flexible energy a day")
+    flexible: list[str | FlexibleLoadSpec] = Field(
+        default_factory=list, description="catalogue keys (" + ", ".join(FLEXIBLE)
+        + ") or loads of their own; each building has all of them")
+    pv_kw: NumDist = Field(0.0, description="installed PV")
+    pv_yield_kwh_per_kw_day: NonNeg = 4.5
+    wind_kw: NumDist = Field(0.0, description="rated power of the wind turbine")
+    wind_mean_speed_m_s: NonNeg = 4.0
+    battery: KeyDist | None = None
+    battery_initial_soc: Fraction | Uniform = 0.5
+    battery_end_soc_min: Fraction | None = None
+    cdl_kw: NumDist = Field(description="consumer demand limit: import above it costs "
+                            "market.cdl_factor × the price")
+    pil_kw: NumDist | None = Field(None, description="power injection limit (export cap); "
+                                   "null: none")
+
+
+Template = Annotated[ProsumerTemplate | EVTemplate | BuildingTemplate,
+                     Field(discriminator="kind")]
 Explicit = Annotated[ExplicitProsumer | ExplicitEV, Field(discriminator="kind")]
 
 
@@ -284,14 +373,21 @@ class Scenario(Strict):
     solver: Solver = Solver()
     grid: GridConfig = GridConfig()
     runtime: Runtime = Runtime()
+    forecast_error: ForecastError = ForecastError()
     templates: list[Template] = []
     agents: list[Explicit] = []
     cosimulators: list[Cosimulator] = Field(default_factory=list, description="other mosaik "
                                             "simulators, linked to agents or the grid")
+    _source: str = PrivateAttr("scenario")  # the file it came from, for error lines
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     @model_validator(mode="after")
     def _cross_checks(self):
-        problems = [*_check_keys(self), *_check_lengths(self), *_check_cosims(self)]
+        problems = [*_check_keys(self), *_check_lengths(self), *_check_cosims(self),
+                    *_check_flexible(self), *_check_mechanism(self)]
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -310,11 +406,11 @@ def _check_keys(s: Scenario) -> list[str]:
     out = []
     for where, items in (("templates", s.templates), ("agents", s.agents)):
         for i, a in enumerate(items):
-            equipment = a.battery if a.kind == "prosumer" else a.model
-            known = BATTERY_TYPES if a.kind == "prosumer" else EV_MODELS
+            equipment = a.model if a.kind == "ev" else a.battery
+            known = EV_MODELS if a.kind == "ev" else BATTERY_TYPES
             for key in _keys(equipment):
                 if key not in known:
-                    out.append(f"{where}.{i}: unknown {'battery' if a.kind == 'prosumer' else 'EV model'} "
+                    out.append(f"{where}.{i}: unknown {'EV model' if a.kind == 'ev' else 'battery'} "
                                f"{key!r}; allowed: {', '.join(known)}")
             for key in _keys(a.contracted_kva):
                 if key not in kva:
@@ -328,15 +424,53 @@ def _check_keys(s: Scenario) -> list[str]:
     return out
 
 
+def _check_flexible(s: Scenario) -> list[str]:
+    """Flexible loads name catalogue appliances and fit their windows."""
+    out = []
+    for i, tpl in enumerate(s.templates):
+        for j, load in enumerate(getattr(tpl, "flexible", [])):
+            where = f"templates.{i}.flexible.{j}"
+            if isinstance(load, str):
+                if load not in FLEXIBLE:
+                    out.append(f"{where}: unknown flexible appliance {load!r}; allowed: "
+                               f"{', '.join(FLEXIBLE)}")
+                continue
+            start, end = (clock_h(w) for w in load.window)
+            if end <= start:
+                out.append(f"{where}.window: {load.window[0]}–{load.window[1]} must end after "
+                           "it starts, within the day")
+            elif end - start < load.duration_h - 1e-9:
+                out.append(f"{where}: {load.name} runs {load.duration_h:g} h but its window "
+                           f"{load.window[0]}–{load.window[1]} is {end - start:g} h")
+    return out
+
+
+def _check_mechanism(s: Scenario) -> list[str]:
+    """The mechanism serves every agent kind of the scenario."""
+    mech = MECHANISMS[s.market.mechanism]
+    kinds = {a.kind for a in [*s.templates, *s.agents]}
+    wrong = sorted(kinds - mech.kinds)
+    if not wrong:
+        return []
+    serving = [n for n, m in MECHANISMS.items() if kinds <= m.kinds]
+    return [(f"market.mechanism: {mech.name} does not serve {', '.join(wrong)} agents (it "
+             f"serves {', '.join(sorted(mech.kinds))}); mechanisms for this community: "
+             f"{', '.join(serving) or 'none'}")]
+
+
 def _check_lengths(s: Scenario) -> list[str]:
     out, seen = [], set()
     for i, a in enumerate(s.agents):
         arrays = ("load_kw", "pv_kw") if a.kind == "prosumer" else ("away", "trip_kwh")
+        need = s.horizon.periods * s.horizon.days
         for field in arrays:
             n = len(getattr(a, field))
-            if n != s.horizon.periods:
-                out.append(f"agents.{i}.{field}: has {n} values, must have "
-                           f"horizon.periods = {s.horizon.periods}")
+            if n != need:
+                days = f"{n / s.horizon.periods:g} day(s)" if n % s.horizon.periods == 0 \
+                    else f"{n} values"
+                out.append(f"agents.{i}.{field}: covers {days}, must cover horizon.days = "
+                           f"{s.horizon.days} × horizon.periods = {s.horizon.periods} "
+                           f"({need} values)")
         if a.name in seen:
             out.append(f"agents.{i}.name: {a.name!r} is used twice")
         seen.add(a.name)
@@ -402,7 +536,7 @@ def _clean_loc(loc: tuple) -> tuple:
     """Drop union-member tags pydantic adds to locations (``templates.0.prosumer.count``)."""
     out = []
     for i, part in enumerate(loc):
-        tag = i > 0 and isinstance(loc[i - 1], int) and part in ("prosumer", "ev")
+        tag = i > 0 and isinstance(loc[i - 1], int) and part in ("prosumer", "ev", "building")
         if not tag and not re.fullmatch(r"[A-Z]\w*|str|float|int|constrained-\w+|function.*", str(part)):
             out.append(part)
     return tuple(out)
@@ -460,9 +594,11 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     if isinstance(raw.get("cosimulators"), list):
         raw["cosimulators"] = _resolve_paths(raw["cosimulators"], path.resolve().parent)
     try:
-        return Scenario.model_validate(raw)
+        scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise ScenarioError(_format(exc, str(path))) from None
+    scenario._source = str(path)
+    return scenario
 
 def resolve_scenario(name: str) -> Path:
     """A path, or the name of a scenario shipped in ``scenarios/`` (e.g. ``faia2021``)."""

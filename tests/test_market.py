@@ -5,7 +5,7 @@ import json
 import pytest
 
 from scenarios.cli import main
-from scenarios.community.builder import build_community, p2v_price
+from scenarios.community.builder import build_community
 from scenarios.run.inprocess import run_centralized, run_decentralized
 from scenarios.schema import load_scenario
 
@@ -20,7 +20,7 @@ def total(result):
 def tiny_b():
     s = load_scenario(SCENARIOS / "tiny.yaml")
     community = build_community(s)
-    return (run_decentralized(s, community, p2v_price(s)), run_centralized(s, community))
+    return run_decentralized(s, community)[0], run_centralized(s, community)[0]
 
 
 def test_scenario_a_decentralized_equals_centralized():
@@ -28,7 +28,7 @@ def test_scenario_a_decentralized_equals_centralized():
     agents' own optima (second method: one MILP of all agents)."""
     s = load_scenario(SCENARIOS / "tiny.yaml", ["market.p2v=false"])
     community = build_community(s)
-    dec, cen = run_decentralized(s, community, p2v_price(s)), run_centralized(s, community)
+    dec, cen = run_decentralized(s, community)[0], run_centralized(s, community)[0]
     assert total(dec) == pytest.approx(total(cen), rel=1e-6)
     assert cen.objective_eur == pytest.approx(total(cen), rel=1e-9)
     assert len(dec.rounds) == 1 and dec.converged
@@ -57,8 +57,9 @@ def test_settled_market_is_balanced_every_period(tiny_b):
 def test_rules_applied_in_order(tiny_b):
     """Round r applies rule r; the last round applies none and sold equals bought."""
     recs = [r.record for r in tiny_b[0].rounds]
-    assert [r.rule for r in recs] == [*range(1, len(recs)), None]
-    assert recs[-1].bought_kw.sum() == pytest.approx(recs[-1].sold_kw.sum(), abs=1e-3)
+    assert [r.scalars["rule_applied"] for r in recs] == [*range(1, len(recs)), None]
+    last = recs[-1].per_period
+    assert last["bought_kw"].sum() == pytest.approx(last["sold_kw"].sum(), abs=1e-3)
 
 
 RESULT_FILES = ("summary.json", "config.yaml", "agents.parquet", "market.parquet",
@@ -103,7 +104,7 @@ def test_cli_run_writes_every_result(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {"scenario", "mechanism", "mode", "agents", "periods", "costs_eur",
                             "market", "grid", "timing_s", "processes"}
-    assert summary["agents"] == {"prosumer": 3, "ev": 2, "building": 0, "consumer": 0}
+    assert summary["agents"] == {"prosumer": 3, "ev": 2, "building": 0}
     assert summary["grid"]["network"] == "case33bw" and summary["market"]["rounds"] <= 5
     import pandas as pd
     agents = pd.read_parquet(out / "agents.parquet")
@@ -136,7 +137,7 @@ def test_infeasible_agent_is_reported_and_the_run_goes_on(tmp_path, capsys):
                  "--runtime", "inprocess", "--set", f"agents=[{json.dumps(ev)}]"])
     assert code == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [("warning: EV evbad: trips need 44.0 kWh, battery can hold at most 40.0 kWh "
+    assert err == [("warning: day 1: EV evbad: trips need 44.0 kWh, battery can hold at most 40.0 kWh "
                    "before 10:00 (agent evbad left the market)")]
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["failed_agents"]) == ["evbad"] and summary["agents"]["ev"] == 3
@@ -150,7 +151,7 @@ def test_centralized_infeasible_agent_is_one_line(tmp_path, capsys):
                  "--mode", "centralized", "--set", f"agents=[{json.dumps(ev)}]"])
     assert code == 1
     assert capsys.readouterr().err.strip().splitlines() == [
-        ("error: centralized model: EV evbad: trips need 44.0 kWh, battery can hold at most "
+        ("error: day 1: centralized model: EV evbad: trips need 44.0 kWh, battery can hold at most "
         "40.0 kWh before 10:00")]
 
 
@@ -173,5 +174,5 @@ def test_packed_and_connected_agent_simulators(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"]["agents"] == 3 and summary["failed_agents"] == {}
     s = load_scenario(SCENARIOS / "tiny.yaml")
-    local = run_decentralized(s, build_community(s), p2v_price(s))
+    local = run_decentralized(s, build_community(s))[0]
     assert summary["costs_eur"]["total"] == pytest.approx(total(local), rel=1e-12)

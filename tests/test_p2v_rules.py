@@ -13,18 +13,20 @@ OFFERS = {"p1": [2.0, 0.0, 1.0], "v1": [3.0, 1.0, 0.0], "v2": [1.0, 0.0, 0.0]}
 
 
 def start():
-    roster = {"p1": RegisterBody(kind="prosumer", side="seller", periods=3, p2v_max_kw=3.0),
-              "v1": RegisterBody(kind="ev", side="buyer", periods=3, p2v_max_kw=7.0),
-              "v2": RegisterBody(kind="ev", side="buyer", periods=3, p2v_max_kw=7.0)}
-    return MECH.init(roster, PARAMS)
+    roster = {"p1": RegisterBody(kind="prosumer", periods=3, period_h=0.5,
+                                 limits_kw={"p2v": [3.0]}),
+              "v1": RegisterBody(kind="ev", periods=3, period_h=0.5, limits_kw={"p2v": [7.0]}),
+              "v2": RegisterBody(kind="ev", periods=3, period_h=0.5, limits_kw={"p2v": [7.0]})}
+    return MECH.init(roster, PARAMS, 0)
 
 
 def step(state, offers=OFFERS):
-    return MECH.step({n: OfferBody(p2v_kw=q) for n, q in offers.items()}, state, PARAMS)
+    return MECH.step({n: OfferBody(quantities_kw={"p2v": q}) for n, q in offers.items()},
+                     state, PARAMS)
 
 
 def limits(signals, name):
-    return signals[name].p2v_limit_kw
+    return signals[name].terms["p2v"].limit_kw
 
 
 def test_initial_limits_are_connection_limits():
@@ -36,7 +38,7 @@ def test_rule1_closes_buyer_periods_without_supply():
     """Error = |2−4| + |0−1| + |1−0| = 4 kW. S_1 = 0, so EVs get limit 0 in period 1."""
     signals, state, done = step(start()[1])
     assert not done and state.records[0].error_kw == pytest.approx(4.0)
-    assert state.records[0].rule == 1
+    assert state.records[0].scalars["rule_applied"] == 1
     assert limits(signals, "v1") == [7.0, 0.0, 7.0] and limits(signals, "p1") == [3.0] * 3
 
 
@@ -44,7 +46,7 @@ def test_rule2_closes_seller_periods_without_demand():
     """Round 2 (same offers): B_2 = 0, so the prosumer gets limit 0 in period 2."""
     _, state, _ = step(start()[1])
     signals, state, _ = step(state)
-    assert state.records[1].rule == 2 and limits(signals, "p1") == [3.0, 3.0, 0.0]
+    assert state.records[1].scalars["rule_applied"] == 2 and limits(signals, "p1") == [3.0, 3.0, 0.0]
 
 
 def test_rule3_shares_supply_pro_rata():
@@ -78,21 +80,27 @@ def test_converges_and_stops_at_tolerance():
 
 
 def test_stops_after_five_rounds_and_settles_balanced():
-    """Unchanged offers never converge: 5 rounds, then the settlement scales buyers to
-    supply in period 0 (2 of 4 kW: v1 1.5, v2 0.5) and sends the rest to the retailer;
-    the prosumer's 1 kW in period 2 has no buyer and is exported."""
+    """Unchanged offers never converge: 5 rounds, then the clearing scales buyers to
+    supply in period 0 (2 of 4 kW: v1 1.5, v2 0.5); the rest of each offer is retail
+    (the position is the cleared quantity, + for a buyer, − for a seller). The bill:
+    v1 pays 1.5 kW × 0.5 h × 0.0686 €/kWh = 0.05145 € in period 0, p1 gets 2 × 0.5 ×
+    0.0686 = 0.0686 €; no deviation or violation cost whatever the meters say."""
     state = start()[1]
     for r in range(5):
         _, state, done = step(state)
     assert done and not state.converged and state.round == 5
-    clearing = MECH.settle(state, PARAMS)
-    assert clearing["v1"].p2v_kw == pytest.approx([1.5, 0, 0])
-    assert clearing["v1"].residual_kw == pytest.approx([1.5, 1, 0])
-    assert clearing["p1"].p2v_kw == pytest.approx([2, 0, 0])
-    assert clearing["p1"].residual_kw == pytest.approx([0, 0, 1])
-    sold = np.array(clearing["p1"].p2v_kw)
-    bought = np.array(clearing["v1"].p2v_kw) + np.array(clearing["v2"].p2v_kw)
+    clearing = MECH.clear(state, PARAMS)
+    assert clearing["v1"].quantities_kw["p2v"] == pytest.approx([1.5, 0, 0])
+    assert clearing["v1"].position_kw == pytest.approx([1.5, 0, 0])
+    assert clearing["p1"].quantities_kw["p2v"] == pytest.approx([2, 0, 0])
+    assert clearing["p1"].position_kw == pytest.approx([-2, 0, 0])
+    sold = np.array(clearing["p1"].quantities_kw["p2v"])
+    bought = sum(np.array(clearing[v].quantities_kw["p2v"]) for v in ("v1", "v2"))
     assert np.abs(sold - bought).max() == pytest.approx(0.0)
+    bills = MECH.settle(state, PARAMS, {"v1": np.array([9.0, 9.0, 9.0])})
+    assert bills["v1"].traded_eur == pytest.approx([0.05145, 0, 0], abs=1e-12)
+    assert bills["p1"].traded_eur == pytest.approx([-0.0686, 0, 0], abs=1e-12)
+    assert bills["v1"].deviation_eur == [0, 0, 0] and bills["v1"].violation_eur == [0, 0, 0]
 
 
 def test_missing_offer_counts_as_zero():

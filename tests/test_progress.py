@@ -9,9 +9,9 @@ from scenarios.bench.memory import PeakMemory, tree_memory_mb, tree_pids
 from scenarios.run.progress import DayProgress, RoundWatcher
 
 
-def _line(msg_type: str, round_: int) -> str:
+def _line(msg_type: str, round_: int, day: int = 0) -> str:
     return json.dumps({"dir": "out", "peer": "p1",
-                       "msg": {"type": msg_type, "round": round_}}) + "\n"
+                       "msg": {"type": msg_type, "day": day, "round": round_}}) + "\n"
 
 
 def test_round_watcher_reports_each_new_round_once(tmp_path):
@@ -27,6 +27,10 @@ def test_round_watcher_reports_each_new_round_once(tmp_path):
         f.write(_line("signal", 3)[20:])
     watcher.tick()
     assert seen == [1, 2, 3]
+    with path.open("a") as f:  # the next day starts again at round 1
+        f.write(_line("signal", 1, day=1) + _line("signal", 3, day=0))
+    watcher.tick()
+    assert seen == [1, 2, 3, 1]
 
 
 def test_day_progress_counts_periods_and_names_the_round():
@@ -35,7 +39,17 @@ def test_day_progress_counts_periods_and_names_the_round():
     bar.on_period(0)
     bar.on_period(41)
     bar.on_period(41)  # a period seen twice counts once
-    assert bar.bar.n == 42 and bar.bar.desc.startswith("tiny day 1 round 2")
+    assert bar.bar.n == 42 and bar.bar.desc.startswith("tiny day 1/1 round 2")
+    bar.close()
+
+
+def test_day_progress_counts_every_day():
+    """Three days of 96 periods: day 2's period 10 is the run's period 96 + 10 + 1 = 107."""
+    bar = DayProgress("tiny", 96, enabled=True, days=3)
+    bar.on_day(1)
+    bar.on_period(10)
+    assert bar.bar.n == 107 and bar.bar.total == 288
+    assert bar.bar.desc.startswith("tiny day 2/3 market opening")
     bar.close()
 
 

@@ -7,6 +7,8 @@ import pytest
 from coordinator.mechanisms import get_mechanism
 from coordinator.protocol import (
     PROTOCOL_VERSION,
+    Meter,
+    MeterBody,
     Offer,
     OfferBody,
     ProtocolError,
@@ -19,7 +21,7 @@ from coordinator.session import MarketSession
 
 
 def test_round_trip():
-    msg = Offer(sender="ev01", day=0, round=2, body=OfferBody(p2v_kw=[0.0, 1.5]))
+    msg = Offer(sender="ev01", day=0, round=2, body=OfferBody(quantities_kw={"p2v": [0.0, 1.5]}))
     back = decode(encode(msg))
     assert back == msg and back.v == PROTOCOL_VERSION
 
@@ -28,8 +30,17 @@ def test_round_trip():
     (b"\xff\x00", "malformed"),
     (b"[1, 2]", "malformed"),
     (b'{"v": 99, "type": "offer"}', "version"),
-    (b'{"v": 1, "type": "gossip", "sender": "x"}', "unknown_type"),
-    (b'{"v": 1, "type": "offer", "sender": "x", "body": {"p2v_kw": [-1]}}', "malformed"),
+    (b'{"v": 1, "type": "offer"}', "version"),
+    (b'{"v": true, "type": "offer"}', "version"),
+    (b'{"v": 2, "type": "gossip", "sender": "x"}', "unknown_type"),
+    (b'{"v": 2, "type": ["offer"], "sender": "x"}', "unknown_type"),
+    (b'{"v": 2, "type": "offer", "sender": "x", "body": {"p2v_kw": [1]}}', "malformed"),
+    (b'{"v": 2, "type": "offer", "sender": "x", "body": {"quantities_kw": {"p2v": [NaN]}}}',
+     "malformed"),
+    (b'{"v": 2, "type": "meter", "sender": "x", "body": {"period": -1, "p_kw": 1}}',
+     "malformed"),
+    (b'{"v": 2, "type": "offer", "sender": "a b", "body": {"quantities_kw": {}}}', "malformed"),
+    (b"[" * 100_000 + b"]" * 100_000, "malformed"),
 ])
 def test_bad_frames(frame, code):
     with pytest.raises(ProtocolError) as info:
@@ -39,8 +50,8 @@ def test_bad_frames(frame, code):
 
 def test_private_fields_are_refused():
     """The offer body has no field for load, PV or state of charge."""
-    frame = json.dumps({"v": 1, "type": "offer", "sender": "p1",
-                        "body": {"p2v_kw": [1.0], "load_kw": [2.0]}}).encode()
+    frame = json.dumps({"v": 2, "type": "offer", "sender": "p1",
+                        "body": {"quantities_kw": {"p2v": [1.0]}, "load_kw": [2.0]}}).encode()
     with pytest.raises(ProtocolError, match="body.load_kw: Extra inputs are not permitted"):
         decode(frame)
 
@@ -48,16 +59,55 @@ def test_private_fields_are_refused():
 def test_session_refuses_duplicate_late_and_unknown_offers():
     mech = get_mechanism("p2v_rules")
     session = MarketSession(mech, mech.params_type())
-    session.register(Register(sender="p1", body=RegisterBody(kind="prosumer", side="seller",
-                                                             periods=1, p2v_max_kw=1.0)))
+    session.register(Register(sender="p1", body=RegisterBody(
+        kind="prosumer", periods=1, period_h=0.25, limits_kw={"p2v": [1.0]})))
+    session.register(Register(sender="v1", body=RegisterBody(
+        kind="ev", periods=1, period_h=0.25, limits_kw={"p2v": [1.0]})))
     session.start()
-    offer = Offer(sender="p1", round=1, body=OfferBody(p2v_kw=[0.0]))
+    offer = Offer(sender="p1", round=1, body=OfferBody(quantities_kw={"p2v": [0.0]}))
     session.offer(offer)
     codes = []
-    for bad in (offer, Offer(sender="p1", round=7, body=OfferBody(p2v_kw=[0.0])),
-                Offer(sender="zz", round=1, body=OfferBody(p2v_kw=[0.0]))):
+    for bad in (offer, Offer(sender="p1", round=7, body=OfferBody(quantities_kw={"p2v": [0.0]})),
+                Offer(sender="zz", round=1, body=OfferBody(quantities_kw={"p2v": [0.0]})),
+                Offer(sender="v1", round=1, body=OfferBody(quantities_kw={"p2v": [0.0, 1.0]})),
+                Offer(sender="v1", round=1, body=OfferBody(quantities_kw={"net": [0.0]}))):
         with pytest.raises(ProtocolError) as info:
             session.offer(bad)
         codes.append(info.value.code)
-    assert codes == ["duplicate", "late", "unknown_agent"]
-    assert session.waiting_for == []
+    assert codes == ["duplicate", "late", "unknown_agent", "malformed", "malformed"]
+    assert session.waiting_for == ["v1"]
+
+
+def test_session_refuses_a_kind_its_mechanism_does_not_serve():
+    mech = get_mechanism("p2v_rules")
+    session = MarketSession(mech, mech.params_type())
+    with pytest.raises(ProtocolError, match="does not serve building agents") as info:
+        session.register(Register(sender="h1", body=RegisterBody(
+            kind="building", periods=1, period_h=0.25)))
+    assert info.value.code == "forbidden"
+
+
+def test_session_meters_and_settles_a_day():
+    """One seller and one buyer trade 1 kW for one 15-min period at 0.0686 €/kWh: the
+    buyer pays 1 × 0.25 × 0.0686 = 0.01715 €. A second reading of the period is a
+    duplicate, a reading for another period than the day has is malformed."""
+    mech = get_mechanism("p2v_rules")
+    session = MarketSession(mech, mech.params_type())
+    for name, kind in (("p1", "prosumer"), ("v1", "ev")):
+        session.register(Register(sender=name, body=RegisterBody(
+            kind=kind, periods=1, period_h=0.25, limits_kw={"p2v": [1.0]})))
+    session.start()
+    for name in ("p1", "v1"):
+        session.offer(Offer(sender=name, round=1, body=OfferBody(quantities_kw={"p2v": [1.0]})))
+    assert session.close_round() == {} and set(session.clear()) == {"p1", "v1"}
+    reading = Meter(sender="v1", body=MeterBody(period=0, p_kw=1.2))
+    session.meter(reading)
+    codes = []
+    for bad in (reading, Meter(sender="v1", body=MeterBody(period=1, p_kw=1.0))):
+        with pytest.raises(ProtocolError) as info:
+            session.meter(bad)
+        codes.append(info.value.code)
+    assert codes == ["duplicate", "malformed"] and session.unmetered == ["p1"]
+    bills = session.settle()
+    assert bills["v1"].body.traded_eur == pytest.approx([0.01715], abs=1e-15)
+    assert bills["p1"].body.position_kw == [-1.0]

@@ -26,7 +26,7 @@ def test_agent_process_killed_mid_round(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["failed_agents"]) == ["ev1"]
     assert "round-2" in summary["failed_agents"]["ev1"]
-    assert summary["agents"] == {"prosumer": 3, "ev": 2, "building": 0, "consumer": 0}
+    assert summary["agents"] == {"prosumer": 3, "ev": 2, "building": 0}
     for name in ("agents.parquet", "market.parquet", "grid_bus.parquet", "grid_line.parquet",
                  "messages.jsonl", "config.yaml", "report.md"):
         assert (out / name).stat().st_size > 0

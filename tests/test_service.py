@@ -1,4 +1,4 @@
-"""The coordinator service over ZeroMQ: a distributed day equals the in-process one, bad
+"""The coordinator service over ZeroMQ: distributed days equal the in-process ones, bad
 frames are answered with errors, silent agents are timed out.
 
 Every socket binds or connects on a random port and is closed with ``linger=0`` by a
@@ -7,46 +7,60 @@ fixture or a context manager, whatever the test does.
 
 import argparse
 import json
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 import pytest
 import zmq
 
-from agents.client import CoordinatorClient, CoordinatorUnavailable, run_agent
+from agents.client import CoordinatorClient, CoordinatorUnavailable
 from agents.market_agent import MarketAgent
+from agents.realise import Actuals
 from agents.solver import AgentInfeasible
+from coordinator.mechanisms import dump_params
 from coordinator.mechanisms.p2v_rules import P2VParams
 from coordinator.protocol import (
     MESSAGE_TYPES,
     Heartbeat,
+    Meter,
+    MeterBody,
     Offer,
     OfferBody,
     Register,
     RegisterBody,
+    Settlement,
+    SettlementBody,
+    Signal,
+    SignalBody,
+    Terms,
     decode,
     encode,
 )
 from coordinator.service import CoordinatorService, add_arguments, build_service, read_roster
-from scenarios.community.builder import build_community, p2v_price
-from scenarios.run.inprocess import mechanism_params, run_decentralized
+from scenarios.community.builder import build_community
+from scenarios.run.inprocess import run_decentralized
+from scenarios.run.market import mechanism_setup
 from scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 
 WAIT_S = 10.0  # longest any test waits for one answer or for the service to finish
-DRAIN_S = 0.05  # the services here linger this long after the clearing
+DRAIN_S = 0.05  # the services here linger this long after the last settlement
+REALISE_S = WAIT_S / 2  # the services here wait this long for the next meter reading
 SHORT_S = 0.3  # deadlines and timeouts of the tests that time something out
 PERIODS = 4  # the raw agents' horizon
+PERIOD_H = 0.25
 
 
 # -- fixtures and helpers ------------------------------------------------------------------
 @contextmanager
-def serving(roster, params=None, **kwargs):
+def serving(roster, params=None, mechanism="p2v_rules", **kwargs):
     """A coordinator serving in a thread on a random port; always closed."""
-    service = CoordinatorService("p2v_rules", params or P2VParams(), roster,
-                                 **{"drain_s": DRAIN_S, **kwargs})
+    service = CoordinatorService(mechanism, params or P2VParams(), roster,
+                                 **{"drain_s": DRAIN_S, "realisation_timeout_s": REALISE_S,
+                                    **kwargs})
     try:
         service.serve_in_thread()
         yield service
@@ -92,18 +106,25 @@ def recv(sock, timeout_s=WAIT_S):
     return decode(sock.recv())
 
 
-def register(name, side="seller", day=0, periods=PERIODS, p2v_max_kw=3.0):
-    kind = "prosumer" if side == "seller" else "ev"
-    return Register(sender=name, day=day, body=RegisterBody(kind=kind, side=side, periods=periods,
-                                                            p2v_max_kw=p2v_max_kw))
+def register(name, kind="prosumer", day=0, periods=PERIODS, p2v_max_kw=3.0):
+    """A P2V agent joins: a prosumer sells, an EV buys, up to ``p2v_max_kw``."""
+    return Register(sender=name, day=day, body=RegisterBody(
+        kind=kind, periods=periods, period_h=PERIOD_H, limits_kw={"p2v": [p2v_max_kw]}))
 
 
-def zero_offer(name, round_=1):
-    return Offer(sender=name, round=round_, body=OfferBody(p2v_kw=[0.0] * PERIODS))
+def zero_offer(name, round_=1, periods=PERIODS):
+    return Offer(sender=name, round=round_, body=OfferBody(quantities_kw={"p2v": [0.0] * periods}))
 
 
-def until_clearing(**socks):
-    """Answer every signal with nothing until each agent (name=socket) has its clearing;
+def meters(name, position_kw, day=0, skip=()):
+    """One reading per period: the agent realises its day-ahead position exactly."""
+    return [Meter(sender=name, day=day, body=MeterBody(period=t, p_kw=p))
+            for t, p in enumerate(position_kw) if t not in skip]
+
+
+def answer_until(last, socks):
+    """Answer every signal with nothing and every clearing with one meter reading per
+    period, until each agent (name=socket) has received a message of type ``last``;
     return the errors they received."""
     errors, poller = [], zmq.Poller()
     for sock in socks.values():
@@ -120,9 +141,22 @@ def until_clearing(**socks):
                 send(sock, zero_offer(name, msg.round))
             elif msg.type == "error":
                 errors.append(msg)
-            elif msg.type == "clearing":
+            elif msg.type == "clearing" and last != "clearing":
+                for reading in meters(name, msg.body.position_kw, msg.day):
+                    send(sock, reading)
+            if msg.type == last:
                 del waiting[name]
     return errors
+
+
+def until_clearing(**socks):
+    """The market part of the day only (nobody meters)."""
+    return answer_until("clearing", socks)
+
+
+def until_settlement(**socks):
+    """The whole day: market, a meter reading per period, settlement."""
+    return answer_until("settlement", socks)
 
 
 def read_log(path):
@@ -130,22 +164,33 @@ def read_log(path):
 
 
 BODIES = [m.model_fields["body"].annotation for m in MESSAGE_TYPES.values()]
-MODELS = [*MESSAGE_TYPES.values(), *BODIES]
+MODELS = [*MESSAGE_TYPES.values(), *BODIES, Terms]
 PROTOCOL_FIELDS = set().union(*(m.model_fields for m in MODELS))
-KEYED_BY_AGENT = {"by_counterparty_kw"}  # its keys are agent names, its values quantities
+# The market keys coordinator/protocol.py names; a dict of these is keyed by commodity.
+COMMODITIES = {"p2v", "net", "power", "heat", "import", "export", "cdl", "pil"}
+BY_COMMODITY = {"limits_kw", "terms", "quantities_kw", "prices_eur_per_kwh"}
+BY_AGENT = {"by_counterparty", "by_counterparty_kw"}  # agent -> commodity -> terms or series
 
 
-def outside_protocol(node, path="msg"):
-    """Paths of every key, at any depth, that no protocol model declares."""
+def outside_protocol(node, path="msg", keyed_by=None):
+    """Paths of every key, at any depth, that no protocol model declares: a field name
+    no model has, or in a dict keyed by commodity, a key that is no commodity (a private
+    profile, say ``load_kw``, passed off as one)."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key not in PROTOCOL_FIELDS:
-                yield f"{path}.{key}"
-            elif key in KEYED_BY_AGENT:
-                yield from (p for v in (value or {}).values()
-                           for p in outside_protocol(v, f"{path}.{key}"))
+            where = f"{path}.{key}"
+            if keyed_by == "agent":
+                yield from outside_protocol(value, where, "commodity")
+            elif keyed_by == "commodity" and key not in COMMODITIES:
+                yield where
+            elif keyed_by == "commodity":
+                yield from outside_protocol(value, where)
+            elif key not in PROTOCOL_FIELDS:
+                yield where
             else:
-                yield from outside_protocol(value, f"{path}.{key}")
+                inner = "agent" if key in BY_AGENT else "commodity" if key in BY_COMMODITY \
+                    else None
+                yield from outside_protocol(value, where, inner)
     elif isinstance(node, list):
         for item in node:
             yield from outside_protocol(item, f"{path}[]")
@@ -165,89 +210,162 @@ def log_problems(path):
     return problems
 
 
-# -- a distributed day equals the in-process day ---------------------------------------------
+# -- distributed days equal the in-process days ----------------------------------------------
+def market_agents(s, community, actuals=None):
+    """The scenario's agents as the in-process runtime configures them."""
+    so, family = s.solver, mechanism_setup(s, community)[0].family
+    return [MarketAgent(d, family, (actuals or {}).get(d.name), mip_rel_gap=so.mip_rel_gap,
+                        time_limit_s=so.time_limit_s, lp_first=so.lp_first) for d in community]
+
+
+def run_days(s, community, actuals=None, extra=(), play=None, **kwargs):
+    """The scenario's agents, each with its own client, against a service serving the
+    scenario's days; each day every client plays the whole day in its own thread, and
+    ``play(endpoint)`` acts out the roster members ``extra`` meanwhile on the first day.
+    Returns each agent's settled days, the (closed) clients that kept every settlement
+    and error, the agents and the (closed) service."""
+    mech, params = mechanism_setup(s, community)
+    agents = {a.name: a for a in market_agents(s, community, actuals)}
+    settled = {n: [] for n in agents}
+    with (serving([*agents, *extra], params, mech.name, days=s.horizon.days,
+                  **kwargs) as service,
+          ExitStack() as stack, ThreadPoolExecutor(len(agents)) as pool):
+        clients = {n: stack.enter_context(CoordinatorClient(a, service.endpoint,
+                                                            timeout_s=WAIT_S / 2))
+                   for n, a in agents.items()}
+        for day in range(s.horizon.days):
+            for agent in agents.values():  # one at a time: building Pyomo models is not
+                agent.start_day(day)  # thread-safe (register() then keeps the model)
+            futures = {n: pool.submit(c.run, day) for n, c in clients.items()}
+            if play and day == 0:
+                play(service.endpoint)
+            for name, future in futures.items():
+                settled[name].append(future.result(WAIT_S))
+        service.wait(WAIT_S)
+    return settled, clients, agents, service
+
+
+def assert_same_schedule(got, ref, what):
+    """One settled day: every flow, the energy and every cost, to 1e-9."""
+    assert got.status == ref.status == "settled", what
+    assert got.flows_kw.keys() == ref.flows_kw.keys(), what
+    for key, values in ref.flows_kw.items():
+        np.testing.assert_allclose(got.flows_kw[key], values, rtol=0, atol=1e-9,
+                                   err_msg=f"{what}: {key}")
+    assert (got.soc_kwh is None) == (ref.soc_kwh is None), what
+    if ref.soc_kwh is not None:
+        np.testing.assert_allclose(got.soc_kwh, ref.soc_kwh, rtol=0, atol=1e-9, err_msg=what)
+    np.testing.assert_allclose(got.cost_eur, ref.cost_eur, rtol=0, atol=1e-9, err_msg=what)
+    assert got.costs_eur.keys() == ref.costs_eur.keys(), what
+    for key, values in ref.costs_eur.items():
+        np.testing.assert_allclose(got.costs_eur[key], values, rtol=0, atol=1e-9,
+                                   err_msg=f"{what}: {key}")
+
+
+def assert_same_days(settled, service, reference, compare_limits=True):
+    """Every agent's every settled day and every day's rounds (the service's day records)
+    equal the in-process run's."""
+    assert [d["day"] for d in service.days] == [d.day for d in reference]
+    for record, ref in zip(service.days, reference):
+        day = ref.day
+        assert record["settlements"].keys() == ref.schedules.keys()
+        for name, schedule in ref.schedules.items():
+            assert_same_schedule(settled[name][day], schedule, f"{name}, day {day + 1}")
+        rounds, ref_rounds = record["rounds"], [r.record for r in ref.rounds]
+        assert [r["round"] for r in rounds] == [r.round for r in ref_rounds]
+        for got, want in zip(rounds, ref_rounds):
+            assert abs(got["error_kw"] - want.error_kw) <= 1e-9
+            assert got["per_period"].keys() == want.per_period.keys()
+            for key, values in want.per_period.items():
+                np.testing.assert_allclose(got["per_period"][key], values, rtol=0, atol=1e-9,
+                                           err_msg=f"day {day + 1}, round {want.round}: {key}")
+            assert got["scalars"]["rule_applied"] == want.scalars["rule_applied"]
+            if compare_limits:
+                assert got["scalars"] == want.scalars
+        assert record["converged"] == ref.converged
+
+
 @pytest.fixture(scope="module")
 def tiny():
     s = load_scenario(SCENARIOS / "tiny.yaml")
     community = build_community(s)
-    return s, community, run_decentralized(s, community, p2v_price(s))
-
-
-def market_agents(s, community):
-    so = s.solver
-    return [MarketAgent(d, so.mip_rel_gap, so.time_limit_s, so.lp_first) for d in community]
-
-
-def run_day(s, community, extra=(), play=None, **kwargs):
-    """tiny.yaml's agents, each with its own client in its own thread, against a service;
-    ``extra`` names roster members that ``play(endpoint)`` acts out meanwhile.
-    Returns each agent's settled schedule and the session."""
-    agents = market_agents(s, community)
-    roster = [a.name for a in agents] + list(extra)
-    with serving(roster, mechanism_params(s, p2v_price(s))[1], **kwargs) as service:
-        with ThreadPoolExecutor(len(agents)) as pool:
-            futures = {a.name: pool.submit(run_agent, a, service.endpoint, timeout_s=WAIT_S / 2)
-                       for a in agents}
-            if play:
-                play(service.endpoint)
-            settled = {n: f.result(WAIT_S) for n, f in futures.items()}
-        return settled, service.wait(WAIT_S)
-
-
-def assert_same_day(settled, session, reference, compare_limits=True):
-    assert settled.keys() == reference.schedules.keys()
-    for name, ref in reference.schedules.items():
-        assert abs(settled[name].cost_eur.sum() - ref.cost_eur.sum()) <= 1e-9, name
-        np.testing.assert_allclose(settled[name].p2v_kw, ref.p2v_kw, rtol=0, atol=1e-9)
-    records, ref_records = session.state.records, [r.record for r in reference.rounds]
-    assert len(records) == len(ref_records)
-    for got, ref in zip(records, ref_records):
-        assert (got.round, got.rule) == (ref.round, ref.rule)
-        assert abs(got.error_kw - ref.error_kw) <= 1e-9
-        np.testing.assert_allclose(got.sold_kw, ref.sold_kw, rtol=0, atol=1e-9)
-        np.testing.assert_allclose(got.bought_kw, ref.bought_kw, rtol=0, atol=1e-9)
-        if compare_limits:
-            assert got.limits_changed == ref.limits_changed
-    assert session.state.converged == reference.converged
+    return s, community, run_decentralized(s, community)
 
 
 @pytest.fixture(scope="module")
 def distributed(tiny, tmp_path_factory):
     s, community, _ = tiny
     log = tmp_path_factory.mktemp("round_trip") / "messages.jsonl"
-    return (*run_day(s, community, log_path=log), log)
+    return (*run_days(s, community, log_path=log), log)
 
 
 def test_distributed_day_equals_in_process(tiny, distributed):
-    settled, session, _ = distributed
+    settled, clients, _, service, _ = distributed
     reference = tiny[2]
-    assert_same_day(settled, session, reference)
-    assert session.failed == reference.failed == {}
-    assert len(session.state.records) == 5  # tiny.yaml needs every rule
+    assert len(reference) == 1 and reference[0].failed == {}
+    assert_same_days(settled, service, reference)
+    assert service.days[0]["failed"] == service.result.failed == {} and service.gone == {}
+    assert len(service.days[0]["rounds"]) == 5  # tiny.yaml needs every rule
+    for name, client in clients.items():
+        assert (client.errors, client.bad_frames, list(client.settlements)) == ([], [], [0])
+        assert client.settlements[0].body.model_dump(mode="json") == \
+            service.days[0]["settlements"][name]
 
 
 def test_log_holds_only_protocol_fields(distributed):
     """messages.jsonl is the audit trail: nothing in it that the protocol does not declare
-    (so no load, PV or state of charge), and every signal, offer and clearing is there."""
-    _, session, log = distributed
+    (so no load, PV or state of charge, not even as a commodity key), every register,
+    signal, offer, clearing, meter and settlement is there, and the only realised figure
+    on the wire is each agent's net power at its connection."""
+    settled, _, agents, service, log = distributed
+    session = service.result
     assert log_problems(log) == []
     lines = read_log(log)
     assert len(lines) == len(session.log)  # no bad frames in a clean day: log = session.log
     assert {line["msg"]["msg_id"] for line in lines} == {m.msg_id for m in session.log}
+    n, periods, rounds = len(agents), session.periods, len(session.state.records)
+    assert Counter(line["msg"]["type"] for line in lines) == {
+        "register": n, "signal": n * rounds, "offer": n * rounds, "clearing": n,
+        "meter": n * periods, "settlement": n}
+    assert {line["dir"] for line in lines if line["msg"]["type"] in ("meter", "offer")} == {"in"}
+    for name, days in settled.items():
+        readings = sorted((line["msg"]["body"]["period"], line["msg"]["body"]["p_kw"])
+                          for line in lines if line["msg"]["type"] == "meter"
+                          and line["msg"]["sender"] == name)
+        assert readings == list(enumerate(days[0].flows_kw["net_kw"].tolist())), name
 
 
 def test_log_check_finds_private_fields(tmp_path):
-    """The check above would see a private field anywhere in a logged message."""
+    """The check above would see a private field anywhere in a logged message, of any
+    type, and a private profile passed off as a commodity."""
     log = tmp_path / "messages.jsonl"
     offer = zero_offer("p1").model_dump(mode="json")
-    lines = [{**offer, "load_kw": [1.0]},
+    meter = meters("p1", [0.0])[0].model_dump(mode="json")
+    signal = Signal(sender="coordinator", body=SignalBody(
+        terms={"p2v": Terms(limit_kw=[1.0])})).model_dump(mode="json")
+    bill = Settlement(sender="coordinator", body=SettlementBody(
+        position_kw=[0.0], traded_eur=[0.0], deviation_eur=[0.0], violation_eur=[0.0]))
+    bill = bill.model_dump(mode="json")
+    lines = [register("p1").model_dump(mode="json"),  # clean
+             {**offer, "load_kw": [1.0]},
              {**offer, "body": {**offer["body"], "soc_kwh": [1.0]}},
-             {**offer, "body": {"p2v_kw": [0.0], "by_counterparty_kw": {"ev1": [{"pv_kw": 1}]}}},
+             {**offer, "body": {"quantities_kw": {"p2v": [0.0]},
+                                "by_counterparty_kw": {"ev1": {"pv_kw": [1.0]}}}},
+             {**offer, "body": {"quantities_kw": {"load_kw": [2.0]}}},
+             {**meter, "body": {**meter["body"], "soc_kwh": 3.0}},
+             {**signal, "body": {"terms": {"p2v": {"limit_kw": [1.0], "pv_kw": [2.0]}}}},
+             {**signal, "body": {"by_counterparty": {"ev1": {"p2v": {"soc_kwh": [1.0]}}}}},
+             {**bill, "body": {**bill["body"], "load_kw": [1.0]}},
              {"raw": "not json", "error": "malformed: not JSON"}]
     log.write_text("".join(json.dumps({"t": 0, "dir": "in", "peer": "p1", "msg": m}) + "\n"
                            for m in lines))
-    assert log_problems(log) == ["line 1: msg.load_kw", "line 2: msg.body.soc_kwh",
-                                 "line 3: msg.body.by_counterparty_kw[].pv_kw"]
+    assert log_problems(log) == ["line 2: msg.load_kw", "line 3: msg.body.soc_kwh",
+                                 "line 4: msg.body.by_counterparty_kw.ev1.pv_kw",
+                                 "line 5: msg.body.quantities_kw.load_kw",
+                                 "line 6: msg.body.soc_kwh",
+                                 "line 7: msg.body.terms.p2v.pv_kw",
+                                 "line 8: msg.body.by_counterparty.ev1.p2v.soc_kwh",
+                                 "line 9: msg.body.load_kw"]
 
 
 def test_agent_that_goes_silent_is_dropped(tiny, dealer):
@@ -256,52 +374,132 @@ def test_agent_that_goes_silent_is_dropped(tiny, dealer):
     s, community, reference = tiny
 
     def ghost(endpoint):
-        send(dealer(endpoint, "ghost"), register("ghost", "buyer", periods=96, p2v_max_kw=7.0))
+        send(dealer(endpoint, "ghost"), register("ghost", "ev", periods=96, p2v_max_kw=7.0))
 
-    settled, session = run_day(s, community, extra=["ghost"], play=ghost, round_deadline_s=1.0)
-    assert session.failed == {"ghost": "missed the round-1 deadline"}
-    assert_same_day(settled, session, reference, compare_limits=False)
+    settled, _, _, service = run_days(s, community, extra=["ghost"], play=ghost,
+                                      round_deadline_s=1.0)
+    assert service.result.failed == {"ghost": "missed the round-1 deadline"}
+    assert service.gone == {"ghost": "day 1: missed the round-1 deadline"}
+    assert_same_days(settled, service, reference, compare_limits=False)
+
+
+TWO_DAYS = ["horizon.days=2",  # tiny.yaml cut to one prosumer and one EV
+            "templates.0.count=1", "templates.0.battery={counts: {byd_hvm_13_8: 1}}",
+            "templates.1.count=1", "templates.1.model={counts: {nissan_leaf_40: 1}}"]
+
+
+def test_two_days_over_the_wire_equal_in_process(tmp_path):
+    """Two P2V agents play two whole days through their clients against one service.
+    p1's real load is 30 % above its forecast, so its battery covers the difference and
+    ends day 1 well below where it started: day 2's model starts from that energy. Both
+    days' settlements arrive, and every settled day equals the in-process run's."""
+    s = load_scenario(SCENARIOS / "tiny.yaml", TWO_DAYS)
+    community = build_community(s)
+    assert [d.name for d in community] == ["p1", "ev1"] and s.horizon.days == 2
+    p1 = community[0]
+    actuals = {"p1": Actuals(load_kw=1.3 * p1.load_kw)}
+    reference = run_decentralized(s, community, actuals)
+    assert [(d.day, d.failed) for d in reference] == [(0, {}), (1, {})]
+    records = tmp_path / "days.json"
+    settled, clients, agents, service = run_days(s, community, actuals, records_path=records)
+
+    assert service.result.day == 1 and service.gone == {}
+    assert [(d["day"], d["failed"]) for d in service.days] == [(0, {}), (1, {})]
+    assert json.loads(records.read_text()) == {"days": service.days}
+    for name, client in clients.items():
+        assert (client.errors, client.bad_frames) == ([], []), name
+        assert len(settled[name]) == 2 and sorted(client.settlements) == [0, 1], name
+        for day, msg in client.settlements.items():
+            assert msg.day == day
+            assert msg.body.model_dump(mode="json") == service.days[day]["settlements"][name]
+    day1 = settled["p1"][0]
+    assert agents["p1"].day_data.battery.e0_kwh == day1.soc_kwh[-1]  # day 2 starts there
+    assert day1.soc_kwh[-1] < p1.battery.e0_kwh - 1.0  # and not where day 1 started
+    assert any(np.any(days[1].p2v_kw) for days in settled.values())  # P2V traded on day 2
+    assert_same_days(settled, service, reference)
 
 
 # -- bad frames -----------------------------------------------------------------------------
 def frame(**fields):
-    raw = {"v": 1, "type": "offer", "msg_id": "m-bad", "sender": "p1", "day": 0, "round": 1,
-           "body": {"p2v_kw": [0.0] * PERIODS}}
+    raw = {"v": 2, "type": "offer", "msg_id": "m-bad", "sender": "p1", "day": 0, "round": 1,
+           "body": {"quantities_kw": {"p2v": [0.0] * PERIODS}}}
     return json.dumps({**raw, **fields}).encode()
 
 
-BAD_FRAMES = {  # case: (frames p1 sends in round 1, expected error code, its ref_msg_id)
-    "version": ([frame(v=99)], "version", "m-bad"),
-    "not_json": ([b"offer p2v 1.0 kW"], "malformed", None),
-    "unknown_type": ([frame(type="gossip")], "unknown_type", "m-bad"),
-    "private_field": ([frame(body={"p2v_kw": [0.0] * PERIODS, "load_kw": [2.0] * PERIODS})],
-                      "malformed", "m-bad"),
-    "duplicate": ([frame(msg_id="m-first"), frame()], "duplicate", "m-bad"),
-    "late": ([frame(round=7)], "late", "m-bad"),
-    "other_sender": ([frame(sender="ev1")], "forbidden", "m-bad"),
-    "coordinator_type": ([frame(type="signal", body={})], "forbidden", "m-bad"),
+def offer_frame(quantities, **fields):
+    return frame(body={"quantities_kw": quantities}, **fields)
+
+
+def meter_frame(period=0, **fields):
+    return frame(type="meter", round=0, body={"period": period, "p_kw": 0.0}, **fields)
+
+
+ZEROS = [0.0] * PERIODS
+BILL = {"position_kw": ZEROS, "traded_eur": ZEROS, "deviation_eur": ZEROS,
+        "violation_eur": ZEROS}
+# case: (frames p1 sends, expected error code, its ref_msg_id, when: in round 1 or after
+# the clearing); every frame but the last is accepted
+BAD_FRAMES = {
+    "version": ([frame(v=99)], "version", "m-bad", "market"),
+    "previous_version": ([frame(v=1)], "version", "m-bad", "market"),
+    "not_json": ([b"offer p2v 1.0 kW"], "malformed", None, "market"),
+    "unknown_type": ([frame(type="gossip")], "unknown_type", "m-bad", "market"),
+    "private_field": ([frame(body={"quantities_kw": {"p2v": ZEROS}, "load_kw": [2.0] * PERIODS})],
+                      "malformed", "m-bad", "market"),
+    "v1_body": ([frame(body={"p2v_kw": ZEROS})], "malformed", "m-bad", "market"),
+    "not_finite": ([offer_frame({"p2v": [float("nan")] * PERIODS})], "malformed", "m-bad",
+                   "market"),
+    "bad_key": ([offer_frame({"p2v kw": ZEROS})], "malformed", "m-bad", "market"),
+    "bad_sender": ([frame(sender="p 1")], "malformed", "m-bad", "market"),
+    "no_p2v": ([offer_frame({"net": ZEROS})], "malformed", "m-bad", "market"),
+    "short": ([offer_frame({"p2v": ZEROS[1:]})], "malformed", "m-bad", "market"),
+    "negative": ([offer_frame({"p2v": [-1.0] * PERIODS})], "malformed", "m-bad", "market"),
+    "duplicate": ([frame(msg_id="m-first"), frame()], "duplicate", "m-bad", "market"),
+    "late": ([frame(round=7)], "late", "m-bad", "market"),
+    "early_meter": ([meter_frame()], "late", "m-bad", "market"),
+    "other_sender": ([frame(sender="ev1")], "forbidden", "m-bad", "market"),
+    "coordinator_type": ([frame(type="signal", body={})], "forbidden", "m-bad", "market"),
+    "settlement": ([frame(type="settlement", body=BILL)], "forbidden", "m-bad", "market"),
+    "offer_after_clearing": ([frame()], "late", "m-bad", "realisation"),
+    "meter_duplicate": ([meter_frame(msg_id="m-first"), meter_frame()], "duplicate", "m-bad",
+                        "realisation"),
+    "meter_period": ([meter_frame(PERIODS)], "malformed", "m-bad", "realisation"),
+    "meter_day": ([meter_frame(day=1)], "late", "m-bad", "realisation"),
+    "meter_other_sender": ([meter_frame(sender="ev1")], "forbidden", "m-bad", "realisation"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_FRAMES)
 def test_bad_frame_is_answered_logged_and_survived(case, dealer, tmp_path):
-    frames, code, ref = BAD_FRAMES[case]
+    frames, code, ref, when = BAD_FRAMES[case]
+    accepted = [decode(f) for f in frames[:-1]]
     log = tmp_path / "messages.jsonl"
     with serving(["p1", "ev1"], log_path=log) as service:
         p1, ev1 = dealer(service.endpoint, "p1"), dealer(service.endpoint, "ev1")
         send(p1, register("p1"))
-        send(ev1, register("ev1", "buyer"))
+        send(ev1, register("ev1", "ev"))
         assert recv(p1).type == recv(ev1).type == "signal"
+        if when == "realisation":
+            send(p1, zero_offer("p1"))
+            send(ev1, zero_offer("ev1"))
+            assert until_clearing(p1=p1, ev1=ev1) == []
         for f in frames:
             send(p1, f)
         error = recv(p1)
         assert (error.type, error.body.code, error.body.ref_msg_id) == ("error", code, ref)
-        if case != "duplicate":  # the duplicate case has offered already
-            send(p1, zero_offer("p1"))
-        send(ev1, zero_offer("ev1"))
-        assert until_clearing(p1=p1, ev1=ev1) == []
+        if when == "market":
+            if not accepted:  # the duplicate case has offered already
+                send(p1, zero_offer("p1"))
+            send(ev1, zero_offer("ev1"))
+        else:
+            for reading in meters("p1", ZEROS, skip={m.body.period for m in accepted}):
+                send(p1, reading)
+            for reading in meters("ev1", ZEROS):
+                send(ev1, reading)
+        assert until_settlement(p1=p1, ev1=ev1) == []
         session = service.wait(WAIT_S)
-    assert session.done and session.failed == {}
+    assert session.done and session.failed == {} and service.gone == {}
+    assert session.settlements.keys() == {"p1", "ev1"}
     lines = read_log(log)
     answer = next(n for n, line in enumerate(lines) if line["msg"].get("type") == "error")
     assert lines[answer]["dir"] == "out" and lines[answer]["peer"] == "p1"
@@ -331,10 +529,27 @@ def test_strangers_are_refused_and_heartbeats_answered(dealer):
             send(stranger, msg)
             answer = recv(stranger)
             assert (answer.body.code, answer.body.ref_msg_id) == (code, msg.msg_id)
-        send(ev1, register("ev1", "buyer"))
-        assert until_clearing(p1=p1, ev1=ev1) == []
+        send(ev1, register("ev1", "ev"))
+        assert until_settlement(p1=p1, ev1=ev1) == []
         session = service.wait(WAIT_S)
-    assert session.failed == {}
+    assert session.failed == {} and session.settlements.keys() == {"p1", "ev1"}
+
+
+def test_kind_the_mechanism_does_not_serve_is_refused(dealer):
+    """A building registers for the P2V market: refused when the market opens, and the
+    day goes on without it."""
+    with serving(["p1", "ev1", "h1"]) as service:
+        p1, ev1, h1 = (dealer(service.endpoint, n) for n in ("p1", "ev1", "h1"))
+        building = send(h1, register("h1", "building"))
+        send(p1, register("p1"))
+        send(ev1, register("ev1", "ev"))
+        answer = recv(h1)
+        assert (answer.body.code, answer.body.ref_msg_id) == ("forbidden", building.msg_id)
+        assert until_settlement(p1=p1, ev1=ev1) == []
+        session = service.wait(WAIT_S)
+    assert session.failed == {"h1": "mechanism p2v_rules does not serve building agents "
+                                    "(it serves ev, prosumer)"}
+    assert list(session.roster) == ["p1", "ev1"] and not h1.poll(0)
 
 
 # -- time-outs ------------------------------------------------------------------------------
@@ -342,23 +557,31 @@ def test_missing_agent_fails_at_registration_timeout(dealer):
     with serving(["p1", "ev1", "ghost"], registration_timeout_s=SHORT_S) as service:
         p1, ev1 = dealer(service.endpoint, "p1"), dealer(service.endpoint, "ev1")
         send(p1, register("p1"))
-        send(ev1, register("ev1", "buyer"))
-        assert until_clearing(p1=p1, ev1=ev1) == []
+        send(ev1, register("ev1", "ev"))
+        assert until_settlement(p1=p1, ev1=ev1) == []
         session = service.wait(WAIT_S)
     assert session.failed == {"ghost": "never registered"}
+    assert service.gone == {"ghost": "day 1: never registered"}
 
 
 def test_heartbeating_agent_that_goes_silent_expires_early(dealer):
-    """The round deadline is long; p1 promised heartbeats, so silence ends it sooner."""
-    with serving(["p1", "ev1"], round_deadline_s=WAIT_S, heartbeat_expiry_s=SHORT_S) as service:
+    """The round deadline is long; p1 promised heartbeats, so silence ends it sooner. The
+    market part is the point: ev1 stops at its clearing, so it fails at the realisation
+    timeout (short here too) without a meter reading."""
+    with serving(["p1", "ev1"], round_deadline_s=WAIT_S, heartbeat_expiry_s=SHORT_S,
+                 realisation_timeout_s=SHORT_S) as service:
         p1, ev1 = dealer(service.endpoint, "p1"), dealer(service.endpoint, "ev1")
         send(p1, register("p1"))
         send(p1, Heartbeat(sender="p1"))
         assert recv(p1).type == "heartbeat"
-        send(ev1, register("ev1", "buyer"))
+        send(ev1, register("ev1", "ev"))
         assert until_clearing(ev1=ev1) == []
         session = service.wait(WAIT_S / 2)
-    assert "heartbeat expired" in session.failed["p1"]
+    assert session.failed == {
+        "p1": f"silent for more than {SHORT_S:g} s in round 1 (heartbeat expired)",
+        "ev1": f"day 1: {PERIODS} period(s) without a meter reading after {SHORT_S:g} s of "
+               "silence"}
+    assert session.settlements == {} and not ev1.poll(0)
 
 
 class InfeasibleEV:
@@ -367,7 +590,7 @@ class InfeasibleEV:
     name = "ev1"
 
     def register(self, day=0):
-        return register("ev1", "buyer", day)
+        return register("ev1", "ev", day)
 
     def on_signal(self, msg):
         raise AgentInfeasible("ev1: the trip needs more energy than the battery holds")
@@ -380,9 +603,10 @@ def test_solver_failure_stops_client_and_coordinator_times_it_out(dealer):
         with CoordinatorClient(InfeasibleEV(), service.endpoint, timeout_s=WAIT_S) as client:
             assert client.run() is None
         assert "battery holds" in client.failure
-        assert until_clearing(p1=p1) == []
+        assert until_settlement(p1=p1) == []
         session = service.wait(WAIT_S)
     assert session.failed == {"ev1": "missed the round-1 deadline"}
+    assert session.settlements.keys() == {"p1"}
 
 
 def test_client_gives_up_on_a_silent_coordinator(sockets):
@@ -405,11 +629,28 @@ def test_service_from_arguments(tmp_path):
     roster = tmp_path / "roster.txt"
     roster.write_text("p1\n# a comment\nev1  # the EV\n\n")
     assert read_roster(str(roster)) == ["p1", "ev1"] == read_roster("p1, ev1")
-    args = add_arguments(argparse.ArgumentParser()).parse_args(
-        ["--roster", str(roster), "--tolerance-kw", "0.01", "--max-rounds", "3",
-         "--log", str(tmp_path / "messages.jsonl")])
+    parse = add_arguments(argparse.ArgumentParser()).parse_args
+    args = parse(["--roster", str(roster), "--tolerance-kw", "0.01", "--max-rounds", "3",
+                  "--log", str(tmp_path / "messages.jsonl")])
     with build_service(args) as service:
         assert service.roster == ["p1", "ev1"]
         assert service.session.params == P2VParams(tolerance_kw=0.01, max_rounds=3)
+        assert (service.first_day, service.last_day, service.records_path) == (0, 0, None)
         assert service.endpoint.startswith("tcp://127.0.0.1:")
         assert not service.endpoint.endswith(":0")
+    params = P2VParams(tolerance_kw=0.01, max_rounds=3, price_eur_per_kwh=0.07)
+    (tmp_path / "params.json").write_text(json.dumps(dump_params("p2v_rules", params)))
+    args = parse(["--roster", "p1,ev1", "--params", str(tmp_path / "params.json"),
+                  "--tolerance-kw", "9",  # --params holds the whole parameter set
+                  "--day", "2", "--days", "3", "--realisation-timeout-s", "0.5",
+                  "--records", str(tmp_path / "days.json"), "--log", ""])
+    with build_service(args) as service:
+        assert service.mechanism.name == "p2v_rules"
+        assert service.params == service.session.params == params
+        assert (service.first_day, service.last_day, service.session.day) == (2, 4, 2)
+        assert service.realisation_timeout_s == 0.5 and service.log_path is None
+        assert service.records_path == tmp_path / "days.json"
+    (tmp_path / "params.json").write_text(json.dumps({"mechanism": "p2v_rules",
+                                                      "params": {"rho": 1.0}}))
+    with pytest.raises(ValueError, match="not a mechanism parameter set"):
+        build_service(args)

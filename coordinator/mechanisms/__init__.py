@@ -1,31 +1,35 @@
-"""Market mechanisms registered by name: pure functions over offers.
-
-A mechanism is ``init(roster, params) -> (signals, state)``,
-``step(offers, state, params) -> (signals, state, done)`` and
-``settle(state, params) -> clearings``.
-"""
+"""Market mechanisms registered by name (see ``coordinator.mechanisms.base``): a new
+mechanism is a module with its functions and one entry here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import dataclasses
 
+from coordinator.mechanisms import amc as _amc
+from coordinator.mechanisms import gdrmc as _gdrmc
+from coordinator.mechanisms import locality as _loc
+from coordinator.mechanisms import p2g as _p2g
 from coordinator.mechanisms import p2v_rules as _p2v
+from coordinator.mechanisms.base import Mechanism, RoundRecord
 
+__all__ = ["MECHANISMS", "Mechanism", "RoundRecord", "dump_params", "get_mechanism", "load_params",
+           "mechanisms_serving"]
 
-@dataclass(frozen=True)
-class Mechanism:
-    name: str
-    params_type: type
-    init: Callable
-    step: Callable
-    settle: Callable
-
-
-MECHANISMS: dict[str, Mechanism] = {
-    "p2v_rules": Mechanism("p2v_rules", _p2v.P2VParams, _p2v.init_p2v, _p2v.p2v_rules,
-                           _p2v.settle_p2v),
-}
+MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
+    Mechanism("p2v_rules", _p2v.P2VParams, _p2v.KINDS, "limits", _p2v.init_p2v,
+              _p2v.p2v_rules, _p2v.clear_p2v, _p2v.settle_p2v, _p2v.check_offer,
+              "prosumers sell PV surplus to EVs at a fixed price, four coordination rules "
+              "(Faia et al. 2021)"),
+    Mechanism("amc", _loc.LocalityParams, _loc.KINDS, "quote", _loc.init_locality, _amc.step,
+              _loc.clear_locality, _loc.settle_locality, _loc.check_offer,
+              "locality market, average market clearing prices (seed 004)"),
+    Mechanism("gdrmc", _loc.LocalityParams, _loc.KINDS, "quote", _loc.init_locality,
+              _gdrmc.step, _loc.clear_locality, _loc.settle_locality, _loc.check_offer,
+              "locality market, generation-to-demand-ratio prices (seed 004)"),
+    Mechanism("p2g", _loc.LocalityParams, _loc.KINDS, "quote", _p2g.init, _p2g.step,
+              _p2g.clear, _p2g.settle, _loc.check_offer,
+              "no local market: every participant trades with the retailer (seed 004)"),
+)}
 
 
 def get_mechanism(name: str) -> Mechanism:
@@ -33,3 +37,21 @@ def get_mechanism(name: str) -> Mechanism:
         return MECHANISMS[name]
     except KeyError:
         raise KeyError(f"unknown mechanism {name!r}; known: {', '.join(MECHANISMS)}") from None
+
+
+def mechanisms_serving(kind: str) -> list[str]:
+    return [n for n, m in MECHANISMS.items() if kind in m.kinds]
+
+
+def dump_params(name: str, params) -> dict:
+    """A mechanism and its parameters as JSON-ready data (for a coordinator process)."""
+    return {"mechanism": name, "params": dataclasses.asdict(params)}
+
+
+def load_params(raw: dict) -> tuple[Mechanism, object]:
+    """Inverse of ``dump_params``; a one-line error for anything else."""
+    try:
+        mech = get_mechanism(raw["mechanism"])
+        return mech, mech.params_type(**raw["params"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a mechanism parameter set ({exc})") from None

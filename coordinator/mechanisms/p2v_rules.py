@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from coordinator.mechanisms.base import RoundRecord, horizon, limit, zero_settlement
 from coordinator.protocol import ClearingBody, OfferBody, RegisterBody, SignalBody
+
+KINDS = frozenset({"prosumer", "ev"})
+SIDE = {"prosumer": "seller", "ev": "buyer"}
+KEY = "p2v"  # the commodity key in limits, offers and clearings
 
 
 @dataclass(frozen=True)
@@ -28,27 +33,17 @@ class P2VParams:
     price_eur_per_kwh: float = 0.0686
 
 
-@dataclass(frozen=True)
-class RoundRecord:
-    """What one round saw: totals over the day (kW summed over periods, as Eq. 35)."""
-
-    round: int
-    error_kw: float
-    sold_kw: np.ndarray
-    bought_kw: np.ndarray
-    rule: int | None
-    limits_changed: int  # agent-periods whose limit this round's rule changed
-
-
 @dataclass
 class P2VState:
     sides: dict[str, str]
     limits_kw: dict[str, np.ndarray]
     periods: int
+    period_h: float = 0.25
     round: int = 0
     converged: bool = False
     records: list[RoundRecord] = field(default_factory=list)
     last_offers: dict[str, np.ndarray] = field(default_factory=dict)
+    cleared: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -89,24 +84,34 @@ def totals(quantities: Mapping[str, np.ndarray], sides: Mapping[str, str], perio
     return S, B
 
 
-def init_p2v(roster: Mapping[str, RegisterBody], params: P2VParams):
-    """First signals: every agent may trade up to its connection limit in every period."""
+def init_p2v(roster: Mapping[str, RegisterBody], params: P2VParams, day: int = 0):
+    """First signals: every agent may trade up to its connection's P2V limit."""
+    periods, period_h = horizon(roster)
     state = P2VState(
-        sides={n: r.side for n, r in roster.items()},
-        limits_kw={n: np.full(r.periods, r.p2v_max_kw) for n, r in roster.items()},
-        periods=next(iter(roster.values())).periods if roster else 0,
-    )
+        sides={n: SIDE[r.kind] for n, r in roster.items()},
+        limits_kw={n: limit(r, KEY, periods, 0.0) for n, r in roster.items()},
+        periods=periods, period_h=period_h)
     return _signals(state.limits_kw), state
 
 
 def _signals(limits: Mapping[str, np.ndarray]) -> dict[str, SignalBody]:
-    return {n: SignalBody(p2v_limit_kw=lim.tolist()) for n, lim in limits.items()}
+    return {n: SignalBody(terms={KEY: {"limit_kw": lim.tolist()}}) for n, lim in limits.items()}
+
+
+def check_offer(body: OfferBody, periods: int) -> str | None:
+    q = body.quantities_kw.get(KEY)
+    if q is None:
+        return f"quantities_kw: a P2V offer needs {KEY!r}"
+    if len(q) != periods or min(q, default=0.0) < 0:
+        return f"quantities_kw.{KEY}: expected {periods} values >= 0"
+    return None
 
 
 def offered(offers: Mapping[str, OfferBody], state: P2VState) -> dict[str, np.ndarray]:
     """Offered quantities by agent; an agent that did not answer offers nothing."""
     zero = np.zeros(state.periods)
-    return {n: np.asarray(offers[n].p2v_kw, float) if n in offers else zero for n in state.sides}
+    return {n: np.asarray(offers[n].quantities_kw[KEY], float) if n in offers else zero
+            for n in state.sides}
 
 
 def p2v_rules(offers: Mapping[str, OfferBody], state: P2VState, params: P2VParams):
@@ -131,18 +136,27 @@ def p2v_rules(offers: Mapping[str, OfferBody], state: P2VState, params: P2VParam
             if diff:
                 changed[name], n_changed = new, n_changed + diff
         state.limits_kw.update(changed)
-    state.records.append(RoundRecord(state.round, error, S, B, rule, n_changed))
+    state.records.append(RoundRecord(
+        state.round, error,
+        {"sold_kw": S, "bought_kw": B, "imbalance_kw": S - B, "matched_kw": np.minimum(S, B),
+         "price_eur_per_kwh": np.full(state.periods, params.price_eur_per_kwh)},
+        {"rule_applied": rule, "limits_changed": n_changed}))
     return _signals(state.limits_kw), state, done
 
 
-def settle_p2v(state: P2VState, params: P2VParams) -> dict[str, ClearingBody]:
+def _sign(state: P2VState, name: str) -> float:
+    """+1 for a buyer (the market delivers), −1 for a seller (the market takes)."""
+    return 1.0 if state.sides[name] == "buyer" else -1.0
+
+
+def clear_p2v(state: P2VState, params: P2VParams) -> dict[str, ClearingBody]:
     """Final quantities from the last offers, balanced in every period.
 
     Where sellers offered more than buyers took (S_t > B_t), every seller's sale is
-    scaled by B_t / S_t and the rest goes to the retailer at the feed-in tariff; where
-    buyers wanted more (B_t > S_t), every buyer's purchase is scaled by S_t / B_t and the
-    rest is bought from the retailer at the time-of-use tariff. ``residual_kw`` is that
-    rest for each agent.
+    scaled by B_t / S_t; where buyers wanted more (B_t > S_t), every buyer's purchase is
+    scaled by S_t / B_t. The rest of each offer is retail: a seller exports it at the
+    feed-in tariff, a buyer buys it at its time-of-use price (``position_kw`` is the
+    cleared quantity, signed, so the agent's realised power minus it is retail).
     """
     S, B = totals(state.last_offers, state.sides, state.periods)
     matched = np.minimum(S, B)
@@ -151,6 +165,20 @@ def settle_p2v(state: P2VState, params: P2VParams) -> dict[str, ClearingBody]:
     for name, q in state.last_offers.items():
         total = S if state.sides[name] == "seller" else B
         cleared = q * _ratio(matched, total)
-        out[name] = ClearingBody(p2v_kw=cleared.tolist(), residual_kw=np.clip(q - cleared, 0, None).tolist(),
-                                 price_eur_per_kwh=price, converged=state.converged)
+        state.cleared[name] = cleared
+        out[name] = ClearingBody(quantities_kw={KEY: cleared.tolist()},
+                                 prices_eur_per_kwh={KEY: price},
+                                 position_kw=(_sign(state, name) * cleared).tolist(),
+                                 converged=state.converged)
+    return out
+
+
+def settle_p2v(state: P2VState, params: P2VParams, meters: Mapping[str, np.ndarray]):
+    """The P2V contract stands whatever was realised: the buyer pays the seller the P2V
+    price for the cleared quantity; deviations go to retail (no market charge)."""
+    h = state.period_h
+    out = {}
+    for name, cleared in state.cleared.items():
+        position = _sign(state, name) * cleared
+        out[name] = zero_settlement(position, position * params.price_eur_per_kwh * h)
     return out

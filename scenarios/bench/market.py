@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.solver import agent_kind
-from scenarios.community.builder import build_community, p2v_price
+from scenarios.community.builder import build_community
 from scenarios.results.outcome import DayResult
 from scenarios.run.inprocess import run_centralized, run_decentralized
 
@@ -52,14 +52,14 @@ def _time_power_flows(s, result: DayResult, community) -> float:
 
     bus_of = place_agents(s, community)
     start = time.perf_counter()
-    run_grid_inprocess(s, result, bus_of)
+    run_grid_inprocess(s, [result], bus_of)
     return time.perf_counter() - start
 
 
 def one_run(s, with_central: bool) -> dict:
     community = build_community(s)
     t0 = time.perf_counter()
-    dec = run_decentralized(s, community, p2v_price(s))
+    dec = run_decentralized(s, community)[0]
     dec_wall = time.perf_counter() - t0
     row = {"dec": _costs(dec, community), "dec_wall_s": dec_wall, "rounds": len(dec.rounds),
            "converged": dec.converged, "critical_path_s": dec.critical_path_s,
@@ -68,7 +68,7 @@ def one_run(s, with_central: bool) -> dict:
            "power_flows_96_s": _time_power_flows(s, dec, community)}
     if with_central:
         t0 = time.perf_counter()
-        cen = run_centralized(s, community)
+        cen = run_centralized(s, community)[0]
         row |= {"cen": _costs(cen, community), "cen_wall_s": time.perf_counter() - t0,
                 "cen_solve_s": cen.market_s}
     return row

@@ -1,20 +1,39 @@
 """Turn a validated scenario into the agents' private data (seeded, reproducible).
 
 Template ``i`` draws from ``numpy.random.default_rng([seed, i])``, so adding a
-template never changes the agents of the others.
+template never changes the agents of the others. Every per-period array covers the whole
+run (``days × periods`` values). Day 1 of a template is drawn exactly as a one-day run
+draws it; day ``d`` > 1 draws new shapes from ``default_rng([seed, i, d])`` and keeps
+each household's equipment, installed PV and level of consumption (its day-1 load energy
+times a day factor uniform in 0.9–1.1, RECON). Forecast errors (``forecast_error``) are
+drawn per agent from ``default_rng([seed, ACTUALS_STREAM, k])``, k the agent's position.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
-from agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
-from agents.diagnose import greedy_energy_kwh
-from scenarios.catalog import BATTERY_TYPES, EV_MODELS
+from agents.data import (
+    BatterySpec,
+    BuildingData,
+    EVData,
+    FlexibleLoad,
+    Horizon,
+    ProsumerData,
+    Tariff,
+)
+from agents.realise import Actuals
+from scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
+from scenarios.community.households import (
+    forecast_actual,
+    month_prices_eur_per_kwh,
+    nonflexible_load_kw,
+    pv_available_kw,
+    wind_available_kw,
+)
 from scenarios.community.profiles import generate_ev_trips, generate_prosumers, period_index
 from scenarios.schema import (
+    BuildingTemplate,
     Choice,
     Counts,
     EVTemplate,
@@ -22,10 +41,15 @@ from scenarios.schema import (
     ExplicitProsumer,
     ProsumerTemplate,
     Scenario,
+    ScenarioError,
     Uniform,
 )
 
 EV_SOC_MIN_FRAC = 0.10  # RECON: an EV is never driven below 10 % of its usable capacity
+ACTUALS_STREAM = 1_000_007  # the rng stream of forecast errors: [seed, ACTUALS_STREAM, k]
+PRICES_STREAM = 1_000_009  # the rng stream of dynamic prices: [seed, PRICES_STREAM]
+WEATHER_STREAM = 1_000_011  # the locality's sun and wind: [seed, WEATHER_STREAM]
+DAY_LOAD_SPREAD = 0.1  # RECON: a household's daily load energy varies ±10 % around day 1
 
 
 def horizon_of(s: Scenario) -> Horizon:
@@ -41,16 +65,32 @@ def p2v_price(s: Scenario) -> float:
     return (min(tou.off_peak_eur_per_kwh, tou.peak_eur_per_kwh) + s.tariffs.feed_in_eur_per_kwh) / 2
 
 
-def tariff_for(s: Scenario, kva: str) -> Tariff:
-    """Time-of-use prices per period; peak in [peak_start, peak_end)."""
-    h = horizon_of(s)
+def grid_prices(s: Scenario) -> tuple[np.ndarray, np.ndarray]:
+    """Retail buy and feed-in prices per period over the run: the seeded dynamic prices
+    (``tariffs.dynamic``), else time of use (peak in [peak_start, peak_end)) and the
+    feed-in tariff."""
+    h, days = horizon_of(s), s.horizon.days
+    if s.tariffs.dynamic is not None:
+        dyn = s.tariffs.dynamic
+        return month_prices_eur_per_kwh(
+            np.random.default_rng([s.seed, PRICES_STREAM]), days, h.periods,
+            buy_mean_eur_per_kwh=dyn.buy_mean_eur_per_kwh, sell_ratio=dyn.sell_ratio,
+            sell_ratio_spread=dyn.sell_ratio_spread)
     tou = s.tariffs.time_of_use
     t = np.arange(h.periods)
     peak = (t >= period_index(tou.peak_start, h.period_h)) & (t < period_index(tou.peak_end,
                                                                                 h.period_h))
-    price = np.where(peak, tou.peak_eur_per_kwh, tou.off_peak_eur_per_kwh)
-    return Tariff(price, s.tariffs.feed_in_eur_per_kwh, p2v_price(s),
-                  s.tariffs.fixed_eur_per_day[kva])
+    buy = np.tile(np.where(peak, tou.peak_eur_per_kwh, tou.off_peak_eur_per_kwh), days)
+    return buy, np.full(len(buy), s.tariffs.feed_in_eur_per_kwh)
+
+
+def tariff_for(s: Scenario, kva: str, prices=None) -> Tariff:
+    buy, sell = grid_prices(s) if prices is None else prices
+    return Tariff(buy, sell, p2v_price(s), s.tariffs.fixed_eur_per_day[kva])
+
+
+def p2v_market(s: Scenario) -> bool:
+    return s.market.p2v and s.market.mechanism == "p2v_rules"
 
 
 def draw_keys(dist, n: int, rng: np.random.Generator) -> list:
@@ -93,53 +133,139 @@ def _prosumer(s: Scenario, name, kva, load, pv, battery) -> ProsumerData:
     export = s.tariffs.export_fraction * float(kva)
     return ProsumerData(name, horizon_of(s), tariff_for(s, kva), np.asarray(load, float),
                         np.asarray(pv, float), battery, buy_max_kw=float(kva),
-                        sell_max_kw=export, p2v_max_kw=export if s.market.p2v else 0.0)
+                        sell_max_kw=export, p2v_max_kw=export if p2v_market(s) else 0.0)
 
 
 def _ev(s: Scenario, name, kva, model, away, trip_kwh, battery) -> EVData:
-    """An EV whose end-of-day target is capped at what it can recharge before midnight
-    (RECON: an EV back from its last trip at 23:45 cannot refill its battery that day)."""
-    p2v_max = battery.charge_max_kw if s.market.p2v else 0.0
-    d = EVData(name, horizon_of(s), tariff_for(s, kva), np.asarray(away, bool),
-               np.asarray(trip_kwh, float), battery, buy_max_kw=float(kva), p2v_max_kw=p2v_max)
-    reachable = float(greedy_energy_kwh(replace(d, p2v_max_kw=0.0))[-1])
-    if reachable < battery.e_end_min_kwh:
-        d = replace(d, battery=replace(battery, e_end_min_kwh=max(reachable, battery.soc_min_kwh)))
-    return d
+    """An EV (each day's end-of-day target is capped at what it can recharge after that
+    day's trips when the day is planned: ``agents.days.day_slice``)."""
+    p2v_max = battery.charge_max_kw if p2v_market(s) else 0.0
+    return EVData(name, horizon_of(s), tariff_for(s, kva), np.asarray(away, bool),
+                  np.asarray(trip_kwh, float), battery, buy_max_kw=float(kva),
+                  p2v_max_kw=p2v_max)
 
 
-def _from_prosumer_template(s: Scenario, tpl: ProsumerTemplate, rng) -> list[ProsumerData]:
-    h, n = horizon_of(s), tpl.count
-    kinds = draw_keys(tpl.battery, n, rng)
-    kvas = draw_keys(tpl.contracted_kva, n, rng)
-    soc0 = draw_numbers(tpl.battery_initial_soc, n, rng)
-    profiles = generate_prosumers(
+def _later_days(s: Scenario, i: int, draw) -> list:
+    """``draw(rng)`` for days 2.. of template ``i``, each from its own stream."""
+    return [draw(np.random.default_rng([s.seed, i, d])) for d in range(1, s.horizon.days)]
+
+
+def _prosumer_profiles(s: Scenario, tpl: ProsumerTemplate, rng, n: int):
+    h = horizon_of(s)
+    return generate_prosumers(
         n, rng, periods=h.periods, period_h=h.period_h, total_load_kwh=tpl.load.total_kwh,
         total_pv_kwh=tpl.pv.total_kwh, total_pv_installed_kw=tpl.pv.total_installed_kw,
         mean_load_kwh=tpl.load.mean_kwh, mean_pv_installed_kw=tpl.pv.mean_installed_kw,
         pv_yield_kwh_per_kw=tpl.pv.yield_kwh_per_kw)
-    width = len(str(n))
-    return [_prosumer(s, f"{tpl.name_prefix}{i + 1:0{width}d}", kvas[i], p.load_kw, p.pv_kw,
-                      _battery(kinds[i], soc0[i], tpl.battery_end_soc_min))
-            for i, p in enumerate(profiles)]
 
 
-def _from_ev_template(s: Scenario, tpl: EVTemplate, rng) -> list[EVData]:
-    h, n = horizon_of(s), tpl.count
-    models = draw_keys(tpl.model, n, rng)
+def _same_household(first, later, rng) -> tuple[np.ndarray, np.ndarray]:
+    """A later day's draw rescaled to the household of day 1: its installed PV and its
+    daily load energy times a day factor."""
+    load = later.load_kw * first.load_kw.sum() / max(later.load_kw.sum(), 1e-12)
+    load = load * rng.uniform(1 - DAY_LOAD_SPREAD, 1 + DAY_LOAD_SPREAD)
+    pv = later.pv_kw * first.pv_installed_kw / max(later.pv_installed_kw, 1e-12)
+    return load, pv
+
+
+def _from_prosumer_template(s: Scenario, tpl: ProsumerTemplate, rng, i: int):
+    n = tpl.count
+    kinds = draw_keys(tpl.battery, n, rng)
     kvas = draw_keys(tpl.contracted_kva, n, rng)
-    soc0 = draw_numbers(tpl.initial_soc, n, rng)
-    tr = tpl.trips
-    trips = generate_ev_trips(
-        n, rng, [EV_MODELS[m].consumption_kwh_per_km for m in models], periods=h.periods,
-        period_h=h.period_h, away_periods_total=tr.away_periods_total,
+    soc0 = draw_numbers(tpl.battery_initial_soc, n, rng)
+    first = _prosumer_profiles(s, tpl, rng, n)
+    later = _later_days(s, i, lambda r: [_same_household(f, x, r) for f, x in
+                                         zip(first, _prosumer_profiles(s, tpl, r, n))])
+    width = len(str(n))
+    return [_prosumer(s, f"{tpl.name_prefix}{k + 1:0{width}d}", kvas[k],
+                      np.concatenate([p.load_kw, *(day[k][0] for day in later)]),
+                      np.concatenate([p.pv_kw, *(day[k][1] for day in later)]),
+                      _battery(kinds[k], soc0[k], tpl.battery_end_soc_min))
+            for k, p in enumerate(first)]
+
+
+def _ev_trips(s: Scenario, tpl: EVTemplate, rng, models: list[str]):
+    h, tr = horizon_of(s), tpl.trips
+    return generate_ev_trips(
+        tpl.count, rng, [EV_MODELS[m].consumption_kwh_per_km for m in models],
+        periods=h.periods, period_h=h.period_h, away_periods_total=tr.away_periods_total,
         first_away=tr.first_away, last_away=tr.last_away, peak_times=tr.peak_times,
         peak_count=tr.peak_count, mean_speed_km_per_h=tr.mean_speed_km_per_h,
         mean_away_periods=tr.mean_away_periods)
+
+
+def _from_ev_template(s: Scenario, tpl: EVTemplate, rng, i: int) -> list[EVData]:
+    n = tpl.count
+    models = draw_keys(tpl.model, n, rng)
+    kvas = draw_keys(tpl.contracted_kva, n, rng)
+    soc0 = draw_numbers(tpl.initial_soc, n, rng)
+    days = [_ev_trips(s, tpl, rng, models), *_later_days(s, i, lambda r: _ev_trips(
+        s, tpl, r, models))]
     width = len(str(n))
-    return [_ev(s, f"{tpl.name_prefix}{i + 1:0{width}d}", kvas[i], models[i], tp.away,
-                tp.trip_kwh, _ev_battery(models[i], float(kvas[i]), soc0[i], tpl.end_soc_min))
-            for i, tp in enumerate(trips)]
+    return [_ev(s, f"{tpl.name_prefix}{k + 1:0{width}d}", kvas[k], models[k],
+                np.concatenate([d[k].away for d in days]),
+                np.concatenate([d[k].trip_kwh for d in days]),
+                _ev_battery(models[k], float(kvas[k]), soc0[k], tpl.end_soc_min))
+            for k in range(n)]
+
+
+def _flexible_loads(tpl: BuildingTemplate, period_h: float) -> tuple[FlexibleLoad, ...]:
+    """The template's flexible loads in periods: a load runs ⌈duration / Δt⌉ periods."""
+    out = []
+    for load in tpl.flexible:
+        if isinstance(load, str):
+            a = APPLIANCES[load]
+            name, kw, hours, window = a.key, a.rating_kw, a.duration_h, a.window
+        else:
+            name, kw, hours, window = load.name, load.rating_kw, load.duration_h, load.window
+        start, end = (round(clock_h(w) / period_h) for w in window)
+        out.append(FlexibleLoad(name, kw, int(np.ceil(hours / period_h - 1e-9)), start, end))
+    return tuple(out)
+
+
+def locality_weather(s: Scenario, tpl: BuildingTemplate) -> tuple[np.ndarray, np.ndarray]:
+    """PV availability per installed kW and wind availability per rated kW over the run:
+    one sky and one wind for the whole locality."""
+    h, rng = horizon_of(s), np.random.default_rng([s.seed, WEATHER_STREAM])
+    pv = pv_available_kw(rng, s.horizon.days, h.periods, installed_kw=1.0,
+                         yield_kwh_per_kw_day=tpl.pv_yield_kwh_per_kw_day)
+    wind = wind_available_kw(rng, s.horizon.days, h.periods, rated_kw=1.0,
+                             mean_speed_m_s=tpl.wind_mean_speed_m_s)
+    return pv, wind
+
+
+def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int):
+    h, n, days = horizon_of(s), tpl.count, s.horizon.days
+    kvas = draw_keys(tpl.contracted_kva, n, rng)
+    kinds = draw_keys(tpl.battery, n, rng)
+    soc0 = draw_numbers(tpl.battery_initial_soc, n, rng)
+    load, pv, wind, cdl = (draw_numbers(getattr(tpl, f), n, rng)
+                           for f in ("load_kwh_per_day", "pv_kw", "wind_kw", "cdl_kw"))
+    pil = None if tpl.pil_kw is None or not s.market.pil else draw_numbers(tpl.pil_kw, n, rng)
+    sun, breeze = locality_weather(s, tpl)
+    flexible, prices = _flexible_loads(tpl, h.period_h), grid_prices(s)
+    width, out = len(str(n)), []
+    for k in range(n):
+        name = f"{tpl.name_prefix}{k + 1:0{width}d}"
+        nfl = nonflexible_load_kw(rng, days, h.periods, mean_kwh_per_day=float(load[k]))
+        _check_cdl(s, i, name, float(cdl[k]), nfl, h)
+        out.append(BuildingData(
+            name, h, tariff_for(s, kvas[k], prices), nfl, sun * pv[k], breeze * wind[k],
+            flexible, _battery(kinds[k], soc0[k], tpl.battery_end_soc_min),
+            buy_max_kw=float(kvas[k]), sell_max_kw=float(kvas[k]),
+            cdl_kw=np.full(days * h.periods, float(cdl[k])), cdl_factor=s.market.cdl_factor,
+            pil_kw=None if pil is None else np.full(days * h.periods, float(pil[k]))))
+    return out
+
+
+def _check_cdl(s: Scenario, i: int, name: str, cdl_kw: float, nfl: np.ndarray, h) -> None:
+    """A consumer demand limit below the non-flexible load alone is a scenario error."""
+    peak = int(np.argmax(nfl))
+    if cdl_kw < nfl[peak]:
+        day, t = divmod(peak, h.periods)
+        raise ScenarioError([(f"{s.source}: templates.{i}.cdl_kw: {cdl_kw:g} kW is below "
+                             f"{name}'s non-flexible load alone ({nfl[peak]:.2f} kW on day "
+                             f"{day + 1} at {h.label(t)}); raise it above the load's peak")])
 
 
 def _explicit(s: Scenario, a: ExplicitProsumer | ExplicitEV) -> ProsumerData | EVData:
@@ -155,11 +281,29 @@ def build_community(s: Scenario) -> list[ProsumerData | EVData]:
     agents: list[ProsumerData | EVData] = []
     for i, tpl in enumerate(s.templates):
         rng = np.random.default_rng([s.seed, i])
-        build = _from_prosumer_template if tpl.kind == "prosumer" else _from_ev_template
-        agents += build(s, tpl, rng)
+        build = {"prosumer": _from_prosumer_template, "ev": _from_ev_template,
+                 "building": _from_building_template}[tpl.kind]
+        agents += build(s, tpl, rng, i)
     agents += [_explicit(s, a) for a in s.agents]
     names = [a.name for a in agents]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"agent names used twice: {', '.join(duplicates)}")
     return agents
+
+
+def build_actuals(s: Scenario, community) -> dict[str, Actuals]:
+    """What really happens: each agent's load, PV and wind with the scenario's forecast
+    errors (relative standard deviations; none when all are 0)."""
+    err = s.forecast_error
+    if not (err.load or err.pv or err.wind):
+        return {}
+    out = {}
+    for k, d in enumerate(community):
+        rng = np.random.default_rng([s.seed, ACTUALS_STREAM, k])
+        out[d.name] = Actuals(**{f"{field}_kw": forecast_actual(rng, getattr(d, f"{field}_kw"),
+                                                                sigma)
+                                 for field, sigma in (("load", err.load), ("pv", err.pv),
+                                                      ("wind", err.wind))
+                                 if hasattr(d, f"{field}_kw")})
+    return out

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from scenarios.results.figures import consumption_kw
+from scenarios.results.figures import consumption_kw, with_step
 from scenarios.results.report import format_value, read_config, read_summary, read_table
 
 SUMMARY_KPIS = {  # KPI -> (summary.json section, key)
@@ -62,10 +62,11 @@ def _pick(summary: dict, kpis: dict) -> dict:
 def run_kpis(out: Path) -> dict:
     """The KPIs of one results folder (see the module docstring)."""
     summary = read_summary(out)
-    period_h = read_config(out)["horizon"]["period_minutes"] / 60
+    horizon = read_config(out)["horizon"]
+    agents = with_step(read_table(out, "agents"), horizon["periods"])
     return {"scenario": summary["scenario"], "mode": summary["mode"],
             **_pick(summary, SUMMARY_KPIS),
-            **energy_kpis(read_table(out, "agents"), period_h),
+            **energy_kpis(agents, horizon["period_minutes"] / 60),
             **_pick(summary, LATER_KPIS)}
 
 

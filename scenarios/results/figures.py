@@ -16,6 +16,15 @@ FEW_AGENTS = 6  # up to this many agents of a kind, SoC is drawn per agent
 NO_SOLUTION = "#bbbbbb"  # heat map cell of a period whose power flow did not converge
 OVERLOADED = "#d62728"  # heat map cell of a line loaded above its limit
 MARK = {"marker": "x", "color": "black", "s": 12, "linewidths": 0.8}  # an out-of-limit cell
+T = "step"  # the time axis of every per-period figure: day × periods + period
+
+
+def with_step(table: pd.DataFrame, periods: int) -> pd.DataFrame:
+    """``table`` with its ``step`` column: the period counted from the run's start."""
+    if "period" not in table:
+        return table.assign(step=pd.Series(dtype=int))
+    day = table["day"] if "day" in table else 0
+    return table.assign(step=day * periods + table["period"])
 
 
 def _axes(size=WIDE_IN, title: str = "", xlabel: str = "period", ylabel: str = "kW"):
@@ -29,8 +38,8 @@ def _axes(size=WIDE_IN, title: str = "", xlabel: str = "period", ylabel: str = "
 def community_kw(agents: pd.DataFrame, column: str, kind: str | None = None) -> pd.Series:
     """``column`` summed over the agents (of ``kind``, if given), one value per period."""
     rows = agents if kind is None else agents[agents["kind"] == kind]
-    periods = np.sort(agents["period"].unique())
-    return rows.groupby("period")[column].sum().reindex(periods, fill_value=0.0)
+    periods = np.sort(agents[T].unique())
+    return rows.groupby(T)[column].sum().reindex(periods, fill_value=0.0)
 
 
 def consumption_kw(agents: pd.DataFrame) -> pd.Series:
@@ -49,7 +58,7 @@ def supply_mix(agents: pd.DataFrame) -> Figure:
     consumption below (export, battery charging); P2V is a transfer inside the community,
     already part of PV and battery, so it is a line, not a layer."""
     fig, ax = _axes(title="Community supply mix")
-    periods = np.sort(agents["period"].unique())
+    periods = np.sort(agents[T].unique())
     ax.stackplot(periods, community_kw(agents, "buy_kw"), community_kw(agents, "pv_kw"),
                  community_kw(agents, "dis_kw"),
                  labels=["retail purchase", "PV", "battery discharge"],
@@ -69,7 +78,7 @@ def supply_mix(agents: pd.DataFrame) -> Figure:
 def p2v_trades(agents: pd.DataFrame) -> Figure:
     """P2V sold by prosumers and bought by EVs per period, settled and last offered."""
     fig, ax = _axes(title="P2V trades")
-    periods = np.sort(agents["period"].unique())
+    periods = np.sort(agents[T].unique())
     for kind, verb, color in (("prosumer", "sold", "#e68310"), ("ev", "bought", "#11a579")):
         ax.plot(periods, community_kw(agents, "p2v_kw", kind), color=color, lw=1.5,
                 label=f"{verb}, settled")
@@ -79,21 +88,23 @@ def p2v_trades(agents: pd.DataFrame) -> Figure:
     return fig
 
 
-def market_rounds(market: pd.DataFrame) -> pd.DataFrame:
-    """One row per round: the round's error and its offers summed over the periods (the
-    paper's Eq. 35 quantities)."""
-    return market.groupby("round").agg(error_kw=("error_kw", "first"),
-                                       sold_kw=("sold_kw", "sum"),
-                                       bought_kw=("bought_kw", "sum"),
-                                       rule_applied=("rule_applied", "first"),
-                                       limits_changed=("limits_changed", "first"))
+def market_rounds(market: pd.DataFrame, day: int | None = None) -> pd.DataFrame:
+    """One row per round (of ``day``, default the first): the round's error and its
+    offers summed over the periods (the paper's Eq. 35 quantities)."""
+    day = market["day"].min() if day is None else day
+    rows = market[market["day"] == day]
+    return rows.groupby("round").agg(error_kw=("error_kw", "first"),
+                                     sold_kw=("sold_kw", "sum"),
+                                     bought_kw=("bought_kw", "sum"),
+                                     rule_applied=("rule_applied", "first"),
+                                     limits_changed=("limits_changed", "first"))
 
 
 def convergence(market: pd.DataFrame) -> Figure:
-    """Sold and bought kW summed over the periods per round, the error on a second axis
-    (as Fig. 5 of Faia et al. 2021)."""
+    """Sold and bought kW summed over the periods per round of the first day, the error
+    on a second axis (as Fig. 5 of Faia et al. 2021)."""
     rounds = market_rounds(market)
-    fig, ax = _axes(size=(6.5, 3.6), title="Convergence", xlabel="round",
+    fig, ax = _axes(size=(6.5, 3.6), title="Convergence (day 1)", xlabel="round",
                     ylabel="kW summed over periods")
     ax.plot(rounds.index, rounds["sold_kw"], marker="o", color="#e68310", label="sold")
     ax.plot(rounds.index, rounds["bought_kw"], marker="s", color="#11a579", label="bought")
@@ -112,7 +123,8 @@ def planned_cost(agent_rounds: pd.DataFrame) -> Figure:
     """Mean planned cost of the day per agent type in each round."""
     fig, ax = _axes(size=(6.5, 3.6), title="Mean planned cost per agent type",
                     xlabel="round", ylabel="€ per agent")
-    means = agent_rounds.groupby(["kind", "round"])["planned_cost_eur"].mean()
+    first = agent_rounds[agent_rounds["day"] == agent_rounds["day"].min()]
+    means = first.groupby(["kind", "round"])["planned_cost_eur"].mean()
     for kind, series in means.groupby(level="kind"):
         ax.plot(series.index.get_level_values("round"), series.to_numpy(), marker="o",
                 label=kind)
@@ -128,7 +140,7 @@ def state_of_charge(agents: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(WIDE_IN[0], 2.6 * len(kinds)), layout="constrained")
     for i, kind in enumerate(kinds):
         ax = fig.add_subplot(len(kinds), 1, i + 1)
-        soc = agents[agents["kind"] == kind].pivot(index="period", columns="agent",
+        soc = agents[agents["kind"] == kind].pivot(index=T, columns="agent",
                                                    values="soc_kwh")
         if soc.shape[1] <= FEW_AGENTS:
             for agent in soc.columns:
@@ -145,7 +157,7 @@ def state_of_charge(agents: pd.DataFrame) -> Figure:
 
 def _heat_map(table: pd.DataFrame, row: str, value: str, title: str, norm, cmap,
               outside: pd.DataFrame, label: str, extend: str = "both") -> Figure:
-    grid = table.pivot(index=row, columns="period", values=value)
+    grid = table.pivot(index=row, columns=T, values=value)
     height = min(2.0 + 0.09 * len(grid), 9.0)
     fig, ax = _axes(size=(WIDE_IN[0], height), title=title, ylabel=row)
     image = ax.imshow(grid.to_numpy(), aspect="auto", origin="lower", norm=norm,
@@ -154,7 +166,7 @@ def _heat_map(table: pd.DataFrame, row: str, value: str, title: str, norm, cmap,
                       extent=(grid.columns.min() - 0.5, grid.columns.max() + 0.5,
                               -0.5, len(grid) - 0.5))
     rows = {key: i for i, key in enumerate(grid.index)}
-    ax.scatter(outside["period"], outside[row].map(rows), label="outside limit", **MARK)
+    ax.scatter(outside[T], outside[row].map(rows), label="outside limit", **MARK)
     ax.set_yticks(range(len(grid)), [str(k) for k in grid.index], fontsize=6)
     ax.grid(False)
     bar = fig.colorbar(image, ax=ax, label=label, extend=extend)

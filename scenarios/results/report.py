@@ -23,7 +23,7 @@ FIGURE_DPI = 100
 TABLES = ("agents", "market", "agent_rounds", "grid_bus", "grid_line")
 CONVERGENCE_HEADER = ["round", "error kW", "sold kW", "bought kW", "rule applied",
                       "limits changed", "slowest agent s"]
-VIOLATION_HEADER = ["period", "element", "value", "limit"]
+VIOLATION_HEADER = ["day", "period", "element", "value", "limit"]
 
 
 class ResultsMissing(Exception):
@@ -67,11 +67,18 @@ class Run:
     @classmethod
     def load(cls, out: Path) -> Run:
         summary = read_summary(out)  # first: a folder without it is no results folder
-        return cls(out, summary, read_config(out), **{n: read_table(out, n) for n in TABLES})
+        config = read_config(out)
+        periods = config["horizon"]["periods"]
+        tables = {n: read_table(out, n) for n in TABLES}
+        for name in ("agents", "grid_bus", "grid_line"):
+            tables[name] = figures.with_step(tables[name], periods)
+        return cls(out, summary, config, **tables)
 
     @property
     def has_rounds(self) -> bool:
-        return self.summary["market"]["rounds"] is not None and len(self.agent_rounds) > 0
+        """A decentralized run of a mechanism with P2V offer totals per round."""
+        return (self.summary["market"]["rounds"] is not None and len(self.agent_rounds) > 0
+                and "sold_kw" in self.market)
 
 
 # ---- tables ------------------------------------------------------------------------------
@@ -100,15 +107,18 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
 
 
 def round_seconds(out: Path) -> list[float] | None:
-    """Each round's wall time of a distributed run (``rounds.json``), else None."""
+    """Each round's wall time of the first day of a distributed run (``rounds.json``),
+    else None."""
     path = out / "rounds.json"
     if not path.is_file():
         return None
-    return [r["seconds"] for r in json.loads(path.read_text())["rounds"]]
+    days = json.loads(path.read_text())["days"]
+    return [r["seconds"] for r in days[0]["rounds"]] if days else None
 
 
 def convergence_table(run: Run, slowest_agent_s: list[float] | None):
-    """Header and one row per round. The slowest agent's time is each round's wall time in
+    """Header and one row per round of the first day. The slowest agent's time is each
+    round's wall time in
     a distributed run (rounds.json), the slowest agent solve in-process (given by the run
     that has just finished); without either the column is left out."""
     slowest = slowest_agent_s or round_seconds(run.out)
@@ -129,17 +139,18 @@ def violations(run: Run) -> pd.DataFrame:
              (bus[bus["vm_pu"] > lim["v_max_pu"]], "bus", "vm_pu", f"≤ {lim['v_max_pu']} pu"),
              (line[line["loading_pct"] > lim["max_loading_pct"]], "line", "loading_pct",
               f"≤ {lim['max_loading_pct']} %")]
-    frames = [pd.DataFrame({"period": rows["period"], "kind": kind, "id": rows[kind],
+    frames = [pd.DataFrame({"day": rows["day"] + 1, "period": rows["period"], "kind": kind,
+                            "id": rows[kind],
                             "value": rows[column], "limit": limit})
               for rows, kind, column, limit in found if len(rows)]
     if not frames:
         return pd.DataFrame(columns=VIOLATION_HEADER)
-    table = pd.concat(frames).sort_values(["period", "kind", "id"], ignore_index=True)
+    table = pd.concat(frames).sort_values(["day", "period", "kind", "id"], ignore_index=True)
     return table.assign(element=table["kind"] + " " + table["id"].astype(str))[VIOLATION_HEADER]
 
 
 def violation_rows(run: Run) -> list[list[str]]:
-    return [[str(r.period), r.element, f"{r.value:.6g}", r.limit]
+    return [[str(r.day), str(r.period), r.element, f"{r.value:.6g}", r.limit]
             for r in violations(run).itertuples()]
 
 
@@ -290,9 +301,9 @@ def write_report(out: Path, slowest_agent_s: list[float] | None = None) -> Path:
     return write_html(run, sections, render_figures(run))
 
 
-def slowest_agent_s(result) -> list[float]:
-    """The slowest agent solve of each round of a run's ``DayResult``."""
-    return [max(r.solve_s.values(), default=0.0) for r in result.rounds]
+def slowest_agent_s(days) -> list[float]:
+    """The slowest agent solve of each round of a run's first day."""
+    return [max(r.solve_s.values(), default=0.0) for r in days[0].rounds] if days else []
 
 
 # ---- terminal ----------------------------------------------------------------------------

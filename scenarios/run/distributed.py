@@ -4,6 +4,7 @@ an in-process collector that records every output per period."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,15 +20,19 @@ import numpy as np
 from loguru import logger
 from mosaik.exceptions import SimulationError
 
-from agents.data import Schedule, data_to_dict
-from agents.market_agent import period_costs_eur
-from agents.simulator import FLOW_ATTRS
+from agents.data import data_to_dict
+from agents.days import day_slice
+from agents.market_agent import settle_schedule
+from agents.simulator import REALISED_ATTRS, agent_to_dict
 from agents.solver import agent_kind
-from coordinator.mechanisms.p2v_rules import RoundRecord
+from coordinator.mechanisms import dump_params
+from coordinator.mechanisms.base import RoundRecord
+from coordinator.protocol import ClearingBody, SettlementBody
 from grid.powerflow import PeriodResult
 from scenarios.results.outcome import DayResult, RoundStats
 from scenarios.run import collector
 from scenarios.run.errors import RunError
+from scenarios.run.market import mechanism_setup
 from scenarios.run.network import n_buses, network_options
 from scenarios.run.progress import RoundWatcher
 from scenarios.run.topology import group_addresses, group_count, process_groups
@@ -35,23 +40,24 @@ from scenarios.schema import Scenario
 
 GRID_OUTPUTS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations", "converged",
                 "losses_kw"]
-AGENT_OUTPUTS = ["p_kw", *FLOW_ATTRS, "soc_kwh", "pid", "rss_mb", "ok"]
+AGENT_OUTPUTS = ["p_kw", *REALISED_ATTRS, "pid", "rss_mb", "ok"]
 LAUNCHER_EXIT_S = 10.0  # after the simulation, the helper processes exit within this
-RECORDS_FILE = "rounds.json"  # the coordinator's record of the day's rounds
+RECORDS_FILE = "rounds.json"  # the coordinator's record of every finished day
+PARAMS_FILE = "mechanism.json"  # the mechanism and its parameters, for the coordinator
 
 
 @dataclass
 class DistributedOutcome:
-    result: DayResult
-    grid_results: list[PeriodResult] | None = field(default_factory=list)  # None: not run
+    days: list[DayResult]
+    grid_results: list[list[PeriodResult]] | None = field(default_factory=list)  # None: not run
     pids: set = field(default_factory=set)
     grid_s: float = 0.0  # the simulation's wall time outside the market rounds
     peak_rss_mb: float | None = None  # the largest agent process's peak resident memory
     aborted: str | None = None  # why the co-simulation stopped early, if it did
 
 
-def _grid_results(rows, period_s: int) -> list[PeriodResult]:
-    """The grid simulator's outputs per period as PeriodResults (None → NaN)."""
+def _grid_results(rows, period_s: int, periods: int) -> list[list[PeriodResult]]:
+    """The grid simulator's outputs per period as PeriodResults (None → NaN), by day."""
     by_period: dict[int, dict] = {}
     for t, _, attr, value in rows:
         if attr in GRID_OUTPUTS:
@@ -59,31 +65,38 @@ def _grid_results(rows, period_s: int) -> list[PeriodResult]:
 
     def arr(values):
         return np.array([np.nan if v is None else v for v in values or []], float)
-    return [PeriodResult(t, bool(o.get("converged")), arr(o.get("vm_pu")),
-                         arr(o.get("loading_pct")), int(o.get("voltage_violations") or 0),
-                         int(o.get("line_violations") or 0),
-                         np.nan if o.get("losses_kw") is None else o["losses_kw"], np.nan)
-            for t, o in sorted(by_period.items())]
+    days: list[list[PeriodResult]] = []
+    for k, o in sorted(by_period.items()):
+        day, t = divmod(k, periods)
+        while len(days) <= day:
+            days.append([])
+        days[day].append(PeriodResult(
+            t, bool(o.get("converged")), arr(o.get("vm_pu")), arr(o.get("loading_pct")),
+            int(o.get("voltage_violations") or 0), int(o.get("line_violations") or 0),
+            np.nan if o.get("losses_kw") is None else o["losses_kw"], np.nan))
+    return days
 
 
-def coordinator_argv(s: Scenario, names: list[str], out: Path, price: float,
-                     endpoint: str) -> list[str]:
-    """The ``lemgrid coordinator`` arguments for scenario ``s``; writes the roster file."""
+def coordinator_argv(s: Scenario, community, out: Path, endpoint: str) -> list[str]:
+    """The ``lemgrid coordinator`` arguments for scenario ``s``; writes the roster and the
+    mechanism's parameters into ``out``."""
     roster = out / "roster.txt"
-    roster.write_text("\n".join(names) + "\n")
-    argv = ["--mechanism", s.market.mechanism, "--tolerance-kw", str(s.market.tolerance_kw),
-            "--max-rounds", str(s.market.max_rounds), "--price-eur-per-kwh", repr(price),
-            "--roster", str(roster), "--endpoint", endpoint, "--log",
-            str(out / "messages.jsonl"), "--records", str(out / RECORDS_FILE),
-            "--round-deadline-s", str(s.runtime.round_deadline_s),
-            "--registration-timeout-s", str(s.runtime.registration_timeout_s)]
-    return argv + (["--curve-keys", s.runtime.curve_keys] if s.runtime.curve_keys else [])
+    roster.write_text("\n".join(d.name for d in community) + "\n")
+    mech, params = mechanism_setup(s, community)
+    (out / PARAMS_FILE).write_text(json.dumps(dump_params(mech.name, params)))
+    rt = s.runtime
+    argv = ["--params", str(out / PARAMS_FILE), "--roster", str(roster), "--endpoint", endpoint,
+            "--log", str(out / "messages.jsonl"), "--records", str(out / RECORDS_FILE),
+            "--days", str(s.horizon.days), "--round-deadline-s", str(rt.round_deadline_s),
+            "--registration-timeout-s", str(rt.registration_timeout_s),
+            "--realisation-timeout-s", str(rt.realisation_timeout_s)]
+    return argv + (["--curve-keys", rt.curve_keys] if rt.curve_keys else [])
 
 
-def start_coordinator(s: Scenario, names: list[str], out: Path, price: float):
+def start_coordinator(s: Scenario, community, out: Path):
     """Start ``lemgrid coordinator`` as a process; return it and its endpoint."""
     cmd = [sys.executable, "-m", "scenarios.cli", "coordinator",
-           *coordinator_argv(s, names, out, price, f"tcp://{s.runtime.coordinator_host}:0")]
+           *coordinator_argv(s, community, out, f"tcp://{s.runtime.coordinator_host}:0")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("coordinator listening on "):
@@ -193,22 +206,24 @@ def start_sim(world, name: str, s: Scenario, **params):
                          None if address else 1)
 
 
-def build_world(s: Scenario, community, bus_of: dict[str, int], endpoint: str,
+def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoint: str,
                 forked: list[str], results_dir: Path):
     """Start every simulator, create the entities and connect them."""
     groups = process_groups(community, s.runtime.agents_per_process)
     world = mosaik.World(_sim_config(s, group_addresses(s, len(groups)), forked),
                          time_resolution=1.0, skip_greetings=True, configure_logging=False)
     try:
-        _populate(world, s, groups, bus_of, endpoint, results_dir)
+        _populate(world, s, groups, actuals, bus_of, endpoint, results_dir)
     except BaseException:
         world.shutdown()  # the simulators started so far
         raise
     return world
 
 
-def _populate(world, s: Scenario, groups, bus_of, endpoint: str, results_dir: Path) -> None:
+def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
+              results_dir: Path) -> None:
     so, period_s = s.solver, s.horizon.period_minutes * 60
+    family = mechanism_setup(s, [])[0].family
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
               "lp_first": so.lp_first}
     g = s.grid
@@ -224,8 +239,9 @@ def _populate(world, s: Scenario, groups, bus_of, endpoint: str, results_dir: Pa
     for i, group in enumerate(groups):
         sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,
                         solver=solver, results_dir=str(results_dir),
-                        curve_keys=s.runtime.curve_keys)
-        for ent in sim.Agent.create(len(group), agents=[data_to_dict(d) for d in group]):
+                        curve_keys=s.runtime.curve_keys, family=family)
+        hosted = [agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in group]
+        for ent in sim.Agent.create(len(group), agents=hosted):
             world.connect(ent, grid, "p_kw")
             world.connect(ent, sink, *AGENT_OUTPUTS)
             agents[ent.eid] = ent
@@ -234,85 +250,125 @@ def _populate(world, s: Scenario, groups, bus_of, endpoint: str, results_dir: Pa
 
 
 
-def _agent_files(results_dir: Path) -> list[dict]:
-    """The settled days the agent processes wrote (agents.simulator.write_schedule)."""
-    return [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
+def _agent_files(results_dir: Path) -> dict[str, dict]:
+    """The realised days the agent processes wrote (agents.simulator.write_realised)."""
+    out = {}
+    for path in sorted(results_dir.glob("*.json")):
+        data = json.loads(path.read_text())
+        out[data["agent"]] = data
+    return out
 
 
-def _round_costs(files: list[dict]) -> dict[int, dict[str, float]]:
-    """Round → agent → planned cost."""
-    costs: dict[int, dict[str, float]] = {}
-    for data in files:
-        for r, cost in data.get("round_costs_eur", {}).items():
-            costs.setdefault(int(r), {})[data["agent"]] = cost
-    return costs
+def _rounds(day: dict, files: dict[str, dict]) -> list[RoundStats]:
+    """The day's rounds from the coordinator's record, each agent's planned cost from
+    its own file."""
+    key = str(day["day"])
+    costs = {name: f["days"].get(key, {}).get("round_costs_eur", {}) for name, f in files.items()}
+    return [RoundStats(RoundRecord(r["round"], r["error_kw"],
+                                   {k: np.asarray(v) for k, v in r["per_period"].items()},
+                                   r["scalars"]),
+                       {"round": r["seconds"]},
+                       {n: c[str(r["round"])] for n, c in costs.items() if str(r["round"]) in c})
+            for r in day["rounds"]]
 
 
-def _day_result(s: Scenario, community, rows, records: dict, market_s: float,
-                files: list[dict]) -> DayResult:
-    """Settled schedules rebuilt from the agents' per-period outputs."""
-    n, period_s = s.horizon.periods, s.horizon.period_minutes * 60
-    by_agent: dict[str, dict[str, np.ndarray]] = {}
-    ok: dict[str, bool] = {}
+def _realised_from_rows(rows, period_s: int, periods: int) -> dict[tuple[int, str], dict]:
+    """(day, agent) → realised attribute → values per period, from the collector; only
+    periods the agent reported as ok."""
+    out: dict[tuple[int, str], dict] = {}
+    ok: set[tuple[int, str, int]] = set()
     for t, name, attr, value in rows:
-        if attr == "ok":
-            ok[name] = bool(value)
-        elif attr in FLOW_ATTRS or attr == "soc_kwh":
-            arr = by_agent.setdefault(name, {}).setdefault(attr, np.full(n, np.nan))
-            arr[(t // period_s) % n] = np.nan if value is None else value
-    schedules = {}
-    for d in community:
-        if not ok.get(d.name) or d.name not in by_agent:
-            continue
-        flows = {k: v for k, v in by_agent[d.name].items() if k != "soc_kwh"}
-        soc = by_agent[d.name].get("soc_kwh")
-        costs = period_costs_eur(d, flows)
-        schedules[d.name] = Schedule(d.name, agent_kind(d), "optimal", float(costs.sum()),
-                                     "", 0.0, flows, soc if d.battery else None, costs)
-    costs = _round_costs(files)
-    rounds = [RoundStats(RoundRecord(r["round"], r["error_kw"], np.array(r["sold_kw"]),
-                                     np.array(r["bought_kw"]), r["rule"], r["limits_changed"]),
-                         {"round": r["seconds"]}, costs.get(r["round"], {}))
-              for r in records["rounds"]]
-    return DayResult("decentralized", schedules, rounds, bool(records["converged"]),
-                     dict(records["failed"]), [], market_s)
+        if attr == "ok" and value:
+            ok.add((*divmod(t // period_s, periods), name))
+    for t, name, attr, value in rows:
+        day, k = divmod(t // period_s, periods)
+        if attr in REALISED_ATTRS and (day, k, name) in ok:
+            arr = out.setdefault((day, name), {}).setdefault(attr, np.full(periods, np.nan))
+            arr[k] = np.nan if value is None else value
+    for flows in out.values():  # an attribute the agent does not have came as None
+        for attr in [a for a, v in flows.items() if a != "net_kw" and np.isnan(v).all()]:
+            del flows[attr]
+    return out
 
 
-def _recover(s: Scenario, community, out: Path, records: dict, market_s: float,
-             startup_s: float, aborted: str) -> DistributedOutcome:
+def _realised_from_files(files: dict[str, dict]) -> dict[tuple[int, str], dict]:
+    return {(int(day), name): {**{k: np.asarray(v, float) for k, v in d["realised"].items()},
+                               "quote_kw": np.asarray(d["quote_kw"], float)}
+            for name, f in files.items() for day, d in f["days"].items()}
+
+
+def _day_results(s: Scenario, community, records: dict, realised: dict, files: dict
+                 ) -> list[DayResult]:
+    """Every settled day: the realised flows (collector or agent files) with the
+    clearing and settlement the coordinator recorded."""
+    days = []
+    for day in records["days"]:
+        d = day["day"]
+        schedules = {}
+        for data in community:
+            flows = realised.get((d, data.name))
+            settlement = day["settlements"].get(data.name)
+            if flows is None or settlement is None or np.isnan(flows["net_kw"]).any():
+                continue
+            clearing = day["clearings"].get(data.name)
+            sched = settle_schedule(day_slice(data, d), agent_kind(data), flows,
+                                    clearing and ClearingBody(**clearing),
+                                    SettlementBody(**settlement))
+            sched.flows_kw["quote_kw"] = flows.get("quote_kw", sched.flows_kw["net_kw"])
+            schedules[data.name] = sched
+        days.append(DayResult("decentralized", schedules, _rounds(day, files),
+                              bool(day["converged"]), dict(day["failed"]), [],
+                              sum(r["seconds"] for r in day["rounds"]), day=d))
+    return days
+
+
+def _recover(s: Scenario, community, out: Path, records: dict, startup_s: float,
+             aborted: str) -> DistributedOutcome:
     """The co-simulation stopped (a simulator process died): the market's records come
-    from the coordinator, the surviving agents' settled days from their result files;
+    from the coordinator, the surviving agents' realised days from their result files;
     the caller runs the power flows in-process."""
-    rows, files = [], _agent_files(out / "agent_results")
-    for data in files:
-        for attr, values in [*data["flows_kw"].items(), ("soc_kwh", data["soc_kwh"])]:
-            for t, v in enumerate(values or []):
-                rows.append((t * s.horizon.period_minutes * 60, data["agent"], attr, v))
-        rows.append((0, data["agent"], "ok", True))
-    result = _day_result(s, community, rows, records, market_s, files)
-    for d in community:
-        if d.name not in result.schedules and d.name not in result.failed:
-            result.failed[d.name] = "its simulator process stopped"
-    result.build_s = startup_s
-    return DistributedOutcome(result, None, set(range(group_count(s))), 0.0, None, aborted)
+    files = _agent_files(out / "agent_results")
+    days = _day_results(s, community, records, _realised_from_files(files), files)
+    if days:
+        for d in community:
+            if d.name not in days[-1].schedules and d.name not in days[-1].failed:
+                days[-1].failed[d.name] = "its simulator process stopped"
+        days[0].build_s = startup_s
+    return DistributedOutcome(days, None, set(range(group_count(s))), 0.0, None, aborted)
 
 
-def _records(s: Scenario, out: Path, coordinator) -> dict:
-    """The coordinator's record of the day. A coordinator this run started exits after
-    writing it; a running one (``runtime.coordinator``) writes it into the shared
-    results folder, which is polled."""
-    timeout_s = s.runtime.registration_timeout_s + s.runtime.round_deadline_s * \
-        s.market.max_rounds
+def _records(s: Scenario, out: Path, coordinator, day: int | None = None) -> dict:
+    """The coordinator's records of the finished days. A coordinator this run started
+    exits after the last day; a running one (``runtime.coordinator``) writes them into the
+    shared results folder, which is polled. ``day``: wait only until that day is in."""
+    rt = s.runtime
+    timeout_s = (rt.registration_timeout_s + rt.realisation_timeout_s
+                 + rt.round_deadline_s * s.market.max_rounds)
     path, deadline = out / RECORDS_FILE, time.monotonic() + timeout_s
-    if coordinator is not None:
-        coordinator.wait(timeout=timeout_s)
-    while not path.exists() and time.monotonic() < deadline:
+
+    def have() -> dict | None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        done = [d["day"] for d in data["days"]]
+        want = s.horizon.days - 1 if day is None else day
+        return data if done and done[-1] >= want else None
+
+    if coordinator is not None and day is None:
+        try:
+            coordinator.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+    while (data := have()) is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunError(f"{path}: no record of the market day from the coordinator "
-                       f"({type(exc).__name__})") from None
+    if data is None:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunError(f"{path}: no record of the market days from the coordinator "
+                           f"({type(exc).__name__})") from None
+    return data
 
 
 def _wait_for_coordinator(s: Scenario, endpoint: str) -> None:
@@ -325,7 +381,7 @@ def _wait_for_coordinator(s: Scenario, endpoint: str) -> None:
         f"coordinator at {endpoint}")
 
 
-def _start_helpers(s: Scenario, community, out: Path, price: float):
+def _start_helpers(s: Scenario, community, out: Path):
     """The coordinator (unless one runs already) and the agent launcher (for the groups
     no running simulator serves)."""
     (out / RECORDS_FILE).unlink(missing_ok=True)
@@ -333,7 +389,7 @@ def _start_helpers(s: Scenario, community, out: Path, price: float):
         proc, endpoint = None, s.runtime.coordinator
         _wait_for_coordinator(s, endpoint)
     else:
-        proc, endpoint = start_coordinator(s, [d.name for d in community], out, price)
+        proc, endpoint = start_coordinator(s, community, out)
     forked, launcher = [], None
     missing = group_addresses(s, group_count(s)).count(None)
     if s.runtime.launcher == "fork" and missing:
@@ -341,48 +397,79 @@ def _start_helpers(s: Scenario, community, out: Path, price: float):
     return proc, endpoint, launcher, forked
 
 
-def _simulate(world, s: Scenario, out: Path, bar) -> str | None:
-    """``world.run`` with the progress bar fed; why it stopped early, or None."""
+def _simulate(world, s: Scenario, out: Path, bar) -> tuple[str | None, int]:
+    """``world.run`` with the progress bar fed; why it stopped early (or None) and the
+    last day it reached."""
     period_s, periods = s.horizon.period_minutes * 60, s.horizon.periods
-    hook = (lambda t: bar.on_period((t // period_s) % periods)) if bar else None
-    collector.STEP_HOOKS[:] = [hook] if hook else []
+    reached = [0]
+
+    def hook(t):
+        reached[0] = t // period_s // periods
+        if bar:
+            bar.on_day(reached[0])
+            bar.on_period(t // period_s % periods)
+    collector.STEP_HOOKS[:] = [hook]
     try:
         with RoundWatcher(out / "messages.jsonl", bar.on_round if bar else lambda _: None):
-            world.run(until=periods * period_s, print_progress=False)
+            world.run(until=s.horizon.days * periods * period_s, print_progress=False)
     except Exception as exc:  # noqa: BLE001 - a simulator died: the caller recovers
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+        _shutdown(world)
+        return f"{type(exc).__name__}: {exc}".splitlines()[0], reached[0]
     finally:
         collector.STEP_HOOKS.clear()
-    return None
+    return None, reached[0]
 
 
-def run_distributed(s: Scenario, community, bus_of: dict[str, int], out: Path,
-                    price: float, bar=None) -> DistributedOutcome:
-    """Run one day across processes; the coordinator's records and every output return.
-    ``bar`` (a DayProgress) shows the round and the period."""
+def _shutdown(world) -> None:
+    """Stop every simulator still running, each on its own (mosaik's shutdown gives up at
+    the first one that cannot be reached, the dead one): an agent simulator then finishes
+    its day by itself (agents.launcher)."""
+    async def stop(proxy):
+        await proxy.stop()
+
+    proxies = list(world._async_world._proxies.values())
+    loop = world.loop
+    if loop.is_closed():
+        return
+    loop.run_until_complete(asyncio.gather(*(stop(p) for p in proxies), return_exceptions=True))
+    pending = asyncio.all_tasks(loop)  # mosaik's step tasks, stranded by the abort
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    world._async_world._shutdown_performed = True
+    loop.close()
+
+
+def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out: Path,
+                    bar=None) -> DistributedOutcome:
+    """Run every day across processes; the coordinator's records and every output
+    return. ``bar`` (a DayProgress) shows the day, the round and the period."""
     logger.disable("mosaik")
     logger.disable("mosaik_api_v3")
     t0, aborted = time.perf_counter(), "the simulators did not start"
-    proc, endpoint, launcher, forked = _start_helpers(s, community, out, price)
+    proc, endpoint, launcher, forked = _start_helpers(s, community, out)
     try:
-        world = build_world(s, community, bus_of, endpoint, forked, out / "agent_results")
+        world = build_world(s, community, actuals, bus_of, endpoint, forked,
+                            out / "agent_results")
         startup_s = time.perf_counter() - t0
         sid = next(k for k in collector.RECORDS if k.startswith("Collector"))
         t_run = time.perf_counter()
-        aborted = _simulate(world, s, out, bar)
+        aborted, reached = _simulate(world, s, out, bar)
         run_s = time.perf_counter() - t_run
-        records = _records(s, out, proc)
+        records = _records(s, out, proc, None if aborted is None else reached)
     finally:
         _stop(proc, launcher, at_once=aborted is not None)
     rows = collector.RECORDS.pop(sid)
-    market_s = sum(r["seconds"] for r in records["rounds"])
     if aborted is not None:
-        return _recover(s, community, out, records, market_s, startup_s, aborted)
-    result = _day_result(s, community, rows, records, market_s,
-                         _agent_files(out / "agent_results"))
-    result.build_s = startup_s
+        return _recover(s, community, out, records, startup_s, aborted)
+    period_s, periods = s.horizon.period_minutes * 60, s.horizon.periods
+    files = _agent_files(out / "agent_results")
+    days = _day_results(s, community, records, _realised_from_rows(rows, period_s, periods),
+                        files)
+    days[0].build_s = startup_s
+    market_s = sum(d.market_s for d in days)
     pids = {v for _, _, attr, v in rows if attr == "pid"}
-    grid = _grid_results(rows, s.horizon.period_minutes * 60)
+    grid = _grid_results(rows, period_s, periods)
     rss = [v for _, _, attr, v in rows if attr == "rss_mb" and v is not None]
-    return DistributedOutcome(result, grid, pids, max(run_s - market_s, 0.0),
+    return DistributedOutcome(days, grid, pids, max(run_s - market_s, 0.0),
                               max(rss, default=None))

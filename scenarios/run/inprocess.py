@@ -1,60 +1,75 @@
-"""Run one market day, decentralized (agents and coordinator exchanging protocol
-messages in this process) or centralized (one MILP of all agents)."""
+"""Run the scenario's days in this process, decentralized (agents and coordinator
+exchanging protocol messages) or centralized (one MILP of all agents per day).
+
+Each day: agents plan (from the energy the previous day left), the market clears, every
+period each agent realises its power (its meter reading), and the market settles the
+day. An agent that cannot plan a day leaves the run; finished days are kept.
+"""
 
 from __future__ import annotations
 
 import time
 from functools import partial
 
-from agents.data import EVData, ProsumerData
+import numpy as np
+
+from agents.days import day_slice
 from agents.formulations import flow_components
-from agents.market_agent import MarketAgent, period_costs_eur
+from agents.market_agent import MarketAgent, settle_schedule
+from agents.realise import Actuals
 from agents.solver import (
     OPTIMAL,
     AgentInfeasible,
     AgentModel,
     AgentSolveError,
     PersistentMILP,
+    agent_kind,
     define_agent,
     schedule_from_values,
 )
 from coordinator.centralized import build_centralized
-from coordinator.mechanisms import get_mechanism
+from coordinator.mechanisms.base import zero_settlement
+from coordinator.protocol import ClearingBody
 from coordinator.session import MarketSession
+from scenarios.community.builder import p2v_price
 from scenarios.results.outcome import DayResult, RoundStats
 from scenarios.run.errors import RunError
+from scenarios.run.market import mechanism_setup
 from scenarios.schema import Scenario
 
-
-def mechanism_params(s: Scenario, price_eur_per_kwh: float):
-    mech = get_mechanism(s.market.mechanism)
-    return mech, mech.params_type(tolerance_kw=s.market.tolerance_kw,
-                                  max_rounds=s.market.max_rounds,
-                                  price_eur_per_kwh=price_eur_per_kwh)
+AGENT_ERRORS = (AgentInfeasible, AgentSolveError, ValueError)  # ValueError: data too short
 
 
 def _answer(agent: MarketAgent, signal, session: MarketSession, stats: RoundStats) -> None:
     try:
         session.offer(agent.on_signal(signal))
-    except (AgentInfeasible, AgentSolveError) as exc:
-        session.fail(agent.name, str(exc))
+    except AGENT_ERRORS as exc:
+        session.fail(agent.name, f"day {session.day + 1}: {exc}")
         return
     stats.solve_s[agent.name] = agent.last_solve_s
     stats.cost_eur[agent.name] = agent.plan.objective_eur
 
 
-def run_decentralized(s: Scenario, community: list[ProsumerData | EVData],
-                      price_eur_per_kwh: float, day: int = 0, progress=None) -> DayResult:
-    """Agents answer the coordinator's signals round by round until the mechanism stops."""
-    t0 = time.perf_counter()
+def make_agents(s: Scenario, community, actuals: dict[str, Actuals], family: str):
     so = s.solver
-    agents = {d.name: MarketAgent(d, so.mip_rel_gap, so.time_limit_s, so.lp_first)
-              for d in community}
-    build_s = time.perf_counter() - t0
-    mech, params = mechanism_params(s, price_eur_per_kwh)
-    session = MarketSession(mech, params, day=day)
-    for a in agents.values():
-        session.register(a.register(day))
+    return {d.name: MarketAgent(d, family, actuals.get(d.name), so.mip_rel_gap,
+                                so.time_limit_s, so.lp_first) for d in community}
+
+
+def _join(agents, session: MarketSession, gone: dict[str, str]) -> float:
+    """Every agent still in the run builds its day model and registers; seconds taken."""
+    t0 = time.perf_counter()
+    for name, agent in agents.items():
+        if name in gone:
+            continue
+        try:
+            session.register(agent.register(session.day))
+        except AGENT_ERRORS as exc:
+            gone[name] = f"day {session.day + 1}: {exc}"
+    return time.perf_counter() - t0
+
+
+def _rounds(agents, session: MarketSession, progress) -> list[RoundStats]:
     signals, rounds = session.start(), []
     while signals:
         stats = RoundStats(None, {}, {})
@@ -64,18 +79,70 @@ def run_decentralized(s: Scenario, community: list[ProsumerData | EVData],
         stats.record = session.state.records[-1]
         rounds.append(stats)
         if progress:
-            progress(stats.record)
-    settled = {n: agents[n].on_clearing(c) for n, c in session.settle().items()}
-    return DayResult("decentralized", settled, rounds, session.state.converged,
-                     dict(session.failed), session.log, time.perf_counter() - t0 - build_s,
-                     build_s)
+            progress.on_round(stats.record.round, stats.record.error_kw)
+    return rounds
 
 
-def run_centralized(s: Scenario, community: list[ProsumerData | EVData]) -> DayResult:
-    """One MILP of all agents with the P2V balance (coordinator.centralized)."""
+def run_day(agents, mech, params, day: int, gone: dict[str, str], progress=None) -> DayResult:
+    """One decentralized day: market, realisation, settlement."""
+    session = MarketSession(mech, params, day=day)
+    before = set(gone)
+    build_s = _join(agents, session, gone)
     t0 = time.perf_counter()
-    fillers = {d.name: partial(define_agent, data=d) for d in community}
-    sides = {d.name: "seller" if isinstance(d, ProsumerData) else "buyer" for d in community}
+    rounds = _rounds(agents, session, progress)
+    for name, msg in session.clear().items():
+        agents[name].on_clearing(msg)
+    market_s = time.perf_counter() - t0
+    active = session.active
+    for t in range(session.periods):
+        for name in active:
+            session.meter(agents[name].realise(t))
+        if progress:
+            progress.on_period(t)
+    settled = {n: agents[n].on_settlement(m) for n, m in session.settle().items()}
+    failed = {n: r for n, r in gone.items() if n not in before} | session.failed
+    gone.update(failed)
+    return DayResult("decentralized", settled, rounds, bool(session.state.converged), failed,
+                     session.log, market_s, build_s, day=day)
+
+
+def run_decentralized(s: Scenario, community, actuals: dict[str, Actuals] | None = None,
+                      progress=None) -> list[DayResult]:
+    """Every day of the run; agents that fail a day leave the run."""
+    mech, params = mechanism_setup(s, community)
+    agents = make_agents(s, community, actuals or {}, mech.family)
+    gone: dict[str, str] = {}
+    days = []
+    for day in range(s.horizon.days):
+        if progress:
+            progress.on_day(day)
+        days.append(run_day(agents, mech, params, day, gone, progress))
+        if not [n for n in agents if n not in gone]:
+            break
+    return days
+
+
+# -- centralized ---------------------------------------------------------------------------
+
+def run_centralized(s: Scenario, community, actuals: dict[str, Actuals] | None = None,
+                    progress=None) -> list[DayResult]:
+    """One MILP of all agents per day with the P2V balance (coordinator.centralized), then
+    the same realisation as the decentralized run; energy carries over between days."""
+    actuals = actuals or {}
+    soc = {d.name: (d.battery.e0_kwh if d.battery is not None else None) for d in community}
+    days = []
+    for day in range(s.horizon.days):
+        if progress:
+            progress.on_day(day)
+        days.append(_centralized_day(s, community, actuals, soc, day))
+    return days
+
+
+def _centralized_day(s: Scenario, community, actuals, soc, day: int) -> DayResult:
+    t0 = time.perf_counter()
+    datas = [day_slice(d, day, soc[d.name]) for d in community]
+    fillers = {d.name: partial(define_agent, data=d) for d in datas}
+    sides = {d.name: "seller" if agent_kind(d) == "prosumer" else "buyer" for d in datas}
     m = build_centralized(fillers, sides, s.horizon.periods, balance=s.market.p2v)
     so = s.solver
     solver = PersistentMILP(m, so.centralized_mip_rel_gap, so.centralized_time_limit_s)
@@ -83,17 +150,33 @@ def run_centralized(s: Scenario, community: list[ProsumerData | EVData]) -> DayR
     status, method = solver.solve(so.lp_first)
     seconds = time.perf_counter() - t0 - build_s
     if status != OPTIMAL:
-        raise RunError(_centralized_failure(community, solver.status_text(status)))
+        raise RunError(f"day {day + 1}: " + _centralized_failure(datas, solver.status_text(status)))
     schedules = {}
-    for d in community:
+    for d in datas:
         block = m.agents[d.name]
         values = {k: solver.values(solver.columns(v)) for k, v in flow_components(block).items()}
-        sched = schedule_from_values(d, values, float("nan"), method, seconds)
-        sched.cost_eur = period_costs_eur(d, sched.flows_kw)
-        sched.objective_eur = float(sched.cost_eur.sum())
-        schedules[d.name] = sched
+        plan = schedule_from_values(d, values, float("nan"), method, seconds)
+        schedules[d.name] = _realise_planned(d, plan, actuals.get(d.name), soc, day,
+                                             sides[d.name], s)
     return DayResult("centralized", schedules, market_s=seconds, build_s=build_s,
-                     objective_eur=solver.objective())
+                     objective_eur=solver.objective(), day=day)
+
+
+def _realise_planned(d, plan, actuals, soc, day, side, s: Scenario):
+    """A centrally planned day realised period by period and billed like a P2V day."""
+    agent = MarketAgent(d, "limits", actuals)
+    agent.day, agent.day_data, agent.plan, agent.soc_kwh = day, d, plan, soc[d.name]
+    agent.realise_day()
+    soc[d.name] = agent.soc_kwh
+    p2v = np.asarray(plan.flows_kw.get("p2v_kw", np.zeros(d.horizon.periods)))
+    position = p2v if side == "buyer" else -p2v
+    price = p2v_price(s)
+    clearing = ClearingBody(quantities_kw={"p2v": p2v.tolist()}, position_kw=position.tolist(),
+                            prices_eur_per_kwh={"p2v": [price] * len(p2v)}, converged=True)
+    settlement = zero_settlement(position, position * price * d.horizon.period_h)
+    settled = settle_schedule(d, agent_kind(d), agent.realised, clearing, settlement, plan)
+    settled.objective_eur = float(settled.cost_eur.sum())
+    return settled
 
 
 def _centralized_failure(community, status: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.data import net_load_kw
 from grid.mapping import assign_buses
 from grid.networks import load_network
 from grid.powerflow import GridLimits, GridModel, PeriodResult
@@ -40,16 +39,20 @@ def grid_model(s: Scenario, bus_of: dict[str, int]) -> GridModel:
     return GridModel(net, bus_of, background, s.grid.power_factor, grid_limits(s))
 
 
-def run_grid_inprocess(s: Scenario, result, bus_of, on_period=None) -> list[PeriodResult]:
-    """One AC power flow per period of the settled schedules."""
+def run_grid_inprocess(s: Scenario, days, bus_of, on_period=None) -> list[list[PeriodResult]]:
+    """One AC power flow per period of every settled day (realised power at each agent's
+    connection); one list of period results per day."""
     model = grid_model(s, bus_of)
-    p_kw = {n: net_load_kw(sc.kind, sc.flows_kw) for n, sc in result.schedules.items()}
-    periods = []
-    for t in range(s.horizon.periods):
-        periods.append(model.step(t, {n: float(v[t]) for n, v in p_kw.items()}))
-        if on_period:
-            on_period(t)
-    return periods
+    out = []
+    for result in days:
+        p_kw = {n: sc.flows_kw["net_kw"] for n, sc in result.schedules.items()}
+        periods = []
+        for t in range(s.horizon.periods):
+            periods.append(model.step(t, {n: float(v[t]) for n, v in p_kw.items()}))
+            if on_period:
+                on_period(t)
+        out.append(periods)
+    return out
 
 
 def n_buses(network: str) -> int:

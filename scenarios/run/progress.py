@@ -16,14 +16,21 @@ TAIL_S = 0.2  # seconds between looks at messages.jsonl
 
 
 class DayProgress:
-    def __init__(self, name: str, periods: int, enabled: bool, day: int = 0):
-        self.name, self.day, self.round = name, day, 0
-        self.bar = tqdm(total=periods, unit="period", disable=not enabled, leave=False,
+    """One bar over every period of the run; its label names the day and the round."""
+
+    def __init__(self, name: str, periods: int, enabled: bool, days: int = 1):
+        self.name, self.periods, self.days, self.day, self.round = name, periods, days, 0, 0
+        self.bar = tqdm(total=periods * days, unit="period", disable=not enabled, leave=False,
                         desc=self._label())
 
     def _label(self) -> str:
         market = f"round {self.round}" if self.round else "market opening"
-        return f"{self.name} day {self.day + 1} {market}"
+        return f"{self.name} day {self.day + 1}/{self.days} {market}"
+
+    def on_day(self, day: int) -> None:
+        if day != self.day:
+            self.day, self.round = day, 0
+            self.bar.set_description(self._label())
 
     def on_round(self, round_: int, error_kw: float | None = None) -> None:
         if round_ != self.round:
@@ -33,7 +40,9 @@ class DayProgress:
             self.bar.set_postfix(error_kw=f"{error_kw:.3f}")
 
     def on_period(self, period: int) -> None:
-        self.bar.update(max(period + 1 - self.bar.n, 0))
+        """``period`` of the current day (or of the run, when it is beyond the day)."""
+        done = period + 1 if period >= self.periods else self.day * self.periods + period + 1
+        self.bar.update(max(done - self.bar.n, 0))
 
     def close(self) -> None:
         self.bar.close()
@@ -45,7 +54,7 @@ class RoundWatcher(PeriodicThread):
     def __init__(self, path: Path, on_round, tail_s: float = TAIL_S):
         super().__init__(self._read, tail_s)
         self.path, self.on_round = path, on_round
-        self._offset, self._round = 0, 0
+        self._offset, self._round = 0, (0, 0)
 
     def _read(self) -> None:
         try:
@@ -61,7 +70,9 @@ class RoundWatcher(PeriodicThread):
                 msg = json.loads(line)["msg"]
             except (ValueError, KeyError, TypeError):
                 continue
-            if isinstance(msg, dict) and msg.get("type") == "signal" and \
-                    isinstance(msg.get("round"), int) and msg["round"] > self._round:
-                self._round = msg["round"]
-                self.on_round(self._round)
+            if not (isinstance(msg, dict) and msg.get("type") == "signal"):
+                continue
+            key = (msg.get("day"), msg.get("round"))
+            if all(isinstance(k, int) for k in key) and key > self._round:
+                self._round = key
+                self.on_round(key[1])

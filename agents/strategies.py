@@ -1,0 +1,70 @@
+"""How an agent answers a mechanism: one strategy per mechanism family.
+
+- ``limits`` (P2V rules): the coordinator sends per-period P2V limits; the agent re-plans
+  under them (only when they changed) and offers its P2V quantities.
+- ``quote`` (AMC, GDRMC, P2G): the agent plans its day against its retail tariff, under
+  the export limit the signal names (a PIL, or the connection's limit where the market
+  lifts individual PILs), and quotes its planned net demand.
+
+A strategy also says which connection limits the agent registers with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coordinator.protocol import OfferBody, Signal
+
+
+def _series(value, periods: int) -> list[float]:
+    arr = np.broadcast_to(np.asarray(value, float), (periods,))
+    return [float(v) for v in arr]
+
+
+class LimitsStrategy:
+    family = "limits"
+    KEY = "p2v"
+
+    def limits(self, day_data) -> dict[str, list[float]]:
+        return {self.KEY: [float(day_data.p2v_max_kw)]}
+
+    def answer(self, agent, msg: Signal) -> OfferBody:
+        terms = msg.body.terms.get(self.KEY)
+        limit = None if terms is None else terms.limit_kw
+        if limit is not None and (agent.limit is None or not np.array_equal(limit, agent.limit)):
+            agent.limit = np.asarray(limit, float)
+            agent.model.set_p2v_limit(np.minimum(agent.limit, agent.day_data.p2v_max_kw))
+            agent.plan = None
+        agent.solve_if_needed()
+        return OfferBody(quantities_kw={self.KEY: agent.plan.flows_kw["p2v_kw"].tolist()})
+
+
+class QuoteStrategy:
+    family = "quote"
+
+    def limits(self, day_data) -> dict[str, list[float]]:
+        n = day_data.horizon.periods
+        export = float(getattr(day_data, "sell_max_kw", 0.0))
+        pil = getattr(day_data, "pil_kw", None)
+        cdl = getattr(day_data, "cdl_kw", None)
+        return {"import": [float(day_data.buy_max_kw)], "export": [export],
+                "cdl": _series(day_data.buy_max_kw if cdl is None else cdl, n),
+                "pil": _series(export if pil is None else np.minimum(pil, export), n)}
+
+    def answer(self, agent, msg: Signal) -> OfferBody:
+        terms = msg.body.terms.get("export")
+        if terms is not None and terms.limit_kw is not None and agent.plan is None:
+            agent.set_export_limit(terms.limit_kw)
+        agent.solve_if_needed()
+        return OfferBody(quantities_kw={"net": agent.planned_net_kw().tolist()})
+
+
+STRATEGIES = {s.family: s for s in (LimitsStrategy(), QuoteStrategy())}
+
+
+def strategy(family: str):
+    try:
+        return STRATEGIES[family]
+    except KeyError:
+        raise ValueError(f"unknown strategy family {family!r}; known: "
+                         f"{', '.join(STRATEGIES)}") from None

@@ -1,0 +1,34 @@
+"""Generation-to-demand-ratio market clearing (GDRMC) of a locality market (MODELS.md
+§E; the supply–demand-ratio rule).
+
+With GDR = G / D on the shared demand D and generation G of a period:
+  - GDR < 1 (importer locality): π_ex = λb·λs / ((λb − λs)·GDR + λs),
+    π_im = π_ex·GDR + λb·(1 − GDR);
+  - GDR ≥ 1 (exporter locality): π_im = π_ex = λs.
+At GDR = 0 both prices are λb, at GDR = 1 both are λs: the prices move with the
+locality's balance, so every participant's price reflects how much the locality
+supplies itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coordinator.mechanisms import locality
+
+
+def gdrmc_prices(buy: np.ndarray, sell: np.ndarray, D: np.ndarray, G: np.ndarray):
+    """(π_import, π_export) per period."""
+    gdr = np.divide(G, D, out=np.full(len(D), np.inf), where=D > 0)
+    ratio = np.minimum(gdr, 1.0)
+    pi_ex = buy * sell / ((buy - sell) * ratio + sell)
+    pi_im = pi_ex * ratio + buy * (1 - ratio)
+    exporter = gdr >= 1
+    none = (D == 0) & (G == 0)
+    pi_im = np.where(exporter, sell, pi_im)
+    pi_ex = np.where(exporter, sell, pi_ex)
+    return np.where(none, buy, pi_im), np.where(none, sell, pi_ex)
+
+
+def step(offers, state, params):
+    return locality.step_locality(offers, state, params, gdrmc_prices)

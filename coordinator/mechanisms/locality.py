@@ -1,0 +1,195 @@
+"""The local energy market of a locality (MODELS.md §E): participants quote their
+expected net demand per period day-ahead, the market operator (LEMO) sets one importer
+and one exporter price per period from the locality totals, and settles each period on
+the realised power.
+
+Shared by the pricing rules (``amc``, ``gdrmc``); each rule is a function
+``(grid buy λb, grid sell λs, D, G, limits) -> (π_import, π_export)`` per period.
+
+Day-ahead, with q_i the quote of participant i (+ import, − export):
+  D = Σ max(q_i, 0) (locality demand), G = Σ max(−q_i, 0) (locality generation).
+The utility sees the locality as one user (RECON of "the individual users' CDL and PIL
+should be aggregated"): its demand limit is Σ CDL_i and its injection limit Σ PIL_i.
+  - Importer locality (D > G): import above the demand limit, N − Σ CDL with N = D − G,
+    costs ``cdl_factor`` × λb; importers share only the demand D' = G + min(N, Σ CDL)
+    in the market and pay the penalty on the rest.
+  - Exporter locality (G > D): export above the injection limit is not paid (the grid
+    does not take it); exporters share the generation G' = D + min(G − D, Σ PIL).
+Either way the prices balance the LEMO's budget against the grid on the quotes:
+  π_im · D − π_ex · G = grid cost of the locality's net quote.
+
+Settlement of period t for participant i with realised power a_i (MODELS.md §E):
+  traded    = Δt (q⁺ π_im − q⁻ π_ex)                   (the quote at the cleared prices)
+  deviation = Δt [(a⁺ π_im − a⁻ π_ex) − (q⁺ π_im − q⁻ π_ex)]   (actual − quoted)
+  violation = ρ · |a − q| · π · Δt, π = π_im for an importer (by its quote), else π_ex
+The market covers the whole realised power (the position is a_i): nothing is retail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from coordinator.mechanisms.base import RoundRecord, horizon, limit, realised
+from coordinator.protocol import ClearingBody, OfferBody, RegisterBody, SettlementBody, SignalBody
+
+KINDS = frozenset({"prosumer", "ev", "building"})
+KEY = "net"  # offers quote the signed net demand
+
+
+@dataclass(frozen=True)
+class LocalityParams:
+    """Grid prices over the whole run (one value per period of every day), the CDL
+    factor κ, the violation penalty rate ρ and which aggregated utility limits apply."""
+
+    grid_buy_eur_per_kwh: list[float] = field(default_factory=list)
+    grid_sell_eur_per_kwh: list[float] = field(default_factory=list)
+    cdl_factor: float = 2.5
+    penalty_rate: float = 0.2
+    demand_limit: bool = True  # the locality's demand limit Σ CDL_i applies
+    injection_limit: bool = True  # the locality's injection limit Σ PIL_i applies
+
+
+@dataclass
+class Limits:
+    """The locality's aggregated utility limits per period (kW; inf: none)."""
+
+    demand_kw: np.ndarray
+    injection_kw: np.ndarray
+    cdl_factor: float
+
+
+@dataclass
+class LocalityState:
+    periods: int
+    period_h: float
+    buy: np.ndarray  # λb of the day
+    sell: np.ndarray  # λs of the day
+    limits: Limits
+    export_limit_kw: dict[str, np.ndarray]
+    quotes: dict[str, np.ndarray] = field(default_factory=dict)
+    import_price: np.ndarray | None = None
+    export_price: np.ndarray | None = None
+    records: list[RoundRecord] = field(default_factory=list)
+    converged: bool = True
+    round: int = 0
+
+
+def day_prices(params: LocalityParams, day: int, periods: int) -> tuple[np.ndarray, np.ndarray]:
+    """λb and λs of day ``day`` from the run-long series."""
+    cut = slice(day * periods, (day + 1) * periods)
+    buy = np.asarray(params.grid_buy_eur_per_kwh, float)[cut]
+    sell = np.asarray(params.grid_sell_eur_per_kwh, float)[cut]
+    if len(buy) != periods or len(sell) != periods:
+        raise ValueError(f"grid prices cover {len(params.grid_buy_eur_per_kwh) // periods} "
+                         f"day(s); day {day + 1} has none")
+    return buy, sell
+
+
+def init_locality(roster: Mapping[str, RegisterBody], params: LocalityParams, day: int,
+                  export_key: str = "export"):
+    """Round 1: every participant plans under its export limit ``export_key`` (the
+    connection's, ``export``: individual PILs are lifted inside the locality; P2G sends
+    ``pil``) and quotes its net demand."""
+    periods, period_h = horizon(roster)
+    buy, sell = day_prices(params, day, periods)
+    inf = np.full(periods, np.inf)
+    cdl = sum((limit(r, "cdl", periods) for r in roster.values()), np.zeros(periods))
+    pil = sum((limit(r, "pil", periods) for r in roster.values()), np.zeros(periods))
+    limits = Limits(cdl if params.demand_limit else inf, pil if params.injection_limit else inf,
+                    params.cdl_factor)
+    export = {n: limit(r, export_key, periods, limit(r, "export", periods, 0.0))
+              for n, r in roster.items()}
+    state = LocalityState(periods, period_h, buy, sell, limits, export)
+    return {n: SignalBody(terms={"export": {"limit_kw": e.tolist()}})
+            for n, e in export.items()}, state
+
+
+def check_offer(body: OfferBody, periods: int) -> str | None:
+    q = body.quantities_kw.get(KEY)
+    if q is None:
+        return f"quantities_kw: a locality market quote needs {KEY!r} (net demand)"
+    if len(q) != periods:
+        return f"quantities_kw.{KEY}: expected {periods} values"
+    return None
+
+
+def totals(quotes: Mapping[str, np.ndarray], periods: int) -> tuple[np.ndarray, np.ndarray]:
+    """D_t (locality demand) and G_t (locality generation) from the quotes."""
+    D, G = np.zeros(periods), np.zeros(periods)
+    for q in quotes.values():
+        D += np.maximum(q, 0.0)
+        G += np.maximum(-q, 0.0)
+    return D, G
+
+
+def shared(D: np.ndarray, G: np.ndarray, limits: Limits) -> tuple[np.ndarray, np.ndarray]:
+    """(D', G'): the demand and generation shared in the market once the locality's
+    demand and injection limits are applied."""
+    D_in = np.where(D > G, G + np.minimum(D - G, limits.demand_kw), D)
+    G_in = np.where(G > D, D + np.minimum(G - D, limits.injection_kw), G)
+    return D_in, G_in
+
+
+def with_limits(D, G, D_in, G_in, buy, pi_im, pi_ex, limits: Limits):
+    """Prices over the whole quoted D and G: importers pay κ λb on demand above the
+    demand limit; exporters are paid only for the generation the grid takes."""
+    safe_D = np.where(D > 0, D, 1.0)
+    safe_G = np.where(G > 0, G, 1.0)
+    pi_im = np.where(D > 0, (pi_im * D_in + limits.cdl_factor * buy * (D - D_in)) / safe_D,
+                     pi_im)
+    pi_ex = np.where(G > 0, pi_ex * G_in / safe_G, pi_ex)
+    return pi_im, pi_ex
+
+
+def step_locality(offers: Mapping[str, OfferBody], state: LocalityState, params,
+                  pricing: Callable) -> tuple[dict, LocalityState, bool]:
+    """One round: read the quotes, price every period, stop."""
+    zero = np.zeros(state.periods)
+    state.quotes = {n: np.asarray(offers[n].quantities_kw[KEY], float) if n in offers else zero
+                    for n in state.export_limit_kw}
+    D, G = totals(state.quotes, state.periods)
+    D_in, G_in = shared(D, G, state.limits)
+    pi_im, pi_ex = pricing(state.buy, state.sell, D_in, G_in)
+    state.import_price, state.export_price = with_limits(D, G, D_in, G_in, state.buy, pi_im,
+                                                         pi_ex, state.limits)
+    state.round += 1
+    ratio = np.divide(G, D, out=np.full(state.periods, np.nan), where=D > 0)
+    state.records.append(RoundRecord(state.round, 0.0, {
+        "demand_kw": D, "generation_kw": G, "gdr": ratio,
+        "shared_demand_kw": D_in, "shared_generation_kw": G_in,
+        "import_price_eur_per_kwh": state.import_price,
+        "export_price_eur_per_kwh": state.export_price,
+        "grid_buy_eur_per_kwh": state.buy, "grid_sell_eur_per_kwh": state.sell}, {}))
+    return {}, state, True
+
+
+def clear_locality(state: LocalityState, params) -> dict[str, ClearingBody]:
+    """Every quote is taken at the period's importer or exporter price."""
+    prices = {"import": state.import_price.tolist(), "export": state.export_price.tolist()}
+    return {n: ClearingBody(quantities_kw={KEY: q.tolist()}, prices_eur_per_kwh=prices,
+                            position_kw=q.tolist(), converged=True)
+            for n, q in state.quotes.items()}
+
+
+def _bill(x: np.ndarray, pi_im: np.ndarray, pi_ex: np.ndarray, h: float) -> np.ndarray:
+    return h * (np.maximum(x, 0.0) * pi_im - np.maximum(-x, 0.0) * pi_ex)
+
+
+def settle_locality(state: LocalityState, params, meters: Mapping[str, np.ndarray]
+                    ) -> dict[str, SettlementBody]:
+    """Traded bill, deviation cost and violation cost per period (module docstring)."""
+    h, pi_im, pi_ex = state.period_h, state.import_price, state.export_price
+    out = {}
+    for name, q in state.quotes.items():
+        a = realised(meters, name, q)
+        traded = _bill(q, pi_im, pi_ex, h)
+        importer = (q > 0) | ((q == 0) & (a >= 0))
+        price = np.where(importer, pi_im, pi_ex)
+        out[name] = SettlementBody(
+            position_kw=a.tolist(), traded_eur=traded.tolist(),
+            deviation_eur=(_bill(a, pi_im, pi_ex, h) - traded).tolist(),
+            violation_eur=(params.penalty_rate * np.abs(a - q) * price * h).tolist())
+    return out

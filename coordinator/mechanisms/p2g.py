@@ -1,0 +1,37 @@
+"""Peer-to-grid (P2G, MODELS.md §E cases 1 and 2): no local market. Every participant
+plans under its own power injection limit (when the utility imposes PILs) and trades
+its whole realised power with the retailer at its own tariff; the market takes nothing
+and bills nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coordinator.mechanisms import locality
+from coordinator.mechanisms.base import zero_settlement
+from coordinator.protocol import ClearingBody
+
+
+def init(roster, params: locality.LocalityParams, day: int):
+    """Round 1: plan under the PIL (``pil``) when the utility imposes one, else under the
+    connection's export limit, and quote the planned net demand."""
+    key = "pil" if params.injection_limit else "export"
+    return locality.init_locality(roster, params, day, export_key=key)
+
+
+def step(offers, state, params):
+    """Record the quotes and the grid prices; there is nothing to clear."""
+    def retail(buy, sell, D, G):
+        return buy, sell
+    return locality.step_locality(offers, state, params, retail)
+
+
+def clear(state, params):
+    zero = [0.0] * state.periods
+    return {n: ClearingBody(quantities_kw={locality.KEY: q.tolist()}, position_kw=zero,
+                            converged=True) for n, q in state.quotes.items()}
+
+
+def settle(state, params, meters):
+    zero = np.zeros(state.periods)
+    return {n: zero_settlement(zero, zero) for n in state.quotes}
