@@ -94,6 +94,9 @@ class CoordinatorClient:
                 return self.agent.on_clearing(msg)
             elif isinstance(msg, Error):
                 self.errors.append(msg)
+                if msg.body.code == "gone":  # dropped from the run: no answer will come
+                    self.failure = msg.body.detail
+                    return None
 
     def run(self, day: int = 0) -> Schedule | None:
         """One whole day: market, realisation (a meter each period), settlement."""

@@ -191,3 +191,18 @@ def add_ev_charger(
         T, rule=lambda b, t: b.buy_kw[t] + b.p2v_kw[t] == top.battery.ch_kw[t]
     )
     return b
+
+
+def add_prices(top: pyo.Block, horizon: Horizon, tariff, cdl_factor: float = 1.0) -> pyo.Block:
+    """The prices an agent plans with, mutable per period (€/kWh): ``buy``, ``sell`` and
+    ``above_cdl`` (the extra price of import above a consumer demand limit, (κ − 1) × buy).
+    A market that announces its own prices rewrites them (objective coefficients only)."""
+    T = range(horizon.periods)
+    top.prices = b = pyo.Block()
+    buy, sell = tariff.buy_eur_per_kwh, tariff.sell_eur_per_kwh
+    b.buy = pyo.Param(T, initialize=lambda m, t: float(buy[t]), mutable=True, within=pyo.Reals)
+    b.sell = pyo.Param(T, initialize=lambda m, t: float(sell[t]), mutable=True,
+                       within=pyo.Reals)
+    b.above_cdl = pyo.Param(T, initialize=lambda m, t: (cdl_factor - 1.0) * float(buy[t]),
+                            mutable=True, within=pyo.Reals)
+    return b

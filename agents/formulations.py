@@ -18,6 +18,7 @@ from agents.equipment import (
     add_ev_charger,
     add_flexible_loads,
     add_grid_connection,
+    add_prices,
     add_pv,
     add_retail_connection,
     add_wind,
@@ -40,12 +41,13 @@ def define_prosumer(b: pyo.Block, d: ProsumerData) -> pyo.Block:
 
     b.balance = pyo.Constraint(T, rule=balance)
     b.p2v_kw = pyo.Reference(g.p2v_kw)
+    price = add_prices(b, d.horizon, tr)
     b.cost_eur = pyo.Expression(
         expr=sum(
             h
             * (
-                float(tr.buy_eur_per_kwh[t]) * g.buy_kw[t]
-                - float(tr.sell_eur_per_kwh[t]) * g.sell_kw[t]
+                price.buy[t] * g.buy_kw[t]
+                - price.sell[t] * g.sell_kw[t]
                 - tr.p2v_eur_per_kwh * g.p2v_kw[t]
             )
             for t in T
@@ -62,9 +64,10 @@ def define_ev(b: pyo.Block, d: EVData) -> pyo.Block:
     add_battery(b, d.horizon, d.battery, drain_kwh=d.trip_kwh, with_discharge=False)
     g = add_ev_charger(b, d.horizon, d.away, d.buy_max_kw, d.p2v_max_kw)
     b.p2v_kw = pyo.Reference(g.p2v_kw)
+    price = add_prices(b, d.horizon, tr)
     b.cost_eur = pyo.Expression(
         expr=sum(
-            h * (float(tr.buy_eur_per_kwh[t]) * g.buy_kw[t] + tr.p2v_eur_per_kwh * g.p2v_kw[t])
+            h * (price.buy[t] * g.buy_kw[t] + tr.p2v_eur_per_kwh * g.p2v_kw[t])
             for t in T
         )
         + tr.fixed_eur_per_day
@@ -101,17 +104,18 @@ def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
 
     b.balance = pyo.Constraint(T, rule=balance)
     b.net_kw = pyo.Expression(T, rule=lambda b, t: g.buy_kw[t] - g.sell_kw[t])
-    b.cost_eur = pyo.Expression(expr=_building_cost_eur(g, d))
+    price = add_prices(b, d.horizon, d.tariff, d.cdl_factor)
+    b.cost_eur = pyo.Expression(expr=_building_cost_eur(g, d, price))
     return b
 
 
-def _building_cost_eur(g: pyo.Block, d: BuildingData):
-    h, tr, extra = d.horizon.period_h, d.tariff, d.cdl_factor - 1.0
+def _building_cost_eur(g: pyo.Block, d: BuildingData, price: pyo.Block):
+    h, tr = d.horizon.period_h, d.tariff
     return sum(
         h
         * (
-            float(tr.buy_eur_per_kwh[t]) * (g.buy_kw[t] + extra * g.above_cdl_kw[t])
-            - float(tr.sell_eur_per_kwh[t]) * g.sell_kw[t]
+            price.buy[t] * g.buy_kw[t] + price.above_cdl[t] * g.above_cdl_kw[t]
+            - price.sell[t] * g.sell_kw[t]
         )
         for t in range(d.horizon.periods)
     ) + tr.fixed_eur_per_day

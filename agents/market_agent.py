@@ -99,6 +99,13 @@ class MarketAgent:
         self.export_limit_kw = export_cap_kw(self.day_data)
         self.realised = {}
 
+    def follow(self, day: int, day_data, plan: Schedule) -> None:
+        """Take a plan made elsewhere (the centralized model) for ``day`` and realise it
+        like an own plan."""
+        self.day, self.day_data, self.plan, self.clearing = day, day_data, plan, None
+        self.export_limit_kw = export_cap_kw(day_data)
+        self.realised = {}
+
     def register(self, day: int = 0) -> Register:
         if self.day != day or self.model is None:
             self.start_day(day)

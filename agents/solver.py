@@ -12,6 +12,7 @@ therefore MILP-optimal. Otherwise the MILP is solved by branch and bound.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import highspy
@@ -27,6 +28,7 @@ FLOW_ON_KW = 1e-9  # a flow above this counts as "on" when the LP relaxation is 
 INTEGRAL_TOL = 1e-9  # an integer decision this close to an integer counts as integral
 OBJECTIVE_TOL = 1e-9  # relative: a MILP solution's values must price at its objective
 DEFINE = {ProsumerData: define_prosumer, EVData: define_ev, BuildingData: define_building}
+BUILD_LOCK = threading.Lock()  # one agent model is built at a time in a process
 OPTIMAL = highspy.HighsModelStatus.kOptimal
 INFEASIBLE = (highspy.HighsModelStatus.kInfeasible,
               highspy.HighsModelStatus.kUnboundedOrInfeasible)
@@ -155,6 +157,10 @@ class AgentModel:
 
     def __init__(self, data: AgentData, mip_rel_gap: float = 1e-6,
                  time_limit_s: float = 60.0):
+        with BUILD_LOCK:  # Pyomo's model set-up is not thread-safe
+            self._build(data, mip_rel_gap, time_limit_s)
+
+    def _build(self, data: AgentData, mip_rel_gap: float, time_limit_s: float) -> None:
         self.data, self.kind = data, agent_kind(data)
         self.m = m = pyo.ConcreteModel(name=data.name)
         define_agent(m, data)
@@ -176,6 +182,17 @@ class AgentModel:
         param = self.m.p2v_limit_kw
         for t, value in enumerate(np.broadcast_to(limit_kw, (self.data.horizon.periods,))):
             param[t] = float(value)
+        self.solver.update_parameters()
+
+    def set_prices(self, buy_eur_per_kwh, sell_eur_per_kwh, demand_limit: bool = True) -> None:
+        """Plan against a market's prices (per period) instead of the retail tariff; with
+        ``demand_limit`` False the agent's own consumer demand limit is not billed (a
+        locality market bills the locality's limit in its prices)."""
+        p = self.m.prices
+        factor = getattr(self.data, "cdl_factor", 1.0) if demand_limit else 1.0
+        for t, (buy, sell) in enumerate(zip(buy_eur_per_kwh, sell_eur_per_kwh, strict=True)):
+            p.buy[t], p.sell[t] = float(buy), float(sell)
+            p.above_cdl[t] = (factor - 1.0) * float(buy)
         self.solver.update_parameters()
 
     def set_export_limit(self, limit_kw) -> None:

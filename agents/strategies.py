@@ -52,9 +52,19 @@ class QuoteStrategy:
                 "pil": _series(export if pil is None else np.minimum(pil, export), n)}
 
     def answer(self, agent, msg: Signal) -> OfferBody:
-        terms = msg.body.terms.get("export")
-        if terms is not None and terms.limit_kw is not None and agent.plan is None:
-            agent.set_export_limit(terms.limit_kw)
+        """Apply the signal's export limit and, when the market announces prices, plan
+        against them (the market bills the locality's demand limit in its prices, not the
+        agent's own); quote the planned net demand."""
+        imp, exp = msg.body.terms.get("import"), msg.body.terms.get("export")
+        if exp is not None and exp.limit_kw is not None and (
+                agent.limit is None or not np.array_equal(exp.limit_kw, agent.limit)):
+            agent.limit = np.asarray(exp.limit_kw, float)
+            agent.set_export_limit(agent.limit)
+            agent.plan = None
+        if imp is not None and exp is not None and imp.price_eur_per_kwh is not None:
+            agent.model.set_prices(imp.price_eur_per_kwh, exp.price_eur_per_kwh,
+                                   demand_limit=False)
+            agent.plan = None
         agent.solve_if_needed()
         return OfferBody(quantities_kw={"net": agent.planned_net_kw().tolist()})
 

@@ -119,8 +119,9 @@ class HeartbeatBody(_Body):
     pass
 
 
+# "gone": the agent has left the run (it failed a day) and is not served again.
 ErrorCode = Literal["malformed", "version", "unknown_type", "duplicate", "late",
-                    "unknown_agent", "forbidden"]
+                    "unknown_agent", "forbidden", "gone"]
 
 
 class ErrorBody(_Body):

@@ -212,8 +212,9 @@ class CoordinatorService:
             if s.unmetered and now >= self._deadline:
                 for name in s.unmetered:
                     missing = int(np.isnan(s.meters.get(name, np.full(s.periods, np.nan))).sum())
-                    s.fail(name, f"day {s.day + 1}: {missing} period(s) without a meter reading "
-                           f"after {self.realisation_timeout_s:g} s of silence")
+                    s.stop_metering(name, f"day {s.day + 1}: {missing} period(s) without a "
+                                    f"meter reading after {self.realisation_timeout_s:g} s of "
+                                    "silence (settled at its day-ahead position)")
             if not s.unmetered:
                 self._settle(now)
         elif self.phase == "draining" and now >= self._deadline:
@@ -221,7 +222,8 @@ class CoordinatorService:
 
     def _open(self, now: float) -> None:
         s = self.session
-        order = self._expected() or list(self._pending)
+        expected = self._expected()
+        order = list(self._pending) if expected is None else expected
         for name in order:
             if name in self._pending:
                 try:
@@ -257,8 +259,9 @@ class CoordinatorService:
         settlements = s.settle() if s.clearings else {}
         for name, msg in settlements.items():
             self._send(self._routes[name], msg)
+        left = s.failed | s.unmetered_failed
         self.gone.update({n: f"day {s.day + 1}: {r}" if not r.startswith("day ") else r
-                          for n, r in s.failed.items()})
+                          for n, r in left.items()})
         self.days.append(day_record(self))
         self._write_records()
         if s.day >= self.last_day:
@@ -266,7 +269,8 @@ class CoordinatorService:
             return
         self.session = MarketSession(self.mechanism, self.params, day=s.day + 1)
         self.round_seconds, self._beating = [], set()
-        self._pending, self._early = self._early, {}
+        self._pending = {n: m for n, m in self._early.items() if n not in self.gone}
+        self._early = {}
         self.phase, self._deadline = "registration", now + self.registration_timeout_s
 
     def _write_records(self) -> None:
@@ -339,7 +343,7 @@ class CoordinatorService:
                                 "(a key named after an agent is that agent's only key)",
                                 msg.msg_id)
         if name in self.gone:
-            raise ProtocolError("late", f"{name} left the run: {self.gone[name]}", msg.msg_id)
+            raise ProtocolError("gone", f"{name} left the run: {self.gone[name]}", msg.msg_id)
         early = msg.day == day + 1 and self.phase == "realisation" and day < self.last_day
         if msg.day != day and not early:
             raise ProtocolError("late", f"registration for day {msg.day}, the market is at "
@@ -359,7 +363,7 @@ class CoordinatorService:
     def _offer(self, msg: Offer) -> None:
         s = self.session
         if msg.sender in s.failed:
-            raise ProtocolError("late", f"{msg.sender} left the market: "
+            raise ProtocolError("gone", f"{msg.sender} left the market: "
                                 f"{s.failed[msg.sender]}", msg.msg_id)
         if self.phase != "market" and msg.sender in self._routes:
             raise ProtocolError("late", f"no round is open (the market is {self.phase})",
@@ -435,7 +439,7 @@ def day_record(service: CoordinatorService) -> dict:
                "scalars": r.scalars, "seconds": sec}
               for r, sec in zip(records, service.round_seconds)]
     return {"day": s.day, "rounds": rounds, "converged": getattr(s.state, "converged", None),
-            "failed": dict(s.failed),
+            "failed": s.failed | s.unmetered_failed,
             "clearings": {n: b.model_dump(mode="json") for n, b in s.clearings.items()},
             "settlements": {n: b.model_dump(mode="json") for n, b in s.settlements.items()},
             "refused_handshakes": service.refused_handshakes}

@@ -40,6 +40,7 @@ class MarketSession:
         self.clearings: dict[str, object] = {}
         self.meters: dict[str, np.ndarray] = {}  # agent -> realised kW per period, NaN: none
         self.settlements: dict[str, object] = {}
+        self.unmetered_failed: dict[str, str] = {}  # cleared agents that stopped metering
         self.log: list = []
 
     # -- registration and rounds ---------------------------------------------------------
@@ -48,6 +49,10 @@ class MarketSession:
         if self.state is not None:
             raise ProtocolError("late", f"{msg.sender} registered after the market opened",
                                 msg.msg_id)
+        bad = [k for k, v in msg.body.limits_kw.items() if len(v) not in (1, msg.body.periods)]
+        if bad:
+            raise ProtocolError("malformed", f"body.limits_kw.{bad[0]}: expected 1 or "
+                                f"{msg.body.periods} values", msg.msg_id)
         if msg.body.kind not in self.mechanism.kinds:
             raise ProtocolError("forbidden", f"mechanism {self.mechanism.name} does not serve "
                                 f"{msg.body.kind} agents (it serves "
@@ -144,12 +149,18 @@ class MarketSession:
     @property
     def unmetered(self) -> list[str]:
         """Cleared agents still missing a reading for some period."""
-        return [n for n in self.clearings if n not in self.failed and
-                (n not in self.meters or np.isnan(self.meters[n]).any())]
+        return [n for n in self.clearings
+                if n not in self.failed and n not in self.unmetered_failed
+                and (n not in self.meters or np.isnan(self.meters[n]).any())]
+
+    def stop_metering(self, name: str, reason: str) -> None:
+        """A cleared agent that will meter no more: it is settled on what it metered, its
+        missing periods at its day-ahead position (its contracts stand), and leaves."""
+        self.unmetered_failed[name] = reason
 
     def settle(self) -> dict[str, Settlement]:
-        """The day's bills; a period without a reading counts as realised at the
-        day-ahead position."""
+        """The day's bills for every cleared agent; a period without a reading counts as
+        realised at the day-ahead position."""
         cleared = {n: c for n, c in self.clearings.items() if n not in self.failed}
         meters = {n: m for n, m in self.meters.items() if n in cleared}
         bodies = self.mechanism.settle(self.state, self.params, meters)

@@ -70,7 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="key figures of results folders side by side")
     compare.add_argument("dirs", type=Path, nargs="+", metavar="DIR")
     compare.add_argument("--csv", type=Path, default=Path("compare.csv"),
-                         help="where to write the table (default compare.csv)")
+                         help="where to write the table (default compare.csv; the bills "
+                         "and savings go beside it, compare_bills.csv)")
+    compare.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                         help="the run savings are measured against (default the first)")
     return p
 
 
@@ -203,7 +206,7 @@ def cmd_compare(args) -> int:
     if not args.csv.parent.is_dir():
         print(f"error: {args.csv.parent}: no such folder for --csv", file=sys.stderr)
         return EXIT_INVALID
-    return _from_results(lambda: run_compare(args.dirs, args.csv))
+    return _from_results(lambda: run_compare(args.dirs, args.csv, args.baseline))
 
 
 def main(argv: list[str] | None = None) -> int:

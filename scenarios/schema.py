@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -117,8 +118,14 @@ class Market(Strict):
     mode: Literal["decentralized", "centralized"] = "decentralized"
     p2v: bool = Field(True, description="p2v_rules: false gives retail and export only "
                       "(scenario A)")
-    tolerance_kw: NonNeg = 0.001
-    max_rounds: int = Field(5, ge=1)
+    tolerance_kw: NonNeg = Field(0.001, description="p2v_rules: supply-demand error; amc, "
+                                 "gdrmc: change of the quotes between rounds")
+    max_rounds: int = Field(5, ge=1, description="p2v_rules: at most this many rounds")
+    price_rounds: int = Field(1, ge=1, description="amc, gdrmc: rounds of price discovery "
+                              "(participants re-plan against the announced prices); 1 is the "
+                              "one-shot market, quotes planned at the grid's prices")
+    damping: Fraction = Field(0.5, description="amc, gdrmc: weight of a round's prices in "
+                              "the prices announced for the next")
     pil: bool = Field(True, description="the utility imposes power injection limits: each "
                       "building's own under p2g, the locality's sum under amc and gdrmc")
     demand_limit: bool = Field(True, description="amc, gdrmc: the locality's demand limit "
@@ -128,12 +135,12 @@ class Market(Strict):
     penalty_rate: NonNeg = Field(0.2, description="amc, gdrmc: violation cost rate ρ on the "
                                  "deviation from the quote")
 
-    @model_validator(mode="after")
-    def _known_mechanism(self):
-        if self.mechanism not in MECHANISMS:
-            raise ValueError(f"mechanism: unknown {self.mechanism!r}; allowed: "
-                             f"{', '.join(MECHANISMS)}")
-        return self
+    @field_validator("mechanism")
+    @classmethod
+    def _known_mechanism(cls, name: str) -> str:
+        if name not in MECHANISMS:
+            raise ValueError(f"unknown mechanism {name!r}; allowed: {', '.join(MECHANISMS)}")
+        return name
 
 
 class ForecastError(Strict):
@@ -447,7 +454,9 @@ def _check_flexible(s: Scenario) -> list[str]:
 
 def _check_mechanism(s: Scenario) -> list[str]:
     """The mechanism serves every agent kind of the scenario."""
-    mech = MECHANISMS[s.market.mechanism]
+    mech = MECHANISMS.get(s.market.mechanism)
+    if mech is None:
+        return []
     kinds = {a.kind for a in [*s.templates, *s.agents]}
     wrong = sorted(kinds - mech.kinds)
     if not wrong:

@@ -16,10 +16,10 @@ import zmq
 
 from agents.client import CoordinatorClient, CoordinatorUnavailable, curve_client_keys, run_agent
 from coordinator.auth import is_loopback, make_keys
-from coordinator.protocol import Heartbeat, Offer, OfferBody
+from coordinator.protocol import Heartbeat, Meter, MeterBody, Offer, OfferBody
 from scenarios.cli import main
-from scenarios.community.builder import build_community, p2v_price
-from scenarios.run.inprocess import mechanism_params
+from scenarios.community.builder import build_community
+from scenarios.run.market import mechanism_setup
 from scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
@@ -30,13 +30,14 @@ from .test_service import (  # noqa: F401 - sockets and dealer are fixtures
     dealer,
     log_problems,
     market_agents,
+    meters,
     read_log,
     recv,
     register,
     send,
     serving,
     sockets,
-    until_clearing,
+    until_settlement,
     zero_offer,
 )
 
@@ -136,10 +137,10 @@ def test_curve_admits_only_listed_keys(keys, dealer, curve_dealer, tmp_path):  #
         p1 = curve_dealer(service.endpoint, "p1", right)
         ev1 = curve_dealer(service.endpoint, "ev1", right)
         send(p1, register("p1"))
-        send(ev1, register("ev1", "buyer"))
-        assert until_clearing(p1=p1, ev1=ev1) == []
+        send(ev1, register("ev1", "ev"))
+        assert until_settlement(p1=p1, ev1=ev1) == []
         session = service.wait(WAIT_S)
-    assert session.failed == {}
+    assert session.failed == {} and session.settlements.keys() == {"p1", "ev1"}
     assert {"client key not admitted",  # the self-made key pair
             "handshake did not decrypt: client holds another coordinator key"} \
         <= set(service.curve.refused)  # the plain DEALER: a mismatch, or its socket's errno
@@ -147,10 +148,10 @@ def test_curve_admits_only_listed_keys(keys, dealer, curve_dealer, tmp_path):  #
 
 
 class Recording:
-    """A market agent that keeps the body of its clearing."""
+    """A market agent that keeps the bodies of its clearing and its settlement."""
 
     def __init__(self, agent):
-        self.agent, self.name, self.clearing = agent, agent.name, None
+        self.agent, self.name, self.clearing, self.settlement = agent, agent.name, None, None
 
     def register(self, day=0):
         return self.agent.register(day)
@@ -162,6 +163,13 @@ class Recording:
         self.clearing = msg.body
         return self.agent.on_clearing(msg)
 
+    def realise_day(self):
+        return self.agent.realise_day()
+
+    def on_settlement(self, msg):
+        self.settlement = None if msg is None else msg.body
+        return self.agent.on_settlement(msg)
+
 
 @pytest.fixture(scope="module")
 def tiny():
@@ -170,14 +178,17 @@ def tiny():
 
 
 def market_day(tiny, curve_keys=None, extra=(), play=None, **kwargs):
-    """tiny.yaml's agents, each with its own client (CURVE with ``curve_keys``) in its own
-    thread; ``play(endpoint)`` acts out the roster members ``extra`` meanwhile. Returns each
-    agent's clearing body and settled schedule, the session and what ``play`` returned."""
+    """tiny.yaml's agents, each with its own client (CURVE with ``curve_keys``) playing the
+    whole day in its own thread; ``play(endpoint)`` acts out the roster members ``extra``
+    meanwhile. Returns each agent's clearing and settlement bodies, its settled schedule,
+    the session and what ``play`` returned."""
     s, community = tiny
+    mech, params = mechanism_setup(s, community)
     agents = [Recording(a) for a in market_agents(s, community)]
+    for a in agents:  # one at a time: building Pyomo models is not thread-safe
+        a.agent.start_day(0)
     roster = [a.name for a in agents] + list(extra)
-    with serving(roster, mechanism_params(s, p2v_price(s))[1], curve_keys=curve_keys,
-                 **kwargs) as service:
+    with serving(roster, params, mech.name, curve_keys=curve_keys, **kwargs) as service:
         with ThreadPoolExecutor(len(agents) + 1) as pool:
             futures = {a.name: pool.submit(run_agent, a, service.endpoint,
                                            timeout_s=WAIT_S / 2, curve_keys=curve_keys)
@@ -186,7 +197,9 @@ def market_day(tiny, curve_keys=None, extra=(), play=None, **kwargs):
             settled = {n: f.result(WAIT_S) for n, f in futures.items()}
             played = played.result(WAIT_S) if played else None
         session = service.wait(WAIT_S)
-    return {a.name: a.clearing for a in agents}, settled, session, played
+    assert all(len(days) == 1 for days in settled.values())  # run_agent: one settled day
+    return ({a.name: a.clearing for a in agents}, {a.name: a.settlement for a in agents},
+            {n: days[0] for n, days in settled.items()}, session, played)
 
 
 @pytest.fixture(scope="module")
@@ -195,50 +208,67 @@ def plain_day(tiny):
 
 
 def assert_same_market(day, reference, compare_limits=True):
-    """The same clearing, settled schedules and round records, to the last bit."""
-    (clearings, settled, session, _), (ref_clearings, ref_settled, ref_session, _) = \
-        day, reference
+    """The same clearings, settlements, settled schedules (every flow and cost) and round
+    records, to the last bit."""
+    (clearings, bills, settled, session, _), (ref_clearings, ref_bills, ref_settled,
+                                              ref_session, _) = day, reference
     assert {n: clearings[n] for n in ref_clearings} == ref_clearings
+    assert {n: bills[n] for n in ref_bills} == ref_bills
+    assert {n: session.settlements[n] for n in ref_bills} == ref_session.settlements
     for name, ref in ref_settled.items():
-        assert np.array_equal(settled[name].p2v_kw, ref.p2v_kw), name
-        assert np.array_equal(settled[name].cost_eur, ref.cost_eur), name
+        got = settled[name]
+        assert got.flows_kw.keys() == ref.flows_kw.keys(), name
+        assert all(np.array_equal(got.flows_kw[k], v) for k, v in ref.flows_kw.items()), name
+        assert np.array_equal(got.soc_kwh, ref.soc_kwh), name
+        assert np.array_equal(got.cost_eur, ref.cost_eur), name
+        assert got.costs_eur.keys() == ref.costs_eur.keys(), name
+        assert all(np.array_equal(got.costs_eur[k], v) for k, v in ref.costs_eur.items()), name
     got, ref = session.state.records, ref_session.state.records
-    assert [(r.round, r.rule, r.error_kw) for r in got] == \
-        [(r.round, r.rule, r.error_kw) for r in ref]
+    assert [(r.round, r.scalars["rule_applied"], r.error_kw) for r in got] == \
+        [(r.round, r.scalars["rule_applied"], r.error_kw) for r in ref]
     for g, r in zip(got, ref):
-        assert np.array_equal(g.sold_kw, r.sold_kw) and np.array_equal(g.bought_kw, r.bought_kw)
-        assert not compare_limits or g.limits_changed == r.limits_changed
+        assert g.per_period.keys() == r.per_period.keys()
+        assert all(np.array_equal(g.per_period[k], v) for k, v in r.per_period.items())
+        assert not compare_limits or g.scalars == r.scalars
     assert session.state.converged == ref_session.state.converged
 
 
 def test_curve_day_clears_like_plain_day(tiny, plain_day, keys):
     day = market_day(tiny, curve_keys=keys)
-    assert day[2].failed == plain_day[2].failed == {}
-    assert len(day[2].state.records) == 5  # every rule applied
-    assert any(np.any(b.p2v_kw) for b in day[0].values())  # P2V is traded
+    assert day[3].failed == plain_day[3].failed == {}
+    assert day[3].settlements.keys() == set(day[2]) == {a.name for a in tiny[1]}
+    assert len(day[3].state.records) == 5  # every rule applied
+    assert any(np.any(b.quantities_kw["p2v"]) for b in day[0].values())  # P2V is traded
     assert_same_market(day, plain_day)
 
 
 # -- identities -------------------------------------------------------------------------------
 def mallory(keys, curve_dealer, periods):
     """A registered roster member that, in round 1, offers in ev1's name and registers p1
-    from a second connection, then offers nothing of its own. Returns the two messages
-    and the answers to them."""
+    from a second connection, then offers nothing of its own; once cleared, it sends a
+    meter reading in ev1's name, then meters its own (empty) day. Returns the three
+    forged messages and the answers to them (and anything else it received but signals,
+    its clearing and its settlement)."""
     def play(endpoint):
         options = curve_client_keys(keys, "agents")
         me, second = (curve_dealer(endpoint, n, options) for n in ("mallory", "mallory2"))
-        send(me, register("mallory", "buyer", periods=periods, p2v_max_kw=7.0))
+        send(me, register("mallory", "ev", periods=periods, p2v_max_kw=7.0))
         forged, answers = [], []
-        while (msg := recv(me)).type != "clearing":
+        while (msg := recv(me)).type != "settlement":
             if msg.type == "signal" and not forged:
-                forged.append(send(me, Offer(sender="ev1", round=msg.round,
-                                             body=OfferBody(p2v_kw=[50.0] * periods))))
+                forged.append(send(me, Offer(sender="ev1", round=msg.round, body=OfferBody(
+                    quantities_kw={"p2v": [50.0] * periods}))))
                 answers.append(recv(me))
                 forged.append(send(second, register("p1")))
                 answers.append(recv(second))
             if msg.type == "signal":
-                send(me, Offer(sender="mallory", round=msg.round,
-                               body=OfferBody(p2v_kw=[0.0] * periods)))
+                send(me, zero_offer("mallory", msg.round, periods))
+            elif msg.type == "clearing":
+                forged.append(send(me, Meter(sender="ev1", body=MeterBody(period=0,
+                                                                          p_kw=50.0))))
+                answers.append(recv(me))
+                for reading in meters("mallory", msg.body.position_kw):
+                    send(me, reading)
             else:
                 answers.append(msg)
         return forged, answers
@@ -251,21 +281,28 @@ def test_agent_speaking_for_another_is_refused_and_changes_nothing(
     periods = tiny[0].horizon.periods
     day = market_day(tiny, keys, extra=["mallory"], log_path=log,
                      play=mallory(keys, curve_dealer, periods))
-    forged, answers = day[3]
+    forged, answers = day[4]
+    assert [m.type for m in forged] == ["offer", "register", "meter"]
     assert [(a.type, a.body.code, a.body.ref_msg_id) for a in answers] == \
         [("error", "forbidden", m.msg_id) for m in forged]
     assert "registered as 'mallory', not 'ev1'" in answers[0].body.detail
     assert "'p1' is registered from another connection" in answers[1].body.detail
-    assert not {m.msg_id for m in forged} & {m.msg_id for m in day[2].log}  # never in the market
-    assert day[2].failed == {}
+    assert "registered as 'mallory', not 'ev1'" in answers[2].body.detail
+    session = day[3]
+    assert not {m.msg_id for m in forged} & {m.msg_id for m in session.log}  # never in the market
+    assert session.failed == {}
+    assert session.settlements.keys() == {*plain_day[3].settlements, "mallory"}
+    assert not np.isnan(session.meters["ev1"]).any()  # ev1's own readings, every period
     assert_same_market(day, plain_day, compare_limits=False)  # mallory's limits count too
     lines = read_log(log)
-    at = next(n for n, line in enumerate(lines) if line["msg"]["msg_id"] == forged[0].msg_id)
-    assert (lines[at]["dir"], lines[at]["peer"], lines[at]["msg"]["sender"]) == \
-        ("in", "mallory", "ev1")
-    answer = next(line for line in lines[at:] if line["peer"] == "mallory"
-                  and line["msg"]["type"] == "error")
-    assert answer["msg"]["body"]["code"] == "forbidden"
+    for m in forged[::2]:  # the two forged in mallory's connection
+        at = next(n for n, line in enumerate(lines) if line["msg"]["msg_id"] == m.msg_id)
+        assert (lines[at]["dir"], lines[at]["peer"], lines[at]["msg"]["sender"]) == \
+            ("in", "mallory", "ev1")
+        answer = next(line for line in lines[at:] if line["peer"] == "mallory"
+                      and line["msg"]["type"] == "error")
+        assert answer["msg"]["body"]["code"] == "forbidden"
+        assert answer["msg"]["body"]["ref_msg_id"] == m.msg_id
     second = [(line["dir"], line["msg"]["type"]) for line in lines if line["peer"] == "mallory2"]
     assert second == [("in", "register"), ("out", "error")]
     assert log_problems(log) == []
@@ -280,14 +317,14 @@ def test_agent_bound_to_its_key(curve_dealer, tmp_path):
     with serving(["p1", "ev1"], curve_keys=keys) as service:
         endpoint = service.endpoint
         for identity, options, msg in [("x1", shared, register("p1")),
-                                       ("x2", own, register("ev1", "buyer"))]:
+                                       ("x2", own, register("ev1", "ev"))]:
             sock = curve_dealer(endpoint, identity, options)
             send(sock, msg)
             answer = recv(sock)
             assert (answer.body.code, answer.body.ref_msg_id) == ("forbidden", msg.msg_id)
         p1, ev1 = curve_dealer(endpoint, "p1", own), curve_dealer(endpoint, "ev1", shared)
         send(p1, register("p1"))
-        send(ev1, register("ev1", "buyer"))
+        send(ev1, register("ev1", "ev"))
         assert recv(p1).type == recv(ev1).type == "signal"
         p1.close(linger=0)
         impostor, answer = reconnect(lambda: curve_dealer(endpoint, "p1", shared),
@@ -298,6 +335,6 @@ def test_agent_bound_to_its_key(curve_dealer, tmp_path):
         assert answer.type == "heartbeat"
         send(p1, zero_offer("p1"))
         send(ev1, zero_offer("ev1"))
-        assert until_clearing(p1=p1, ev1=ev1) == []
+        assert until_settlement(p1=p1, ev1=ev1) == []
         session = service.wait(WAIT_S)
-    assert session.failed == {}
+    assert session.failed == {} and session.settlements.keys() == {"p1", "ev1"}

@@ -112,8 +112,10 @@ def test_p2g_plans_under_the_pil_and_takes_nothing():
 
 
 @pytest.mark.parametrize("name", ["amc", "gdrmc"])
-def test_locality_markets_lift_individual_pils(name):
-    """Inside the locality only the aggregated injection limit applies: each participant
-    plans under its connection's export limit (9 kW), not its own PIL (1.5 kW)."""
+def test_locality_markets_keep_individual_pils(name):
+    """A PIL limits the participant's own connection: it plans under it (1.5 kW) in the
+    locality market too; without PILs, under its connection's export limit (9 kW)."""
     signals = market(name, {"a": 2.0, "b": -1.0}, pil=[3.0, 1.5])[2]
+    assert signals["b"].terms["export"].limit_kw == [1.5]
+    signals = market(name, {"a": 2.0, "b": -1.0}, pil=[3.0, 1.5], injection_limit=False)[2]
     assert signals["b"].terms["export"].limit_kw == [9.0]

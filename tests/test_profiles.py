@@ -51,8 +51,13 @@ def blocks(away: np.ndarray) -> list[tuple[int, int]]:
 # ------------------------------------------------------------------ catalogue
 
 
-def test_catalog_has_three_batteries_and_seven_evs():
-    assert len(BATTERY_TYPES) == 3 and len(EV_MODELS) == 7
+def test_catalog_has_four_batteries_and_seven_evs():
+    """Faia et al.'s three home batteries, a smaller one for seed 004's households
+    (LG RESU 6.5: 5.9 kWh usable, 4.2 kW, one-way √0.95), and seven EV models."""
+    assert len(BATTERY_TYPES) == 4 and len(EV_MODELS) == 7
+    small = BATTERY_TYPES["lg_resu6_5"]
+    assert (small.capacity_kwh, small.max_charge_kw) == (5.9, 4.2)
+    assert small.eta_charge == pytest.approx(0.95 ** 0.5, rel=1e-15)
     assert "tesla_model3_sr_plus" in EV_MODELS
     for key, b in BATTERY_TYPES.items():
         assert b.key == key and b.source and b.capacity_kwh > 0

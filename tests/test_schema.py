@@ -37,7 +37,8 @@ def test_shipped_scenarios_validate(name):
 def test_unknown_key_names_field_and_allowed_keys(tmp_path):
     path = write(tmp_path, lambda r: r["market"].update(tolerance=0.1))
     assert errors(path) == [(f"{path}: market.tolerance: unknown key; allowed: mechanism, mode, "
-                            "p2v, tolerance_kw, max_rounds")]
+                            "p2v, tolerance_kw, max_rounds, price_rounds, damping, pil, "
+                            "demand_limit, cdl_factor, penalty_rate")]
 
 
 def test_every_problem_gets_a_line(tmp_path):
@@ -48,7 +49,8 @@ def test_every_problem_gets_a_line(tmp_path):
     lines = errors(write(tmp_path, mutate))
     assert len(lines) == 3
     assert any("templates.0.count: Input should be greater than 0" in x for x in lines)
-    assert any("market.mechanism: Input should be 'p2v_rules'" in x for x in lines)
+    assert any("market.mechanism: unknown mechanism 'auction'; allowed: p2v_rules, amc, gdrmc, "
+               "p2g" in x for x in lines)
     assert any("templates.1.initial_soc: Input should be less than or equal to 1" in x
                for x in lines)
 

@@ -138,7 +138,7 @@ def answer_until(last, socks):
                 continue
             msg = decode(sock.recv())
             if msg.type == "signal":
-                send(sock, zero_offer(name, msg.round))
+                send(sock, zero_offer(name, msg.round).model_copy(update={"day": msg.day}))
             elif msg.type == "error":
                 errors.append(msg)
             elif msg.type == "clearing" and last != "clearing":
@@ -233,15 +233,19 @@ def run_days(s, community, actuals=None, extra=(), play=None, **kwargs):
         clients = {n: stack.enter_context(CoordinatorClient(a, service.endpoint,
                                                             timeout_s=WAIT_S / 2))
                    for n, a in agents.items()}
-        for day in range(s.horizon.days):
-            for agent in agents.values():  # one at a time: building Pyomo models is not
-                agent.start_day(day)  # thread-safe (register() then keeps the model)
-            futures = {n: pool.submit(c.run, day) for n, c in clients.items()}
-            if play and day == 0:
-                play(service.endpoint)
-            for name, future in futures.items():
-                settled[name].append(future.result(WAIT_S))
-        service.wait(WAIT_S)
+        try:
+            for day in range(s.horizon.days):
+                for agent in agents.values():  # one at a time: building Pyomo models is
+                    agent.start_day(day)  # not thread-safe (register() keeps the model)
+                futures = {n: pool.submit(c.run, day) for n, c in clients.items()}
+                if play and day == 0:
+                    play(service.endpoint)
+                for name, future in futures.items():
+                    settled[name].append(future.result(WAIT_S))
+            service.wait(WAIT_S)
+        except BaseException:
+            service.stop()  # the clients then give up within their retries
+            raise
     return settled, clients, agents, service
 
 
@@ -566,8 +570,9 @@ def test_missing_agent_fails_at_registration_timeout(dealer):
 
 def test_heartbeating_agent_that_goes_silent_expires_early(dealer):
     """The round deadline is long; p1 promised heartbeats, so silence ends it sooner. The
-    market part is the point: ev1 stops at its clearing, so it fails at the realisation
-    timeout (short here too) without a meter reading."""
+    market part is the point: ev1 stops at its clearing, so at the realisation timeout
+    (short here too) it leaves the run without a meter reading, settled at its day-ahead
+    position (its contract stands: nothing cleared, nothing billed)."""
     with serving(["p1", "ev1"], round_deadline_s=WAIT_S, heartbeat_expiry_s=SHORT_S,
                  realisation_timeout_s=SHORT_S) as service:
         p1, ev1 = dealer(service.endpoint, "p1"), dealer(service.endpoint, "ev1")
@@ -578,10 +583,14 @@ def test_heartbeating_agent_that_goes_silent_expires_early(dealer):
         assert until_clearing(ev1=ev1) == []
         session = service.wait(WAIT_S / 2)
     assert session.failed == {
-        "p1": f"silent for more than {SHORT_S:g} s in round 1 (heartbeat expired)",
+        "p1": f"silent for more than {SHORT_S:g} s in round 1 (heartbeat expired)"}
+    assert session.unmetered_failed == {
         "ev1": f"day 1: {PERIODS} period(s) without a meter reading after {SHORT_S:g} s of "
-               "silence"}
-    assert session.settlements == {} and not ev1.poll(0)
+               "silence (settled at its day-ahead position)"}
+    assert set(service.gone) == {"p1", "ev1"}
+    bill = session.settlements["ev1"]
+    assert bill.position_kw == [0.0] * PERIODS and bill.traded_eur == [0.0] * PERIODS
+    assert recv(ev1).type == "settlement"
 
 
 class InfeasibleEV:
@@ -654,3 +663,61 @@ def test_service_from_arguments(tmp_path):
                                                       "params": {"rho": 1.0}}))
     with pytest.raises(ValueError, match="not a mechanism parameter set"):
         build_service(args)
+
+
+def test_limits_of_the_wrong_length_are_refused_and_the_day_goes_on(dealer):
+    """A registration whose P2V limit has 2 values for a 4-period day is malformed: the
+    agent never enters the market (before, it crashed the mechanism's first rule)."""
+    with serving(["p1", "ev1"], registration_timeout_s=SHORT_S) as service:
+        p1, ev1 = dealer(service.endpoint, "p1"), dealer(service.endpoint, "ev1")
+        send(p1, register("p1"))
+        bad = register("ev1", "ev")
+        send(ev1, bad.model_copy(update={"body": bad.body.model_copy(
+            update={"limits_kw": {"p2v": [7.0, 7.0]}})}))
+        error = recv(ev1)
+        assert (error.type, error.body.code) == ("error", "malformed")
+        assert error.body.detail == "body.limits_kw.p2v: expected 1 or 4 values"
+        assert until_settlement(p1=p1) == []
+        session = service.wait(WAIT_S)
+    assert service.error is None and list(session.settlements) == ["p1"]
+    assert session.failed == {"ev1": "body.limits_kw.p2v: expected 1 or 4 values"}
+
+
+def test_an_agent_that_left_the_run_is_not_served_again(dealer):
+    """p1 registers early for day 2, then meters nothing on day 1: it leaves the run,
+    its early registration is dropped, and a later one is answered "gone", which ends
+    its client's day at once (before, the client re-sent it until the service stopped)."""
+    with serving(["p1", "ev1"], days=2, realisation_timeout_s=SHORT_S) as service:
+        p1, ev1 = dealer(service.endpoint, "p1"), dealer(service.endpoint, "ev1")
+        send(p1, register("p1"))
+        send(ev1, register("ev1", "ev"))
+        assert until_clearing(p1=p1, ev1=ev1) == []
+        send(p1, register("p1", day=1))
+        for msg in meters("ev1", [0.0] * PERIODS):
+            send(ev1, msg)
+        assert recv(ev1).type == "settlement"
+        send(ev1, register("ev1", "ev", day=1))
+        assert until_settlement(ev1=ev1) == []
+        assert recv(p1).type == "settlement"  # day 1, at its day-ahead position
+        send(p1, register("p1", day=1))
+        refused = recv(p1)
+        assert (refused.type, refused.body.code) == ("error", "gone")
+        p1.close(linger=0)  # the agent's process restarts: a new client, the same identity
+        client = CoordinatorClient(_Stub("p1"), service.endpoint, timeout_s=WAIT_S)
+        try:
+            assert client.run_day(1) is None
+            assert client.failure.startswith("p1 left the run: day 1: 4 period(s) without")
+        finally:
+            client.close()
+        service.wait(WAIT_S)
+    assert "p1" in service.gone and list(service.days[1]["settlements"]) == ["ev1"]
+
+
+class _Stub:
+    """Just enough of an agent to register (its day is never played)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def register(self, day):
+        return register(self.name, day=day)

@@ -26,7 +26,7 @@ MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
     Mechanism("gdrmc", _loc.LocalityParams, _loc.KINDS, "quote", _loc.init_locality,
               _gdrmc.step, _loc.clear_locality, _loc.settle_locality, _loc.check_offer,
               "locality market, generation-to-demand-ratio prices (seed 004)"),
-    Mechanism("p2g", _loc.LocalityParams, _loc.KINDS, "quote", _p2g.init, _p2g.step,
+    Mechanism("p2g", _loc.LocalityParams, _loc.KINDS, "quote", _loc.init_locality, _p2g.step,
               _p2g.clear, _p2g.settle, _loc.check_offer,
               "no local market: every participant trades with the retailer (seed 004)"),
 )}

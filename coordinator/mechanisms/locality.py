@@ -18,6 +18,16 @@ should be aggregated"): its demand limit is Σ CDL_i and its injection limit Σ 
 Either way the prices balance the LEMO's budget against the grid on the quotes:
   π_im · D − π_ex · G = grid cost of the locality's net quote.
 
+Price discovery (RECON of "participants optimise ... considering the predicted market
+net demand"): with ``price_rounds`` > 1 the operator announces the prices the round's
+quotes give, damped (π_r = (1 − a)·π_(r−1) + a·π(quotes_r), a = ``damping``), and the
+participants re-plan against them, until the quotes change by at most ``tolerance_kw``
+(summed over participants and periods) or ``price_rounds`` is reached. With households that
+look alike this tâtonnement oscillates (they all move to the same cheap period); it is a
+setting to study, off by default. The day clears at
+the prices of the last quotes, so the operator's budget balances on them. One round is
+the paper's one-shot market: quotes planned against the grid's prices.
+
 Settlement of period t for participant i with realised power a_i (MODELS.md §E):
   traded    = Δt (q⁺ π_im − q⁻ π_ex)                   (the quote at the cleared prices)
   deviation = Δt [(a⁺ π_im − a⁻ π_ex) − (q⁺ π_im − q⁻ π_ex)]   (actual − quoted)
@@ -50,6 +60,9 @@ class LocalityParams:
     penalty_rate: float = 0.2
     demand_limit: bool = True  # the locality's demand limit Σ CDL_i applies
     injection_limit: bool = True  # the locality's injection limit Σ PIL_i applies
+    price_rounds: int = 1  # price discovery rounds (1: quote once at the grid's prices)
+    tolerance_kw: float = 0.01  # quotes this stable (Σ |change|) end the discovery
+    damping: float = 0.5  # weight of the new prices in the announced ones
 
 
 @dataclass
@@ -75,6 +88,7 @@ class LocalityState:
     records: list[RoundRecord] = field(default_factory=list)
     converged: bool = True
     round: int = 0
+    announced: tuple[np.ndarray, np.ndarray] | None = None  # prices agents last planned with
 
 
 def day_prices(params: LocalityParams, day: int, periods: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,11 +102,11 @@ def day_prices(params: LocalityParams, day: int, periods: int) -> tuple[np.ndarr
     return buy, sell
 
 
-def init_locality(roster: Mapping[str, RegisterBody], params: LocalityParams, day: int,
-                  export_key: str = "export"):
-    """Round 1: every participant plans under its export limit ``export_key`` (the
-    connection's, ``export``: individual PILs are lifted inside the locality; P2G sends
-    ``pil``) and quotes its net demand."""
+def init_locality(roster: Mapping[str, RegisterBody], params: LocalityParams, day: int):
+    """Round 1: every participant plans under its own power injection limit (a limit at
+    its own connection, which trading with neighbours does not lift; the connection's
+    export limit when the utility imposes no PILs) and quotes its net demand."""
+    export_key = "pil" if params.injection_limit else "export"
     periods, period_h = horizon(roster)
     buy, sell = day_prices(params, day, periods)
     inf = np.full(periods, np.inf)
@@ -145,11 +159,15 @@ def with_limits(D, G, D_in, G_in, buy, pi_im, pi_ex, limits: Limits):
 
 
 def step_locality(offers: Mapping[str, OfferBody], state: LocalityState, params,
-                  pricing: Callable) -> tuple[dict, LocalityState, bool]:
-    """One round: read the quotes, price every period, stop."""
+                  pricing: Callable, max_rounds: int | None = None
+                  ) -> tuple[dict, LocalityState, bool]:
+    """One round: read the quotes and price every period; announce damped prices for
+    another round, or stop (module docstring)."""
     zero = np.zeros(state.periods)
+    before = state.quotes
     state.quotes = {n: np.asarray(offers[n].quantities_kw[KEY], float) if n in offers else zero
                     for n in state.export_limit_kw}
+    change = float(sum(np.abs(q - before.get(n, zero)).sum() for n, q in state.quotes.items()))
     D, G = totals(state.quotes, state.periods)
     D_in, G_in = shared(D, G, state.limits)
     pi_im, pi_ex = pricing(state.buy, state.sell, D_in, G_in)
@@ -157,13 +175,29 @@ def step_locality(offers: Mapping[str, OfferBody], state: LocalityState, params,
                                                          pi_ex, state.limits)
     state.round += 1
     ratio = np.divide(G, D, out=np.full(state.periods, np.nan), where=D > 0)
-    state.records.append(RoundRecord(state.round, 0.0, {
+    state.records.append(RoundRecord(state.round, change, {
         "demand_kw": D, "generation_kw": G, "gdr": ratio,
         "shared_demand_kw": D_in, "shared_generation_kw": G_in,
         "import_price_eur_per_kwh": state.import_price,
         "export_price_eur_per_kwh": state.export_price,
         "grid_buy_eur_per_kwh": state.buy, "grid_sell_eur_per_kwh": state.sell}, {}))
-    return {}, state, True
+    rounds = params.price_rounds if max_rounds is None else max_rounds
+    stable = state.round > 1 and change <= params.tolerance_kw
+    if stable or state.round >= rounds:
+        state.converged = stable or rounds == 1
+        return {}, state, True
+    return _announce(state, params.damping), state, False
+
+
+def _announce(state: LocalityState, damping: float) -> dict[str, SignalBody]:
+    """The next round's signals: damped prices and each participant's export limit."""
+    new = (state.import_price, state.export_price)
+    old = state.announced or new
+    state.announced = tuple((1 - damping) * o + damping * n for o, n in zip(old, new))
+    im, ex = (p.tolist() for p in state.announced)
+    return {n: SignalBody(terms={"import": {"price_eur_per_kwh": im},
+                                 "export": {"price_eur_per_kwh": ex, "limit_kw": e.tolist()}})
+            for n, e in state.export_limit_kw.items()}
 
 
 def clear_locality(state: LocalityState, params) -> dict[str, ClearingBody]:

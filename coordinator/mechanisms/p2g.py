@@ -12,18 +12,11 @@ from coordinator.mechanisms.base import zero_settlement
 from coordinator.protocol import ClearingBody
 
 
-def init(roster, params: locality.LocalityParams, day: int):
-    """Round 1: plan under the PIL (``pil``) when the utility imposes one, else under the
-    connection's export limit, and quote the planned net demand."""
-    key = "pil" if params.injection_limit else "export"
-    return locality.init_locality(roster, params, day, export_key=key)
-
-
 def step(offers, state, params):
     """Record the quotes and the grid prices; there is nothing to clear."""
     def retail(buy, sell, D, G):
         return buy, sell
-    return locality.step_locality(offers, state, params, retail)
+    return locality.step_locality(offers, state, params, retail, max_rounds=1)
 
 
 def clear(state, params):

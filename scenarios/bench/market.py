@@ -1,5 +1,6 @@
-"""``lemgrid bench``: decentralized vs centralized on one scenario, with the paper's
-reference values (Faia et al. 2021, scenario B) printed beside ours."""
+"""``lemgrid bench``: decentralized vs centralized on one day of a P2V scenario, with the
+paper's reference values (Faia et al. 2021, scenario B) printed beside ours; runs of
+many days or other mechanisms go to ``scenarios.bench.days``."""
 
 from __future__ import annotations
 
@@ -157,6 +158,9 @@ def run_bench(args) -> int:
     name = "tiny" if args.quick else (args.scenario or "faia2021")
     runs_n = 1 if args.quick else args.runs
     s = load_scenario(resolve_scenario(name))
+    if s.horizon.days > 1 or s.market.mechanism != "p2v_rules":
+        from scenarios.bench.days import bench_days
+        return bench_days(s, runs_n, machine(), args.out)
     runs = [one_run(s, with_central=True) for _ in range(runs_n)]
     stats = metrics(runs)
     info = machine()

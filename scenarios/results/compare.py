@@ -14,7 +14,13 @@ KPIs (one row each; a run where one does not apply has null):
   summed over the periods whose power flow converged; null in older results);
 - ``voltage_violations``, ``line_violations``, ``pf_failures``: summary.json ``grid``;
 - ``rounds``, ``converged``: summary.json ``market``;
-- ``wall_s``, ``market_s``, ``grid_s``: summary.json ``timing_s``.
+- ``wall_s``, ``market_s``, ``grid_s``: summary.json ``timing_s``;
+- ``days``: summary.json ``days``; ``deviation_eur``, ``violation_eur``: the market's
+  deviation and violation costs summed over agents and periods (agents.parquet).
+
+Beside the KPIs, the bills: each participant's bill over the whole run and the
+locality's (the sum), one column per run, and each one's saving against a baseline run
+(``--baseline``, default the first): 100 × (baseline − run) / |baseline| %.
 """
 
 from __future__ import annotations
@@ -24,7 +30,13 @@ from pathlib import Path
 import pandas as pd
 
 from scenarios.results.figures import consumption_kw, with_step
-from scenarios.results.report import format_value, read_config, read_summary, read_table
+from scenarios.results.report import (
+    ResultsMissing,
+    format_value,
+    read_config,
+    read_summary,
+    read_table,
+)
 
 SUMMARY_KPIS = {  # KPI -> (summary.json section, key)
     "total_cost_eur": ("costs_eur", "total"),
@@ -40,6 +52,7 @@ LATER_KPIS = {
     "pf_failures": ("grid", "pf_failures"),
     "rounds": ("market", "rounds"),
     "converged": ("market", "converged"),
+    "days": ("days", None),
     "wall_s": ("timing_s", "wall"),
     "market_s": ("timing_s", "market"),
     "grid_s": ("timing_s", "grid"),
@@ -56,7 +69,13 @@ def energy_kpis(agents: pd.DataFrame, period_h: float) -> dict[str, float | None
 
 
 def _pick(summary: dict, kpis: dict) -> dict:
-    return {name: summary[section].get(key) for name, (section, key) in kpis.items()}
+    return {name: summary.get(section) if key is None else summary[section].get(key)
+            for name, (section, key) in kpis.items()}
+
+
+def _market_costs(agents: pd.DataFrame) -> dict[str, float | None]:
+    return {k: float(agents[k].sum()) if k in agents else None
+            for k in ("deviation_eur", "violation_eur")}
 
 
 def run_kpis(out: Path) -> dict:
@@ -67,7 +86,7 @@ def run_kpis(out: Path) -> dict:
     return {"scenario": summary["scenario"], "mode": summary["mode"],
             **_pick(summary, SUMMARY_KPIS),
             **energy_kpis(agents, horizon["period_minutes"] / 60),
-            **_pick(summary, LATER_KPIS)}
+            **_market_costs(agents), **_pick(summary, LATER_KPIS)}
 
 
 def column_names(folders: list[Path]) -> list[str]:
@@ -93,10 +112,50 @@ def format_table(table: pd.DataFrame) -> str:
                      for row in cells)
 
 
-def run_compare(folders: list[Path], csv_path: Path) -> pd.DataFrame:
-    """Print the table and write it as CSV (empty cells where a KPI is null)."""
+LOCALITY = "locality"  # the row of the bills table that sums every participant
+
+
+def bills_table(folders: list[Path]) -> pd.DataFrame:
+    """Each participant's bill over the run (€), one column per run, and the locality's
+    (the sum of all participants) last."""
+    columns = {}
+    for name, folder in zip(column_names(folders), folders, strict=True):
+        per = read_table(folder, "agents").groupby("agent")["cost_eur"].sum()
+        columns[name] = pd.concat([per, pd.Series({LOCALITY: per.sum()})])
+    return pd.DataFrame(columns)
+
+
+def savings_table(bills: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """100 × (baseline − run) / |baseline| % per participant and run."""
+    base = bills[baseline]
+    return bills.apply(lambda col: 100.0 * (base - col) / base.abs().where(base != 0))
+
+
+def _baseline(folders: list[Path], baseline: Path | None) -> str:
+    names = column_names(folders)
+    if baseline is None:
+        return names[0]
+    for name, folder in zip(names, folders, strict=True):
+        if Path(folder).resolve() == Path(baseline).resolve() or name == str(baseline):
+            return name
+    raise ResultsMissing(f"--baseline {baseline}: not one of the compared folders")
+
+
+def run_compare(folders: list[Path], csv_path: Path, baseline: Path | None = None
+                ) -> pd.DataFrame:
+    """Print the KPI table, the bills and the savings; write them as CSV (empty cells
+    where a value is null): the KPIs to ``csv_path``, the bills and savings beside it."""
+    base = _baseline(folders, baseline)
     table = compare_table(folders)
     print(format_table(table))
     table.to_csv(csv_path, index_label="kpi")
-    print(f"written: {csv_path}")
+    bills = bills_table(folders)
+    savings = savings_table(bills, base)
+    print(f"\nbills € over the run (participants, then the locality)")
+    print(format_table(bills.rename_axis("agent")).replace("kpi", "agent", 1))
+    print(f"\nsavings % against {base}")
+    print(format_table(savings).replace("kpi", "agent", 1))
+    extra = csv_path.with_name(f"{csv_path.stem}_bills.csv")
+    bills.join(savings, rsuffix=f"_saving_pct_vs_{base}").to_csv(extra, index_label="agent")
+    print(f"written: {csv_path}, {extra}")
     return table

@@ -198,13 +198,75 @@ def loading_heat_map(grid_line: pd.DataFrame, max_loading_pct: float) -> Figure:
 
 
 def cost_distribution(agents: pd.DataFrame) -> Figure:
-    """Each agent's cost of the day, a box and the agents' points per kind."""
+    """Each agent's cost over the run, a box and the agents' points per kind."""
     per_agent = agents.groupby(["kind", "agent"])["cost_eur"].sum()
     kinds = sorted(per_agent.index.get_level_values("kind").unique())
-    fig, ax = _axes(size=(6.5, 3.6), title="Cost per agent", xlabel="", ylabel="€ per day")
+    fig, ax = _axes(size=(6.5, 3.6), title="Cost per agent over the run", xlabel="",
+                    ylabel="€")
     values = [per_agent[kind].to_numpy() for kind in kinds]
     ax.boxplot(values, tick_labels=kinds, showfliers=False)
     jitter = np.random.default_rng(0)  # fixed: the same run draws the same figure
     for i, v in enumerate(values, start=1):
         ax.scatter(i + jitter.uniform(-0.12, 0.12, len(v)), v, s=10, alpha=0.6)
+    return fig
+
+
+BILL_PARTS = {"traded_eur": ("market: traded", "#3969ac"),
+              "deviation_eur": ("market: deviation", "#f2b701"),
+              "violation_eur": ("market: violation", "#e73f74"),
+              "retail_eur": ("retail", "#7f7f7f"), "fixed_eur": ("fixed", "#11a579")}
+
+
+def daily_bills(agents: pd.DataFrame) -> Figure:
+    """The community's bill per day, stacked by part (a negative part below zero), and
+    the total as a line: the month view of a run of many days."""
+    per_day = agents.groupby("day")[[k for k in BILL_PARTS if k in agents]].sum()
+    days = per_day.index + 1
+    fig, ax = _axes(size=(9.0, 3.6), title="Community bill per day", xlabel="day",
+                    ylabel="€")
+    up = np.zeros(len(days))
+    down = np.zeros(len(days))
+    for key, (label, color) in BILL_PARTS.items():
+        if key not in per_day:
+            continue
+        v = per_day[key].to_numpy()
+        base = np.where(v >= 0, up, down)
+        ax.bar(days, v, bottom=base, color=color, label=label, width=0.8)
+        up, down = up + np.maximum(v, 0), down + np.minimum(v, 0)
+    ax.plot(days, agents.groupby("day")["cost_eur"].sum().to_numpy(), color="black",
+            marker=".", lw=1, label="total")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.legend(fontsize=7, ncols=3)
+    return fig
+
+
+def daily_energy(agents: pd.DataFrame, period_h: float) -> Figure:
+    """Energy per day: import and export at the agents' connections, local generation
+    (PV, wind) and consumption (load, flexible loads, EV charging)."""
+    cols = {"buy_kw": "import", "sell_kw": "export", "pv_kw": "PV", "wind_kw": "wind"}
+    per_day = agents.groupby("day")[[c for c in cols if c in agents]].sum() * period_h
+    consumption = (agents.groupby("day")[[c for c in ("load_kw", "flex_kw") if c in agents]]
+                   .sum().sum(axis=1) + agents[agents["kind"] == "ev"].groupby("day")["ch_kw"]
+                   .sum().reindex(per_day.index, fill_value=0.0)) * period_h
+    fig, ax = _axes(size=(9.0, 3.6), title="Energy per day", xlabel="day", ylabel="kWh")
+    for col, label in cols.items():
+        if col in per_day and per_day[col].abs().sum() > 0:
+            ax.plot(per_day.index + 1, per_day[col], marker=".", label=label)
+    ax.plot(per_day.index + 1, consumption, color="black", marker=".", label="consumption")
+    ax.legend(fontsize=7, ncols=3)
+    return fig
+
+
+def locality_prices(market: pd.DataFrame, periods: int) -> Figure:
+    """A locality market's importer and exporter prices per period of the run beside the
+    grid's buy and sell prices (last round of each day)."""
+    last = market[market["round"] == market.groupby("day")["round"].transform("max")]
+    last = last.assign(step=last["day"] * periods + last["period"]).sort_values("step")
+    fig, ax = _axes(title="Locality prices", xlabel="period of the run", ylabel="€/kWh")
+    for col, label, style in (("grid_buy_eur_per_kwh", "grid buy", ":"),
+                              ("grid_sell_eur_per_kwh", "grid sell", ":"),
+                              ("import_price_eur_per_kwh", "importers pay", "-"),
+                              ("export_price_eur_per_kwh", "exporters get", "-")):
+        ax.plot(last["step"], last[col], ls=style, lw=1, label=label)
+    ax.legend(fontsize=7, ncols=4)
     return fig

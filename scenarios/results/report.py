@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -73,6 +74,14 @@ class Run:
         for name in ("agents", "grid_bus", "grid_line"):
             tables[name] = figures.with_step(tables[name], periods)
         return cls(out, summary, config, **tables)
+
+    @property
+    def periods(self) -> int:
+        return self.config["horizon"]["periods"]
+
+    @property
+    def period_h(self) -> float:
+        return self.config["horizon"]["period_minutes"] / 60
 
     @property
     def has_rounds(self) -> bool:
@@ -149,6 +158,58 @@ def violations(run: Run) -> pd.DataFrame:
     return table.assign(element=table["kind"] + " " + table["id"].astype(str))[VIOLATION_HEADER]
 
 
+DAY_HEADER = ["day", "bill €", "traded €", "deviation €", "violation €", "retail €",
+              "import kWh", "export kWh", "traded inside kWh", "voltage viol.", "line viol."]
+BILL_HEADER = ["agent", "kind", "bill €", "traded €", "deviation €", "violation €",
+               "retail €", "fixed €"]
+
+
+def _inside_kwh(agents: pd.DataFrame, h: float) -> pd.Series:
+    """Per day: energy carried inside the community (P2V sales, else the smaller of what
+    the market took from exporters and delivered to importers)."""
+    p2v = agents[agents["kind"] == "prosumer"].groupby("day")["p2v_kw"].sum()
+    m = agents.groupby(["day", "period"])["market_kw"]
+    pool = np.minimum(m.apply(lambda x: x[x > 0].sum()), m.apply(lambda x: -x[x < 0].sum()))
+    pool = pool.groupby(level="day").sum()
+    return (p2v.reindex(pool.index, fill_value=0.0).where(lambda x: x > 0, pool)) * h
+
+
+def day_rows(run: Run) -> list[list[str]]:
+    """The month view: one row per day, then the run's total."""
+    a, h = run.agents, run.period_h
+    if a.empty:
+        return []
+    parts = ["cost_eur", "traded_eur", "deviation_eur", "violation_eur", "retail_eur"]
+    per = a.groupby("day")[parts].sum()
+    per["import"] = a.groupby("day")["buy_kw"].sum() * h
+    per["export"] = a.groupby("day")["sell_kw"].sum() * h
+    per["inside"] = _inside_kwh(a, h)
+    bus, line, lim = run.grid_bus, run.grid_line, run.config["grid"]
+    per["v"] = ((bus["vm_pu"] < lim["v_min_pu"]) | (bus["vm_pu"] > lim["v_max_pu"])).groupby(
+        bus["day"]).sum().reindex(per.index, fill_value=0)
+    per["l"] = (line["loading_pct"] > lim["max_loading_pct"]).groupby(line["day"]).sum()\
+        .reindex(per.index, fill_value=0)
+    rows = [[str(d + 1), *(f"{r[c]:.4f}" for c in parts), *(f"{r[c]:.2f}" for c in
+            ("import", "export", "inside")), str(int(r["v"])), str(int(r["l"]))]
+            for d, r in per.iterrows()]
+    total = per.sum()
+    rows.append(["total", *(f"{total[c]:.4f}" for c in parts),
+                 *(f"{total[c]:.2f}" for c in ("import", "export", "inside")),
+                 str(int(total["v"])), str(int(total["l"]))])
+    return rows
+
+
+def bill_rows(run: Run) -> list[list[str]]:
+    """Each participant's bill over the run, by part."""
+    a = run.agents
+    if a.empty:
+        return []
+    parts = ["cost_eur", "traded_eur", "deviation_eur", "violation_eur", "retail_eur",
+             "fixed_eur"]
+    per = a.groupby(["agent", "kind"])[parts].sum().reset_index()
+    return [[r["agent"], r["kind"], *(f"{r[c]:.4f}" for c in parts)] for _, r in per.iterrows()]
+
+
 def violation_rows(run: Run) -> list[list[str]]:
     return [[str(r.day), str(r.period), r.element, f"{r.value:.6g}", r.limit]
             for r in violations(run).itertuples()]
@@ -212,8 +273,16 @@ FIGURES = [
                lambda run: figures.loading_heat_map(run.grid_line,
                                                     run.config["grid"]["max_loading_pct"]),
                _no_power_flow),
-    FigureSpec("cost_distribution", "Cost of the day per agent, by kind",
+    FigureSpec("cost_distribution", "Cost per agent over the run, by kind",
                lambda run: figures.cost_distribution(run.agents)),
+    FigureSpec("daily_bills", "The community's bill per day, by part",
+               lambda run: figures.daily_bills(run.agents)),
+    FigureSpec("daily_energy", "Energy per day",
+               lambda run: figures.daily_energy(run.agents, run.period_h)),
+    FigureSpec("locality_prices", "Locality market prices beside the grid's",
+               lambda run: figures.locality_prices(run.market, run.periods),
+               lambda run: None if "import_price_eur_per_kwh" in run.market else
+               "No locality market prices in this run."),
 ]
 
 
@@ -262,7 +331,9 @@ def _sections(run: Run, slowest_agent_s) -> list[tuple[str, list[str], list]]:
     sections = [("Summary", ["key", "value"], summary_rows(summary))]
     if run.has_rounds:
         sections.append(("Convergence", *convergence_table(run, slowest_agent_s)))
-    sections += [("Grid limit violations", VIOLATION_HEADER, found),
+    sections += [("Days", DAY_HEADER, day_rows(run)),
+                 ("Bills per participant over the run", BILL_HEADER, bill_rows(run)),
+                 ("Grid limit violations", VIOLATION_HEADER, found),
                  ("Failed agents", ["agent", "reason"], failed),
                  ("Notes", ["note"], [[n] for n in summary["notes"]])]
     return sections

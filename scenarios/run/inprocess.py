@@ -165,7 +165,8 @@ def _centralized_day(s: Scenario, community, actuals, soc, day: int) -> DayResul
 def _realise_planned(d, plan, actuals, soc, day, side, s: Scenario):
     """A centrally planned day realised period by period and billed like a P2V day."""
     agent = MarketAgent(d, "limits", actuals)
-    agent.day, agent.day_data, agent.plan, agent.soc_kwh = day, d, plan, soc[d.name]
+    agent.soc_kwh = soc[d.name]
+    agent.follow(day, d, plan)
     agent.realise_day()
     soc[d.name] = agent.soc_kwh
     p2v = np.asarray(plan.flows_kw.get("p2v_kw", np.zeros(d.horizon.periods)))

@@ -21,7 +21,9 @@ def _locality(s: Scenario, community) -> LocalityParams:
     m = s.market
     return LocalityParams(grid_buy_eur_per_kwh=buy.tolist(), grid_sell_eur_per_kwh=sell.tolist(),
                           cdl_factor=m.cdl_factor, penalty_rate=m.penalty_rate,
-                          demand_limit=m.demand_limit, injection_limit=m.pil)
+                          demand_limit=m.demand_limit, injection_limit=m.pil,
+                          price_rounds=m.price_rounds, tolerance_kw=m.tolerance_kw,
+                          damping=m.damping)
 
 
 PARAMS = {"p2v_rules": _p2v, "amc": _locality, "gdrmc": _locality, "p2g": _locality}
