@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SCENARIO ?= faia2021
 OUT ?= results/$(SCENARIO)
 
-.PHONY: install run test bench bench-scale lint schema compose clean
+.PHONY: install run test bench bench-month bench-scale lint schema compose clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/lemgrid bench $(SCENARIO) --out bench.json
+
+# A month of seed 004's locality (10 buildings, 30 days), distributed and in-process.
+bench-month: $(STAMP)
+	$(BIN)/lemgrid bench tems2023 --runs 3 --out bench_month.json
 
 bench-scale: $(STAMP)
 	$(BIN)/lemgrid bench --scale 90 300 1000 --runs 3
@@ -45,4 +49,4 @@ schema: $(STAMP)
 	$(BIN)/python -m scenarios.schema
 
 clean:
-	rm -rf $(VENV) results bench.json bench_scaling.json bench_scaling.png
+	rm -rf $(VENV) results bench.json bench_month.json bench_scaling.json bench_scaling.png

@@ -8,8 +8,9 @@ KPIs (one row each; a run where one does not apply has null):
   energy bought from and fed in to the retailer (agents.parquet, Δt from config.yaml);
 - ``self_sufficiency`` = 1 − grid_import_kwh / consumption_kwh, the share of the
   community's consumption met inside the community (PV, batteries, P2V), where
-  consumption_kwh = Σ_t (Σ_agents load_kw + Σ_EVs ch_kw) · Δt: every agent's load plus the
-  EVs' charging (a prosumer's battery charging is storage, its discharge a source);
+  consumption_kwh = Σ_t (Σ_agents load_kw + flex_kw + Σ_EVs ch_kw) · Δt: every agent's
+  load, buildings' flexible loads and the EVs' charging (a stationary battery's charging
+  is storage, its discharge a source);
 - ``network_losses_kwh``: summary.json ``grid.losses_kwh`` (line and transformer losses
   summed over the periods whose power flow converged; null in older results);
 - ``voltage_violations``, ``line_violations``, ``pf_failures``: summary.json ``grid``;

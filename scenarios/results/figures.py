@@ -43,9 +43,10 @@ def community_kw(agents: pd.DataFrame, column: str, kind: str | None = None) -> 
 
 
 def consumption_kw(agents: pd.DataFrame) -> pd.Series:
-    """Community consumption per period: every agent's load plus EV charging (a prosumer's
-    battery charging is storage, not consumption)."""
-    return community_kw(agents, "load_kw") + community_kw(agents, "ch_kw", "ev")
+    """Community consumption per period: every agent's load, buildings' flexible loads and
+    EV charging (a stationary battery's charging is storage, not consumption)."""
+    flex = community_kw(agents, "flex_kw") if "flex_kw" in agents else 0.0
+    return community_kw(agents, "load_kw") + flex + community_kw(agents, "ch_kw", "ev")
 
 
 def storage_charge_kw(agents: pd.DataFrame) -> pd.Series:
@@ -59,17 +60,18 @@ def supply_mix(agents: pd.DataFrame) -> Figure:
     already part of PV and battery, so it is a line, not a layer."""
     fig, ax = _axes(title="Community supply mix")
     periods = np.sort(agents[T].unique())
+    wind = community_kw(agents, "wind_kw") if "wind_kw" in agents else 0 * periods
     ax.stackplot(periods, community_kw(agents, "buy_kw"), community_kw(agents, "pv_kw"),
-                 community_kw(agents, "dis_kw"),
-                 labels=["retail purchase", "PV", "battery discharge"],
-                 colors=["#7f7f7f", "#f2b701", "#3969ac"], alpha=0.85)
+                 wind, community_kw(agents, "dis_kw"),
+                 labels=["purchase", "PV", "wind", "battery discharge"],
+                 colors=["#7f7f7f", "#f2b701", "#80ba5a", "#3969ac"], alpha=0.85)
     ax.stackplot(periods, -community_kw(agents, "sell_kw"), -storage_charge_kw(agents),
                  labels=["export (negative)", "battery charging (negative)"],
-                 colors=["#e73f74", "#80ba5a"], alpha=0.85)
+                 colors=["#e73f74", "#11a579"], alpha=0.85)
     ax.plot(periods, community_kw(agents, "p2v_kw", "prosumer"), color="black", ls="--",
             lw=1.2, label="P2V (prosumers → EVs)")
     ax.plot(periods, consumption_kw(agents), color="black", lw=1.2,
-            label="consumption (load + EV charging)")
+            label="consumption (loads + EV charging)")
     ax.axhline(0, color="black", lw=0.5)
     ax.legend(loc="upper left", fontsize=7, ncols=2)
     return fig

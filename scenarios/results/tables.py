@@ -123,7 +123,9 @@ def summary(s: Scenario, days: list[DayResult], community, agents: pd.DataFrame,
     last = market[market["round"] == market.groupby("day")["round"].transform("max")]
     imbalance = last["imbalance_kw"].abs().max() if "imbalance_kw" in last else None
     return {
-        "scenario": s.name, "mechanism": s.market.mechanism if s.market.p2v else None,
+        "scenario": s.name,
+        "mechanism": None if s.market.mechanism == "p2v_rules" and not s.market.p2v
+        else s.market.mechanism,
         "mode": days[0].mode if days else s.market.mode, "agents": counts,
         "days": len(days), "periods": s.horizon.periods,
         "costs_eur": {"total": float(agents["cost_eur"].sum()) if len(agents) else 0.0,
