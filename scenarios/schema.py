@@ -457,6 +457,9 @@ def _check_mechanism(s: Scenario) -> list[str]:
     mech = MECHANISMS.get(s.market.mechanism)
     if mech is None:
         return []
+    if s.market.mode == "centralized" and mech.name != "p2v_rules":
+        return [(f"market.mode: centralized is the counterpart of p2v_rules only; "
+                f"{mech.name} has none (use decentralized)")]
     kinds = {a.kind for a in [*s.templates, *s.agents]}
     wrong = sorted(kinds - mech.kinds)
     if not wrong:

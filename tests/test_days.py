@@ -203,6 +203,12 @@ def test_mechanism_that_cannot_serve_the_community(capsys):
         "ev, prosumer); mechanisms for this community: amc, gdrmc, p2g")]
 
 
+def test_centralized_mode_needs_a_centralized_counterpart(capsys):
+    code, err = _errors(["validate", str(LOCALITY), "--set", "market.mode=centralized"], capsys)
+    assert code == 2 and err == [(f"{LOCALITY}: market.mode: centralized is the counterpart of "
+                                 "p2v_rules only; gdrmc has none (use decentralized)")]
+
+
 def test_agent_data_covering_fewer_days(capsys):
     ev = {"kind": "ev", "name": "ev9", "model": "nissan_leaf_40", "contracted_kva": "6.90",
           "away": [False] * 96, "trip_kwh": [0.0] * 96}

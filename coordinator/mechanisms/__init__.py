@@ -12,8 +12,7 @@ from coordinator.mechanisms import p2g as _p2g
 from coordinator.mechanisms import p2v_rules as _p2v
 from coordinator.mechanisms.base import Mechanism, RoundRecord
 
-__all__ = ["MECHANISMS", "Mechanism", "RoundRecord", "dump_params", "get_mechanism", "load_params",
-           "mechanisms_serving"]
+__all__ = ["MECHANISMS", "Mechanism", "RoundRecord", "dump_params", "get_mechanism", "load_params"]
 
 MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
     Mechanism("p2v_rules", _p2v.P2VParams, _p2v.KINDS, "limits", _p2v.init_p2v,
@@ -38,9 +37,6 @@ def get_mechanism(name: str) -> Mechanism:
     except KeyError:
         raise KeyError(f"unknown mechanism {name!r}; known: {', '.join(MECHANISMS)}") from None
 
-
-def mechanisms_serving(kind: str) -> list[str]:
-    return [n for n, m in MECHANISMS.items() if kind in m.kinds]
 
 
 def dump_params(name: str, params) -> dict:
