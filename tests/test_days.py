@@ -172,6 +172,27 @@ def test_compare_bills_and_savings(locality_runs, tmp_path, capsys):
     assert "savings % against distributed" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("mechanism", ["amc", "gdrmc", "p2g"])
+def test_locality_markets_on_prosumers_and_evs(mechanism):
+    """The P2V community quotes its net demand to a locality market: every participant
+    is billed by the market alone (no retail rest), except under P2G (all retail); the
+    operator's bills on the quotes equal the grid's bill for the locality's net."""
+    s = load_scenario(TINY, [f"market.mechanism={mechanism}"])
+    day = run_decentralized(s, build_community(s))[0]
+    assert set(day.schedules) == {"p1", "p2", "p3", "ev1", "ev2"} and not day.failed
+    parts = {k: sum(sc.costs_eur[k].sum() for sc in day.schedules.values())
+             for k in ("traded_eur", "retail_eur")}
+    if mechanism == "p2g":
+        assert parts["traded_eur"] == 0 and parts["retail_eur"] > 0
+        return
+    assert parts["retail_eur"] == 0
+    rec = day.rounds[-1].record.per_period
+    D, G = rec["demand_kw"], rec["generation_kw"]
+    grid = np.where(D > G, rec["grid_buy_eur_per_kwh"] * (D - G),
+                    -rec["grid_sell_eur_per_kwh"] * (G - D))
+    np.testing.assert_allclose(parts["traded_eur"], (grid * 0.25).sum(), rtol=1e-9)
+
+
 # -- bad input ----------------------------------------------------------------------------
 
 def _errors(args, capsys) -> tuple[int, list[str]]:

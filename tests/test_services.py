@@ -67,24 +67,28 @@ def test_group_addresses_follow_connect_then_shards():
     assert group_addresses(load_scenario(TINY), 2) == [None, None]
 
 
+DAYS = "horizon.days=2"
+
+
 def test_services_as_separate_processes_equal_the_one_command_run(tmp_path):
     """Coordinator, 2 agent shards (1 and 2 processes) and the grid simulator, each started
-    by its own command as docker-compose does; the market and the power flows equal the
+    by its own command as docker-compose does, over two days (the coordinator serves both,
+    the agents carry their energy over); the markets and the power flows equal the
     one-command in-process run (second method: runtime.kind=inprocess)."""
     base = free_block(5)  # coordinator, shard 0 (1 process), shard 1 (2), grid
     ports = [base, base + 1, base + 2, None, base + 4]
     out = tmp_path / "services"
-    procs = [lemgrid("coordinator", "--scenario", TINY, "--out", str(out), "--endpoint",
-                     f"tcp://127.0.0.1:{ports[0]}"),
-             lemgrid("serve-agents", "--scenario", TINY, "--set", PACK, "--shard", "0/2",
-                     "--port", str(ports[1])),
-             lemgrid("serve-agents", "--scenario", TINY, "--set", PACK, "--shard", "1/2",
-                     "--port", str(ports[2])),
+    procs = [lemgrid("coordinator", "--scenario", TINY, "--set", DAYS, "--out", str(out),
+                     "--endpoint", f"tcp://127.0.0.1:{ports[0]}"),
+             lemgrid("serve-agents", "--scenario", TINY, "--set", PACK, "--set", DAYS,
+                     "--shard", "0/2", "--port", str(ports[1])),
+             lemgrid("serve-agents", "--scenario", TINY, "--set", PACK, "--set", DAYS,
+                     "--shard", "1/2", "--port", str(ports[2])),
              lemgrid("grid", "--port", str(ports[4]))]
     try:
         # shard 1 listens on ports[2] and ports[2] + 1; the runner retries until every
         # server listens.
-        code = main(["run", TINY, "--out", str(out), "--quiet", "--set", PACK,
+        code = main(["run", TINY, "--out", str(out), "--quiet", "--set", PACK, "--set", DAYS,
                      "--set", f"runtime.coordinator=tcp://127.0.0.1:{ports[0]}",
                      "--set", (f"runtime.agent_hosts=['127.0.0.1:{ports[1]}', "
                               f"'127.0.0.1:{ports[2]}']"),
@@ -97,9 +101,11 @@ def test_services_as_separate_processes_equal_the_one_command_run(tmp_path):
             p.communicate()
     assert codes == [0, 0, 0, 0]
     ref = tmp_path / "ref"
-    assert main(["run", TINY, "--out", str(ref), "--quiet", "--runtime", "inprocess"]) == 0
+    assert main(["run", TINY, "--out", str(ref), "--quiet", "--runtime", "inprocess",
+                 "--set", DAYS]) == 0
     got, want = (json.loads((d / "summary.json").read_text()) for d in (out, ref))
     assert got["processes"]["agents"] == 3 and got["failed_agents"] == {}
+    assert got["days"] == 2
     for key in ("total", "prosumer_mean", "ev_mean"):
         assert got["costs_eur"][key] == pytest.approx(want["costs_eur"][key], rel=1e-12)
     assert got["market"]["rounds"] == want["market"]["rounds"]
