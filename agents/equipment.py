@@ -149,7 +149,7 @@ def add_retail_connection(
     buy ≤ Bmax·xb, sell ≤ S_t·xs with S_t = min(Smax, PIL_t) (Smax without a PIL),
     xb + xs ≤ 1; above_cdl_t ≥ buy_t − CDL_t, above_cdl_t ≥ 0 (no binary: the CDL
     penalty is convex, so the minimisation keeps above_cdl at its bound). S_t is a
-    mutable parameter ``top.export_limit_kw`` (a market may lift or set the PIL).
+    mutable parameter ``top.export_limit_kw`` (a market names the limit to plan under).
     """
     T = range(horizon.periods)
     cap = [sell_max_kw if pil_kw is None else min(sell_max_kw, float(pil_kw[t])) for t in T]

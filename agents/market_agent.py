@@ -118,7 +118,7 @@ class MarketAgent:
         """A market's export limit (kW per period) for planning and real time."""
         limit = np.asarray(limit_kw, float)
         self.model.set_export_limit(limit)
-        if hasattr(self.day_data, "pil_kw"):  # buildings: a market may set or lift the PIL
+        if hasattr(self.day_data, "pil_kw"):  # buildings: the market names the export limit
             self.export_limit_kw = np.minimum(limit, self.day_data.sell_max_kw)
 
     def solve_if_needed(self) -> None:

@@ -196,8 +196,8 @@ class AgentModel:
         self.solver.update_parameters()
 
     def set_export_limit(self, limit_kw) -> None:
-        """Set the per-period export limit (kW; a PIL, or the connection's limit where a
-        market lifts PILs), capped at the connection. A model without a settable export
+        """Set the per-period export limit (kW; a PIL, or the connection's limit where the
+        utility imposes none), capped at the connection. A model without a settable export
         limit (prosumer, EV: their export limit is their contract's) is left as it is."""
         param = getattr(self.m, "export_limit_kw", None)
         if param is None:

@@ -3,8 +3,9 @@
 - ``limits`` (P2V rules): the coordinator sends per-period P2V limits; the agent re-plans
   under them (only when they changed) and offers its P2V quantities.
 - ``quote`` (AMC, GDRMC, P2G): the agent plans its day against its retail tariff, under
-  the export limit the signal names (a PIL, or the connection's limit where the market
-  lifts individual PILs), and quotes its planned net demand.
+  the export limit the signal names (its own PIL where the utility imposes one, else its
+  connection's limit), and quotes its planned net demand; when the market announces
+  importer and exporter prices (price discovery), it re-plans against them.
 
 A strategy also says which connection limits the agent registers with.
 """
