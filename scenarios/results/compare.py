@@ -152,7 +152,7 @@ def run_compare(folders: list[Path], csv_path: Path, baseline: Path | None = Non
     table.to_csv(csv_path, index_label="kpi")
     bills = bills_table(folders)
     savings = savings_table(bills, base)
-    print(f"\nbills € over the run (participants, then the locality)")
+    print("\nbills € over the run (participants, then the locality)")
     print(format_table(bills.rename_axis("agent")).replace("kpi", "agent", 1))
     print(f"\nsavings % against {base}")
     print(format_table(savings).replace("kpi", "agent", 1))

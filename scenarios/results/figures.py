@@ -23,7 +23,7 @@ def with_step(table: pd.DataFrame, periods: int) -> pd.DataFrame:
     """``table`` with its ``step`` column: the period counted from the run's start."""
     if "period" not in table:
         return table.assign(step=pd.Series(dtype=int))
-    day = table["day"] if "day" in table else 0
+    day = table.get("day", 0)
     return table.assign(step=day * periods + table["period"])
 
 

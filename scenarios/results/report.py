@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from scenarios.results import figures
+from scenarios.results import atomic, figures
 
 FIGURE_DPI = 100
 TABLES = ("agents", "market", "agent_rounds", "grid_bus", "grid_line")
@@ -301,7 +301,7 @@ def render_figures(run: Run) -> list[tuple[FigureSpec, bytes | str]]:
             continue
         buffer = io.BytesIO()
         spec.build(run).savefig(buffer, format="png", dpi=FIGURE_DPI)
-        path.write_bytes(buffer.getvalue())
+        atomic.write_bytes(path, buffer.getvalue())
         rendered.append((spec, buffer.getvalue()))
     return rendered
 
@@ -344,7 +344,7 @@ def write_markdown(run: Run, sections) -> Path:
     for title, header, rows in sections:
         lines += ["", f"## {title}", "", *_markdown(header, rows)]
     path = run.out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    atomic.write_text(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -358,7 +358,7 @@ def write_html(run: Run, sections, rendered) -> Path:
     parts += [_figure_html(spec, content) for spec, content in rendered]
     parts.append("</body></html>")
     path = run.out / "report.html"
-    path.write_text("\n".join(parts) + "\n")
+    atomic.write_text(path, "\n".join(parts) + "\n")
     return path
 
 

@@ -15,6 +15,7 @@ from agents.billing import COST_COLUMNS
 from agents.solver import agent_kind
 from coordinator.protocol import KINDS
 from grid.powerflow import bus_table, line_table
+from scenarios.results import atomic
 from scenarios.results.outcome import DayResult, failed_in
 from scenarios.schema import Scenario
 
@@ -25,10 +26,13 @@ AGENT_KINDS = tuple(k for k in KINDS if k != "operator")
 
 def write_messages(path: Path, messages: list) -> None:
     """messages.jsonl of an in-process run: every protocol message the sessions saw."""
-    with path.open("w") as f:
-        for msg in messages:
-            f.write(json.dumps({"dir": "in" if msg.sender != "coordinator" else "out",
-                                "peer": msg.sender, "msg": msg.model_dump(mode="json")}) + "\n")
+    def write(tmp: Path) -> None:
+        with tmp.open("w") as f:
+            for msg in messages:
+                f.write(json.dumps({"dir": "in" if msg.sender != "coordinator" else "out",
+                                    "peer": msg.sender, "msg": msg.model_dump(mode="json")})
+                        + "\n")
+    atomic.write_atomic(path, write)
 
 
 def _with_day(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -39,10 +43,9 @@ def _with_day(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def write_grid(out: Path, grid_days) -> None:
     """grid_bus.parquet (day, period, bus, vm_pu) and grid_line.parquet (day, period,
     line, loading_pct); NaN where the period's power flow did not converge."""
-    _with_day([bus_table(p) for p in grid_days]).to_parquet(out / "grid_bus.parquet",
-                                                            index=False)
-    _with_day([line_table(p) for p in grid_days]).to_parquet(out / "grid_line.parquet",
-                                                             index=False)
+    atomic.write_parquet(out / "grid_bus.parquet", _with_day([bus_table(p) for p in grid_days]))
+    atomic.write_parquet(out / "grid_line.parquet",
+                         _with_day([line_table(p) for p in grid_days]))
 
 
 def agents_frame(days: list[DayResult], community, bus_of: dict[str, int] | None = None
@@ -154,11 +157,11 @@ def write_results(out: Path, s: Scenario, days: list[DayResult], community, wall
     out.mkdir(parents=True, exist_ok=True)
     agents = agents_frame(days, community, bus_of=bus_of)
     market = market_frame(days, s.horizon.periods)
-    agents.to_parquet(out / "agents.parquet", index=False)
-    market.to_parquet(out / "market.parquet", index=False)
-    rounds_frame(days, community).to_parquet(out / "agent_rounds.parquet", index=False)
+    atomic.write_parquet(out / "agents.parquet", agents)
+    atomic.write_parquet(out / "market.parquet", market)
+    atomic.write_parquet(out / "agent_rounds.parquet", rounds_frame(days, community))
     config = s.model_dump(mode="json", by_alias=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    atomic.write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     data = summary(s, days, community, agents, market, wall_s, grid, grid_s, processes)
-    (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
+    atomic.write_text(out / "summary.json", json.dumps(data, indent=2) + "\n")
     return data
