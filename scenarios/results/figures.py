@@ -49,6 +49,18 @@ def consumption_kw(agents: pd.DataFrame) -> pd.Series:
     return community_kw(agents, "load_kw") + flex + community_kw(agents, "ch_kw", "ev")
 
 
+def traded_inside_kwh(agents: pd.DataFrame, period_h: float) -> pd.Series:
+    """Energy traded inside the community each day (kWh): the P2V sales on a day with
+    P2V trade, else what the market carried from exporters to importers (per period, the
+    smaller of the power it took and the power it delivered)."""
+    p2v = agents[agents["kind"] == "prosumer"].groupby("day")["p2v_kw"].sum()
+    market = agents.groupby(["day", "period"])["market_kw"]
+    pool = np.minimum(market.apply(lambda x: x[x > 0].sum()),
+                      market.apply(lambda x: -x[x < 0].sum())).groupby(level="day").sum()
+    p2v = p2v.reindex(pool.index, fill_value=0.0)
+    return p2v.where(p2v > 0, pool) * period_h
+
+
 def storage_charge_kw(agents: pd.DataFrame) -> pd.Series:
     """Stationary batteries' charging per period (every charge that is not an EV's)."""
     return community_kw(agents, "ch_kw") - community_kw(agents, "ch_kw", "ev")

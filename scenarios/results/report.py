@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -164,16 +163,6 @@ BILL_HEADER = ["agent", "kind", "bill €", "traded €", "deviation €", "viol
                "retail €", "fixed €"]
 
 
-def _inside_kwh(agents: pd.DataFrame, h: float) -> pd.Series:
-    """Per day: energy carried inside the community (P2V sales, else the smaller of what
-    the market took from exporters and delivered to importers)."""
-    p2v = agents[agents["kind"] == "prosumer"].groupby("day")["p2v_kw"].sum()
-    m = agents.groupby(["day", "period"])["market_kw"]
-    pool = np.minimum(m.apply(lambda x: x[x > 0].sum()), m.apply(lambda x: -x[x < 0].sum()))
-    pool = pool.groupby(level="day").sum()
-    return (p2v.reindex(pool.index, fill_value=0.0).where(lambda x: x > 0, pool)) * h
-
-
 def day_rows(run: Run) -> list[list[str]]:
     """The month view: one row per day, then the run's total."""
     a, h = run.agents, run.period_h
@@ -183,7 +172,7 @@ def day_rows(run: Run) -> list[list[str]]:
     per = a.groupby("day")[parts].sum()
     per["import"] = a.groupby("day")["buy_kw"].sum() * h
     per["export"] = a.groupby("day")["sell_kw"].sum() * h
-    per["inside"] = _inside_kwh(a, h)
+    per["inside"] = figures.traded_inside_kwh(a, h)
     bus, line, lim = run.grid_bus, run.grid_line, run.config["grid"]
     per["v"] = ((bus["vm_pu"] < lim["v_min_pu"]) | (bus["vm_pu"] > lim["v_max_pu"])).groupby(
         bus["day"]).sum().reindex(per.index, fill_value=0)

@@ -16,6 +16,7 @@ from agents.solver import agent_kind
 from coordinator.protocol import KINDS
 from grid.powerflow import bus_table, line_table
 from scenarios.results import atomic
+from scenarios.results.figures import traded_inside_kwh
 from scenarios.results.outcome import DayResult, failed_in
 from scenarios.schema import Scenario
 
@@ -102,20 +103,6 @@ def _mean_cost(agents: pd.DataFrame, kind: str) -> float | None:
     return float(per_agent.mean()) if len(per_agent) else None
 
 
-def _traded_kwh(agents: pd.DataFrame, h: float) -> float:
-    """Energy traded inside the community: P2V sales, else what the market carried
-    from exporters to importers (per period, the smaller of the two sides)."""
-    if agents.empty:
-        return 0.0
-    p2v = float(agents.loc[agents["kind"] == "prosumer", "p2v_kw"].sum() * h)
-    if p2v:
-        return p2v
-    market = agents.groupby(["day", "period"])["market_kw"]
-    inside = np.minimum(market.apply(lambda x: x[x > 0].sum()),
-                        market.apply(lambda x: -x[x < 0].sum()))
-    return float(inside.sum() * h)
-
-
 def summary(s: Scenario, days: list[DayResult], community, agents: pd.DataFrame,
             market: pd.DataFrame, wall_s: float, grid: dict | None = None,
             grid_s: float | None = None, processes: dict | None = None) -> dict:
@@ -134,7 +121,8 @@ def summary(s: Scenario, days: list[DayResult], community, agents: pd.DataFrame,
         "costs_eur": {"total": float(agents["cost_eur"].sum()) if len(agents) else 0.0,
                       **{f"{k}_mean": _mean_cost(agents, k) if len(agents) else None
                          for k in AGENT_KINDS}},
-        "market": {"traded_kwh": _traded_kwh(agents, h),
+        "market": {"traded_kwh": float(traded_inside_kwh(agents, h).sum()) if len(agents)
+                   else 0.0,
                    "rounds": sum(len(d.rounds) for d in days) if decentral else None,
                    "converged": all(d.converged for d in days),
                    "max_imbalance_kw": None if imbalance is None or np.isnan(imbalance)
