@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import threading
+import time as time_module
 from pathlib import Path
 
 import mosaik_api_v3
@@ -28,7 +29,7 @@ from agents.data import data_from_dict
 from agents.market_agent import MarketAgent
 from agents.realise import Actuals
 
-SETTLEMENT_WAIT_S = 10.0  # at the end, how long to wait for the last day's settlement
+SETTLEMENT_WAIT_S = 10.0  # at the end, how long to wait for the last day's settlements
 # The realised day, per period (the runner adds the market's quantities and the bill).
 REALISED_ATTRS = ["net_kw", "pv_kw", "wind_kw", "load_kw", "flex_kw", "ch_kw", "dis_kw",
                   "soc_kwh", "quote_kw"]
@@ -200,8 +201,10 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         wait (bounded) for the day's settlements, so the last meter readings have reached
         the coordinator before the sockets close, then close them. Idempotent."""
         self.finish_day()
+        deadline = time_module.monotonic() + SETTLEMENT_WAIT_S  # for all hosted agents
         for name in [n for n in self._active() if n in self.clients]:
-            self.clients[name].wait_settlement(self.day, SETTLEMENT_WAIT_S)
+            left = max(deadline - time_module.monotonic(), 0.0)
+            self.clients[name].wait_settlement(self.day, left)
         for client in self.clients.values():
             client.close()
         self.clients = {}
