@@ -176,9 +176,9 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         for name in self._active():
             write_realised(self.results_dir / f"{name}.json", self.agents[name])
 
-    def _value(self, name: str, attr: str):
+    def _value(self, name: str, attr: str, active: set[str]):
         agent = self.agents.get(name)
-        live = agent is not None and name in self._active()
+        live = agent is not None and name in active
         if attr == "pid":
             return os.getpid()
         if attr == "rss_mb":  # this process's peak resident memory
@@ -193,7 +193,8 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         return None if values is None else float(values[self.period])
 
     def get_data(self, outputs):
-        return {eid: {a: self._value(eid, a) for a in attrs}
+        active = set(self._active())  # once per step, not per agent and attribute
+        return {eid: {a: self._value(eid, a, active) for a in attrs}
                 for eid, attrs in outputs.items()}
 
     def finalize(self):

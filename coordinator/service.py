@@ -259,9 +259,8 @@ class CoordinatorService:
         settlements = s.settle() if s.clearings else {}
         for name, msg in settlements.items():
             self._send(self._routes[name], msg)
-        left = s.failed | s.unmetered_failed
         self.gone.update({n: f"day {s.day + 1}: {r}" if not r.startswith("day ") else r
-                          for n, r in left.items()})
+                          for n, r in s.left.items()})
         self.days.append(day_record(self))
         self._write_records()
         if s.day >= self.last_day:
@@ -439,7 +438,7 @@ def day_record(service: CoordinatorService) -> dict:
                "scalars": r.scalars, "seconds": sec}
               for r, sec in zip(records, service.round_seconds)]
     return {"day": s.day, "rounds": rounds, "converged": getattr(s.state, "converged", None),
-            "failed": s.failed | s.unmetered_failed,
+            "failed": s.left,
             "clearings": {n: b.model_dump(mode="json") for n, b in s.clearings.items()},
             "settlements": {n: b.model_dump(mode="json") for n, b in s.settlements.items()},
             "refused_handshakes": service.refused_handshakes}

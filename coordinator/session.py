@@ -153,6 +153,12 @@ class MarketSession:
                 if n not in self.failed and n not in self.unmetered_failed
                 and (n not in self.meters or np.isnan(self.meters[n]).any())]
 
+    @property
+    def left(self) -> dict[str, str]:
+        """Agents that leave the run after this day, with the reason: dropped from the
+        market, or stopped metering after their clearing."""
+        return self.failed | self.unmetered_failed
+
     def stop_metering(self, name: str, reason: str) -> None:
         """A cleared agent that will meter no more: it is settled on what it metered, its
         missing periods at its day-ahead position (its contracts stand), and leaves."""

@@ -84,8 +84,9 @@ def grid_prices(s: Scenario) -> tuple[np.ndarray, np.ndarray]:
     return buy, np.full(len(buy), s.tariffs.feed_in_eur_per_kwh)
 
 
-def tariff_for(s: Scenario, kva: str, prices=None) -> Tariff:
-    buy, sell = grid_prices(s) if prices is None else prices
+def tariff_for(s: Scenario, kva: str, prices: tuple[np.ndarray, np.ndarray]) -> Tariff:
+    """An agent's tariff: the run's ``grid_prices`` and its contract's fixed cost."""
+    buy, sell = prices
     return Tariff(buy, sell, p2v_price(s), s.tariffs.fixed_eur_per_day[kva])
 
 
@@ -129,18 +130,18 @@ def _ev_battery(key: str, kva: float, soc0: float, soc_end: float | None) -> Bat
                        m.eta_charge, 1.0, soc0 * cap, (soc0 if soc_end is None else soc_end) * cap)
 
 
-def _prosumer(s: Scenario, name, kva, load, pv, battery) -> ProsumerData:
+def _prosumer(s: Scenario, name, kva, load, pv, battery, prices) -> ProsumerData:
     export = s.tariffs.export_fraction * float(kva)
-    return ProsumerData(name, horizon_of(s), tariff_for(s, kva), np.asarray(load, float),
+    return ProsumerData(name, horizon_of(s), tariff_for(s, kva, prices), np.asarray(load, float),
                         np.asarray(pv, float), battery, buy_max_kw=float(kva),
                         sell_max_kw=export, p2v_max_kw=export if p2v_market(s) else 0.0)
 
 
-def _ev(s: Scenario, name, kva, model, away, trip_kwh, battery) -> EVData:
+def _ev(s: Scenario, name, kva, model, away, trip_kwh, battery, prices) -> EVData:
     """An EV (each day's end-of-day target is capped at what it can recharge after that
     day's trips when the day is planned: ``agents.days.day_slice``)."""
     p2v_max = battery.charge_max_kw if p2v_market(s) else 0.0
-    return EVData(name, horizon_of(s), tariff_for(s, kva), np.asarray(away, bool),
+    return EVData(name, horizon_of(s), tariff_for(s, kva, prices), np.asarray(away, bool),
                   np.asarray(trip_kwh, float), battery, buy_max_kw=float(kva),
                   p2v_max_kw=p2v_max)
 
@@ -168,7 +169,7 @@ def _same_household(first, later, rng) -> tuple[np.ndarray, np.ndarray]:
     return load, pv
 
 
-def _from_prosumer_template(s: Scenario, tpl: ProsumerTemplate, rng, i: int):
+def _from_prosumer_template(s: Scenario, tpl: ProsumerTemplate, rng, i: int, prices):
     n = tpl.count
     kinds = draw_keys(tpl.battery, n, rng)
     kvas = draw_keys(tpl.contracted_kva, n, rng)
@@ -180,7 +181,7 @@ def _from_prosumer_template(s: Scenario, tpl: ProsumerTemplate, rng, i: int):
     return [_prosumer(s, f"{tpl.name_prefix}{k + 1:0{width}d}", kvas[k],
                       np.concatenate([p.load_kw, *(day[k][0] for day in later)]),
                       np.concatenate([p.pv_kw, *(day[k][1] for day in later)]),
-                      _battery(kinds[k], soc0[k], tpl.battery_end_soc_min))
+                      _battery(kinds[k], soc0[k], tpl.battery_end_soc_min), prices)
             for k, p in enumerate(first)]
 
 
@@ -194,7 +195,7 @@ def _ev_trips(s: Scenario, tpl: EVTemplate, rng, models: list[str]):
         mean_away_periods=tr.mean_away_periods)
 
 
-def _from_ev_template(s: Scenario, tpl: EVTemplate, rng, i: int) -> list[EVData]:
+def _from_ev_template(s: Scenario, tpl: EVTemplate, rng, i: int, prices) -> list[EVData]:
     n = tpl.count
     models = draw_keys(tpl.model, n, rng)
     kvas = draw_keys(tpl.contracted_kva, n, rng)
@@ -205,7 +206,7 @@ def _from_ev_template(s: Scenario, tpl: EVTemplate, rng, i: int) -> list[EVData]
     return [_ev(s, f"{tpl.name_prefix}{k + 1:0{width}d}", kvas[k], models[k],
                 np.concatenate([d[k].away for d in days]),
                 np.concatenate([d[k].trip_kwh for d in days]),
-                _ev_battery(models[k], float(kvas[k]), soc0[k], tpl.end_soc_min))
+                _ev_battery(models[k], float(kvas[k]), soc0[k], tpl.end_soc_min), prices)
             for k in range(n)]
 
 
@@ -234,7 +235,7 @@ def locality_weather(s: Scenario, tpl: BuildingTemplate) -> tuple[np.ndarray, np
     return pv, wind
 
 
-def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int):
+def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int, prices):
     h, n, days = horizon_of(s), tpl.count, s.horizon.days
     kvas = draw_keys(tpl.contracted_kva, n, rng)
     kinds = draw_keys(tpl.battery, n, rng)
@@ -243,7 +244,7 @@ def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int):
                            for f in ("load_kwh_per_day", "pv_kw", "wind_kw", "cdl_kw"))
     pil = None if tpl.pil_kw is None or not s.market.pil else draw_numbers(tpl.pil_kw, n, rng)
     sun, breeze = locality_weather(s, tpl)
-    flexible, prices = _flexible_loads(tpl, h.period_h), grid_prices(s)
+    flexible = _flexible_loads(tpl, h.period_h)
     width, out = len(str(n)), []
     for k in range(n):
         name = f"{tpl.name_prefix}{k + 1:0{width}d}"
@@ -268,23 +269,25 @@ def _check_cdl(s: Scenario, i: int, name: str, cdl_kw: float, nfl: np.ndarray, h
                              f"{day + 1} at {h.label(t)}); raise it above the load's peak")])
 
 
-def _explicit(s: Scenario, a: ExplicitProsumer | ExplicitEV) -> ProsumerData | EVData:
+def _explicit(s: Scenario, a: ExplicitProsumer | ExplicitEV, prices) -> ProsumerData | EVData:
     if isinstance(a, ExplicitProsumer):
         return _prosumer(s, a.name, a.contracted_kva, a.load_kw, a.pv_kw,
-                         _battery(a.battery, a.battery_initial_soc, a.battery_end_soc_min))
+                         _battery(a.battery, a.battery_initial_soc, a.battery_end_soc_min),
+                         prices)
     bat = _ev_battery(a.model, float(a.contracted_kva), a.initial_soc, a.end_soc_min)
-    return _ev(s, a.name, a.contracted_kva, a.model, a.away, a.trip_kwh, bat)
+    return _ev(s, a.name, a.contracted_kva, a.model, a.away, a.trip_kwh, bat, prices)
 
 
 def build_community(s: Scenario) -> list[ProsumerData | EVData]:
     """Every agent of the scenario: templates first (in file order), then explicit agents."""
     agents: list[ProsumerData | EVData] = []
+    prices = grid_prices(s)  # one price series for the run, shared by every agent
     for i, tpl in enumerate(s.templates):
         rng = np.random.default_rng([s.seed, i])
         build = {"prosumer": _from_prosumer_template, "ev": _from_ev_template,
                  "building": _from_building_template}[tpl.kind]
-        agents += build(s, tpl, rng, i)
-    agents += [_explicit(s, a) for a in s.agents]
+        agents += build(s, tpl, rng, i, prices)
+    agents += [_explicit(s, a, prices) for a in s.agents]
     names = [a.name for a in agents]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
