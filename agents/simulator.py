@@ -6,7 +6,9 @@ its day model and joins that day's market (one thread per agent); every step it 
 the period (battery re-dispatched against what actually happened), sends its meter
 reading to the coordinator and outputs its realised power at the grid connection. At the
 end of each day it writes its realised day to ``results_dir`` (a copy that survives the
-simulation if mosaik stops).
+simulation if mosaik stops). If the co-simulation stops early (another simulator died),
+the agents finish the day and play the run's remaining days with the coordinator on
+their own, so the market finishes without the co-simulation.
 
 Start it as a mosaik ``cmd`` simulator: ``python -m agents.simulator %(addr)s``.
 """
@@ -28,6 +30,7 @@ from agents.client import CoordinatorClient
 from agents.data import data_from_dict
 from agents.market_agent import MarketAgent
 from agents.realise import Actuals
+from coordinator.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT_S
 
 SETTLEMENT_WAIT_S = 10.0  # at the end, how long to wait for the last day's settlements
 # The realised day, per period (the runner adds the market's quantities and the bill).
@@ -65,13 +68,18 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         self.period_s, self.endpoint, self.solver, self.family = 900, None, {}, "limits"
         self.curve_keys, self.key_name = None, None  # CURVE key directory and client key
         self.day, self.period, self.periods = 0, 0, 96
+        self.days = 1  # the run's days: after an early stop the agents play the rest alone
+        self.timeout_s = REQUEST_TIMEOUT_S * REQUEST_RETRIES  # coordinator silence -> gone
         self.results_dir: Path | None = None
 
     def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
-             solver=None, results_dir=None, curve_keys=None, key_name=None, family="limits"):
+             solver=None, results_dir=None, curve_keys=None, key_name=None, family="limits",
+             days=1, coordinator_timeout_s=None):
         self.endpoint, self.period_s, self.solver = endpoint, int(period_s), solver or {}
         self.curve_keys, self.key_name, self.family = curve_keys, key_name, family
         self.results_dir = Path(results_dir) if results_dir else None
+        self.days = int(days)
+        self.timeout_s = float(coordinator_timeout_s or self.timeout_s)
         return self.meta
 
     def create(self, num, model, agents):
@@ -149,7 +157,8 @@ class AgentSimulator(mosaik_api_v3.Simulator):
                                                     **self.solver)
                     self.clients[name] = CoordinatorClient(
                         self.agents[name], self.endpoint, curve_keys=self.curve_keys,
-                        key_name=self.key_name)
+                        key_name=self.key_name, timeout_s=self.timeout_s / REQUEST_RETRIES,
+                        retries=REQUEST_RETRIES)
                     _inject_fault(self.agents[name])
                 self.agents[name].start_day(self.day)
             except Exception as exc:  # noqa: BLE001 - recorded; outputs ok = False
@@ -197,11 +206,26 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         return {eid: {a: self._value(eid, a, active) for a in attrs}
                 for eid, attrs in outputs.items()}
 
+    def play_remaining_days(self) -> None:
+        """The co-simulation stopped early: play the run's remaining days (market and
+        realisation) without it. Agents the coordinator no longer answers have failed
+        already and sit them out."""
+        if not self.clients:
+            return
+        while self.day < self.days - 1 and any(n not in self.failures for n in self.data):
+            self.day, self.period = self.day + 1, 0
+            self._plan_day()
+            for t in range(self.periods):
+                self.period = t
+                self._realise()
+
     def finalize(self):
-        """The end, normal or not: finish the day if the co-simulation stopped mid-day,
-        wait (bounded) for the day's settlements, so the last meter readings have reached
-        the coordinator before the sockets close, then close them. Idempotent."""
+        """The end, normal or not: finish the day and play the remaining days if the
+        co-simulation stopped early, wait (bounded) for the last day's settlements, so the
+        last meter readings have reached the coordinator before the sockets close, then
+        close them. Idempotent."""
         self.finish_day()
+        self.play_remaining_days()
         deadline = time_module.monotonic() + SETTLEMENT_WAIT_S  # for all hosted agents
         for name in [n for n in self._active() if n in self.clients]:
             left = max(deadline - time_module.monotonic(), 0.0)

@@ -120,6 +120,11 @@ def cmd_run(args) -> int:
         print(f"warning: {reason} (agent {name} left the market)", file=sys.stderr)
     if not args.quiet:
         print_summary(summary, out)
+    if summary["days"] < summary["days_planned"]:
+        why = summary["notes"][-1] if summary["notes"] else "the run stopped early"
+        print(f"error: {why}; days 1-{summary['days']} of {summary['days_planned']} kept in "
+              f"{out}", file=sys.stderr)
+        return 1
     return 0
 
 

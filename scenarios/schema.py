@@ -205,6 +205,9 @@ class Runtime(Strict):
                                          "meter readings before the coordinator settles the "
                                          "day without the missing agents")
     registration_timeout_s: float = Field(60.0, gt=0)
+    coordinator_timeout_s: float = Field(30.0, gt=0, description="an agent that hears "
+                                         "nothing from the coordinator this long (its "
+                                         "re-sent message unanswered) declares it gone")
 
 
 class LoadProfile(Strict):

@@ -117,7 +117,7 @@ def summary(s: Scenario, days: list[DayResult], community, agents: pd.DataFrame,
         "mechanism": None if s.market.mechanism == "p2v_rules" and not s.market.p2v
         else s.market.mechanism,
         "mode": days[0].mode if days else s.market.mode, "agents": counts,
-        "days": len(days), "periods": s.horizon.periods,
+        "days": len(days), "days_planned": s.horizon.days, "periods": s.horizon.periods,
         "costs_eur": {"total": float(agents["cost_eur"].sum()) if len(agents) else 0.0,
                       **{f"{k}_mean": _mean_cost(agents, k) if len(agents) else None
                          for k in AGENT_KINDS}},

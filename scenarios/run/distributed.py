@@ -4,7 +4,6 @@ an in-process collector that records every output per period."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -36,6 +35,7 @@ from scenarios.run.market import mechanism_setup
 from scenarios.run.network import n_buses, network_options
 from scenarios.run.progress import RoundWatcher
 from scenarios.run.topology import group_addresses, group_count, process_groups
+from scenarios.run.watchdog import shutdown_each, start_watchdog
 from scenarios.schema import Scenario
 
 GRID_OUTPUTS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations", "converged",
@@ -239,7 +239,8 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
     for i, group in enumerate(groups):
         sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,
                         solver=solver, results_dir=str(results_dir),
-                        curve_keys=s.runtime.curve_keys, family=family)
+                        curve_keys=s.runtime.curve_keys, family=family, days=s.horizon.days,
+                        coordinator_timeout_s=s.runtime.coordinator_timeout_s)
         hosted = [agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in group]
         for ent in sim.Agent.create(len(group), agents=hosted):
             world.connect(ent, grid, "p_kw")
@@ -337,37 +338,48 @@ def _recover(s: Scenario, community, out: Path, records: dict, startup_s: float,
     return DistributedOutcome(days, None, set(range(group_count(s))), 0.0, None, aborted)
 
 
-def _records(s: Scenario, out: Path, coordinator, day: int | None = None) -> dict:
-    """The coordinator's records of the finished days. A coordinator this run started
-    exits after the last day; a running one (``runtime.coordinator``) writes them into the
-    shared results folder, which is polled. ``day``: wait only until that day is in."""
+def stopped(coordinator) -> str | None:
+    """Why the coordinator process this run started has stopped before its last day
+    (killed, crashed), or None while it runs or after a normal exit."""
+    code = None if coordinator is None else coordinator.poll()
+    if code in (None, 0):
+        return None
+    how = (f"killed by {signal.Signals(-code).name}" if code < 0 and -code in
+           signal.valid_signals() else f"exit code {code}")
+    return f"the coordinator (pid {coordinator.pid}) stopped: {how}"
+
+
+def _records(s: Scenario, out: Path, coordinator) -> dict:
+    """The coordinator's records of the finished days. The coordinator writes them into
+    the results folder after every day; this waits, as long as days keep coming (within
+    one day's timeouts of each other), until the last day is in or the coordinator this
+    run started has exited."""
     rt = s.runtime
-    timeout_s = (rt.registration_timeout_s + rt.realisation_timeout_s
-                 + rt.round_deadline_s * s.market.max_rounds)
-    path, deadline = out / RECORDS_FILE, time.monotonic() + timeout_s
+    day_s = (rt.registration_timeout_s + rt.realisation_timeout_s
+             + rt.round_deadline_s * s.market.max_rounds)
+    path = out / RECORDS_FILE
 
-    def have() -> dict | None:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        done = [d["day"] for d in data["days"]]
-        want = s.horizon.days - 1 if day is None else day
-        return data if done and done[-1] >= want else None
-
-    if coordinator is not None and day is None:
-        try:
-            coordinator.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
-    while (data := have()) is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if data is None:
+    def read() -> dict | None:
         try:
             return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RunError(f"{path}: no record of the market days from the coordinator "
-                           f"({type(exc).__name__})") from None
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    seen, deadline = -1, time.monotonic() + day_s
+    while time.monotonic() < deadline:
+        data = read()
+        done = len(data["days"]) if data else 0
+        if done >= s.horizon.days:
+            return data
+        if coordinator is not None and coordinator.poll() is not None:
+            break  # exited: nothing more will come
+        if done > seen:
+            seen, deadline = done, time.monotonic() + day_s
+        time.sleep(0.1)
+    data = read()
+    if data is None:
+        why = stopped(coordinator) or "no record of the market days from the coordinator"
+        raise RunError(f"{why}; no day finished ({path} missing)")
     return data
 
 
@@ -397,47 +409,40 @@ def _start_helpers(s: Scenario, community, out: Path):
     return proc, endpoint, launcher, forked
 
 
-def _simulate(world, s: Scenario, out: Path, bar) -> tuple[str | None, int]:
-    """``world.run`` with the progress bar fed; why it stopped early (or None) and the
-    last day it reached."""
+class CoordinatorStopped(RuntimeError):
+    """The coordinator process died during the co-simulation."""
+
+
+def _simulate(world, s: Scenario, out: Path, bar, coordinator=None) -> tuple[str | None, int]:
+    """``world.run`` with the progress bar fed and the coordinator watched; why it stopped
+    early (or None) and the last day it reached."""
     period_s, periods = s.horizon.period_minutes * 60, s.horizon.periods
     reached = [0]
 
     def hook(t):
         reached[0] = t // period_s // periods
+        if (why := stopped(coordinator)) is not None:
+            raise CoordinatorStopped(f"{why} during day {reached[0] + 1}")
         if bar:
             bar.on_day(reached[0])
             bar.on_period(t // period_s % periods)
     collector.STEP_HOOKS[:] = [hook]
+    watchdog = start_watchdog(world)
     try:
         with RoundWatcher(out / "messages.jsonl", bar.on_round if bar else lambda _: None):
-            world.run(until=s.horizon.days * periods * period_s, print_progress=False)
+            world.run(until=s.horizon.days * periods * period_s, print_progress=False,
+                      shutdown=False)
+        watchdog.cancel()
+        world.shutdown()
+    except CoordinatorStopped as exc:
+        shutdown_each(world)
+        return str(exc), reached[0]
     except Exception as exc:  # noqa: BLE001 - a simulator died: the caller recovers
-        _shutdown(world)
+        shutdown_each(world)
         return f"{type(exc).__name__}: {exc}".splitlines()[0], reached[0]
     finally:
         collector.STEP_HOOKS.clear()
     return None, reached[0]
-
-
-def _shutdown(world) -> None:
-    """Stop every simulator still running, each on its own (mosaik's shutdown gives up at
-    the first one that cannot be reached, the dead one): an agent simulator then finishes
-    its day by itself (agents.launcher)."""
-    async def stop(proxy):
-        await proxy.stop()
-
-    proxies = list(world._async_world._proxies.values())
-    loop = world.loop
-    if loop.is_closed():
-        return
-    loop.run_until_complete(asyncio.gather(*(stop(p) for p in proxies), return_exceptions=True))
-    pending = asyncio.all_tasks(loop)  # mosaik's step tasks, stranded by the abort
-    for task in pending:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    world._async_world._shutdown_performed = True
-    loop.close()
 
 
 def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out: Path,
@@ -454,9 +459,9 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
         startup_s = time.perf_counter() - t0
         sid = next(k for k in collector.RECORDS if k.startswith("Collector"))
         t_run = time.perf_counter()
-        aborted, reached = _simulate(world, s, out, bar)
+        aborted, _ = _simulate(world, s, out, bar, proc)
         run_s = time.perf_counter() - t_run
-        records = _records(s, out, proc, None if aborted is None else reached)
+        records = _records(s, out, proc)
     finally:
         _stop(proc, launcher, at_once=aborted is not None)
     rows = collector.RECORDS.pop(sid)
