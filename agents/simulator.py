@@ -69,16 +69,17 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         self.curve_keys, self.key_name = None, None  # CURVE key directory and client key
         self.day, self.period, self.periods = 0, 0, 96
         self.days = 1  # the run's days: after an early stop the agents play the rest alone
+        self.first_day = 0  # the day at simulation time 0 (a resumed run starts later)
         self.timeout_s = REQUEST_TIMEOUT_S * REQUEST_RETRIES  # coordinator silence -> gone
         self.results_dir: Path | None = None
 
     def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
              solver=None, results_dir=None, curve_keys=None, key_name=None, family="limits",
-             days=1, coordinator_timeout_s=None):
+             days=1, coordinator_timeout_s=None, first_day=0):
         self.endpoint, self.period_s, self.solver = endpoint, int(period_s), solver or {}
         self.curve_keys, self.key_name, self.family = curve_keys, key_name, family
         self.results_dir = Path(results_dir) if results_dir else None
-        self.days = int(days)
+        self.days, self.first_day = int(days), int(first_day)
         self.timeout_s = float(coordinator_timeout_s or self.timeout_s)
         return self.meta
 
@@ -100,6 +101,7 @@ class AgentSimulator(mosaik_api_v3.Simulator):
     def step(self, time, inputs, max_advance):
         k = time // self.period_s
         self.day, self.period = divmod(k, self.periods)
+        self.day += self.first_day
         if self.period == 0:
             self._apply_profiles(inputs)
             self._plan_day()

@@ -14,6 +14,7 @@ from coordinator.auth import add_arguments as add_key_arguments
 from coordinator.auth import write_keys
 from coordinator.service import add_arguments as add_coordinator_arguments
 from coordinator.service import serve as serve_coordinator
+from scenarios.run.errors import as_interrupt
 from scenarios.schema import ScenarioError, load_scenario, resolve_scenario
 
 EXIT_INVALID = 2
@@ -26,8 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lemgrid", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario and write results")
-    run.add_argument("scenario")
+    run.add_argument("scenario", nargs="?", default=None)
     run.add_argument("--out", default=None, help="results folder (default results/<name>)")
+    run.add_argument("--resume", default=None, metavar="DIR",
+                     help="continue the stopped run in DIR from its last finished day (its "
+                     "config.yaml is the scenario; give no SCENARIO, --set, --mode, --runtime)")
     run.add_argument("--mode", choices=["decentralized", "centralized"], default=None)
     add_set_argument(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
@@ -102,29 +106,60 @@ def _load(args):
 
 
 def cmd_validate(args) -> int:
+    from scenarios.community.builder import build_actuals, build_community
+
     scenario = _load(args)
+    build_actuals(scenario, build_community(scenario))  # data the file asks for can be made
     print(f"{args.scenario}: valid ({sum(t.count for t in scenario.templates) + len(scenario.agents)}"
           f" agents, mechanism {scenario.market.mechanism})")
     return 0
 
 
+def _resumed(args):
+    """``run --resume DIR``: the scenario DIR was run with, and DIR as the results folder."""
+    given = [flag for flag, value in (("SCENARIO", args.scenario), ("--set", args.overrides),
+                                      ("--mode", args.mode), ("--runtime", args.runtime),
+                                      ("--out", args.out)) if value]
+    if given:
+        raise ScenarioError([(f"run --resume {args.resume}: the run continues as it was "
+                             f"started; drop {', '.join(given)}")])
+    config = Path(args.resume) / "config.yaml"
+    if not config.is_file():
+        raise ScenarioError([(f"{config}: no such file; allowed: --resume names the results "
+                             "folder of a lemgrid run")])
+    return load_scenario(config), Path(args.resume)
+
+
 def cmd_run(args) -> int:
+    if args.resume is None and args.scenario is None:
+        raise ScenarioError(["run: give a SCENARIO (a file or a shipped name) or --resume DIR"])
+    if args.resume is not None:
+        scenario, out = _resumed(args)
+    else:
+        scenario = _load(args)  # a bad scenario is refused before the run's heavy imports
+        out = Path(args.out or Path("results") / scenario.name)
+    rt, keys = scenario.runtime, scenario.runtime.curve_keys
+    starts_coordinator = scenario.market.mode == "decentralized" and rt.kind == "distributed" \
+        and rt.coordinator is None  # it reads the curve keys from this host
+    if keys and starts_coordinator and not Path(keys).is_dir():
+        raise ScenarioError([(f"{scenario.source}: runtime.curve_keys: no folder {keys}; "
+                             f"allowed: a folder made by `lemgrid keys {keys}`")])
+    from scenarios.results.checkpoint import CheckpointError
     from scenarios.results.report import print_summary
+    from scenarios.run.errors import interrupts_raised
     from scenarios.run.world import run_scenario
 
-    scenario = _load(args)
-    out = Path(args.out or Path("results") / scenario.name)
     start = time.perf_counter()
-    summary = run_scenario(scenario, out, progress=not args.quiet, t0=start)
+    try:
+        with interrupts_raised():
+            summary = run_scenario(scenario, out, progress=not args.quiet, t0=start,
+                                   resume=args.resume is not None)
+    except CheckpointError as exc:
+        raise ScenarioError([str(exc)]) from None
     for name, reason in summary["failed_agents"].items():
         print(f"warning: {reason} (agent {name} left the market)", file=sys.stderr)
     if not args.quiet:
         print_summary(summary, out)
-    if summary["days"] < summary["days_planned"]:
-        why = summary["notes"][-1] if summary["notes"] else "the run stopped early"
-        print(f"error: {why}; days 1-{summary['days']} of {summary['days_planned']} kept in "
-              f"{out}", file=sys.stderr)
-        return 1
     return 0
 
 
@@ -136,9 +171,10 @@ def cmd_coordinator(args) -> int:
     from scenarios.run.distributed import coordinator_argv
 
     s = load_scenario(resolve_scenario(args.scenario), args.overrides)
+    community = build_community(s)  # a scenario error before anything is written
     out = Path(args.out or Path("results") / s.name)
     out.mkdir(parents=True, exist_ok=True)
-    argv = coordinator_argv(s, build_community(s), out, args.endpoint)
+    argv = coordinator_argv(s, community, out, args.endpoint)
     parsed = add_coordinator_arguments(argparse.ArgumentParser()).parse_args(argv)
     return serve_coordinator(parsed)
 
@@ -227,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_code", 1)
+    except KeyboardInterrupt as exc:
+        print(f"error: {as_interrupt(exc)}", file=sys.stderr)
+        return 128 + as_interrupt(exc).signum
     except zmq.ZMQError as exc:  # e.g. the coordinator's endpoint in use
         print(f"error: coordinator: {exc}", file=sys.stderr)
         return 1

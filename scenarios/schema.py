@@ -7,6 +7,7 @@ the field path, what is wrong and what is allowed.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -27,6 +28,12 @@ from coordinator.mechanisms import MECHANISMS
 from scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 
 SCHEMA_PATH = Path(__file__).with_name("scenario.schema.json")
+MAX_FILE_BYTES = 32 * 1024 * 1024  # a scenario file is at most this big
+MAX_YAML_DEPTH = 64  # nesting levels of a scenario file
+MAX_YAML_NODES = 1_000_000  # YAML aliases may expand a file to at most this many values
+MAX_SERIES_VALUES = 50_000_000  # agents × days × periods of a run
+MAX_ERROR_LINES = 20  # lines of one report; the rest are counted
+EV_SOC_MIN_FRAC = 0.10  # RECON: an EV is never driven below 10 % of its usable capacity
 HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="time as HH:MM")]
 HHMM24 = Annotated[str, Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$",
                               description="time as HH:MM, 24:00 the end of the day")]
@@ -36,7 +43,7 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Uniform(Strict):
@@ -44,11 +51,35 @@ class Uniform(Strict):
 
     uniform: tuple[float, float]
 
+    @model_validator(mode="after")
+    def _ordered(self):
+        lo, hi = self.uniform
+        if lo > hi:
+            raise ValueError(f"uniform: [{lo:g}, {hi:g}] has its low above its high; allowed: "
+                             "[low, high] with low ≤ high")
+        return self
+
+
+def _check_range(value, lo: float, hi: float | None = None, why: str = ""):
+    """A number or the bounds of a ``uniform`` within [lo, hi]."""
+    bounds = value.uniform if isinstance(value, Uniform) else (value,)
+    if value is not None and not all(lo <= b <= (hi if hi is not None else b) for b in bounds):
+        shown = f"uniform [{bounds[0]:g}, {bounds[1]:g}]" if len(bounds) == 2 else f"{value:g}"
+        span = f"from {lo:g} to {hi:g}" if hi is not None else f"≥ {lo:g}"
+        raise ValueError(f"{shown} is out of range{why}; allowed: values {span}")
+    return value
+
 
 class Choice(Strict):
     """A key drawn independently for each agent with the given weights."""
 
     choice: dict[str, NonNeg] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _some_weight(self):
+        if not sum(self.choice.values()) > 0:
+            raise ValueError("choice: every weight is 0; allowed: weights ≥ 0, at least one > 0")
+        return self
 
 
 class Counts(Strict):
@@ -101,6 +132,16 @@ class DynamicPrices(Strict):
     sell_ratio: Fraction = 0.45
     sell_ratio_spread: Fraction = 0.10
 
+    @model_validator(mode="after")
+    def _inside(self):
+        lo, hi = self.sell_ratio - self.sell_ratio_spread, self.sell_ratio + self.sell_ratio_spread
+        if self.buy_mean_eur_per_kwh <= 0:
+            raise ValueError("buy_mean_eur_per_kwh: 0 gives no prices; allowed: a price > 0")
+        if not 0 < lo <= hi < 1:
+            raise ValueError(f"sell_ratio ± sell_ratio_spread = {lo:g}–{hi:g} leaves (0, 1); "
+                             "allowed: 0 < sell_ratio − spread and sell_ratio + spread < 1")
+        return self
+
 
 class Tariffs(Strict):
     dynamic: DynamicPrices | None = None
@@ -110,6 +151,19 @@ class Tariffs(Strict):
     export_fraction: Fraction = Field(0.5, description="export limit ÷ contracted power")
     fixed_eur_per_day: dict[str, NonNeg] = Field(
         default_factory=dict, description="daily fixed cost by contracted power (kVA)")
+
+    @field_validator("fixed_eur_per_day")
+    @classmethod
+    def _kva_keys(cls, fixed: dict) -> dict:
+        for key in fixed:
+            try:
+                ok = 0 < float(key) < float("inf")
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"key {key!r} is not a contracted power; allowed: kVA as "
+                                 "text, e.g. \"6.90\"")
+        return fixed
 
 
 class Market(Strict):
@@ -177,6 +231,13 @@ class GridConfig(Strict):
     max_loading_pct: float = Field(100.0, gt=0)
     power_factor: float = Field(1.0, gt=0, le=1)
 
+    @model_validator(mode="after")
+    def _voltage_band(self):
+        if self.v_min_pu >= self.v_max_pu:
+            raise ValueError(f"v_min_pu {self.v_min_pu:g} is not below v_max_pu "
+                             f"{self.v_max_pu:g}; allowed: v_min_pu < v_max_pu")
+        return self
+
 
 class Runtime(Strict):
     """How agents run: ``distributed`` (mosaik processes + ZeroMQ coordinator process) or
@@ -231,6 +292,21 @@ class Trips(Strict):
     mean_speed_km_per_h: NonNeg = 30.0
     mean_away_periods: NonNeg = 19.5
 
+    @model_validator(mode="after")
+    def _window(self):
+        first, last = clock_h(self.first_away), clock_h(self.last_away)
+        if first > last:
+            raise ValueError(f"first_away {self.first_away} is after last_away "
+                             f"{self.last_away}; allowed: a window within one day")
+        if not self.peak_times or len(set(self.peak_times)) < len(self.peak_times):
+            raise ValueError(f"peak_times {self.peak_times} is empty or repeats a time; "
+                             "allowed: distinct times, at least one")
+        outside = [t for t in self.peak_times if not first <= clock_h(t) <= last]
+        if outside:
+            raise ValueError(f"peak_times {', '.join(outside)} outside the trip window; "
+                             f"allowed: times from {self.first_away} to {self.last_away}")
+        return self
+
 
 KeyDist = str | Choice | Counts
 NumDist = float | Uniform
@@ -247,6 +323,11 @@ class ProsumerTemplate(Strict):
     load: LoadProfile = LoadProfile()
     pv: PVProfile = PVProfile()
 
+    @field_validator("battery_initial_soc")
+    @classmethod
+    def _soc(cls, value):
+        return _check_range(value, 0, 1, " for a state of charge")
+
 
 class EVTemplate(Strict):
     kind: Literal["ev"]
@@ -257,6 +338,12 @@ class EVTemplate(Strict):
     initial_soc: Fraction | Uniform = 0.6
     end_soc_min: Fraction | None = Field(None, description="null: the initial SoC")
     trips: Trips = Trips()
+
+    @field_validator("initial_soc", "end_soc_min")
+    @classmethod
+    def _soc(cls, value):
+        return _check_range(value, EV_SOC_MIN_FRAC, 1,
+                            " (an EV is never below 10 % of its battery)")
 
 
 class ExplicitProsumer(Strict):
@@ -279,6 +366,12 @@ class ExplicitEV(Strict):
     contracted_kva: str
     initial_soc: Fraction = 0.6
     end_soc_min: Fraction | None = None
+
+    @field_validator("initial_soc", "end_soc_min")
+    @classmethod
+    def _soc(cls, value):
+        return _check_range(value, EV_SOC_MIN_FRAC, 1,
+                            " (an EV is never below 10 % of its battery)")
 
 
 class CosimLink(Strict):
@@ -313,6 +406,16 @@ class Cosimulator(Strict):
     entities: list[dict] = Field(default_factory=lambda: [{}], min_length=1,
                                  description="one entity per item: its model parameters")
     links: list[CosimLink] = Field(default_factory=list)
+
+    @field_validator("sim_params", "entities")
+    @classmethod
+    def _named_parameters(cls, value):
+        for params in value if isinstance(value, list) else [value]:
+            bad = next((k for k in params if not isinstance(k, str)), None)
+            if bad is not None:
+                raise ValueError(f"parameter {bad!r} is not a name; allowed: parameter names "
+                                 "as text")
+        return value
 
     @model_validator(mode="after")
     def _one_start(self):
@@ -367,6 +470,16 @@ class BuildingTemplate(Strict):
     pil_kw: NumDist | None = Field(None, description="power injection limit (export cap); "
                                    "null: none")
 
+    @field_validator("load_kwh_per_day", "pv_kw", "wind_kw", "cdl_kw", "pil_kw")
+    @classmethod
+    def _non_negative(cls, value):
+        return _check_range(value, 0)
+
+    @field_validator("battery_initial_soc")
+    @classmethod
+    def _soc(cls, value):
+        return _check_range(value, 0, 1, " for a state of charge")
+
 
 Template = Annotated[ProsumerTemplate | EVTemplate | BuildingTemplate,
                      Field(discriminator="kind")]
@@ -394,10 +507,20 @@ class Scenario(Strict):
     def source(self) -> str:
         return self._source
 
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if name.strip() in ("", ".", "..") or re.search(r"[/\\\x00-\x1f]", name):
+            raise ValueError(f"{name!r} cannot name the results folder results/<name>; "
+                             "allowed: a name without '/', '\\' or control characters")
+        return name
+
     @model_validator(mode="after")
     def _cross_checks(self):
         problems = [*_check_keys(self), *_check_lengths(self), *_check_cosims(self),
-                    *_check_flexible(self), *_check_mechanism(self)]
+                    *_check_flexible(self), *_check_mechanism(self), *_check_times(self),
+                    *_check_trips(self)]
+        problems = problems or _check_size(self) or _check_names(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -473,6 +596,103 @@ def _check_mechanism(s: Scenario) -> list[str]:
              f"{', '.join(serving) or 'none'}")]
 
 
+def _check_times(s: Scenario) -> list[str]:
+    """Clock times the community builder turns into periods start a period."""
+    step = s.horizon.period_minutes
+    times = []
+    if s.tariffs.dynamic is None:
+        tou = s.tariffs.time_of_use
+        times += [("tariffs.time_of_use.peak_start", tou.peak_start),
+                  ("tariffs.time_of_use.peak_end", tou.peak_end)]
+    for i, tpl in enumerate(s.templates):
+        if tpl.kind == "ev":
+            where, tr = f"templates.{i}.trips", tpl.trips
+            times += [(f"{where}.first_away", tr.first_away), (f"{where}.last_away", tr.last_away)]
+            times += [(f"{where}.peak_times.{j}", t) for j, t in enumerate(tr.peak_times)]
+    return [f"{where}: {t} is not the start of a {step}-minute period; allowed: times on "
+            f"the horizon's {step}-minute grid (00:00, {step // 60:02d}:{step % 60:02d}, ...)"
+            for where, t in times if round(clock_h(t) * 60) % step]
+
+
+def _check_trips(s: Scenario) -> list[str]:
+    """An EV template's trips fit its EVs and its trip window (``generate_ev_trips``)."""
+    out, step = [], s.horizon.period_minutes
+    for i, tpl in enumerate(s.templates):
+        if tpl.kind != "ev":
+            continue
+        tr, where = tpl.trips, f"templates.{i}.trips"
+        peak = round(0.9 * tpl.count) if tr.peak_count is None else tr.peak_count
+        total = round(tr.mean_away_periods * tpl.count) if tr.away_periods_total is None \
+            else tr.away_periods_total
+        if total == 0:
+            continue
+        if not 1 <= peak <= tpl.count:
+            out.append(f"{where}.peak_count: {peak} EVs away at the peaks but the template has "
+                       f"{tpl.count}; allowed: 1 to {tpl.count}")
+            continue
+        first, last = (round(clock_h(t) * 60) for t in (tr.first_away, tr.last_away))
+        if first % step or last % step:
+            continue  # _check_times says so
+        lo, hi = peak * len(set(tr.peak_times)), peak * ((last - first) // step + 1)
+        if not lo <= total <= hi:
+            field = "away_periods_total" if tr.away_periods_total is not None \
+                else "mean_away_periods"
+            out.append(f"{where}.{field}: {total} EV-periods away do not fit {peak} EVs at each "
+                       f"of {len(set(tr.peak_times))} peak(s) in the {tr.first_away}–"
+                       f"{tr.last_away} window; allowed: {lo} to {hi} EV-periods")
+    return out
+
+
+def _check_size(s: Scenario) -> list[str]:
+    """A run's per-period series fit in memory: agents × days × periods is bounded."""
+    agents = sum(t.count for t in s.templates) + len(s.agents)
+    values = max(agents, 1) * s.horizon.days * s.horizon.periods
+    if values <= MAX_SERIES_VALUES:
+        return []
+    where = "horizon.days" if s.horizon.days * s.horizon.periods > MAX_SERIES_VALUES \
+        else "templates"
+    return [(f"{where}: {agents} agents × {s.horizon.days} days × {s.horizon.periods} periods "
+            f"= {values:.3g} values per series; allowed: at most {MAX_SERIES_VALUES:,}")]
+
+
+def agent_names(s: Scenario) -> list[str]:
+    """Every agent's name, as the community builder gives them (templates, then agents)."""
+    names = []
+    for tpl in s.templates:
+        width = len(str(tpl.count))
+        names += [f"{tpl.name_prefix}{k + 1:0{width}d}" for k in range(tpl.count)]
+    return names + [a.name for a in s.agents]
+
+
+def _check_names(s: Scenario) -> list[str]:
+    """Agent names are unique; grid.buses names agents and buses of the network."""
+    names = agent_names(s)
+    seen, twice = set(), []
+    for name in names:
+        if name in seen and name not in twice:
+            twice.append(name)
+        seen.add(name)
+    out = []
+    if twice:
+        out.append(f"templates: agent names used twice: {', '.join(twice[:5])}"
+                   f"{' ...' if len(twice) > 5 else ''}; allowed: a distinct name_prefix per "
+                   "template and explicit agent names no template makes")
+    unknown = [n for n in s.grid.buses if n not in seen]
+    if unknown:
+        out.append(f"grid.buses.{unknown[0]}: no agent of that name; allowed: agent names, "
+                   f"e.g. {', '.join(names[:3]) or 'none (the scenario has no agents)'}")
+    elif s.grid.buses:
+        from grid.networks import load_network
+
+        net = load_network(s.grid.network, **({} if s.grid.ampacity_ka is None else
+                                              {"ampacity_ka": s.grid.ampacity_ka}))
+        buses = {int(b) for b in net.bus.index}
+        out += [f"grid.buses.{name}: {s.grid.network} has no bus {bus}; allowed: buses "
+                f"{min(buses)}–{max(buses)}" for name, bus in s.grid.buses.items()
+                if bus not in buses]
+    return out
+
+
 def _check_lengths(s: Scenario) -> list[str]:
     out, seen = [], set()
     for i, a in enumerate(s.agents):
@@ -487,7 +707,7 @@ def _check_lengths(s: Scenario) -> list[str]:
                            f"{s.horizon.days} × horizon.periods = {s.horizon.periods} "
                            f"({need} values)")
         if a.name in seen:
-            out.append(f"agents.{i}.name: {a.name!r} is used twice")
+            out.append(f"agents.{i}.name: {a.name!r} is used twice; allowed: a name of its own")
         seen.add(a.name)
     return out
 
@@ -507,38 +727,247 @@ def _check_cosims(s: Scenario) -> list[str]:
 def _resolve_paths(value, base: Path):
     """Relative ``path``/``*_path`` values of co-simulator parameters → from ``base``."""
     if isinstance(value, dict):
-        return {k: (str(base / v) if (k == "path" or k.endswith("_path")) and isinstance(v, str)
-                    and "{out}" not in v and not Path(v).is_absolute()
+        return {k: (str(base / v) if isinstance(k, str) and (k == "path" or k.endswith("_path"))
+                    and isinstance(v, str) and "{out}" not in v and not Path(v).is_absolute()
                     else _resolve_paths(v, base)) for k, v in value.items()}
     if isinstance(value, list):
         return [_resolve_paths(v, base) for v in value]
     return value
 
 
+def _printable(text: str) -> str:
+    """``text`` with newlines and other unprintable characters escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace")
+                   .decode("ascii") for c in text)
+
+
 class ScenarioError(ValueError):
     """A scenario that cannot be used; ``lines`` holds one message per problem."""
 
     def __init__(self, lines: list[str]):
+        lines = [_printable(line) for line in lines]  # one line each, always
         super().__init__("\n".join(lines))
         self.lines = lines
 
 
-def _allowed_keys(loc: tuple) -> str:
-    """The keys the schema allows at ``loc`` (for 'unknown key' messages)."""
-    schema = json.loads(SCHEMA_PATH.read_text()) if SCHEMA_PATH.exists() else {}
+# -- reading the file ----------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML with at most ``MAX_YAML_DEPTH`` levels of nesting."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_YAML_DEPTH} levels of nesting; allowed: at most "
+                f"{MAX_YAML_DEPTH}", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """Where and what of a PyYAML error: 'at line L, column C: problem (context)'."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        pos = exc.position
+        line, column = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return (f"at line {line}, column {column}: character U+{ord(char):04X} is not allowed; "
+                "allowed: printable text (no control characters)")
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"({str(exc).splitlines()[0]})"
+    mark = exc.problem_mark or exc.context_mark
+    where = f"at line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = exc.problem or exc.context or "unknown problem"
+    if exc.problem and exc.context:
+        cm = exc.context_mark
+        problem += f" ({exc.context}" + (f" from line {cm.line + 1}, column {cm.column + 1})"
+                                         if cm else ")")
+    if "constructor for the tag" in problem:
+        problem += "; allowed: plain YAML, no tags"
+    if "'\\t'" in problem:
+        problem += "; allowed: indenting with spaces, not tabs"
+    return where + problem
+
+
+def _big(n: int) -> str:
+    return f"{n:,}" if n < 10**12 else f"about 10^{len(str(n)) - 1}"
+
+
+def _dotted(path: tuple) -> str:
+    return ".".join(str(p) for p in path) or "top level"
+
+
+def _children(node: yaml.Node) -> list[tuple]:
+    if isinstance(node, yaml.MappingNode):
+        return [(getattr(k, "value", "?"), c) for k, v in node.value for c in (k, v)]
+    if isinstance(node, yaml.SequenceNode):
+        return list(enumerate(node.value))
+    return []
+
+
+def _check_duplicates(node: yaml.MappingNode, path: tuple, where: str) -> None:
+    seen: dict[tuple, int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        ident, line = (key.tag, key.value), key.start_mark.line + 1
+        if ident in seen:
+            lines = f"line {line}" if seen[ident] == line else f"lines {seen[ident]} and {line}"
+            raise ScenarioError([(f"{where}: {_dotted((*path, key.value))}: key given twice "
+                                 f"({lines}); allowed: each key once in a mapping")])
+        seen[ident] = line
+
+
+def _check_nodes(root: yaml.Node, where: str) -> None:
+    """Refuse duplicate keys, aliases that contain themselves and alias bombs: aliases may
+    add at most ``MAX_YAML_NODES`` values to the file."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    stack = [(root, (), False)]
+    while stack:
+        node, path, closing = stack.pop()
+        if closing:
+            open_.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(c)] for _, c in _children(node))
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in open_:
+            raise ScenarioError([(f"{where}: {_dotted(path)}: a YAML alias refers to a node "
+                                 "that contains it; allowed: aliases of finished nodes")])
+        open_.add(id(node))
+        stack.append((node, path, True))
+        if isinstance(node, yaml.MappingNode):
+            _check_duplicates(node, path, where)
+        stack += [(c, (*path, label), False) for label, c in reversed(_children(node))]
+    added = size[id(root)] - len(size)
+    if added > MAX_YAML_NODES:
+        label, _ = max(_children(root), key=lambda lc: size[id(lc[1])], default=(None, root))
+        raise ScenarioError([(f"{where}: {_dotted(() if label is None else (label,))}: YAML "
+                             f"aliases expand the file by {_big(added)} values (an alias "
+                             f"bomb?); allowed: at most {MAX_YAML_NODES:,} values added by "
+                             "aliases")])
+
+
+def _parse_yaml(text: str, where: str):
+    """The data of one YAML document; ScenarioError naming ``where`` on bad YAML, duplicate
+    keys, deep nesting or alias bombs."""
+    loader = None
+    try:
+        loader = _Loader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, where)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ScenarioError([f"{where}: not valid YAML {_yaml_problem(exc, text)}"]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def shipped_scenarios() -> list[str]:
+    return sorted(p.stem for p in SCHEMA_PATH.parent.glob("*.yaml"))
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: at most ``MAX_FILE_BYTES``, UTF-8."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioError([(f"{path}: cannot read ({exc.strerror or exc}); allowed: a "
+                             "scenario file (YAML) or a shipped scenario: "
+                             f"{', '.join(shipped_scenarios())}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError([(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB; allowed: a "
+                             f"scenario file of at most {MAX_FILE_BYTES >> 20} MiB")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = exc.start
+        line, column = data.count(b"\n", 0, at) + 1, at - data.rfind(b"\n", 0, at)
+        utf16 = " (the file looks like UTF-16)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ScenarioError([(f"{path}: line {line}, column {column}: byte 0x{data[at]:02x} is "
+                             f"not UTF-8{utf16}; allowed: UTF-8 text")]) from None
+
+
+# -- reporting validation errors -----------------------------------------------------------
+
+_SCALAR_TAGS = re.compile(r"str|float|int|bool|constrained-\w+|function-.*")
+_FORMS = {"float": "a number", "constrained-float": "a number from 0 to 1",
+          "Uniform": "{uniform: [low, high]}", "Choice": "{choice: {KEY: weight, ...}}",
+          "Counts": "{counts: {KEY: number of agents, ...}}",
+          "FlexibleLoadSpec": "{name, rating_kw, duration_h, window: [HH:MM, HH:MM]}"}
+_PATTERNS = {r"^([01]\d|2[0-3]):[0-5]\d$": "a time HH:MM from 00:00 to 23:59, in quotes",
+             r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$": "a time HH:MM from 00:00 to 24:00, in quotes",
+             r"^[^:\s]+:\d+$": "host:port", r"^tcp://[^:]+:\d+$": "tcp://HOST:PORT",
+             r"^[A-Za-z]\w*$": "a letter, then letters, digits or _",
+             r"^(agent:\S+|grid)$": "agent:NAME or grid", r"^\w+$": "letters, digits or _"}
+_KIND_TAGS = ("prosumer", "ev", "building")
+_TIMES = {"peak_start", "peak_end", "first_away", "last_away", "peak_times", "window"}
+
+
+def _models() -> dict[str, type[BaseModel]]:
+    return {m.__name__: m for m in Strict.__subclasses__()}
+
+
+def _is_tag(part) -> bool:
+    """A union member pydantic adds to an error's location (``str``, ``Choice``, ...)."""
+    return isinstance(part, str) and (part in _models() or bool(_SCALAR_TAGS.fullmatch(part)))
+
+
+def _member(tag: str) -> str:
+    """``function-after[_ordered(), Uniform]`` -> ``Uniform``."""
+    match = re.fullmatch(r"function-\w+\[.*,\s*(\w+)\]", tag)
+    return match[1] if match else tag
+
+
+def _kinds(where) -> list[str]:
+    members = {"templates": (ProsumerTemplate, EVTemplate, BuildingTemplate),
+               "agents": (ExplicitProsumer, ExplicitEV)}.get(where, ())
+    return [m.model_fields["kind"].annotation.__args__[0] for m in members]
+
+
+@functools.cache
+def _live_schema() -> dict:
+    return Scenario.model_json_schema()
+
+
+def _schema_node(loc: tuple) -> dict:
+    """The JSON schema of the mapping at ``loc`` (a pydantic error location)."""
+    schema = _live_schema()
     node, defs = schema, schema.get("$defs", {})
-    for part in loc[:-1]:
+    for part in loc:
+        part = _member(part) if isinstance(part, str) else part
         node = _resolve(node, defs)
+        options = [_resolve(o, defs) for o in node.get("anyOf", node.get("oneOf", []))]
         if isinstance(part, int):
             node = node.get("items", {})
         elif part in node.get("properties", {}):
             node = node["properties"][part]
+        elif part in defs:
+            node = defs[part]
         else:
-            options = [_resolve(o, defs) for o in node.get("anyOf", node.get("oneOf", []))]
-            node = next((o["properties"][part] for o in options
-                         if part in o.get("properties", {})), {})
+            node = next((o for o in options if o.get("properties", {}).get("kind", {})
+                         .get("const") == part), None) or next(
+                (o["properties"][part] for o in options if part in o.get("properties", {})), {})
     node = _resolve(node, defs)
-    return ", ".join(node.get("properties", {})) or "see scenario.schema.json"
+    if "properties" not in node:
+        node = next((o for o in (_resolve(o, defs) for o in node.get("anyOf", []))
+                     if "properties" in o), node)
+    return node
+
+
+def _allowed_keys(loc: tuple) -> str:
+    """The keys the schema allows beside the last part of ``loc``."""
+    return ", ".join(_schema_node(loc[:-1]).get("properties", {})) or "see scenario.schema.json"
 
 
 def _resolve(node: dict, defs: dict) -> dict:
@@ -547,30 +976,166 @@ def _resolve(node: dict, defs: dict) -> dict:
     return node
 
 
-def _clean_loc(loc: tuple) -> tuple:
-    """Drop union-member tags pydantic adds to locations (``templates.0.prosumer.count``)."""
-    out = []
+def _tags(loc: tuple, raw) -> list[int]:
+    """Where pydantic put union members in an error location (``templates.0.prosumer``,
+    ``battery.Counts``, ``[key]``): parts that are no key of the input there."""
+    out, node = [], raw
     for i, part in enumerate(loc):
-        tag = i > 0 and isinstance(loc[i - 1], int) and part in ("prosumer", "ev", "building")
-        if not tag and not re.fullmatch(r"[A-Z]\w*|str|float|int|constrained-\w+|function.*", str(part)):
-            out.append(part)
-    return tuple(out)
+        kind = i == 2 and loc[0] in ("templates", "agents") and part in _KIND_TAGS
+        known = isinstance(node, dict) and part in node or isinstance(node, list) \
+            and isinstance(part, int) and 0 <= part < len(node)
+        if known and not kind:
+            node = node[part]
+        elif kind or part == "[key]" or _is_tag(part):
+            out.append(i)
+        else:
+            node = None
+    return out
 
 
-def _format(exc: ValidationError, source: str) -> list[str]:
-    lines, seen = [], set()
+def _clean_loc(loc: tuple, raw) -> tuple:
+    """``loc`` without union members (``templates.0.prosumer.count`` -> ``templates.0.count``)."""
+    tags = _tags(loc, raw)
+    return tuple(p for i, p in enumerate(loc) if i not in tags)
+
+
+def _lookup(raw, loc: tuple):
+    for part in loc:
+        try:
+            raw = raw[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return raw
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _pick(members: dict[str, list], value) -> str | None:
+    """The union member the input was meant for: the model sharing most keys with a
+    mapping, or the scalar type that failed a constraint rather than the type."""
+    models = _models()
+    if isinstance(value, dict):
+        shared = {t: len({str(k) for k in value} & {f.alias or n for n, f in
+                                                    models[t].model_fields.items()})
+                  for t in members if t in models}
+        best = max(shared.values(), default=0)
+        winners = [t for t, n in shared.items() if n == best]
+        return winners[0] if best and len(winners) == 1 else None
+    scalars = [t for t in members if t not in models]
+    return next((t for t in scalars if not any(e["type"].endswith(("_type", "_parsing"))
+                                               for e in members[t])),
+                "str" if "str" in scalars and isinstance(value, (bool, int, float)) else None)
+
+
+def _forms(tags, field) -> str:
+    keys = {"battery": list(BATTERY_TYPES), "model": list(EV_MODELS), "flexible": FLEXIBLE}
+    forms = [(f"a key ({', '.join(keys[field])})" if field in keys else
+              "a key of tariffs.fixed_eur_per_day" if field == "contracted_kva" else "text")
+             if t == "str" else _FORMS.get(t, t) for t in tags]
+    return ", ".join(forms[:-1]) + f" or {forms[-1]}" if len(forms) > 1 else forms[0]
+
+
+def _message(err: dict, raw) -> tuple[tuple, str]:
+    """(field path, what is wrong; what is allowed) of one pydantic error."""
+    loc, kind, value = _clean_loc(err["loc"], raw), err["type"], err.get("input")
+    ctx, msg = err.get("ctx") or {}, err["msg"].removeprefix("Value error, ")
+    if err["loc"][-1:] == ("[key]",) or kind == "invalid_key":
+        what = "a boolean" if isinstance(value, bool) else "empty" if value is None else \
+            "a number" if isinstance(value, (int, float)) else type(value).__name__
+        msg = f"key {_show(value)} is {what}, not text; allowed: text keys (put it in quotes)"
+        loc = (*loc[:-1], str(value)) if kind == "invalid_key" else loc
+    elif kind == "extra_forbidden":
+        msg = f"unknown key; allowed: {_allowed_keys(err['loc'])}"
+    elif kind == "union_tag_not_found":
+        msg = f"missing key 'kind'; allowed kinds: {', '.join(_kinds(loc[0]))}"
+    elif kind == "union_tag_invalid":
+        loc += ("kind",)
+        msg = f"{ctx.get('tag')!r} is not a kind; allowed: {', '.join(_kinds(loc[0]))}"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        keys = (f" with kind: {', '.join(_kinds(loc[0]))}" if len(loc) == 2 and _kinds(loc[0])
+                else f" with keys {_allowed_keys(err['loc'] + ('?',))}")
+        msg = f"{_show(value)} is not a mapping; allowed: a mapping" + (
+            keys if kind != "dict_type" and "schema" not in keys else "")
+    elif kind == "missing":
+        required = _schema_node(err["loc"][:-1]).get("required", [])
+        msg += f"; required keys here: {', '.join(required)}" if required else ""
+    elif kind == "tuple_type":
+        msg = f"{_show(value)} is not a list; allowed: a list of two values, [first, second]"
+    elif kind == "list_type":
+        msg = f"{_show(value)} is not a list; allowed: a list (items starting with '- ')"
+    elif kind == "string_type" and type(value) is int and _TIMES & set(map(str, loc)):
+        hhmm = f"{value // 60:02d}:{value % 60:02d}"
+        msg = (f"YAML reads the unquoted time {hhmm} as the number {value}; allowed: a time "
+               f"in quotes, \"{hhmm}\"")
+    elif kind == "string_type" and isinstance(value, (bool, int, float)):
+        what = "a boolean" if isinstance(value, bool) else "a number"
+        msg = f"{_show(value)} is {what}, not text; allowed: text (put it in quotes)"
+    elif kind == "string_pattern_mismatch":
+        msg = (f"{_show(value)} is not of the right form; allowed: "
+               f"{_PATTERNS.get(ctx.get('pattern'), 'text matching ' + str(ctx.get('pattern')))}")
+    elif kind not in ("value_error", "assertion_error", "missing"):
+        msg += f" (got {_show(value)})"
+    return loc, msg
+
+
+def _format(exc: ValidationError, source: str, raw=None) -> list[str]:
+    """One line per problem: ``source: field: what is wrong; what is allowed``."""
+    items: list = []  # errors and, for unions, (location, {member: errors})
+    unions: dict[tuple, dict] = {}
     for err in exc.errors():
-        loc = _clean_loc(err["loc"])
-        if loc and loc in seen:  # a union: report its first member's complaint only
+        at = next((i for i in _tags(err["loc"], raw) if err["loc"][i] not in _KIND_TAGS
+                   and err["loc"][i] != "[key]"), None)
+        if at is None:
+            items.append(err)
             continue
-        seen.add(loc)
+        key = err["loc"][:at]
+        if key not in unions:
+            unions[key] = {}
+            items.append(key)
+        unions[key].setdefault(_member(err["loc"][at]), []).append(err)
+    problems = []
+    for item in items:
+        if isinstance(item, dict):
+            problems.append(_message(item, raw))
+            continue
+        loc, members = _clean_loc(item, raw), unions[item]
+        value = _lookup(raw, loc)
+        chosen = _pick(members, value)
+        if chosen is not None:
+            problems += [_message(e, raw) for e in members[chosen]]
+        else:
+            field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+            problems.append((loc, (f"{_show(value)} is none of the allowed forms; allowed: "
+                                  f"{_forms(members, field)}")))
+    lines = []
+    for loc, msg in _merge_items(problems):
         prefix = f"{source}: {'.'.join(str(p) for p in loc)}: " if loc else f"{source}: "
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key; allowed: {_allowed_keys(loc)}"
-        for part in msg.split("\n"):
-            lines.append(prefix + part)
-    return list(dict.fromkeys(lines))
+        lines += [prefix + part for part in msg.split("\n")]
+    lines = list(dict.fromkeys(lines))
+    if len(lines) > MAX_ERROR_LINES:
+        more = len(lines) - MAX_ERROR_LINES + 1
+        lines = [*lines[:MAX_ERROR_LINES - 1], f"{source}: and {more} more problems (not shown)"]
+    return lines
+
+
+def _merge_items(problems: list[tuple]) -> list[tuple]:
+    """Alike problems of a list's items (``load_kw.0``, ``load_kw.1``, ...) as one."""
+    entries, seen = [], {}
+    for loc, msg in problems:
+        key = (loc[:-1], re.sub(r" \(got .*\)$", "", msg)) if loc and isinstance(
+            loc[-1], int) else None
+        if key in seen:
+            seen[key][2].append(loc[-1])
+            continue
+        entries.append([loc, msg, []])
+        if key is not None:
+            seen[key] = entries[-1]
+    return [(loc, msg + (f"; the same for {len(more)} more item(s): "
+                         f"{', '.join(map(str, more[:5]))}{', ...' if len(more) > 5 else ''}"
+                         if more else "")) for loc, msg, more in entries]
 
 
 def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
@@ -578,42 +1143,50 @@ def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
     numeric part indexes a list (``templates.1.count=300``)."""
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key:
+        parts = key.split(".")
+        if not sep or not all(p.strip() for p in parts):
             raise ScenarioError([f"{source}: --set {item!r}: expected key.path=value"])
-        *parents, last = key.split(".")
+        value = _parse_yaml(text, f"{source}: --set {key}")
         node = raw
-        try:
-            for part in parents:
-                node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-            if isinstance(node, list):
-                node[int(last)] = yaml.safe_load(text)
+        for depth, part in enumerate(parts):
+            here, last = ".".join(parts[:depth]) or "the scenario", depth == len(parts) - 1
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                part = int(part)
+            elif isinstance(node, list):
+                allowed = f"indexes 0–{len(node) - 1}" if node else "none, it is empty"
+                raise ScenarioError([(f"{source}: --set {key}: no such field to set, {here} is "
+                                     f"a list of {len(node)}; allowed: {allowed}")])
+            elif not isinstance(node, dict):
+                raise ScenarioError([(f"{source}: --set {key}: no such field to set, {here} is "
+                                     f"{_show(node)}; allowed: fields of mappings and lists")])
+            elif not last and node.get(part) is None:
+                node[part] = {}
+            if last:
+                node[part] = value
             else:
-                node[last] = yaml.safe_load(text)
-        except (ValueError, IndexError, TypeError, AttributeError):
-            raise ScenarioError([f"{source}: --set {key}: no such field to set"]) from None
+                node = node[part]
     return raw
 
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
     """Read, override and validate a scenario file; raise ScenarioError on any problem."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ScenarioError([f"{path}: cannot read ({exc.strerror})"]) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError([f"{path}: not valid YAML ({str(exc).splitlines()[0]})"]) from None
+    raw = _parse_yaml(_read_text(path), str(path))
     if not isinstance(raw, dict):
-        raise ScenarioError([f"{path}: a scenario must be a mapping of keys to values"])
+        got = "an empty file" if raw is None else "a list" if isinstance(raw, list) \
+            else f"the value {_show(raw)}"
+        raise ScenarioError([(f"{path}: top level: a scenario must be a mapping of keys to "
+                             f"values, got {got}; allowed: {', '.join(Scenario.model_fields)}")])
     raw = apply_overrides(raw, overrides or [], str(path))
     if isinstance(raw.get("cosimulators"), list):
         raw["cosimulators"] = _resolve_paths(raw["cosimulators"], path.resolve().parent)
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise ScenarioError(_format(exc, str(path))) from None
+        raise ScenarioError(_format(exc, str(path), raw)) from None
     scenario._source = str(path)
     return scenario
+
 
 def resolve_scenario(name: str) -> Path:
     """A path, or the name of a scenario shipped in ``scenarios/`` (e.g. ``faia2021``)."""

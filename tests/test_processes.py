@@ -1,6 +1,8 @@
 """Processes killed under a running community (tiny_locality, 3 days, distributed): the
-coordinator, the grid simulator, the runner itself. Each test tags the run's processes
-with an environment variable and counts the tagged processes left afterwards (orphans)."""
+coordinator, the grid simulator, the runner itself (SIGINT, SIGTERM); and the stopped
+runs resumed (``lemgrid run --resume``) to the uninterrupted run's results. Each test
+tags the run's processes with an environment variable and counts the tagged processes
+left afterwards (orphans)."""
 
 import json
 import os
@@ -11,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from scenarios.cli import main
@@ -39,10 +42,10 @@ def tagged(tag: str) -> list[int]:
     return found
 
 
-def start_run(out: Path, tag: str) -> subprocess.Popen:
+def start_run(out: Path, tag: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "scenarios.cli", "run", SCENARIO, "--out", str(out), "--quiet",
-         *DAYS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         *DAYS, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, TAG: tag})
 
 
@@ -80,12 +83,29 @@ def finish(runner: subprocess.Popen, tag: str, within_s: float = WAIT_S):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def whole(tmp_path_factory) -> Path:
     """The same three days in-process: the market's result without any fault."""
     out = tmp_path_factory.mktemp("whole")
     assert main(["run", SCENARIO, "--out", str(out), "--quiet", "--runtime", "inprocess",
                  *DAYS]) == 0
-    return json.loads((out / "summary.json").read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(whole) -> dict:
+    return json.loads((whole / "summary.json").read_text())
+
+
+def assert_same_results(out: Path, reference: Path) -> None:
+    """Every table of ``out`` equals the reference run's (the bills and flows to 1e-9:
+    the distributed and in-process runtimes agree to rounding)."""
+    for name in ("agents.parquet", "grid_bus.parquet", "grid_line.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / name),
+                                      pd.read_parquet(reference / name),
+                                      check_exact=False, rtol=1e-9, atol=1e-9)
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (out, reference))
+    assert a["days"] == b["days"] == a["days_planned"]
+    assert a["costs_eur"]["total"] == pytest.approx(b["costs_eur"]["total"], rel=1e-12)
 
 
 def test_coordinator_killed_mid_run(tmp_path):
@@ -103,9 +123,62 @@ def test_coordinator_killed_mid_run(tmp_path):
     assert took < 30.0  # 3 s of silence, then the shutdown
     summary = json.loads((out / "summary.json").read_text())
     assert summary["days"] == 1 and summary["days_planned"] == 3
-    import pandas as pd
     assert set(pd.read_parquet(out / "agents.parquet")["day"]) == {0}
     assert tagged(tag) == []
+
+
+def test_a_run_stopped_by_its_coordinator_resumes(tmp_path, whole):
+    """Killed coordinator, then ``lemgrid run --resume``: days 2-3 run again (a new
+    coordinator serves them from day 2), and every table equals the uninterrupted run's."""
+    tag, out = uuid.uuid4().hex, tmp_path / "run"
+    runner = start_run(out, tag)
+    wait_for_day(out, runner)
+    kill_tagged(tag, "scenarios.cli coordinator")
+    finish(runner, tag)
+    assert runner.returncode == 1
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert_same_results(out, whole)
+    days = [json.loads(line)["msg"]["day"] for line in
+            (out / "messages.jsonl").read_text().splitlines()]
+    assert days == sorted(days) and set(days) == {0, 1, 2}  # no day logged twice
+
+
+@pytest.mark.parametrize("sig, runtime", [(signal.SIGINT, "distributed"),
+                                          (signal.SIGTERM, "inprocess")])
+def test_runner_interrupted_then_resumed(tmp_path, whole, sig, runtime):
+    """SIGINT or SIGTERM after the first day: exit 128 + signal with one line, no process
+    left behind, the finished days readable; resumed, the uninterrupted results."""
+    tag, out = uuid.uuid4().hex, tmp_path / "run"
+    runner = start_run(out, tag, "--runtime", runtime)
+    deadline = time.monotonic() + WAIT_S
+    while not (out / "checkpoint.pkl").exists() and not (out / "rounds.json").exists():
+        assert time.monotonic() < deadline and runner.poll() is None
+        time.sleep(0.02)
+    runner.send_signal(sig)
+    err, took = finish(runner, tag)
+    if runner.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert runner.returncode == 128 + sig, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"interrupted by {signal.Signals(sig).name}" in lines[0], err
+    assert took < 30.0 and tagged(tag) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert 1 <= summary["days"] < 3 and summary["days_planned"] == 3
+    assert set(pd.read_parquet(out / "agents.parquet")["day"]) == set(range(summary["days"]))
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert_same_results(out, whole)
+
+
+def test_resume_mistakes_are_one_line(tmp_path, capsys, whole):
+    assert main(["run", "--resume", str(tmp_path), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (f"{tmp_path / 'config.yaml'}: no such file; "
+                                               "allowed: --resume names the results folder "
+                                               "of a lemgrid run")
+    assert main(["run", "tiny", "--resume", str(whole), "--set", "seed=3"]) == 2
+    assert "drop SCENARIO, --set" in capsys.readouterr().err
+    (tmp_path / "config.yaml").write_text((whole / "config.yaml").read_text())
+    assert main(["run", "--resume", str(tmp_path), "--quiet"]) == 2
+    assert "checkpoint.pkl: no finished day kept" in capsys.readouterr().err
 
 
 def test_grid_simulator_killed_mid_run(tmp_path, uninterrupted):

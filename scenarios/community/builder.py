@@ -33,6 +33,7 @@ from scenarios.community.households import (
 )
 from scenarios.community.profiles import generate_ev_trips, generate_prosumers, period_index
 from scenarios.schema import (
+    EV_SOC_MIN_FRAC,
     BuildingTemplate,
     Choice,
     Counts,
@@ -45,7 +46,6 @@ from scenarios.schema import (
     Uniform,
 )
 
-EV_SOC_MIN_FRAC = 0.10  # RECON: an EV is never driven below 10 % of its usable capacity
 ACTUALS_STREAM = 1_000_007  # the rng stream of forecast errors: [seed, ACTUALS_STREAM, k]
 PRICES_STREAM = 1_000_009  # the rng stream of dynamic prices: [seed, PRICES_STREAM]
 WEATHER_STREAM = 1_000_011  # the locality's sun and wind: [seed, WEATHER_STREAM]
@@ -278,20 +278,46 @@ def _explicit(s: Scenario, a: ExplicitProsumer | ExplicitEV, prices) -> Prosumer
     return _ev(s, a.name, a.contracted_kva, a.model, a.away, a.trip_kwh, bat, prices)
 
 
+def _template_field(tpl, exc: ValueError) -> str:
+    """The part of a template a data generator's complaint is about."""
+    if tpl.kind == "ev":
+        return ".trips"
+    if tpl.kind == "prosumer" and "load" in str(exc):
+        return ".load"
+    if tpl.kind == "prosumer" and ("PV" in str(exc) or "kWp" in str(exc)):
+        return ".pv"
+    return ""
+
+
 def build_community(s: Scenario) -> list[ProsumerData | EVData]:
-    """Every agent of the scenario: templates first (in file order), then explicit agents."""
+    """Every agent of the scenario: templates first (in file order), then explicit agents.
+    Data the scenario asks for but that cannot be made is a ScenarioError naming the field."""
     agents: list[ProsumerData | EVData] = []
-    prices = grid_prices(s)  # one price series for the run, shared by every agent
+    try:
+        prices = grid_prices(s)  # one price series for the run, shared by every agent
+    except ValueError as exc:
+        raise ScenarioError([f"{s.source}: tariffs: {exc}"]) from None
     for i, tpl in enumerate(s.templates):
         rng = np.random.default_rng([s.seed, i])
         build = {"prosumer": _from_prosumer_template, "ev": _from_ev_template,
                  "building": _from_building_template}[tpl.kind]
-        agents += build(s, tpl, rng, i, prices)
-    agents += [_explicit(s, a, prices) for a in s.agents]
+        try:
+            agents += build(s, tpl, rng, i, prices)
+        except ScenarioError:
+            raise
+        except ValueError as exc:
+            raise ScenarioError([(f"{s.source}: templates.{i}{_template_field(tpl, exc)}: "
+                                 f"{exc}")]) from None
+    for k, a in enumerate(s.agents):
+        try:
+            agents.append(_explicit(s, a, prices))
+        except ValueError as exc:
+            raise ScenarioError([f"{s.source}: agents.{k}: {exc}"]) from None
     names = [a.name for a in agents]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"agent names used twice: {', '.join(duplicates)}")
+        raise ScenarioError([(f"{s.source}: templates: agent names used twice: "
+                             f"{', '.join(duplicates)}; allowed: distinct names")])
     return agents
 
 

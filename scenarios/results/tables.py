@@ -36,6 +36,22 @@ def write_messages(path: Path, messages: list) -> None:
     atomic.write_atomic(path, write)
 
 
+def trim_messages(path: Path, days: int) -> None:
+    """Keep only the first ``days`` days' lines of a coordinator's messages.jsonl (a run
+    resumed after them logs the rest again)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+        try:
+            day = json.loads(line)["msg"]["day"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(day, int) and day < days:
+            kept.append(line)
+    atomic.write_text(path, "".join(kept))
+
+
 def _with_day(frames: list[pd.DataFrame]) -> pd.DataFrame:
     out = pd.concat([f.assign(day=d) for d, f in enumerate(frames)], ignore_index=True)
     return out[["day", *[c for c in out.columns if c != "day"]]]
@@ -140,6 +156,15 @@ def summary(s: Scenario, days: list[DayResult], community, agents: pd.DataFrame,
     }
 
 
+def scenario_config(s: Scenario) -> dict:
+    """The scenario as run (config.yaml)."""
+    return s.model_dump(mode="json", by_alias=True)
+
+
+def write_config(out: Path, s: Scenario) -> None:
+    atomic.write_text(out / "config.yaml", yaml.safe_dump(scenario_config(s), sort_keys=False))
+
+
 def write_results(out: Path, s: Scenario, days: list[DayResult], community, wall_s: float,
                   bus_of=None, grid=None, grid_s=None, processes=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
@@ -148,8 +173,6 @@ def write_results(out: Path, s: Scenario, days: list[DayResult], community, wall
     atomic.write_parquet(out / "agents.parquet", agents)
     atomic.write_parquet(out / "market.parquet", market)
     atomic.write_parquet(out / "agent_rounds.parquet", rounds_frame(days, community))
-    config = s.model_dump(mode="json", by_alias=True)
-    atomic.write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     data = summary(s, days, community, agents, market, wall_s, grid, grid_s, processes)
     atomic.write_text(out / "summary.json", json.dumps(data, indent=2) + "\n")
     return data

@@ -30,7 +30,7 @@ from coordinator.protocol import ClearingBody, SettlementBody
 from grid.powerflow import PeriodResult
 from scenarios.results.outcome import DayResult, RoundStats
 from scenarios.run import collector
-from scenarios.run.errors import RunError
+from scenarios.run.errors import RunError, RunStopped, as_interrupt
 from scenarios.run.market import mechanism_setup
 from scenarios.run.network import n_buses, network_options
 from scenarios.run.progress import RoundWatcher
@@ -54,6 +54,7 @@ class DistributedOutcome:
     grid_s: float = 0.0  # the simulation's wall time outside the market rounds
     peak_rss_mb: float | None = None  # the largest agent process's peak resident memory
     aborted: str | None = None  # why the co-simulation stopped early, if it did
+    interrupted: object = None  # the Interrupted (SIGINT, SIGTERM) that stopped it
 
 
 def _grid_results(rows, period_s: int, periods: int) -> list[list[PeriodResult]]:
@@ -77,26 +78,30 @@ def _grid_results(rows, period_s: int, periods: int) -> list[list[PeriodResult]]
     return days
 
 
-def coordinator_argv(s: Scenario, community, out: Path, endpoint: str) -> list[str]:
-    """The ``lemgrid coordinator`` arguments for scenario ``s``; writes the roster and the
-    mechanism's parameters into ``out``."""
+def coordinator_argv(s: Scenario, community, out: Path, endpoint: str, first_day: int = 0,
+                     gone=()) -> list[str]:
+    """The ``lemgrid coordinator`` arguments for scenario ``s`` from ``first_day`` on
+    (``gone``: agents that left the run before it); writes the roster and the mechanism's
+    parameters (those of the whole community) into ``out``."""
     roster = out / "roster.txt"
-    roster.write_text("\n".join(d.name for d in community) + "\n")
+    roster.write_text("".join(f"{d.name}\n" for d in community if d.name not in gone))
     mech, params = mechanism_setup(s, community)
     (out / PARAMS_FILE).write_text(json.dumps(dump_params(mech.name, params)))
     rt = s.runtime
     argv = ["--params", str(out / PARAMS_FILE), "--roster", str(roster), "--endpoint", endpoint,
             "--log", str(out / "messages.jsonl"), "--records", str(out / RECORDS_FILE),
-            "--days", str(s.horizon.days), "--round-deadline-s", str(rt.round_deadline_s),
+            "--day", str(first_day), "--days", str(s.horizon.days - first_day),
+            "--round-deadline-s", str(rt.round_deadline_s),
             "--registration-timeout-s", str(rt.registration_timeout_s),
             "--realisation-timeout-s", str(rt.realisation_timeout_s)]
     return argv + (["--curve-keys", rt.curve_keys] if rt.curve_keys else [])
 
 
-def start_coordinator(s: Scenario, community, out: Path):
+def start_coordinator(s: Scenario, community, out: Path, first_day: int = 0, gone=()):
     """Start ``lemgrid coordinator`` as a process; return it and its endpoint."""
     cmd = [sys.executable, "-m", "scenarios.cli", "coordinator",
-           *coordinator_argv(s, community, out, f"tcp://{s.runtime.coordinator_host}:0")]
+           *coordinator_argv(s, community, out, f"tcp://{s.runtime.coordinator_host}:0",
+                             first_day, gone)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("coordinator listening on "):
@@ -207,13 +212,13 @@ def start_sim(world, name: str, s: Scenario, **params):
 
 
 def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoint: str,
-                forked: list[str], results_dir: Path):
+                forked: list[str], results_dir: Path, first_day: int = 0):
     """Start every simulator, create the entities and connect them."""
     groups = process_groups(community, s.runtime.agents_per_process)
     world = mosaik.World(_sim_config(s, group_addresses(s, len(groups)), forked),
                          time_resolution=1.0, skip_greetings=True, configure_logging=False)
     try:
-        _populate(world, s, groups, actuals, bus_of, endpoint, results_dir)
+        _populate(world, s, groups, actuals, bus_of, endpoint, results_dir, first_day)
     except BaseException:
         world.shutdown()  # the simulators started so far
         raise
@@ -221,7 +226,7 @@ def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoin
 
 
 def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
-              results_dir: Path) -> None:
+              results_dir: Path, first_day: int) -> None:
     so, period_s = s.solver, s.horizon.period_minutes * 60
     family = mechanism_setup(s, [])[0].family
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
@@ -240,6 +245,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
         sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,
                         solver=solver, results_dir=str(results_dir),
                         curve_keys=s.runtime.curve_keys, family=family, days=s.horizon.days,
+                        first_day=first_day,
                         coordinator_timeout_s=s.runtime.coordinator_timeout_s)
         hosted = [agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in group]
         for ent in sim.Agent.create(len(group), agents=hosted):
@@ -273,16 +279,19 @@ def _rounds(day: dict, files: dict[str, dict]) -> list[RoundStats]:
             for r in day["rounds"]]
 
 
-def _realised_from_rows(rows, period_s: int, periods: int) -> dict[tuple[int, str], dict]:
-    """(day, agent) → realised attribute → values per period, from the collector; only
-    periods the agent reported as ok."""
+def _realised_from_rows(rows, period_s: int, periods: int, first_day: int = 0
+                        ) -> dict[tuple[int, str], dict]:
+    """(day, agent) → realised attribute → values per period, from the collector (its
+    time 0 is the start of ``first_day``); only periods the agent reported as ok."""
     out: dict[tuple[int, str], dict] = {}
     ok: set[tuple[int, str, int]] = set()
     for t, name, attr, value in rows:
         if attr == "ok" and value:
-            ok.add((*divmod(t // period_s, periods), name))
+            day, k = divmod(t // period_s, periods)
+            ok.add((first_day + day, k, name))
     for t, name, attr, value in rows:
         day, k = divmod(t // period_s, periods)
+        day += first_day
         if attr in REALISED_ATTRS and (day, k, name) in ok:
             arr = out.setdefault((day, name), {}).setdefault(attr, np.full(periods, np.nan))
             arr[k] = np.nan if value is None else value
@@ -349,7 +358,7 @@ def stopped(coordinator) -> str | None:
     return f"the coordinator (pid {coordinator.pid}) stopped: {how}"
 
 
-def _records(s: Scenario, out: Path, coordinator) -> dict:
+def _records(s: Scenario, out: Path, coordinator, first_day: int = 0) -> dict:
     """The coordinator's records of the finished days. The coordinator writes them into
     the results folder after every day; this waits, as long as days keep coming (within
     one day's timeouts of each other), until the last day is in or the coordinator this
@@ -369,7 +378,7 @@ def _records(s: Scenario, out: Path, coordinator) -> dict:
     while time.monotonic() < deadline:
         data = read()
         done = len(data["days"]) if data else 0
-        if done >= s.horizon.days:
+        if done >= s.horizon.days - first_day:
             return data
         if coordinator is not None and coordinator.poll() is not None:
             break  # exited: nothing more will come
@@ -393,7 +402,7 @@ def _wait_for_coordinator(s: Scenario, endpoint: str) -> None:
         f"coordinator at {endpoint}")
 
 
-def _start_helpers(s: Scenario, community, out: Path):
+def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=()):
     """The coordinator (unless one runs already) and the agent launcher (for the groups
     no running simulator serves)."""
     (out / RECORDS_FILE).unlink(missing_ok=True)
@@ -401,7 +410,7 @@ def _start_helpers(s: Scenario, community, out: Path):
         proc, endpoint = None, s.runtime.coordinator
         _wait_for_coordinator(s, endpoint)
     else:
-        proc, endpoint = start_coordinator(s, community, out)
+        proc, endpoint = start_coordinator(s, community, out, first_day, gone)
     forked, launcher = [], None
     missing = group_addresses(s, group_count(s)).count(None)
     if s.runtime.launcher == "fork" and missing:
@@ -413,14 +422,15 @@ class CoordinatorStopped(RuntimeError):
     """The coordinator process died during the co-simulation."""
 
 
-def _simulate(world, s: Scenario, out: Path, bar, coordinator=None) -> tuple[str | None, int]:
+def _simulate(world, s: Scenario, out: Path, bar, coordinator=None, first_day: int = 0
+              ) -> tuple[str | None, int]:
     """``world.run`` with the progress bar fed and the coordinator watched; why it stopped
     early (or None) and the last day it reached."""
     period_s, periods = s.horizon.period_minutes * 60, s.horizon.periods
     reached = [0]
 
     def hook(t):
-        reached[0] = t // period_s // periods
+        reached[0] = first_day + t // period_s // periods
         if (why := stopped(coordinator)) is not None:
             raise CoordinatorStopped(f"{why} during day {reached[0] + 1}")
         if bar:
@@ -430,7 +440,8 @@ def _simulate(world, s: Scenario, out: Path, bar, coordinator=None) -> tuple[str
     watchdog = start_watchdog(world)
     try:
         with RoundWatcher(out / "messages.jsonl", bar.on_round if bar else lambda _: None):
-            world.run(until=s.horizon.days * periods * period_s, print_progress=False,
+            world.run(until=(s.horizon.days - first_day) * periods * period_s,
+                      print_progress=False,
                       shutdown=False)
         watchdog.cancel()
         world.shutdown()
@@ -446,31 +457,48 @@ def _simulate(world, s: Scenario, out: Path, bar, coordinator=None) -> tuple[str
 
 
 def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out: Path,
-                    bar=None) -> DistributedOutcome:
-    """Run every day across processes; the coordinator's records and every output
-    return. ``bar`` (a DayProgress) shows the day, the round and the period."""
+                    bar=None, first_day: int = 0, gone=()) -> DistributedOutcome:
+    """Run the days from ``first_day`` across processes (``gone``: agents that left the
+    run before it); the coordinator's records and every output return. ``bar`` (a
+    DayProgress) shows the day, the round and the period. Interrupted (SIGINT, SIGTERM),
+    every helper process is stopped at once and the finished days return."""
     logger.disable("mosaik")
     logger.disable("mosaik_api_v3")
-    t0, aborted = time.perf_counter(), "the simulators did not start"
-    proc, endpoint, launcher, forked = _start_helpers(s, community, out)
+    t0, aborted, interrupted = time.perf_counter(), "the simulators did not start", None
+    active = [d for d in community if d.name not in gone]
+    proc, endpoint, launcher, forked = _start_helpers(s, community, out, first_day, gone)
     try:
-        world = build_world(s, community, actuals, bus_of, endpoint, forked,
-                            out / "agent_results")
+        world = build_world(s, active, actuals, bus_of, endpoint, forked,
+                            out / "agent_results", first_day)
         startup_s = time.perf_counter() - t0
         sid = next(k for k in collector.RECORDS if k.startswith("Collector"))
         t_run = time.perf_counter()
-        aborted, _ = _simulate(world, s, out, bar, proc)
+        try:
+            aborted, _ = _simulate(world, s, out, bar, proc, first_day)
+        except KeyboardInterrupt as exc:
+            interrupted = as_interrupt(exc)
+            aborted = str(interrupted)
+            _stop(proc, launcher, at_once=True)  # first: no agent plays on
+            shutdown_each(world)
         run_s = time.perf_counter() - t_run
-        records = _records(s, out, proc)
+        try:
+            records = _records(s, out, proc, first_day)
+        except RunError:
+            if interrupted is None:
+                raise
+            raise RunStopped(f"{interrupted}; no day finished",
+                             128 + interrupted.signum) from None
     finally:
         _stop(proc, launcher, at_once=aborted is not None)
     rows = collector.RECORDS.pop(sid)
     if aborted is not None:
-        return _recover(s, community, out, records, startup_s, aborted)
+        outcome = _recover(s, active, out, records, startup_s, aborted)
+        outcome.interrupted = interrupted
+        return outcome
     period_s, periods = s.horizon.period_minutes * 60, s.horizon.periods
     files = _agent_files(out / "agent_results")
-    days = _day_results(s, community, records, _realised_from_rows(rows, period_s, periods),
-                        files)
+    days = _day_results(s, active, records,
+                        _realised_from_rows(rows, period_s, periods, first_day), files)
     days[0].build_s = startup_s
     market_s = sum(d.market_s for d in days)
     pids = {v for _, _, attr, v in rows if attr == "pid"}

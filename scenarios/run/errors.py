@@ -1,5 +1,49 @@
-"""Errors of a run that the command line reports in one line."""
+"""Errors of a run that the command line reports in one line, and interrupts."""
+
+import signal
+from contextlib import contextmanager
 
 
 class RunError(RuntimeError):
     """A run that cannot produce results; the message is one line for the user."""
+
+    exit_code = 1
+
+
+class RunStopped(RunError):
+    """A run that stopped before its last day; its finished days are written."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached the runner."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    def __str__(self) -> str:
+        return f"interrupted by {signal.Signals(self.signum).name}"
+
+
+def as_interrupt(exc: KeyboardInterrupt) -> Interrupted:
+    return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+
+
+@contextmanager
+def interrupts_raised():
+    """While inside, SIGINT and SIGTERM raise Interrupted in the main thread, so the run
+    stops its child processes and writes what is finished; the previous handlers
+    return afterwards."""
+    def handler(signum, _frame):
+        raise Interrupted(signum)
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    before = {sig: signal.signal(sig, handler) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)

@@ -107,34 +107,41 @@ def run_day(agents, mech, params, day: int, gone: dict[str, str], progress=None)
 
 
 def run_decentralized(s: Scenario, community, actuals: dict[str, Actuals] | None = None,
-                      progress=None) -> list[DayResult]:
-    """Every day of the run; agents that fail a day leave the run."""
+                      progress=None, first_day: int = 0, gone: dict[str, str] | None = None,
+                      on_day=None) -> list[DayResult]:
+    """The run's days from ``first_day`` (the community's batteries hold what the day
+    before left; ``gone``: agents that left the run before it); agents that fail a day
+    leave the run. ``on_day(day_result)`` follows every finished day."""
     mech, params = mechanism_setup(s, community)
     agents = make_agents(s, community, actuals or {}, mech.family)
-    gone: dict[str, str] = {}
+    gone = dict(gone or {})
     days = []
-    for day in range(s.horizon.days):
+    for day in range(first_day, s.horizon.days):
+        if not [n for n in agents if n not in gone]:
+            break
         if progress:
             progress.on_day(day)
         days.append(run_day(agents, mech, params, day, gone, progress))
-        if not [n for n in agents if n not in gone]:
-            break
+        if on_day:
+            on_day(days[-1])
     return days
 
 
 # -- centralized ---------------------------------------------------------------------------
 
 def run_centralized(s: Scenario, community, actuals: dict[str, Actuals] | None = None,
-                    progress=None) -> list[DayResult]:
+                    progress=None, first_day: int = 0, on_day=None) -> list[DayResult]:
     """One MILP of all agents per day with the P2V balance (coordinator.centralized), then
     the same realisation as the decentralized run; energy carries over between days."""
     actuals = actuals or {}
     soc = {d.name: (d.battery.e0_kwh if d.battery is not None else None) for d in community}
     days = []
-    for day in range(s.horizon.days):
+    for day in range(first_day, s.horizon.days):
         if progress:
             progress.on_day(day)
         days.append(_centralized_day(s, community, actuals, soc, day))
+        if on_day:
+            on_day(days[-1])
     return days
 
 

@@ -7,40 +7,72 @@ from pathlib import Path
 
 from grid.powerflow import grid_summary
 from scenarios.community.builder import build_actuals, build_community
+from scenarios.results import checkpoint
+from scenarios.results.checkpoint import carried_over
+from scenarios.results.outcome import DayResult, failed_in
 from scenarios.results.report import slowest_agent_s, write_report
-from scenarios.results.tables import write_grid, write_messages, write_results
-from scenarios.run.errors import RunError
+from scenarios.results.tables import (
+    scenario_config,
+    trim_messages,
+    write_config,
+    write_grid,
+    write_messages,
+    write_results,
+)
+from scenarios.run.errors import RunError, RunStopped, as_interrupt
 from scenarios.run.inprocess import run_centralized, run_decentralized
 from scenarios.run.network import grid_limits, place_agents, run_grid_inprocess
 from scenarios.run.progress import DayProgress
 from scenarios.schema import Scenario, ScenarioError
 
 
-def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress):
-    """The run's days in the scenario's mode and runtime, and their power flows; returns
-    the days, the distributed outcome (None in-process), the power flows per day and
-    their seconds."""
-    outcome = None
-    if s.market.mode == "centralized":
-        days = run_centralized(s, community, actuals, progress=bar)
-    elif s.runtime.kind == "inprocess":
-        days = run_decentralized(s, community, actuals, progress=bar)
-    else:
-        from scenarios.run.distributed import run_distributed
-        outcome = run_distributed(s, community, actuals, bus_of, out, bar)
-        days = outcome.days
-        if outcome.grid_results is not None:
-            return days, outcome, outcome.grid_results, outcome.grid_s
-        days[-1].notes.append(f"the co-simulation stopped early ({outcome.aborted}); power "
-                              "flows recomputed in-process from the settled days")
+def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress,
+          kept: list):
+    """The run's days after the ``kept`` ones in the scenario's mode and runtime; returns
+    the new days, the distributed outcome (None in-process), the power flows of every
+    day and their seconds, and the interrupt that stopped the run (or None). In-process,
+    every finished day is checkpointed as it ends."""
+    outcome, interrupted, new = None, None, []
+    first, gone = len(kept), failed_in(kept)
+    start = carried_over(community, kept)
+    config = scenario_config(s)
+
+    def finished(day: DayResult) -> None:
+        new.append(day)
+        checkpoint.save(out, config, kept + new)
+
+    try:
+        if s.market.mode == "centralized":
+            run_centralized(s, start, actuals, bar, first, finished)
+        elif s.runtime.kind == "inprocess":
+            run_decentralized(s, start, actuals, bar, first, gone, finished)
+        else:
+            from scenarios.run.distributed import run_distributed
+            outcome = run_distributed(s, start, actuals, bus_of, out, bar, first, gone)
+            new, interrupted = outcome.days, outcome.interrupted
+            if new:
+                checkpoint.save(out, config, kept + new)
+    except KeyboardInterrupt as exc:
+        interrupted = as_interrupt(exc)
+    if new and interrupted:
+        new[-1].notes.append(f"{interrupted} during day {first + len(new) + 1}")
+    elif new and outcome is not None and outcome.aborted:
+        new[-1].notes.append(f"the co-simulation stopped early ({outcome.aborted}); power "
+                             "flows recomputed in-process from the settled days")
     t_grid = time.perf_counter()
-    grid_days = run_grid_inprocess(s, days, bus_of, bar.on_period)
-    return days, outcome, grid_days, time.perf_counter() - t_grid
+    if outcome is not None and outcome.grid_results is not None:
+        grid_days = run_grid_inprocess(s, kept, bus_of, bar.on_period) + outcome.grid_results
+        return new, outcome, grid_days, outcome.grid_s, interrupted
+    grid_days = run_grid_inprocess(s, kept + new, bus_of, bar.on_period)
+    return new, outcome, grid_days, time.perf_counter() - t_grid, interrupted
 
 
 def run_scenario(s: Scenario, out: Path, progress: bool = False,
-                 t0: float | None = None) -> dict:
-    """Run the scenario's days in its mode and runtime; write every result into ``out``."""
+                 t0: float | None = None, resume: bool = False) -> dict:
+    """Run the scenario's days in its mode and runtime; write every result into ``out``.
+    ``resume``: ``out`` holds the run's first days (its checkpoint); run the rest. A run
+    stopped early (interrupted, or its coordinator gone) writes its finished days, then
+    raises RunStopped."""
     t0 = time.perf_counter() if t0 is None else t0
     try:
         community = build_community(s)
@@ -50,12 +82,25 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
     except ValueError as exc:
         raise RunError(f"{s.name}: {exc}") from None
     bus_of = place_agents(s, community)
+    kept = checkpoint.load(out, scenario_config(s)) if resume else []
     out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        trim_messages(out / "messages.jsonl", len(kept))
+    else:
+        (out / checkpoint.CHECKPOINT).unlink(missing_ok=True)
+        write_config(out, s)
     bar = DayProgress(s.name, s.horizon.periods, progress, s.horizon.days)
     try:
-        days, outcome, grid_days, grid_s = _days(s, community, actuals, bus_of, out, bar)
+        new, outcome, grid_days, grid_s, interrupted = _days(s, community, actuals, bus_of,
+                                                             out, bar, kept)
     finally:
         bar.close()
+    days = kept + new
+    why = str(interrupted) if interrupted else (outcome.aborted if outcome and outcome.aborted
+                                                 else "every agent left the run")
+    code = 128 + interrupted.signum if interrupted else 1
+    if not days:
+        raise RunStopped(f"{why}; no day finished", code)
     if outcome is None:
         write_messages(out / "messages.jsonl", [m for d in days for m in d.messages])
     periods = [p for day in grid_days for p in day]
@@ -66,4 +111,8 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
                             processes={"agents": len(outcome.pids) if outcome else 1,
                                        "agent_peak_rss_mb": outcome and outcome.peak_rss_mb})
     write_report(out, slowest_agent_s(days))
+    checkpoint.save(out, scenario_config(s), days)
+    if len(days) < s.horizon.days:
+        raise RunStopped(f"{why}; days 1-{len(days)} of {s.horizon.days} kept in {out} "
+                         f"(lemgrid run --resume {out} continues)", code)
     return summary
