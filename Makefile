@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SCENARIO ?= faia2021
 OUT ?= results/$(SCENARIO)
 
-.PHONY: install run test bench bench-month bench-scale lint schema compose clean
+.PHONY: install run test bench bench-month bench-scale bench-load fuzz lint schema compose clean
 
 install: $(STAMP)
 
@@ -32,6 +32,15 @@ bench-month: $(STAMP)
 
 bench-scale: $(STAMP)
 	$(BIN)/lemgrid bench --scale 90 300 1000 --runs 3
+
+# The coordinator under 1000 scripted agents for a day, then 200 agents for 30 days.
+bench-load: $(STAMP)
+	$(BIN)/lemgrid bench --load 1000
+	$(BIN)/lemgrid bench --load 200 --load-days 30
+
+# 10,000 hostile frames at a running coordinator; fails on any crash.
+fuzz: $(STAMP)
+	$(BIN)/python -m coordinator.fuzz --frames 10000
 
 lint: $(STAMP)
 	$(BIN)/ruff check agents coordinator grid scenarios tests

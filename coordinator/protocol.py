@@ -10,8 +10,9 @@ result), ``settlement`` (the day's bill after the meters) and ``error``.
 
 Bodies are generic over mechanisms: a commodity or market is a key (``p2v``, ``net``,
 ``power``, ``heat``, ``import``, ``export``, ...), a period series is a list of finite
-numbers. There is no field for load, PV, state of charge, appliances or any other
-private profile, and unknown fields are refused.
+numbers; the powers an agent sends are at most ``MAX_KW`` in magnitude, so the sums and
+products of a mechanism stay finite. There is no field for load, PV, state of charge,
+appliances or any other private profile, and unknown fields are refused.
 """
 
 from __future__ import annotations
@@ -41,10 +42,17 @@ CURVE_DEFAULT_CLIENT = "agents"  # one key for a whole agent host
 Kind = Literal["prosumer", "ev", "building", "operator"]
 KINDS: tuple[str, ...] = Kind.__args__
 Key = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.:-]+$")]
+MSG_ID_MAX = 64  # characters of a msg_id
+MAX_DETAIL = 300  # characters of an error's detail
 Number = Annotated[float, Field(allow_inf_nan=False)]
 Series = Annotated[list[Number], Field(max_length=100_000)]  # one value per period
 NonNegSeries = Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]],
                          Field(max_length=100_000)]
+MAX_KW = 1e9  # the largest power an agent may state, far above any connection
+Power = Annotated[float, Field(ge=-MAX_KW, le=MAX_KW, allow_inf_nan=False)]
+PowerSeries = Annotated[list[Power], Field(max_length=100_000)]  # sent by agents
+LimitSeries = Annotated[list[Annotated[float, Field(ge=0, le=MAX_KW, allow_inf_nan=False)]],
+                        Field(max_length=100_000)]
 
 
 class _Body(BaseModel):
@@ -60,7 +68,7 @@ class RegisterBody(_Body):
     kind: Kind
     periods: int = Field(gt=0, le=100_000)
     period_h: float = Field(gt=0, le=24)
-    limits_kw: dict[Key, NonNegSeries] = Field(default_factory=dict)
+    limits_kw: dict[Key, LimitSeries] = Field(default_factory=dict)
 
 
 class Terms(_Body):
@@ -81,8 +89,8 @@ class OfferBody(_Body):
     """Quantities per commodity (kW per period; ``net`` is signed: + import, − export),
     optionally per counterparty."""
 
-    quantities_kw: dict[Key, Series]
-    by_counterparty_kw: dict[Key, dict[Key, Series]] | None = None
+    quantities_kw: dict[Key, PowerSeries]
+    by_counterparty_kw: dict[Key, dict[Key, PowerSeries]] | None = None
 
 
 class ClearingBody(_Body):
@@ -100,7 +108,7 @@ class MeterBody(_Body):
     """The realised power at the agent's connection in one period (+ import)."""
 
     period: int = Field(ge=0, le=100_000)
-    p_kw: Number
+    p_kw: Power
 
 
 class SettlementBody(_Body):
@@ -126,14 +134,14 @@ ErrorCode = Literal["malformed", "version", "unknown_type", "duplicate", "late",
 
 class ErrorBody(_Body):
     code: ErrorCode
-    detail: str
-    ref_msg_id: str | None = None
+    detail: str = Field(max_length=MAX_DETAIL)
+    ref_msg_id: str | None = Field(None, max_length=MSG_ID_MAX)
 
 
 class _Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     v: int = PROTOCOL_VERSION
-    msg_id: str = Field(default_factory=lambda: uuid.uuid4().hex, max_length=64)
+    msg_id: str = Field(default_factory=lambda: uuid.uuid4().hex, max_length=MSG_ID_MAX)
     sender: Key
     day: int = Field(0, ge=0, le=1_000_000)
     round: int = Field(0, ge=0, le=1_000_000)
@@ -201,23 +209,49 @@ def encode(msg: _Envelope) -> bytes:
 
 
 def decode(frame: bytes):
-    """Parse one frame; raise ProtocolError naming what is wrong."""
+    """Parse one frame; raise ProtocolError naming what is wrong (a short detail, quoting
+    only a ``msg_id`` that a valid message could carry)."""
     try:
         raw = json.loads(frame)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer too long to read
         raise ProtocolError("malformed", f"not JSON ({type(exc).__name__})") from None
     if not isinstance(raw, dict):
         raise ProtocolError("malformed", "a message must be a JSON object")
-    msg_id = raw.get("msg_id") if isinstance(raw.get("msg_id"), str) else None
+    msg_id = _ref_id(raw.get("msg_id"))
     if type(raw.get("v")) is not int or raw.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError("version", f"protocol version {str(raw.get('v'))[:20]!r} is not "
+        raise ProtocolError("version", f"protocol version {_shown(raw.get('v'), 20)} is not "
                             f"{PROTOCOL_VERSION}", msg_id)
     if not isinstance(raw.get("type"), str) or raw["type"] not in MESSAGE_TYPES:
-        raise ProtocolError("unknown_type", f"message type {str(raw.get('type'))[:40]!r} is "
+        raise ProtocolError("unknown_type", f"message type {_shown(raw.get('type'), 40)} is "
                             f"not one of {', '.join(MESSAGE_TYPES)}", msg_id)
     try:
         return _ADAPTER.validate_python(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        first = exc.errors(include_url=False, include_context=False, include_input=False)[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or "message"
-        raise ProtocolError("malformed", f"{where}: {first['msg']}", msg_id) from None
+        raise ProtocolError("malformed", clean_text(f"{where}: {first['msg']}"),
+                            msg_id) from None
+
+
+def clean_text(text: str, limit: int = MAX_DETAIL) -> str:
+    """``text`` cut to ``limit`` characters, anything UTF-8 cannot carry escaped."""
+    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _ref_id(value) -> str | None:
+    """A ``msg_id`` to quote back: a string a valid envelope could carry, else None."""
+    if not isinstance(value, str) or len(value) > MSG_ID_MAX:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the JSON)
+        return None
+    return value
+
+
+def _shown(value, limit: int) -> str:
+    """A short printable picture of a JSON value."""
+    if isinstance(value, (dict, list)):
+        return f"(a JSON {'object' if isinstance(value, dict) else 'array'})"
+    return repr(str(value)[:limit])

@@ -21,7 +21,8 @@ One thread, one ROUTER socket, one poll loop that never blocks longer than
 An agent that fails a day leaves the run.
 
 Every frame in and out is appended to ``messages.jsonl``. A bad frame is answered with
-an ``error`` message and logged; it never stops the service.
+an ``error`` message and logged; it never stops the service. A frame that raises anything
+else on its way in is dropped, logged and counted (``dropped``); the service goes on.
 
 Who may speak: the service binds to loopback unless given another endpoint. A connection
 speaks only for the agent it registered as (another ``sender`` is ``forbidden``), and an
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
 import time
@@ -55,8 +57,10 @@ from coordinator.protocol import (
     Offer,
     ProtocolError,
     Register,
+    clean_text,
     decode,
 )
+from coordinator.records import write_day
 from coordinator.session import MarketSession
 
 REGISTRATION_TIMEOUT_S = ROUND_DEADLINE_S  # agent processes start up within one round deadline
@@ -64,6 +68,9 @@ POLL_INTERVAL_S = HEARTBEAT_INTERVAL_S / 10  # longest poll, so deadlines and st
 DRAIN_S = HEARTBEAT_INTERVAL_S  # served after the clearings so they leave the socket
 JOIN_TIMEOUT_S = 10 * POLL_INTERVAL_S  # close() waits this long for the serving thread
 REALISATION_TIMEOUT_S = ROUND_DEADLINE_S  # longest silence between meter readings
+MAX_FRAME_BYTES = 64 << 20  # a longer frame closes its connection (no valid message comes near)
+LOGGED_RAW_BYTES = 64 << 10  # of a frame that does not decode, kept in messages.jsonl
+LOG = logging.getLogger("lemgrid.coordinator.service")
 
 
 class CoordinatorService:
@@ -83,7 +90,9 @@ class CoordinatorService:
         self.roster = list(roster) if roster is not None else None
         self.realisation_timeout_s = realisation_timeout_s
         self.records_path = Path(records_path) if records_path else None
-        self.days: list[dict] = []  # each finished day's record (see day_record)
+        # each finished day: its record (see day_record), kept here only without a
+        # records folder; with one, on disk (coordinator.records) and a summary here
+        self.days: list[dict] = []
         self.gone: dict[str, str] = {}  # agents that left the run, with the reason
         self.round_deadline_s = round_deadline_s
         self.registration_timeout_s = registration_timeout_s
@@ -91,6 +100,7 @@ class CoordinatorService:
         self.phase = "registration"
         self.result: MarketSession | None = None
         self.error: BaseException | None = None
+        self.dropped = 0  # frames that raised something unexpected on their way in
         self._names: dict[bytes, str] = {}  # identity -> the agent it registered as
         self._keys: dict[str, str | None] = {}  # agent -> the CURVE key it registered with
         self._routes: dict[str, list[bytes]] = {}  # agent -> routing frames
@@ -108,6 +118,7 @@ class CoordinatorService:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.curve: CurveServer | None = None
         try:
             if curve_keys is not None:
@@ -210,7 +221,7 @@ class CoordinatorService:
                 self._deliver(s.close_round(), now)
         elif self.phase == "realisation":
             if s.unmetered and now >= self._deadline:
-                for name in s.unmetered:
+                for name in sorted(s.unmetered):
                     missing = int(np.isnan(s.meters.get(name, np.full(s.periods, np.nan))).sum())
                     s.stop_metering(name, f"day {s.day + 1}: {missing} period(s) without a "
                                     f"meter reading after {self.realisation_timeout_s:g} s of "
@@ -261,8 +272,12 @@ class CoordinatorService:
             self._send(self._routes[name], msg)
         self.gone.update({n: f"day {s.day + 1}: {r}" if not r.startswith("day ") else r
                           for n, r in s.left.items()})
-        self.days.append(day_record(self))
-        self._write_records()
+        record = day_record(self)
+        if self.records_path is None:
+            self.days.append(record)
+        else:
+            write_day(self.records_path, record)
+            self.days.append(day_summary(record))
         if s.day >= self.last_day:
             self.phase, self._deadline = "draining", now + self.drain_s
             return
@@ -271,14 +286,6 @@ class CoordinatorService:
         self._pending = {n: m for n, m in self._early.items() if n not in self.gone}
         self._early = {}
         self.phase, self._deadline = "registration", now + self.registration_timeout_s
-
-    def _write_records(self) -> None:
-        """Every finished day's record, replaced atomically (a reader never sees half)."""
-        if self.records_path is None:
-            return
-        tmp = self.records_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"days": self.days}) + "\n")
-        tmp.replace(self.records_path)
 
     def _expired(self, now: float) -> list[str]:
         return [n for n in self.session.waiting_for
@@ -290,10 +297,20 @@ class CoordinatorService:
         route, payload = frames[:-1], frames[-1]  # identity (+ delimiters from REQ peers)
         peer = route[0] if route else b""
         try:
+            self._handle(peer, route, payload, key)
+        except OSError:  # the audit trail cannot be written: stop, loudly
+            raise
+        except Exception as exc:  # noqa: BLE001 - no frame stops the service
+            self.dropped += 1
+            LOG.warning("coordinator: dropped a frame from %r (%s: %s)", peer[:64],
+                        type(exc).__name__, clean_text(str(exc), 200))
+            self._write("in", peer, _raw(payload, f"dropped: {type(exc).__name__}"))
+
+    def _handle(self, peer: bytes, route: list[bytes], payload: bytes, key: str | None) -> None:
+        try:
             msg = decode(payload)
         except ProtocolError as exc:
-            text = payload.decode("utf-8", errors="replace")
-            self._write("in", peer, {"raw": text, "error": str(exc)})
+            self._write("in", peer, _raw(payload, str(exc)))
             self._reply_error(route, exc)
             return
         self._write("in", peer, msg.model_dump(mode="json"))
@@ -377,7 +394,7 @@ class CoordinatorService:
         self._deadline = time.monotonic() + self.realisation_timeout_s
 
     def _reply_error(self, route: list[bytes], exc: ProtocolError) -> None:
-        body = ErrorBody(code=exc.code, detail=exc.detail, ref_msg_id=exc.msg_id)
+        body = ErrorBody(code=exc.code, detail=clean_text(exc.detail), ref_msg_id=exc.msg_id)
         self._send(route, Error(sender=self.session.sender, day=self.session.day,
                                 round=self.session.round, body=body))
 
@@ -391,6 +408,13 @@ class CoordinatorService:
                     "peer": peer.decode("utf-8", errors="replace"), "msg": msg}
             with self.log_path.open("a", encoding="utf-8") as log:
                 log.write(json.dumps(line) + "\n")
+
+
+def _raw(payload: bytes, error: str) -> dict:
+    """The log entry of a frame that is no message: its text (the start of a long one)."""
+    if len(payload) > LOGGED_RAW_BYTES:
+        error = f"{error} ({len(payload)} bytes, the first {LOGGED_RAW_BYTES} kept)"
+    return {"raw": payload[:LOGGED_RAW_BYTES].decode("utf-8", errors="replace"), "error": error}
 
 
 # -- command line ----------------------------------------------------------------------
@@ -423,7 +447,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--registration-timeout-s", type=float, default=REGISTRATION_TIMEOUT_S)
     p.add_argument("--realisation-timeout-s", type=float, default=REALISATION_TIMEOUT_S)
     p.add_argument("--records", default=None,
-                   help="write every finished day's record here (JSON, replaced each day)")
+                   help="write every finished day's record into this folder (one JSON "
+                   "file per day)")
     return p
 
 
@@ -442,6 +467,15 @@ def day_record(service: CoordinatorService) -> dict:
             "clearings": {n: b.model_dump(mode="json") for n, b in s.clearings.items()},
             "settlements": {n: b.model_dump(mode="json") for n, b in s.settlements.items()},
             "refused_handshakes": service.refused_handshakes}
+
+
+def day_summary(record: dict) -> dict:
+    """What the coordinator keeps of a day recorded on disk (and prints at the end)."""
+    if "settled" in record:
+        return record
+    return {"day": record["day"], "rounds": len(record["rounds"]),
+            "converged": record["converged"], "settled": len(record["settlements"]),
+            "failed": record["failed"]}
 
 
 def build_service(args) -> CoordinatorService:
@@ -471,10 +505,9 @@ def serve(args) -> int:
                   file=sys.stderr)
         service.run()
         refused = service.refused_handshakes
-    for day in service.days:
-        settled = len(day["settlements"])
-        print(f"day {day['day']}: closed in round {len(day['rounds'])}, converged "
-              f"{day['converged']}, {settled} agents settled", flush=True)
+    for day in map(day_summary, service.days):
+        print(f"day {day['day']}: closed in round {day['rounds']}, converged "
+              f"{day['converged']}, {day['settled']} agents settled", flush=True)
     for name, reason in service.gone.items():
         print(f"warning: {name} left the market: {reason}", file=sys.stderr)
     if refused:

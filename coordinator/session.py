@@ -41,6 +41,8 @@ class MarketSession:
         self.meters: dict[str, np.ndarray] = {}  # agent -> realised kW per period, NaN: none
         self.settlements: dict[str, object] = {}
         self.unmetered_failed: dict[str, str] = {}  # cleared agents that stopped metering
+        self._missing: dict[str, int] = {}  # cleared agent -> periods not metered yet
+        self._incomplete: set[str] = set()  # cleared agents still missing a reading
         self.log: list = []
 
     # -- registration and rounds ---------------------------------------------------------
@@ -102,6 +104,7 @@ class MarketSession:
         """Drop an agent that cannot take part any more (it offers nothing from now on)."""
         self.failed[name] = reason
         self.offers.pop(name, None)
+        self._incomplete.discard(name)
 
     @property
     def waiting_for(self) -> list[str]:
@@ -123,6 +126,8 @@ class MarketSession:
         out = {n: Clearing(sender=self.sender, day=self.day, round=self.round, body=b)
                for n, b in bodies.items() if n in self.active}
         self.clearings = {n: m.body for n, m in out.items()}
+        self._missing = dict.fromkeys(self.clearings, self.periods)
+        self._incomplete = set(self.clearings)
         self.log.extend(out.values())
         return out
 
@@ -145,13 +150,16 @@ class MarketSession:
         if not np.isnan(readings[t]):
             raise ProtocolError("duplicate", f"{name} already metered period {t}", msg.msg_id)
         readings[t] = msg.body.p_kw
+        self._missing[name] -= 1
+        if not self._missing[name]:
+            self._incomplete.discard(name)
 
     @property
-    def unmetered(self) -> list[str]:
-        """Cleared agents still missing a reading for some period."""
-        return [n for n in self.clearings
-                if n not in self.failed and n not in self.unmetered_failed
-                and (n not in self.meters or np.isnan(self.meters[n]).any())]
+    def unmetered(self) -> set[str]:
+        """Cleared agents still missing a reading for some period (kept up to date as
+        readings arrive, so asking is cheap however many agents there are; a live set:
+        copy it before failing or stopping agents while going through it)."""
+        return self._incomplete
 
     @property
     def left(self) -> dict[str, str]:
@@ -163,6 +171,7 @@ class MarketSession:
         """A cleared agent that will meter no more: it is settled on what it metered, its
         missing periods at its day-ahead position (its contracts stand), and leaves."""
         self.unmetered_failed[name] = reason
+        self._incomplete.discard(name)
 
     def settle(self) -> dict[str, Settlement]:
         """The day's bills for every cleared agent; a period without a reading counts as

@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="instead: one distributed day per community size")
     bench.add_argument("--scale-scenario", default="scale",
                        help="the scenario --scale sizes by its two template counts")
+    bench.add_argument("--load", type=int, default=None, metavar="AGENTS",
+                       help="instead: the coordinator under AGENTS scripted agents "
+                       "(1 %% of them late)")
+    bench.add_argument("--load-days", type=int, default=1, metavar="DAYS")
     report = sub.add_parser("report", help="write DIR/report.html and DIR/figures/ from a "
                             "results folder")
     report.add_argument("dir", type=Path)
@@ -218,6 +222,15 @@ def cmd_grid(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.load is not None:
+        import tempfile
+
+        from scenarios.bench.load import print_load, run_load
+
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_load(args.load, args.load_days, max(args.load // 100, 1), Path(tmp))
+        print_load(result)
+        return 0 if set(result.late) <= set(result.dropped) else 1
     from scenarios.bench.market import run_bench
 
     return run_bench(args)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from coordinator.records import read_days
 from scenarios.cli import main
 
 from .conftest import SCENARIOS
@@ -54,7 +55,7 @@ def wait_for_day(out: Path, runner: subprocess.Popen, days: int = 1) -> None:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline and runner.poll() is None:
         try:
-            if len(json.loads((out / "rounds.json").read_text())["days"]) >= days:
+            if len(read_days(out / "rounds")) >= days:
                 return
         except (OSError, json.JSONDecodeError, KeyError):
             pass
@@ -151,7 +152,7 @@ def test_runner_interrupted_then_resumed(tmp_path, whole, sig, runtime):
     tag, out = uuid.uuid4().hex, tmp_path / "run"
     runner = start_run(out, tag, "--runtime", runtime)
     deadline = time.monotonic() + WAIT_S
-    while not (out / "checkpoint.pkl").exists() and not (out / "rounds.json").exists():
+    while not (out / "checkpoint.pkl").exists() and not read_days(out / "rounds"):
         assert time.monotonic() < deadline and runner.poll() is None
         time.sleep(0.02)
     runner.send_signal(sig)

@@ -107,7 +107,7 @@ def test_session_meters_and_settles_a_day():
         with pytest.raises(ProtocolError) as info:
             session.meter(bad)
         codes.append(info.value.code)
-    assert codes == ["duplicate", "malformed"] and session.unmetered == ["p1"]
+    assert codes == ["duplicate", "malformed"] and session.unmetered == {"p1"}
     bills = session.settle()
     assert bills["v1"].body.traded_eur == pytest.approx([0.01715], abs=1e-15)
     assert bills["p1"].body.position_kw == [-1.0]

@@ -38,7 +38,14 @@ from coordinator.protocol import (
     decode,
     encode,
 )
-from coordinator.service import CoordinatorService, add_arguments, build_service, read_roster
+from coordinator.records import read_days
+from coordinator.service import (
+    CoordinatorService,
+    add_arguments,
+    build_service,
+    day_summary,
+    read_roster,
+)
 from scenarios.community.builder import build_community
 from scenarios.run.inprocess import run_decentralized
 from scenarios.run.market import mechanism_setup
@@ -269,8 +276,9 @@ def assert_same_schedule(got, ref, what):
 def assert_same_days(settled, service, reference, compare_limits=True):
     """Every agent's every settled day and every day's rounds (the service's day records)
     equal the in-process run's."""
-    assert [d["day"] for d in service.days] == [d.day for d in reference]
-    for record, ref in zip(service.days, reference):
+    days = read_days(service.records_path) if service.records_path else service.days
+    assert [d["day"] for d in days] == [d.day for d in reference]
+    for record, ref in zip(days, reference):
         day = ref.day
         assert record["settlements"].keys() == ref.schedules.keys()
         for name, schedule in ref.schedules.items():
@@ -404,18 +412,20 @@ def test_two_days_over_the_wire_equal_in_process(tmp_path):
     actuals = {"p1": Actuals(load_kw=1.3 * p1.load_kw)}
     reference = run_decentralized(s, community, actuals)
     assert [(d.day, d.failed) for d in reference] == [(0, {}), (1, {})]
-    records = tmp_path / "days.json"
-    settled, clients, agents, service = run_days(s, community, actuals, records_path=records)
+    folder = tmp_path / "rounds"
+    settled, clients, agents, service = run_days(s, community, actuals, records_path=folder)
 
     assert service.result.day == 1 and service.gone == {}
     assert [(d["day"], d["failed"]) for d in service.days] == [(0, {}), (1, {})]
-    assert json.loads(records.read_text()) == {"days": service.days}
+    days = read_days(folder)  # on disk, one file per day; the service keeps a summary
+    assert sorted(p.name for p in folder.iterdir()) == ["day_0001.json", "day_0002.json"]
+    assert [day_summary(d) for d in days] == service.days
     for name, client in clients.items():
         assert (client.errors, client.bad_frames) == ([], []), name
         assert len(settled[name]) == 2 and sorted(client.settlements) == [0, 1], name
         for day, msg in client.settlements.items():
             assert msg.day == day
-            assert msg.body.model_dump(mode="json") == service.days[day]["settlements"][name]
+            assert msg.body.model_dump(mode="json") == days[day]["settlements"][name]
     day1 = settled["p1"][0]
     assert agents["p1"].day_data.battery.e0_kwh == day1.soc_kwh[-1]  # day 2 starts there
     assert day1.soc_kwh[-1] < p1.battery.e0_kwh - 1.0  # and not where day 1 started

@@ -11,6 +11,7 @@ import time
 import pandas as pd
 import pytest
 
+from coordinator.records import read_days
 from scenarios.cli import main
 from scenarios.run.topology import group_addresses, parse_shard, shard_range
 from scenarios.schema import load_scenario
@@ -153,8 +154,7 @@ def test_run_with_curve_keys_equals_the_plain_run(tmp_path):
     got, want = (json.loads((d / "summary.json").read_text()) for d in (out, ref))
     assert got["failed_agents"] == {} and got["market"]["rounds"] == want["market"]["rounds"]
     assert got["costs_eur"]["total"] == pytest.approx(want["costs_eur"]["total"], rel=1e-12)
-    records = json.loads((out / "rounds.json").read_text())
-    assert [d["refused_handshakes"] for d in records["days"]] == [0]
+    assert [d["refused_handshakes"] for d in read_days(out / "rounds")] == [0]
 
 
 def test_an_empty_shard_exits_at_once(capsys):

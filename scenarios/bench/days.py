@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coordinator.records import read_days
 from scenarios.community.builder import build_actuals, build_community
 from scenarios.run.inprocess import run_decentralized
 
@@ -37,7 +38,7 @@ def distributed_run(s, out: Path) -> dict[str, float]:
     from scenarios.run.world import run_scenario
 
     summary = run_scenario(s, out)
-    records = json.loads((out / "rounds.json").read_text())["days"]
+    records = read_days(out / "rounds")
     per_day = [sum(r["seconds"] for r in d["rounds"]) for d in records]
     t = summary["timing_s"]
     return {"distributed_wall_s": t["wall"], "startup_s": t["startup"],

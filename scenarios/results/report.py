@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from coordinator.records import read_days
 from scenarios.results import atomic, figures
 
 FIGURE_DPI = 100
@@ -115,19 +116,16 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
 
 
 def round_seconds(out: Path) -> list[float] | None:
-    """Each round's wall time of the first day of a distributed run (``rounds.json``),
-    else None."""
-    path = out / "rounds.json"
-    if not path.is_file():
-        return None
-    days = json.loads(path.read_text())["days"]
+    """Each round's wall time of the first day of a distributed run (``rounds/``), else
+    None."""
+    days = read_days(out / "rounds")
     return [r["seconds"] for r in days[0]["rounds"]] if days else None
 
 
 def convergence_table(run: Run, slowest_agent_s: list[float] | None):
     """Header and one row per round of the first day. The slowest agent's time is each
     round's wall time in
-    a distributed run (rounds.json), the slowest agent solve in-process (given by the run
+    a distributed run (rounds/), the slowest agent solve in-process (given by the run
     that has just finished); without either the column is left out."""
     slowest = slowest_agent_s or round_seconds(run.out)
     rows = []
@@ -354,7 +352,7 @@ def write_html(run: Run, sections, rendered) -> Path:
 def write_report(out: Path, slowest_agent_s: list[float] | None = None) -> Path:
     """report.md, report.html and figures/ from the results in ``out``; returns the HTML's
     path. ``slowest_agent_s``: the slowest agent solve of each round, which only an
-    in-process run knows (a distributed run's round times are in rounds.json)."""
+    in-process run knows (a distributed run's round times are in rounds/)."""
     run = Run.load(out)
     sections = _sections(run, slowest_agent_s)
     write_markdown(run, sections)

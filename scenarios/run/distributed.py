@@ -24,6 +24,7 @@ from agents.days import day_slice
 from agents.market_agent import settle_schedule
 from agents.simulator import REALISED_ATTRS, agent_to_dict
 from agents.solver import agent_kind
+from coordinator import records
 from coordinator.mechanisms import dump_params
 from coordinator.mechanisms.base import RoundRecord
 from coordinator.protocol import ClearingBody, SettlementBody
@@ -42,7 +43,7 @@ GRID_OUTPUTS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations",
                 "losses_kw"]
 AGENT_OUTPUTS = ["p_kw", *REALISED_ATTRS, "pid", "rss_mb", "ok"]
 LAUNCHER_EXIT_S = 10.0  # after the simulation, the helper processes exit within this
-RECORDS_FILE = "rounds.json"  # the coordinator's record of every finished day
+RECORDS_DIR = "rounds"  # the coordinator's record of every finished day (one file each)
 PARAMS_FILE = "mechanism.json"  # the mechanism and its parameters, for the coordinator
 
 
@@ -89,7 +90,7 @@ def coordinator_argv(s: Scenario, community, out: Path, endpoint: str, first_day
     (out / PARAMS_FILE).write_text(json.dumps(dump_params(mech.name, params)))
     rt = s.runtime
     argv = ["--params", str(out / PARAMS_FILE), "--roster", str(roster), "--endpoint", endpoint,
-            "--log", str(out / "messages.jsonl"), "--records", str(out / RECORDS_FILE),
+            "--log", str(out / "messages.jsonl"), "--records", str(out / RECORDS_DIR),
             "--day", str(first_day), "--days", str(s.horizon.days - first_day),
             "--round-deadline-s", str(rt.round_deadline_s),
             "--registration-timeout-s", str(rt.registration_timeout_s),
@@ -359,37 +360,33 @@ def stopped(coordinator) -> str | None:
 
 
 def _records(s: Scenario, out: Path, coordinator, first_day: int = 0) -> dict:
-    """The coordinator's records of the finished days. The coordinator writes them into
-    the results folder after every day; this waits, as long as days keep coming (within
-    one day's timeouts of each other), until the last day is in or the coordinator this
-    run started has exited."""
+    """The coordinator's records of the finished days. The coordinator writes one per
+    day into the results folder; this waits, as long as days keep coming (within one
+    day's timeouts of each other), until the last day is in or the coordinator this run
+    started has exited."""
     rt = s.runtime
     day_s = (rt.registration_timeout_s + rt.realisation_timeout_s
              + rt.round_deadline_s * s.market.max_rounds)
-    path = out / RECORDS_FILE
+    folder = out / RECORDS_DIR
 
-    def read() -> dict | None:
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
+    def count() -> int:
+        return len(list(folder.glob(records.PATTERN))) if folder.is_dir() else 0
 
     seen, deadline = -1, time.monotonic() + day_s
     while time.monotonic() < deadline:
-        data = read()
-        done = len(data["days"]) if data else 0
+        done = count()
         if done >= s.horizon.days - first_day:
-            return data
+            break
         if coordinator is not None and coordinator.poll() is not None:
             break  # exited: nothing more will come
         if done > seen:
             seen, deadline = done, time.monotonic() + day_s
         time.sleep(0.1)
-    data = read()
-    if data is None:
+    days = records.read_days(folder)
+    if not days:
         why = stopped(coordinator) or "no record of the market days from the coordinator"
-        raise RunError(f"{why}; no day finished ({path} missing)")
-    return data
+        raise RunError(f"{why}; no day finished (nothing in {folder})")
+    return {"days": days}
 
 
 def _wait_for_coordinator(s: Scenario, endpoint: str) -> None:
@@ -405,7 +402,7 @@ def _wait_for_coordinator(s: Scenario, endpoint: str) -> None:
 def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=()):
     """The coordinator (unless one runs already) and the agent launcher (for the groups
     no running simulator serves)."""
-    (out / RECORDS_FILE).unlink(missing_ok=True)
+    records.clear(out / RECORDS_DIR)
     if s.runtime.coordinator:
         proc, endpoint = None, s.runtime.coordinator
         _wait_for_coordinator(s, endpoint)

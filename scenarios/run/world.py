@@ -19,7 +19,13 @@ from scenarios.results.tables import (
     write_messages,
     write_results,
 )
-from scenarios.run.errors import RunError, RunStopped, as_interrupt
+from scenarios.run.errors import (
+    CheckedProgress,
+    RunError,
+    RunStopped,
+    as_interrupt,
+    deferred,
+)
 from scenarios.run.inprocess import run_centralized, run_decentralized
 from scenarios.run.network import grid_limits, place_agents, run_grid_inprocess
 from scenarios.run.progress import DayProgress
@@ -43,9 +49,12 @@ def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress,
 
     try:
         if s.market.mode == "centralized":
-            run_centralized(s, start, actuals, bar, first, finished)
+            with deferred():
+                run_centralized(s, start, actuals, CheckedProgress(bar), first, finished)
         elif s.runtime.kind == "inprocess":
-            run_decentralized(s, start, actuals, bar, first, gone, finished)
+            with deferred():
+                run_decentralized(s, start, actuals, CheckedProgress(bar), first, gone,
+                                  finished)
         else:
             from scenarios.run.distributed import run_distributed
             outcome = run_distributed(s, start, actuals, bus_of, out, bar, first, gone)
