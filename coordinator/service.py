@@ -118,6 +118,10 @@ class CoordinatorService:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        # an agent whose process restarts reconnects under the same identity: the new
+        # connection takes the route over (else its frames are dropped until the old
+        # connection is noticed closed)
+        self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.curve: CurveServer | None = None
         try:
