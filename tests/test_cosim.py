@@ -2,6 +2,8 @@
 simulator (its own process) that replaces prosumer p1's load and PV profiles, and an
 in-process voltage monitor fed by the grid simulator."""
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,3 +62,13 @@ def test_cosimulator_mistakes_are_one_line(tmp_path, capsys):
     assert code == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: cosimulators.Profiles.links.0: no agent 'p9' in the community")
+
+
+def test_every_simulator_exits_cleanly_with_cosimulators(tmp_path, capfd):
+    """A run with an extra co-simulator process (CSVProfile) and an in-process one: every
+    simulator and helper process ends without a word on stdout or stderr (no traceback,
+    no log line)."""
+    assert main(["run", EXAMPLE, "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    time.sleep(0.5)  # children flush before they exit
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""

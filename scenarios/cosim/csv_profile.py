@@ -69,7 +69,8 @@ class CSVProfile(mosaik_api_v3.Simulator):
 
 def main():
     logger.disable("mosaik_api_v3")
-    return mosaik_api_v3.start_simulation(CSVProfile(), "CSV day-profile simulator")
+    return mosaik_api_v3.start_simulation(CSVProfile(), "CSV day-profile simulator",
+                                         configure_logging=False)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ class VoltageMonitor(mosaik_api_v3.Simulator):
 
 def main():
     logger.disable("mosaik_api_v3")
-    return mosaik_api_v3.start_simulation(VoltageMonitor(), "bus voltage monitor")
+    return mosaik_api_v3.start_simulation(VoltageMonitor(), "bus voltage monitor",
+                                         configure_logging=False)
 
 
 if __name__ == "__main__":
