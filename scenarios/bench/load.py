@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from coordinator.protocol import (
     encode,
 )
 from coordinator.records import read_days
+from scenarios.run.distributed import spawn_coordinator
 
 PERIODS = 24
 PERIOD_H = 1.0
@@ -85,18 +85,13 @@ def start_coordinator(out: Path, names: list[str], days: int, round_deadline_s: 
     out.mkdir(parents=True, exist_ok=True)
     (out / "mechanism.json").write_text(json.dumps(dump_params("gdrmc", params)))
     (out / "roster.txt").write_text("".join(f"{n}\n" for n in names))
-    cmd = [sys.executable, "-m", "scenarios.cli", "coordinator",
-           "--params", str(out / "mechanism.json"), "--roster", str(out / "roster.txt"),
-           "--log", "", "--records", str(out / "rounds"), "--days", str(days),
-           "--round-deadline-s", str(round_deadline_s),
-           "--registration-timeout-s", str(registration_timeout_s),
-           "--realisation-timeout-s", str(max(round_deadline_s, 10.0))]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = proc.stdout.readline().strip()
-    if not line.startswith("coordinator listening on "):
-        proc.kill()
-        raise RuntimeError(f"coordinator did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[-1]
+    return spawn_coordinator(
+        ["--params", str(out / "mechanism.json"), "--roster", str(out / "roster.txt"),
+         "--log", "", "--records", str(out / "rounds"), "--days", str(days),
+         "--round-deadline-s", str(round_deadline_s),
+         "--registration-timeout-s", str(registration_timeout_s),
+         "--realisation-timeout-s", str(max(round_deadline_s, 10.0))],
+        stderr=subprocess.DEVNULL)
 
 
 class Swarm:

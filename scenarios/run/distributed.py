@@ -100,14 +100,20 @@ def coordinator_argv(s: Scenario, community, out: Path, endpoint: str, first_day
 
 def start_coordinator(s: Scenario, community, out: Path, first_day: int = 0, gone=()):
     """Start ``lemgrid coordinator`` as a process; return it and its endpoint."""
-    cmd = [sys.executable, "-m", "scenarios.cli", "coordinator",
-           *coordinator_argv(s, community, out, f"tcp://{s.runtime.coordinator_host}:0",
-                             first_day, gone)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return spawn_coordinator(coordinator_argv(
+        s, community, out, f"tcp://{s.runtime.coordinator_host}:0", first_day, gone))
+
+
+def spawn_coordinator(argv: list[str], stderr=subprocess.PIPE):
+    """``lemgrid coordinator ARGV`` as a process, once it listens: it and its endpoint.
+    ``stderr``: where its warnings go (DEVNULL for a flood of them)."""
+    proc = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "coordinator", *argv],
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("coordinator listening on "):
         proc.kill()
-        raise RunError(f"coordinator did not start: {line or proc.stderr.read().strip()}")
+        why = line or (proc.stderr.read().strip() if proc.stderr else "no output")
+        raise RunError(f"coordinator did not start: {why}")
     return proc, line.rsplit(" ", 1)[-1]
 
 
