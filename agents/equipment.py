@@ -172,12 +172,14 @@ def add_retail_connection(
 
 
 def add_ev_charger(
-    top: pyo.Block, horizon: Horizon, away: np.ndarray, buy_max_kw: float, p2v_max_kw: float
+    top: pyo.Block, horizon: Horizon, away: np.ndarray, buy_max_kw: float, p2v_max_kw: float,
+    p2p_in=lambda t: 0,
 ) -> pyo.Block:
     """Charging from retail and P2V while plugged (Eqs 25, 28, 29).
 
-    buy_t + p2v_t = ch_t, buy_t ≤ Bmax·A_t, p2v_t ≤ L_t·A_t, with A_t = 0 on a trip.
-    The battery block must already exist on ``top``.
+    buy_t + p2v_t (+ p2p_t) = ch_t, buy_t ≤ Bmax·A_t, p2v_t ≤ L_t·A_t, with A_t = 0 on a
+    trip; ``p2p_in(t)``: net peer-to-peer purchase where the EV trades P2P. The battery
+    block must already exist on ``top``.
     """
     T = range(horizon.periods)
     plugged = [0.0 if away[t] else 1.0 for t in T]
@@ -188,7 +190,7 @@ def add_ev_charger(
     b.buy_plugged = pyo.Constraint(T, rule=lambda b, t: b.buy_kw[t] <= buy_max_kw * plugged[t])
     b.p2v_plugged = pyo.Constraint(T, rule=lambda b, t: b.p2v_kw[t] <= limit[t] * plugged[t])
     b.feeds = pyo.Constraint(
-        T, rule=lambda b, t: b.buy_kw[t] + b.p2v_kw[t] == top.battery.ch_kw[t]
+        T, rule=lambda b, t: b.buy_kw[t] + b.p2v_kw[t] + p2p_in(t) == top.battery.ch_kw[t]
     )
     return b
 

@@ -6,6 +6,11 @@ same code builds a standalone agent model and a block of the centralized benchma
 Each filled block exposes ``cost_eur`` (the agent's daily cost); prosumer and EV
 blocks also ``p2v_kw`` (the market quantity) and ``p2v_limit_kw`` (the coordinator's
 limit, mutable), a building block ``net_kw`` (its import minus export).
+
+A caller that trades peer to peer declares ``b.p2p_in_kw`` (net P2P purchase per period,
+kW) on the block before filling it: every kind's energy balance then counts it as
+supply beside retail purchase (``p2p_supply``); the retail bill stays on ``buy_kw`` and
+``sell_kw``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ from agents.equipment import (
 )
 
 
+def p2p_supply(b: pyo.Block, t: int):
+    """Net peer-to-peer purchase in period ``t`` where the block trades P2P, else 0."""
+    p2p = b.component("p2p_in_kw")
+    return 0 if p2p is None else p2p[t]
+
+
 def define_prosumer(b: pyo.Block, d: ProsumerData) -> pyo.Block:
     """min Σ Δt (λToU buy − λFiT sell − λP2V p2v) + fixed, s.t. the balance
     gen + dis + buy = load + ch + sell + p2v and the equipment constraints."""
@@ -36,7 +47,7 @@ def define_prosumer(b: pyo.Block, d: ProsumerData) -> pyo.Block:
     def balance(b, t):
         ch = bat.ch_kw[t] if bat is not None else 0
         dis = bat.dis_kw[t] if bat is not None else 0
-        supply = pv.gen_kw[t] + dis + g.buy_kw[t]
+        supply = pv.gen_kw[t] + dis + g.buy_kw[t] + p2p_supply(b, t)
         return supply == float(d.load_kw[t]) + ch + g.sell_kw[t] + g.p2v_kw[t]
 
     b.balance = pyo.Constraint(T, rule=balance)
@@ -62,7 +73,8 @@ def define_ev(b: pyo.Block, d: EVData) -> pyo.Block:
     the battery, and the EV charges only while plugged."""
     T, h, tr = range(d.horizon.periods), d.horizon.period_h, d.tariff
     add_battery(b, d.horizon, d.battery, drain_kwh=d.trip_kwh, with_discharge=False)
-    g = add_ev_charger(b, d.horizon, d.away, d.buy_max_kw, d.p2v_max_kw)
+    g = add_ev_charger(b, d.horizon, d.away, d.buy_max_kw, d.p2v_max_kw,
+                       p2p_in=lambda t: p2p_supply(b, t))
     b.p2v_kw = pyo.Reference(g.p2v_kw)
     price = add_prices(b, d.horizon, tr)
     b.cost_eur = pyo.Expression(
@@ -99,7 +111,7 @@ def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
     def balance(b, t):
         ch = bat.ch_kw[t] if bat is not None else 0
         dis = bat.dis_kw[t] if bat is not None else 0
-        supply = pv.gen_kw[t] + wind.gen_kw[t] + dis + g.buy_kw[t]
+        supply = pv.gen_kw[t] + wind.gen_kw[t] + dis + g.buy_kw[t] + p2p_supply(b, t)
         return supply == float(d.load_kw[t]) + b.flex_kw[t] + ch + g.sell_kw[t]
 
     b.balance = pyo.Constraint(T, rule=balance)
