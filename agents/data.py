@@ -69,7 +69,11 @@ class ProsumerData:
 
 @dataclass(frozen=True)
 class EVData:
-    """An electric vehicle with its day of trips (MODELS.md §A, EV)."""
+    """An electric vehicle with its day of trips (MODELS.md §A, EV).
+
+    ``sell_max_kw`` > 0 makes it a V2G EV: while plugged in it may discharge its battery
+    (at most ``battery.discharge_max_kw``) and export up to ``sell_max_kw`` at its
+    connection, sold at the tariff's feed-in price; 0 (the default): it only charges."""
 
     name: str
     horizon: Horizon
@@ -79,6 +83,12 @@ class EVData:
     battery: BatterySpec
     buy_max_kw: float
     p2v_max_kw: float
+    sell_max_kw: float = 0.0  # V2G export limit at the connection; 0: no V2G
+
+    @property
+    def v2g(self) -> bool:
+        """Whether the EV may discharge into the grid."""
+        return self.sell_max_kw > 0
 
 
 @dataclass(frozen=True)
@@ -189,9 +199,11 @@ def data_from_dict(raw: dict) -> AgentData:
 
 def net_load_kw(kind: str, flows: dict[str, np.ndarray]) -> np.ndarray:
     """Power drawn from the grid at the agent's connection (negative when exporting):
-    retail purchases and P2V purchases in, feed-in and P2V sales out."""
+    retail purchases and P2V purchases in, feed-in and P2V sales out (a V2G EV's feed-in
+    where its flows have one)."""
     if kind == "prosumer":
         return flows["buy_kw"] - flows["sell_kw"] - flows["p2v_kw"]
     if kind == "building":
         return flows["buy_kw"] - flows["sell_kw"]
-    return flows["buy_kw"] + flows["p2v_kw"]
+    net = flows["buy_kw"] + flows["p2v_kw"]
+    return net - flows["sell_kw"] if "sell_kw" in flows else net

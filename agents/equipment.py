@@ -173,26 +173,61 @@ def add_retail_connection(
 
 def add_ev_charger(
     top: pyo.Block, horizon: Horizon, away: np.ndarray, buy_max_kw: float, p2v_max_kw: float,
-    p2p_in=lambda t: 0,
+    p2p_in=lambda t: 0, sell_max_kw: float = 0.0,
 ) -> pyo.Block:
     """Charging from retail and P2V while plugged (Eqs 25, 28, 29).
 
     buy_t + p2v_t (+ p2p_t) = ch_t, buy_t ≤ Bmax·A_t, p2v_t ≤ L_t·A_t, with A_t = 0 on a
     trip; ``p2p_in(t)``: net peer-to-peer purchase where the EV trades P2P. The battery
     block must already exist on ``top``.
+
+    With ``sell_max_kw`` > 0 (V2G; the battery block then has ``dis_kw``) the EV also
+    exports: buy_t + p2v_t (+ p2p_t) = ch_t − dis_t + sell_t, sell_t ≤ Smax·A_t·xs_t,
+    dis_t = 0 on a trip, buy_t ≤ Bmax·xb_t, p2v_t ≤ L_t·xp_t, xb + xs ≤ 1, xp + xs ≤ 1
+    (it never buys to resell in the same period).
     """
     T = range(horizon.periods)
     plugged = [0.0 if away[t] else 1.0 for t in T]
     limit = add_p2v_limit(top, horizon, p2v_max_kw)
+    bat = top.battery
     top.grid = b = pyo.Block()
     b.buy_kw = pyo.Var(T, bounds=(0, buy_max_kw))
     b.p2v_kw = pyo.Var(T, bounds=(0, p2v_max_kw))
     b.buy_plugged = pyo.Constraint(T, rule=lambda b, t: b.buy_kw[t] <= buy_max_kw * plugged[t])
     b.p2v_plugged = pyo.Constraint(T, rule=lambda b, t: b.p2v_kw[t] <= limit[t] * plugged[t])
-    b.feeds = pyo.Constraint(
-        T, rule=lambda b, t: b.buy_kw[t] + b.p2v_kw[t] + p2p_in(t) == top.battery.ch_kw[t]
-    )
+    v2g = sell_max_kw > 0
+    if v2g:
+        _add_ev_export(top, b, T, plugged, buy_max_kw, sell_max_kw, limit)
+
+    def feeds(b, t):
+        supply = b.buy_kw[t] + b.p2v_kw[t] + p2p_in(t)
+        if v2g:
+            return supply == bat.ch_kw[t] - bat.dis_kw[t] + b.sell_kw[t]
+        return supply == bat.ch_kw[t]
+
+    b.feeds = pyo.Constraint(T, rule=feeds)
     return b
+
+
+def _add_ev_export(top: pyo.Block, b: pyo.Block, T: range, plugged: list[float],
+                   buy_max_kw: float, sell_max_kw: float, limit: pyo.Param) -> None:
+    """A V2G EV's feed-in, discharge only while plugged, and purchase/sale exclusion."""
+    dis = top.battery.dis_kw
+    b.sell_kw = pyo.Var(T, bounds=(0, sell_max_kw))
+    b.x_buy, b.x_sell, b.x_p2v = (pyo.Var(T, domain=pyo.Binary) for _ in range(3))
+    b.buy_on = pyo.Constraint(T, rule=lambda b, t: b.buy_kw[t] <= buy_max_kw * b.x_buy[t])
+    b.p2v_on = pyo.Constraint(T, rule=lambda b, t: b.p2v_kw[t] <= limit[t] * b.x_p2v[t])
+    b.sell_on = pyo.Constraint(
+        T, rule=lambda b, t: b.sell_kw[t] <= sell_max_kw * plugged[t] * b.x_sell[t])
+    b.dis_plugged = pyo.Constraint(
+        T, rule=lambda b, t: dis[t] == 0 if not plugged[t] else pyo.Constraint.Skip)
+    b.buy_or_sell = pyo.Constraint(T, rule=lambda b, t: b.x_buy[t] + b.x_sell[t] <= 1)
+    b.p2v_or_sell = pyo.Constraint(T, rule=lambda b, t: b.x_p2v[t] + b.x_sell[t] <= 1)
+    _register(
+        top,
+        [(b.x_buy, b.buy_kw), (b.x_sell, b.sell_kw), (b.x_p2v, b.p2v_kw)],
+        [(b.x_buy, b.x_sell), (b.x_p2v, b.x_sell)],
+    )
 
 
 def add_prices(top: pyo.Block, horizon: Horizon, tariff, cdl_factor: float = 1.0) -> pyo.Block:

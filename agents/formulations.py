@@ -70,19 +70,26 @@ def define_prosumer(b: pyo.Block, d: ProsumerData) -> pyo.Block:
 
 def define_ev(b: pyo.Block, d: EVData) -> pyo.Block:
     """min Σ Δt (λToU buy + λP2V p2v) + fixed, s.t. buy + p2v = ch, the trips drain
-    the battery, and the EV charges only while plugged."""
+    the battery, and the EV charges only while plugged.
+
+    A V2G EV (``d.sell_max_kw`` > 0) also discharges while plugged (never while charging)
+    and sells at the feed-in price: min Σ Δt (λToU buy + λP2V p2v − λFiT sell) + fixed,
+    s.t. buy + p2v = ch − dis + sell (``add_ev_charger``)."""
     T, h, tr = range(d.horizon.periods), d.horizon.period_h, d.tariff
-    add_battery(b, d.horizon, d.battery, drain_kwh=d.trip_kwh, with_discharge=False)
+    v2g = d.v2g
+    add_battery(b, d.horizon, d.battery, drain_kwh=d.trip_kwh, with_discharge=v2g)
     g = add_ev_charger(b, d.horizon, d.away, d.buy_max_kw, d.p2v_max_kw,
-                       p2p_in=lambda t: p2p_supply(b, t))
+                       p2p_in=lambda t: p2p_supply(b, t),
+                       sell_max_kw=d.sell_max_kw if v2g else 0.0)
     b.p2v_kw = pyo.Reference(g.p2v_kw)
     price = add_prices(b, d.horizon, tr)
+
+    def period_eur(t):
+        eur = price.buy[t] * g.buy_kw[t] + tr.p2v_eur_per_kwh * g.p2v_kw[t]
+        return eur - price.sell[t] * g.sell_kw[t] if v2g else eur
+
     b.cost_eur = pyo.Expression(
-        expr=sum(
-            h * (price.buy[t] * g.buy_kw[t] + tr.p2v_eur_per_kwh * g.p2v_kw[t])
-            for t in T
-        )
-        + tr.fixed_eur_per_day
+        expr=sum(h * period_eur(t) for t in T) + tr.fixed_eur_per_day
     )
     return b
 

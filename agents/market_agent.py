@@ -36,10 +36,12 @@ from coordinator.protocol import (
 
 def export_cap_kw(day_data) -> np.ndarray:
     """The most the agent may export at its connection per period (P2V sales included;
-    a building's power injection limit where it has one)."""
+    a building's power injection limit where it has one; an EV: its V2G export limit
+    while plugged in, 0 without V2G)."""
     n = day_data.horizon.periods
     if hasattr(day_data, "trip_kwh"):
-        return np.zeros(n)
+        sell = float(getattr(day_data, "sell_max_kw", 0.0))
+        return np.where(np.asarray(day_data.away, bool), 0.0, sell) if sell > 0 else np.zeros(n)
     cap = float(getattr(day_data, "sell_max_kw", 0.0) + getattr(day_data, "p2v_max_kw", 0.0))
     pil = getattr(day_data, "pil_kw", None)
     return np.full(n, cap) if pil is None else np.minimum(cap, pil)
@@ -68,8 +70,10 @@ class MarketAgent:
     """One agent's market behaviour around its MILP, day after day."""
 
     def __init__(self, data, family: str = "limits", actuals: Actuals | None = None,
-                 mip_rel_gap: float = 1e-6, time_limit_s: float = 60.0, lp_first: bool = True):
+                 mip_rel_gap: float = 1e-6, time_limit_s: float = 60.0, lp_first: bool = True,
+                 binaries: str = "relax"):
         self.data, self.strategy = data, strategy(family)
+        self.binaries = binaries  # how a convex market's local problem treats binaries
         self.actuals = actuals or Actuals()
         self.options = {"mip_rel_gap": mip_rel_gap, "time_limit_s": time_limit_s}
         self.lp_first = lp_first

@@ -6,7 +6,8 @@ penalties): flexible loads run as planned; PV and wind produce their actual avai
 less the curtailment the plan chose; the battery absorbs the difference between actual
 and forecast net demand as far as its power and energy allow, so the realised power at
 the connection tracks the planned one; renewables are curtailed only where the export
-would exceed the connection's export limit. An EV drives and charges as planned.
+would exceed the connection's export limit. An EV drives, charges and (V2G) discharges
+as planned.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def realise_period(day_data, planned: dict[str, np.ndarray], t: int, soc_kwh: fl
     connection, + import). ``planned``: the day-ahead plan's flows."""
     h = day_data.horizon.period_h
     flows = {k: float(v[t]) for k, v in planned.items()}
-    if hasattr(day_data, "trip_kwh"):  # an EV: as planned
-        return _with_soc(day_data, flows, soc_kwh, h, float(day_data.trip_kwh[t]),
-                         flows.get("buy_kw", 0.0) + flows.get("p2v_kw", 0.0))
+    if hasattr(day_data, "trip_kwh"):  # an EV: as planned (a V2G EV's feed-in goes out)
+        net = flows.get("buy_kw", 0.0) + flows.get("p2v_kw", 0.0) - flows.get("sell_kw", 0.0)
+        return _with_soc(day_data, flows, soc_kwh, h, float(day_data.trip_kwh[t]), net)
     extra = actual["load_kw"] - float(day_data.load_kw[t])
     flows["load_kw"] = actual["load_kw"]
     for name in RENEWABLES:

@@ -7,6 +7,10 @@
   connection's limit), and quotes its planned net demand; when the market announces
   importer and exporter prices (price discovery), it re-plans against them.
 
+- ``admm`` (ADMM P2P): the agent registers its import and export limits, then every
+  round re-solves its local problem (``agents.admm_peer``) with the round's trade
+  targets, prices and ρ and offers its trades per counterparty and its net import.
+
 A strategy also says which connection limits the agent registers with.
 """
 
@@ -14,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from coordinator.protocol import OfferBody, Signal
+from agents.admm_peer import PeerModel, connection_limits
+from coordinator.protocol import NET, P2P, OfferBody, Signal
 
 
 def _series(value, periods: int) -> list[float]:
@@ -70,7 +75,33 @@ class QuoteStrategy:
         return OfferBody(quantities_kw={"net": agent.planned_net_kw().tolist()})
 
 
-STRATEGIES = {s.family: s for s in (LimitsStrategy(), QuoteStrategy())}
+class ADMMStrategy:
+    family = "admm"
+
+    def limits(self, day_data) -> dict[str, list[float]]:
+        imp, exp = connection_limits(day_data)
+        return {"import": imp.tolist(), "export": exp.tolist()}
+
+    def answer(self, agent, msg: Signal) -> OfferBody:
+        """Build the day's peer model at the first round (its counterparties are the
+        signal's), apply the round's terms and solve."""
+        body = msg.body
+        by = (body.by_counterparty or {}).get(P2P, {})
+        model = agent.model
+        if not isinstance(model, PeerModel) or model.partners != list(by):
+            agent.model = model = PeerModel(agent.day_data, list(by), binaries=agent.binaries,
+                                            **agent.options)
+        net = body.terms.get(NET)
+        model.set_terms(body.rho or 0.0, {m: (t.price_eur_per_kwh, t.target_kw)
+                                          for m, t in by.items()},
+                        None if net is None else (net.price_eur_per_kwh, net.target_kw))
+        agent.plan = model.solve()
+        trades = {m: v.tolist() for m, v in model.trades_kw().items()}
+        return OfferBody(quantities_kw={NET: model.net_kw().tolist()},
+                         by_counterparty_kw={P2P: trades} if trades else None)
+
+
+STRATEGIES = {s.family: s for s in (LimitsStrategy(), QuoteStrategy(), ADMMStrategy())}
 
 
 def strategy(family: str):

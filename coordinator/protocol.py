@@ -39,6 +39,10 @@ CURVE_CLIENTS_DIR, CURVE_PRIVATE_DIR = "clients", "private"  # public keys; key 
 CURVE_PUBLIC, CURVE_SECRET = ".key", ".key_secret"
 CURVE_DEFAULT_CLIENT = "agents"  # one key for a whole agent host
 
+# Commodity keys that both sides of a mechanism use.
+NET = "net"  # an agent's signed net demand at its connection (+ import)
+P2P = "p2p"  # peer-to-peer trades
+
 Kind = Literal["prosumer", "ev", "building", "operator"]
 KINDS: tuple[str, ...] = Kind.__args__
 Key = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.:-]+$")]
@@ -94,12 +98,15 @@ class OfferBody(_Body):
 
 
 class ClearingBody(_Body):
-    """The day-ahead result for one agent: cleared quantities and prices per commodity,
+    """The day-ahead result for one agent: cleared quantities and prices per commodity
+    (and per counterparty where the market trades bilaterally: kW bought from it, − sold),
     and ``position_kw``: the energy the market delivers (+) or takes (−) at the agent's
     connection in each period; the rest of its realised power is retail."""
 
     quantities_kw: dict[Key, Series] = Field(default_factory=dict)
     prices_eur_per_kwh: dict[Key, Series] = Field(default_factory=dict)
+    by_counterparty_kw: dict[Key, dict[Key, Series]] | None = None  # bilateral trades
+    by_counterparty_price: dict[Key, dict[Key, Series]] | None = None  # their prices
     position_kw: Series
     converged: bool
 

@@ -120,6 +120,16 @@ NETWORKS: dict[str, Callable[..., pp.pandapowerNet]] = {
 }
 
 
+@functools.cache
+def published_loads(name: str) -> tuple[tuple[int, float, float], ...]:
+    """The network case's own loads summed per bus: (bus, p_kw, q_kvar), in bus order."""
+    net = _published(name) if name in ("case33bw", "cigre_lv") else NETWORKS[name]()
+    loads = net.load[net.load.in_service]
+    p = (1000 * loads.p_mw * loads.scaling).groupby(loads.bus).sum()
+    q = (1000 * loads.q_mvar * loads.scaling).groupby(loads.bus).sum()
+    return tuple((int(b), float(p[b]), float(q[b])) for b in sorted(p.index))
+
+
 def load_network(name: str, **options) -> pp.pandapowerNet:
     """Build the network registered under `name`, passing `options` to its builder."""
     if name not in NETWORKS:

@@ -15,7 +15,7 @@ from coordinator.auth import write_keys
 from coordinator.service import add_arguments as add_coordinator_arguments
 from coordinator.service import serve as serve_coordinator
 from scenarios.run.errors import as_interrupt
-from scenarios.schema import ScenarioError, load_scenario, resolve_scenario
+from scenarios.schema import ScenarioError, agent_count, load_scenario, resolve_scenario
 
 EXIT_INVALID = 2
 SERVE_AGENTS_PORT = 5600  # default first port of `lemgrid serve-agents`
@@ -114,7 +114,7 @@ def cmd_validate(args) -> int:
 
     scenario = _load(args)
     build_actuals(scenario, build_community(scenario))  # data the file asks for can be made
-    print(f"{args.scenario}: valid ({sum(t.count for t in scenario.templates) + len(scenario.agents)}"
+    print(f"{args.scenario}: valid ({agent_count(scenario)}"
           f" agents, mechanism {scenario.market.mechanism})")
     return 0
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from coordinator.mechanisms import MECHANISMS
+from grid.networks import published_loads
 from scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 
 SCHEMA_PATH = Path(__file__).with_name("scenario.schema.json")
@@ -143,8 +144,22 @@ class DynamicPrices(Strict):
         return self
 
 
+class DayAhead(Strict):
+    """Hourly day-ahead prices (€/MWh, 24 values, the same every day of the run), which
+    retail follows: agents buy at the day-ahead price + ``buy_adder_eur_per_kwh`` and are
+    paid ``sell_factor`` × the day-ahead price for feed-in. They replace the time-of-use
+    and feed-in prices for every agent."""
+
+    eur_per_mwh: Annotated[list[NonNeg], Field(min_length=24, max_length=24)]
+    buy_adder_eur_per_kwh: NonNeg = Field(0.06, description="network access, charges and "
+                                          "the retailer's margin on top of the day-ahead price")
+    sell_factor: Fraction = Field(1.0, description="feed-in paid at this × the day-ahead "
+                                  "price")
+
+
 class Tariffs(Strict):
     dynamic: DynamicPrices | None = None
+    day_ahead: DayAhead | None = None
     time_of_use: TimeOfUse = TimeOfUse()
     feed_in_eur_per_kwh: NonNeg = 0.045
     p2v_price: P2VPrice = P2VPrice()
@@ -174,7 +189,8 @@ class Market(Strict):
                       "(scenario A)")
     tolerance_kw: NonNeg = Field(0.001, description="p2v_rules: supply-demand error; amc, "
                                  "gdrmc: change of the quotes between rounds")
-    max_rounds: int = Field(5, ge=1, description="p2v_rules: at most this many rounds")
+    max_rounds: int | None = Field(None, ge=1, description="at most this many rounds; null: "
+                                   "the mechanism's default (p2v_rules 5, admm 500)")
     price_rounds: int = Field(1, ge=1, description="amc, gdrmc: rounds of price discovery "
                               "(participants re-plan against the announced prices); 1 is the "
                               "one-shot market, quotes planned at the grid's prices")
@@ -188,6 +204,23 @@ class Market(Strict):
                               "costs this × the price")
     penalty_rate: NonNeg = Field(0.2, description="amc, gdrmc: violation cost rate ρ on the "
                                  "deviation from the quote")
+    network: bool = Field(True, description="admm: the network operator takes part and its "
+                          "voltage and line limits bind the trades; false: unconstrained P2P")
+    network_model: Literal["socp", "lindistflow"] = Field(
+        "socp", description="admm: the operator's network model, the relaxed branch-flow SOCP "
+        "or the LinDistFlow LP")
+    rho0: float = Field(100.0, gt=0, description="admm: initial penalty ρ (€/MW²h)")
+    residual_balancing: bool = Field(True, description="admm: adapt ρ to the residuals")
+    balancing_mu: float = Field(10.0, gt=1, description="admm: residual balancing μ (ρ changes "
+                                "when one residual exceeds μ × the other)")
+    balancing_tau: float = Field(2.0, gt=1, description="admm: residual balancing τ (the factor "
+                                 "ρ changes by)")
+    residual_tolerance: float = Field(1e-4, gt=0, description="admm: primal and dual residuals "
+                                      "(scaled: relative to the quantities and the prices) at "
+                                      "most this")
+    binaries: Literal["relax", "fix"] = Field(
+        "relax", description="admm: the peers' binaries, relaxed (genuine on/off decisions "
+        "kept from the plan without the market) or all fixed from that plan")
 
     @field_validator("mechanism")
     @classmethod
@@ -329,6 +362,22 @@ class ProsumerTemplate(Strict):
         return _check_range(value, 0, 1, " for a state of charge")
 
 
+V2G_DISCHARGE = ("V2G: the EV may discharge its battery into the grid while plugged in "
+                 "(never while charging), sold at the feed-in price")
+V2G_DISCHARGE_MAX = ("kW the battery may discharge with V2G; null: the EV's charge limit, "
+                     "min(the model's AC charge kW, contracted kVA); its export at the "
+                     "connection is at most min(this, contracted kVA); only with discharge: "
+                     "true")
+
+
+def _check_discharge(ev):
+    """``discharge_max_kw`` only where the EV discharges."""
+    if ev.discharge_max_kw is not None and not ev.discharge:
+        raise ValueError(f"discharge_max_kw: {ev.discharge_max_kw:g} is given but discharge "
+                         "is false; allowed: discharge_max_kw only with discharge: true")
+    return ev
+
+
 class EVTemplate(Strict):
     kind: Literal["ev"]
     count: int = Field(gt=0)
@@ -338,12 +387,18 @@ class EVTemplate(Strict):
     initial_soc: Fraction | Uniform = 0.6
     end_soc_min: Fraction | None = Field(None, description="null: the initial SoC")
     trips: Trips = Trips()
+    discharge: bool = Field(False, description=V2G_DISCHARGE)
+    discharge_max_kw: NonNeg | None = Field(None, description=V2G_DISCHARGE_MAX)
 
     @field_validator("initial_soc", "end_soc_min")
     @classmethod
     def _soc(cls, value):
         return _check_range(value, EV_SOC_MIN_FRAC, 1,
                             " (an EV is never below 10 % of its battery)")
+
+    @model_validator(mode="after")
+    def _discharge(self):
+        return _check_discharge(self)
 
 
 class ExplicitProsumer(Strict):
@@ -366,12 +421,18 @@ class ExplicitEV(Strict):
     contracted_kva: str
     initial_soc: Fraction = 0.6
     end_soc_min: Fraction | None = None
+    discharge: bool = Field(False, description=V2G_DISCHARGE)
+    discharge_max_kw: NonNeg | None = Field(None, description=V2G_DISCHARGE_MAX)
 
     @field_validator("initial_soc", "end_soc_min")
     @classmethod
     def _soc(cls, value):
         return _check_range(value, EV_SOC_MIN_FRAC, 1,
                             " (an EV is never below 10 % of its battery)")
+
+    @model_validator(mode="after")
+    def _discharge(self):
+        return _check_discharge(self)
 
 
 class CosimLink(Strict):
@@ -444,6 +505,7 @@ class FlexibleLoadSpec(Strict):
 
 
 FLEXIBLE = [k for k, a in APPLIANCES.items() if a.flexible]
+AGENT_KIND = {"network_loads": "prosumer"}  # template kind -> the kind of agent it makes
 
 
 class BuildingTemplate(Strict):
@@ -481,7 +543,24 @@ class BuildingTemplate(Strict):
         return _check_range(value, 0, 1, " for a state of charge")
 
 
-Template = Annotated[ProsumerTemplate | EVTemplate | BuildingTemplate,
+class NetworkLoadsTemplate(Strict):
+    """One consumer per load of the grid's network, on that load's bus (a prosumer agent
+    named ``<name_prefix><bus>``): its load is the network's published load × an hourly
+    shape (``shape``, 24 factors), with PV where ``pv_kw`` names its bus (seeded clear-sky
+    days at ``pv_yield_kwh_per_kw_day``); it may import ``import_factor`` × its published
+    load and export its PV. No fixed cost."""
+
+    kind: Literal["network_loads"]
+    name_prefix: str = "c"
+    shape: Annotated[list[NonNeg], Field(min_length=24, max_length=24)]
+    import_factor: float = Field(2.0, ge=1, description="connection import limit ÷ the "
+                                 "published load")
+    pv_kw: dict[Annotated[int, Field(ge=0)], NonNeg] = Field(
+        default_factory=dict, description="bus → installed PV (kW)")
+    pv_yield_kwh_per_kw_day: NonNeg = 4.5
+
+
+Template = Annotated[ProsumerTemplate | EVTemplate | BuildingTemplate | NetworkLoadsTemplate,
                      Field(discriminator="kind")]
 Explicit = Annotated[ExplicitProsumer | ExplicitEV, Field(discriminator="kind")]
 
@@ -539,13 +618,13 @@ def _check_keys(s: Scenario) -> list[str]:
     out = []
     for where, items in (("templates", s.templates), ("agents", s.agents)):
         for i, a in enumerate(items):
-            equipment = a.model if a.kind == "ev" else a.battery
+            equipment = a.model if a.kind == "ev" else getattr(a, "battery", None)
             known = EV_MODELS if a.kind == "ev" else BATTERY_TYPES
             for key in _keys(equipment):
                 if key not in known:
                     out.append(f"{where}.{i}: unknown {'EV model' if a.kind == 'ev' else 'battery'} "
                                f"{key!r}; allowed: {', '.join(known)}")
-            for key in _keys(a.contracted_kva):
+            for key in _keys(getattr(a, "contracted_kva", None)):
                 if key not in kva:
                     out.append(f"{where}.{i}.contracted_kva: {key!r} has no entry in "
                                f"tariffs.fixed_eur_per_day; allowed: {', '.join(kva) or 'none'}")
@@ -586,7 +665,7 @@ def _check_mechanism(s: Scenario) -> list[str]:
     if s.market.mode == "centralized" and mech.name != "p2v_rules":
         return [(f"market.mode: centralized is the counterpart of p2v_rules only; "
                 f"{mech.name} has none (use decentralized)")]
-    kinds = {a.kind for a in [*s.templates, *s.agents]}
+    kinds = {AGENT_KIND.get(a.kind, a.kind) for a in [*s.templates, *s.agents]}
     wrong = sorted(kinds - mech.kinds)
     if not wrong:
         return []
@@ -600,7 +679,7 @@ def _check_times(s: Scenario) -> list[str]:
     """Clock times the community builder turns into periods start a period."""
     step = s.horizon.period_minutes
     times = []
-    if s.tariffs.dynamic is None:
+    if s.tariffs.dynamic is None and s.tariffs.day_ahead is None:
         tou = s.tariffs.time_of_use
         times += [("tariffs.time_of_use.peak_start", tou.peak_start),
                   ("tariffs.time_of_use.peak_end", tou.peak_end)]
@@ -645,7 +724,7 @@ def _check_trips(s: Scenario) -> list[str]:
 
 def _check_size(s: Scenario) -> list[str]:
     """A run's per-period series fit in memory: agents × days × periods is bounded."""
-    agents = sum(t.count for t in s.templates) + len(s.agents)
+    agents = agent_count(s)
     values = max(agents, 1) * s.horizon.days * s.horizon.periods
     if values <= MAX_SERIES_VALUES:
         return []
@@ -655,13 +734,29 @@ def _check_size(s: Scenario) -> list[str]:
             f"= {values:.3g} values per series; allowed: at most {MAX_SERIES_VALUES:,}")]
 
 
+def agent_count(s: Scenario) -> int:
+    """How many agents the scenario makes (without naming them: a count may be huge)."""
+    return sum(len(published_loads(s.grid.network)) if t.kind == "network_loads" else t.count
+               for t in s.templates) + len(s.agents)
+
+
 def agent_names(s: Scenario) -> list[str]:
     """Every agent's name, as the community builder gives them (templates, then agents)."""
     names = []
     for tpl in s.templates:
+        if tpl.kind == "network_loads":
+            names += [name for name, _ in network_consumers(s, tpl)]
+            continue
         width = len(str(tpl.count))
         names += [f"{tpl.name_prefix}{k + 1:0{width}d}" for k in range(tpl.count)]
     return names + [a.name for a in s.agents]
+
+
+def network_consumers(s: Scenario, tpl: NetworkLoadsTemplate) -> list[tuple[str, int]]:
+    """(name, bus) of each consumer a network_loads template makes: one per bus with a
+    published load of the scenario's network."""
+    width = len(str(max((b for b, _, _ in published_loads(s.grid.network)), default=0)))
+    return [(f"{tpl.name_prefix}{b:0{width}d}", b) for b, _, _ in published_loads(s.grid.network)]
 
 
 def _check_names(s: Scenario) -> list[str]:

@@ -38,7 +38,9 @@ def test_unknown_key_names_field_and_allowed_keys(tmp_path):
     path = write(tmp_path, lambda r: r["market"].update(tolerance=0.1))
     assert errors(path) == [(f"{path}: market.tolerance: unknown key; allowed: mechanism, mode, "
                             "p2v, tolerance_kw, max_rounds, price_rounds, damping, pil, "
-                            "demand_limit, cdl_factor, penalty_rate")]
+                            "demand_limit, cdl_factor, penalty_rate, network, network_model, "
+                            "rho0, residual_balancing, balancing_mu, balancing_tau, "
+                            "residual_tolerance, binaries")]
 
 
 def test_every_problem_gets_a_line(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from coordinator.mechanisms import admm as _admm
 from coordinator.mechanisms import amc as _amc
 from coordinator.mechanisms import gdrmc as _gdrmc
 from coordinator.mechanisms import locality as _loc
@@ -28,6 +29,10 @@ MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
     Mechanism("p2g", _loc.LocalityParams, _loc.KINDS, "quote", _loc.init_locality, _p2g.step,
               _p2g.clear, _p2g.settle, _loc.check_offer,
               "no local market: every participant trades with the retailer (seed 004)"),
+    Mechanism("admm", _admm.ADMMParams, _admm.KINDS, "admm", _admm.init_admm, _admm.step_admm,
+              _admm.clear_admm, _admm.settle_admm, _admm.check_offer,
+              "bilateral P2P trades cleared by ADMM, with the network operator's limits "
+              "(seed 001)"),
 )}
 
 

@@ -23,6 +23,7 @@ from agents.data import (
     Tariff,
 )
 from agents.realise import Actuals
+from grid.networks import published_loads
 from scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 from scenarios.community.households import (
     forecast_actual,
@@ -40,10 +41,12 @@ from scenarios.schema import (
     EVTemplate,
     ExplicitEV,
     ExplicitProsumer,
+    NetworkLoadsTemplate,
     ProsumerTemplate,
     Scenario,
     ScenarioError,
     Uniform,
+    network_consumers,
 )
 
 ACTUALS_STREAM = 1_000_007  # the rng stream of forecast errors: [seed, ACTUALS_STREAM, k]
@@ -66,10 +69,17 @@ def p2v_price(s: Scenario) -> float:
 
 
 def grid_prices(s: Scenario) -> tuple[np.ndarray, np.ndarray]:
-    """Retail buy and feed-in prices per period over the run: the seeded dynamic prices
+    """Retail buy and feed-in prices per period over the run: the day-ahead prices and
+    their retail adders (``tariffs.day_ahead``), the seeded dynamic prices
     (``tariffs.dynamic``), else time of use (peak in [peak_start, peak_end)) and the
     feed-in tariff."""
     h, days = horizon_of(s), s.horizon.days
+    if s.tariffs.day_ahead is not None:
+        da = s.tariffs.day_ahead
+        hourly = np.asarray(da.eur_per_mwh, float) / 1000.0
+        hour = np.floor(np.arange(h.periods) * h.period_h + 1e-9).astype(int) % 24
+        day = hourly[hour]
+        return np.tile(day + da.buy_adder_eur_per_kwh, days), np.tile(da.sell_factor * day, days)
     if s.tariffs.dynamic is not None:
         dyn = s.tariffs.dynamic
         return month_prices_eur_per_kwh(
@@ -123,11 +133,21 @@ def _battery(key: str | None, soc0: float, soc_end: float | None) -> BatterySpec
                        (soc0 if soc_end is None else soc_end) * cap)
 
 
-def _ev_battery(key: str, kva: float, soc0: float, soc_end: float | None) -> BatterySpec:
+def _ev_battery(key: str, kva: float, soc0: float, soc_end: float | None,
+                discharge: bool = False, discharge_max_kw: float | None = None) -> BatterySpec:
+    """An EV's battery: it charges at min(the model's AC charge kW, contracted kVA). Without
+    V2G it never discharges (a trip's energy is drawn from it directly); with V2G
+    (``discharge``) it discharges at most ``discharge_max_kw`` (None: its charge limit)
+    through the charger, RECON: losing as much on the way out as on the way in."""
     m = EV_MODELS[key]
     cap = m.capacity_kwh
-    return BatterySpec(cap, EV_SOC_MIN_FRAC * cap, min(m.max_charge_kw, kva), 0.0,
-                       m.eta_charge, 1.0, soc0 * cap, (soc0 if soc_end is None else soc_end) * cap)
+    charge = min(m.max_charge_kw, kva)
+    dis, eta_dis = 0.0, 1.0
+    if discharge:
+        dis = charge if discharge_max_kw is None else float(discharge_max_kw)
+        eta_dis = m.eta_charge
+    return BatterySpec(cap, EV_SOC_MIN_FRAC * cap, charge, dis, m.eta_charge, eta_dis,
+                       soc0 * cap, (soc0 if soc_end is None else soc_end) * cap)
 
 
 def _prosumer(s: Scenario, name, kva, load, pv, battery, prices) -> ProsumerData:
@@ -139,11 +159,13 @@ def _prosumer(s: Scenario, name, kva, load, pv, battery, prices) -> ProsumerData
 
 def _ev(s: Scenario, name, kva, model, away, trip_kwh, battery, prices) -> EVData:
     """An EV (each day's end-of-day target is capped at what it can recharge after that
-    day's trips when the day is planned: ``agents.days.day_slice``)."""
+    day's trips when the day is planned: ``agents.days.day_slice``). A battery that may
+    discharge (V2G) exports at most min(its discharge limit, contracted kVA)."""
     p2v_max = battery.charge_max_kw if p2v_market(s) else 0.0
     return EVData(name, horizon_of(s), tariff_for(s, kva, prices), np.asarray(away, bool),
                   np.asarray(trip_kwh, float), battery, buy_max_kw=float(kva),
-                  p2v_max_kw=p2v_max)
+                  p2v_max_kw=p2v_max,
+                  sell_max_kw=min(float(battery.discharge_max_kw), float(kva)))
 
 
 def _later_days(s: Scenario, i: int, draw) -> list:
@@ -206,7 +228,8 @@ def _from_ev_template(s: Scenario, tpl: EVTemplate, rng, i: int, prices) -> list
     return [_ev(s, f"{tpl.name_prefix}{k + 1:0{width}d}", kvas[k], models[k],
                 np.concatenate([d[k].away for d in days]),
                 np.concatenate([d[k].trip_kwh for d in days]),
-                _ev_battery(models[k], float(kvas[k]), soc0[k], tpl.end_soc_min), prices)
+                _ev_battery(models[k], float(kvas[k]), soc0[k], tpl.end_soc_min,
+                            tpl.discharge, tpl.discharge_max_kw), prices)
             for k in range(n)]
 
 
@@ -274,7 +297,8 @@ def _explicit(s: Scenario, a: ExplicitProsumer | ExplicitEV, prices) -> Prosumer
         return _prosumer(s, a.name, a.contracted_kva, a.load_kw, a.pv_kw,
                          _battery(a.battery, a.battery_initial_soc, a.battery_end_soc_min),
                          prices)
-    bat = _ev_battery(a.model, float(a.contracted_kva), a.initial_soc, a.end_soc_min)
+    bat = _ev_battery(a.model, float(a.contracted_kva), a.initial_soc, a.end_soc_min,
+                      a.discharge, a.discharge_max_kw)
     return _ev(s, a.name, a.contracted_kva, a.model, a.away, a.trip_kwh, bat, prices)
 
 
@@ -289,6 +313,37 @@ def _template_field(tpl, exc: ValueError) -> str:
     return ""
 
 
+def _from_network_loads_template(s: Scenario, tpl: NetworkLoadsTemplate, rng, i: int,
+                                 prices) -> list[ProsumerData]:
+    """One consumer per published load of the network (``NetworkLoadsTemplate``)."""
+    h, days = horizon_of(s), s.horizon.days
+    hour = np.floor(np.arange(h.periods) * h.period_h + 1e-9).astype(int) % 24
+    shape = np.asarray(tpl.shape, float)[hour]
+    p_kw = {b: p for b, p, _ in published_loads(s.grid.network)}
+    unknown = sorted(set(tpl.pv_kw) - set(p_kw))
+    if unknown:
+        raise ValueError(f"pv_kw names bus {unknown[0]}, which has no load in network "
+                         f"{s.grid.network}; allowed: {', '.join(map(str, sorted(p_kw)))}")
+    buy, sell = prices
+    out = []
+    for name, bus in network_consumers(s, tpl):
+        pv_kw = float(tpl.pv_kw.get(bus, 0.0))
+        pv = (pv_available_kw(np.random.default_rng([s.seed, i, bus]), days, h.periods,
+                              installed_kw=pv_kw, yield_kwh_per_kw_day=tpl.pv_yield_kwh_per_kw_day)
+              if pv_kw > 0 else np.zeros(days * h.periods))
+        out.append(ProsumerData(name, h, Tariff(buy, sell, p2v_price(s), 0.0),
+                                np.tile(p_kw[bus] * shape, days), pv, None,
+                                buy_max_kw=tpl.import_factor * p_kw[bus], sell_max_kw=pv_kw,
+                                p2v_max_kw=0.0))
+    return out
+
+
+def network_buses(s: Scenario) -> dict[str, int]:
+    """The buses the scenario fixes by construction (consumers of the network's loads)."""
+    return {name: bus for tpl in s.templates if tpl.kind == "network_loads"
+            for name, bus in network_consumers(s, tpl)}
+
+
 def build_community(s: Scenario) -> list[ProsumerData | EVData]:
     """Every agent of the scenario: templates first (in file order), then explicit agents.
     Data the scenario asks for but that cannot be made is a ScenarioError naming the field."""
@@ -300,7 +355,8 @@ def build_community(s: Scenario) -> list[ProsumerData | EVData]:
     for i, tpl in enumerate(s.templates):
         rng = np.random.default_rng([s.seed, i])
         build = {"prosumer": _from_prosumer_template, "ev": _from_ev_template,
-                 "building": _from_building_template}[tpl.kind]
+                 "building": _from_building_template,
+                 "network_loads": _from_network_loads_template}[tpl.kind]
         try:
             agents += build(s, tpl, rng, i, prices)
         except ScenarioError:

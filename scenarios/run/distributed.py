@@ -32,7 +32,7 @@ from grid.powerflow import PeriodResult
 from scenarios.results.outcome import DayResult, RoundStats
 from scenarios.run import collector
 from scenarios.run.errors import RunError, RunStopped, as_interrupt
-from scenarios.run.market import mechanism_setup
+from scenarios.run.market import max_rounds, mechanism_setup
 from scenarios.run.network import n_buses, network_options
 from scenarios.run.progress import RoundWatcher
 from scenarios.run.topology import group_addresses, group_count, process_groups
@@ -372,7 +372,7 @@ def _records(s: Scenario, out: Path, coordinator, first_day: int = 0) -> dict:
     started has exited."""
     rt = s.runtime
     day_s = (rt.registration_timeout_s + rt.realisation_timeout_s
-             + rt.round_deadline_s * s.market.max_rounds)
+             + rt.round_deadline_s * max_rounds(s))
     folder = out / RECORDS_DIR
 
     def count() -> int:

@@ -16,6 +16,7 @@ import numpy as np
 from agents.days import day_slice
 from agents.formulations import flow_components
 from agents.market_agent import MarketAgent, settle_schedule
+from agents.operator import OperatorAgent
 from agents.realise import Actuals
 from agents.solver import (
     OPTIMAL,
@@ -34,7 +35,8 @@ from coordinator.session import MarketSession
 from scenarios.community.builder import p2v_price
 from scenarios.results.outcome import DayResult, RoundStats
 from scenarios.run.errors import RunError
-from scenarios.run.market import mechanism_setup
+from scenarios.run.market import OPERATOR, mechanism_setup, needs_operator, operator_data
+from scenarios.run.network import place_agents
 from scenarios.schema import Scenario
 
 AGENT_ERRORS = (AgentInfeasible, AgentSolveError, ValueError)  # ValueError: data too short
@@ -51,9 +53,15 @@ def _answer(agent: MarketAgent, signal, session: MarketSession, stats: RoundStat
 
 
 def make_agents(s: Scenario, community, actuals: dict[str, Actuals], family: str):
+    """The community's market agents, and the network operator where the market has one."""
     so = s.solver
-    return {d.name: MarketAgent(d, family, actuals.get(d.name), so.mip_rel_gap,
-                                so.time_limit_s, so.lp_first) for d in community}
+    agents = {d.name: MarketAgent(d, family, actuals.get(d.name), so.mip_rel_gap,
+                                  so.time_limit_s, so.lp_first, s.market.binaries)
+              for d in community}
+    if needs_operator(s):
+        agents[OPERATOR] = OperatorAgent(operator_data(s, place_agents(s, community),
+                                                             community))
+    return agents
 
 
 def _join(agents, session: MarketSession, gone: dict[str, str]) -> float:
@@ -93,9 +101,9 @@ def run_day(agents, mech, params, day: int, gone: dict[str, str], progress=None)
     for name, msg in session.clear().items():
         agents[name].on_clearing(msg)
     market_s = time.perf_counter() - t0
-    active = session.active
+    cleared = list(session.clearings)
     for t in range(session.periods):
-        for name in active:
+        for name in cleared:
             session.meter(agents[name].realise(t))
         if progress:
             progress.on_period(t)

@@ -7,6 +7,7 @@ import numpy as np
 from grid.mapping import assign_buses
 from grid.networks import load_network
 from grid.powerflow import GridLimits, GridModel, PeriodResult
+from scenarios.community.builder import network_buses
 from scenarios.run.errors import RunError
 from scenarios.schema import Scenario
 
@@ -25,7 +26,8 @@ def place_agents(s: Scenario, community) -> dict[str, int]:
     net = load_network(s.grid.network, **network_options(s))
     try:
         return assign_buses([d.name for d in community], net,
-                            np.random.default_rng([s.seed, BUS_SEED_STREAM]), s.grid.buses)
+                            np.random.default_rng([s.seed, BUS_SEED_STREAM]),
+                            {**network_buses(s), **s.grid.buses})
     except ValueError as exc:
         raise RunError(f"{s.name}: grid.buses: {exc}") from None
 

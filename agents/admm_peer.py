@@ -1,0 +1,323 @@
+"""A peer's local problem in an ADMM peer-to-peer market (MODELS.md §B), held in HiGHS.
+
+The peer's own model (any kind: prosumer, EV, building) gets a net P2P purchase
+s = Σ_m P_m in its energy balance (P_m: kW bought from counterparty m, − sold) and its
+net import at the connection q = retail purchase − retail sale + s. Its cost stays its
+retail bill; every round adds the market's augmented-Lagrangian terms
+
+    Σ_t Δt [Σ_m (λ_m P_m + ρ/2 (P_m − a_m)²) + μ q + ρ/2 (q − y)²].
+
+The trades enter the peer's physics only through their sum s, so for a given s the best
+split is closed form: with v_m = a_m − λ_m/ρ and V = Σ_m v_m over the M counterparties,
+P_m = v_m + (s − V)/M, and the trade terms equal ρ/(2M) (s − V)² plus a constant. The
+peer's problem is therefore its own model plus two quadratic columns per period (s and
+q) — the same optimum as one column per counterparty, at a fraction of the solve time
+(the per-trade bounds of that form would only repeat the connection limits, which
+bound s and q). The model is built once a day; a round rewrites the linear costs of s
+and q and, when ρ changes, their Hessian diagonal.
+
+ADMM needs a convex local problem, so the binaries are settled before the market opens.
+The peer first plans its day without the market (the MILP, at retail); then
+
+- ``relax`` (default): the indicator binaries (buy or sell, charge or discharge) become
+  continuous in [0, 1]; genuine integer decisions (a flexible load's on/off) keep the
+  values of that first plan. With retail buy above feed-in and lossy batteries, buying
+  and selling at once or charging and discharging at once only burns money, so the
+  relaxation is exact unless prices go negative; ``relaxation_conflicts`` counts the
+  periods where the final plan does both;
+- ``fix``: every binary keeps the first plan's value (the modes are fixed; the market
+  can only move powers within them).
+
+HiGHS's active-set QP solver cycles when the Hessian entries are five orders of
+magnitude below the costs (ρ = 100 €/MW²h is 1e-4 €/kW²h): the objective goes to HiGHS
+scaled by ``OBJECTIVE_SCALE``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import pyomo.environ as pyo
+
+from agents.data import AgentData, Schedule
+from agents.diagnose import explain_infeasible
+from agents.formulations import flow_components
+from agents.solver import (
+    BUILD_LOCK,
+    FLOW_ON_KW,
+    INFEASIBLE,
+    OPTIMAL,
+    AgentInfeasible,
+    AgentSolveError,
+    PersistentMILP,
+    agent_kind,
+    define_agent,
+    schedule_from_values,
+)
+
+BINARIES = ("relax", "fix")
+OBJECTIVE_SCALE = 1000.0  # € -> m€ in HiGHS (see the module docstring)
+QP_ITERATION_LIMIT = 20_000  # ~10 × a healthy solve: a cycling QP stops here
+PROXIMAL_EUR_PER_KW2H = 1e-5  # ε of the proximal term on every column (module docstring)
+KW_PER_MW = 1000.0
+CONTINUOUS = highspy.HighsVarType.kContinuous
+
+
+def connection_limits(data: AgentData) -> tuple[np.ndarray, np.ndarray]:
+    """(import, export) limits at the agent's connection per period (kW): what it may buy
+    and sell through the market (an EV only while plugged in)."""
+    n = data.horizon.periods
+    imp = np.full(n, float(data.buy_max_kw))
+    exp = np.full(n, float(getattr(data, "sell_max_kw", 0.0)))
+    pil = getattr(data, "pil_kw", None)
+    if pil is not None:
+        exp = np.minimum(exp, pil)
+    away = getattr(data, "away", None)
+    if away is not None:
+        plugged = ~np.asarray(away, bool)
+        imp, exp = imp * plugged, exp * plugged
+    return imp, exp
+
+
+def _retail_net(m: pyo.Block, t: int):
+    """Retail purchase minus retail sale in period ``t`` (P2V quantities are zero: the
+    P2V limit is held at 0 in a P2P market)."""
+    g = m.grid
+    sell = g.component("sell_kw")
+    return g.buy_kw[t] - (sell[t] if sell is not None else 0)
+
+
+class PeerModel:
+    """One peer's day in the ADMM market: build once, update the market's terms, solve."""
+
+    def __init__(self, data: AgentData, partners: list[str], mip_rel_gap: float = 1e-6,
+                 time_limit_s: float = 60.0, binaries: str = "relax"):
+        if binaries not in BINARIES:
+            raise ValueError(f"binaries {binaries!r}; allowed: {', '.join(BINARIES)}")
+        self.data, self.kind, self.partners = data, agent_kind(data), list(partners)
+        self.binaries = binaries
+        with BUILD_LOCK:
+            self._build(mip_rel_gap, time_limit_s)
+        self._settle_binaries()
+        self._rho = None  # (ρ, quadratic column counts) of the Hessian in HiGHS
+        self._v = None
+        self.x = None  # the last solution
+        self.relaxation_conflicts = 0
+        self.fallbacks = 0  # QP solves HiGHS stalled on, solved by Clarabel instead
+
+    @property
+    def name(self) -> str:
+        return self.data.name
+
+    def _build(self, mip_rel_gap: float, time_limit_s: float) -> None:
+        d = self.data
+        T = range(d.horizon.periods)
+        imp, exp = connection_limits(d)
+        self.m = m = pyo.ConcreteModel(name=d.name)
+        m.p2p_in_kw = pyo.Var(T, bounds=(0, 0))  # opened once the binaries are settled
+        define_agent(m, d)
+        if m.component("p2v_limit_kw") is not None:  # no P2V sales in a P2P market
+            for t in T:
+                m.p2v_limit_kw[t] = 0.0
+            for t in T:
+                m.grid.p2v_kw[t].setub(0.0)
+        m.q_kw = pyo.Var(T, bounds=lambda m, t: (-float(exp[t]), float(imp[t])))
+        m.q_def = pyo.Constraint(T, rule=lambda m, t: m.q_kw[t]
+                                 == _retail_net(m, t) + m.p2p_in_kw[t])
+        m.obj = pyo.Objective(expr=m.cost_eur)
+        self.solver = s = PersistentMILP(m, mip_rel_gap, time_limit_s)
+        self.highs = s.highs
+        self._flows = {k: s.columns(v) for k, v in flow_components(m).items()}
+        self._p2p = s.columns(m.p2p_in_kw)
+        self._q = s.columns(m.q_kw)
+        self._limits = (imp, exp)
+        lp = self.highs.getLp()
+        self._cost = np.asarray(lp.col_cost_, float).copy()  # the retail bill
+        self._offset = float(lp.offset_)
+        self._ncols = int(lp.num_col_)
+        cols = np.arange(self._ncols, dtype=np.int32)
+        self.highs.changeColsCost(self._ncols, cols, OBJECTIVE_SCALE * self._cost)
+        self._time_limit_s = time_limit_s
+
+    def _settle_binaries(self) -> None:
+        """Plan the day without the market (MILP), keep the binaries as the mode says,
+        make the problem continuous and open the trades."""
+        status, _ = self.solver.solve(lp_first=True)
+        if status in INFEASIBLE:
+            raise AgentInfeasible(explain_infeasible(self.data))
+        if status != OPTIMAL:
+            raise AgentSolveError(f"{self.kind} {self.name}: solver stopped with status "
+                                  f"{self.solver.status_text(status)}")
+        h, s = self.highs, self.solver
+        x = np.asarray(h.getSolution().col_value)
+        fixed = s._binaries if self.binaries == "fix" else s._integers
+        if len(s._binaries):
+            n = len(s._binaries)
+            h.changeColsIntegrality(n, s._binaries, np.full(n, CONTINUOUS))
+            h.changeColsBounds(n, s._binaries, np.zeros(n), np.ones(n))
+        if len(fixed):
+            v = np.round(x[fixed])
+            h.changeColsBounds(len(fixed), fixed, v, v)
+        imp, exp = self._limits
+        if self.partners:
+            h.changeColsBounds(len(imp), self._p2p, -exp, imp)
+        self._exclusive = [(s._flows[a], s._flows[b]) for a, b in s._exclusive]
+
+    def set_terms(self, rho_eur_per_mw2h: float, trades: dict[str, tuple], net=None) -> None:
+        """The round's terms: per counterparty (price λ_m €/kWh, agreed purchase a_m kW),
+        for the network (price μ, agreed net import y) or None; ρ in €/MW²h."""
+        dt, n = self.data.horizon.period_h, self.data.horizon.periods
+        rho = rho_eur_per_mw2h / KW_PER_MW ** 2
+        M = len(self.partners)
+        if M and rho <= 0:
+            raise ValueError(f"{self.name}: an ADMM round needs ρ > 0, got {rho_eur_per_mw2h}")
+        cols, costs, hess = [], [], []
+        if M:
+            price = np.array([trades[o][0] for o in self.partners], float).reshape(M, n)
+            target = np.array([trades[o][1] for o in self.partners], float).reshape(M, n)
+            self._v = target - price / rho
+            V = self._v.sum(axis=0)
+            cols.append(self._p2p)
+            costs.append(-dt * rho / M * V)
+            hess.append(np.full(n, dt * rho / M))
+        if net is not None:
+            price, target = (np.asarray(v, float) for v in net)
+            cols.append(self._q)
+            costs.append(dt * (price - rho * target))
+            hess.append(np.full(n, dt * rho))
+        cost = self._cost.copy()
+        diag = np.zeros(self._ncols)
+        if PROXIMAL_EUR_PER_KW2H and self.x is not None:  # ε/2 Δt (x − x_prev)²
+            cost -= dt * PROXIMAL_EUR_PER_KW2H * self.x
+            diag += dt * PROXIMAL_EUR_PER_KW2H
+        for c, k, q in zip(cols, costs, hess, strict=True):
+            cost[c] += k
+            diag[c] += q
+        all_cols = np.arange(self._ncols, dtype=np.int32)
+        self.highs.changeColsCost(self._ncols, all_cols, OBJECTIVE_SCALE * cost)
+        key = (rho, tuple(len(c) for c in cols), self.x is not None)
+        if key != self._rho:
+            self._pass_hessian(OBJECTIVE_SCALE * diag)
+            self._rho = key
+
+    def _pass_hessian(self, diag: np.ndarray) -> None:
+        """A diagonal Hessian (HiGHS: lower triangle, CSC)."""
+        nz = np.nonzero(diag)[0].astype(np.int32)
+        start = np.searchsorted(nz, np.arange(self._ncols)).astype(np.int32)
+        self.highs.passHessian(self._ncols, len(nz), highspy.HessianFormat.kTriangular,
+                               start, nz, diag[nz])
+
+    def solve(self) -> Schedule:
+        """Solve the round's problem; the Schedule's objective is the peer's retail bill
+        (the market's terms and trade payments left out)."""
+        start = time.perf_counter()
+        status = self._run()
+        if status in INFEASIBLE:
+            raise AgentInfeasible(explain_infeasible(self.data))
+        if status == OPTIMAL:
+            x = np.asarray(self.highs.getSolution().col_value)
+        else:  # HiGHS's active-set QP solver cycled: the same QP by interior point
+            self.fallbacks += 1
+            self.highs.clearSolver()
+            x = interior_point(self.highs, f"{self.kind} {self.name}")
+        self.x = x
+        values = {k: x[c] for k, c in self._flows.items()}
+        bill = float(self._cost @ x + self._offset)
+        plan = schedule_from_values(self.data, values, bill, "qp",
+                                    time.perf_counter() - start)
+        plan.flows_kw["p2p_kw"] = x[self._p2p]
+        self.relaxation_conflicts = int(sum(
+            np.sum((x[a] > FLOW_ON_KW) & (x[b] > FLOW_ON_KW)) for a, b in self._exclusive))
+        return plan
+
+    def _run(self):
+        # HiGHS counts its time limit over every run of the instance: give each its own.
+        self.highs.setOptionValue("time_limit", self.highs.getRunTime() + self._time_limit_s)
+        self.highs.setOptionValue("qp_iteration_limit", QP_ITERATION_LIMIT)
+        self.highs.run()
+        return self.highs.getModelStatus()
+
+    def trades_kw(self) -> dict[str, np.ndarray]:
+        """P_m = v_m + (s − V)/M: the best split of the planned net purchase s."""
+        if not self.partners:
+            return {}
+        s = self.x[self._p2p]
+        share = (s - self._v.sum(axis=0)) / len(self.partners)
+        return {other: self._v[j] + share for j, other in enumerate(self.partners)}
+
+    def net_kw(self) -> np.ndarray:
+        return self.x[self._q]
+
+
+@dataclass(frozen=True)
+class LocalLP:
+    """A peer's convex local problem without the market's terms, as matrices: min
+    cost·x + offset s.t. row_lower ≤ A x ≤ row_upper, col_lower ≤ x ≤ col_upper; ``net``
+    and ``p2p`` are the columns of its net import q and net P2P purchase s per period."""
+
+    name: str
+    cost: np.ndarray
+    offset: float
+    a: object  # scipy.sparse.csc_matrix
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    net: np.ndarray
+    p2p: np.ndarray
+
+
+def local_lp(model: PeerModel) -> LocalLP:
+    """The peer's settled local problem (binaries relaxed or fixed as in the market)."""
+    from scipy import sparse
+
+    lp = model.highs.getLp()
+    a = sparse.csc_matrix((lp.a_matrix_.value_, lp.a_matrix_.index_, lp.a_matrix_.start_),
+                          shape=(lp.num_row_, lp.num_col_))
+    return LocalLP(model.name, model._cost.copy(), model._offset, a,
+                   np.asarray(lp.col_lower_, float), np.asarray(lp.col_upper_, float),
+                   np.asarray(lp.row_lower_, float), np.asarray(lp.row_upper_, float),
+                   model._q.copy(), model._p2p.copy())
+
+
+def interior_point(highs: highspy.Highs, who: str) -> np.ndarray:
+    """Solve the convex QP held in ``highs`` (diagonal Hessian) with Clarabel; its
+    solution, or AgentSolveError."""
+    import cvxpy as cp  # only on this rare path
+    from scipy import sparse
+
+    model = highs.getModel()
+    lp, hess = model.lp_, model.hessian_
+    n = lp.num_col_
+    a = sparse.csc_matrix((lp.a_matrix_.value_, lp.a_matrix_.index_, lp.a_matrix_.start_),
+                          shape=(lp.num_row_, n))
+    diag = np.zeros(n)
+    start = list(hess.start_) + [len(hess.value_)]
+    for j in range(min(hess.dim_, n)):
+        for k in range(start[j], start[j + 1]):
+            if hess.index_[k] == j:
+                diag[j] = hess.value_[k]
+    x = cp.Variable(n)
+    cons = []
+    for vec, lo, hi in ((x, lp.col_lower_, lp.col_upper_), (a @ x, lp.row_lower_, lp.row_upper_)):
+        lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+        eq = lo == hi
+        if eq.any():
+            cons.append(vec[eq] == lo[eq])
+        for bound, keep, sign in ((lo, (lo > -highspy.kHighsInf) & ~eq, 1),
+                                  (hi, (hi < highspy.kHighsInf) & ~eq, -1)):
+            if keep.any():
+                cons.append(sign * vec[keep] >= sign * bound[keep])
+    objective = np.asarray(lp.col_cost_) @ x + 0.5 * diag @ cp.square(x)
+    problem = cp.Problem(cp.Minimize(objective), cons)
+    try:
+        problem.solve(solver=cp.CLARABEL)
+    except cp.error.SolverError as exc:
+        raise AgentSolveError(f"{who}: the market round's QP failed in HiGHS and Clarabel "
+                              f"({exc})") from None
+    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+        raise AgentSolveError(f"{who}: the market round's QP ended {problem.status}")
+    return np.asarray(x.value)

@@ -1,0 +1,149 @@
+"""The network operator as a market agent (kind ``operator``, MODELS.md §B).
+
+It holds the network model (``grid.branchflow``: the relaxed branch-flow SOCP, or the
+LinDistFlow LP) and answers an ADMM market's signals: given the agreed net import y_n of
+every peer, its own prices ν_n and ρ, it returns the imports z_n the network can carry
+at least cost (its losses at the loss price plus the consensus terms). It knows where
+each peer is connected and the network's own background load, never a peer's costs or
+profiles. It has no connection of its own: it is not cleared, metered or billed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agents.data import Horizon
+from coordinator.protocol import NET, Offer, OfferBody, Register, RegisterBody, Signal
+from grid.branchflow import OperatorModel, radial_network
+from grid.networks import load_network
+
+KW_PER_MW = 1000.0
+
+
+@dataclass(frozen=True)
+class OperatorData:
+    """What the operator knows: the network (a registered name and its options), the
+    limits it keeps, where each peer is connected and its connection's import and export
+    limits (kW, the contract the operator holds), the background load per bus (kW,
+    constant over the day; its reactive power at the network's own load power factor
+    where it comes from the network's loads), the peers' power factor, the price of
+    losses over the run (€/kWh per period of every day; empty: losses are free) and the
+    model (``socp`` or ``lindistflow``)."""
+
+    name: str
+    horizon: Horizon
+    network: str
+    network_options: dict = field(default_factory=dict)
+    v_min_pu: float = 0.95
+    v_max_pu: float = 1.05
+    max_loading_pct: float = 100.0
+    buses: dict[str, int] = field(default_factory=dict)
+    connections_kw: dict[str, list[float]] = field(default_factory=dict)  # [import, export]
+    background_kw: list[float] = field(default_factory=list)
+    background_kvar: list[float] = field(default_factory=list)
+    power_factor: float = 1.0
+    loss_price_eur_per_kwh: list[float] = field(default_factory=list)
+    model: str = "socp"
+
+
+@dataclass
+class OperatorPlan:
+    """The operator's answer in one round: its loss cost and the network's state."""
+
+    objective_eur: float
+    losses_kw: np.ndarray
+    import_kw: np.ndarray
+    v_pu: np.ndarray
+    solve_time_s: float
+
+
+class OperatorAgent:
+    """The network operator in a market over a run of days."""
+
+    kind = "operator"
+
+    def __init__(self, data: OperatorData):
+        self.data = data
+        self.network = radial_network(load_network(data.network, **data.network_options),
+                                      data.v_min_pu, data.v_max_pu, data.max_loading_pct)
+        self.day: int | None = None
+        self.model: OperatorModel | None = None
+        self.peers: list[str] = []
+        self.plan: OperatorPlan | None = None
+        self.last_solve_s = 0.0
+        self.round_costs_eur: dict[tuple[int, int], float] = {}
+        self.settled = None
+
+    @property
+    def name(self) -> str:
+        return self.data.name
+
+    def register(self, day: int = 0) -> Register:
+        if day != self.day:
+            self.day, self.model, self.plan = day, None, None
+        h = self.data.horizon
+        return Register(sender=self.name, day=day,
+                        body=RegisterBody(kind="operator", periods=h.periods,
+                                          period_h=h.period_h))
+
+    def _background(self, values: list[float]) -> np.ndarray:
+        T = self.data.horizon.periods
+        n = len(self.network.buses)
+        if not values:
+            return np.zeros((n, T))
+        return np.tile(np.asarray(values, float)[:, None], (1, T))
+
+    def _loss_price(self) -> np.ndarray | None:
+        run = np.asarray(self.data.loss_price_eur_per_kwh, float)
+        if not run.size:
+            return None
+        T = self.data.horizon.periods
+        day = run[self.day * T:(self.day + 1) * T] if run.size > T else run
+        return np.resize(day, T)
+
+    def _build(self, peers: list[str]) -> None:
+        d = self.data
+        missing = [p for p in peers if p not in d.buses]
+        if missing:
+            raise ValueError(f"operator {d.name}: no bus for {', '.join(missing[:5])}")
+        tan_phi = float(np.tan(np.arccos(d.power_factor)))
+        self.peers = list(peers)
+        self.model = OperatorModel(
+            self.network, d.horizon.periods, d.horizon.period_h,
+            [d.buses[p] for p in peers], model=d.model,
+            background_kw=self._background(d.background_kw),
+            background_kvar=self._background(d.background_kvar), peer_tan_phi=tan_phi,
+            loss_price_eur_per_kwh=self._loss_price(),
+            z_min_kw=[-d.connections_kw[p][1] for p in peers] if d.connections_kw else None,
+            z_max_kw=[d.connections_kw[p][0] for p in peers] if d.connections_kw else None)
+
+    def on_signal(self, msg: Signal) -> Offer:
+        """Re-solve the network block with the round's targets, prices and ρ."""
+        by = (msg.body.by_counterparty or {}).get(NET, {})
+        peers = list(by)
+        if self.model is None or peers != self.peers:
+            self._build(peers)
+        y = np.array([by[p].target_kw for p in peers], float)
+        price = np.array([by[p].price_eur_per_kwh for p in peers], float)
+        start = time.perf_counter()
+        result = self.model.update(y, price, (msg.body.rho or 0.0) / KW_PER_MW ** 2)
+        self.last_solve_s = time.perf_counter() - start
+        h = self.data.horizon.period_h
+        price = self._loss_price()
+        cost = 0.0 if price is None else float(h * np.dot(price, result.losses_kw))
+        self.plan = OperatorPlan(cost, result.losses_kw, result.import_kw, result.v_pu,
+                                 self.last_solve_s)
+        self.round_costs_eur[(msg.day, msg.round)] = cost
+        z = {p: result.z_kw[i].tolist() for i, p in enumerate(peers)}
+        return Offer(sender=self.name, day=msg.day, round=msg.round,
+                     body=OfferBody(quantities_kw={"losses": result.losses_kw.tolist()},
+                                    by_counterparty_kw={NET: z}))
+
+    def on_clearing(self, msg) -> None:
+        return None
+
+    def on_settlement(self, msg) -> None:
+        return None

@@ -1,0 +1,101 @@
+"""The centralized counterpart of the ADMM market (MODELS.md §B): the same peers and the
+same network in one second-order cone program (cvxpy + Clarabel).
+
+Every peer's local problem enters as its matrices (``agents.admm_peer.local_lp``: the
+binaries settled the way the market settles them), the peers' net P2P purchases sum to
+zero in every period (bilateral reciprocity, summed: how the trades split between pairs
+does not change any cost), and their net imports load the operator's network model with
+its loss cost. Its optimum is what ADMM converges to; ``gap_to_centralized_pct``
+compares them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cvxpy as cp
+import numpy as np
+import scipy.sparse as sp
+
+from agents.admm_peer import PeerModel, local_lp
+from agents.operator import OperatorAgent, OperatorData
+from grid.branchflow import (
+    LOSS_TIGHTENING_EUR_PER_KWH,
+    NetworkInfeasible,
+    add_network,
+    explain_infeasible,
+)
+
+OBJECTIVE_SCALE = 1000.0  # € -> m€ for Clarabel, as the operator's model
+
+
+@dataclass(frozen=True)
+class CentralResult:
+    objective_eur: float  # the peers' retail bills + the operator's loss cost
+    net_kw: dict[str, np.ndarray]  # each peer's net import per period
+    losses_kw: np.ndarray
+    v_pu: np.ndarray | None  # buses × periods
+    seconds: float
+    status: str
+
+
+def _peer_block(lp, x: cp.Variable) -> list:
+    cons = []
+    for vec, lo, hi in ((x, lp.col_lower, lp.col_upper), (lp.a @ x, lp.row_lower, lp.row_upper)):
+        eq = lo == hi
+        if eq.any():
+            cons.append(vec[eq] == lo[eq])
+        low, high = np.isfinite(lo) & (lo > -1e29) & ~eq, np.isfinite(hi) & (hi < 1e29) & ~eq
+        if low.any():
+            cons.append(vec[low] >= lo[low])
+        if high.any():
+            cons.append(vec[high] <= hi[high])
+    return cons
+
+
+def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
+                  binaries: str = "relax") -> CentralResult:
+    """One day of the whole market in one problem; ``operator`` None: no network."""
+    start = time.perf_counter()
+    peers = [PeerModel(d, ["community"], binaries=binaries) for d in day_data]
+    lps = [local_lp(p) for p in peers]
+    periods, h = day_data[0].horizon.periods, day_data[0].horizon.period_h
+    xs = [cp.Variable(len(lp.cost)) for lp in lps]
+    cons = [c for lp, x in zip(lps, xs) for c in _peer_block(lp, x)]
+    cons.append(sum(x[lp.p2p] for lp, x in zip(lps, xs)) == 0)
+    cost = sum(lp.cost @ x + lp.offset for lp, x in zip(lps, xs))
+    block = None
+    if operator is not None:
+        agent = OperatorAgent(operator)
+        agent.day = day
+        net = agent.network
+        bus = [net.bus_index[operator.buses[lp.name]] for lp in lps]
+        place = sp.csr_matrix((np.ones(len(lps)), (bus, np.arange(len(lps)))),
+                              shape=(net.n_buses, len(lps)))
+        q = cp.vstack([x[lp.net] for lp, x in zip(lps, xs)])
+        tan_phi = float(np.tan(np.arccos(operator.power_factor)))
+        load = place @ q + agent._background(operator.background_kw)
+        kvar = tan_phi * (place @ q) + agent._background(operator.background_kvar)
+        block = add_network(net, load, kvar, operator.model)
+        cons += block.constraints
+        price = agent._loss_price()
+        price = np.zeros(periods) if price is None else price
+        if operator.model == "socp":
+            price = np.maximum(price, LOSS_TIGHTENING_EUR_PER_KWH)
+        cost = cost + h * price @ block.losses_kw
+    problem = cp.Problem(cp.Minimize(OBJECTIVE_SCALE * cost), cons)
+    try:
+        problem.solve(solver=cp.CLARABEL)
+    except cp.error.SolverError as exc:
+        raise RuntimeError(f"centralized model: Clarabel failed ({exc})") from None
+    if problem.status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
+        why = None if block is None else explain_infeasible(
+            net, load, kvar, operator.model, h, constraints=cons[:-len(block.constraints)])
+        raise NetworkInfeasible(f"day {day + 1}: no dispatch of the peers meets the network's "
+                                f"limits: {why or 'the peers cannot balance'}")
+    losses = np.zeros(periods) if block is None else np.asarray(block.losses_kw.value)
+    v = None if block is None else np.sqrt(np.maximum(np.asarray(block.v.value), 0))
+    return CentralResult(float(problem.value) / OBJECTIVE_SCALE,
+                         {lp.name: np.asarray(x.value)[lp.net] for lp, x in zip(lps, xs)},
+                         losses, v, time.perf_counter() - start, problem.status)

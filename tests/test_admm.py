@@ -1,0 +1,193 @@
+"""The ADMM peer-to-peer market (coordinator.mechanisms.admm, agents.admm_peer).
+
+Mechanism arithmetic is checked against updates worked out by hand; a small community's
+ADMM clearing against a second method, the centralized MILP of the same agents with a
+community balance solved by HiGHS in one model.
+"""
+
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+
+from agents.admm_peer import PeerModel, connection_limits
+from agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
+from agents.market_agent import MarketAgent
+from agents.solver import OPTIMAL, PersistentMILP, define_agent
+from coordinator.mechanisms import get_mechanism
+from coordinator.mechanisms.admm import ADMMParams, init_admm, step_admm, trade_pairs
+from coordinator.protocol import OfferBody, RegisterBody
+from coordinator.session import MarketSession
+
+H = Horizon(4, 1.0)
+BUY = np.array([0.10, 0.20, 0.30, 0.10])
+SELL = np.full(4, 0.04)
+
+
+def _reg(imp, exp, kind="prosumer", periods=2):
+    return RegisterBody(kind=kind, periods=periods, period_h=1.0,
+                        limits_kw={"import": [imp], "export": [exp]})
+
+
+def test_pairs_only_where_one_can_sell_and_the_other_buy():
+    roster = {"a": _reg(5, 5), "b": _reg(5, 0), "c": _reg(5, 0)}
+    # b and c only buy: the pairs are a-b and a-c (by hand)
+    assert trade_pairs(roster, ["a", "b", "c"], 2).tolist() == [[0, 1], [0, 2]]
+
+
+def test_one_round_by_hand():
+    """A sells to B. Round-1 offers P_AB = [−3, −1], P_BA = [2, 1] (kW), ρ = 100 €/MW²h
+    = 1e-4 €/kW²h. By hand: a = (P_AB − P_BA)/2 = [−2.5, −1]; λ = 0.1 + 1e-4·(P_AB +
+    P_BA)/2 = [0.09995, 0.1]. Scaled primal residual = ‖[−0.5, 0, −0.5, 0]‖ /
+    max(‖[−3, −1, 2, 1]‖, ‖[a, a]‖) = √0.5/√15 = 0.182574; scaled dual residual =
+    1e-4·‖[a, a]‖/‖[λ, λ]‖ = 1e-4·√14.5/√(2(0.09995² + 0.1²)) = 3.807887e-4/0.19995 = 1.904420e-3. The primal
+    is above 10 × the dual, so ρ doubles to 200 (balancing checked every round here)."""
+    roster = {"A": _reg(5, 5), "B": _reg(5, 0)}
+    params = ADMMParams(network=False, price0_eur_per_kwh=[0.1, 0.1], balance_every=1)
+    signals, state = init_admm(roster, params)
+    assert signals["A"].by_counterparty["p2p"]["B"].price_eur_per_kwh == [0.1, 0.1]
+    offers = {"A": OfferBody(quantities_kw={"net": [-3, -1]},
+                             by_counterparty_kw={"p2p": {"B": [-3, -1]}}),
+              "B": OfferBody(quantities_kw={"net": [2, 1]},
+                             by_counterparty_kw={"p2p": {"A": [2, 1]}})}
+    signals, state, done = step_admm(offers, state, params)
+    assert not done
+    np.testing.assert_allclose(state.a, [[-2.5, -1.0]])
+    np.testing.assert_allclose(state.price, [[0.09995, 0.1]])
+    rec = state.records[-1].scalars
+    assert rec["primal_residual"] == pytest.approx(0.1825742, rel=1e-6)
+    assert rec["dual_residual"] == pytest.approx(1.904420e-3, rel=1e-5)
+    assert rec["rho"] == 100.0 and state.rho == 200.0
+    assert signals["A"].by_counterparty["p2p"]["B"].target_kw == [-2.5, -1.0]
+    assert signals["B"].by_counterparty["p2p"]["A"].target_kw == [2.5, 1.0]
+
+
+def test_network_consensus_by_hand():
+    """One peer, the operator: q = [4, 2], z = [2, 2] kW, ρ = 1e-4 €/kW²h, prices 0.
+    By hand: y = (q + z)/2 = [3, 2]; μ = ρ(q − y) = [1e-4, 0]; ν = ρ(z − y) = −μ."""
+    roster = {"p": _reg(5, 5), "op": RegisterBody(kind="operator", periods=2, period_h=1.0)}
+    params = ADMMParams(network=True, residual_balancing=False)
+    signals, state = init_admm(roster, params)
+    assert set(signals) == {"p", "op"} and state.operator == "op"
+    offers = {"p": OfferBody(quantities_kw={"net": [4, 2]}),
+              "op": OfferBody(quantities_kw={}, by_counterparty_kw={"net": {"p": [2, 2]}})}
+    signals, state, _ = step_admm(offers, state, params)
+    np.testing.assert_allclose(state.y, [[3, 2]])
+    np.testing.assert_allclose(state.mu, [[1e-4, 0]])
+    np.testing.assert_allclose(state.nu, [[-1e-4, 0]])
+    assert signals["op"].by_counterparty["net"]["p"].target_kw == [3, 2]
+
+
+def test_operator_leaving_stops_the_market_and_says_so():
+    roster = {"p": _reg(5, 5), "op": RegisterBody(kind="operator", periods=2, period_h=1.0)}
+    params = ADMMParams()
+    _, state = init_admm(roster, params)
+    _, state, done = step_admm({"p": OfferBody(quantities_kw={"net": [1, 1]})}, state, params)
+    assert done and not state.converged and "operator op left" in state.stopped
+
+
+def _tariff():
+    return Tariff(BUY, SELL, 0.0)
+
+
+def _community():
+    """A PV + battery prosumer with midday surplus, a consumer (a prosumer without PV or
+    battery) and an EV that must charge 6 kWh while at home."""
+    bat = BatterySpec(10.0, 1.0, 3.0, 3.0, 0.95, 0.95, 5.0, 5.0)
+    seller = ProsumerData("s", H, _tariff(), np.array([1.0, 1.0, 1.0, 1.0]),
+                          np.array([0.0, 6.0, 4.0, 0.0]), bat, 10.0, 5.0, 0.0)
+    consumer = ProsumerData("c", H, _tariff(), np.array([2.0, 3.0, 2.0, 1.0]),
+                            np.zeros(4), None, 10.0, 0.0, 0.0)
+    ev_bat = BatterySpec(40.0, 4.0, 7.0, 0.0, 0.95, 0.95, 20.0, 25.7)
+    ev = EVData("e", H, _tariff(), np.array([False, False, True, False]), np.zeros(4),
+                ev_bat, 7.0, 0.0)
+    return [seller, consumer, ev]
+
+
+def _centralized_cost(community) -> float:
+    """Second method: every agent's MILP in one model, their net P2P purchases summing
+    to zero in every period (the community balance that reciprocity implies), each
+    agent's physical exchange (retail + P2P) within its connection's limits."""
+    m = pyo.ConcreteModel()
+    m.agents = pyo.Block([d.name for d in community])
+    for d in community:
+        b = m.agents[d.name]
+        b.p2p_in_kw = pyo.Var(range(4), bounds=(-20, 20))
+        define_agent(b, d)
+        if b.component("p2v_limit_kw") is not None:
+            for t in range(4):
+                b.grid.p2v_kw[t].setub(0.0)
+        imp, exp = connection_limits(d)
+        sell = b.grid.component("sell_kw")
+        b.connection = pyo.Constraint(range(4), rule=lambda b, t, imp=imp, exp=exp, sell=sell:
+                                      pyo.inequality(-float(exp[t]), b.grid.buy_kw[t]
+                                                     - (sell[t] if sell is not None else 0)
+                                                     + b.p2p_in_kw[t], float(imp[t])))
+    m.balance = pyo.Constraint(range(4), rule=lambda m, t: sum(
+        m.agents[d.name].p2p_in_kw[t] for d in community) == 0)
+    m.obj = pyo.Objective(expr=sum(m.agents[d.name].cost_eur for d in community))
+    solver = PersistentMILP(m)
+    status, _ = solver.solve()
+    assert status == OPTIMAL
+    return solver.objective()
+
+
+def _run_admm(community, params):
+    agents = {d.name: MarketAgent(d, "admm") for d in community}
+    session = MarketSession(get_mechanism("admm"), params)
+    for a in agents.values():
+        session.register(a.register(0))
+    signals = session.start()
+    while signals:
+        for name, sig in signals.items():
+            session.offer(agents[name].on_signal(sig))
+        signals = session.close_round()
+    return agents, session
+
+
+def test_admm_matches_the_centralized_optimum():
+    community = _community()
+    central = _centralized_cost(community)
+    params = ADMMParams(network=False, max_rounds=500, tolerance=1e-5,
+                        price0_eur_per_kwh=((BUY + SELL) / 2).tolist())
+    agents, session = _run_admm(community, params)
+    assert session.state.converged, session.state.stopped
+    admm = sum(a.plan.objective_eur for a in agents.values())
+    # the retail bills' total: trade payments cancel between the peers
+    assert admm == pytest.approx(central, abs=1e-3)
+    clearing = session.clear()
+    pos = sum(np.asarray(c.body.position_kw) for c in clearing.values())
+    np.testing.assert_allclose(pos, 0.0, atol=1e-9)  # reciprocity of the agreed trades
+    assert all(a.model.relaxation_conflicts == 0 for a in agents.values())
+    # the seller's PV surplus at midday goes to its peers, not to retail at 0.04 €/kWh
+    assert clearing["s"].body.quantities_kw["p2p"][1] < -1.0
+
+
+def test_peer_splits_its_purchase_in_closed_form():
+    """P_m = v_m + (s − V)/M with v_m = a_m − λ_m/ρ: the split's differences are those of
+    v and it sums to the planned purchase s."""
+    consumer = _community()[1]
+    model = PeerModel(consumer, ["x", "y"])
+    rho = 100.0 / 1e6
+    terms = {"x": ([0.15] * 4, [1.0] * 4), "y": ([0.12] * 4, [0.5] * 4)}
+    model.set_terms(100.0, terms)
+    model.solve()
+    trades = model.trades_kw()
+    s = trades["x"] + trades["y"]
+    np.testing.assert_allclose(s, model.x[model._p2p], atol=1e-9)
+    v_x, v_y = 1.0 - 0.15 / rho, 0.5 - 0.12 / rho
+    np.testing.assert_allclose(trades["x"] - trades["y"], v_x - v_y, atol=1e-6)
+
+
+def test_fix_mode_keeps_the_plan_without_the_market():
+    seller = _community()[0]
+    fixed = PeerModel(seller, ["c"], binaries="fix")
+    relaxed = PeerModel(seller, ["c"], binaries="relax")
+    s = fixed.solver
+    lp = fixed.highs.getLp()
+    lower = np.asarray(lp.col_lower_)[s._binaries]
+    upper = np.asarray(lp.col_upper_)[s._binaries]
+    np.testing.assert_array_equal(lower, upper)  # every binary fixed
+    rl = relaxed.highs.getLp()
+    assert np.all(np.asarray(rl.col_upper_)[relaxed.solver._binaries] == 1.0)
+    with pytest.raises(ValueError, match="binaries"):
+        PeerModel(seller, ["c"], binaries="round")
