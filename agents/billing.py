@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coordinator.protocol import ClearingBody, SettlementBody
+from coordinator.protocol import P2P, ClearingBody, SettlementBody
 
 COST_COLUMNS = ("traded_eur", "deviation_eur", "violation_eur", "retail_eur", "fixed_eur")
 
@@ -52,9 +52,9 @@ def day_bill(day_data, net_kw: np.ndarray, settlement: SettlementBody | None
 
 def settled_flows(realised: dict[str, np.ndarray], clearing: ClearingBody | None,
                   planned_p2v_kw: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Result flows of the day: realised flows, the cleared P2V quantity, and retail
-    purchase and feed-in (``buy_kw``, ``sell_kw``): the realised net less the P2V
-    position, split by sign."""
+    """Result flows of the day: realised flows, the cleared P2V quantity (or net P2P
+    purchase, ``p2p_kw``), and retail purchase and feed-in (``buy_kw``, ``sell_kw``): the
+    realised net less the market's position, split by sign."""
     net = realised["net_kw"]
     flows = dict(realised)
     p2v = np.zeros_like(net)
@@ -62,6 +62,9 @@ def settled_flows(realised: dict[str, np.ndarray], clearing: ClearingBody | None
     if clearing is not None and "p2v" in clearing.quantities_kw:
         p2v = np.asarray(clearing.quantities_kw["p2v"], float)
         p2v_signed = np.asarray(clearing.position_kw, float)
+    elif clearing is not None and P2P in clearing.quantities_kw:  # bilateral P2P trades
+        p2v_signed = np.asarray(clearing.position_kw, float)
+        flows["p2p_kw"] = p2v_signed
     flows["p2v_kw"] = p2v
     flows["p2v_offered_kw"] = p2v if planned_p2v_kw is None else planned_p2v_kw
     flows["buy_kw"] = np.maximum(net - p2v_signed, 0.0)

@@ -124,8 +124,35 @@ class BuildingData:
     pil_kw: np.ndarray | None = None  # export cap per period; None: no PIL
 
 
+@dataclass(frozen=True)
+class OperatorData:
+    """What the operator knows: the network (a registered name and its options), the
+    limits it keeps, where each peer is connected and its connection's import and export
+    limits (kW, the contract the operator holds), the background load per bus (kW,
+    constant over the day; its reactive power at the network's own load power factor
+    where it comes from the network's loads), the peers' power factor, the price of
+    losses over the run (€/kWh per period of every day; empty: losses are free) and the
+    model (``socp`` or ``lindistflow``)."""
+
+    name: str
+    horizon: Horizon
+    network: str
+    network_options: dict = field(default_factory=dict)
+    v_min_pu: float = 0.95
+    v_max_pu: float = 1.05
+    max_loading_pct: float = 100.0
+    buses: dict[str, int] = field(default_factory=dict)
+    connections_kw: dict[str, list[float]] = field(default_factory=dict)  # [import, export]
+    background_kw: list[float] = field(default_factory=list)
+    background_kvar: list[float] = field(default_factory=list)
+    power_factor: float = 1.0
+    loss_price_eur_per_kwh: list[float] = field(default_factory=list)
+    model: str = "socp"
+
+
 AgentData = ProsumerData | EVData | BuildingData
-KINDS = {ProsumerData: "prosumer", EVData: "ev", BuildingData: "building"}
+KINDS = {ProsumerData: "prosumer", EVData: "ev", BuildingData: "building",
+         OperatorData: "operator"}
 BUILDING_ARRAYS = ("load_kw", "pv_kw", "wind_kw", "cdl_kw")
 
 
@@ -183,6 +210,8 @@ def data_from_dict(raw: dict) -> AgentData:
     raw = dict(raw)
     kind = raw.pop("kind")
     raw["horizon"] = Horizon(**raw["horizon"])
+    if kind == "operator":
+        return OperatorData(**raw)
     tariff = dict(raw["tariff"])
     raw["tariff"] = Tariff(**tariff)
     raw["battery"] = BatterySpec(**raw["battery"]) if raw.get("battery") else None
@@ -200,10 +229,11 @@ def data_from_dict(raw: dict) -> AgentData:
 def net_load_kw(kind: str, flows: dict[str, np.ndarray]) -> np.ndarray:
     """Power drawn from the grid at the agent's connection (negative when exporting):
     retail purchases and P2V purchases in, feed-in and P2V sales out (a V2G EV's feed-in
-    where its flows have one)."""
+    where its flows have one), and the net P2P purchase where the agent trades P2P."""
+    p2p = flows.get("p2p_kw", 0.0)
     if kind == "prosumer":
-        return flows["buy_kw"] - flows["sell_kw"] - flows["p2v_kw"]
+        return flows["buy_kw"] - flows["sell_kw"] - flows["p2v_kw"] + p2p
     if kind == "building":
-        return flows["buy_kw"] - flows["sell_kw"]
-    net = flows["buy_kw"] + flows["p2v_kw"]
+        return flows["buy_kw"] - flows["sell_kw"] + p2p
+    net = flows["buy_kw"] + flows["p2v_kw"] + p2p
     return net - flows["sell_kw"] if "sell_kw" in flows else net

@@ -5,48 +5,32 @@ LinDistFlow LP) and answers an ADMM market's signals: given the agreed net impor
 every peer, its own prices ν_n and ρ, it returns the imports z_n the network can carry
 at least cost (its losses at the loss price plus the consensus terms). It knows where
 each peer is connected and the network's own background load, never a peer's costs or
-profiles. It has no connection of its own: it is not cleared, metered or billed.
+profiles. It has no connection of its own: it is cleared and billed at zero and
+meters 0 kW every period, like any participant, so every runtime treats it alike.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from agents.data import Horizon
-from coordinator.protocol import NET, Offer, OfferBody, Register, RegisterBody, Signal
+from agents.data import OperatorData
+from coordinator.protocol import (
+    NET,
+    Meter,
+    MeterBody,
+    Offer,
+    OfferBody,
+    Register,
+    RegisterBody,
+    Signal,
+)
 from grid.branchflow import OperatorModel, radial_network
 from grid.networks import load_network
 
 KW_PER_MW = 1000.0
-
-
-@dataclass(frozen=True)
-class OperatorData:
-    """What the operator knows: the network (a registered name and its options), the
-    limits it keeps, where each peer is connected and its connection's import and export
-    limits (kW, the contract the operator holds), the background load per bus (kW,
-    constant over the day; its reactive power at the network's own load power factor
-    where it comes from the network's loads), the peers' power factor, the price of
-    losses over the run (€/kWh per period of every day; empty: losses are free) and the
-    model (``socp`` or ``lindistflow``)."""
-
-    name: str
-    horizon: Horizon
-    network: str
-    network_options: dict = field(default_factory=dict)
-    v_min_pu: float = 0.95
-    v_max_pu: float = 1.05
-    max_loading_pct: float = 100.0
-    buses: dict[str, int] = field(default_factory=dict)
-    connections_kw: dict[str, list[float]] = field(default_factory=dict)  # [import, export]
-    background_kw: list[float] = field(default_factory=list)
-    background_kvar: list[float] = field(default_factory=list)
-    power_factor: float = 1.0
-    loss_price_eur_per_kwh: list[float] = field(default_factory=list)
-    model: str = "socp"
 
 
 @dataclass
@@ -76,14 +60,24 @@ class OperatorAgent:
         self.last_solve_s = 0.0
         self.round_costs_eur: dict[tuple[int, int], float] = {}
         self.settled = None
+        self.clearing = None
+        self.realised: dict[str, np.ndarray] = {}
 
     @property
     def name(self) -> str:
         return self.data.name
 
+    @property
+    def day_data(self) -> OperatorData:
+        return self.data
+
+    def start_day(self, day: int) -> None:
+        self.day, self.model, self.plan, self.clearing = day, None, None, None
+        self.realised = {}
+
     def register(self, day: int = 0) -> Register:
         if day != self.day:
-            self.day, self.model, self.plan = day, None, None
+            self.start_day(day)
         h = self.data.horizon
         return Register(sender=self.name, day=day,
                         body=RegisterBody(kind="operator", periods=h.periods,
@@ -142,8 +136,20 @@ class OperatorAgent:
                      body=OfferBody(quantities_kw={"losses": result.losses_kw.tolist()},
                                     by_counterparty_kw={NET: z}))
 
-    def on_clearing(self, msg) -> None:
-        return None
+    def on_clearing(self, msg) -> OperatorPlan | None:
+        self.clearing = msg.body
+        return self.plan
+
+    def planned_net_kw(self) -> np.ndarray:
+        return np.zeros(self.data.horizon.periods)
+
+    def realise(self, t: int) -> Meter:
+        """No connection: 0 kW."""
+        self.realised.setdefault("net_kw", np.zeros(self.data.horizon.periods))
+        return Meter(sender=self.name, day=self.day, round=0, body=MeterBody(period=t, p_kw=0.0))
+
+    def realise_day(self) -> list[Meter]:
+        return [self.realise(t) for t in range(self.data.horizon.periods)]
 
     def on_settlement(self, msg) -> None:
         return None

@@ -55,7 +55,8 @@ def realise_period(day_data, planned: dict[str, np.ndarray], t: int, soc_kwh: fl
     h = day_data.horizon.period_h
     flows = {k: float(v[t]) for k, v in planned.items()}
     if hasattr(day_data, "trip_kwh"):  # an EV: as planned (a V2G EV's feed-in goes out)
-        net = flows.get("buy_kw", 0.0) + flows.get("p2v_kw", 0.0) - flows.get("sell_kw", 0.0)
+        net = (flows.get("buy_kw", 0.0) + flows.get("p2v_kw", 0.0) - flows.get("sell_kw", 0.0)
+               + flows.get("p2p_kw", 0.0))
         return _with_soc(day_data, flows, soc_kwh, h, float(day_data.trip_kwh[t]), net)
     extra = actual["load_kw"] - float(day_data.load_kw[t])
     flows["load_kw"] = actual["load_kw"]

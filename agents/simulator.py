@@ -27,8 +27,9 @@ import mosaik_api_v3
 import numpy as np
 
 from agents.client import CoordinatorClient
-from agents.data import data_from_dict
+from agents.data import OperatorData, data_from_dict
 from agents.market_agent import MarketAgent
+from agents.operator import OperatorAgent
 from agents.realise import Actuals
 from coordinator.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT_S
 
@@ -155,8 +156,9 @@ class AgentSimulator(mosaik_api_v3.Simulator):
                 continue
             try:
                 if name not in self.agents:
-                    self.agents[name] = MarketAgent(data, self.family, self.actuals[name],
-                                                    **self.solver)
+                    self.agents[name] = (OperatorAgent(data) if isinstance(data, OperatorData)
+                                         else MarketAgent(data, self.family, self.actuals[name],
+                                                          **self.solver))
                     self.clients[name] = CoordinatorClient(
                         self.agents[name], self.endpoint, curve_keys=self.curve_keys,
                         key_name=self.key_name, timeout_s=self.timeout_s / REQUEST_RETRIES,

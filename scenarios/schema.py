@@ -209,6 +209,10 @@ class Market(Strict):
     network_model: Literal["socp", "lindistflow"] = Field(
         "socp", description="admm: the operator's network model, the relaxed branch-flow SOCP "
         "or the LinDistFlow LP")
+    network_margin_pu: float = Field(
+        0.0005, ge=0, lt=0.05, description="admm: the operator keeps voltages this far inside "
+        "grid.v_min_pu and grid.v_max_pu, so that what the market leaves open at its tolerance "
+        "does not show as a violation in the AC power flow")
     rho0: float = Field(100.0, gt=0, description="admm: initial penalty ρ (€/MW²h)")
     residual_balancing: bool = Field(True, description="admm: adapt ρ to the residuals")
     balancing_mu: float = Field(10.0, gt=1, description="admm: residual balancing μ (ρ changes "

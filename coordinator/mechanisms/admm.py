@@ -35,7 +35,8 @@ how far it got).
 Only pairs that can trade are in the market: one of them registered an export limit and
 the other an import limit in the same period. The day clears at the last agreed trades
 a_nm: each peer's position is its net P2P purchase Σ_m a_nm, billed at the pair prices;
-whatever else it realises is retail.
+whatever else it realises is retail. The operator is cleared and settled at zero (it
+has no connection; it meters 0 kW).
 """
 
 from __future__ import annotations
@@ -334,6 +335,9 @@ def clear_admm(state: ADMMState, params: ADMMParams) -> dict[str, ClearingBody]:
             by_counterparty_kw={KEY: by_kw} if by_kw else None,
             by_counterparty_price={KEY: by_price} if by_price else None,
             position_kw=pos[name].tolist(), converged=state.converged)
+    if state.operator is not None:  # no connection: nothing to deliver
+        out[state.operator] = ClearingBody(position_kw=[0.0] * state.periods,
+                                           converged=state.converged)
     return out
 
 
@@ -346,6 +350,9 @@ def settle_admm(state: ADMMState, params: ADMMParams, meters):
     for name in state.peers:
         realised(meters, name, pos[name])  # a peer without readings is settled as planned
         out[name] = zero_settlement(pos[name], pay[name])
+    if state.operator is not None:
+        zero = np.zeros(state.periods)
+        out[state.operator] = zero_settlement(zero, zero)
     return out
 
 

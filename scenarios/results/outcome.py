@@ -32,6 +32,7 @@ class DayResult:
     objective_eur: float | None = None
     notes: list[str] = field(default_factory=list)  # what went wrong but did not stop the run
     day: int = 0
+    clearings: dict = field(default_factory=dict)  # agent -> its ClearingBody
 
     @property
     def critical_path_s(self) -> float:

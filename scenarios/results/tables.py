@@ -121,7 +121,8 @@ def _mean_cost(agents: pd.DataFrame, kind: str) -> float | None:
 
 def summary(s: Scenario, days: list[DayResult], community, agents: pd.DataFrame,
             market: pd.DataFrame, wall_s: float, grid: dict | None = None,
-            grid_s: float | None = None, processes: dict | None = None) -> dict:
+            grid_s: float | None = None, processes: dict | None = None,
+            market_figures: dict | None = None) -> dict:
     """summary.json: every key of DESIGN.md, null where not applicable."""
     h = s.horizon.period_minutes / 60
     decentral = bool(days) and days[0].mode == "decentralized"
@@ -142,7 +143,7 @@ def summary(s: Scenario, days: list[DayResult], community, agents: pd.DataFrame,
                    "rounds": sum(len(d.rounds) for d in days) if decentral else None,
                    "converged": all(d.converged for d in days),
                    "max_imbalance_kw": None if imbalance is None or np.isnan(imbalance)
-                   else float(imbalance)},
+                   else float(imbalance), **(market_figures or {})},
         "grid": grid or dict.fromkeys(("network", "v_min_pu", "v_max_pu", "max_loading_pct",
                                        "voltage_violations", "line_violations",
                                        "pf_failures", "losses_kwh")),
@@ -166,13 +167,15 @@ def write_config(out: Path, s: Scenario) -> None:
 
 
 def write_results(out: Path, s: Scenario, days: list[DayResult], community, wall_s: float,
-                  bus_of=None, grid=None, grid_s=None, processes=None) -> dict:
+                  bus_of=None, grid=None, grid_s=None, processes=None,
+                  market_figures: dict | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     agents = agents_frame(days, community, bus_of=bus_of)
     market = market_frame(days, s.horizon.periods)
     atomic.write_parquet(out / "agents.parquet", agents)
     atomic.write_parquet(out / "market.parquet", market)
     atomic.write_parquet(out / "agent_rounds.parquet", rounds_frame(days, community))
-    data = summary(s, days, community, agents, market, wall_s, grid, grid_s, processes)
+    data = summary(s, days, community, agents, market, wall_s, grid, grid_s, processes,
+                   market_figures)
     atomic.write_text(out / "summary.json", json.dumps(data, indent=2) + "\n")
     return data

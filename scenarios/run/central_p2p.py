@@ -99,3 +99,26 @@ def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
     return CentralResult(float(problem.value) / OBJECTIVE_SCALE,
                          {lp.name: np.asarray(x.value)[lp.net] for lp, x in zip(lps, xs)},
                          losses, v, time.perf_counter() - start, problem.status)
+
+
+def central_days(s, community, days, bus_of: dict[str, int]) -> list[float | None]:
+    """The centralized optimum of each market day, from the batteries' state the day
+    before left (None where it cannot be computed: the reason goes to the day's notes)."""
+    from agents.days import day_slice
+    from scenarios.results.checkpoint import carried_over
+    from scenarios.run.market import needs_operator, operator_data
+
+    operator = operator_data(s, bus_of, community) if needs_operator(s) else None
+    out = []
+    for k, day in enumerate(days):
+        start = carried_over(community, days[:k])
+        active = [d for d in start if d.name in day.schedules]
+        data = [day_slice(d, day.day, d.battery.e0_kwh if d.battery is not None else None)
+                for d in active]
+        try:
+            out.append(solve_central(data, operator, day.day, s.market.binaries).objective_eur
+                       if data else None)
+        except (RuntimeError, ValueError) as exc:
+            day.notes.append(f"centralized counterpart of day {day.day + 1}: {exc}")
+            out.append(None)
+    return out

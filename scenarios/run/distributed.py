@@ -32,7 +32,13 @@ from grid.powerflow import PeriodResult
 from scenarios.results.outcome import DayResult, RoundStats
 from scenarios.run import collector
 from scenarios.run.errors import RunError, RunStopped, as_interrupt
-from scenarios.run.market import max_rounds, mechanism_setup
+from scenarios.run.market import (
+    OPERATOR,
+    max_rounds,
+    mechanism_setup,
+    needs_operator,
+    operator_data,
+)
 from scenarios.run.network import n_buses, network_options
 from scenarios.run.progress import RoundWatcher
 from scenarios.run.topology import group_addresses, group_count, process_groups
@@ -85,7 +91,8 @@ def coordinator_argv(s: Scenario, community, out: Path, endpoint: str, first_day
     (``gone``: agents that left the run before it); writes the roster and the mechanism's
     parameters (those of the whole community) into ``out``."""
     roster = out / "roster.txt"
-    roster.write_text("".join(f"{d.name}\n" for d in community if d.name not in gone))
+    names = [d.name for d in community] + ([OPERATOR] if needs_operator(s) else [])
+    roster.write_text("".join(f"{n}\n" for n in names if n not in gone))
     mech, params = mechanism_setup(s, community)
     (out / PARAMS_FILE).write_text(json.dumps(dump_params(mech.name, params)))
     rt = s.runtime
@@ -222,6 +229,8 @@ def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoin
                 forked: list[str], results_dir: Path, first_day: int = 0):
     """Start every simulator, create the entities and connect them."""
     groups = process_groups(community, s.runtime.agents_per_process)
+    if needs_operator(s):  # the network operator: a process of its own
+        groups.append([operator_data(s, bus_of, community)])
     world = mosaik.World(_sim_config(s, group_addresses(s, len(groups)), forked),
                          time_resolution=1.0, skip_greetings=True, configure_logging=False)
     try:
@@ -237,7 +246,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
     so, period_s = s.solver, s.horizon.period_minutes * 60
     family = mechanism_setup(s, [])[0].family
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
-              "lp_first": so.lp_first}
+              "lp_first": so.lp_first, "binaries": s.market.binaries}
     g = s.grid
     grid = start_sim(world, "Grid", s).Grid(
         network=g.network, network_options=network_options(s), bus_of=bus_of,
@@ -256,7 +265,8 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
                         coordinator_timeout_s=s.runtime.coordinator_timeout_s)
         hosted = [agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in group]
         for ent in sim.Agent.create(len(group), agents=hosted):
-            world.connect(ent, grid, "p_kw")
+            if ent.eid in bus_of:  # every agent but the operator has a connection
+                world.connect(ent, grid, "p_kw")
             world.connect(ent, sink, *AGENT_OUTPUTS)
             agents[ent.eid] = ent
     world.connect(grid, sink, *GRID_OUTPUTS)
@@ -335,7 +345,9 @@ def _day_results(s: Scenario, community, records: dict, realised: dict, files: d
             schedules[data.name] = sched
         days.append(DayResult("decentralized", schedules, _rounds(day, files),
                               bool(day["converged"]), dict(day["failed"]), [],
-                              sum(r["seconds"] for r in day["rounds"]), day=d))
+                              sum(r["seconds"] for r in day["rounds"]), day=d,
+                              clearings={n: ClearingBody(**c)
+                                         for n, c in day["clearings"].items()}))
     return days
 
 

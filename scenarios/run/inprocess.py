@@ -107,11 +107,12 @@ def run_day(agents, mech, params, day: int, gone: dict[str, str], progress=None)
             session.meter(agents[name].realise(t))
         if progress:
             progress.on_period(t)
-    settled = {n: agents[n].on_settlement(m) for n, m in session.settle().items()}
+    settled = {n: sched for n, m in session.settle().items()
+               if (sched := agents[n].on_settlement(m)) is not None}  # the operator: none
     failed = {n: r for n, r in gone.items() if n not in before} | session.failed
     gone.update(failed)
     return DayResult("decentralized", settled, rounds, bool(session.state.converged), failed,
-                     session.log, market_s, build_s, day=day)
+                     session.log, market_s, build_s, day=day, clearings=dict(session.clearings))
 
 
 def run_decentralized(s: Scenario, community, actuals: dict[str, Actuals] | None = None,

@@ -67,7 +67,8 @@ def needs_operator(s: Scenario) -> bool:
 
 
 def operator_data(s: Scenario, bus_of: dict[str, int], community) -> OperatorData:
-    """The network operator: the scenario's network and limits, the agents' buses, the
+    """The network operator: the scenario's network and limits (voltages kept
+    ``market.network_margin_pu`` inside the grid's band), the agents' buses, the
     background load the grid simulator adds (the network's own loads where kept, with
     their reactive power; a flat load per bus at the grid's power factor) and the loss
     price (the retail buy price)."""
@@ -89,6 +90,8 @@ def operator_data(s: Scenario, bus_of: dict[str, int], community) -> OperatorDat
     for d in community:
         imp, exp = connection_limits(d)
         connections[d.name] = [float(imp.max()), float(exp.max())]
-    return OperatorData(OPERATOR, h, g.network, network_options(s), g.v_min_pu, g.v_max_pu,
+    margin = s.market.network_margin_pu
+    return OperatorData(OPERATOR, h, g.network, network_options(s), g.v_min_pu + margin,
+                        g.v_max_pu - margin,
                         g.max_loading_pct, dict(bus_of), connections, p.tolist(), q.tolist(),
                         g.power_factor, grid_prices(s)[0].tolist(), s.market.network_model)

@@ -7,15 +7,14 @@ agent host needs only its shard number to know how many simulator processes to s
 
 from __future__ import annotations
 
-from scenarios.schema import Scenario
-
-
-def agent_count(s: Scenario) -> int:
-    return sum(t.count for t in s.templates) + len(s.agents)
+from scenarios.run.market import needs_operator
+from scenarios.schema import Scenario, agent_count
 
 
 def group_count(s: Scenario) -> int:
-    return -(-agent_count(s) // s.runtime.agents_per_process)
+    """The agents' process groups, and the network operator's where the market has one."""
+    operator = 1 if needs_operator(s) else 0
+    return -(-agent_count(s) // s.runtime.agents_per_process) + operator
 
 
 def process_groups(community: list, size: int) -> list[list]:

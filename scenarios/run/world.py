@@ -76,6 +76,16 @@ def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress,
     return new, outcome, grid_days, time.perf_counter() - t_grid, interrupted
 
 
+def _market_figures(s: Scenario, out: Path, days, community, bus_of) -> dict:
+    """A mechanism's own tables and summary figures (ADMM: iterations, trades, the gap
+    to the centralized optimum)."""
+    if s.market.mechanism != "admm" or s.market.mode != "decentralized":
+        return {}
+    from scenarios.results.admm import write_admm
+    from scenarios.run.central_p2p import central_days
+    return write_admm(out, days, central_days(s, community, days, bus_of))
+
+
 def run_scenario(s: Scenario, out: Path, progress: bool = False,
                  t0: float | None = None, resume: bool = False) -> dict:
     """Run the scenario's days in its mode and runtime; write every result into ``out``.
@@ -118,7 +128,8 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
     summary = write_results(out, s, days, community, time.perf_counter() - t0,
                             bus_of=bus_of, grid=grid, grid_s=grid_s,
                             processes={"agents": len(outcome.pids) if outcome else 1,
-                                       "agent_peak_rss_mb": outcome and outcome.peak_rss_mb})
+                                       "agent_peak_rss_mb": outcome and outcome.peak_rss_mb},
+                            market_figures=_market_figures(s, out, days, community, bus_of))
     write_report(out, slowest_agent_s(days))
     checkpoint.save(out, scenario_config(s), days)
     if len(days) < s.horizon.days:
