@@ -289,6 +289,8 @@ def interior_point(highs: highspy.Highs, who: str) -> np.ndarray:
     import cvxpy as cp  # only on this rare path
     from scipy import sparse
 
+    from grid.branchflow import clarabel
+
     model = highs.getModel()
     lp, hess = model.lp_, model.hessian_
     n = lp.num_col_
@@ -314,7 +316,7 @@ def interior_point(highs: highspy.Highs, who: str) -> np.ndarray:
     objective = np.asarray(lp.col_cost_) @ x + 0.5 * diag @ cp.square(x)
     problem = cp.Problem(cp.Minimize(objective), cons)
     try:
-        problem.solve(solver=cp.CLARABEL)
+        clarabel(problem)
     except cp.error.SolverError as exc:
         raise AgentSolveError(f"{who}: the market round's QP failed in HiGHS and Clarabel "
                               f"({exc})") from None

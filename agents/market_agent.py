@@ -86,6 +86,7 @@ class MarketAgent:
         self.realised: dict[str, np.ndarray] = {}
         self.last_solve_s = 0.0
         self.round_costs_eur: dict[tuple[int, int], float] = {}  # (day, round) -> planned cost
+        self.round_solve_s: dict[tuple[int, int], float] = {}  # (day, round) -> its solve
 
     @property
     def name(self) -> str:
@@ -139,6 +140,7 @@ class MarketAgent:
         self.last_solve_s = 0.0
         body = self.strategy.answer(self, msg)
         self.round_costs_eur[(msg.day, msg.round)] = float(self.plan.objective_eur)
+        self.round_solve_s[(msg.day, msg.round)] = self.last_solve_s
         return Offer(sender=self.name, day=msg.day, round=msg.round, body=body)
 
     def on_clearing(self, msg: Clearing) -> Schedule:

@@ -59,6 +59,7 @@ class OperatorAgent:
         self.plan: OperatorPlan | None = None
         self.last_solve_s = 0.0
         self.round_costs_eur: dict[tuple[int, int], float] = {}
+        self.round_solve_s: dict[tuple[int, int], float] = {}
         self.settled = None
         self.clearing = None
         self.realised: dict[str, np.ndarray] = {}
@@ -131,6 +132,7 @@ class OperatorAgent:
         self.plan = OperatorPlan(cost, result.losses_kw, result.import_kw, result.v_pu,
                                  self.last_solve_s)
         self.round_costs_eur[(msg.day, msg.round)] = cost
+        self.round_solve_s[(msg.day, msg.round)] = self.last_solve_s
         z = {p: result.z_kw[i].tolist() for i, p in enumerate(peers)}
         return Offer(sender=self.name, day=msg.day, round=msg.round,
                      body=OfferBody(quantities_kw={"losses": result.losses_kw.tolist()},

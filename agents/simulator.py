@@ -282,7 +282,9 @@ def write_realised(path: Path, agent: MarketAgent) -> None:
         "realised": {k: np.asarray(v).tolist() for k, v in agent.realised.items()},
         "quote_kw": agent.planned_net_kw().tolist(),
         "round_costs_eur": {str(r): c for (d, r), c in agent.round_costs_eur.items()
-                            if d == agent.day}}
+                            if d == agent.day},
+        "round_solve_s": {str(r): c for (d, r), c in agent.round_solve_s.items()
+                          if d == agent.day}}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)

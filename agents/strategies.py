@@ -96,6 +96,7 @@ class ADMMStrategy:
                                           for m, t in by.items()},
                         None if net is None else (net.price_eur_per_kwh, net.target_kw))
         agent.plan = model.solve()
+        agent.last_solve_s = agent.plan.solve_time_s
         trades = {m: v.tolist() for m, v in model.trades_kw().items()}
         return OfferBody(quantities_kw={NET: model.net_kw().tolist()},
                          by_counterparty_kw={P2P: trades} if trades else None)

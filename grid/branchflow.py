@@ -43,6 +43,7 @@ by `explain_infeasible` (the same model with nonnegative slacks on the limits).
 
 import math
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -458,7 +459,7 @@ def solve_flow(network: RadialNetwork, bus_load_kw, bus_load_kvar=None, model: M
     problem = cp.Problem(cp.Minimize(cp.sum(block.import_kw) / network.kw_per_pu),
                          block.constraints)
     start = time.perf_counter()
-    problem.solve(solver=cp.CLARABEL)
+    clarabel(problem)
     elapsed = time.perf_counter() - start
     if problem.status in INFEASIBLE:
         raise NetworkInfeasible(
@@ -472,6 +473,14 @@ def solve_flow(network: RadialNetwork, bus_load_kw, bus_load_kvar=None, model: M
 def period_label(t: int, period_h: float) -> str:
     """'hour 4.5 (period 18)': the period's start hour is t·period_h."""
     return f"hour {t * period_h:g} (period {t})"
+
+
+def clarabel(problem: cp.Problem, **settings) -> None:
+    """Solve with Clarabel; an inaccurate solution is in ``problem.status`` (cvxpy's
+    warning about it is not repeated on stderr)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        problem.solve(solver=cp.CLARABEL, **settings)
 
 
 def explain_infeasible(network: RadialNetwork, bus_load_kw, bus_load_kvar=None,
@@ -492,7 +501,7 @@ def explain_infeasible(network: RadialNetwork, bus_load_kw, bus_load_kvar=None,
     regular = 1e-10 * sum(cp.sum_squares(var) for var in free) if free else 0
     problem = cp.Problem(cp.Minimize(total + tighten + regular),
                          block.constraints + list(constraints or []))
-    problem.solve(solver=cp.CLARABEL)
+    clarabel(problem)
     if problem.status not in SOLVED:
         return (f"network {network.name}: no power flow exists for these loads even with "
                 f"the voltage and line limits relaxed ({problem.status}); the loads exceed "
@@ -639,12 +648,14 @@ class OperatorModel:
         self._dual.value = _matrix(dual_eur_per_kwh, shape, "dual_eur_per_kwh")
         self._scale.value = scale
         self._target.value = scale * y
+        if self._fallback is not None:  # the SOCP stalled earlier today: stay with the LP
+            return self._lindistflow(y_kw, dual_eur_per_kwh, rho_eur_per_kw2h)
         start = time.perf_counter()
         try:
-            self.problem.solve(solver=cp.CLARABEL)
+            clarabel(self.problem)
         except cp.error.SolverError:  # Clarabel's numerical error: once more, less strict
             try:
-                self.problem.solve(solver=cp.CLARABEL, **RELAXED_CLARABEL)
+                clarabel(self.problem, **RELAXED_CLARABEL)
             except cp.error.SolverError:
                 if self.model != "socp":
                     raise
@@ -666,7 +677,8 @@ class OperatorModel:
     def _lindistflow(self, y_kw, dual_eur_per_kwh, rho_eur_per_kw2h: float) -> OperatorResult:
         """The SOCP stalled numerically (flows so small against the feeder's rating that
         losses sit at the solver's tolerance, e.g. a few households on an MV feeder):
-        this round's answer from the LinDistFlow model, whose error is smallest exactly
+        this and every later round's answer from the LinDistFlow model (the same model
+        every round, so ADMM keeps one network block), whose error is smallest exactly
         there; counted in ``fallbacks``."""
         if self._fallback is None:
             self._fallback = OperatorModel(self.network, model="lindistflow", **self._args)

@@ -158,6 +158,9 @@ def run_bench(args) -> int:
     name = "tiny" if args.quick else (args.scenario or "faia2021")
     runs_n = 1 if args.quick else args.runs
     s = load_scenario(resolve_scenario(name))
+    if s.market.mechanism == "admm":
+        from scenarios.bench.admm import bench_admm
+        return bench_admm(s, runs_n, machine(), args.out)
     if s.horizon.days > 1 or s.market.mechanism != "p2v_rules":
         from scenarios.bench.days import bench_days
         return bench_days(s, runs_n, machine(), args.out)

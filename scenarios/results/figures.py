@@ -61,31 +61,139 @@ def traded_inside_kwh(agents: pd.DataFrame, period_h: float) -> pd.Series:
     return p2v.where(p2v > 0, pool) * period_h
 
 
-def storage_charge_kw(agents: pd.DataFrame) -> pd.Series:
-    """Stationary batteries' charging per period (every charge that is not an EV's)."""
-    return community_kw(agents, "ch_kw") - community_kw(agents, "ch_kw", "ev")
+def _day_rows(agents: pd.DataFrame, day: int | None) -> tuple[pd.DataFrame, int]:
+    """The rows of ``day`` (default the run's first) and that day."""
+    day = int(agents["day"].min()) if day is None else day
+    return agents[agents["day"] == day], day
 
 
-def supply_mix(agents: pd.DataFrame) -> Figure:
-    """Sources stacked above zero (retail purchase, PV, battery discharge), sinks other than
-    consumption below (export, battery charging); P2V is a transfer inside the community,
-    already part of PV and battery, so it is a line, not a layer."""
-    fig, ax = _axes(title="Community supply mix")
-    periods = np.sort(agents[T].unique())
-    wind = community_kw(agents, "wind_kw") if "wind_kw" in agents else 0 * periods
-    ax.stackplot(periods, community_kw(agents, "buy_kw"), community_kw(agents, "pv_kw"),
-                 wind, community_kw(agents, "dis_kw"),
-                 labels=["purchase", "PV", "wind", "battery discharge"],
-                 colors=["#7f7f7f", "#f2b701", "#80ba5a", "#3969ac"], alpha=0.85)
-    ax.stackplot(periods, -community_kw(agents, "sell_kw"), -storage_charge_kw(agents),
-                 labels=["export (negative)", "battery charging (negative)"],
-                 colors=["#e73f74", "#11a579"], alpha=0.85)
-    ax.plot(periods, community_kw(agents, "p2v_kw", "prosumer"), color="black", ls="--",
-            lw=1.2, label="P2V (prosumers → EVs)")
-    ax.plot(periods, consumption_kw(agents), color="black", lw=1.2,
-            label="consumption (loads + EV charging)")
+def _day_note(agents: pd.DataFrame, day: int) -> str:
+    """'' for a one-day run, else ', day d of n' (days counted from 1)."""
+    days = agents["day"].nunique()
+    return "" if days <= 1 else f", day {day + 1} of {days}"
+
+
+# a source's column in consumption_sources, the part of it that supplied the consumption
+SOURCE_ORDER = (("generation_kw", "from_generation_kw"), ("import_kw", "from_import_kw"),
+                ("ev_discharge_kw", "from_ev_kw"), ("battery_discharge_kw", "from_battery_kw"))
+
+
+def consumption_sources(agents: pd.DataFrame, day: int | None = None) -> pd.DataFrame:
+    """Where the community's consumption came from in each period of ``day`` (default the
+    first), kW, summed over the agents. The community is one node (network losses aside):
+
+    - consumption: loads, flexible loads and EV charging;
+    - import_kw / export_kw: the agents' net imports (``net_kw``) summed, when positive /
+      negative: what the community drew from / gave to the grid through its connections
+      (energy one member exports and another imports stays inside);
+    - generation_kw (PV and wind), ev_discharge_kw (V2G), battery_discharge_kw and
+      battery_charge_kw (stationary storage, every storage that is not an EV's).
+
+    The sources (generation, import, EV discharge, battery discharge) also supply the
+    export and the battery charging; these are taken from generation first, then from the
+    import, then from EV and battery discharge. What is left of each source supplied the
+    consumption: ``from_*_kw``, which sum to the consumption (the agents' energy balances
+    hold)."""
+    rows, _ = _day_rows(agents, day)
+    periods = np.sort(rows["period"].unique())
+    ev = rows["kind"] == "ev"
+
+    def total(column: str, mask=None) -> pd.Series:
+        if column not in rows:
+            return pd.Series(0.0, index=periods)
+        part = rows if mask is None else rows[mask]
+        return part.groupby("period")[column].sum().reindex(periods, fill_value=0.0)
+
+    net = total("net_kw")
+    mix = pd.DataFrame({
+        "consumption_kw": total("load_kw") + total("flex_kw") + total("ch_kw", ev),
+        "load_kw": total("load_kw") + total("flex_kw"),
+        "import_kw": net.clip(lower=0.0), "export_kw": (-net).clip(lower=0.0),
+        "generation_kw": total("pv_kw") + total("wind_kw"),
+        "ev_discharge_kw": total("dis_kw", ev), "battery_discharge_kw": total("dis_kw", ~ev),
+        "battery_charge_kw": total("ch_kw", ~ev)})
+    mix.index.name = "period"
+    other_uses = mix["export_kw"] + mix["battery_charge_kw"]
+    for source, used in SOURCE_ORDER:
+        taken = np.minimum(mix[source], other_uses)
+        mix[used] = mix[source] - taken
+        other_uses = other_uses - taken
+    return mix
+
+
+def ev_discharge_share(agents: pd.DataFrame, period_h: float,
+                       day: int | None = None) -> dict[str, float | None]:
+    """EV discharge (V2G, kWh) on ``day`` (None: over the run), the community's import
+    from the grid (kWh, as in consumption_sources: the agents' net imports summed per
+    period, when positive), the EV discharge as a percentage of that import (None
+    without import) and the retail purchases (kWh, ``buy_kw`` summed: more than the
+    import when members buy what other members resell)."""
+    rows = agents if day is None else agents[agents["day"] == day]
+    net = rows.groupby(["day", "period"])["net_kw"].sum()
+    ev_kwh = float(rows.loc[rows["kind"] == "ev", "dis_kw"].sum()) * period_h
+    import_kwh = float(net.clip(lower=0.0).sum()) * period_h
+    return {"ev_discharge_kwh": ev_kwh, "import_kwh": import_kwh,
+            "share_pct": 100 * ev_kwh / import_kwh if import_kwh > 0 else None,
+            "retail_kwh": float(rows["buy_kw"].sum()) * period_h}
+
+
+def inside_trades_kw(rows: pd.DataFrame, periods: pd.Index) -> dict[str, pd.Series]:
+    """Trade inside the community per period, by label, where there is any: P2V sold by
+    prosumers, P2P bought (the positive part of every agent's net P2P purchase)."""
+    found = {}
+    if "p2v_kw" in rows:
+        sold = rows[rows["kind"] == "prosumer"]
+        found["P2V (prosumers → EVs)"] = sold.groupby("period")["p2v_kw"].sum()
+    if "p2p_kw" in rows:
+        found["P2P bought inside"] = rows["p2p_kw"].clip(lower=0.0).groupby(
+            rows["period"]).sum()
+    found = {k: v.reindex(periods, fill_value=0.0) for k, v in found.items()}
+    return {k: v for k, v in found.items() if v.abs().sum() > 0}
+
+
+MIX_LAYERS = {"from_import_kw": ("import from the grid", "#7f7f7f"),
+              "from_generation_kw": ("local PV", "#f2b701"),
+              "from_ev_kw": ("EV discharge (V2G)", "#11a579"),
+              "from_battery_kw": ("battery discharge", "#3969ac")}
+OTHER_USES = {"export_kw": ("export (negative)", "#e73f74"),
+              "battery_charge_kw": ("battery charging (negative)", "#80ba5a")}
+
+
+def supply_mix(agents: pd.DataFrame, period_h: float, day: int | None = None) -> Figure:
+    """Where the community's consumption came from per period of ``day`` (default the
+    first; a multi-day run names the day in the title): consumption_sources's parts
+    stacked as bars above zero (their top is the consumption), export and battery
+    charging below zero; the loads alone (EV charging is the gap to the consumption) and
+    P2V / P2P trade inside the community as lines. Layers and lines that are zero all
+    day are left out."""
+    rows, day = _day_rows(agents, day)
+    mix = consumption_sources(agents, day)
+    hours = mix.index.to_numpy() * period_h
+    edges = np.append(hours, hours[-1] + period_h)
+    fig, ax = _axes(title=f"Community supply mix{_day_note(agents, day)}",
+                    xlabel="hour of the day", ylabel="kW")
+    if "wind_kw" in rows and rows["wind_kw"].abs().sum() > 0:
+        layers = {**MIX_LAYERS, "from_generation_kw": ("local PV and wind", "#f2b701")}
+    else:
+        layers = MIX_LAYERS
+    for parts, sign in ((layers, 1.0), (OTHER_USES, -1.0)):
+        base = np.zeros(len(mix))
+        for column, (label, color) in parts.items():
+            v = sign * mix[column].to_numpy()
+            if np.abs(v).sum() > 0:
+                ax.bar(hours, v, width=period_h, align="edge", bottom=base, color=color,
+                       label=label, alpha=0.85)
+                base = base + v
+    ax.stairs(mix["consumption_kw"].to_numpy(), edges, color="black", lw=1.2,
+              label="consumption (loads + EV charging)")
+    if (mix["consumption_kw"] - mix["load_kw"]).abs().sum() > 0:
+        ax.stairs(mix["load_kw"].to_numpy(), edges, color="black", lw=0.8, ls=":",
+                  label="loads (without EV charging)")
+    for label, kw in inside_trades_kw(rows, mix.index).items():
+        ax.stairs(kw.to_numpy(), edges, color="black", ls="--", lw=1.0, label=label)
     ax.axhline(0, color="black", lw=0.5)
-    ax.legend(loc="upper left", fontsize=7, ncols=2)
+    ax.set_xlim(edges[0], edges[-1])
+    fig.legend(fontsize=7, loc="outside right upper")
     return fig
 
 
@@ -147,23 +255,38 @@ def planned_cost(agent_rounds: pd.DataFrame) -> Figure:
     return fig
 
 
-def state_of_charge(agents: pd.DataFrame) -> Figure:
-    """Stored energy per period, one panel per kind with a state of charge: each agent's
-    line when there are few, otherwise the mean and the min–max band."""
+def state_of_charge(agents: pd.DataFrame, period_h: float | None = None) -> Figure:
+    """Stored energy at the end of each period, one panel per kind with a state of charge.
+    EVs: every EV's line, thin, and their mean (a V2G discharge is a fall while the EV is
+    home); other kinds: each agent's line when there are few, otherwise the mean and the
+    min–max band. x: hours of the run when ``period_h`` is given, else periods."""
     kinds = [k for k, g in agents.groupby("kind") if g["soc_kwh"].notna().any()]
     fig = Figure(figsize=(WIDE_IN[0], 2.6 * len(kinds)), layout="constrained")
+    days = agents["day"].nunique() if "day" in agents else 1
+    xlabel = "period" if period_h is None else (
+        "hour of the day (end of period)" if days <= 1 else "hour of the run (end of period)")
     for i, kind in enumerate(kinds):
         ax = fig.add_subplot(len(kinds), 1, i + 1)
         soc = agents[agents["kind"] == kind].pivot(index=T, columns="agent",
                                                    values="soc_kwh")
-        if soc.shape[1] <= FEW_AGENTS:
+        x = soc.index.to_numpy() if period_h is None else (soc.index.to_numpy() + 1) * period_h
+        few = soc.shape[1] <= FEW_AGENTS
+        if kind == "ev":
+            lines = ax.plot(x, soc.to_numpy(), lw=0.8 if few else 0.5,
+                            alpha=0.9 if few else 0.45, color=None if few else "#11a579")
+            for line, agent in zip(lines, soc.columns, strict=True):
+                line.set_label(agent if few else "_each EV")
+            if not few:
+                lines[0].set_label(f"each of {soc.shape[1]} EVs")
+            ax.plot(x, soc.mean(axis=1), lw=2, color="black", label="mean")
+        elif few:
             for agent in soc.columns:
-                ax.plot(soc.index, soc[agent], lw=1.2, label=agent)
+                ax.plot(x, soc[agent], lw=1.2, label=agent)
         else:
-            ax.fill_between(soc.index, soc.min(axis=1), soc.max(axis=1), alpha=0.3,
+            ax.fill_between(x, soc.min(axis=1), soc.max(axis=1), alpha=0.3,
                             label="min–max")
-            ax.plot(soc.index, soc.mean(axis=1), lw=1.5, label=f"mean of {soc.shape[1]}")
-        ax.set(title=f"State of charge: {kind}", xlabel="period", ylabel="kWh")
+            ax.plot(x, soc.mean(axis=1), lw=1.5, label=f"mean of {soc.shape[1]}")
+        ax.set(title=f"State of charge: {kind}", xlabel=xlabel, ylabel="kWh")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncols=2)
     return fig
@@ -256,7 +379,8 @@ def daily_bills(agents: pd.DataFrame) -> Figure:
 
 def daily_energy(agents: pd.DataFrame, period_h: float) -> Figure:
     """Energy per day: import and export at the agents' connections, local generation
-    (PV, wind) and consumption (load, flexible loads, EV charging)."""
+    (PV, wind), consumption (load, flexible loads, EV charging), and the EVs' charging and
+    discharge (V2G) where they have any."""
     cols = {"buy_kw": "import", "sell_kw": "export", "pv_kw": "PV", "wind_kw": "wind"}
     per_day = agents.groupby("day")[[c for c in cols if c in agents]].sum() * period_h
     consumption = (agents.groupby("day")[[c for c in ("load_kw", "flex_kw") if c in agents]]
@@ -267,6 +391,13 @@ def daily_energy(agents: pd.DataFrame, period_h: float) -> Figure:
         if col in per_day and per_day[col].abs().sum() > 0:
             ax.plot(per_day.index + 1, per_day[col], marker=".", label=label)
     ax.plot(per_day.index + 1, consumption, color="black", marker=".", label="consumption")
+    evs = agents[agents["kind"] == "ev"].groupby("day")[["ch_kw", "dis_kw"]].sum() * period_h
+    evs = evs.reindex(per_day.index, fill_value=0.0)
+    for col, label, style in (("ch_kw", "EV charging", "-"),
+                              ("dis_kw", "EV discharge (V2G)", "--")):
+        if evs[col].abs().sum() > 0:
+            ax.plot(per_day.index + 1, evs[col], color="#11a579", ls=style, marker=".",
+                    label=label)
     ax.legend(fontsize=7, ncols=3)
     return fig
 
@@ -283,4 +414,51 @@ def locality_prices(market: pd.DataFrame, periods: int) -> Figure:
                               ("export_price_eur_per_kwh", "exporters get", "-")):
         ax.plot(last["step"], last[col], ls=style, lw=1, label=label)
     ax.legend(fontsize=7, ncols=4)
+    return fig
+
+
+MANY_DAYS = 4  # above this many days, the residual figure shows the first day only
+PRIMAL, DUAL, RHO = "#3969ac", "#e68310", "#7f7f7f"
+
+
+def positive(values: pd.Series) -> pd.Series:
+    """``values`` with every value ≤ 0 as NaN (a gap on a log axis)."""
+    return values.where(values > 0)
+
+
+def residual_days(iterations: pd.DataFrame) -> list[int]:
+    """The days the residual figure draws: every day, or the first above MANY_DAYS."""
+    days = sorted(int(d) for d in iterations["day"].unique())
+    return days if len(days) <= MANY_DAYS else days[:1]
+
+
+def admm_residuals(iterations: pd.DataFrame, tolerance: float | None = None) -> Figure:
+    """The ADMM market's scaled primal (solid) and dual (dashed) residuals per round on a
+    log axis, one pair of lines per day (the first day only above MANY_DAYS days; the
+    title says so), the stopping tolerance as a dotted line, and ρ (€/MW²h) on a second
+    log axis. A residual of 0 is a gap (log axis)."""
+    days = residual_days(iterations)
+    many = iterations["day"].nunique() > len(days)
+    note = f" (day 1 of {iterations['day'].nunique()})" if many else ""
+    fig, ax = _axes(size=(6.5, 3.6), title=f"ADMM residuals per round{note}", xlabel="round",
+                    ylabel="scaled residual")
+    ax.set_yscale("log")
+    rho = ax.twinx()
+    rho.set_yscale("log")
+    rho.set_ylabel("ρ €/MW²h")
+    for i, day in enumerate(days):
+        rows = iterations[iterations["day"] == day].sort_values("round")
+        suffix = f", day {day + 1}" if len(days) > 1 else ""
+        colors = (PRIMAL, DUAL) if len(days) == 1 else (f"C{i}", f"C{i}")
+        ax.plot(rows["round"], positive(rows["primal_residual"]), color=colors[0], lw=1.3,
+                label=f"primal{suffix}")
+        ax.plot(rows["round"], positive(rows["dual_residual"]), color=colors[1], lw=1.3,
+                ls="--", label=f"dual{suffix}")
+        rho.plot(rows["round"], positive(rows["rho"]), color=RHO, lw=1, ls="-.",
+                 drawstyle="steps-post", label="ρ" if i == 0 else "_ρ")
+    if tolerance:
+        ax.axhline(tolerance, color="black", lw=0.8, ls=":", label=f"tolerance {tolerance:g}")
+    lines, more = ax.get_legend_handles_labels(), rho.get_legend_handles_labels()
+    fig.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="outside lower center",
+               ncols=4)
     return fig

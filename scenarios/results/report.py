@@ -1,7 +1,8 @@
 """The run's summary table (terminal) and its report: ``report.md`` (tables),
 ``report.html`` (tables and figures, self-contained) and ``figures/*.png``. The report is
 read back from the results folder, so ``lemgrid report DIR`` and the end of ``lemgrid run``
-write the same one."""
+write the same one. A run of the ADMM market (``admm_iterations.parquet``, and
+``trades.parquet`` where written) adds its section: residuals per round, per day."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ from scenarios.results import atomic, figures
 
 FIGURE_DPI = 100
 TABLES = ("agents", "market", "agent_rounds", "grid_bus", "grid_line")
+OPTIONAL_TABLES = ("admm_iterations", "trades")  # read where the run wrote them
+ADMM_TITLE = "Peer-to-peer market (ADMM)"
+ADMM_HEADER = ["day", "rounds", "final primal residual", "final dual residual",
+               "final ρ €/MW²h", "objective €", "bilateral trades", "bilateral kWh"]
 CONVERGENCE_HEADER = ["round", "error kW", "sold kW", "bought kW", "rule applied",
                       "limits changed", "slowest agent s"]
 VIOLATION_HEADER = ["day", "period", "element", "value", "limit"]
@@ -54,7 +59,8 @@ def read_table(out: Path, name: str) -> pd.DataFrame:
 
 @dataclass
 class Run:
-    """A results folder read back: summary, resolved scenario and the result tables."""
+    """A results folder read back: summary, resolved scenario and the result tables (an
+    optional table the run did not write is None)."""
 
     out: Path
     summary: dict
@@ -64,6 +70,8 @@ class Run:
     agent_rounds: pd.DataFrame
     grid_bus: pd.DataFrame
     grid_line: pd.DataFrame
+    admm_iterations: pd.DataFrame | None = None
+    trades: pd.DataFrame | None = None
 
     @classmethod
     def load(cls, out: Path) -> Run:
@@ -73,7 +81,9 @@ class Run:
         tables = {n: read_table(out, n) for n in TABLES}
         for name in ("agents", "grid_bus", "grid_line"):
             tables[name] = figures.with_step(tables[name], periods)
-        return cls(out, summary, config, **tables)
+        optional = {n: read_table(out, n) for n in OPTIONAL_TABLES
+                    if (out / f"{n}.parquet").is_file()}
+        return cls(out, summary, config, **tables, **optional)
 
     @property
     def periods(self) -> int:
@@ -88,6 +98,11 @@ class Run:
         """A decentralized run of a mechanism with P2V offer totals per round."""
         return (self.summary["market"]["rounds"] is not None and len(self.agent_rounds) > 0
                 and "sold_kw" in self.market)
+
+    @property
+    def has_admm(self) -> bool:
+        """A run of the ADMM market that wrote its iterations."""
+        return self.admm_iterations is not None
 
 
 # ---- tables ------------------------------------------------------------------------------
@@ -202,6 +217,29 @@ def violation_rows(run: Run) -> list[list[str]]:
             for r in violations(run).itertuples()]
 
 
+def admm_rows(run: Run) -> list[list[str]]:
+    """One row per day of the ADMM market: its rounds, the residuals, ρ and objective of
+    its last round, and the agreed bilateral trades (trades.parquet; — where the run wrote
+    none): their number and energy, more than the net P2P purchases (summary's
+    traded_kwh) where a peer buys from one peer and sells to another in the same period."""
+    it = run.admm_iterations
+    if it is None or it.empty:
+        return []
+    last = it.sort_values(["day", "round"]).groupby("day").last()
+    trades = run.trades
+    rows = []
+    for day, r in last.iterrows():
+        if trades is None:
+            count, kwh = "—", "—"
+        else:
+            traded = trades.loc[trades["day"] == day, "kw"]
+            count, kwh = str(len(traded)), f"{traded.sum() * run.period_h:.2f}"
+        rows.append([str(day + 1), str(int((it["day"] == day).sum())),
+                     f"{r['primal_residual']:.3g}", f"{r['dual_residual']:.3g}",
+                     f"{r['rho']:.4g}", format_value(float(r["objective_eur"])), count, kwh])
+    return rows
+
+
 def _markdown(header: list[str], rows: list) -> list[str]:
     if not rows:
         return ["none"]
@@ -226,11 +264,70 @@ class FigureSpec:
     caption: str
     build: Callable[[Run], object]  # -> matplotlib Figure
     absent: Callable[[Run], str | None] = lambda run: None  # why there is no figure
+    describe: Callable[[Run], str] | None = None  # the caption's figures from the run
+    section: str = "Figures"  # the report section the figure is drawn in
+
+    def full_caption(self, run: Run) -> str:
+        return self.caption if self.describe is None else f"{self.caption} {self.describe(run)}"
 
 
 def _no_rounds(run: Run) -> str | None:
-    return None if run.has_rounds else (f"No market rounds: a {run.summary['mode']} run "
-                                        "clears the market in one step.")
+    if run.has_rounds:
+        return None
+    if run.has_admm:
+        return f"No P2V offer rounds: the ADMM market's rounds are in \"{ADMM_TITLE}\"."
+    return (f"No market rounds: a {run.summary['mode']} run clears the market in one "
+            "step.")
+
+
+def _no_agents(run: Run) -> str | None:
+    return None if len(run.agents) else "No agent results."
+
+
+def _days_shown(run: Run) -> tuple[int, int]:
+    """The first day of the run and how many days it has."""
+    return int(run.agents["day"].min()), int(run.agents["day"].nunique())
+
+
+def supply_mix_caption(run: Run) -> str:
+    """Which day is shown, the definitions, and the EVs' discharge beside the import."""
+    first, days = _days_shown(run)
+    shown = "" if days <= 1 else f"Day 1 of {days} shown. "
+    text = (f"{shown}Consumption: loads, flexible loads and EV charging. Import: the "
+            "agents' net imports (net_kw) summed each period, when positive: what the "
+            "community drew through its connections, network losses aside (energy one "
+            "member exports and another imports stays local). Local PV: generation less "
+            "what was exported or charged into stationary batteries (these are taken from "
+            "generation first, then from the import, then from EV and battery discharge). "
+            "EV discharge: the EVs' dis_kw (V2G).")
+    if not (run.agents["kind"] == "ev").any():
+        return text + " No EVs."
+    parts = [("on the day shown", figures.ev_discharge_share(run.agents, run.period_h,
+                                                              first if days > 1 else None))]
+    if days > 1:
+        parts.append(("over the run", figures.ev_discharge_share(run.agents, run.period_h)))
+    for when, d in parts:
+        share = "—" if d["share_pct"] is None else f"{d['share_pct']:.2f} %"
+        text += (f" EVs discharged {d['ev_discharge_kwh']:,.1f} kWh {when}, {share} of the "
+                 f"community's import ({d['import_kwh']:,.1f} kWh; retail purchases "
+                 f"{d['retail_kwh']:,.1f} kWh).")
+    return text
+
+
+def residuals_caption(run: Run) -> str:
+    """Rounds and final residuals of each day drawn."""
+    it = run.admm_iterations
+    days = figures.residual_days(it)
+    text = "" if len(days) == it["day"].nunique() else (
+        f"Day 1 of {it['day'].nunique()} shown; every day's rounds and final residuals are "
+        "in the table above.")
+    for day in days:
+        rows = it[it["day"] == day].sort_values("round")
+        last = rows.iloc[-1]
+        text += (f" Day {day + 1}: {len(rows)} rounds, final primal residual "
+                 f"{last['primal_residual']:.3g}, dual {last['dual_residual']:.3g}, "
+                 f"ρ {last['rho']:.4g} €/MW²h.")
+    return text.strip()
 
 
 def _no_soc(run: Run) -> str | None:
@@ -242,16 +339,21 @@ def _no_power_flow(run: Run) -> str | None:
 
 
 FIGURES = [
-    FigureSpec("supply_mix", "Community supply mix per period (kW)",
-               lambda run: figures.supply_mix(run.agents)),
+    FigureSpec("supply_mix", "Where the community's consumption came from per period (kW): "
+               "import, local PV, EV discharge (V2G) and battery discharge stacked; export "
+               "and battery charging below zero.",
+               lambda run: figures.supply_mix(run.agents, run.period_h), _no_agents,
+               supply_mix_caption),
     FigureSpec("p2v_trades", "P2V sold and bought per period, settled and offered (kW)",
                lambda run: figures.p2v_trades(run.agents)),
     FigureSpec("convergence", "Convergence per round: offers summed over periods and error",
                lambda run: figures.convergence(run.market), _no_rounds),
     FigureSpec("planned_cost", "Mean planned cost of the day per agent type and round",
                lambda run: figures.planned_cost(run.agent_rounds), _no_rounds),
-    FigureSpec("state_of_charge", "Battery and EV state of charge per period",
-               lambda run: figures.state_of_charge(run.agents), _no_soc),
+    FigureSpec("state_of_charge", "Battery and EV state of charge at the end of each period "
+               "(kWh): every EV's as a thin line and the EVs' mean (an EV's falls while it "
+               "drives or discharges, V2G).",
+               lambda run: figures.state_of_charge(run.agents, run.period_h), _no_soc),
     FigureSpec("voltage", "Bus voltage per period, limits marked",
                lambda run: figures.voltage_heat_map(run.grid_bus, run.config["grid"]["v_min_pu"],
                                                     run.config["grid"]["v_max_pu"]),
@@ -273,23 +375,51 @@ FIGURES = [
 ]
 
 
-def render_figures(run: Run) -> list[tuple[FigureSpec, bytes | str]]:
-    """Each figure as PNG bytes (also written to ``figures/<name>.png``), or the sentence
-    saying why it is absent (its PNG of an earlier report removed)."""
+ADMM_FIGURES = [
+    FigureSpec("admm_residuals", "Scaled primal (solid) and dual (dashed) residuals of the ADMM "
+               "market per round (log axis), the stopping tolerance dotted, ρ on the right "
+               "(log axis).",
+               lambda run: figures.admm_residuals(
+                   run.admm_iterations, run.config["market"].get("residual_tolerance")),
+               lambda run: None if len(run.admm_iterations) else "No ADMM rounds.",
+               residuals_caption, ADMM_TITLE),
+]
+
+
+def figure_specs(run: Run) -> list[FigureSpec]:
+    """The ADMM market's figures where the run wrote its iterations, then every run's."""
+    return (ADMM_FIGURES if run.has_admm else []) + FIGURES
+
+
+@dataclass
+class Rendered:
+    spec: FigureSpec
+    content: bytes | str  # PNG, or the sentence saying why the figure is absent
+    caption: str
+
+
+def render_figures(run: Run) -> list[Rendered]:
+    """Each figure as PNG bytes (also written to ``figures/<name>.png``) with its caption,
+    or the sentence saying why it is absent (its PNG of an earlier report removed, as is
+    the PNG of a figure this run has no section for)."""
     folder = run.out / "figures"
     folder.mkdir(exist_ok=True)
+    specs = figure_specs(run)
+    for spec in ADMM_FIGURES:
+        if spec.name not in {s.name for s in specs}:
+            (folder / f"{spec.name}.png").unlink(missing_ok=True)
     rendered = []
-    for spec in FIGURES:
+    for spec in specs:
         path = folder / f"{spec.name}.png"
         reason = spec.absent(run)
         if reason:
             path.unlink(missing_ok=True)
-            rendered.append((spec, reason))
+            rendered.append(Rendered(spec, reason, spec.caption))
             continue
         buffer = io.BytesIO()
         spec.build(run).savefig(buffer, format="png", dpi=FIGURE_DPI)
         atomic.write_bytes(path, buffer.getvalue())
-        rendered.append((spec, buffer.getvalue()))
+        rendered.append(Rendered(spec, buffer.getvalue(), spec.full_caption(run)))
     return rendered
 
 
@@ -302,8 +432,9 @@ STYLE = ("body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1
          "figcaption{font-style:italic}")
 
 
-def _figure_html(spec: FigureSpec, content: bytes | str) -> str:
-    caption = f"<figcaption>{html.escape(spec.caption)}</figcaption>"
+def _figure_html(figure: Rendered) -> str:
+    spec, content = figure.spec, figure.content
+    caption = f"<figcaption>{html.escape(figure.caption)}</figcaption>"
     if isinstance(content, str):
         return f"<figure>{caption}<p>{html.escape(content)}</p></figure>"
     data = base64.b64encode(content).decode("ascii")
@@ -318,6 +449,8 @@ def _sections(run: Run, slowest_agent_s) -> list[tuple[str, list[str], list]]:
     sections = [("Summary", ["key", "value"], summary_rows(summary))]
     if run.has_rounds:
         sections.append(("Convergence", *convergence_table(run, slowest_agent_s)))
+    if run.has_admm:
+        sections.append((ADMM_TITLE, ADMM_HEADER, admm_rows(run)))
     sections += [("Days", DAY_HEADER, day_rows(run)),
                  ("Bills per participant over the run", BILL_HEADER, bill_rows(run)),
                  ("Grid limit violations", VIOLATION_HEADER, found),
@@ -340,9 +473,11 @@ def write_html(run: Run, sections, rendered) -> Path:
     head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}"
             f"</title><style>{STYLE}</style></head><body><h1>{title}</h1>")
     parts = [head]
-    parts += [f"<h2>{html.escape(t)}</h2>{_html_table(h, rows)}" for t, h, rows in sections]
+    for t, h, rows in sections:
+        parts.append(f"<h2>{html.escape(t)}</h2>{_html_table(h, rows)}")
+        parts += [_figure_html(f) for f in rendered if f.spec.section == t]
     parts.append("<h2>Figures</h2>")
-    parts += [_figure_html(spec, content) for spec, content in rendered]
+    parts += [_figure_html(f) for f in rendered if f.spec.section == "Figures"]
     parts.append("</body></html>")
     path = run.out / "report.html"
     atomic.write_text(path, "\n".join(parts) + "\n")

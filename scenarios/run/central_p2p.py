@@ -24,6 +24,7 @@ from grid.branchflow import (
     LOSS_TIGHTENING_EUR_PER_KWH,
     NetworkInfeasible,
     add_network,
+    clarabel,
     explain_infeasible,
 )
 
@@ -86,7 +87,7 @@ def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
         cost = cost + h * price @ block.losses_kw
     problem = cp.Problem(cp.Minimize(OBJECTIVE_SCALE * cost), cons)
     try:
-        problem.solve(solver=cp.CLARABEL)
+        clarabel(problem)
     except cp.error.SolverError as exc:
         raise RuntimeError(f"centralized model: Clarabel failed ({exc})") from None
     if problem.status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
@@ -101,9 +102,23 @@ def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
                          losses, v, time.perf_counter() - start, problem.status)
 
 
-def central_days(s, community, days, bus_of: dict[str, int]) -> list[float | None]:
+def check_feasible(s, community, bus_of: dict[str, int], first_day: int = 0) -> float:
+    """Before the market opens: the first day's centralized optimum, or NetworkInfeasible
+    naming the hour and the limit no dispatch of the peers can meet."""
+    from agents.days import day_slice
+    from scenarios.run.market import needs_operator, operator_data
+
+    operator = operator_data(s, bus_of, community) if needs_operator(s) else None
+    data = [day_slice(d, first_day, d.battery.e0_kwh if d.battery is not None else None)
+            for d in community]
+    return solve_central(data, operator, first_day, s.market.binaries).objective_eur
+
+
+def central_days(s, community, days, bus_of: dict[str, int], known: dict | None = None
+                 ) -> list[float | None]:
     """The centralized optimum of each market day, from the batteries' state the day
-    before left (None where it cannot be computed: the reason goes to the day's notes)."""
+    before left (None where it cannot be computed: the reason goes to the day's notes);
+    ``known``: day -> an optimum already computed for the whole community."""
     from agents.days import day_slice
     from scenarios.results.checkpoint import carried_over
     from scenarios.run.market import needs_operator, operator_data
@@ -113,6 +128,9 @@ def central_days(s, community, days, bus_of: dict[str, int]) -> list[float | Non
     for k, day in enumerate(days):
         start = carried_over(community, days[:k])
         active = [d for d in start if d.name in day.schedules]
+        if known and day.day in known and len(active) == len(community):
+            out.append(known[day.day])
+            continue
         data = [day_slice(d, day.day, d.battery.e0_kwh if d.battery is not None else None)
                 for d in active]
         try:

@@ -76,14 +76,31 @@ def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress,
     return new, outcome, grid_days, time.perf_counter() - t_grid, interrupted
 
 
-def _market_figures(s: Scenario, out: Path, days, community, bus_of) -> dict:
+def _is_admm(s: Scenario) -> bool:
+    return s.market.mechanism == "admm" and s.market.mode == "decentralized"
+
+
+def _precheck(s: Scenario, community, bus_of, first_day: int) -> dict:
+    """ADMM: the first day's centralized optimum before the market opens (limits no
+    dispatch can meet are a one-line error here, not a market that cannot converge)."""
+    if not _is_admm(s):
+        return {}
+    from grid.branchflow import NetworkInfeasible
+    from scenarios.run.central_p2p import check_feasible
+    try:
+        return {first_day: check_feasible(s, community, bus_of, first_day)}
+    except NetworkInfeasible as exc:
+        raise RunError(f"{s.name}: {exc}") from None
+
+
+def _market_figures(s: Scenario, out: Path, days, community, bus_of, known: dict) -> dict:
     """A mechanism's own tables and summary figures (ADMM: iterations, trades, the gap
     to the centralized optimum)."""
-    if s.market.mechanism != "admm" or s.market.mode != "decentralized":
+    if not _is_admm(s):
         return {}
     from scenarios.results.admm import write_admm
     from scenarios.run.central_p2p import central_days
-    return write_admm(out, days, central_days(s, community, days, bus_of))
+    return write_admm(out, days, central_days(s, community, days, bus_of, known))
 
 
 def run_scenario(s: Scenario, out: Path, progress: bool = False,
@@ -108,6 +125,7 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
     else:
         (out / checkpoint.CHECKPOINT).unlink(missing_ok=True)
         write_config(out, s)
+    known = _precheck(s, carried_over(community, kept), bus_of, len(kept))
     bar = DayProgress(s.name, s.horizon.periods, progress, s.horizon.days)
     try:
         new, outcome, grid_days, grid_s, interrupted = _days(s, community, actuals, bus_of,
@@ -129,7 +147,8 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
                             bus_of=bus_of, grid=grid, grid_s=grid_s,
                             processes={"agents": len(outcome.pids) if outcome else 1,
                                        "agent_peak_rss_mb": outcome and outcome.peak_rss_mb},
-                            market_figures=_market_figures(s, out, days, community, bus_of))
+                            market_figures=_market_figures(s, out, days, community, bus_of,
+                                                           known))
     write_report(out, slowest_agent_s(days))
     checkpoint.save(out, scenario_config(s), days)
     if len(days) < s.horizon.days:
