@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SCENARIO ?= faia2021
 OUT ?= results/$(SCENARIO)
 
-.PHONY: install run test bench bench-month bench-scale bench-load fuzz lint schema compose clean
+.PHONY: install run test bench bench-month bench-admm bench-scale bench-load fuzz lint schema compose clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ bench: $(STAMP)
 # A month of seed 004's locality (10 buildings, 30 days), distributed and in-process.
 bench-month: $(STAMP)
 	$(BIN)/lemgrid bench tems2023 --runs 3 --out bench_month.json
+
+# Seed 001's ADMM market distributed, with and without residual balancing.
+bench-admm: $(STAMP)
+	$(BIN)/lemgrid bench antunes2024 --runs 3 --out bench_admm.json
 
 bench-scale: $(STAMP)
 	$(BIN)/lemgrid bench --scale 90 300 1000 --runs 3

@@ -86,7 +86,7 @@ class MarketAgent:
         self.realised: dict[str, np.ndarray] = {}
         self.last_solve_s = 0.0
         self.round_costs_eur: dict[tuple[int, int], float] = {}  # (day, round) -> planned cost
-        self.round_solve_s: dict[tuple[int, int], float] = {}  # (day, round) -> its solve
+        self.round_solve_s: dict[tuple[int, int], float] = {}  # (day, round) -> its answer
 
     @property
     def name(self) -> str:
@@ -137,10 +137,11 @@ class MarketAgent:
 
     def on_signal(self, msg: Signal) -> Offer:
         """Answer the signal with an offer (the strategy re-plans where it must)."""
+        start = time.perf_counter()
         self.last_solve_s = 0.0
         body = self.strategy.answer(self, msg)
         self.round_costs_eur[(msg.day, msg.round)] = float(self.plan.objective_eur)
-        self.round_solve_s[(msg.day, msg.round)] = self.last_solve_s
+        self.round_solve_s[(msg.day, msg.round)] = time.perf_counter() - start
         return Offer(sender=self.name, day=msg.day, round=msg.round, body=body)
 
     def on_clearing(self, msg: Clearing) -> Schedule:
