@@ -95,8 +95,56 @@ def bench_admm(s, runs: int, info: dict, out: str) -> int:
               f"{POSTER.get(k, float('nan')):9.4g} {GOALS.get(k, ''):>16}")
     ratio = med["no balancing"]["wall_s"] / med["balancing"]["wall_s"]
     print(f"\nwall time without / with balancing (same runs): {ratio:.2f}")
+    wire = wire_ms_per_round(s)
+    print("\nper round besides the solves (in-process, one day, medians over rounds):")
+    for k, v in wire.items():
+        print(f"  {k:32} {v:10.4g}")
     Path(out).write_text(json.dumps({"scenario": s.name, "runs": runs, "machine": info,
                                      "poster": POSTER, "goals": GOALS, "values": rows,
-                                     "medians": med}, indent=2) + "\n")
+                                     "medians": med, "per_round": wire}, indent=2) + "\n")
     print(f"written: {out}")
     return 0
+
+
+def wire_ms_per_round(s) -> dict[str, float]:
+    """The market's cost per round besides the agents' solves, measured in-process on one
+    day: the coordinator's mechanism step (averaging, prices, residuals, next signals)
+    and every message of the round encoded and decoded once (what the wire carries both
+    ways: the coordinator's signals and the agents' offers), with the bytes sent. ZeroMQ's
+    own transfer time on loopback is not in it."""
+    import dataclasses
+    import time
+
+    from coordinator.protocol import Offer, Signal, decode, encode
+    from scenarios.community.builder import build_actuals, build_community
+    from scenarios.run.inprocess import make_agents, run_day
+    from scenarios.run.market import mechanism_setup
+
+    community = build_community(s)
+    mech, params = mechanism_setup(s, community)
+    steps: list[float] = []
+
+    def timed_step(offers, state, p):
+        t0 = time.perf_counter()
+        out = mech.step(offers, state, p)
+        steps.append(time.perf_counter() - t0)
+        return out
+
+    agents = make_agents(s, community, build_actuals(s, community), mech.family)
+    day = run_day(agents, dataclasses.replace(mech, step=timed_step), params, 0, {})
+    per_round: dict[int, list] = {}
+    for msg in day.messages:
+        if isinstance(msg, (Signal, Offer)):
+            per_round.setdefault(msg.round, []).append(msg)
+    wire, size = [], []
+    for msgs in per_round.values():
+        t0 = time.perf_counter()
+        frames = [encode(m) for m in msgs]
+        for f in frames:
+            decode(f)
+        wire.append(time.perf_counter() - t0)
+        size.append(sum(len(f) for f in frames))
+    return {"mechanism_step_ms": 1e3 * statistics.median(steps),
+            "encode_decode_ms": 1e3 * statistics.median(wire),
+            "megabytes_per_round": statistics.median(size) / 1e6,
+            "peers": float(len(community))}
