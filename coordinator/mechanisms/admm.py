@@ -149,20 +149,23 @@ def _signals(state: ADMMState, params: ADMMParams) -> dict[str, SignalBody]:
     """Each peer's agreed trades and their prices, its agreed net import and its price;
     the operator's targets and prices per peer."""
     out = {}
+    # The coordinator's own finite numbers: built without re-validating each series.
+    terms = Terms.model_construct
+    price, target = state.price.tolist(), state.a.tolist()
+    neg = (-state.a).tolist()
+    mu, nu, y = state.mu.tolist(), state.nu.tolist(), state.y.tolist()
     for i, name in enumerate(state.peers):
-        by = {m: Terms(price_eur_per_kwh=state.price[k].tolist(),
-                       target_kw=(sign * state.a[k]).tolist())
+        by = {m: terms(price_eur_per_kwh=price[k], target_kw=target[k] if sign > 0 else neg[k])
               for k, m, sign in state.partners.get(name, [])}
-        terms = {}
-        if state.operator is not None:
-            terms[NET] = Terms(price_eur_per_kwh=state.mu[i].tolist(),
-                               target_kw=state.y[i].tolist())
-        out[name] = SignalBody(terms=terms, by_counterparty={KEY: by} if by else None,
-                               rho=state.rho)
+        own = {} if state.operator is None else {
+            NET: terms(price_eur_per_kwh=mu[i], target_kw=y[i])}
+        out[name] = SignalBody.model_construct(
+            terms=own, by_counterparty={KEY: by} if by else None, rho=state.rho)
     if state.operator is not None:
-        by = {n: Terms(price_eur_per_kwh=state.nu[i].tolist(), target_kw=state.y[i].tolist())
+        by = {n: terms(price_eur_per_kwh=nu[i], target_kw=y[i])
               for i, n in enumerate(state.peers)}
-        out[state.operator] = SignalBody(by_counterparty={NET: by}, rho=state.rho)
+        out[state.operator] = SignalBody.model_construct(terms={}, by_counterparty={NET: by},
+                                                         rho=state.rho)
     return out
 
 
