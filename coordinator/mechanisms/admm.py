@@ -286,12 +286,15 @@ def _finish(state: ADMMState, params: ADMMParams, res: _Residuals, rho_kw: float
         state.round, _norm(*res.primal) if res.primal else float("inf"),
         per_period={"traded_kw": traded},
         scalars={"primal_residual": r, "dual_residual": s, "rho": rho}))
-    if (params.residual_balancing and np.isfinite(r) and np.isfinite(s)
-            and state.round % params.balance_every == 0):
-        if r > params.mu * s:
-            state.rho *= params.tau
-        elif s > params.mu * r:
-            state.rho /= params.tau
+    if params.residual_balancing and np.isfinite(r) and np.isfinite(s):
+        # far apart (one residual above μ² × the other): every round, ρ is far off its
+        # scale; otherwise every ``balance_every`` rounds
+        far = r > params.mu ** 2 * s
+        if far or state.round % params.balance_every == 0:
+            if r > params.mu * s:
+                state.rho *= params.tau
+            elif s > params.mu * r:
+                state.rho /= params.tau
     done = state.converged or bool(state.stopped) or state.round >= params.max_rounds
     if done and not state.converged and not state.stopped:
         state.stopped = (f"no convergence in {state.round} rounds (primal residual {r:.3g}, "
