@@ -283,6 +283,24 @@ def local_lp(model: PeerModel) -> LocalLP:
                    model._q.copy(), model._p2p.copy())
 
 
+def bound_constraints(x, a, col_lower, col_upper, row_lower, row_upper) -> list:
+    """cvxpy constraints of an LP's bounds: col_lower ≤ x ≤ col_upper and row_lower ≤
+    a x ≤ row_upper (equalities where the bounds meet; infinite bounds left out)."""
+    cons = []
+    for vec, lo, hi in ((x, col_lower, col_upper), (a @ x, row_lower, row_upper)):
+        lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+        eq = lo == hi
+        if eq.any():
+            cons.append(vec[eq] == lo[eq])
+        low = (lo > -highspy.kHighsInf) & ~eq
+        high = (hi < highspy.kHighsInf) & ~eq
+        if low.any():
+            cons.append(vec[low] >= lo[low])
+        if high.any():
+            cons.append(vec[high] <= hi[high])
+    return cons
+
+
 def interior_point(highs: highspy.Highs, who: str) -> np.ndarray:
     """Solve the convex QP held in ``highs`` (diagonal Hessian) with Clarabel; its
     solution, or AgentSolveError."""
@@ -303,16 +321,7 @@ def interior_point(highs: highspy.Highs, who: str) -> np.ndarray:
             if hess.index_[k] == j:
                 diag[j] = hess.value_[k]
     x = cp.Variable(n)
-    cons = []
-    for vec, lo, hi in ((x, lp.col_lower_, lp.col_upper_), (a @ x, lp.row_lower_, lp.row_upper_)):
-        lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-        eq = lo == hi
-        if eq.any():
-            cons.append(vec[eq] == lo[eq])
-        for bound, keep, sign in ((lo, (lo > -highspy.kHighsInf) & ~eq, 1),
-                                  (hi, (hi < highspy.kHighsInf) & ~eq, -1)):
-            if keep.any():
-                cons.append(sign * vec[keep] >= sign * bound[keep])
+    cons = bound_constraints(x, a, lp.col_lower_, lp.col_upper_, lp.row_lower_, lp.row_upper_)
     objective = np.asarray(lp.col_cost_) @ x + 0.5 * diag @ cp.square(x)
     problem = cp.Problem(cp.Minimize(objective), cons)
     try:

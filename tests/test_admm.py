@@ -191,3 +191,26 @@ def test_fix_mode_keeps_the_plan_without_the_market():
     assert np.all(np.asarray(rl.col_upper_)[relaxed.solver._binaries] == 1.0)
     with pytest.raises(ValueError, match="binaries"):
         PeerModel(seller, ["c"], binaries="round")
+
+
+def test_interior_point_solves_the_same_qp():
+    """The fallback for a stalled HiGHS QP (Clarabel on the same matrices) reaches the
+    objective HiGHS reaches (a second solver on the same problem)."""
+    from agents.admm_peer import interior_point
+
+    seller = _community()[0]
+    model = PeerModel(seller, ["c", "e"])
+    model.set_terms(5e4, {"c": ([0.15] * 4, [-1.0] * 4), "e": ([0.12] * 4, [-0.5] * 4)},
+                    ([0.01] * 4, [-2.0] * 4))
+    model.solve()
+    h = model.highs
+    lp = h.getLp()
+    cost = np.asarray(lp.col_cost_)
+
+    def objective(x):
+        hess = h.getModel().hessian_
+        return float(cost @ x + 0.5 * sum(
+            v * x[i] ** 2 for i, v in zip(hess.index_, hess.value_)))
+    x_highs = model.x
+    x_clarabel = interior_point(h, "test")
+    assert objective(x_clarabel) == pytest.approx(objective(x_highs), rel=1e-5, abs=1e-5)

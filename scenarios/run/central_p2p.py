@@ -18,7 +18,7 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
-from agents.admm_peer import PeerModel, local_lp
+from agents.admm_peer import PeerModel, bound_constraints, local_lp
 from agents.operator import OperatorAgent, OperatorData
 from grid.branchflow import (
     LOSS_TIGHTENING_EUR_PER_KWH,
@@ -41,20 +41,6 @@ class CentralResult:
     status: str
 
 
-def _peer_block(lp, x: cp.Variable) -> list:
-    cons = []
-    for vec, lo, hi in ((x, lp.col_lower, lp.col_upper), (lp.a @ x, lp.row_lower, lp.row_upper)):
-        eq = lo == hi
-        if eq.any():
-            cons.append(vec[eq] == lo[eq])
-        low, high = np.isfinite(lo) & (lo > -1e29) & ~eq, np.isfinite(hi) & (hi < 1e29) & ~eq
-        if low.any():
-            cons.append(vec[low] >= lo[low])
-        if high.any():
-            cons.append(vec[high] <= hi[high])
-    return cons
-
-
 def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
                   binaries: str = "relax") -> CentralResult:
     """One day of the whole market in one problem; ``operator`` None: no network."""
@@ -63,7 +49,8 @@ def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
     lps = [local_lp(p) for p in peers]
     periods, h = day_data[0].horizon.periods, day_data[0].horizon.period_h
     xs = [cp.Variable(len(lp.cost)) for lp in lps]
-    cons = [c for lp, x in zip(lps, xs) for c in _peer_block(lp, x)]
+    cons = [c for lp, x in zip(lps, xs) for c in bound_constraints(
+        x, lp.a, lp.col_lower, lp.col_upper, lp.row_lower, lp.row_upper)]
     cons.append(sum(x[lp.p2p] for lp, x in zip(lps, xs)) == 0)
     cost = sum(lp.cost @ x + lp.offset for lp, x in zip(lps, xs))
     block = None
