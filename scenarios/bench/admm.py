@@ -5,14 +5,13 @@ Per run: ADMM rounds, wall time end to end, the gap to the centralized optimum, 
 discharge as a share of the community's imports, and the wire and coordinator overhead
 per round beyond the slowest answer (the coordinator's round time, from sending the
 signals to the last offer, minus the slowest agent's answer that round: its wall time
-from taking the signal to the offer, as the agent recorded it), and the agents' total
-answer time per round over the machine's cores (what the round costs in CPU when
-every agent shares them). Medians of the runs."""
+from taking the signal to the offer, as the agent recorded it), and, measured apart
+in-process, the mechanism step and the encoding of a round's messages. Medians of the
+runs."""
 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -38,10 +37,9 @@ def ev_discharge_share_pct(agents: pd.DataFrame, period_h: float) -> float:
     return 100 * discharge / imports if imports else float("nan")
 
 
-def overhead_ms(out: Path) -> tuple[float, float, float, int]:
+def overhead_ms(out: Path) -> tuple[float, float, int]:
     """(median overhead per round beyond the slowest answer in ms, median slowest answer
-    in ms, median Σ answers ÷ cores in ms, peers) from the coordinator's records and the
-    agents' files."""
+    in ms, peers) from the coordinator's records and the agents' files."""
     rounds = [r for day in read_days(out / "rounds") for r in day["rounds"]]
     solves: dict[str, list[float]] = {}
     files = list((out / "agent_results").glob("*.json"))
@@ -51,9 +49,7 @@ def overhead_ms(out: Path) -> tuple[float, float, float, int]:
                 solves.setdefault(r, []).append(sec)
     over = [r["seconds"] - max(solves.get(str(r["round"]), [0.0])) for r in rounds]
     slowest = [max(solves.get(str(r["round"]), [0.0])) for r in rounds]
-    shared = [sum(solves.get(str(r["round"]), [0.0])) / (os.cpu_count() or 1) for r in rounds]
-    return (1e3 * statistics.median(over), 1e3 * statistics.median(slowest),
-            1e3 * statistics.median(shared), len(files) - 1)
+    return (1e3 * statistics.median(over), 1e3 * statistics.median(slowest), len(files) - 1)
 
 
 def one_run(s, out: Path) -> dict[str, float]:
@@ -62,7 +58,7 @@ def one_run(s, out: Path) -> dict[str, float]:
     summary = run_scenario(s, out)
     m = summary["market"]
     agents = pd.read_parquet(out / "agents.parquet")
-    over, slowest, shared, peers = overhead_ms(out)
+    over, slowest, peers = overhead_ms(out)
     return {"rounds": m["rounds"], "converged": float(bool(m["converged"])),
             "wall_s": summary["timing_s"]["wall"],
             "gap_to_centralized_pct": m["gap_to_centralized_pct"]
@@ -70,7 +66,6 @@ def one_run(s, out: Path) -> dict[str, float]:
             "ev_discharge_share_of_imports_pct": ev_discharge_share_pct(
                 agents, s.horizon.period_minutes / 60),
             "overhead_ms_per_round": over, "slowest_answer_ms_per_round": slowest,
-            "answers_over_cores_ms_per_round": shared,
             "peers": peers, "voltage_violations": summary["grid"]["voltage_violations"]}
 
 
