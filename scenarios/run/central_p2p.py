@@ -127,3 +127,33 @@ def central_days(s, community, days, bus_of: dict[str, int], known: dict | None 
             day.notes.append(f"centralized counterpart of day {day.day + 1}: {exc}")
             out.append(None)
     return out
+
+
+def relaxation_gap_pu(s, days, bus_of: dict[str, int], grid_days) -> float | None:
+    """The operator's network model against the AC power flow at the realised dispatch:
+    the largest |v_model − v_AC| over buses and periods, the model solved with every
+    agent's realised power fixed at its bus (limits lifted, so a dispatch that breaks
+    them is still measured). None without an operator."""
+    from grid.branchflow import radial_network, solve_flow
+    from grid.networks import load_network
+    from scenarios.run.market import needs_operator, operator_data
+    from scenarios.run.network import network_options
+
+    if not needs_operator(s) or not days:
+        return None
+    op = operator_data(s, bus_of, [])
+    net = radial_network(load_network(s.grid.network, **network_options(s)), 0.5, 1.5)
+    tan_phi = float(np.tan(np.arccos(s.grid.power_factor)))
+    worst = 0.0
+    for day, periods in zip(days, grid_days, strict=False):
+        p = np.tile(np.asarray(op.background_kw, float)[:, None], (1, s.horizon.periods))
+        q = np.tile(np.asarray(op.background_kvar, float)[:, None], (1, s.horizon.periods))
+        for name, sched in day.schedules.items():
+            row = net.bus_index[bus_of[name]]
+            p[row] += sched.flows_kw["net_kw"]
+            q[row] += tan_phi * sched.flows_kw["net_kw"]
+        model = solve_flow(net, p, q, s.market.network_model)
+        ac = np.array([r.vm_pu for r in periods], float).T  # buses × periods
+        if ac.shape == model.v_pu.shape:
+            worst = max(worst, float(np.nanmax(np.abs(model.v_pu - ac))))
+    return worst

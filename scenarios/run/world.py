@@ -93,14 +93,16 @@ def _precheck(s: Scenario, community, bus_of, first_day: int) -> dict:
         raise RunError(f"{s.name}: {exc}") from None
 
 
-def _market_figures(s: Scenario, out: Path, days, community, bus_of, known: dict) -> dict:
+def _market_figures(s: Scenario, out: Path, days, community, bus_of, known: dict,
+                    grid_days) -> dict:
     """A mechanism's own tables and summary figures (ADMM: iterations, trades, the gap
-    to the centralized optimum)."""
+    to the centralized optimum, the network model's voltage gap to AC)."""
     if not _is_admm(s):
         return {}
     from scenarios.results.admm import write_admm
-    from scenarios.run.central_p2p import central_days
-    return write_admm(out, days, central_days(s, community, days, bus_of, known))
+    from scenarios.run.central_p2p import central_days, relaxation_gap_pu
+    figures = write_admm(out, days, central_days(s, community, days, bus_of, known))
+    return figures | {"relaxation_gap_pu": relaxation_gap_pu(s, days, bus_of, grid_days)}
 
 
 def run_scenario(s: Scenario, out: Path, progress: bool = False,
@@ -148,7 +150,7 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
                             processes={"agents": len(outcome.pids) if outcome else 1,
                                        "agent_peak_rss_mb": outcome and outcome.peak_rss_mb},
                             market_figures=_market_figures(s, out, days, community, bus_of,
-                                                           known))
+                                                           known, grid_days))
     write_report(out, slowest_agent_s(days))
     checkpoint.save(out, scenario_config(s), days)
     if len(days) < s.horizon.days:
