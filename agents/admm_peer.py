@@ -57,12 +57,12 @@ from agents.solver import (
     define_agent,
     schedule_from_values,
 )
+from coordinator.protocol import KW_PER_MW
 
 BINARIES = ("relax", "fix")
 OBJECTIVE_SCALE = 1000.0  # € -> m€ in HiGHS (see the module docstring)
 QP_ITERATION_LIMIT = 20_000  # ~10 × a healthy solve: a cycling QP stops here
 PROXIMAL_EUR_PER_KW2H = 1e-5  # ε of the proximal term on every column (module docstring)
-KW_PER_MW = 1000.0
 CONTINUOUS = highspy.HighsVarType.kContinuous
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from agents.data import OperatorData
 from coordinator.protocol import (
+    KW_PER_MW,
     NET,
     Meter,
     MeterBody,
@@ -30,7 +31,29 @@ from coordinator.protocol import (
 from grid.branchflow import OperatorModel, radial_network
 from grid.networks import load_network
 
-KW_PER_MW = 1000.0
+
+def operator_network(data: OperatorData):
+    """The network the operator holds, with the limits it keeps."""
+    return radial_network(load_network(data.network, **data.network_options),
+                          data.v_min_pu, data.v_max_pu, data.max_loading_pct)
+
+
+def bus_background(data: OperatorData, values: list[float], buses: int) -> np.ndarray:
+    """A constant background (kW or kvar per bus) as buses × periods; none: zeros."""
+    periods = data.horizon.periods
+    if not values:
+        return np.zeros((buses, periods))
+    return np.tile(np.asarray(values, float)[:, None], (1, periods))
+
+
+def day_loss_price(data: OperatorData, day: int) -> np.ndarray | None:
+    """The price of losses in each period of ``day`` (€/kWh), or None: free."""
+    run = np.asarray(data.loss_price_eur_per_kwh, float)
+    if not run.size:
+        return None
+    periods = data.horizon.periods
+    one = run[day * periods:(day + 1) * periods] if run.size > periods else run
+    return np.resize(one, periods)
 
 
 @dataclass
@@ -51,8 +74,7 @@ class OperatorAgent:
 
     def __init__(self, data: OperatorData):
         self.data = data
-        self.network = radial_network(load_network(data.network, **data.network_options),
-                                      data.v_min_pu, data.v_max_pu, data.max_loading_pct)
+        self.network = operator_network(data)
         self.day: int | None = None
         self.model: OperatorModel | None = None
         self.peers: list[str] = []
@@ -84,21 +106,6 @@ class OperatorAgent:
                         body=RegisterBody(kind="operator", periods=h.periods,
                                           period_h=h.period_h))
 
-    def _background(self, values: list[float]) -> np.ndarray:
-        T = self.data.horizon.periods
-        n = len(self.network.buses)
-        if not values:
-            return np.zeros((n, T))
-        return np.tile(np.asarray(values, float)[:, None], (1, T))
-
-    def _loss_price(self) -> np.ndarray | None:
-        run = np.asarray(self.data.loss_price_eur_per_kwh, float)
-        if not run.size:
-            return None
-        T = self.data.horizon.periods
-        day = run[self.day * T:(self.day + 1) * T] if run.size > T else run
-        return np.resize(day, T)
-
     def _build(self, peers: list[str]) -> None:
         d = self.data
         missing = [p for p in peers if p not in d.buses]
@@ -109,9 +116,9 @@ class OperatorAgent:
         self.model = OperatorModel(
             self.network, d.horizon.periods, d.horizon.period_h,
             [d.buses[p] for p in peers], model=d.model,
-            background_kw=self._background(d.background_kw),
-            background_kvar=self._background(d.background_kvar), peer_tan_phi=tan_phi,
-            loss_price_eur_per_kwh=self._loss_price(),
+            background_kw=bus_background(d, d.background_kw, self.network.n_buses),
+            background_kvar=bus_background(d, d.background_kvar, self.network.n_buses),
+            peer_tan_phi=tan_phi, loss_price_eur_per_kwh=day_loss_price(d, self.day),
             z_min_kw=[-d.connections_kw[p][1] for p in peers] if d.connections_kw else None,
             z_max_kw=[d.connections_kw[p][0] for p in peers] if d.connections_kw else None)
 
@@ -128,7 +135,7 @@ class OperatorAgent:
         result = self.model.update(y, price, (msg.body.rho or 0.0) / KW_PER_MW ** 2)
         self.last_solve_s = time.perf_counter() - start
         h = self.data.horizon.period_h
-        price = self._loss_price()
+        price = day_loss_price(self.data, self.day)
         cost = 0.0 if price is None else float(h * np.dot(price, result.losses_kw))
         self.plan = OperatorPlan(cost, result.losses_kw, result.import_kw, result.v_pu,
                                  self.last_solve_s)

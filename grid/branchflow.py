@@ -475,6 +475,18 @@ def period_label(t: int, period_h: float) -> str:
     return f"hour {t * period_h:g} (period {t})"
 
 
+def loss_price(price, periods: int, model: Model) -> np.ndarray:
+    """The price of losses per period (€/kWh; None: 0), raised for socp to at least
+    LOSS_TIGHTENING_EUR_PER_KWH so that the cone stays tight."""
+    array = np.zeros(periods) if price is None else np.broadcast_to(
+        np.asarray(price, dtype=float), (periods,)).copy()
+    if not np.isfinite(array).all():
+        raise ValueError("loss_price_eur_per_kwh must be finite")
+    if model == "socp":
+        array = np.maximum(array, LOSS_TIGHTENING_EUR_PER_KWH)
+    return array
+
+
 def clarabel(problem: cp.Problem, **settings) -> None:
     """Solve with Clarabel; an inaccurate solution is in ``problem.status`` (cvxpy's
     warning about it is not repeated on stderr)."""
@@ -630,13 +642,7 @@ class OperatorModel:
         self.problem = cp.Problem(cp.Minimize(objective), self.block.constraints + bounds)
 
     def _loss_price(self, price) -> np.ndarray:
-        array = np.zeros(self.periods) if price is None else np.broadcast_to(
-            np.asarray(price, dtype=float), (self.periods,)).copy()
-        if not np.isfinite(array).all():
-            raise ValueError("loss_price_eur_per_kwh must be finite")
-        if self.model == "socp":
-            array = np.maximum(array, LOSS_TIGHTENING_EUR_PER_KWH)
-        return array
+        return loss_price(price, self.periods, self.model)
 
     def update(self, y_kw, dual_eur_per_kwh, rho_eur_per_kw2h: float) -> OperatorResult:
         """Solve for z given the peers' proposals y (kW), duals (€/kWh) and ρ (€/kW²h)."""

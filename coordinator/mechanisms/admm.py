@@ -48,12 +48,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coordinator.mechanisms.base import RoundRecord, horizon, limit, realised, zero_settlement
-from coordinator.protocol import NET, P2P, ClearingBody, OfferBody, RegisterBody, SignalBody, Terms
+from coordinator.protocol import (
+    KW_PER_MW,
+    NET,
+    P2P,
+    ClearingBody,
+    OfferBody,
+    RegisterBody,
+    SignalBody,
+    Terms,
+)
 
 KINDS = frozenset({"prosumer", "ev", "building", "operator"})
 PEER_KINDS = ("prosumer", "ev", "building")
 KEY = P2P  # the commodity peers trade; NET: a peer's net import, the network's consensus
-KW_PER_MW = 1000.0
 TINY_KW = 1e-6  # below this the market's quantities count as nothing
 TINY_EUR_PER_KWH = 1e-9
 
@@ -362,10 +370,3 @@ def settle_admm(state: ADMMState, params: ADMMParams, meters):
         out[state.operator] = zero_settlement(zero, zero)
     return out
 
-
-def summary(state: ADMMState) -> dict:
-    """The mechanism's figures for ``summary.json``."""
-    last = state.records[-1].scalars if state.records else {}
-    return {"primal_residual": last.get("primal_residual"),
-            "dual_residual": last.get("dual_residual"), "rho": last.get("rho"),
-            "stopped": state.stopped or None}

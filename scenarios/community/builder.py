@@ -68,6 +68,11 @@ def p2v_price(s: Scenario) -> float:
     return (min(tou.off_peak_eur_per_kwh, tou.peak_eur_per_kwh) + s.tariffs.feed_in_eur_per_kwh) / 2
 
 
+def hour_of_period(h: Horizon) -> np.ndarray:
+    """The hour of the day (0-23) each period starts in: where hourly data apply."""
+    return np.floor(np.arange(h.periods) * h.period_h + 1e-9).astype(int) % 24
+
+
 def grid_prices(s: Scenario) -> tuple[np.ndarray, np.ndarray]:
     """Retail buy and feed-in prices per period over the run: the day-ahead prices and
     their retail adders (``tariffs.day_ahead``), the seeded dynamic prices
@@ -77,8 +82,7 @@ def grid_prices(s: Scenario) -> tuple[np.ndarray, np.ndarray]:
     if s.tariffs.day_ahead is not None:
         da = s.tariffs.day_ahead
         hourly = np.asarray(da.eur_per_mwh, float) / 1000.0
-        hour = np.floor(np.arange(h.periods) * h.period_h + 1e-9).astype(int) % 24
-        day = hourly[hour]
+        day = hourly[hour_of_period(h)]
         return np.tile(day + da.buy_adder_eur_per_kwh, days), np.tile(da.sell_factor * day, days)
     if s.tariffs.dynamic is not None:
         dyn = s.tariffs.dynamic
@@ -317,8 +321,7 @@ def _from_network_loads_template(s: Scenario, tpl: NetworkLoadsTemplate, rng, i:
                                  prices) -> list[ProsumerData]:
     """One consumer per published load of the network (``NetworkLoadsTemplate``)."""
     h, days = horizon_of(s), s.horizon.days
-    hour = np.floor(np.arange(h.periods) * h.period_h + 1e-9).astype(int) % 24
-    shape = np.asarray(tpl.shape, float)[hour]
+    shape = np.asarray(tpl.shape, float)[hour_of_period(h)]
     p_kw = {b: p for b, p, _ in published_loads(s.grid.network)}
     unknown = sorted(set(tpl.pv_kw) - set(p_kw))
     if unknown:

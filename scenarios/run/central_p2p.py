@@ -19,16 +19,19 @@ import numpy as np
 import scipy.sparse as sp
 
 from agents.admm_peer import PeerModel, bound_constraints, local_lp
-from agents.operator import OperatorAgent, OperatorData
+from agents.data import OperatorData
+from agents.days import day_slice
+from agents.operator import bus_background, day_loss_price, operator_network
 from grid.branchflow import (
-    LOSS_TIGHTENING_EUR_PER_KWH,
+    OBJECTIVE_SCALE,
     NetworkInfeasible,
     add_network,
     clarabel,
     explain_infeasible,
+    loss_price,
+    radial_network,
 )
-
-OBJECTIVE_SCALE = 1000.0  # € -> m€ for Clarabel, as the operator's model
+from grid.networks import load_network
 
 
 @dataclass(frozen=True)
@@ -55,22 +58,18 @@ def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
     cost = sum(lp.cost @ x + lp.offset for lp, x in zip(lps, xs))
     block = None
     if operator is not None:
-        agent = OperatorAgent(operator)
-        agent.day = day
-        net = agent.network
+        net = operator_network(operator)
         bus = [net.bus_index[operator.buses[lp.name]] for lp in lps]
         place = sp.csr_matrix((np.ones(len(lps)), (bus, np.arange(len(lps)))),
                               shape=(net.n_buses, len(lps)))
         q = cp.vstack([x[lp.net] for lp, x in zip(lps, xs)])
         tan_phi = float(np.tan(np.arccos(operator.power_factor)))
-        load = place @ q + agent._background(operator.background_kw)
-        kvar = tan_phi * (place @ q) + agent._background(operator.background_kvar)
+        load = place @ q + bus_background(operator, operator.background_kw, net.n_buses)
+        kvar = tan_phi * (place @ q) + bus_background(operator, operator.background_kvar,
+                                                      net.n_buses)
         block = add_network(net, load, kvar, operator.model)
         cons += block.constraints
-        price = agent._loss_price()
-        price = np.zeros(periods) if price is None else price
-        if operator.model == "socp":
-            price = np.maximum(price, LOSS_TIGHTENING_EUR_PER_KWH)
+        price = loss_price(day_loss_price(operator, day), periods, operator.model)
         cost = cost + h * price @ block.losses_kw
     problem = cp.Problem(cp.Minimize(OBJECTIVE_SCALE * cost), cons)
     try:
@@ -89,15 +88,19 @@ def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
                          losses, v, time.perf_counter() - start, problem.status)
 
 
+def _day_of(data, day: int):
+    """``data`` for ``day``, starting from the energy its battery holds (it was carried
+    over to the start of that day)."""
+    return day_slice(data, day, data.battery.e0_kwh if data.battery is not None else None)
+
+
 def check_feasible(s, community, bus_of: dict[str, int], first_day: int = 0) -> float:
     """Before the market opens: the first day's centralized optimum, or NetworkInfeasible
     naming the hour and the limit no dispatch of the peers can meet."""
-    from agents.days import day_slice
     from scenarios.run.market import needs_operator, operator_data
 
     operator = operator_data(s, bus_of, community) if needs_operator(s) else None
-    data = [day_slice(d, first_day, d.battery.e0_kwh if d.battery is not None else None)
-            for d in community]
+    data = [_day_of(d, first_day) for d in community]
     return solve_central(data, operator, first_day, s.market.binaries).objective_eur
 
 
@@ -106,7 +109,6 @@ def central_days(s, community, days, bus_of: dict[str, int], known: dict | None 
     """The centralized optimum of each market day, from the batteries' state the day
     before left (None where it cannot be computed: the reason goes to the day's notes);
     ``known``: day -> an optimum already computed for the whole community."""
-    from agents.days import day_slice
     from scenarios.results.checkpoint import carried_over
     from scenarios.run.market import needs_operator, operator_data
 
@@ -118,8 +120,7 @@ def central_days(s, community, days, bus_of: dict[str, int], known: dict | None 
         if known and day.day in known and len(active) == len(community):
             out.append(known[day.day])
             continue
-        data = [day_slice(d, day.day, d.battery.e0_kwh if d.battery is not None else None)
-                for d in active]
+        data = [_day_of(d, day.day) for d in active]
         try:
             out.append(solve_central(data, operator, day.day, s.market.binaries).objective_eur
                        if data else None)
@@ -134,8 +135,7 @@ def relaxation_gap_pu(s, days, bus_of: dict[str, int], grid_days) -> float | Non
     the largest |v_model − v_AC| over buses and periods, the model solved with every
     agent's realised power fixed at its bus (limits lifted, so a dispatch that breaks
     them is still measured). None without an operator."""
-    from grid.branchflow import radial_network, solve_flow
-    from grid.networks import load_network
+    from grid.branchflow import solve_flow
     from scenarios.run.market import needs_operator, operator_data
     from scenarios.run.network import network_options
 
@@ -146,8 +146,8 @@ def relaxation_gap_pu(s, days, bus_of: dict[str, int], grid_days) -> float | Non
     tan_phi = float(np.tan(np.arccos(s.grid.power_factor)))
     worst = 0.0
     for day, periods in zip(days, grid_days, strict=False):
-        p = np.tile(np.asarray(op.background_kw, float)[:, None], (1, s.horizon.periods))
-        q = np.tile(np.asarray(op.background_kvar, float)[:, None], (1, s.horizon.periods))
+        p = bus_background(op, op.background_kw, net.n_buses)
+        q = bus_background(op, op.background_kvar, net.n_buses)
         for name, sched in day.schedules.items():
             row = net.bus_index[bus_of[name]]
             p[row] += sched.flows_kw["net_kw"]
