@@ -9,12 +9,15 @@ retail bill; every round adds the market's augmented-Lagrangian terms
 
 The trades enter the peer's physics only through their sum s, so for a given s the best
 split is closed form: with v_m = a_m − λ_m/ρ and V = Σ_m v_m over the M counterparties,
-P_m = v_m + (s − V)/M, and the trade terms equal ρ/(2M) (s − V)² plus a constant. The
-peer's problem is therefore its own model plus two quadratic columns per period (s and
-q) — the same optimum as one column per counterparty, at a fraction of the solve time
-(the per-trade bounds of that form would only repeat the connection limits, which
-bound s and q). The model is built once a day; a round rewrites the linear costs of s
-and q and, when ρ changes, their Hessian diagonal.
+P_m = v_m + (s − V)/M, and the trade terms equal ρ/(2M) (s − A)² + λ̄ s plus a constant
+(A = Σ_m a_m: the agreed net purchase; λ̄: the mean pair price). The market therefore
+sends A, λ̄ and M, the peer answers s, and the coordinator applies the split
+(``coordinator.mechanisms.admm``). The peer's problem is its own model plus two
+quadratic columns per period (s and q) — the same optimum as one column per
+counterparty, at a fraction of the solve time (the per-trade bounds of that form would
+only repeat the connection limits, which bound s and q). The model is built once a day;
+a round rewrites the linear costs of s and q and, when ρ changes, their Hessian
+diagonal.
 
 ADMM needs a convex local problem, so the binaries are settled before the market opens.
 The peer first plans its day without the market (the MILP, at retail); then
@@ -93,17 +96,17 @@ def _retail_net(m: pyo.Block, t: int):
 class PeerModel:
     """One peer's day in the ADMM market: build once, update the market's terms, solve."""
 
-    def __init__(self, data: AgentData, partners: list[str], mip_rel_gap: float = 1e-6,
+    def __init__(self, data: AgentData, counterparties: int, mip_rel_gap: float = 1e-6,
                  time_limit_s: float = 60.0, binaries: str = "relax"):
         if binaries not in BINARIES:
             raise ValueError(f"binaries {binaries!r}; allowed: {', '.join(BINARIES)}")
-        self.data, self.kind, self.partners = data, agent_kind(data), list(partners)
+        self.data, self.kind = data, agent_kind(data)
+        self.counterparties = int(counterparties)
         self.binaries = binaries
         with BUILD_LOCK:
             self._build(mip_rel_gap, time_limit_s)
         self._settle_binaries()
         self._rho = None  # (ρ, quadratic column counts) of the Hessian in HiGHS
-        self._v = None
         self.x = None  # the last solution
         self.relaxation_conflicts = 0
         self.fallbacks = 0  # QP solves HiGHS stalled on, solved by Clarabel instead
@@ -162,32 +165,28 @@ class PeerModel:
             v = np.round(x[fixed])
             h.changeColsBounds(len(fixed), fixed, v, v)
         imp, exp = self._limits
-        if self.partners:
+        if self.counterparties:
             h.changeColsBounds(len(imp), self._p2p, -exp, imp)
         self._exclusive = [(s._flows[a], s._flows[b]) for a, b in s._exclusive]
 
-    def set_terms(self, rho_eur_per_mw2h: float, trades: dict[str, tuple], net=None) -> None:
-        """The round's terms: per counterparty (price λ_m €/kWh, agreed purchase a_m kW),
-        for the network (price μ, agreed net import y) or None; ρ in €/MW²h."""
+    def set_terms(self, rho_eur_per_mw2h: float, trade=None, net=None) -> None:
+        """The round's terms: for the trades (mean pair price λ̄ €/kWh, agreed net
+        purchase A kW) and for the network (price μ, agreed net import y), each per period
+        or None; ρ in €/MW²h."""
         dt, n = self.data.horizon.period_h, self.data.horizon.periods
         rho = rho_eur_per_mw2h / KW_PER_MW ** 2
-        M = len(self.partners)
+        M = self.counterparties
         if M and rho <= 0:
             raise ValueError(f"{self.name}: an ADMM round needs ρ > 0, got {rho_eur_per_mw2h}")
         cols, costs, hess = [], [], []
-        if M:
-            price = np.array([trades[o][0] for o in self.partners], float).reshape(M, n)
-            target = np.array([trades[o][1] for o in self.partners], float).reshape(M, n)
-            self._v = target - price / rho
-            V = self._v.sum(axis=0)
-            cols.append(self._p2p)
-            costs.append(-dt * rho / M * V)
-            hess.append(np.full(n, dt * rho / M))
-        if net is not None:
-            price, target = (np.asarray(v, float) for v in net)
-            cols.append(self._q)
-            costs.append(dt * (price - rho * target))
-            hess.append(np.full(n, dt * rho))
+        for key, terms, weight in (("trade", trade if M else None, rho / max(M, 1)),
+                                   ("net", net, rho)):
+            if terms is None:
+                continue
+            price, target = (np.broadcast_to(np.asarray(v, float), (n,)) for v in terms)
+            cols.append(self._p2p if key == "trade" else self._q)
+            costs.append(dt * (price - weight * target))
+            hess.append(np.full(n, dt * weight))
         cost = self._cost.copy()
         diag = np.zeros(self._ncols)
         if PROXIMAL_EUR_PER_KW2H and self.x is not None:  # ε/2 Δt (x − x_prev)²
@@ -240,13 +239,9 @@ class PeerModel:
         self.highs.run()
         return self.highs.getModelStatus()
 
-    def trades_kw(self) -> dict[str, np.ndarray]:
-        """P_m = v_m + (s − V)/M: the best split of the planned net purchase s."""
-        if not self.partners:
-            return {}
-        s = self.x[self._p2p]
-        share = (s - self._v.sum(axis=0)) / len(self.partners)
-        return {other: self._v[j] + share for j, other in enumerate(self.partners)}
+    def purchase_kw(self) -> np.ndarray:
+        """The planned net P2P purchase s (kW per period, − a net sale)."""
+        return self.x[self._p2p]
 
     def net_kw(self) -> np.ndarray:
         return self.x[self._q]

@@ -9,7 +9,7 @@
 
 - ``admm`` (ADMM P2P): the agent registers its import and export limits, then every
   round re-solves its local problem (``agents.admm_peer``) with the round's trade
-  targets, prices and ρ and offers its trades per counterparty and its net import.
+  target, mean pair price and ρ and offers its net P2P purchase and its net import.
 
 A strategy also says which connection limits the agent registers with.
 """
@@ -83,23 +83,25 @@ class ADMMStrategy:
         return {"import": imp.tolist(), "export": exp.tolist()}
 
     def answer(self, agent, msg: Signal) -> OfferBody:
-        """Build the day's peer model at the first round (its counterparties are the
-        signal's), apply the round's terms and solve."""
+        """Build the day's peer model at the first round (with as many counterparties as
+        the signal names), apply the round's terms and solve; offer the net P2P purchase
+        and the net import."""
         body = msg.body
-        by = (body.by_counterparty or {}).get(P2P, {})
+        count = body.counterparties or 0
         model = agent.model
-        if not isinstance(model, PeerModel) or model.partners != list(by):
-            agent.model = model = PeerModel(agent.day_data, list(by), binaries=agent.binaries,
+        if not isinstance(model, PeerModel) or model.counterparties != count:
+            agent.model = model = PeerModel(agent.day_data, count, binaries=agent.binaries,
                                             **agent.options)
-        net = body.terms.get(NET)
-        model.set_terms(body.rho or 0.0, {m: (t.price_eur_per_kwh, t.target_kw)
-                                          for m, t in by.items()},
+        trade, net = body.terms.get(P2P), body.terms.get(NET)
+        model.set_terms(body.rho or 0.0,
+                        None if trade is None else (trade.price_eur_per_kwh, trade.target_kw),
                         None if net is None else (net.price_eur_per_kwh, net.target_kw))
         agent.plan = model.solve()
         agent.last_solve_s = agent.plan.solve_time_s
-        trades = {m: v.tolist() for m, v in model.trades_kw().items()}
-        return OfferBody(quantities_kw={NET: model.net_kw().tolist()},
-                         by_counterparty_kw={P2P: trades} if trades else None)
+        quantities = {NET: model.net_kw().tolist()}
+        if count:
+            quantities[P2P] = model.purchase_kw().tolist()
+        return OfferBody(quantities_kw=quantities)
 
 
 STRATEGIES = {s.family: s for s in (LimitsStrategy(), QuoteStrategy(), ADMMStrategy())}

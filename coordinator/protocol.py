@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # Timing (seconds). Name the base constants, derive the rest.
 HEARTBEAT_INTERVAL_S = 1.0
@@ -88,6 +88,11 @@ class SignalBody(_Body):
     terms: dict[Key, Terms] = Field(default_factory=dict)
     by_counterparty: dict[Key, dict[Key, Terms]] | None = None
     rho: Number | None = Field(None, description="penalty of an iterative mechanism")
+    counterparties: int | None = Field(
+        None, ge=0, le=100_000,
+        description="how many counterparties a commodity's terms stand for, where one term "
+                    "aggregates the agent's bilateral trades (its price: their mean price; its "
+                    "target: their sum)")
 
 
 class OfferBody(_Body):

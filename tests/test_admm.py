@@ -14,7 +14,14 @@ from agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
 from agents.market_agent import MarketAgent
 from agents.solver import OPTIMAL, PersistentMILP, define_agent
 from coordinator.mechanisms import get_mechanism
-from coordinator.mechanisms.admm import ADMMParams, init_admm, step_admm, trade_pairs
+from coordinator.mechanisms.admm import (
+    ADMMParams,
+    _signals,
+    init_admm,
+    split_purchases,
+    step_admm,
+    trade_pairs,
+)
 from coordinator.protocol import OfferBody, RegisterBody
 from coordinator.session import MarketSession
 
@@ -44,11 +51,10 @@ def test_one_round_by_hand():
     roster = {"A": _reg(5, 5), "B": _reg(5, 0)}
     params = ADMMParams(network=False, price0_eur_per_kwh=[0.1, 0.1], balance_every=1)
     signals, state = init_admm(roster, params)
-    assert signals["A"].by_counterparty["p2p"]["B"].price_eur_per_kwh == [0.1, 0.1]
-    offers = {"A": OfferBody(quantities_kw={"net": [-3, -1]},
-                             by_counterparty_kw={"p2p": {"B": [-3, -1]}}),
-              "B": OfferBody(quantities_kw={"net": [2, 1]},
-                             by_counterparty_kw={"p2p": {"A": [2, 1]}})}
+    assert signals["A"].terms["p2p"].price_eur_per_kwh == [0.1, 0.1]
+    assert signals["A"].counterparties == 1
+    offers = {"A": OfferBody(quantities_kw={"net": [-3, -1], "p2p": [-3, -1]}),
+              "B": OfferBody(quantities_kw={"net": [2, 1], "p2p": [2, 1]})}
     signals, state, done = step_admm(offers, state, params)
     assert not done
     np.testing.assert_allclose(state.a, [[-2.5, -1.0]])
@@ -57,8 +63,37 @@ def test_one_round_by_hand():
     assert rec["primal_residual"] == pytest.approx(0.1825742, rel=1e-6)
     assert rec["dual_residual"] == pytest.approx(1.904420e-3, rel=1e-5)
     assert rec["rho"] == 100.0 and state.rho == 200.0
-    assert signals["A"].by_counterparty["p2p"]["B"].target_kw == [-2.5, -1.0]
-    assert signals["B"].by_counterparty["p2p"]["A"].target_kw == [2.5, 1.0]
+    assert signals["A"].terms["p2p"].target_kw == [-2.5, -1.0]
+    assert signals["B"].terms["p2p"].target_kw == [2.5, 1.0]
+    assert signals["B"].terms["p2p"].price_eur_per_kwh == pytest.approx([0.09995, 0.1])
+
+
+def test_split_of_a_net_purchase_by_hand():
+    """Peer A sells to B and C; B and C may also buy from D. ρ = 1e-4 €/kW²h, prices and agreed
+    trades a_AB = −1, a_AC = −2, a_BD (B buys from D) = 1 kW, λ_AB = 0.10, λ_AC = 0.12,
+    λ_BD = 0.11 €/kWh (one period). By hand, for A (M = 2): v_AB = −1 − 0.10/1e-4 =
+    −1001, v_AC = −2 − 1200 = −1202, V_A = −2203; A offers s_A = −3, so each pair gets
+    (s − V)/2 = 1100 more: P_AB = 99, P_AC = −102 (sum −3 = s_A). Their mean price λ̄_A =
+    0.11 and agreed purchase A_A = −3 are what A's signal carries."""
+    reg = {"A": _reg(0, 5, periods=1), "B": _reg(5, 0, periods=1),
+           "C": _reg(5, 0, periods=1), "D": _reg(0, 5, periods=1)}
+    params = ADMMParams(network=False)
+    _, state = init_admm(reg, params)
+    pairs = {tuple(state.peers[i] for i in p): k for k, p in enumerate(state.pairs)}
+    assert set(pairs) == {("A", "B"), ("A", "C"), ("B", "D"), ("C", "D")}
+    state.a[pairs["A", "B"]] = -1.0
+    state.a[pairs["A", "C"]] = -2.0
+    state.a[pairs["B", "D"]] = 1.0
+    state.price[[pairs["A", "B"], pairs["A", "C"], pairs["B", "D"]], 0] = [0.10, 0.12, 0.11]
+    s = np.zeros((4, 1))
+    s[state.index["A"]] = -3.0
+    p_nm, _ = split_purchases(state, s, 1e-4)
+    assert p_nm[pairs["A", "B"], 0] == pytest.approx(99.0)
+    assert p_nm[pairs["A", "C"], 0] == pytest.approx(-102.0)
+    signal = _signals(state, params)["A"]
+    assert signal.counterparties == 2
+    assert signal.terms["p2p"].price_eur_per_kwh == pytest.approx([0.11])
+    assert signal.terms["p2p"].target_kw == [-3.0]
 
 
 def test_network_consensus_by_hand():
@@ -162,26 +197,42 @@ def test_admm_matches_the_centralized_optimum():
     assert clearing["s"].body.quantities_kw["p2p"][1] < -1.0
 
 
-def test_peer_splits_its_purchase_in_closed_form():
-    """P_m = v_m + (s − V)/M with v_m = a_m − λ_m/ρ: the split's differences are those of
-    v and it sums to the planned purchase s."""
+def test_aggregated_terms_match_the_per_counterparty_problem():
+    """Second method: the consumer's problem with one column per counterparty, min
+    f(x) + Σ_m λ_m P_m + ρ/2 (P_m − a_m)² (built in Pyomo, solved by Clarabel via cvxpy
+    on the same bounds), against the aggregated form the market sends (A = Σ a_m, λ̄ =
+    mean λ_m, M = 2): the same net purchase s, and the coordinator's split of s gives the
+    per-counterparty optimum's P_m."""
+    import cvxpy as cp
+
+    from agents.admm_peer import bound_constraints, local_lp
+    from grid.branchflow import clarabel
+
     consumer = _community()[1]
-    model = PeerModel(consumer, ["x", "y"])
-    rho = 100.0 / 1e6
-    terms = {"x": ([0.15] * 4, [1.0] * 4), "y": ([0.12] * 4, [0.5] * 4)}
-    model.set_terms(100.0, terms)
+    rho_mw, rho = 5e4, 5e4 / 1e6
+    lam = np.array([[0.15] * 4, [0.12] * 4])
+    a = np.array([[1.0] * 4, [0.5] * 4])
+    model = PeerModel(consumer, 2)
+    model.set_terms(rho_mw, (lam.mean(axis=0), a.sum(axis=0)))
     model.solve()
-    trades = model.trades_kw()
-    s = trades["x"] + trades["y"]
-    np.testing.assert_allclose(s, model.x[model._p2p], atol=1e-9)
-    v_x, v_y = 1.0 - 0.15 / rho, 0.5 - 0.12 / rho
-    np.testing.assert_allclose(trades["x"] - trades["y"], v_x - v_y, atol=1e-6)
+    s = model.purchase_kw()
+    lp = local_lp(model)
+    x = cp.Variable(len(lp.cost))
+    p = cp.Variable((2, 4))
+    cons = bound_constraints(x, lp.a, lp.col_lower, lp.col_upper, lp.row_lower, lp.row_upper)
+    cons.append(cp.sum(p, axis=0) == x[lp.p2p])
+    obj = lp.cost @ x + cp.sum(cp.multiply(lam, p)) + rho / 2 * cp.sum_squares(p - a)
+    clarabel(cp.Problem(cp.Minimize(obj), cons))
+    np.testing.assert_allclose(s, x.value[lp.p2p], atol=1e-3)
+    v = a - lam / rho
+    split = v + (s - v.sum(axis=0)) / 2
+    np.testing.assert_allclose(split, p.value, atol=2e-3)
 
 
 def test_fix_mode_keeps_the_plan_without_the_market():
     seller = _community()[0]
-    fixed = PeerModel(seller, ["c"], binaries="fix")
-    relaxed = PeerModel(seller, ["c"], binaries="relax")
+    fixed = PeerModel(seller, 1, binaries="fix")
+    relaxed = PeerModel(seller, 1, binaries="relax")
     s = fixed.solver
     lp = fixed.highs.getLp()
     lower = np.asarray(lp.col_lower_)[s._binaries]
@@ -190,7 +241,7 @@ def test_fix_mode_keeps_the_plan_without_the_market():
     rl = relaxed.highs.getLp()
     assert np.all(np.asarray(rl.col_upper_)[relaxed.solver._binaries] == 1.0)
     with pytest.raises(ValueError, match="binaries"):
-        PeerModel(seller, ["c"], binaries="round")
+        PeerModel(seller, 1, binaries="round")
 
 
 def test_interior_point_solves_the_same_qp():
@@ -199,9 +250,8 @@ def test_interior_point_solves_the_same_qp():
     from agents.admm_peer import interior_point
 
     seller = _community()[0]
-    model = PeerModel(seller, ["c", "e"])
-    model.set_terms(5e4, {"c": ([0.15] * 4, [-1.0] * 4), "e": ([0.12] * 4, [-0.5] * 4)},
-                    ([0.01] * 4, [-2.0] * 4))
+    model = PeerModel(seller, 2)
+    model.set_terms(5e4, ([0.135] * 4, [-1.5] * 4), ([0.01] * 4, [-2.0] * 4))
     model.solve()
     h = model.highs
     lp = h.getLp()

@@ -33,6 +33,17 @@ three-peer day from converging in 300 rounds; this way it converges in 159 from
 ``tolerance`` or after ``max_rounds`` (then ``converged`` is false and the residuals say
 how far it got).
 
+What travels. A peer's trades enter its physics only through their sum, its net P2P
+purchase s_n = Σ_m P_nm, and no peer prices one counterparty over another; for a given s_n
+the best split is closed form: with v_nm = a_nm − λ_nm/ρ and V_n = Σ_m v_nm over its M_n
+counterparties, P_nm = v_nm + (s_n − V_n)/M_n, and the trade terms equal
+ρ/(2M_n) (s_n − A_n)² + λ̄_n s_n + a constant, where A_n = Σ_m a_nm is its agreed net
+purchase and λ̄_n the mean of its pair prices. So a peer's signal carries A_n, λ̄_n and
+M_n (``counterparties``) instead of a series per counterparty, it answers s_n and q_n, and
+the coordinator splits s_n by the same formula (``split_purchases``): the iterates are
+those of the per-counterparty form, and a round's messages grow with the peers, not the
+pairs (antunes2024: 4.0 MB of JSON a round per-counterparty, tens of kB aggregated).
+
 Only pairs that can trade are in the market: one of them registered an export limit and
 the other an import limit in the same period. The day clears at the last agreed trades
 a_nm: each peer's position is its net P2P purchase Σ_m a_nm, billed at the pair prices;
@@ -46,6 +57,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 
 from coordinator.mechanisms.base import RoundRecord, horizon, limit, realised, zero_settlement
 from coordinator.protocol import (
@@ -106,6 +118,9 @@ class ADMMState:
     converged: bool = False
     stopped: str = ""  # why the market stopped before converging, if it did
     partners: dict[str, list[tuple[int, str, int]]] = field(default_factory=dict)
+    ends_sign: object = None  # (N, K) sparse: +1 at (n, k), −1 at (m, k) of pair k = (n, m)
+    ends_abs: object = None  # (N, K) sparse: 1 at both ends of pair k
+    degree: np.ndarray | None = None  # (N,) counterparties per peer
 
     @property
     def index(self) -> dict[str, int]:
@@ -151,30 +166,40 @@ def init_admm(roster: Mapping[str, RegisterBody], params: ADMMParams, day: int =
     for k, (n, m) in enumerate(pairs):
         state.partners.setdefault(peers[n], []).append((k, peers[m], +1))
         state.partners.setdefault(peers[m], []).append((k, peers[n], -1))
+    rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    cols = np.concatenate([np.arange(K), np.arange(K)])
+    sign = np.concatenate([np.ones(K), -np.ones(K)])
+    state.ends_sign = sparse.csr_matrix((sign, (rows, cols)), shape=(N, K))
+    state.ends_abs = sparse.csr_matrix((np.abs(sign), (rows, cols)), shape=(N, K))
+    state.degree = np.bincount(rows, minlength=N)
     return _signals(state, params), state
 
 
 def _signals(state: ADMMState, params: ADMMParams) -> dict[str, SignalBody]:
-    """Each peer's agreed trades and their prices, its agreed net import and its price;
-    the operator's targets and prices per peer."""
+    """Each peer's trade terms, aggregated over its counterparties (their mean price λ̄_n
+    and its agreed net purchase A_n = Σ_m a_nm; the module docstring says why that is
+    all its problem needs), its agreed net import and that one's price; the operator's
+    targets and prices per peer."""
     out = {}
     # The coordinator's own finite numbers: built without re-validating each series.
     terms = Terms.model_construct
-    price, target = state.price.tolist(), state.a.tolist()
-    neg = (-state.a).tolist()
+    deg = state.degree
+    mean_price = (state.ends_abs @ state.price) / np.maximum(deg, 1)[:, None]
+    agreed = state.ends_sign @ state.a
+    mean_price, agreed = mean_price.tolist(), agreed.tolist()
     mu, nu, y = state.mu.tolist(), state.nu.tolist(), state.y.tolist()
     for i, name in enumerate(state.peers):
-        by = {m: terms(price_eur_per_kwh=price[k], target_kw=target[k] if sign > 0 else neg[k])
-              for k, m, sign in state.partners.get(name, [])}
         own = {} if state.operator is None else {
             NET: terms(price_eur_per_kwh=mu[i], target_kw=y[i])}
-        out[name] = SignalBody.model_construct(
-            terms=own, by_counterparty={KEY: by} if by else None, rho=state.rho)
+        if deg[i]:
+            own[KEY] = terms(price_eur_per_kwh=mean_price[i], target_kw=agreed[i])
+        out[name] = SignalBody.model_construct(terms=own, by_counterparty=None, rho=state.rho,
+                                               counterparties=int(deg[i]))
     if state.operator is not None:
         by = {n: terms(price_eur_per_kwh=nu[i], target_kw=y[i])
               for i, n in enumerate(state.peers)}
         out[state.operator] = SignalBody.model_construct(terms={}, by_counterparty={NET: by},
-                                                         rho=state.rho)
+                                                         rho=state.rho, counterparties=None)
     return out
 
 
@@ -190,26 +215,44 @@ def check_offer(body: OfferBody, periods: int) -> str | None:
     return None
 
 
-def _purchases(offers, state: ADMMState) -> tuple[np.ndarray, np.ndarray]:
-    """(P_nm, P_mn) per pair from this round's offers; a peer that did not offer (it
-    left the market) trades nothing."""
-    K, T = len(state.pairs), state.periods
-    p_nm, p_mn = np.zeros((K, T)), np.zeros((K, T))
-    for k, (n, m) in enumerate(state.pairs):
-        for out, me, other in ((p_nm, n, m), (p_mn, m, n)):
-            body = offers.get(state.peers[me])
-            trades = (body.by_counterparty_kw or {}).get(KEY, {}) if body else {}
-            if state.peers[other] in trades:
-                out[k] = trades[state.peers[other]]
+def _peer_series(offers, state: ADMMState, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(values (N, T), whether the peer sent them) of commodity ``key`` in the offers."""
+    out = np.zeros((len(state.peers), state.periods))
+    sent = np.zeros(len(state.peers), bool)
+    for i, name in enumerate(state.peers):
+        body = offers.get(name)
+        if body is not None and key in body.quantities_kw:
+            out[i], sent[i] = body.quantities_kw[key], True
+    return out, sent
+
+
+def split_purchases(state: ADMMState, s: np.ndarray, rho_kw: float) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """(P_nm, P_mn) per pair: each peer's net purchase s_n split among its counterparties
+    as its own problem would split it, P_nm = v_nm + (s_n − V_n)/M_n with v_nm = a_nm −
+    λ_nm/ρ and V_n = Σ_m v_nm (the module docstring)."""
+    n, m = state.pairs[:, 0], state.pairs[:, 1]
+    v_nm = state.a - state.price / rho_kw
+    v_mn = -state.a - state.price / rho_kw
+    V = state.ends_sign @ state.a - (state.ends_abs @ state.price) / rho_kw
+    share = (s - V) / np.maximum(state.degree, 1)[:, None]
+    return v_nm + share[n], v_mn + share[m]
+
+
+def _purchases(offers, state: ADMMState, rho_kw: float) -> tuple[np.ndarray, np.ndarray]:
+    """(P_nm, P_mn) per pair from this round's offers; a peer that did not offer its net
+    purchase (it left the market) trades nothing."""
+    s, sent = _peer_series(offers, state, KEY)
+    p_nm, p_mn = split_purchases(state, s, rho_kw)
+    n, m = state.pairs[:, 0], state.pairs[:, 1]
+    p_nm[~sent[n]] = 0.0
+    p_mn[~sent[m]] = 0.0
     return p_nm, p_mn
 
 
 def _net(offers, state: ADMMState) -> np.ndarray:
-    q = np.array(state.y, copy=True)  # a silent peer keeps the agreed value
-    for i, name in enumerate(state.peers):
-        body = offers.get(name)
-        if body is not None and NET in body.quantities_kw:
-            q[i] = body.quantities_kw[NET]
+    q, sent = _peer_series(offers, state, NET)
+    q[~sent] = state.y[~sent]  # a silent peer keeps the agreed value
     return q
 
 
@@ -234,7 +277,7 @@ def step_admm(offers, state: ADMMState, params: ADMMParams):
     residuals, ρ; the next round's signals, or done."""
     state.round += 1
     rho_kw = state.rho / KW_PER_MW ** 2  # €/kW²h
-    p_nm, p_mn = _purchases(offers, state)
+    p_nm, p_mn = _purchases(offers, state, rho_kw)
     a_prev, y_prev = state.a, state.y
     state.a = (p_nm - p_mn) / 2
     state.price = state.price + rho_kw * (p_nm + p_mn) / 2
@@ -313,22 +356,13 @@ def _finish(state: ADMMState, params: ADMMParams, res: _Residuals, rho_kw: float
 
 def positions(state: ADMMState) -> dict[str, np.ndarray]:
     """Each peer's net P2P purchase per period (kW) at the agreed trades."""
-    out = {n: np.zeros(state.periods) for n in state.peers}
-    for k, (n, m) in enumerate(state.pairs):
-        out[state.peers[n]] += state.a[k]
-        out[state.peers[m]] -= state.a[k]
-    return out
+    return dict(zip(state.peers, state.ends_sign @ state.a, strict=True))
 
 
 def traded_eur(state: ADMMState) -> dict[str, np.ndarray]:
     """Each peer's payment for its trades per period (€, + it pays)."""
-    out = {n: np.zeros(state.periods) for n in state.peers}
-    h = state.period_h
-    for k, (n, m) in enumerate(state.pairs):
-        pay = h * state.price[k] * state.a[k]
-        out[state.peers[n]] += pay
-        out[state.peers[m]] -= pay
-    return out
+    pay = state.ends_sign @ (state.period_h * state.price * state.a)
+    return dict(zip(state.peers, pay, strict=True))
 
 
 def clear_admm(state: ADMMState, params: ADMMParams) -> dict[str, ClearingBody]:

@@ -48,7 +48,7 @@ def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
                   binaries: str = "relax") -> CentralResult:
     """One day of the whole market in one problem; ``operator`` None: no network."""
     start = time.perf_counter()
-    peers = [PeerModel(d, ["community"], binaries=binaries) for d in day_data]
+    peers = [PeerModel(d, 1, binaries=binaries) for d in day_data]
     lps = [local_lp(p) for p in peers]
     periods, h = day_data[0].horizon.periods, day_data[0].horizon.period_h
     xs = [cp.Variable(len(lp.cost)) for lp in lps]
