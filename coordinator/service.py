@@ -83,10 +83,13 @@ class CoordinatorService:
                  heartbeat_expiry_s: float = HEARTBEAT_EXPIRY_S, drain_s: float = DRAIN_S,
                  curve_keys: str | Path | None = None, days: int = 1,
                  realisation_timeout_s: float = REALISATION_TIMEOUT_S,
-                 records_path: Path | None = None):
+                 records_path: Path | None = None, keep_log: bool = False):
+        """``keep_log``: keep each day's messages in its session too (tests read them; a
+        coordinator writes its log to ``log_path`` and keeps none in memory)."""
         self.mechanism, self.params = get_mechanism(mechanism_name), params
+        self.keep_log = keep_log
         self.first_day, self.last_day = day, day + days - 1
-        self.session = MarketSession(self.mechanism, params, day=day)
+        self.session = MarketSession(self.mechanism, params, day=day, keep_log=keep_log)
         self.roster = list(roster) if roster is not None else None
         self.realisation_timeout_s = realisation_timeout_s
         self.records_path = Path(records_path) if records_path else None
@@ -218,10 +221,12 @@ class CoordinatorService:
             for name in self._expired(now):
                 s.fail(name, f"silent for more than {self.heartbeat_expiry_s:g} s in round "
                        f"{s.round} (heartbeat expired)")
-            if s.waiting_for and now >= self._deadline:
-                for name in s.waiting_for:
+            waiting = s.waiting_for
+            if waiting and now >= self._deadline:
+                for name in waiting:
                     s.fail(name, f"missed the round-{s.round} deadline")
-            if not s.waiting_for:
+                waiting = s.waiting_for
+            if not waiting:
                 self._deliver(s.close_round(), now)
         elif self.phase == "realisation":
             if s.unmetered and now >= self._deadline:
@@ -285,7 +290,8 @@ class CoordinatorService:
         if s.day >= self.last_day:
             self.phase, self._deadline = "draining", now + self.drain_s
             return
-        self.session = MarketSession(self.mechanism, self.params, day=s.day + 1)
+        self.session = MarketSession(self.mechanism, self.params, day=s.day + 1,
+                                     keep_log=self.keep_log)
         self.round_seconds, self._beating = [], set()
         self._pending = {n: m for n, m in self._early.items() if n not in self.gone}
         self._early = {}
@@ -403,7 +409,8 @@ class CoordinatorService:
                                 round=self.session.round, body=body))
 
     def _send(self, route: list[bytes], msg) -> None:
-        self._write("out", route[0] if route else b"", msg.model_dump(mode="json"))
+        if self.log_path:
+            self._write("out", route[0] if route else b"", msg.model_dump(mode="json"))
         self.socket.send_multipart([*route, msg.model_dump_json().encode()])
 
     def _write(self, direction: str, peer: bytes, msg: dict) -> None:

@@ -27,8 +27,21 @@ from coordinator.protocol import (
 )
 
 
+class _Discard(list):
+    """A log that keeps nothing."""
+
+    def append(self, item) -> None:
+        pass
+
+    def extend(self, items) -> None:
+        pass
+
+
 class MarketSession:
-    def __init__(self, mechanism: Mechanism, params, day: int = 0, sender: str = "coordinator"):
+    def __init__(self, mechanism: Mechanism, params, day: int = 0, sender: str = "coordinator",
+                 keep_log: bool = True):
+        """``keep_log``: keep every message in ``log`` (an in-process run's record; a
+        coordinator process writes its own and keeps none)."""
         self.mechanism, self.params, self.day, self.sender = mechanism, params, day, sender
         self.roster: dict[str, object] = {}
         self.failed: dict[str, str] = {}
@@ -43,7 +56,8 @@ class MarketSession:
         self.unmetered_failed: dict[str, str] = {}  # cleared agents that stopped metering
         self._missing: dict[str, int] = {}  # cleared agent -> periods not metered yet
         self._incomplete: set[str] = set()  # cleared agents still missing a reading
-        self.log: list = []
+        self.log: list = [] if keep_log else _Discard()
+        self._active: tuple[tuple[int, int], list[str]] = ((-1, -1), [])
 
     # -- registration and rounds ---------------------------------------------------------
     def register(self, msg: Register) -> None:
@@ -62,14 +76,20 @@ class MarketSession:
         self.roster[msg.sender] = msg.body
 
     def _signals(self, bodies: dict) -> dict[str, Signal]:
+        active = set(self.active)
         out = {n: Signal(sender=self.sender, day=self.day, round=self.round, body=b)
-               for n, b in bodies.items() if n in self.active}
+               for n, b in bodies.items() if n in active}
         self.log.extend(out.values())
         return out
 
     @property
     def active(self) -> list[str]:
-        return [n for n in self.roster if n not in self.failed]
+        """Registered agents not failed (kept until the roster or the failures grow: both
+        only grow, and a coordinator asks after every message)."""
+        key = (len(self.roster), len(self.failed))
+        if self._active[0] != key:
+            self._active = (key, [n for n in self.roster if n not in self.failed])
+        return self._active[1]
 
     def start(self) -> dict[str, Signal]:
         """Open round 1: the mechanism's first signals (agents whose horizon differs from
@@ -123,8 +143,9 @@ class MarketSession:
     def clear(self) -> dict[str, Clearing]:
         """The day-ahead result for every active agent."""
         bodies = self.mechanism.clear(self.state, self.params)
+        active = set(self.active)
         out = {n: Clearing(sender=self.sender, day=self.day, round=self.round, body=b)
-               for n, b in bodies.items() if n in self.active}
+               for n, b in bodies.items() if n in active}
         self.clearings = {n: m.body for n, m in out.items()}
         self._missing = dict.fromkeys(self.clearings, self.periods)
         self._incomplete = set(self.clearings)

@@ -67,7 +67,7 @@ def serving(roster, params=None, mechanism="p2v_rules", **kwargs):
     """A coordinator serving in a thread on a random port; always closed."""
     service = CoordinatorService(mechanism, params or P2VParams(), roster,
                                  **{"drain_s": DRAIN_S, "realisation_timeout_s": REALISE_S,
-                                    **kwargs})
+                                    "keep_log": True, **kwargs})
     try:
         service.serve_in_thread()
         yield service

@@ -7,7 +7,10 @@ per round beyond the slowest answer (the coordinator's round time, from sending 
 signals to the last offer, minus the slowest agent's answer that round: its wall time
 from taking the signal to the offer, as the agent recorded it), and, measured apart
 in-process, the mechanism step and the encoding of a round's messages. Medians of the
-runs."""
+runs. On a machine with fewer cores than agents the overhead beyond the slowest answer
+also holds the other agents' solves queued on the cores; the scripted run over the wire
+(``scenarios.bench.admm_wire``, 90 peers and the operator answering at once) measures
+the wire and coordinator alone."""
 
 from __future__ import annotations
 
@@ -20,11 +23,13 @@ import numpy as np
 import pandas as pd
 
 from coordinator.records import read_days
+from scenarios.bench.admm_wire import print_wire, run_wire
 
 POSTER = {"rounds": 1169, "wall_s": 3927.0, "gap_to_centralized_pct": 9.12,
           "ev_discharge_share_of_imports_pct": 3.75}
+WIRE_PEERS, WIRE_ROUNDS = 90, 300  # the scripted run's size (the issue's goal: 90 peers)
 GOALS = {"rounds": "≤ 300", "wall_s": "≤ 60", "gap_to_centralized_pct": "≤ 1",
-         "overhead_ms_per_round": "≤ 10 (90 peers)"}
+         "overhead_ms_per_round": "see below"}
 
 
 def ev_discharge_share_pct(agents: pd.DataFrame, period_h: float) -> float:
@@ -94,9 +99,13 @@ def bench_admm(s, runs: int, info: dict, out: str) -> int:
     print("\nper round besides the solves (in-process, one day, medians over rounds):")
     for k, v in wire.items():
         print(f"  {k:32} {v:10.4g}")
+    with tempfile.TemporaryDirectory() as tmp:
+        scripted = run_wire(WIRE_PEERS, WIRE_ROUNDS, Path(tmp))
+    print_wire(scripted)
     Path(out).write_text(json.dumps({"scenario": s.name, "runs": runs, "machine": info,
                                      "poster": POSTER, "goals": GOALS, "values": rows,
-                                     "medians": med, "per_round": wire}, indent=2) + "\n")
+                                     "medians": med, "per_round": wire,
+                                     "wire_scripted": scripted.medians()}, indent=2) + "\n")
     print(f"written: {out}")
     return 0
 

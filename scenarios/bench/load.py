@@ -77,13 +77,17 @@ def _quote(rng: np.random.Generator) -> list[float]:
 
 
 def start_coordinator(out: Path, names: list[str], days: int, round_deadline_s: float,
-                      registration_timeout_s: float = 120.0) -> tuple[subprocess.Popen, str]:
-    rng = np.random.default_rng(7)
-    buy = (0.09 * (1 + 0.2 * rng.standard_normal(days * PERIODS)).clip(0.5, 1.5)).tolist()
-    params = LocalityParams(grid_buy_eur_per_kwh=buy,
-                            grid_sell_eur_per_kwh=[0.45 * b for b in buy])
+                      registration_timeout_s: float = 120.0, mechanism: str = "gdrmc",
+                      params=None) -> tuple[subprocess.Popen, str]:
+    """A coordinator process for ``names``; by default a GDRMC market with random retail
+    prices."""
+    if params is None:
+        rng = np.random.default_rng(7)
+        buy = (0.09 * (1 + 0.2 * rng.standard_normal(days * PERIODS)).clip(0.5, 1.5)).tolist()
+        params = LocalityParams(grid_buy_eur_per_kwh=buy,
+                                grid_sell_eur_per_kwh=[0.45 * b for b in buy])
     out.mkdir(parents=True, exist_ok=True)
-    (out / "mechanism.json").write_text(json.dumps(dump_params("gdrmc", params)))
+    (out / "mechanism.json").write_text(json.dumps(dump_params(mechanism, params)))
     (out / "roster.txt").write_text("".join(f"{n}\n" for n in names))
     return spawn_coordinator(
         ["--params", str(out / "mechanism.json"), "--roster", str(out / "roster.txt"),
@@ -148,11 +152,15 @@ class Swarm:
                     except zmq.Again:
                         break
                     self.frames_in += 1
-                    self._answer(name, decode(frame), day, settled, signalled)
+                    self.receive(name, frame, day, settled, signalled)
             if on_signalled and len(signalled) == len(self.names):
                 on_signalled()
                 on_signalled = None
         return settled
+
+    def receive(self, name: str, frame: bytes, day: int, settled: set, signalled: set
+                ) -> None:
+        self._answer(name, decode(frame), day, settled, signalled)
 
     def _answer(self, name: str, msg, day: int, settled: set, signalled: set) -> None:
         if isinstance(msg, Error):
