@@ -42,7 +42,7 @@ purchase and λ̄_n the mean of its pair prices. So a peer's signal carries A_n,
 M_n (``counterparties``) instead of a series per counterparty, it answers s_n and q_n, and
 the coordinator splits s_n by the same formula (``split_purchases``): the iterates are
 those of the per-counterparty form, and a round's messages grow with the peers, not the
-pairs (antunes2024: 4.0 MB of JSON a round per-counterparty, tens of kB aggregated).
+pairs (antunes2024: 4.0 MB of JSON a round per counterparty, 0.25 MB aggregated).
 
 Only pairs that can trade are in the market: one of them registered an export limit and
 the other an import limit in the same period. The day clears at the last agreed trades
