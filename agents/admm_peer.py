@@ -169,18 +169,20 @@ class PeerModel:
             h.changeColsBounds(len(imp), self._p2p, -exp, imp)
         self._exclusive = [(s._flows[a], s._flows[b]) for a, b in s._exclusive]
 
-    def set_terms(self, rho_eur_per_mw2h: float, trade=None, net=None) -> None:
+    def set_terms(self, rho_eur_per_mw2h: float, trade=None, net=None,
+                  rho_net_eur_per_mw2h: float | None = None) -> None:
         """The round's terms: for the trades (mean pair price λ̄ €/kWh, agreed net
         purchase A kW) and for the network (price μ, agreed net import y), each per period
-        or None; ρ in €/MW²h."""
+        or None; ρ of the trades and of the network (default: the trades') in €/MW²h."""
         dt, n = self.data.horizon.period_h, self.data.horizon.periods
         rho = rho_eur_per_mw2h / KW_PER_MW ** 2
         M = self.counterparties
         if M and rho <= 0:
             raise ValueError(f"{self.name}: an ADMM round needs ρ > 0, got {rho_eur_per_mw2h}")
         cols, costs, hess = [], [], []
+        rho_net = rho if rho_net_eur_per_mw2h is None else rho_net_eur_per_mw2h / KW_PER_MW ** 2
         for key, terms, weight in (("trade", trade if M else None, rho / max(M, 1)),
-                                   ("net", net, rho)):
+                                   ("net", net, rho_net)):
             if terms is None:
                 continue
             price, target = (np.broadcast_to(np.asarray(v, float), (n,)) for v in terms)
@@ -197,7 +199,7 @@ class PeerModel:
             diag[c] += q
         all_cols = np.arange(self._ncols, dtype=np.int32)
         self.highs.changeColsCost(self._ncols, all_cols, OBJECTIVE_SCALE * cost)
-        key = (rho, tuple(len(c) for c in cols), self.x is not None)
+        key = (rho, rho_net, tuple(len(c) for c in cols), self.x is not None)
         if key != self._rho:
             self._pass_hessian(OBJECTIVE_SCALE * diag)
             self._rho = key

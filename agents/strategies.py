@@ -95,7 +95,8 @@ class ADMMStrategy:
         trade, net = body.terms.get(P2P), body.terms.get(NET)
         model.set_terms(body.rho or 0.0,
                         None if trade is None else (trade.price_eur_per_kwh, trade.target_kw),
-                        None if net is None else (net.price_eur_per_kwh, net.target_kw))
+                        None if net is None else (net.price_eur_per_kwh, net.target_kw),
+                        None if net is None else net.rho)
         agent.plan = model.solve()
         agent.last_solve_s = agent.plan.solve_time_s
         quantities = {NET: model.net_kw().tolist()}

@@ -82,6 +82,8 @@ class Terms(_Body):
     price_eur_per_kwh: Series | None = None
     limit_kw: NonNegSeries | None = None
     target_kw: Series | None = None  # consensus target of an iterative mechanism
+    rho: Number | None = Field(None, description="penalty on this term's consensus, where it "
+                               "differs from the signal's rho")
 
 
 class SignalBody(_Body):

@@ -112,6 +112,34 @@ def test_network_consensus_by_hand():
     assert signals["op"].by_counterparty["net"]["p"].target_kw == [3, 2]
 
 
+def test_each_group_balances_its_own_rho_by_hand():
+    """Seller A, buyer B, the operator; ρ = 100 €/MW²h = 1e-4 €/kW²h for both groups,
+    first prices 0, balancing checked every round. Offers: s_A = q_A = −1, s_B = q_B = 1
+    (kW); the operator z = [0, 0]. By hand: the split gives P_AB = −1, P_BA = 1 (the
+    trades agree: primal_trade = 0), a = −1; y = (q + z)/2 = [−0.5, 0.5], μ = ρ(q − y) =
+    ρ[−0.5, 0.5], ν = −μ. Sizes over both groups: ‖[P_AB, P_BA, q, z]‖ = 2, ‖[a, a, y,
+    y]‖ = √3, ‖[λ, λ, μ, ν]‖ = ρ. So primal_net = ‖[q − y, z − y]‖/2 = 0.5; dual_trade =
+    ρ‖[Δa, Δa]‖/ρ = √2, dual_net = ρ‖[Δy, Δy]‖/ρ = 1. Trades: the dual is above 10 × the
+    primal (0): ρ halves to 50; network: neither is 10 × the other: ρ_net stays 100."""
+    roster = {"A": _reg(0, 5, periods=1), "B": _reg(5, 0, periods=1),
+              "op": RegisterBody(kind="operator", periods=1, period_h=1.0)}
+    params = ADMMParams(balance_every=1)
+    _, state = init_admm(roster, params)
+    offers = {"A": OfferBody(quantities_kw={"net": [-1], "p2p": [-1]}),
+              "B": OfferBody(quantities_kw={"net": [1], "p2p": [1]}),
+              "op": OfferBody(quantities_kw={}, by_counterparty_kw={"net": {"A": [0], "B": [0]}})}
+    signals, state, _ = step_admm(offers, state, params)
+    rec = state.records[-1].scalars
+    assert rec["primal_trade"] == pytest.approx(0.0, abs=1e-12)
+    assert rec["primal_net"] == pytest.approx(0.5)
+    assert rec["dual_trade"] == pytest.approx(np.sqrt(2))
+    assert rec["dual_net"] == pytest.approx(1.0)
+    assert (rec["primal_residual"], rec["dual_residual"]) == pytest.approx((0.5, np.sqrt(2)))
+    assert (state.rho, state.rho_net) == (50.0, 100.0)
+    assert signals["A"].terms["net"].rho == 100.0 and signals["A"].rho == 50.0
+    assert signals["op"].rho == 100.0
+
+
 def test_operator_leaving_stops_the_market_and_says_so():
     roster = {"p": _reg(5, 5), "op": RegisterBody(kind="operator", periods=2, period_h=1.0)}
     params = ADMMParams()

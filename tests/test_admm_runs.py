@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -60,8 +61,12 @@ def test_iterations_and_trades_tables(antunes_runs):
     folder, summary = antunes_runs["network"]
     it = pd.read_parquet(folder / "admm_iterations.parquet")
     assert list(it.columns) == ["day", "round", "primal_residual", "dual_residual", "rho",
-                                "objective_eur"]
+                                "rho_net", "primal_trade", "dual_trade", "primal_net",
+                                "dual_net", "objective_eur"]
     assert len(it) == summary["market"]["rounds"]
+    # the residuals are each group's, the largest of them overall
+    assert np.allclose(it["primal_residual"], it[["primal_trade", "primal_net"]].max(axis=1))
+    assert np.allclose(it["dual_residual"], it[["dual_trade", "dual_net"]].max(axis=1))
     assert it["round"].tolist() == list(range(1, len(it) + 1))
     trades = pd.read_parquet(folder / "trades.parquet")
     assert list(trades.columns) == ["day", "period", "seller", "buyer", "commodity", "kw"]

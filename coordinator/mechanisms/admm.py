@@ -21,17 +21,26 @@ The split is a two-block ADMM in consensus form (Boyd et al. 2011, §7):
   the price of the pair's trade (€/kWh, n pays λ_nm P_nm), μ_n = −ν_n after the first
   round: the network's price adder at the peer's connection.
 
-Residuals are scaled (Boyd et al. 2011, §3.3.1), so that a community of households (kW)
-and one of feeders (MW) balance alike: primal r = [P_nm − a_nm, P_mn + a_nm, q − y,
-z − y] relative to the size of the quantities, max(‖[P_nm, P_mn, q, z]‖, ‖[a, a, y,
-y]‖); dual s = ρ·[a − a_prev, y − y_prev] relative to the prices ‖[λ, λ, μ, ν]‖. The
-round records also carry ‖r‖ in kW (``error_kw``). Residual balancing: ρ ← τρ when
-‖r‖ > μ‖s‖, ρ ← ρ/τ when ‖s‖ > μ‖r‖, checked every ``balance_every`` rounds, and every round while
-‖r‖ > μ²‖s‖ (ρ far below its scale). Changing ρ every round in both directions kept a
-three-peer day from converging in 300 rounds; this way it converges in 159 from
-ρ0 = 100. The market stops when both residuals are at most
-``tolerance`` or after ``max_rounds`` (then ``converged`` is false and the residuals say
-how far it got).
+Each constraint group has its own ρ: ``trade`` (the pairs' reciprocity, ρ) and ``net``
+(the network's consensus, ρ_net; the y, μ and ν updates above use it). Residuals are
+scaled (Boyd et al. 2011, §3.3.1), so that a community of households (kW) and one of
+feeders (MW) balance alike: a group's primal r (trade: [P_nm − a_nm, P_mn + a_nm]; net:
+[q − y, z − y]) relative to the size of all the quantities, max(‖[P_nm, P_mn, q, z]‖,
+‖[a, a, y, y]‖); its dual s (ρ·[a − a_prev]·2, ρ_net·[y − y_prev]·2) relative to all the
+prices ‖[λ, λ, μ, ν]‖. The market's residuals are the largest of the groups'; the round
+records also carry each group's and ‖r‖ in kW (``error_kw``). Residual balancing, per
+group on its own residuals: ρ ← τρ when r > μs, ρ ← ρ/τ when s > μr, checked every
+``balance_every`` rounds, and every round while r > μ²s (ρ far below its scale).
+Changing ρ every round in both directions kept a three-peer day from converging in 300
+rounds; this way it converges in 159 from ρ0 = 100. One ρ for both groups does not
+suit both: a peer's trade terms weigh ρ/M on its net purchase (M counterparties), its
+network term ρ on its net import, so where the network does not bind (faia2021 on
+case33bw) the trades drove the one ρ up to 204800 €/MW²h, the network's consensus held
+every peer's import as stiffly, and 300 rounds ended 1.3 % from the optimum,
+unconverged. The sizes are those of all groups together, because the network's prices
+start at zero (its dual alone would read huge and keep ρ_net down). The market stops
+when both residuals are at most ``tolerance`` or after ``max_rounds`` (then
+``converged`` is false and the residuals say how far it got).
 
 What travels. A peer's trades enter its physics only through their sum, its net P2P
 purchase s_n = Σ_m P_nm, and no peer prices one counterparty over another; for a given s_n
@@ -110,7 +119,8 @@ class ADMMState:
     y: np.ndarray  # (N, T) agreed net import (kW)
     mu: np.ndarray  # (N, T) peers' injection prices (€/kWh)
     nu: np.ndarray  # (N, T) operator's injection prices (€/kWh)
-    rho: float  # €/MW²h
+    rho: float  # €/MW²h, of the pairs' reciprocity
+    rho_net: float  # €/MW²h, of the network's consensus
     q: np.ndarray | None = None  # (N, T) peers' last net imports
     z: np.ndarray | None = None  # (N, T) operator's last view of them
     records: list[RoundRecord] = field(default_factory=list)
@@ -162,7 +172,8 @@ def init_admm(roster: Mapping[str, RegisterBody], params: ADMMParams, day: int =
     state = ADMMState(periods, period_h, day, peers, operator, pairs,
                       a=np.zeros((K, periods)), price=np.tile(price0, (K, 1)),
                       y=np.zeros((N, periods)), mu=np.zeros((N, periods)),
-                      nu=np.zeros((N, periods)), rho=params.rho0)
+                      nu=np.zeros((N, periods)), rho=params.rho0,
+                      rho_net=params.rho0)
     for k, (n, m) in enumerate(pairs):
         state.partners.setdefault(peers[n], []).append((k, peers[m], +1))
         state.partners.setdefault(peers[m], []).append((k, peers[n], -1))
@@ -190,7 +201,7 @@ def _signals(state: ADMMState, params: ADMMParams) -> dict[str, SignalBody]:
     mu, nu, y = state.mu.tolist(), state.nu.tolist(), state.y.tolist()
     for i, name in enumerate(state.peers):
         own = {} if state.operator is None else {
-            NET: terms(price_eur_per_kwh=mu[i], target_kw=y[i])}
+            NET: terms(price_eur_per_kwh=mu[i], target_kw=y[i], rho=state.rho_net)}
         if deg[i]:
             own[KEY] = terms(price_eur_per_kwh=mean_price[i], target_kw=agreed[i])
         out[name] = SignalBody.model_construct(terms=own, by_counterparty=None, rho=state.rho,
@@ -199,7 +210,7 @@ def _signals(state: ADMMState, params: ADMMParams) -> dict[str, SignalBody]:
         by = {n: terms(price_eur_per_kwh=nu[i], target_kw=y[i])
               for i, n in enumerate(state.peers)}
         out[state.operator] = SignalBody.model_construct(terms={}, by_counterparty={NET: by},
-                                                         rho=state.rho, counterparties=None)
+                                                         rho=state.rho_net, counterparties=None)
     return out
 
 
@@ -274,37 +285,41 @@ def _norm(*parts: np.ndarray) -> float:
 
 def step_admm(offers, state: ADMMState, params: ADMMParams):
     """One ADMM iteration on the round's offers: agreed trades and injections, prices,
-    residuals, ρ; the next round's signals, or done."""
+    residuals, ρ per group; the next round's signals, or done."""
     state.round += 1
     rho_kw = state.rho / KW_PER_MW ** 2  # €/kW²h
     p_nm, p_mn = _purchases(offers, state, rho_kw)
     a_prev, y_prev = state.a, state.y
     state.a = (p_nm - p_mn) / 2
     state.price = state.price + rho_kw * (p_nm + p_mn) / 2
-    res = _Residuals()
-    res.add(primal=[(p_nm + p_mn) / 2] * 2, local=[p_nm, p_mn], agreed=[state.a, state.a],
-            change=[state.a - a_prev] * 2, duals=[state.price] * 2)
+    trade = _Residuals(rho_kw)
+    trade.add(primal=[(p_nm + p_mn) / 2] * 2, local=[p_nm, p_mn], agreed=[state.a, state.a],
+              change=[state.a - a_prev] * 2, duals=[state.price] * 2)
+    groups = {"trade": trade}
     if state.operator is not None:
         z = _operator_view(offers, state)
         if z is None:
             state.stopped = f"the operator {state.operator} left the market"
-            return _finish(state, params, res)
+            return _finish(state, params, groups)
+        rho_net = state.rho_net / KW_PER_MW ** 2
         q = _net(offers, state)
         state.q, state.z = q, z
-        state.y = (q + z) / 2 + (state.mu + state.nu) / (2 * rho_kw)
-        state.mu = state.mu + rho_kw * (q - state.y)
-        state.nu = state.nu + rho_kw * (z - state.y)
-        res.add(primal=[q - state.y, z - state.y], local=[q, z], agreed=[state.y, state.y],
+        state.y = (q + z) / 2 + (state.mu + state.nu) / (2 * rho_net)
+        state.mu = state.mu + rho_net * (q - state.y)
+        state.nu = state.nu + rho_net * (z - state.y)
+        groups["net"] = net = _Residuals(rho_net)
+        net.add(primal=[q - state.y, z - state.y], local=[q, z], agreed=[state.y, state.y],
                 change=[state.y - y_prev] * 2, duals=[state.mu, state.nu])
     else:
         state.q = _net(offers, state)
-    return _finish(state, params, res, rho_kw)
+    return _finish(state, params, groups)
 
 
 @dataclass
 class _Residuals:
-    """ADMM residuals, stacked over the constraint groups (kW and €/kWh)."""
+    """One constraint group's ADMM residuals, stacked (kW and €/kWh), at its ρ (€/kW²h)."""
 
+    rho_kw: float
     primal: list = field(default_factory=list)
     local: list = field(default_factory=list)
     agreed: list = field(default_factory=list)
@@ -318,35 +333,55 @@ class _Residuals:
         self.change += change
         self.duals += duals
 
-    def scaled(self, rho_kw: float) -> tuple[float, float]:
+    def scaled(self, scale: _Residuals | None = None) -> tuple[float, float]:
         """(primal, dual), each relative to the size of what it measures (Boyd et al.
-        2011, §3.3.1): ‖r‖ / max(‖Ax‖, ‖z‖) and ρ‖Δz‖ / ‖λ‖. Dimensionless, so kW and
-        MW communities and €/kWh prices balance alike."""
-        if not self.primal:
+        2011, §3.3.1): ‖r‖ / max(‖Ax‖, ‖z‖) and ρ‖Δz‖ / ‖λ‖, the sizes those of ``scale``
+        (default: this group). Dimensionless, so kW and MW communities and €/kWh prices
+        balance alike; NaN for a group without members."""
+        if not self.primal or not any(p.size for p in self.primal):
             return float("nan"), float("nan")
-        r = _norm(*self.primal) / max(_norm(*self.local), _norm(*self.agreed), TINY_KW)
-        s = rho_kw * _norm(*self.change) / max(_norm(*self.duals), TINY_EUR_PER_KWH)
+        scale = scale or self
+        r = _norm(*self.primal) / max(_norm(*scale.local), _norm(*scale.agreed), TINY_KW)
+        s = self.rho_kw * _norm(*self.change) / max(_norm(*scale.duals), TINY_EUR_PER_KWH)
         return r, s
 
 
-def _finish(state: ADMMState, params: ADMMParams, res: _Residuals, rho_kw: float = 0.0):
-    r, s = res.scaled(rho_kw)
-    rho = state.rho
+RHO_OF = {"trade": "rho", "net": "rho_net"}  # the state's ρ of each constraint group
+
+
+def _balance(rho: float, r: float, s: float, round_: int, params: ADMMParams) -> float:
+    """Residual balancing of one group's ρ: far apart (one residual above μ² × the other)
+    every round, ρ is far off its scale; otherwise every ``balance_every`` rounds."""
+    if not (params.residual_balancing and np.isfinite(r) and np.isfinite(s)):
+        return rho
+    if r > params.mu ** 2 * s or round_ % params.balance_every == 0:
+        if r > params.mu * s:
+            return rho * params.tau
+        if s > params.mu * r:
+            return rho / params.tau
+    return rho
+
+
+def _finish(state: ADMMState, params: ADMMParams, groups: dict[str, _Residuals]):
+    whole = _Residuals(0.0)  # the sizes of every group's quantities and prices together
+    for res in groups.values():
+        whole.add([], res.local, res.agreed, [], res.duals)
+    scaled = {g: res.scaled(whole) for g, res in groups.items()}
+    finite = [rs for rs in scaled.values() if np.isfinite(rs[0])]
+    r = max((rs[0] for rs in finite), default=float("nan"))
+    s = max((rs[1] for rs in finite), default=float("nan"))
     state.converged = bool(not state.stopped and r <= params.tolerance and s <= params.tolerance)
     traded = np.abs(state.a).sum(axis=0) if len(state.a) else np.zeros(state.periods)
-    state.records.append(RoundRecord(
-        state.round, _norm(*res.primal) if res.primal else float("inf"),
-        per_period={"traded_kw": traded},
-        scalars={"primal_residual": r, "dual_residual": s, "rho": rho}))
-    if params.residual_balancing and np.isfinite(r) and np.isfinite(s):
-        # far apart (one residual above μ² × the other): every round, ρ is far off its
-        # scale; otherwise every ``balance_every`` rounds
-        far = r > params.mu ** 2 * s
-        if far or state.round % params.balance_every == 0:
-            if r > params.mu * s:
-                state.rho *= params.tau
-            elif s > params.mu * r:
-                state.rho /= params.tau
+    primal = [p for res in groups.values() for p in res.primal]
+    scalars = {"primal_residual": r, "dual_residual": s}
+    for g, (rg, sg) in scaled.items():
+        scalars[RHO_OF[g]] = getattr(state, RHO_OF[g])
+        scalars[f"primal_{g}"], scalars[f"dual_{g}"] = rg, sg
+    state.records.append(RoundRecord(state.round, _norm(*primal) if primal else float("inf"),
+                                     per_period={"traded_kw": traded}, scalars=scalars))
+    for g, (rg, sg) in scaled.items():
+        setattr(state, RHO_OF[g], _balance(getattr(state, RHO_OF[g]), rg, sg, state.round,
+                                           params))
     done = state.converged or bool(state.stopped) or state.round >= params.max_rounds
     if done and not state.converged and not state.stopped:
         state.stopped = (f"no convergence in {state.round} rounds (primal residual {r:.3g}, "

@@ -1,5 +1,5 @@
 """The ADMM market's own results (MODELS.md §B): ``admm_iterations.parquet`` (one row per
-day and round: scaled primal and dual residuals, ρ, the community's objective that
+day and round: scaled primal and dual residuals, ρ of each constraint group, the community's objective that
 round) and ``trades.parquet`` (one row per day, period and bilateral trade), and its
 figures for ``summary.json`` (final residuals, the gap to the centralized optimum)."""
 
@@ -13,18 +13,20 @@ from coordinator.protocol import P2P
 from scenarios.results import atomic
 from scenarios.results.outcome import DayResult
 
-ITERATION_COLUMNS = ["day", "round", "primal_residual", "dual_residual", "rho", "objective_eur"]
+ITERATION_COLUMNS = ["day", "round", "primal_residual", "dual_residual", "rho", "rho_net",
+                     "primal_trade", "dual_trade", "primal_net", "dual_net", "objective_eur"]
 TRADE_COLUMNS = ["day", "period", "seller", "buyer", "commodity", "kw"]
 TRADE_MIN_KW = 1e-6  # smaller agreed trades are solver noise, not trades
 
 
 def iterations_frame(days: list[DayResult]) -> pd.DataFrame:
-    """Residuals, ρ and the objective (the peers' planned bills plus the operator's loss
-    cost, as each planned it that round) per day and round."""
+    """Residuals (the largest over the constraint groups, and each group's: the pairs'
+    reciprocity ``trade``, the network's consensus ``net``), each group's ρ and the
+    objective (the peers' planned bills plus the operator's loss cost, as each planned it
+    that round) per day and round."""
+    scalars = ITERATION_COLUMNS[2:-1]
     rows = [{"day": d.day, "round": r.record.round,
-             "primal_residual": r.record.scalars.get("primal_residual"),
-             "dual_residual": r.record.scalars.get("dual_residual"),
-             "rho": r.record.scalars.get("rho"),
+             **{k: r.record.scalars.get(k) for k in scalars},
              "objective_eur": float(sum(r.cost_eur.values()))}
             for d in days for r in d.rounds]
     return pd.DataFrame(rows, columns=ITERATION_COLUMNS)
@@ -63,6 +65,7 @@ def write_admm(out: Path, days: list[DayResult], central_eur: list[float | None]
     return {"primal_residual": None if last is None else float(last["primal_residual"]),
             "dual_residual": None if last is None else float(last["dual_residual"]),
             "rho": None if last is None else float(last["rho"]),
+            "rho_net": None if last is None or pd.isna(last["rho_net"]) else float(last["rho_net"]),
             "objective_eur": total_ours if paired else None,
             "centralized_eur": total_central if paired else None,
             "gap_to_centralized_pct": gap}

@@ -455,7 +455,10 @@ def admm_residuals(iterations: pd.DataFrame, tolerance: float | None = None) -> 
         ax.plot(rows["round"], positive(rows["dual_residual"]), color=colors[1], lw=1.3,
                 ls="--", label=f"dual{suffix}")
         rho.plot(rows["round"], positive(rows["rho"]), color=RHO, lw=1, ls="-.",
-                 drawstyle="steps-post", label="ρ" if i == 0 else "_ρ")
+                 drawstyle="steps-post", label="ρ trades" if i == 0 else "_ρ")
+        if "rho_net" in rows and rows["rho_net"].notna().any():
+            rho.plot(rows["round"], positive(rows["rho_net"]), color=RHO, lw=1, ls=":",
+                     drawstyle="steps-post", label="ρ network" if i == 0 else "_ρn")
     if tolerance:
         ax.axhline(tolerance, color="black", lw=0.8, ls=":", label=f"tolerance {tolerance:g}")
     lines, more = ax.get_legend_handles_labels(), rho.get_legend_handles_labels()
