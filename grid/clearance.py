@@ -59,7 +59,6 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
 
-from grid.matching import Trade
 
 ANGLE_LIMIT_RAD = math.pi / 6  # |θ_i − θ_j| ≤ 30°
 CAPACITY_SIN = math.sin(math.pi / 6)  # the paper's line capacity (V_i·V_j / x_ij)·sin 30°
@@ -69,6 +68,17 @@ UNSUPPORTED = {"trafo3w": "three-winding transformers", "impedance": "impedance 
 OPTIMAL = highspy.HighsModelStatus.kOptimal
 INFEASIBLE = (highspy.HighsModelStatus.kInfeasible,
               highspy.HighsModelStatus.kUnboundedOrInfeasible)
+
+
+@dataclass(frozen=True)
+class Trade:
+    """t = (s, d, q): the seller's bus s delivers q MW to the buyer's bus d (a market's
+    proposal; its price does not enter the clearance)."""
+
+    seller_bus: int
+    buyer_bus: int
+    q_mw: float
+    price_eur_per_kwh: float = 0.0
 
 
 class ClearanceInfeasible(ValueError):

@@ -17,9 +17,8 @@ Data: k-means cluster medians of NREL ResStock loads and Global Solar Atlas PV (
 © 2024 Diana Vieira Fernandes, MIT licence (see the LICENSE next to the CSVs). This
 module reads the CSVs from a directory it is given; nothing else touches files.
 
-A day (`clear_day`): each hour, each bus's generation and load are matched by the double
-auction of `grid.matching`, the base injections are the paper's residual baseline and
-the DSO clears the trades with `grid.clearance`.
+The day of hourly clearances (matching, then the DSO's LP) is
+`scenarios.bench.clearance.clear_day`; in a run, the market mechanism ``clearance``.
 """
 
 import copy
@@ -31,15 +30,6 @@ from pathlib import Path
 import numpy as np
 import pandapower as pp
 import pandapower.topology as top
-
-from grid.clearance import (
-    Clearance,
-    ClearanceInfeasible,
-    DcNetwork,
-    clear_trades,
-    residual_injection_mw,
-)
-from grid.matching import ASK_EUR_PER_KWH, BID_EUR_PER_KWH, MIN_TRADE_MW, match_buses
 
 LOAD_CSV, LOAD_COLUMN = "cluster_medians.csv", "Cluster_0"
 PV_CSV, PV_COLUMN = "cluster_medians_solar.csv", "Cluster_1"
@@ -60,25 +50,6 @@ class Profiles:
 
     load_kw: np.ndarray
     pv_kw: np.ndarray
-
-
-@dataclass(frozen=True)
-class HourResult:
-    """One hour of the community: totals in MW and the DSO's clearance (None if it failed).
-
-    The authors' published columns are ``grid_import_mw`` ("Inverted Slack Power
-    Adjustments"), ``grid_import_mw + accepted_mw`` ("Top Line of Stack (P2P trades)") and
-    ``total_load_mw`` ("Total Load (MWh)").
-    """
-
-    hour: int
-    total_load_mw: float
-    total_pv_mw: float
-    offered_mw: float
-    accepted_mw: float
-    grid_import_mw: float
-    clearance: Clearance | None
-    error: str | None = None
 
 
 def leaf_buses(net: pp.pandapowerNet) -> list[int]:
@@ -134,36 +105,4 @@ def community_net(net: pp.pandapowerNet, placement: Placement, profiles: Profile
         pp.create_load(out, bus, p_mw=p, q_mvar=p * q_per_p)
     for bus, p in gen.items():
         pp.create_sgen(out, bus, p_mw=p, q_mvar=p * q_per_p)
-    return out
-
-
-def clear_hour(network: DcNetwork, placement: Placement, profiles: Profiles, hour: int,
-               scale: float = 1.0, bid_eur_per_kwh: float = BID_EUR_PER_KWH,
-               ask_eur_per_kwh: float = ASK_EUR_PER_KWH, min_trade_mw: float = MIN_TRADE_MW,
-               one_seller_per_buyer: bool = False) -> HourResult:
-    """Match, then clear, one hour; ClearanceInfeasible names the hour and the branch."""
-    gen, load = hourly_mw(placement, profiles, hour, scale)
-    trades = match_buses(gen, load, bid_eur_per_kwh, ask_eur_per_kwh, min_trade_mw,
-                         one_seller_per_buyer)
-    base = residual_injection_mw(gen, load, trades)
-    clearance = clear_trades(network, trades, base, label=f"hour {hour}")
-    return HourResult(hour, sum(load.values()), sum(gen.values()), clearance.offered_mw,
-                      clearance.accepted_total_mw, clearance.grid_import_mw, clearance)
-
-
-def clear_day(network: DcNetwork, placement: Placement, profiles: Profiles,
-              scale: float = 1.0, strict: bool = True, **options) -> list[HourResult]:
-    """`clear_hour` for hours 0..23 (`options` go to it). With strict=False an infeasible
-    hour is recorded (clearance None, error set) and the day goes on."""
-    out = []
-    for hour in range(HOURS):
-        try:
-            out.append(clear_hour(network, placement, profiles, hour, scale, **options))
-        except ClearanceInfeasible as err:
-            if strict:
-                raise
-            gen, load = hourly_mw(placement, profiles, hour, scale)
-            nan = float("nan")
-            out.append(HourResult(hour, sum(load.values()), sum(gen.values()), nan, nan, nan,
-                                  None, str(err)))
     return out

@@ -15,9 +15,11 @@ import pandapower as pp
 import pandapower.networks as pn
 import pytest
 
+from coordinator.mechanisms.matching import Order, match_buses, match_orders
 from grid.clearance import (
     ANGLE_LIMIT_RAD,
     ClearanceInfeasible,
+    Trade,
     base_flows_mw,
     bench_clearance,
     clear_trades,
@@ -26,15 +28,13 @@ from grid.clearance import (
     residual_injection_mw,
 )
 from grid.community_lv import (
-    clear_day,
-    clear_hour,
     community_net,
     hourly_mw,
     leaf_buses,
     place_community,
     read_profiles,
 )
-from grid.matching import Order, Trade, match_buses, match_orders
+from scenarios.bench.clearance import clear_day, clear_hour
 
 PUBLISHED = Path(__file__).parent / "data" / "fernandes2024_published.json"
 DATA_DIR = Path(__file__).resolve().parents[1] / "scenarios" / "data" / "fernandes2024"

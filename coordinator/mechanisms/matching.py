@@ -1,8 +1,11 @@
-"""Double-auction matching of surplus and deficit buses into bilateral trades.
+"""Double-auction matching of surplus and deficit participants into bilateral trades.
 
 Vieira Fernandes, Christin, Kar, "Peer-to-Peer (P2P) Electricity Markets for Low Voltage
 Networks", SmartGridComm 2024, arXiv 2407.21403 (the README's "Matching_algo" of their
 repository github.com/d-vf/P2PEnergyTrading). Pure: no network, no solver, no files.
+The paper matches buses; a market matches its participants (``bus`` is whatever integer
+names one: a bus, or an agent's index), in whatever unit of power its caller uses
+(``q_mw`` names the paper's).
 
 Each bus nets its own generation against its own load. A bus short of power places a buy
 order (its deficit, at its bid), a bus with spare power a sell order (its surplus, at its
@@ -42,7 +45,7 @@ class Order:
 
 
 @dataclass(frozen=True)
-class Trade:
+class Match:
     """t = (s, d, q): the seller's bus s delivers q MW to the buyer's bus d."""
 
     seller_bus: int
@@ -78,7 +81,7 @@ def bus_orders(gen_mw: Mapping[int, float], load_mw: Mapping[int, float],
 
 
 def match_orders(buys: list[Order], sells: list[Order], min_trade_mw: float = MIN_TRADE_MW,
-                 one_seller_per_buyer: bool = False) -> list[Trade]:
+                 one_seller_per_buyer: bool = False) -> list[Match]:
     """Trades of the double auction (module docstring); bids high→low, asks low→high."""
     buys = sorted(buys, key=lambda o: -o.price_eur_per_kwh)  # sorted() is stable
     sells = sorted(sells, key=lambda o: o.price_eur_per_kwh)
@@ -92,7 +95,7 @@ def match_orders(buys: list[Order], sells: list[Order], min_trade_mw: float = MI
             if left[k] <= 0 or sell.bus == buy.bus:
                 continue
             q = min(need, left[k])
-            trades.append(Trade(sell.bus, buy.bus, q, sell.price_eur_per_kwh))
+            trades.append(Match(sell.bus, buy.bus, q, sell.price_eur_per_kwh))
             need -= q
             left[k] -= q
             if one_seller_per_buyer:
@@ -104,7 +107,7 @@ def match_buses(gen_mw: Mapping[int, float], load_mw: Mapping[int, float],
                 bid_eur_per_kwh: float | Mapping[int, float] = BID_EUR_PER_KWH,
                 ask_eur_per_kwh: float | Mapping[int, float] = ASK_EUR_PER_KWH,
                 min_trade_mw: float = MIN_TRADE_MW,
-                one_seller_per_buyer: bool = False) -> list[Trade]:
+                one_seller_per_buyer: bool = False) -> list[Match]:
     """Trades of one period from each bus's generation and load (MW)."""
     buys, sells = bus_orders(gen_mw, load_mw, bid_eur_per_kwh, ask_eur_per_kwh)
     return match_orders(buys, sells, min_trade_mw, one_seller_per_buyer)
