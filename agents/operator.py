@@ -29,6 +29,13 @@ from coordinator.protocol import (
     Signal,
 )
 from grid.branchflow import OperatorModel, radial_network
+from grid.clearance import (
+    ClearanceInfeasible,
+    Trade,
+    clear_trades,
+    dc_network,
+    residual_injection_mw,
+)
 from grid.networks import load_network
 
 
@@ -74,7 +81,9 @@ class OperatorAgent:
 
     def __init__(self, data: OperatorData):
         self.data = data
-        self.network = operator_network(data)
+        self._network = None  # the branch-flow model, built when a market first needs it
+        self._dc = None  # the DC model of the clearance, likewise
+        self._bus_ids: list[int] = []
         self.day: int | None = None
         self.model: OperatorModel | None = None
         self.peers: list[str] = []
@@ -89,6 +98,20 @@ class OperatorAgent:
     @property
     def name(self) -> str:
         return self.data.name
+
+    @property
+    def network(self):
+        if self._network is None:
+            self._network = operator_network(self.data)
+        return self._network
+
+    @property
+    def dc(self):
+        if self._dc is None:
+            net = load_network(self.data.network, **self.data.network_options)
+            self._dc = dc_network(net, name=self.data.network)
+            self._bus_ids = [int(b) for b in net.bus.index]  # the background's order
+        return self._dc
 
     @property
     def day_data(self) -> OperatorData:
@@ -123,7 +146,10 @@ class OperatorAgent:
             z_max_kw=[d.connections_kw[p][0] for p in peers] if d.connections_kw else None)
 
     def on_signal(self, msg: Signal) -> Offer:
-        """Re-solve the network block with the round's targets, prices and ρ."""
+        """Clear the signal's trades, or re-solve the network block (ADMM) with the
+        round's targets, prices and ρ."""
+        if msg.body.trades is not None:
+            return self._clear(msg)
         begin = time.perf_counter()
         by = (msg.body.by_counterparty or {}).get(NET, {})
         peers = list(by)
@@ -145,6 +171,58 @@ class OperatorAgent:
         return Offer(sender=self.name, day=msg.day, round=msg.round,
                      body=OfferBody(quantities_kw={"losses": result.losses_kw.tolist()},
                                     by_counterparty_kw={NET: z}))
+
+    def _clear(self, msg: Signal) -> Offer:
+        """The DSO's clearance, period by period (``grid.clearance``): the base
+        injections from every participant's quoted net demand and the network's
+        background load (the paper's residual baseline), the trades on their buses; the kW
+        accepted of each trade and the limits that bind. A period whose base injections
+        alone overload the network accepts nothing and says why."""
+        begin = time.perf_counter()
+        d, trades = self.data, msg.body.trades
+        nets = {p: np.asarray(t.target_kw, float)
+                for p, t in (msg.body.by_counterparty or {}).get(NET, {}).items()}
+        named = {p for t in trades for p in (t.seller, t.buyer)} | set(nets)
+        missing = sorted(p for p in named if p not in d.buses)
+        if missing:
+            raise ValueError(f"operator {d.name}: no bus for {', '.join(missing[:5])}")
+        periods = d.horizon.periods
+        dc = self.dc
+        background = bus_background(d, d.background_kw, len(d.background_kw))
+        kw = np.array([t.kw for t in trades], float).reshape(len(trades), periods)
+        accepted = np.zeros_like(kw)
+        binding: dict[str, list[str]] = {}
+        solve = 0.0
+        for t in range(periods):
+            gen, load = {}, {}
+            for p, net in nets.items():
+                bus = d.buses[p]
+                gen[bus] = gen.get(bus, 0.0) + max(-net[t], 0.0) / KW_PER_MW
+                load[bus] = load.get(bus, 0.0) + max(net[t], 0.0) / KW_PER_MW
+            for bus, value in zip(self._bus_ids, background[:, t], strict=False):
+                if value:
+                    load[bus] = load.get(bus, 0.0) + value / KW_PER_MW
+            live = [k for k in range(len(trades)) if kw[k, t] > 0]
+            period = [Trade(d.buses[trades[k].seller], d.buses[trades[k].buyer],
+                            kw[k, t] / KW_PER_MW) for k in live]
+            try:
+                result = clear_trades(dc, period, residual_injection_mw(gen, load, period),
+                                      label=f"period {t}")
+            except ClearanceInfeasible as exc:
+                binding[str(t)] = [f"infeasible: {exc}"[:200]]
+                continue
+            solve += result.solve_time_s
+            accepted[live, t] = result.accepted_mw * KW_PER_MW
+            if result.binding:
+                binding[str(t)] = [b.label[:200] for b in result.binding]
+        self.last_solve_s = solve
+        self.plan = OperatorPlan(0.0, np.zeros(periods), np.zeros(periods),
+                                 np.zeros((0, periods)), solve)
+        self.round_costs_eur[(msg.day, msg.round)] = 0.0
+        self.round_solve_s[(msg.day, msg.round)] = time.perf_counter() - begin
+        return Offer(sender=self.name, day=msg.day, round=msg.round,
+                     body=OfferBody(quantities_kw={}, accepted_kw=accepted.tolist(),
+                                    binding=binding or None))
 
     def on_clearing(self, msg) -> OperatorPlan | None:
         self.clearing = msg.body

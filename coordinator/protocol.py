@@ -86,6 +86,19 @@ class Terms(_Body):
                                "differs from the signal's rho")
 
 
+class TradeTerms(_Body):
+    """A proposed bilateral trade: kW per period the seller delivers to the buyer (at
+    ``price_eur_per_kwh``), as a market puts it to the network operator for clearance."""
+
+    seller: Key
+    buyer: Key
+    kw: NonNegSeries
+    price_eur_per_kwh: Series | None = None
+
+
+Label = Annotated[str, Field(max_length=200)]
+
+
 class SignalBody(_Body):
     terms: dict[Key, Terms] = Field(default_factory=dict)
     by_counterparty: dict[Key, dict[Key, Terms]] | None = None
@@ -95,6 +108,8 @@ class SignalBody(_Body):
         description="how many counterparties a commodity's terms stand for, where one term "
                     "aggregates the agent's bilateral trades (its price: their mean price; its "
                     "target: their sum)")
+    trades: list[TradeTerms] | None = Field(None, max_length=100_000,
+                                            description="trades put to the network operator")
 
 
 class OfferBody(_Body):
@@ -103,6 +118,11 @@ class OfferBody(_Body):
 
     quantities_kw: dict[Key, PowerSeries]
     by_counterparty_kw: dict[Key, dict[Key, PowerSeries]] | None = None
+    accepted_kw: list[NonNegSeries] | None = Field(
+        None, max_length=100_000, description="the network operator's answer to a signal's "
+        "trades: the kW it accepts of each, in their order")
+    binding: dict[Key, Annotated[list[Label], Field(max_length=1000)]] | None = Field(
+        None, description="the network operator's limits that bind, per period (its index)")
 
 
 class ClearingBody(_Body):

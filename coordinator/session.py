@@ -58,6 +58,7 @@ class MarketSession:
         self._incomplete: set[str] = set()  # cleared agents still missing a reading
         self.log: list = [] if keep_log else _Discard()
         self._active: tuple[tuple[int, int], list[str]] = ((-1, -1), [])
+        self._signalled: set[str] = set()  # the agents this round's signals went to
 
     # -- registration and rounds ---------------------------------------------------------
     def register(self, msg: Register) -> None:
@@ -79,6 +80,7 @@ class MarketSession:
         active = set(self.active)
         out = {n: Signal(sender=self.sender, day=self.day, round=self.round, body=b)
                for n, b in bodies.items() if n in active}
+        self._signalled = set(out)
         self.log.extend(out.values())
         return out
 
@@ -112,6 +114,9 @@ class MarketSession:
         if self.done or msg.round != self.round or msg.day != self.day:
             raise ProtocolError("late", f"offer for day {msg.day} round {msg.round}, the market "
                                 f"is at day {self.day} round {self.round}", msg.msg_id)
+        if msg.sender not in self._signalled:
+            raise ProtocolError("forbidden", f"{msg.sender} was not asked to offer in round "
+                                f"{self.round}", msg.msg_id)
         if msg.sender in self.offers:
             raise ProtocolError("duplicate", f"{msg.sender} already offered in round "
                                 f"{self.round}", msg.msg_id)
@@ -128,7 +133,9 @@ class MarketSession:
 
     @property
     def waiting_for(self) -> list[str]:
-        return [n for n in self.active if n not in self.offers]
+        """Active agents signalled this round that have not offered yet (a mechanism may
+        ask only some agents in a round, e.g. only the network operator)."""
+        return [n for n in self.active if n in self._signalled and n not in self.offers]
 
     def close_round(self) -> dict[str, Signal]:
         """Run the mechanism on this round's offers; return the next round's signals

@@ -59,7 +59,6 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
 
-
 ANGLE_LIMIT_RAD = math.pi / 6  # |θ_i − θ_j| ≤ 30°
 CAPACITY_SIN = math.sin(math.pi / 6)  # the paper's line capacity (V_i·V_j / x_ij)·sin 30°
 BINDING_TOL_MW = 1e-7  # a branch within this of its limit binds (HiGHS feasibility 1e-7)

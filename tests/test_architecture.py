@@ -13,7 +13,8 @@ FORBIDDEN = {
     "coordinator": ("agents", "scenarios", "grid", "mosaik"),
     "grid": ("agents", "coordinator", "scenarios"),
 }
-ALLOWED = {"agents": ("coordinator.protocol", "grid.branchflow", "grid.networks")}
+ALLOWED = {"agents": ("coordinator.protocol", "grid.branchflow", "grid.clearance",
+                      "grid.networks")}
 # Pure modules: no transport, no co-simulation framework.
 PURE = ["agents/data.py", "agents/equipment.py", "agents/formulations.py", "agents/solver.py",
         "agents/diagnose.py", "agents/market_agent.py", "coordinator/protocol.py",

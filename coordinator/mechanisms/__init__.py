@@ -7,6 +7,7 @@ import dataclasses
 
 from coordinator.mechanisms import admm as _admm
 from coordinator.mechanisms import amc as _amc
+from coordinator.mechanisms import clearance as _clr
 from coordinator.mechanisms import gdrmc as _gdrmc
 from coordinator.mechanisms import locality as _loc
 from coordinator.mechanisms import p2g as _p2g
@@ -33,6 +34,11 @@ MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
               _admm.clear_admm, _admm.settle_admm, _admm.check_offer,
               "bilateral P2P trades cleared by ADMM, with the network operator's limits "
               "(seed 001)"),
+    Mechanism("clearance", _clr.ClearanceParams, _clr.KINDS, "quote", _clr.init_clearance,
+              _clr.step_clearance, _clr.clear_clearance, _clr.settle_clearance,
+              _clr.check_offer,
+              "P2P trades matched by double auction, cleared by the network operator's DC "
+              "limits (seed 003)"),
 )}
 
 

@@ -11,6 +11,7 @@ from agents.data import Horizon
 from agents.operator import OperatorData
 from coordinator.mechanisms import Mechanism, get_mechanism
 from coordinator.mechanisms.admm import ADMMParams
+from coordinator.mechanisms.clearance import ClearanceParams
 from coordinator.mechanisms.locality import LocalityParams
 from coordinator.mechanisms.p2v_rules import P2VParams
 from grid.networks import load_network
@@ -54,8 +55,16 @@ def _admm(s: Scenario, community) -> ADMMParams:
                       price0_eur_per_kwh=((buy + sell) / 2).tolist())
 
 
+def _clearance(s: Scenario, community) -> ClearanceParams:
+    m = s.market
+    return ClearanceParams(bid_eur_per_kwh=m.bid_eur_per_kwh, ask_eur_per_kwh=m.ask_eur_per_kwh,
+                           min_trade_kw=m.min_trade_kw, network=m.network)
+
+
 PARAMS = {"p2v_rules": _p2v, "amc": _locality, "gdrmc": _locality, "p2g": _locality,
-          "admm": _admm}
+          "admm": _admm, "clearance": _clearance}
+NETWORK_MECHANISMS = ("admm", "clearance")  # with a network operator unless market.network
+
 
 
 def mechanism_setup(s: Scenario, community) -> tuple[Mechanism, object]:
@@ -63,7 +72,7 @@ def mechanism_setup(s: Scenario, community) -> tuple[Mechanism, object]:
 
 
 def needs_operator(s: Scenario) -> bool:
-    return s.market.mechanism == "admm" and s.market.network
+    return s.market.mechanism in NETWORK_MECHANISMS and s.market.network
 
 
 def operator_data(s: Scenario, bus_of: dict[str, int], community) -> OperatorData:

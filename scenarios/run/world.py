@@ -96,7 +96,11 @@ def _precheck(s: Scenario, community, bus_of, first_day: int) -> dict:
 def _market_figures(s: Scenario, out: Path, days, community, bus_of, known: dict,
                     grid_days) -> dict:
     """A mechanism's own tables and summary figures (ADMM: iterations, trades, the gap
-    to the centralized optimum, the network model's voltage gap to AC)."""
+    to the centralized optimum, the network model's voltage gap to AC; clearance: the
+    hourly clearance and the trades offered and accepted)."""
+    if s.market.mechanism == "clearance":
+        from scenarios.results.clearance import write_clearance
+        return write_clearance(out, days, s.horizon.period_minutes / 60)
     if not _is_admm(s):
         return {}
     from scenarios.results.admm import write_admm

@@ -1,0 +1,241 @@
+"""P2P trades matched by double auction and cleared by the network operator (MODELS.md §D,
+seed 003: Vieira Fernandes, Christin, Kar, SmartGridComm 2024).
+
+Round 1: every participant (prosumer, EV, building) quotes its planned net demand (the
+``quote`` strategy; the signal sets no limit). The coordinator then matches, period by
+period, the participants short of power (buy orders at ``bid_eur_per_kwh``) with those
+with power to spare (sell orders at ``ask_eur_per_kwh``) by the double auction of
+``coordinator.mechanisms.matching``: bids high to low against asks low to high, a trade
+of the smaller remaining quantity at the seller's ask, a buyer going on to the next
+seller until it is served. Trades below ``min_trade_kw`` are dropped. A pair's trades
+over the day become one ``TradeTerms`` (kW per period).
+
+Round 2 (with a network operator): the operator gets the trades and every participant's
+quote (its net demand, which fixes the network's base injections) and answers the kW it
+accepts of each trade (its DC clearance LP, ``grid.clearance``: the largest accepted
+quantity within line, transformer and angle limits) and the limits that bind in each
+period. Without an operator (``network: false``) every matched trade is accepted. An
+operator that does not answer accepts nothing: the market stops, says so, and clears no
+trade.
+
+The day clears at the accepted trades: each participant's position is its net accepted
+purchase, billed at the trades' prices; the rest of its realised power is retail, as
+are the curtailed quantities. The operator is cleared and settled at zero.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from coordinator.mechanisms.base import RoundRecord, horizon, realised, zero_settlement
+from coordinator.mechanisms.matching import match_buses
+from coordinator.protocol import (
+    NET,
+    P2P,
+    ClearingBody,
+    OfferBody,
+    RegisterBody,
+    SignalBody,
+    Terms,
+    TradeTerms,
+)
+
+KINDS = frozenset({"prosumer", "ev", "building", "operator"})
+PEER_KINDS = ("prosumer", "ev", "building")
+
+
+@dataclass(frozen=True)
+class ClearanceParams:
+    """The double auction's bid and ask (€/kWh; the paper's 0.20 and 0.05), the smallest
+    trade kept (kW), and whether the network operator clears the trades."""
+
+    bid_eur_per_kwh: float = 0.20
+    ask_eur_per_kwh: float = 0.05
+    min_trade_kw: float = 0.0
+    network: bool = True
+
+
+@dataclass
+class ClearanceState:
+    periods: int
+    period_h: float
+    peers: list[str]
+    operator: str | None
+    net: np.ndarray | None = None  # (N, T) quoted net demand (kW)
+    pairs: list[tuple[int, int]] = field(default_factory=list)  # (seller, buyer) indices
+    offered: np.ndarray | None = None  # (K, T) matched kW
+    price: np.ndarray | None = None  # (K, T) €/kWh
+    accepted: np.ndarray | None = None  # (K, T) kW
+    binding: dict[int, list[str]] = field(default_factory=dict)  # period -> limits
+    records: list[RoundRecord] = field(default_factory=list)
+    round: int = 0
+    converged: bool = False
+    stopped: str = ""
+
+
+def init_clearance(roster: Mapping[str, RegisterBody], params: ClearanceParams, day: int = 0):
+    periods, period_h = horizon(roster)
+    peers = [n for n, b in roster.items() if b.kind in PEER_KINDS]
+    operators = [n for n, b in roster.items() if b.kind == "operator"]
+    if len(operators) > 1:
+        raise ValueError(f"more than one operator registered: {', '.join(operators)}")
+    operator = operators[0] if operators and params.network else None
+    if params.network and operator is None:
+        raise ValueError("market.network is on but no operator agent registered")
+    state = ClearanceState(periods, period_h, peers, operator)
+    return {n: SignalBody() for n in peers}, state
+
+
+def check_offer(body: OfferBody, periods: int) -> str | None:
+    for key, values in body.quantities_kw.items():
+        if len(values) != periods:
+            return f"quantities_kw.{key}: expected {periods} values, got {len(values)}"
+    for k, values in enumerate(body.accepted_kw or []):
+        if len(values) != periods:
+            return f"accepted_kw.{k}: expected {periods} values, got {len(values)}"
+    return None
+
+
+def match_day(net: np.ndarray, params: ClearanceParams) -> tuple[list[tuple[int, int]],
+                                                                  np.ndarray, np.ndarray]:
+    """(pairs (seller, buyer), matched kW (K, T), price (K, T)) of the double auction of
+    every period's quotes (participants in roster order)."""
+    N, T = net.shape
+    found: dict[tuple[int, int], int] = {}
+    kw: list[np.ndarray] = []
+    price: list[np.ndarray] = []
+    for t in range(T):
+        surplus = {i: float(-net[i, t]) for i in range(N) if net[i, t] < 0}
+        deficit = {i: float(net[i, t]) for i in range(N) if net[i, t] > 0}
+        for m in match_buses(surplus, deficit, params.bid_eur_per_kwh, params.ask_eur_per_kwh,
+                             params.min_trade_kw):
+            k = found.setdefault((m.seller_bus, m.buyer_bus), len(found))
+            if k == len(kw):
+                kw.append(np.zeros(T))
+                price.append(np.zeros(T))
+            kw[k][t] += m.q_mw  # kW here: the matching keeps the caller's unit
+            price[k][t] = m.price_eur_per_kwh
+    if not found:
+        return [], np.zeros((0, T)), np.zeros((0, T))
+    return list(found), np.array(kw), np.array(price)
+
+
+def _record(state: ClearanceState) -> None:
+    accepted = state.accepted if state.accepted is not None else np.zeros_like(state.offered)
+    offered = state.offered.sum(axis=0)
+    state.records.append(RoundRecord(
+        state.round, float(np.abs(offered - accepted.sum(axis=0)).max(initial=0.0)),
+        per_period={"offered_kw": offered, "accepted_kw": accepted.sum(axis=0)},
+        scalars={"trades": len(state.pairs),
+                 "binding_periods": float(sum(1 for b in state.binding.values() if b)),
+                 # period -> the limits that bind, and every trade offered and accepted,
+                 # as JSON text (table columns)
+                 "binding": json.dumps({str(t): v for t, v in sorted(state.binding.items())}),
+                 "trades_json": json.dumps([
+                     {"seller": state.peers[s], "buyer": state.peers[b],
+                      "offered_kw": state.offered[k].tolist(),
+                      "accepted_kw": accepted[k].tolist()}
+                     for k, (s, b) in enumerate(state.pairs)])}))
+
+
+def step_clearance(offers, state: ClearanceState, params: ClearanceParams):
+    """Round 1: match the quotes (and ask the operator); round 2: take its answer."""
+    state.round += 1
+    if state.round == 1:
+        net = np.zeros((len(state.peers), state.periods))
+        for i, name in enumerate(state.peers):
+            body = offers.get(name)
+            if body is not None and NET in body.quantities_kw:
+                net[i] = body.quantities_kw[NET]
+        state.net = net
+        state.pairs, state.offered, state.price = match_day(net, params)
+        if state.operator is None or not state.pairs:
+            state.accepted = state.offered.copy()
+            state.converged = True
+            _record(state)
+            return {}, state, True
+        _record(state)
+        return {state.operator: _operator_signal(state)}, state, False
+    body = offers.get(state.operator)
+    accepted = np.zeros_like(state.offered)
+    if body is None or body.accepted_kw is None or len(body.accepted_kw) != len(state.pairs):
+        state.stopped = (f"the operator {state.operator} did not answer the clearance; "
+                         "no trade is cleared")
+    else:
+        accepted = np.clip(np.asarray(body.accepted_kw, float), 0.0, state.offered)
+        state.binding = {int(t): list(v) for t, v in (body.binding or {}).items()
+                         if t.isdigit() and int(t) < state.periods}
+        state.converged = True
+    state.accepted = accepted
+    _record(state)
+    return {}, state, True
+
+
+def _operator_signal(state: ClearanceState) -> SignalBody:
+    trades = [TradeTerms.model_construct(seller=state.peers[s], buyer=state.peers[b],
+                                         kw=state.offered[k].tolist(),
+                                         price_eur_per_kwh=state.price[k].tolist())
+              for k, (s, b) in enumerate(state.pairs)]
+    quotes = {n: Terms.model_construct(target_kw=state.net[i].tolist())
+              for i, n in enumerate(state.peers)}
+    return SignalBody.model_construct(terms={}, by_counterparty={NET: quotes}, rho=None,
+                                      counterparties=None, trades=trades)
+
+
+def _positions(state: ClearanceState) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each participant's net accepted purchase (kW) and its payment (€) per period."""
+    pos = {n: np.zeros(state.periods) for n in state.peers}
+    pay = {n: np.zeros(state.periods) for n in state.peers}
+    accepted = state.accepted if state.accepted is not None else np.zeros((0, state.periods))
+    for k, (s, b) in enumerate(state.pairs):
+        euros = state.period_h * state.price[k] * accepted[k]
+        seller, buyer = state.peers[s], state.peers[b]
+        pos[buyer] += accepted[k]
+        pos[seller] -= accepted[k]
+        pay[buyer] += euros
+        pay[seller] -= euros
+    return pos, pay
+
+
+def clear_clearance(state: ClearanceState, params: ClearanceParams) -> dict[str, ClearingBody]:
+    pos, pay = _positions(state)
+    by_kw: dict[str, dict[str, list[float]]] = {n: {} for n in state.peers}
+    by_price: dict[str, dict[str, list[float]]] = {n: {} for n in state.peers}
+    accepted = state.accepted if state.accepted is not None else np.zeros((0, state.periods))
+    for k, (s, b) in enumerate(state.pairs):
+        seller, buyer = state.peers[s], state.peers[b]
+        by_kw[buyer][seller] = accepted[k].tolist()
+        by_kw[seller][buyer] = (-accepted[k]).tolist()
+        by_price[buyer][seller] = by_price[seller][buyer] = state.price[k].tolist()
+    out = {}
+    for name in state.peers:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avg = np.where(np.abs(pos[name]) > 1e-9,
+                           pay[name] / (state.period_h * pos[name]), 0.0)
+        out[name] = ClearingBody(
+            quantities_kw={P2P: pos[name].tolist()}, prices_eur_per_kwh={P2P: avg.tolist()},
+            by_counterparty_kw={P2P: by_kw[name]} if by_kw[name] else None,
+            by_counterparty_price={P2P: by_price[name]} if by_price[name] else None,
+            position_kw=pos[name].tolist(), converged=state.converged)
+    if state.operator is not None:
+        out[state.operator] = ClearingBody(position_kw=[0.0] * state.periods,
+                                           converged=state.converged)
+    return out
+
+
+def settle_clearance(state: ClearanceState, params: ClearanceParams, meters):
+    """The traded bill of the accepted trades; the realised power beyond the position is
+    retail."""
+    pos, pay = _positions(state)
+    out = {}
+    for name in state.peers:
+        realised(meters, name, pos[name])
+        out[name] = zero_settlement(pos[name], pay[name])
+    if state.operator is not None:
+        zero = np.zeros(state.periods)
+        out[state.operator] = zero_settlement(zero, zero)
+    return out

@@ -1,0 +1,142 @@
+"""The clearance market (coordinator.mechanisms.clearance) and the network operator's
+clearance (agents.operator): numbers worked out by hand from the double auction and the
+network's transformer ratings."""
+
+import numpy as np
+import pytest
+
+from agents.data import Horizon, OperatorData
+from agents.operator import OperatorAgent
+from coordinator.mechanisms import get_mechanism
+from coordinator.mechanisms.clearance import ClearanceParams, init_clearance, step_clearance
+from coordinator.protocol import (
+    Offer,
+    OfferBody,
+    ProtocolError,
+    Register,
+    RegisterBody,
+    Signal,
+    SignalBody,
+)
+from coordinator.session import MarketSession
+from scenarios.results.clearance import clearance_frame, trades_frame
+from scenarios.results.outcome import DayResult, RoundStats
+
+
+def _reg(kind="prosumer", periods=2):
+    return RegisterBody(kind=kind, periods=periods, period_h=1.0)
+
+
+def _quotes(**nets):
+    return {n: OfferBody(quantities_kw={"net": v}) for n, v in nets.items()}
+
+
+def test_double_auction_without_the_network_by_hand():
+    """A has 3 kW to spare in period 0, B and C need 2 kW each (equal bids: B, then C, in
+    roster order). By hand: A→B 2 kW, A→C 1 kW at A's ask 0.05 €/kWh. Period 1: nobody
+    sells, nothing trades. Positions A −3, B +2, C +1; B pays 2 × 0.05 = 0.10 €."""
+    roster = {"A": _reg(), "B": _reg(), "C": _reg()}
+    params = ClearanceParams(network=False)
+    signals, state = init_clearance(roster, params)
+    assert set(signals) == {"A", "B", "C"}
+    signals, state, done = step_clearance(_quotes(A=[-3, 1], B=[2, 1], C=[2, 0]), state, params)
+    assert done and signals == {} and state.converged
+    pairs = {(state.peers[s], state.peers[b]): k for k, (s, b) in enumerate(state.pairs)}
+    assert set(pairs) == {("A", "B"), ("A", "C")}
+    np.testing.assert_allclose(state.accepted[pairs["A", "B"]], [2, 0])
+    np.testing.assert_allclose(state.accepted[pairs["A", "C"]], [1, 0])
+    mech = get_mechanism("clearance")
+    clearing = mech.clear(state, params)
+    assert clearing["A"].position_kw == [-3.0, 0.0]
+    assert clearing["C"].by_counterparty_kw["p2p"]["A"] == [1.0, 0.0]
+    bills = mech.settle(state, params, {})
+    assert bills["B"].traded_eur == pytest.approx([0.10, 0.0])
+    assert bills["A"].traded_eur == pytest.approx([-0.15, 0.0])
+
+
+def test_the_operator_is_asked_alone_and_its_answer_clears():
+    """Round 2 goes to the operator only; the session waits for it alone and refuses an
+    offer from a participant it did not ask. The operator accepts 1.5 of A→B's 2 kW: the
+    positions follow (A −1.5, B +1.5), and what it accepts above the offer is clipped."""
+    roster = {"A": _reg(), "B": _reg(), "op": _reg("operator")}
+    session = MarketSession(get_mechanism("clearance"), ClearanceParams())
+    for name, body in roster.items():
+        session.register(Register(sender=name, day=0, body=body))
+    signals = session.start()
+    assert set(signals) == {"A", "B"}
+    for name, q in (("A", [-2, 0]), ("B", [2, 0])):
+        session.offer(Offer(sender=name, day=0, round=1,
+                            body=OfferBody(quantities_kw={"net": q})))
+    signals = session.close_round()
+    assert set(signals) == {"op"} and session.waiting_for == ["op"]
+    trade = signals["op"].body.trades[0]
+    assert (trade.seller, trade.buyer, trade.kw) == ("A", "B", [2.0, 0.0])
+    with pytest.raises(ProtocolError, match="not asked"):
+        session.offer(Offer(sender="A", day=0, round=2, body=OfferBody(quantities_kw={})))
+    session.offer(Offer(sender="op", day=0, round=2, body=OfferBody(
+        quantities_kw={}, accepted_kw=[[1.5, 3.0]], binding={"0": ["line 1 (bus 1-2)"]})))
+    assert session.close_round() == {} and session.done
+    clearing = session.clear()
+    assert clearing["A"].body.position_kw == [-1.5, 0.0]
+    assert clearing["B"].body.position_kw == [1.5, 0.0]
+
+
+def test_a_silent_operator_clears_nothing_and_says_so():
+    roster = {"A": _reg(), "B": _reg(), "op": _reg("operator")}
+    params = ClearanceParams()
+    _, state = init_clearance(roster, params)
+    signals, state, done = step_clearance(_quotes(A=[-2, 0], B=[2, 0]), state, params)
+    assert set(signals) == {"op"} and not done
+    _, state, done = step_clearance({}, state, params)
+    assert done and not state.converged and "did not answer" in state.stopped
+    np.testing.assert_allclose(state.accepted, 0.0)
+
+
+def _operator(buses):
+    data = OperatorData("op", Horizon(2, 1.0), "cigre_lv", buses=buses)
+    agent = OperatorAgent(data)
+    agent.start_day(0)
+    return agent
+
+
+def test_operator_clears_across_cigre_feeders_by_the_transformer_rating():
+    """CIGRE LV: bus 36 is on the commercial feeder (its 0.30 MVA transformer 23-24),
+    bus 12 on the residential one (0.50 MVA, 1-2). A 500 kW trade 36 → 12 with the
+    seller's whole surplus and the buyer's whole deficit traded leaves no base injection,
+    so in DC the trade's 0.5 MW crosses both transformers: the 0.30 MVA one admits 300 kW
+    (x = 0.6), by hand. Period 1: a 100 kW trade fits whole."""
+    agent = _operator({"s": 36, "b": 12})
+    body = SignalBody(by_counterparty={"net": {"s": {"target_kw": [-500, -100]},
+                                               "b": {"target_kw": [500, 100]}}},
+                      trades=[{"seller": "s", "buyer": "b", "kw": [500, 100]}])
+    offer = agent.on_signal(Signal(sender="coordinator", day=0, round=2, body=body))
+    np.testing.assert_allclose(offer.body.accepted_kw, [[300.0, 100.0]], atol=1e-6)
+    assert list(offer.body.binding) == ["0"]
+    assert any("transformer 2" in label for label in offer.body.binding["0"])
+
+
+def test_an_overloaded_base_accepts_nothing_and_names_the_limit():
+    """400 kW of the seller's surplus stays outside the trade: the commercial feeder's
+    base injection alone (0.4 MW) overloads its 0.30 MVA transformer."""
+    agent = _operator({"s": 36, "b": 12})
+    body = SignalBody(by_counterparty={"net": {"s": {"target_kw": [-500, 0]},
+                                               "b": {"target_kw": [100, 0]}}},
+                      trades=[{"seller": "s", "buyer": "b", "kw": [100, 0]}])
+    offer = agent.on_signal(Signal(sender="coordinator", day=0, round=2, body=body))
+    assert offer.body.accepted_kw == [[0.0, 0.0]]
+    (label,) = offer.body.binding["0"]
+    assert label.startswith("infeasible") and "transformer 2" in label
+
+
+def test_results_tables_from_the_last_round():
+    roster = {"A": _reg(), "B": _reg()}
+    params = ClearanceParams(network=False)
+    _, state = init_clearance(roster, params)
+    _, state, _ = step_clearance(_quotes(A=[-3, 0], B=[2, 0]), state, params)
+    day = DayResult("decentralized", {}, [RoundStats(state.records[-1], {}, {})])
+    table = clearance_frame([day], 1.0)
+    assert table["offered_mw"].tolist() == [0.002, 0.0]
+    assert table["curtailed_mw"].tolist() == [0.0, 0.0]
+    trades = trades_frame([day])
+    assert trades[["seller", "buyer", "offered_kw", "kw"]].values.tolist() == [["A", "B", 2.0,
+                                                                                2.0]]
