@@ -54,7 +54,6 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 import pandapower as pp
-import pandapower.networks as pn
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
@@ -432,39 +431,3 @@ def clear_trades(network: DcNetwork, trades: Sequence[Trade],
     lp = define_clearance(network, trades, base_injection_mw, label)
     solve_clearance(lp)
     return extract_clearance(lp, time.perf_counter() - start)
-
-
-def random_trades(network: DcNetwork, n_trades: int, q_max_mw: float,
-                  seed: int = 0) -> list[Trade]:
-    """n_trades between random distinct in-service buses, q uniform in (0, q_max_mw]."""
-    rng = np.random.default_rng(seed)
-    buses = np.array(sorted(network.bus_node))
-    pairs = [rng.choice(buses, size=2, replace=False) for _ in range(n_trades)]
-    q = q_max_mw * (1.0 - rng.random(n_trades))
-    return [Trade(int(s), int(d), float(v)) for (s, d), v in zip(pairs, q)]
-
-
-def bench_clearance(n_trades: int = 1000, repeats: int = 20, q_max_mw: float = 0.5,
-                    seed: int = 0) -> dict[str, float]:
-    """Median seconds of `clear_trades` (define + solve + extract; network building
-    excluded) on CIGRE LV (44 buses) with 12 trades and village_1 (80 buses) with 20, then
-    on each with `n_trades`: random seeded trades of up to `q_max_mw` (at 0.5 MW the
-    transformers bind) over a random base of ±5 kW per bus."""
-    nets = {"cigre_lv_44": (pn.create_cigre_network_lv(), 12),
-            "village_1_80": (pn.create_synthetic_voltage_control_lv_network("village_1"), 20)}
-    cases = [(key, net, n) for key, (net, n) in nets.items()]
-    cases += [(f"{key}_{n_trades}_trades", net, n_trades) for key, (net, _) in nets.items()]
-    out = {}
-    for key, net, n in cases:
-        network = dc_network(net)
-        rng = np.random.default_rng(seed)
-        base = {b: float(v) for b, v in zip(network.bus_node,
-                                            rng.uniform(-5e-3, 5e-3, len(network.bus_node)))}
-        trades = random_trades(network, n, q_max_mw, seed)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            clear_trades(network, trades, base)
-            times.append(time.perf_counter() - start)
-        out[key] = float(np.median(times))
-    return out

@@ -2,7 +2,7 @@
 
 case33bw and feeder11 get documented line thermal limits (`max_i_ka`) so that
 `loading_pct` and the line-violation counts of `grid.powerflow` mean something; cigre_lv
-keeps pandapower's uniform 1.0 kA.
+keeps pandapower's uniform 1.0 kA and village_1 pandapower's cable ratings.
 """
 
 import copy
@@ -41,7 +41,12 @@ FEEDER11_LENGTH_KM = 1.0
 @functools.cache
 def _published(name: str) -> pp.pandapowerNet:
     """pandapower's own case, built once (~0.4 s each); callers get deep copies."""
-    return {"case33bw": pn.case33bw, "cigre_lv": pn.create_cigre_network_lv}[name]()
+    return {"case33bw": pn.case33bw, "cigre_lv": pn.create_cigre_network_lv,
+            "village_1": _village_1}[name]()
+
+
+def _village_1() -> pp.pandapowerNet:
+    return pn.create_synthetic_voltage_control_lv_network(network_class="village_1")
 
 
 def _set_ampacity(net: pp.pandapowerNet, ampacity_ka: float | dict[int, float]) -> None:
@@ -113,17 +118,37 @@ def cigre_lv() -> pp.pandapowerNet:
     return copy.deepcopy(_published("cigre_lv"))
 
 
+def village_1(keep_sgens: bool = False) -> pp.pandapowerNet:
+    """The synthetic LV network 'village_1' of Lindner et al. (Symposium Energieinnovation,
+    TU Graz 2014) as pandapower builds it, the 80-bus network of seed 003 (MODELS.md §D).
+
+    pandapower gives: 80 buses (bus 0 at 20 kV, with the ext_grid; 79 at 0.4 kV), one
+    20/0.4 kV transformer of sn_mva = 0.25 (vk 4 %), 78 cables and no switches: four
+    feeders from bus 1 of NAYY 4x150 SE (max_i_ka = 0.27, 39 lines) with one NAYY 4x50 SE
+    house connection (max_i_ka = 0.142, 39 lines) off each feeder bus; 47 loads
+    (0.2621 MW: 5.1 kW households, 7.9 kW special loads) and 13 PV static generators
+    (0.2037 MW). The loads are dropped or kept by ``grid.keep_network_loads`` like every
+    network's; the static generators are dropped unless `keep_sgens` (the grid simulator
+    keeps a network's generators, and the communities placed on it bring their own PV).
+    """
+    net = copy.deepcopy(_published("village_1"))
+    if not keep_sgens:
+        net.sgen.drop(net.sgen.index, inplace=True)
+    return net
+
+
 NETWORKS: dict[str, Callable[..., pp.pandapowerNet]] = {
     "case33bw": case33bw,
     "feeder11": feeder11,
     "cigre_lv": cigre_lv,
+    "village_1": village_1,
 }
 
 
 @functools.cache
 def published_loads(name: str) -> tuple[tuple[int, float, float], ...]:
     """The network case's own loads summed per bus: (bus, p_kw, q_kvar), in bus order."""
-    net = _published(name) if name in ("case33bw", "cigre_lv") else NETWORKS[name]()
+    net = _published(name) if name in ("case33bw", "cigre_lv", "village_1") else NETWORKS[name]()
     loads = net.load[net.load.in_service]
     p = (1000 * loads.p_mw * loads.scaling).groupby(loads.bus).sum()
     q = (1000 * loads.q_mvar * loads.scaling).groupby(loads.bus).sum()

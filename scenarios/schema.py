@@ -7,11 +7,13 @@ the field path, what is wrong and what is allowed.
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
+import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -25,10 +27,13 @@ from pydantic import (
 )
 
 from coordinator.mechanisms import MECHANISMS
-from grid.networks import published_loads
+from grid.community_lv import place_community
+from grid.networks import load_network, published_loads
 from scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 
 SCHEMA_PATH = Path(__file__).with_name("scenario.schema.json")
+HOURS = 24  # rows of an hourly profile file
+MAX_PROFILE_BYTES = 1024 * 1024  # an hourly profile file is at most this big
 MAX_FILE_BYTES = 32 * 1024 * 1024  # a scenario file is at most this big
 MAX_YAML_DEPTH = 64  # nesting levels of a scenario file
 MAX_YAML_NODES = 1_000_000  # YAML aliases may expand a file to at most this many values
@@ -204,8 +209,9 @@ class Market(Strict):
                               "costs this × the price")
     penalty_rate: NonNeg = Field(0.2, description="amc, gdrmc: violation cost rate ρ on the "
                                  "deviation from the quote")
-    network: bool = Field(True, description="admm: the network operator takes part and its "
-                          "voltage and line limits bind the trades; false: unconstrained P2P")
+    network: bool = Field(True, description="admm, clearance: the network operator takes "
+                          "part and its network limits bind the trades; false: unconstrained "
+                          "P2P")
     network_model: Literal["socp", "lindistflow"] = Field(
         "socp", description="admm: the operator's network model, the relaxed branch-flow SOCP "
         "or the LinDistFlow LP")
@@ -225,6 +231,17 @@ class Market(Strict):
     binaries: Literal["relax", "fix"] = Field(
         "relax", description="admm: the peers' binaries, relaxed (genuine on/off decisions "
         "kept from the plan without the market) or all fixed from that plan")
+    bid_eur_per_kwh: NonNeg = Field(0.20, description="clearance: what every participant "
+                                    "short of power bids in the double auction (the paper's "
+                                    "0.20)")
+    ask_eur_per_kwh: NonNeg = Field(0.05, description="clearance: what every participant "
+                                    "with spare power asks (the paper's 0.05); a trade is "
+                                    "priced at the seller's ask")
+    min_trade_kw: NonNeg = Field(
+        0.0, description="clearance: matched trades below this are dropped before the "
+        "network operator clears them; 0 keeps every trade, which is what the authors' code "
+        "does in effect (it builds a list filtered at 1e-5 MW = 0.01 kW, then clears the "
+        "unfiltered trades)")
 
     @field_validator("mechanism")
     @classmethod
@@ -255,7 +272,7 @@ class Solver(Strict):
 class GridConfig(Strict):
     """The distribution network the grid simulator checks every period."""
 
-    network: Literal["case33bw", "feeder11", "cigre_lv"] = "case33bw"
+    network: Literal["case33bw", "feeder11", "cigre_lv", "village_1"] = "case33bw"
     ampacity_ka: NonNeg | None = Field(None, description="line thermal limit; null: the "
                                        "network's documented default")
     keep_network_loads: bool = Field(False, description="keep the network case's own loads "
@@ -509,7 +526,8 @@ class FlexibleLoadSpec(Strict):
 
 
 FLEXIBLE = [k for k, a in APPLIANCES.items() if a.flexible]
-AGENT_KIND = {"network_loads": "prosumer"}  # template kind -> the kind of agent it makes
+# template kind -> the kind of agent it makes
+AGENT_KIND = {"network_loads": "prosumer", "bus_profiles": "prosumer"}
 
 
 class BuildingTemplate(Strict):
@@ -564,9 +582,131 @@ class NetworkLoadsTemplate(Strict):
     pv_yield_kwh_per_kw_day: NonNeg = 4.5
 
 
-Template = Annotated[ProsumerTemplate | EVTemplate | BuildingTemplate | NetworkLoadsTemplate,
-                     Field(discriminator="kind")]
+def read_hourly_kw(path: Path, column: str) -> tuple[float, ...]:
+    """The 24 values (kW, hours 0–23) of `column` in the CSV file at `path` (a header row,
+    then one row per hour; a column ``Hour``, if there is one, must count 0 to 23)."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_PROFILE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc}); allowed: a CSV file, "
+                         "a relative path taken from the scenario file's folder") from None
+    if len(data) > MAX_PROFILE_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_PROFILE_BYTES >> 20} MiB; allowed: "
+                         f"{HOURS} rows of hourly values")
+    try:
+        rows = list(csv.reader(data.decode("utf-8-sig").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path}: not a UTF-8 CSV file ({exc}); allowed: a CSV file with a "
+                         "header row") from None
+    header, rows = (rows[0], rows[1:]) if rows else ([], [])
+    if column not in header:
+        raise ValueError(f"{path} has no column {column!r}; allowed: "
+                         f"{', '.join(map(repr, header)) or 'none (the file is empty)'}")
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if len(rows) != HOURS:
+        raise ValueError(f"{path} has {len(rows)} rows of values; allowed: {HOURS}, one per "
+                         "hour from 00:00")
+    return tuple(_profile_value(path, header, row, k, column) for k, row in enumerate(rows))
+
+
+def _profile_value(path: Path, header: list[str], row: list[str], k: int, column: str) -> float:
+    """Row `k`'s kW in `column`; its ``Hour`` (if the file has one) must be k."""
+    cells = dict(zip(header, row))
+    if "Hour" in cells and cells["Hour"].strip() not in (str(k), f"{k}.0"):
+        raise ValueError(f"{path}: row {k + 1} is hour {cells['Hour']!r}; allowed: hours 0 "
+                         f"to {HOURS - 1} in order")
+    text = cells.get(column, "")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{path}: hour {k}, column {column!r}: {text!r} is not a power; "
+                         "allowed: kW ≥ 0")
+    return value
+
+
+class HourlyProfile(Strict):
+    """24 hourly values in kW, one column of a CSV file (a header row, then hours 0–23);
+    each hour is held for the periods it spans (a period that spans several hours gets
+    their mean)."""
+
+    path: str = Field(description="the CSV file; a relative path is taken from the scenario "
+                      "file's folder")
+    column: str = Field(description="the column of the header row")
+    _kw: tuple[float, ...] = PrivateAttr(())
+
+    @model_validator(mode="after")
+    def _read(self):
+        self._kw = read_hourly_kw(Path(self.path), self.column)
+        return self
+
+    @property
+    def kw(self) -> tuple[float, ...]:
+        """The 24 values, hours 0–23."""
+        return self._kw
+
+
+class BusPlacement(Strict):
+    """Buses given by number: a load on each of ``load_buses``, PV on each of
+    ``pv_buses``; a bus in both has both."""
+
+    load_buses: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    pv_buses: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        for field in ("load_buses", "pv_buses"):
+            buses = getattr(self, field)
+            twice = sorted({b for b in buses if buses.count(b) > 1})
+            if twice:
+                raise ValueError(f"{field}: bus {twice[0]} is given twice; allowed: each bus "
+                                 "once")
+        if not self.load_buses and not self.pv_buses:
+            raise ValueError("no bus given; allowed: at least one bus in load_buses or "
+                             "pv_buses")
+        return self
+
+
+class BusProfilesTemplate(Strict):
+    """Agents on buses of the grid's network with hourly profiles from CSV files (the
+    community of MODELS.md §D): a prosumer agent named ``<name_prefix><bus>`` per bus, a
+    consumer (the ``load`` profile, no PV) on a load bus, a PV-only prosumer (the ``pv``
+    profile, no load) on a PV bus, both in one agent on a bus that is both. Every load bus
+    has the same profile, every PV bus the same. No battery, no fixed cost; retail prices
+    from ``tariffs``."""
+
+    kind: Literal["bus_profiles"]
+    name_prefix: str = "b"
+    placement: Literal["leaves"] | BusPlacement = Field(
+        "leaves", description="leaves: the authors' rule (grid.community_lv.place_community): "
+        "the degree-1 buses of the network graph in graph order, loads on every other leaf "
+        "from the first, PV on the others, half the leaves each; or {load_buses: [...], "
+        "pv_buses: [...]}")
+    load: HourlyProfile = Field(description="kW of every load bus, hour by hour")
+    pv: HourlyProfile = Field(description="kW of every PV bus, hour by hour")
+    import_kw: NonNeg | None = Field(
+        None, description="connection import limit of every agent; null: twice the agent's "
+        "peak load over the run (after community.scale), so that it never binds")
+    export_kw: NonNeg | None = Field(
+        None, description="connection export limit of every agent; null: twice the agent's "
+        "peak PV over the run (after community.scale), so that it never binds")
+
+
+Template = Annotated[ProsumerTemplate | EVTemplate | BuildingTemplate | NetworkLoadsTemplate
+                     | BusProfilesTemplate, Field(discriminator="kind")]
 Explicit = Annotated[ExplicitProsumer | ExplicitEV, Field(discriminator="kind")]
+
+
+class Community(Strict):
+    """Settings that apply to every agent of the scenario."""
+
+    scale: NonNeg = Field(1.0, description="multiplies every agent's load and PV profile "
+                          "(prosumer, building, network_loads and bus_profiles templates, "
+                          "explicit prosumers) after they are drawn or read; EV trip energy is "
+                          "not a profile and is left alone, and so are buildings' wind and "
+                          "flexible loads and every connection, CDL and PIL limit given in kW")
 
 
 class Scenario(Strict):
@@ -580,6 +720,7 @@ class Scenario(Strict):
     grid: GridConfig = GridConfig()
     runtime: Runtime = Runtime()
     forecast_error: ForecastError = ForecastError()
+    community: Community = Community()
     templates: list[Template] = []
     agents: list[Explicit] = []
     cosimulators: list[Cosimulator] = Field(default_factory=list, description="other mosaik "
@@ -602,7 +743,7 @@ class Scenario(Strict):
     def _cross_checks(self):
         problems = [*_check_keys(self), *_check_lengths(self), *_check_cosims(self),
                     *_check_flexible(self), *_check_mechanism(self), *_check_times(self),
-                    *_check_trips(self)]
+                    *_check_trips(self), *_check_placements(self)]
         problems = problems or _check_size(self) or _check_names(self)
         if problems:
             raise ValueError("\n".join(problems))
@@ -740,8 +881,9 @@ def _check_size(s: Scenario) -> list[str]:
 
 def agent_count(s: Scenario) -> int:
     """How many agents the scenario makes (without naming them: a count may be huge)."""
-    return sum(len(published_loads(s.grid.network)) if t.kind == "network_loads" else t.count
-               for t in s.templates) + len(s.agents)
+    sizes = {"network_loads": lambda t: len(published_loads(s.grid.network)),
+             "bus_profiles": lambda t: len(bus_profile_agents(s, t))}
+    return sum(sizes.get(t.kind, lambda t: t.count)(t) for t in s.templates) + len(s.agents)
 
 
 def agent_names(s: Scenario) -> list[str]:
@@ -750,6 +892,9 @@ def agent_names(s: Scenario) -> list[str]:
     for tpl in s.templates:
         if tpl.kind == "network_loads":
             names += [name for name, _ in network_consumers(s, tpl)]
+            continue
+        if tpl.kind == "bus_profiles":
+            names += [a.name for a in bus_profile_agents(s, tpl)]
             continue
         width = len(str(tpl.count))
         names += [f"{tpl.name_prefix}{k + 1:0{width}d}" for k in range(tpl.count)]
@@ -761,6 +906,46 @@ def network_consumers(s: Scenario, tpl: NetworkLoadsTemplate) -> list[tuple[str,
     published load of the scenario's network."""
     width = len(str(max((b for b, _, _ in published_loads(s.grid.network)), default=0)))
     return [(f"{tpl.name_prefix}{b:0{width}d}", b) for b, _, _ in published_loads(s.grid.network)]
+
+
+@functools.cache
+def leaf_placement(network: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(load buses, PV buses) of the authors' rule on a registered network."""
+    placement = place_community(load_network(network))
+    return placement.load_buses, placement.pv_buses
+
+
+class BusAgent(NamedTuple):
+    name: str
+    bus: int
+    load: bool  # the template's load profile
+    pv: bool  # the template's PV profile
+
+
+def bus_profile_agents(s: Scenario, tpl: BusProfilesTemplate) -> list[BusAgent]:
+    """The agents a bus_profiles template makes: the PV buses in placement order, then the
+    buses with a load only (the order in which the authors' matching breaks ties)."""
+    if tpl.placement == "leaves":
+        load_buses, pv_buses = leaf_placement(s.grid.network)
+    else:
+        load_buses, pv_buses = tpl.placement.load_buses, tpl.placement.pv_buses
+    return [BusAgent(f"{tpl.name_prefix}{bus}", bus, bus in load_buses, bus in pv_buses)
+            for bus in dict.fromkeys([*pv_buses, *load_buses])]
+
+
+def _check_placements(s: Scenario) -> list[str]:
+    """Buses a bus_profiles template names are buses of the network."""
+    out = []
+    for i, tpl in enumerate(s.templates):
+        if tpl.kind != "bus_profiles" or tpl.placement == "leaves":
+            continue
+        buses = {int(b) for b in load_network(s.grid.network).bus.index}
+        for field in ("load_buses", "pv_buses"):
+            for k, bus in enumerate(getattr(tpl.placement, field)):
+                if bus not in buses:
+                    out.append(f"templates.{i}.placement.{field}.{k}: {s.grid.network} has no "
+                               f"bus {bus}; allowed: buses {min(buses)}–{max(buses)}")
+    return out
 
 
 def _check_names(s: Scenario) -> list[str]:
@@ -781,8 +966,6 @@ def _check_names(s: Scenario) -> list[str]:
         out.append(f"grid.buses.{unknown[0]}: no agent of that name; allowed: agent names, "
                    f"e.g. {', '.join(names[:3]) or 'none (the scenario has no agents)'}")
     elif s.grid.buses:
-        from grid.networks import load_network
-
         net = load_network(s.grid.network, **({} if s.grid.ampacity_ka is None else
                                               {"ampacity_ka": s.grid.ampacity_ka}))
         buses = {int(b) for b in net.bus.index}
@@ -824,7 +1007,8 @@ def _check_cosims(s: Scenario) -> list[str]:
 
 
 def _resolve_paths(value, base: Path):
-    """Relative ``path``/``*_path`` values of co-simulator parameters → from ``base``."""
+    """Relative ``path``/``*_path`` values (co-simulator parameters, bus_profiles
+    templates' profiles) → from ``base``."""
     if isinstance(value, dict):
         return {k: (str(base / v) if isinstance(k, str) and (k == "path" or k.endswith("_path"))
                     and isinstance(v, str) and "{out}" not in v and not Path(v).is_absolute()
@@ -999,17 +1183,18 @@ def _read_text(path: Path) -> str:
 
 # -- reporting validation errors -----------------------------------------------------------
 
-_SCALAR_TAGS = re.compile(r"str|float|int|bool|constrained-\w+|function-.*")
+_SCALAR_TAGS = re.compile(r"str|float|int|bool|constrained-\w+|function-.*|literal\[.*\]")
 _FORMS = {"float": "a number", "constrained-float": "a number from 0 to 1",
           "Uniform": "{uniform: [low, high]}", "Choice": "{choice: {KEY: weight, ...}}",
           "Counts": "{counts: {KEY: number of agents, ...}}",
-          "FlexibleLoadSpec": "{name, rating_kw, duration_h, window: [HH:MM, HH:MM]}"}
+          "FlexibleLoadSpec": "{name, rating_kw, duration_h, window: [HH:MM, HH:MM]}",
+          "literal['leaves']": "leaves", "BusPlacement": "{load_buses: [...], pv_buses: [...]}"}
 _PATTERNS = {r"^([01]\d|2[0-3]):[0-5]\d$": "a time HH:MM from 00:00 to 23:59, in quotes",
              r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$": "a time HH:MM from 00:00 to 24:00, in quotes",
              r"^[^:\s]+:\d+$": "host:port", r"^tcp://[^:]+:\d+$": "tcp://HOST:PORT",
              r"^[A-Za-z]\w*$": "a letter, then letters, digits or _",
              r"^(agent:\S+|grid)$": "agent:NAME or grid", r"^\w+$": "letters, digits or _"}
-_KIND_TAGS = ("prosumer", "ev", "building")
+_KIND_TAGS = ("prosumer", "ev", "building", "network_loads", "bus_profiles")
 _TIMES = {"peak_start", "peak_end", "first_away", "last_away", "peak_times", "window"}
 
 
@@ -1029,7 +1214,8 @@ def _member(tag: str) -> str:
 
 
 def _kinds(where) -> list[str]:
-    members = {"templates": (ProsumerTemplate, EVTemplate, BuildingTemplate),
+    members = {"templates": (ProsumerTemplate, EVTemplate, BuildingTemplate,
+                             NetworkLoadsTemplate, BusProfilesTemplate),
                "agents": (ExplicitProsumer, ExplicitEV)}.get(where, ())
     return [m.model_fields["kind"].annotation.__args__[0] for m in members]
 
@@ -1279,6 +1465,9 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     raw = apply_overrides(raw, overrides or [], str(path))
     if isinstance(raw.get("cosimulators"), list):
         raw["cosimulators"] = _resolve_paths(raw["cosimulators"], path.resolve().parent)
+    if isinstance(raw.get("templates"), list):
+        raw["templates"] = [_resolve_paths(t, path.resolve().parent) if isinstance(t, dict)
+                            and t.get("kind") == "bus_profiles" else t for t in raw["templates"]]
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:

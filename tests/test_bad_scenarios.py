@@ -16,7 +16,7 @@ from scenarios.schema import MAX_FILE_BYTES, ScenarioError, load_scenario, shipp
 from .conftest import SCENARIOS
 
 CORPUS = Path(__file__).resolve().parent / "bad_scenarios"
-FILES = sorted(CORPUS.glob("[0-9][0-9]_*.yaml"))
+FILES = sorted(CORPUS.glob("[0-9][0-9]*_*.yaml"))
 BATTERIES = "tesla_powerwall2, lg_resu16h_prime, lg_resu6_5, byd_hvm_13_8"
 
 # case -> fragments of its one error line (after "<file>: ")
@@ -184,8 +184,8 @@ EXPECT = {
                                             "community: amc, gdrmc, p2g")],
     "89_centralized_gdrmc": ["market.mode: centralized is the counterpart of p2v_rules only",
                              "(use decentralized)"],
-    "90_unknown_network": [("grid.network: Input should be 'case33bw', 'feeder11' or "
-                           "'cigre_lv' (got 'ieee13')")],
+    "90_unknown_network": [("grid.network: Input should be 'case33bw', 'feeder11', "
+                           "'cigre_lv' or 'village_1' (got 'ieee13')")],
     "91_kva_not_in_tariffs": [("templates.1.contracted_kva: '7.00' has no entry in "
                               "tariffs.fixed_eur_per_day; allowed: 6.90, 10.35")],
     "92_tariff_key_not_kva": [("tariffs.fixed_eur_per_day: key 'large' is not a contracted "
@@ -204,6 +204,14 @@ EXPECT = {
                                      "allowed: parameter names as text")],
     "99_explicit_values_not_numbers": ["agents.0.trip_kwh.0: Input should be a valid number",
                                        "(got 'none'); the same for 95 more item(s): 1, 2, 3"],
+    "100_placement_bus_outside_the_network": [("templates.0.placement.load_buses.1: cigre_lv "
+                                              "has no bus 99; allowed: buses 0–43")],
+    "101_profile_column_missing": ["templates.0.load: ", ("profile_23_hours.csv has no column "
+                                   "'Cluster_0'; allowed: 'Hour', 'kW'")],
+    "102_profile_too_short": ["templates.0.load: ", ("profile_23_hours.csv has 23 rows of "
+                              "values; allowed: 24, one per hour from 00:00")],
+    "103_community_scale_negative": [("community.scale: Input should be greater than or equal "
+                                     "to 0 (got -1)")],
 }
 
 # (id, shipped base scenario, --set arguments, fragments of the one error line)
@@ -251,6 +259,8 @@ SETS = [
     ("window_not_a_list", "tiny_locality",
      ["templates.0.flexible=[{name: oven, rating_kw: 2, duration_h: 1, window: 18:00-20:00}]"],
      ["templates.0.flexible.0.window: '18:00-20:00' is not a list; allowed: a list of two"]),
+    ("scale_negative", "fernandes2024_cigre", ["community.scale=-2"],
+     ["community.scale: Input should be greater than or equal to 0 (got -2)"]),
     ("centralized_gdrmc", "tiny_locality", ["market.mode=centralized"],
      ["market.mode: centralized is the counterpart of p2v_rules only"]),
 ]
@@ -351,7 +361,8 @@ def test_messages_are_one_printable_line(tmp_path):
         load_scenario(path)
     assert info.value.lines == [(f"{path}: bad\\nkey\\x1b[31m: unknown key; allowed: name, "
                                 "description, seed, horizon, tariffs, market, solver, grid, "
-                                "runtime, forecast_error, templates, agents, cosimulators")]
+                                "runtime, forecast_error, community, templates, agents, "
+                                "cosimulators")]
 
 
 def test_many_problems_are_capped(tmp_path, capsys):

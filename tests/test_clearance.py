@@ -21,7 +21,6 @@ from grid.clearance import (
     ClearanceInfeasible,
     Trade,
     base_flows_mw,
-    bench_clearance,
     clear_trades,
     dc_network,
     node_injection_mw,
@@ -34,7 +33,7 @@ from grid.community_lv import (
     place_community,
     read_profiles,
 )
-from scenarios.bench.clearance import clear_day, clear_hour
+from scenarios.bench.clearance import bench_clearance, clear_day, clear_hour
 
 PUBLISHED = Path(__file__).parent / "data" / "fernandes2024_published.json"
 DATA_DIR = Path(__file__).resolve().parents[1] / "scenarios" / "data" / "fernandes2024"

@@ -68,7 +68,7 @@ def test_cigre_lv_loads_and_solves():
 
 
 def test_load_network_by_name():
-    assert set(NETWORKS) == {"case33bw", "feeder11", "cigre_lv"}
+    assert set(NETWORKS) == {"case33bw", "feeder11", "cigre_lv", "village_1"}
     assert len(load_network("case33bw", ampacity_ka=0.3).bus) == 33
     with pytest.raises(ValueError, match="case33bw, cigre_lv, feeder11"):
         load_network("ieee13")

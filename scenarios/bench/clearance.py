@@ -6,7 +6,13 @@ through agents, the coordinator and the operator."""
 
 from __future__ import annotations
 
+import json
+import statistics
+import time
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from coordinator.mechanisms.matching import (
     ASK_EUR_PER_KWH,
@@ -20,9 +26,14 @@ from grid.clearance import (
     DcNetwork,
     Trade,
     clear_trades,
+    dc_network,
     residual_injection_mw,
 )
-from grid.community_lv import HOURS, Placement, Profiles, hourly_mw
+from grid.community_lv import HOURS, Placement, Profiles, hourly_mw, place_community, read_profiles
+from grid.networks import load_network
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "fernandes2024"
+NETWORKS = {"cigre_lv": 44, "village_1": 80}  # the paper's networks and their buses
 
 
 @dataclass(frozen=True)
@@ -77,3 +88,85 @@ def clear_day(network: DcNetwork, placement: Placement, profiles: Profiles,
             out.append(HourResult(hour, sum(load.values()), sum(gen.values()), nan, nan, nan,
                                   None, str(err)))
     return out
+
+
+def random_trades(network: DcNetwork, n_trades: int, q_max_mw: float,
+                  seed: int = 0) -> list[Trade]:
+    """n_trades between random distinct in-service buses, q uniform in (0, q_max_mw]."""
+    rng = np.random.default_rng(seed)
+    buses = np.array(sorted(network.bus_node))
+    pairs = [rng.choice(buses, size=2, replace=False) for _ in range(n_trades)]
+    q = q_max_mw * (1.0 - rng.random(n_trades))
+    return [Trade(int(s), int(d), float(v)) for (s, d), v in zip(pairs, q)]
+
+
+def bench_clearance(n_trades: int = 1000, repeats: int = 20, q_max_mw: float = 0.5,
+                    seed: int = 0) -> dict[str, float]:
+    """Median seconds of `clear_trades` (define + solve + extract; network building
+    excluded) on CIGRE LV (44 buses) with 12 trades and village_1 (80 buses) with 20, then
+    on each with `n_trades`: random seeded trades of up to `q_max_mw` (at 0.5 MW the
+    transformers bind) over a random base of ±5 kW per bus."""
+    nets = {"cigre_lv_44": (load_network("cigre_lv"), 12),
+            "village_1_80": (load_network("village_1"), 20)}
+    cases = [(key, net, n) for key, (net, n) in nets.items()]
+    cases += [(f"{key}_{n_trades}_trades", net, n_trades) for key, (net, _) in nets.items()]
+    out = {}
+    for key, net, n in cases:
+        network = dc_network(net)
+        rng = np.random.default_rng(seed)
+        base = {b: float(v) for b, v in zip(network.bus_node,
+                                            rng.uniform(-5e-3, 5e-3, len(network.bus_node)))}
+        trades = random_trades(network, n, q_max_mw, seed)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            clear_trades(network, trades, base)
+            times.append(time.perf_counter() - start)
+        out[key] = float(np.median(times))
+    return out
+
+
+def hour_times(network_name: str, scale: float, runs: int) -> dict[str, float]:
+    """The authors' community on ``network_name`` at ``scale``: the median time of one
+    hour's clearance (matching, baseline, the LP) over the day's hours and ``runs`` runs,
+    with the curtailed energy and the hours that are infeasible."""
+    net = load_network(network_name)
+    network, placement = dc_network(net), place_community(net)
+    profiles = read_profiles(DATA)
+    times, curtailed, infeasible = [], 0.0, 0
+    for _ in range(runs):
+        for hour in range(HOURS):
+            start = time.perf_counter()
+            try:
+                r = clear_hour(network, placement, profiles, hour, scale, min_trade_mw=0.0)
+            except ClearanceInfeasible:
+                infeasible += 1
+                continue
+            times.append(time.perf_counter() - start)
+            curtailed += r.offered_mw - r.accepted_mw
+    return {"hour_ms": 1e3 * statistics.median(times) if times else float("nan"),
+            "curtailed_mwh": curtailed / runs, "infeasible_hours": infeasible / runs}
+
+
+def run_clearance_bench(runs: int, info: dict, out: str, scales=(1.0, 6.0)) -> int:
+    """``lemgrid bench fernandes2024_cigre`` (or _village): the clearance time per hour on
+    both networks at each scale, and on 1000 random trades."""
+    print(f"lemgrid bench: DSO clearance (seed 003), {runs} run(s); machine: {info['cpu']}, "
+          f"{info['cores']} cores, Python {info['python']}\n")
+    rows = {}
+    print(f"{'network':12} {'buses':>5} {'scale':>6} {'ms per hour':>12} {'curtailed MWh':>14} "
+          f"{'infeasible h':>13}")
+    for name, buses in NETWORKS.items():
+        for scale in scales:
+            r = hour_times(name, scale, runs)
+            rows[f"{name}@{scale:g}"] = r
+            print(f"{name:12} {buses:5d} {scale:6g} {r['hour_ms']:12.3f} "
+                  f"{r['curtailed_mwh']:14.6f} {r['infeasible_hours']:13g}")
+    many = bench_clearance(n_trades=1000, repeats=max(runs, 3))
+    print("\nclear_trades alone (median ms; 1000 random trades of up to 0.5 MW):")
+    for key, sec in many.items():
+        print(f"  {key:32} {1e3 * sec:10.3f}")
+    Path(out).write_text(json.dumps({"runs": runs, "machine": info, "hours": rows,
+                                     "clear_trades_s": many}, indent=2) + "\n")
+    print(f"written: {out}")
+    return 0

@@ -161,6 +161,9 @@ def run_bench(args) -> int:
     if s.market.mechanism == "admm":
         from scenarios.bench.admm import bench_admm
         return bench_admm(s, runs_n, machine(), args.out)
+    if s.market.mechanism == "clearance":
+        from scenarios.bench.clearance import run_clearance_bench
+        return run_clearance_bench(runs_n, machine(), args.out)
     if s.horizon.days > 1 or s.market.mechanism != "p2v_rules":
         from scenarios.bench.days import bench_days
         return bench_days(s, runs_n, machine(), args.out)

@@ -7,9 +7,13 @@ draws it; day ``d`` > 1 draws new shapes from ``default_rng([seed, i, d])`` and 
 each household's equipment, installed PV and level of consumption (its day-1 load energy
 times a day factor uniform in 0.9–1.1, RECON). Forecast errors (``forecast_error``) are
 drawn per agent from ``default_rng([seed, ACTUALS_STREAM, k])``, k the agent's position.
+``community.scale`` multiplies every agent's load and PV after all draws (EVs untouched), so
+a scale changes no draw.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -36,6 +40,7 @@ from scenarios.community.profiles import generate_ev_trips, generate_prosumers, 
 from scenarios.schema import (
     EV_SOC_MIN_FRAC,
     BuildingTemplate,
+    BusProfilesTemplate,
     Choice,
     Counts,
     EVTemplate,
@@ -46,6 +51,7 @@ from scenarios.schema import (
     Scenario,
     ScenarioError,
     Uniform,
+    bus_profile_agents,
     network_consumers,
 )
 
@@ -276,7 +282,6 @@ def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int, pri
     for k in range(n):
         name = f"{tpl.name_prefix}{k + 1:0{width}d}"
         nfl = nonflexible_load_kw(rng, days, h.periods, mean_kwh_per_day=float(load[k]))
-        _check_cdl(s, i, name, float(cdl[k]), nfl, h)
         out.append(BuildingData(
             name, h, tariff_for(s, kvas[k], prices), nfl, sun * pv[k], breeze * wind[k],
             flexible, _battery(kinds[k], soc0[k], tpl.battery_end_soc_min),
@@ -286,14 +291,17 @@ def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int, pri
     return out
 
 
-def _check_cdl(s: Scenario, i: int, name: str, cdl_kw: float, nfl: np.ndarray, h) -> None:
-    """A consumer demand limit below the non-flexible load alone is a scenario error."""
+def _check_cdl(s: Scenario, i: int, d: BuildingData) -> None:
+    """A consumer demand limit below the non-flexible load alone (after community.scale) is
+    a scenario error."""
+    h, name, nfl, cdl_kw = d.horizon, d.name, d.load_kw, float(d.cdl_kw[0])
     peak = int(np.argmax(nfl))
     if cdl_kw < nfl[peak]:
         day, t = divmod(peak, h.periods)
+        scaled = f" at community.scale {s.community.scale:g}" if s.community.scale != 1 else ""
         raise ScenarioError([(f"{s.source}: templates.{i}.cdl_kw: {cdl_kw:g} kW is below "
-                             f"{name}'s non-flexible load alone ({nfl[peak]:.2f} kW on day "
-                             f"{day + 1} at {h.label(t)}); raise it above the load's peak")])
+                             f"{name}'s non-flexible load alone{scaled} ({nfl[peak]:.2f} kW on "
+                             f"day {day + 1} at {h.label(t)}); raise it above the load's peak")])
 
 
 def _explicit(s: Scenario, a: ExplicitProsumer | ExplicitEV, prices) -> ProsumerData | EVData:
@@ -341,10 +349,56 @@ def _from_network_loads_template(s: Scenario, tpl: NetworkLoadsTemplate, rng, i:
     return out
 
 
+def hourly_per_period(kw_by_hour, h: Horizon) -> np.ndarray:
+    """One day of an hourly profile per period: each hour held for the periods it spans,
+    the mean of the hours a longer (or straddling) period spans."""
+    kw = np.asarray(kw_by_hour, float)
+    minutes = round(h.period_h * 60)
+    if 60 % minutes == 0:
+        return kw[hour_of_period(h)]
+    return np.repeat(kw, 60).reshape(h.periods, minutes).mean(axis=1)
+
+
+def _from_bus_profiles_template(s: Scenario, tpl: BusProfilesTemplate, rng, i: int,
+                                prices) -> list[ProsumerData]:
+    """One prosumer per bus of the placement (``BusProfilesTemplate``): the load profile on
+    a load bus, the PV profile on a PV bus, every day the same. A null connection limit is
+    twice the agent's peak after ``community.scale`` (applied later, in build_community)."""
+    h, days, k = horizon_of(s), s.horizon.days, s.community.scale
+    load = np.tile(hourly_per_period(tpl.load.kw, h), days)
+    pv = np.tile(hourly_per_period(tpl.pv.kw, h), days)
+    none = np.zeros(days * h.periods)
+    buy, sell = prices
+    out = []
+    for agent in bus_profile_agents(s, tpl):
+        load_kw, pv_kw = (load if agent.load else none), (pv if agent.pv else none)
+        out.append(ProsumerData(
+            agent.name, h, Tariff(buy, sell, p2v_price(s), 0.0), load_kw.copy(), pv_kw.copy(),
+            None, buy_max_kw=_limit_kw(tpl.import_kw, load_kw, k),
+            sell_max_kw=_limit_kw(tpl.export_kw, pv_kw, k), p2v_max_kw=0.0))
+    return out
+
+
+def _limit_kw(given: float | None, profile_kw: np.ndarray, scale: float) -> float:
+    """A connection limit: the one given, else twice the profile's peak after `scale`."""
+    return float(given) if given is not None else 2.0 * scale * float(profile_kw.max(initial=0))
+
+
 def network_buses(s: Scenario) -> dict[str, int]:
-    """The buses the scenario fixes by construction (consumers of the network's loads)."""
-    return {name: bus for tpl in s.templates if tpl.kind == "network_loads"
-            for name, bus in network_consumers(s, tpl)}
+    """The buses the scenario fixes by construction (consumers of the network's loads,
+    the agents of bus_profiles templates)."""
+    out = {name: bus for tpl in s.templates if tpl.kind == "network_loads"
+           for name, bus in network_consumers(s, tpl)}
+    out.update({a.name: a.bus for tpl in s.templates if tpl.kind == "bus_profiles"
+                for a in bus_profile_agents(s, tpl)})
+    return out
+
+
+def scale_profiles(d: ProsumerData | EVData | BuildingData, scale: float):
+    """`d` with its load and PV profiles × `scale` (``community.scale``); an EV as it is."""
+    if scale == 1.0 or isinstance(d, EVData):
+        return d
+    return dataclasses.replace(d, load_kw=d.load_kw * scale, pv_kw=d.pv_kw * scale)
 
 
 def build_community(s: Scenario) -> list[ProsumerData | EVData]:
@@ -359,9 +413,14 @@ def build_community(s: Scenario) -> list[ProsumerData | EVData]:
         rng = np.random.default_rng([s.seed, i])
         build = {"prosumer": _from_prosumer_template, "ev": _from_ev_template,
                  "building": _from_building_template,
-                 "network_loads": _from_network_loads_template}[tpl.kind]
+                 "network_loads": _from_network_loads_template,
+                 "bus_profiles": _from_bus_profiles_template}[tpl.kind]
         try:
-            agents += build(s, tpl, rng, i, prices)
+            made = [scale_profiles(d, s.community.scale) for d in build(s, tpl, rng, i, prices)]
+            for d in made:
+                if isinstance(d, BuildingData):
+                    _check_cdl(s, i, d)
+            agents += made
         except ScenarioError:
             raise
         except ValueError as exc:
@@ -369,7 +428,7 @@ def build_community(s: Scenario) -> list[ProsumerData | EVData]:
                                  f"{exc}")]) from None
     for k, a in enumerate(s.agents):
         try:
-            agents.append(_explicit(s, a, prices))
+            agents.append(scale_profiles(_explicit(s, a, prices), s.community.scale))
         except ValueError as exc:
             raise ScenarioError([f"{s.source}: agents.{k}: {exc}"]) from None
     names = [a.name for a in agents]
