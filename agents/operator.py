@@ -18,6 +18,7 @@ import numpy as np
 
 from agents.data import OperatorData
 from coordinator.protocol import (
+    INFEASIBLE,
     KW_PER_MW,
     NET,
     Meter,
@@ -209,7 +210,7 @@ class OperatorAgent:
                 result = clear_trades(dc, period, residual_injection_mw(gen, load, period),
                                       label=f"period {t}")
             except ClearanceInfeasible as exc:
-                binding[str(t)] = [f"infeasible: {exc}"[:200]]
+                binding[str(t)] = [f"{INFEASIBLE} {exc}"[:200]]
                 continue
             solve += result.solve_time_s
             accepted[live, t] = result.accepted_mw * KW_PER_MW

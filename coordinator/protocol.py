@@ -43,6 +43,7 @@ CURVE_DEFAULT_CLIENT = "agents"  # one key for a whole agent host
 NET = "net"  # an agent's signed net demand at its connection (+ import)
 P2P = "p2p"  # peer-to-peer trades
 KW_PER_MW = 1000.0  # powers travel in kW; an iterative mechanism's ρ in €/MW²h
+INFEASIBLE = "infeasible:"  # starts an operator's binding label for a period it cannot clear
 
 Kind = Literal["prosumer", "ev", "building", "operator"]
 KINDS: tuple[str, ...] = Kind.__args__

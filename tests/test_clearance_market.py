@@ -177,3 +177,19 @@ def test_an_ac_power_flow_shows_what_the_dc_clearance_misses():
     assert row["hour"] == 8 and row["curtailed_mw"] == pytest.approx(0.001114, abs=1e-6)
     assert row["dc_flow_over_rating_pct"] == pytest.approx(100.0, abs=1e-4)
     assert row["ac_trafo_loading_pct"] > 100.0 and row["ac_v_min_pu"] < 0.95
+
+
+def test_a_scale_the_network_cannot_carry_is_named_and_the_run_goes_on(tmp_path):
+    """village_1 at 10 × the profiles: in most hours the loads alone overload the 0.25 MVA
+    transformer (the 20 load buses draw 10 × 20 × 1.49 kW = 0.298 MW at night, by hand
+    from Cluster_0's smallest hour); the operator refuses those hours' trades and says
+    why, the run completes and its summary names the first such period."""
+    s = load_scenario(SCENARIOS / "fernandes2024_village.yaml",
+                      ["runtime.kind=inprocess", "community.scale=10"])
+    summary = run_scenario(s, tmp_path)
+    table = pd.read_parquet(tmp_path / "clearance.parquet")
+    refused = table[table["binding"].str.startswith("infeasible:")]
+    assert summary["market"]["infeasible_periods"] == len(refused) > 0
+    assert (refused["accepted_mw"] == 0).all()
+    (note,) = summary["notes"]
+    assert "refused every trade" in note and "transformer 0 (bus 0-1)" in note

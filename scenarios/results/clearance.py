@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coordinator.protocol import KW_PER_MW, P2P
+from coordinator.protocol import INFEASIBLE, KW_PER_MW, P2P
 from scenarios.results import atomic
 from scenarios.results.outcome import DayResult
 
@@ -66,9 +66,17 @@ def trades_frame(days: list[DayResult]) -> pd.DataFrame:
 def write_clearance(out: Path, days: list[DayResult], period_h: float) -> dict:
     """Write the tables; the figures ``summary.json`` adds under ``market``."""
     table = clearance_frame(days, period_h)
+    for d in days:  # periods the operator could not clear at all: named in the notes
+        bad = table[(table["day"] == d.day) & table["binding"].str.startswith(INFEASIBLE)]
+        if len(bad):
+            first = bad["binding"].iloc[0][len(INFEASIBLE):].strip()
+            d.notes.append(f"day {d.day + 1}: the network operator refused every trade in "
+                           f"{len(bad)} period(s) whose base injections alone overload the "
+                           f"network (first: {first})")
     atomic.write_parquet(out / "clearance.parquet", table)
     atomic.write_parquet(out / "trades.parquet", trades_frame(days))
     return {"offered_kwh": float(table["offered_mw"].sum() * KW_PER_MW * period_h),
             "accepted_kwh": float(table["accepted_mw"].sum() * KW_PER_MW * period_h),
             "curtailed_kwh": float(table["curtailed_mw"].sum() * KW_PER_MW * period_h),
-            "binding_periods": int((table["binding"] != "").sum())}
+            "binding_periods": int((table["binding"] != "").sum()),
+            "infeasible_periods": int(table["binding"].str.startswith(INFEASIBLE).sum())}

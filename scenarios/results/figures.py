@@ -402,6 +402,20 @@ def daily_energy(agents: pd.DataFrame, period_h: float) -> Figure:
     return fig
 
 
+def clearance(table: pd.DataFrame) -> Figure:
+    """The clearance market per period of the run: the trades the double auction matched,
+    what the network operator accepted, and the curtailed rest (kW)."""
+    step = table["day"] * (table["period"].max() + 1) + table["period"]
+    fig, ax = _axes(title="Trades matched and cleared", xlabel="period of the run",
+                    ylabel="kW")
+    ax.bar(step, 1e3 * table["accepted_mw"], color="#11a579", label="accepted")
+    ax.bar(step, 1e3 * table["curtailed_mw"], bottom=1e3 * table["accepted_mw"],
+           color="#e73f74", label="curtailed")
+    ax.plot(step, 1e3 * table["total_load_mw"], color="black", lw=1, label="community load")
+    ax.legend(fontsize=7, ncols=3)
+    return fig
+
+
 def locality_prices(market: pd.DataFrame, periods: int) -> Figure:
     """A locality market's importer and exporter prices per period of the run beside the
     grid's buy and sell prices (last round of each day)."""

@@ -23,7 +23,10 @@ from scenarios.results import atomic, figures
 
 FIGURE_DPI = 100
 TABLES = ("agents", "market", "agent_rounds", "grid_bus", "grid_line")
-OPTIONAL_TABLES = ("admm_iterations", "trades")  # read where the run wrote them
+OPTIONAL_TABLES = ("admm_iterations", "trades", "clearance")  # read where the run wrote them
+CLEARANCE_TITLE = "Trades cleared by the network operator"
+CLEARANCE_HEADER = ["day", "period", "offered kW", "accepted kW", "curtailed kW",
+                    "binding limits"]
 ADMM_TITLE = "Peer-to-peer market (ADMM)"
 ADMM_HEADER = ["day", "rounds", "final primal residual", "final dual residual",
                "final ρ €/MW²h", "objective €", "bilateral trades", "bilateral kWh"]
@@ -72,6 +75,7 @@ class Run:
     grid_line: pd.DataFrame
     admm_iterations: pd.DataFrame | None = None
     trades: pd.DataFrame | None = None
+    clearance: pd.DataFrame | None = None
 
     @classmethod
     def load(cls, out: Path) -> Run:
@@ -103,6 +107,11 @@ class Run:
     def has_admm(self) -> bool:
         """A run of the ADMM market that wrote its iterations."""
         return self.admm_iterations is not None
+
+    @property
+    def has_clearance(self) -> bool:
+        """A run of the clearance market (clearance.parquet)."""
+        return self.clearance is not None
 
 
 # ---- tables ------------------------------------------------------------------------------
@@ -386,9 +395,33 @@ ADMM_FIGURES = [
 ]
 
 
+CLEARANCE_FIGURES = [
+    FigureSpec("clearance", "Trades the double auction matched per period: accepted by the "
+               "network operator (green) and curtailed (red), with the community's load.",
+               lambda run: figures.clearance(run.clearance),
+               lambda run: None if len(run.clearance) else "No clearance in this run.",
+               section=CLEARANCE_TITLE),
+]
+
+
+def clearance_rows(run: Run) -> list[list[str]]:
+    """Every period with a matched trade: offered, accepted and curtailed kW and the
+    limits that bound (curtailed periods and binding limits are what a reader looks
+    for)."""
+    t = run.clearance
+    if t is None:
+        return []
+    live = t[(t["offered_mw"] > 0) | (t["binding"] != "")]
+    return [[str(r.day + 1), str(r.period), f"{1e3 * r.offered_mw:.3f}",
+             f"{1e3 * r.accepted_mw:.3f}", f"{1e3 * r.curtailed_mw:.3f}", r.binding or "—"]
+            for r in live.itertuples()]
+
+
 def figure_specs(run: Run) -> list[FigureSpec]:
-    """The ADMM market's figures where the run wrote its iterations, then every run's."""
-    return (ADMM_FIGURES if run.has_admm else []) + FIGURES
+    """The ADMM market's figures where the run wrote its iterations, the clearance's
+    where it wrote one, then every run's."""
+    return ((ADMM_FIGURES if run.has_admm else [])
+            + (CLEARANCE_FIGURES if run.has_clearance else []) + FIGURES)
 
 
 @dataclass
@@ -451,6 +484,8 @@ def _sections(run: Run, slowest_agent_s) -> list[tuple[str, list[str], list]]:
         sections.append(("Convergence", *convergence_table(run, slowest_agent_s)))
     if run.has_admm:
         sections.append((ADMM_TITLE, ADMM_HEADER, admm_rows(run)))
+    if run.has_clearance:
+        sections.append((CLEARANCE_TITLE, CLEARANCE_HEADER, clearance_rows(run)))
     sections += [("Days", DAY_HEADER, day_rows(run)),
                  ("Bills per participant over the run", BILL_HEADER, bill_rows(run)),
                  ("Grid limit violations", VIOLATION_HEADER, found),
