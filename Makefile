@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SCENARIO ?= faia2021
 OUT ?= results/$(SCENARIO)
 
-.PHONY: install run test bench bench-month bench-admm bench-scale bench-load fuzz lint schema compose clean
+.PHONY: install run test bench bench-month bench-admm bench-clearance bench-scale bench-load fuzz lint schema compose clean
 
 install: $(STAMP)
 
@@ -33,6 +33,9 @@ bench-month: $(STAMP)
 # Seed 001's ADMM market distributed, with and without residual balancing.
 bench-admm: $(STAMP)
 	$(BIN)/lemgrid bench antunes2024 --runs 3 --out bench_admm.json
+
+bench-clearance: $(STAMP)
+	$(BIN)/lemgrid bench fernandes2024_cigre --runs 3 --out bench_clearance.json
 
 bench-scale: $(STAMP)
 	$(BIN)/lemgrid bench --scale 90 300 1000 --runs 3
@@ -62,4 +65,4 @@ schema: $(STAMP)
 	$(BIN)/python -m scenarios.schema
 
 clean:
-	rm -rf $(VENV) results bench.json bench_month.json bench_scaling.json bench_scaling.png
+	rm -rf $(VENV) results bench.json bench_month.json bench_admm.json bench_clearance.json bench_scaling.json bench_scaling.png

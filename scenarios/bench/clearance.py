@@ -162,7 +162,7 @@ def run_clearance_bench(runs: int, info: dict, out: str, scales=(1.0, 6.0)) -> i
             r = hour_times(name, scale, runs)
             rows[f"{name}@{scale:g}"] = r
             print(f"{name:12} {buses:5d} {scale:6g} {r['hour_ms']:12.3f} "
-                  f"{r['curtailed_mwh']:14.6f} {r['infeasible_hours']:13g}")
+                  f"{abs(r['curtailed_mwh']):14.6f} {r['infeasible_hours']:13g}")
     many = bench_clearance(n_trades=1000, repeats=max(runs, 3))
     print("\nclear_trades alone (median ms; 1000 random trades of up to 0.5 MW):")
     for key, sec in many.items():
