@@ -68,7 +68,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from coordinator.mechanisms.base import RoundRecord, horizon, limit, realised, zero_settlement
+from coordinator.mechanisms.base import (
+    NETWORK_KINDS,
+    RoundRecord,
+    bilateral_clearings,
+    bilateral_settlements,
+    horizon,
+    limit,
+    peers_and_operator,
+)
 from coordinator.protocol import (
     KW_PER_MW,
     NET,
@@ -80,8 +88,7 @@ from coordinator.protocol import (
     Terms,
 )
 
-KINDS = frozenset({"prosumer", "ev", "building", "operator"})
-PEER_KINDS = ("prosumer", "ev", "building")
+KINDS = NETWORK_KINDS
 KEY = P2P  # the commodity peers trade; NET: a peer's net import, the network's consensus
 TINY_KW = 1e-6  # below this the market's quantities count as nothing
 TINY_EUR_PER_KWH = 1e-9
@@ -155,13 +162,7 @@ def trade_pairs(roster: Mapping[str, RegisterBody], peers: list[str], periods: i
 
 def init_admm(roster: Mapping[str, RegisterBody], params: ADMMParams, day: int = 0):
     periods, period_h = horizon(roster)
-    peers = [n for n, b in roster.items() if b.kind in PEER_KINDS]
-    operators = [n for n, b in roster.items() if b.kind == "operator"]
-    if len(operators) > 1:
-        raise ValueError(f"more than one operator registered: {', '.join(operators)}")
-    operator = operators[0] if operators and params.network else None
-    if params.network and operator is None:
-        raise ValueError("market.network is on but no operator agent registered")
+    peers, operator = peers_and_operator(roster, params.network)
     pairs = trade_pairs(roster, peers, periods)
     K, N = len(pairs), len(peers)
     price0 = np.zeros(periods)
@@ -403,39 +404,19 @@ def traded_eur(state: ADMMState) -> dict[str, np.ndarray]:
 def clear_admm(state: ADMMState, params: ADMMParams) -> dict[str, ClearingBody]:
     """Every peer's trades per counterparty at the pair prices, its position (net P2P
     purchase) and its average purchase price."""
-    pos, pay = positions(state), traded_eur(state)
-    out = {}
+    by_kw = {n: {} for n in state.peers}
+    by_price = {n: {} for n in state.peers}
     for name in state.peers:
-        by_kw, by_price = {}, {}
         for k, other, sign in state.partners.get(name, []):
-            by_kw[other] = (sign * state.a[k]).tolist()
-            by_price[other] = state.price[k].tolist()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            avg = np.where(np.abs(pos[name]) > 1e-9,
-                           pay[name] / (state.period_h * pos[name]), 0.0)
-        out[name] = ClearingBody(
-            quantities_kw={KEY: pos[name].tolist()},
-            prices_eur_per_kwh={KEY: avg.tolist()},
-            by_counterparty_kw={KEY: by_kw} if by_kw else None,
-            by_counterparty_price={KEY: by_price} if by_price else None,
-            position_kw=pos[name].tolist(), converged=state.converged)
-    if state.operator is not None:  # no connection: nothing to deliver
-        out[state.operator] = ClearingBody(position_kw=[0.0] * state.periods,
-                                           converged=state.converged)
-    return out
+            by_kw[name][other] = (sign * state.a[k]).tolist()
+            by_price[name][other] = state.price[k].tolist()
+    return bilateral_clearings(KEY, state.peers, state.operator, state.periods,
+                               state.period_h,
+                               positions(state), traded_eur(state), by_kw, by_price,
+                               state.converged)
 
 
 def settle_admm(state: ADMMState, params: ADMMParams, meters):
-    """The traded bill of the agreed trades; the realised power beyond the position is
-    retail (no deviation charge: the trades are physical contracts the retailer
-    balances)."""
-    pos, pay = positions(state), traded_eur(state)
-    out = {}
-    for name in state.peers:
-        realised(meters, name, pos[name])  # a peer without readings is settled as planned
-        out[name] = zero_settlement(pos[name], pay[name])
-    if state.operator is not None:
-        zero = np.zeros(state.periods)
-        out[state.operator] = zero_settlement(zero, zero)
-    return out
-
+    """The agreed trades' bill (``bilateral_settlements``)."""
+    return bilateral_settlements(state.peers, state.operator, state.periods, positions(state),
+                                 traded_eur(state))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coordinator.protocol import RegisterBody, SettlementBody
+from coordinator.protocol import ClearingBody, RegisterBody, SettlementBody
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,56 @@ def zero_settlement(position_kw: np.ndarray, traded_eur: np.ndarray) -> Settleme
     zero = np.zeros(len(position_kw))
     return SettlementBody(position_kw=position_kw.tolist(), traded_eur=traded_eur.tolist(),
                           deviation_eur=zero.tolist(), violation_eur=zero.tolist())
+
+
+# -- bilateral markets with a network operator (admm, clearance) ----------------------------
+PEER_KINDS = ("prosumer", "ev", "building")
+NETWORK_KINDS = frozenset({*PEER_KINDS, "operator"})  # peers and the network operator
+
+
+def peers_and_operator(roster: Mapping[str, RegisterBody], network: bool
+                       ) -> tuple[list[str], str | None]:
+    """The roster's peers (in roster order) and its network operator (None without
+    ``network``); a second operator, or none where the network takes part, is an error."""
+    peers = [n for n, b in roster.items() if b.kind in PEER_KINDS]
+    operators = [n for n, b in roster.items() if b.kind == "operator"]
+    if len(operators) > 1:
+        raise ValueError(f"more than one operator registered: {', '.join(operators)}")
+    operator = operators[0] if operators and network else None
+    if network and operator is None:
+        raise ValueError("market.network is on but no operator agent registered")
+    return peers, operator
+
+
+def bilateral_clearings(key: str, peers: list[str], operator: str | None, periods: int,
+                        period_h: float, pos: Mapping[str, np.ndarray], pay: Mapping[str, np.ndarray],
+                        by_kw: Mapping[str, dict], by_price: Mapping[str, dict],
+                        converged: bool) -> dict[str, ClearingBody]:
+    """Each peer's clearing of a bilateral market: its position (net purchase, kW) in
+    commodity ``key``, its average price (€/kWh), and its trades and their prices per
+    counterparty; the operator's, which delivers nothing (it has no connection)."""
+    out = {}
+    for name in peers:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avg = np.where(np.abs(pos[name]) > 1e-9, pay[name] / (period_h * pos[name]), 0.0)
+        out[name] = ClearingBody(
+            quantities_kw={key: pos[name].tolist()}, prices_eur_per_kwh={key: avg.tolist()},
+            by_counterparty_kw={key: by_kw[name]} if by_kw.get(name) else None,
+            by_counterparty_price={key: by_price[name]} if by_price.get(name) else None,
+            position_kw=pos[name].tolist(), converged=converged)
+    if operator is not None:
+        out[operator] = ClearingBody(position_kw=[0.0] * periods, converged=converged)
+    return out
+
+
+def bilateral_settlements(peers: list[str], operator: str | None, periods: int,
+                          pos: Mapping[str, np.ndarray], pay: Mapping[str, np.ndarray]
+                          ) -> dict[str, SettlementBody]:
+    """The traded bill of a bilateral market's trades; the realised power beyond the
+    position is retail (no deviation charge: the trades are physical contracts the
+    retailer balances); the operator's bill is zero."""
+    out = {name: zero_settlement(pos[name], pay[name]) for name in peers}
+    if operator is not None:
+        zero = np.zeros(periods)
+        out[operator] = zero_settlement(zero, zero)
+    return out

@@ -31,7 +31,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coordinator.mechanisms.base import RoundRecord, horizon, realised, zero_settlement
+from coordinator.mechanisms.base import (
+    NETWORK_KINDS,
+    RoundRecord,
+    bilateral_clearings,
+    bilateral_settlements,
+    horizon,
+    peers_and_operator,
+)
 from coordinator.mechanisms.matching import match_buses
 from coordinator.protocol import (
     NET,
@@ -44,8 +51,7 @@ from coordinator.protocol import (
     TradeTerms,
 )
 
-KINDS = frozenset({"prosumer", "ev", "building", "operator"})
-PEER_KINDS = ("prosumer", "ev", "building")
+KINDS = NETWORK_KINDS
 
 
 @dataclass(frozen=True)
@@ -79,13 +85,7 @@ class ClearanceState:
 
 def init_clearance(roster: Mapping[str, RegisterBody], params: ClearanceParams, day: int = 0):
     periods, period_h = horizon(roster)
-    peers = [n for n, b in roster.items() if b.kind in PEER_KINDS]
-    operators = [n for n, b in roster.items() if b.kind == "operator"]
-    if len(operators) > 1:
-        raise ValueError(f"more than one operator registered: {', '.join(operators)}")
-    operator = operators[0] if operators and params.network else None
-    if params.network and operator is None:
-        raise ValueError("market.network is on but no operator agent registered")
+    peers, operator = peers_and_operator(roster, params.network)
     state = ClearanceState(periods, period_h, peers, operator)
     return {n: SignalBody() for n in peers}, state
 
@@ -202,7 +202,8 @@ def _positions(state: ClearanceState) -> tuple[dict[str, np.ndarray], dict[str, 
 
 
 def clear_clearance(state: ClearanceState, params: ClearanceParams) -> dict[str, ClearingBody]:
-    pos, pay = _positions(state)
+    """Every participant's accepted trades per counterparty at their prices, its position
+    (net accepted purchase) and its average price."""
     by_kw: dict[str, dict[str, list[float]]] = {n: {} for n in state.peers}
     by_price: dict[str, dict[str, list[float]]] = {n: {} for n in state.peers}
     accepted = state.accepted if state.accepted is not None else np.zeros((0, state.periods))
@@ -211,31 +212,13 @@ def clear_clearance(state: ClearanceState, params: ClearanceParams) -> dict[str,
         by_kw[buyer][seller] = accepted[k].tolist()
         by_kw[seller][buyer] = (-accepted[k]).tolist()
         by_price[buyer][seller] = by_price[seller][buyer] = state.price[k].tolist()
-    out = {}
-    for name in state.peers:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            avg = np.where(np.abs(pos[name]) > 1e-9,
-                           pay[name] / (state.period_h * pos[name]), 0.0)
-        out[name] = ClearingBody(
-            quantities_kw={P2P: pos[name].tolist()}, prices_eur_per_kwh={P2P: avg.tolist()},
-            by_counterparty_kw={P2P: by_kw[name]} if by_kw[name] else None,
-            by_counterparty_price={P2P: by_price[name]} if by_price[name] else None,
-            position_kw=pos[name].tolist(), converged=state.converged)
-    if state.operator is not None:
-        out[state.operator] = ClearingBody(position_kw=[0.0] * state.periods,
-                                           converged=state.converged)
-    return out
+    pos, pay = _positions(state)
+    return bilateral_clearings(P2P, state.peers, state.operator, state.periods,
+                               state.period_h, pos, pay,
+                               by_kw, by_price, state.converged)
 
 
 def settle_clearance(state: ClearanceState, params: ClearanceParams, meters):
-    """The traded bill of the accepted trades; the realised power beyond the position is
-    retail."""
+    """The accepted trades' bill (``bilateral_settlements``)."""
     pos, pay = _positions(state)
-    out = {}
-    for name in state.peers:
-        realised(meters, name, pos[name])
-        out[name] = zero_settlement(pos[name], pay[name])
-    if state.operator is not None:
-        zero = np.zeros(state.periods)
-        out[state.operator] = zero_settlement(zero, zero)
-    return out
+    return bilateral_settlements(state.peers, state.operator, state.periods, pos, pay)
