@@ -71,14 +71,15 @@ CONTINUOUS = highspy.HighsVarType.kContinuous
 
 def connection_limits(data: AgentData) -> tuple[np.ndarray, np.ndarray]:
     """(import, export) limits at the agent's connection per period (kW): what it may buy
-    and sell through the market (an EV only while plugged in)."""
-    n = data.horizon.periods
+    and sell through the market (an EV only while plugged in). A day's data gives the day's
+    periods; a run's data (several days: the network operator's) the run's."""
+    pil = getattr(data, "pil_kw", None)
+    away = getattr(data, "away", None)
+    n = max([data.horizon.periods] + [np.size(x) for x in (pil, away) if x is not None])
     imp = np.full(n, float(data.buy_max_kw))
     exp = np.full(n, float(getattr(data, "sell_max_kw", 0.0)))
-    pil = getattr(data, "pil_kw", None)
     if pil is not None:
         exp = np.minimum(exp, pil)
-    away = getattr(data, "away", None)
     if away is not None:
         plugged = ~np.asarray(away, bool)
         imp, exp = imp * plugged, exp * plugged

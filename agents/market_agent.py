@@ -21,11 +21,13 @@ from agents.realise import Actuals, realise_period
 from agents.solver import AgentModel, agent_kind
 from agents.strategies import strategy
 from coordinator.protocol import (
+    NET,
     Clearing,
     ClearingBody,
     Meter,
     MeterBody,
     Offer,
+    OfferBody,
     Register,
     RegisterBody,
     Settlement,
@@ -64,6 +66,15 @@ def settle_schedule(day_data, kind: str, realised: dict[str, np.ndarray],
                     "" if plan is None else plan.method,
                     0.0 if plan is None else plan.solve_time_s, flows,
                     soc if day_data.battery is not None else None, cost, bill)
+
+
+def asks_planned_net(msg: Signal) -> bool:
+    """An empty ``net`` term and nothing else: "tell me your planned net demand" (a network
+    check after the market; an ADMM round's ``net`` terms carry targets and prices)."""
+    b = msg.body
+    net = b.terms.get(NET)
+    return (net is not None and len(b.terms) == 1 and not net.model_dump(exclude_none=True)
+            and not b.by_counterparty and not b.trades)
 
 
 class MarketAgent:
@@ -139,7 +150,11 @@ class MarketAgent:
         """Answer the signal with an offer (the strategy re-plans where it must)."""
         start = time.perf_counter()
         self.last_solve_s = 0.0
-        body = self.strategy.answer(self, msg)
+        if asks_planned_net(msg):
+            self.solve_if_needed()
+            body = OfferBody(quantities_kw={NET: self.planned_net_kw().tolist()})
+        else:
+            body = self.strategy.answer(self, msg)
         self.round_costs_eur[(msg.day, msg.round)] = float(self.plan.objective_eur)
         self.round_solve_s[(msg.day, msg.round)] = time.perf_counter() - start
         return Offer(sender=self.name, day=msg.day, round=msg.round, body=body)

@@ -45,7 +45,7 @@ import numpy as np
 import zmq
 
 from coordinator.auth import CurveServer, is_loopback
-from coordinator.mechanisms import get_mechanism, load_params
+from coordinator.mechanisms import Mechanism, get_mechanism, load_params
 from coordinator.protocol import (
     HEARTBEAT_EXPIRY_S,
     HEARTBEAT_INTERVAL_S,
@@ -76,7 +76,7 @@ LOG = logging.getLogger("lemgrid.coordinator.service")
 class CoordinatorService:
     """Serve one market day to agents over a ROUTER socket."""
 
-    def __init__(self, mechanism_name: str, params, roster: list[str] | None,
+    def __init__(self, mechanism_name: str | Mechanism, params, roster: list[str] | None,
                  endpoint: str = "tcp://127.0.0.1:0", log_path: Path | None = None,
                  round_deadline_s: float = ROUND_DEADLINE_S,
                  registration_timeout_s: float = REGISTRATION_TIMEOUT_S, day: int = 0,
@@ -86,7 +86,9 @@ class CoordinatorService:
                  records_path: Path | None = None, keep_log: bool = False):
         """``keep_log``: keep each day's messages in its session too (tests read them; a
         coordinator writes its log to ``log_path`` and keeps none in memory)."""
-        self.mechanism, self.params = get_mechanism(mechanism_name), params
+        self.mechanism = (mechanism_name if isinstance(mechanism_name, Mechanism)
+                          else get_mechanism(mechanism_name))
+        self.params = params
         self.keep_log = keep_log
         self.first_day, self.last_day = day, day + days - 1
         self.session = MarketSession(self.mechanism, params, day=day, keep_log=keep_log)
@@ -497,7 +499,7 @@ def build_service(args) -> CoordinatorService:
         given = {"tolerance_kw": args.tolerance_kw, "max_rounds": args.max_rounds,
                  "price_eur_per_kwh": args.price_eur_per_kwh}
         params = mech.params_type(**{k: v for k, v in given.items() if v is not None})
-    return CoordinatorService(mech.name, params, read_roster(args.roster), args.endpoint,
+    return CoordinatorService(mech, params, read_roster(args.roster), args.endpoint,
                               Path(args.log) if args.log else None, args.round_deadline_s,
                               args.registration_timeout_s, args.day,
                               curve_keys=args.curve_keys, days=args.days,

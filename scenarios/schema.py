@@ -242,6 +242,12 @@ class Market(Strict):
         "network operator clears them; 0 keeps every trade, which is what the authors' code "
         "does in effect (it builds a list filtered at 1e-5 MW = 0.01 kW, then clears the "
         "unfiltered trades)")
+    network_check: Literal["none", "clearance"] = Field(
+        "none", description="clearance: after any mechanism's market the network operator "
+        "clears its day-ahead trades against the network's DC limits, as in the clearance "
+        "market (a pooled market's positions matched by double auction); curtailed "
+        "quantities are retail. For mechanisms without the network (not clearance, nor admm "
+        "with market.network)")
 
     @field_validator("mechanism")
     @classmethod
@@ -810,6 +816,12 @@ def _check_mechanism(s: Scenario) -> list[str]:
     if s.market.mode == "centralized" and mech.name != "p2v_rules":
         return [(f"market.mode: centralized is the counterpart of p2v_rules only; "
                 f"{mech.name} has none (use decentralized)")]
+    m = s.market
+    if m.network_check != "none" and m.mode == "centralized":
+        return [f"market.network_check: {m.network_check} needs a decentralized market"]
+    if m.network_check != "none" and m.network and m.mechanism in ("admm", "clearance"):
+        return [(f"market.network_check: {m.mechanism} already has the network operator "
+                 "clear its trades (market.network); the check is for markets without it")]
     kinds = {AGENT_KIND.get(a.kind, a.kind) for a in [*s.templates, *s.agents]}
     wrong = sorted(kinds - mech.kinds)
     if not wrong:

@@ -13,8 +13,10 @@ from coordinator.mechanisms import locality as _loc
 from coordinator.mechanisms import p2g as _p2g
 from coordinator.mechanisms import p2v_rules as _p2v
 from coordinator.mechanisms.base import Mechanism, RoundRecord
+from coordinator.mechanisms.network_check import checked
 
-__all__ = ["MECHANISMS", "Mechanism", "RoundRecord", "dump_params", "get_mechanism", "load_params"]
+__all__ = ["MECHANISMS", "NETWORK_CHECKS", "Mechanism", "RoundRecord", "dump_params",
+           "get_mechanism", "load_params"]
 
 MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
     Mechanism("p2v_rules", _p2v.P2VParams, _p2v.KINDS, "limits", _p2v.init_p2v,
@@ -42,23 +44,33 @@ MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
 )}
 
 
-def get_mechanism(name: str) -> Mechanism:
+# what may follow any mechanism's market: nothing, or the network operator's clearance of
+# its trades (``coordinator.mechanisms.network_check``)
+NETWORK_CHECKS = {"none": lambda mech: mech, "clearance": checked}
+
+
+def get_mechanism(name: str, network_check: str = "none") -> Mechanism:
     try:
-        return MECHANISMS[name]
+        mech = MECHANISMS[name]
     except KeyError:
         raise KeyError(f"unknown mechanism {name!r}; known: {', '.join(MECHANISMS)}") from None
+    try:
+        return NETWORK_CHECKS[network_check](mech)
+    except KeyError:
+        raise KeyError(f"unknown network check {network_check!r}; known: "
+                       f"{', '.join(NETWORK_CHECKS)}") from None
 
 
-
-def dump_params(name: str, params) -> dict:
+def dump_params(name: str, params, network_check: str = "none") -> dict:
     """A mechanism and its parameters as JSON-ready data (for a coordinator process)."""
-    return {"mechanism": name, "params": dataclasses.asdict(params)}
+    return {"mechanism": name, "params": dataclasses.asdict(params),
+            "network_check": network_check}
 
 
 def load_params(raw: dict) -> tuple[Mechanism, object]:
     """Inverse of ``dump_params``; a one-line error for anything else."""
     try:
-        mech = get_mechanism(raw["mechanism"])
+        mech = get_mechanism(raw["mechanism"], raw.get("network_check", "none"))
         return mech, mech.params_type(**raw["params"])
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a mechanism parameter set ({exc})") from None

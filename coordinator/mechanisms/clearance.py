@@ -124,7 +124,9 @@ def match_day(net: np.ndarray, params: ClearanceParams) -> tuple[list[tuple[int,
     return list(found), np.array(kw), np.array(price)
 
 
-def _record(state: ClearanceState) -> None:
+def record_round(state: ClearanceState) -> None:
+    """Append the round's record: offered and accepted kW per period, the trades and the
+    binding limits (what ``scenarios.results.clearance`` reads)."""
     accepted = state.accepted if state.accepted is not None else np.zeros_like(state.offered)
     offered = state.offered.sum(axis=0)
     state.records.append(RoundRecord(
@@ -156,11 +158,17 @@ def step_clearance(offers, state: ClearanceState, params: ClearanceParams):
         if state.operator is None or not state.pairs:
             state.accepted = state.offered.copy()
             state.converged = True
-            _record(state)
+            record_round(state)
             return {}, state, True
-        _record(state)
-        return {state.operator: _operator_signal(state)}, state, False
-    body = offers.get(state.operator)
+        record_round(state)
+        return {state.operator: operator_signal(state)}, state, False
+    take_answer(offers.get(state.operator), state)
+    return {}, state, True
+
+
+def take_answer(body: OfferBody | None, state: ClearanceState) -> None:
+    """The operator's answer: the kW it accepts of each trade (at most what was offered)
+    and the limits that bind; no answer accepts nothing and says so. Records the round."""
     accepted = np.zeros_like(state.offered)
     if body is None or body.accepted_kw is None or len(body.accepted_kw) != len(state.pairs):
         state.stopped = (f"the operator {state.operator} did not answer the clearance; "
@@ -171,11 +179,11 @@ def step_clearance(offers, state: ClearanceState, params: ClearanceParams):
                          if t.isdigit() and int(t) < state.periods}
         state.converged = True
     state.accepted = accepted
-    _record(state)
-    return {}, state, True
+    record_round(state)
 
 
-def _operator_signal(state: ClearanceState) -> SignalBody:
+def operator_signal(state: ClearanceState) -> SignalBody:
+    """The operator's signal: the trades and every participant's quote (its net demand)."""
     trades = [TradeTerms.model_construct(seller=state.peers[s], buyer=state.peers[b],
                                          kw=state.offered[k].tolist(),
                                          price_eur_per_kwh=state.price[k].tolist())
@@ -186,11 +194,14 @@ def _operator_signal(state: ClearanceState) -> SignalBody:
                                       counterparties=None, trades=trades)
 
 
-def _positions(state: ClearanceState) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Each participant's net accepted purchase (kW) and its payment (€) per period."""
+def trade_positions(state: ClearanceState, kw: np.ndarray | None = None
+                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each participant's net accepted purchase (kW) and its payment (€) per period (of the
+    trades' quantities ``kw`` where given, e.g. those offered)."""
     pos = {n: np.zeros(state.periods) for n in state.peers}
     pay = {n: np.zeros(state.periods) for n in state.peers}
     accepted = state.accepted if state.accepted is not None else np.zeros((0, state.periods))
+    accepted = accepted if kw is None else kw
     for k, (s, b) in enumerate(state.pairs):
         euros = state.period_h * state.price[k] * accepted[k]
         seller, buyer = state.peers[s], state.peers[b]
@@ -212,7 +223,7 @@ def clear_clearance(state: ClearanceState, params: ClearanceParams) -> dict[str,
         by_kw[buyer][seller] = accepted[k].tolist()
         by_kw[seller][buyer] = (-accepted[k]).tolist()
         by_price[buyer][seller] = by_price[seller][buyer] = state.price[k].tolist()
-    pos, pay = _positions(state)
+    pos, pay = trade_positions(state)
     return bilateral_clearings(P2P, state.peers, state.operator, state.periods,
                                state.period_h, pos, pay,
                                by_kw, by_price, state.converged)
@@ -220,5 +231,5 @@ def clear_clearance(state: ClearanceState, params: ClearanceParams) -> dict[str,
 
 def settle_clearance(state: ClearanceState, params: ClearanceParams, meters):
     """The accepted trades' bill (``bilateral_settlements``)."""
-    pos, pay = _positions(state)
+    pos, pay = trade_positions(state)
     return bilateral_settlements(state.peers, state.operator, state.periods, pos, pay)

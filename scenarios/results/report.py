@@ -146,6 +146,11 @@ def round_seconds(out: Path) -> list[float] | None:
     return [r["seconds"] for r in days[0]["rounds"]] if days else None
 
 
+def _kw(value) -> str:
+    """A round's P2V total; "—" in a round without one (a network check's rounds)."""
+    return "—" if pd.isna(value) else f"{value:.3f}"
+
+
 def convergence_table(run: Run, slowest_agent_s: list[float] | None):
     """Header and one row per round of the first day. The slowest agent's time is each
     round's wall time in
@@ -155,8 +160,9 @@ def convergence_table(run: Run, slowest_agent_s: list[float] | None):
     rows = []
     for i, (rnd, r) in enumerate(figures.market_rounds(run.market).iterrows()):
         rule = "—" if pd.isna(r["rule_applied"]) else str(int(r["rule_applied"]))
-        rows.append([str(rnd), f"{r['error_kw']:.4f}", f"{r['sold_kw']:.3f}",
-                     f"{r['bought_kw']:.3f}", rule, str(int(r["limits_changed"]))]
+        changed = "—" if pd.isna(r["limits_changed"]) else str(int(r["limits_changed"]))
+        rows.append([str(rnd), f"{r['error_kw']:.4f}", _kw(r["sold_kw"]), _kw(r["bought_kw"]),
+                     rule, changed]
                     + ([f"{slowest[i]:.4f}"] if slowest else []))
     return (CONVERGENCE_HEADER if slowest else CONVERGENCE_HEADER[:-1]), rows
 

@@ -102,7 +102,9 @@ def market_frame(days: list[DayResult], periods: int) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame({"day": pd.Series(dtype=int), "round": pd.Series(dtype=int),
                              "period": pd.Series(dtype=int), "error_kw": pd.Series(dtype=float)})
-    return pd.concat(rows, ignore_index=True)
+    # a column a round left empty (e.g. P2V totals in a network check's rounds) is absent
+    # there, NaN after the concatenation, and does not decide the column's type
+    return pd.concat([r.dropna(axis=1, how="all") for r in rows], ignore_index=True)
 
 
 def rounds_frame(days: list[DayResult], community) -> pd.DataFrame:
@@ -127,8 +129,11 @@ def summary(s: Scenario, days: list[DayResult], community, agents: pd.DataFrame,
     h = s.horizon.period_minutes / 60
     decentral = bool(days) and days[0].mode == "decentralized"
     counts = {k: sum(1 for d in community if agent_kind(d) == k) for k in AGENT_KINDS}
-    last = market[market["round"] == market.groupby("day")["round"].transform("max")]
-    imbalance = last["imbalance_kw"].abs().max() if "imbalance_kw" in last else None
+    imbalance = None
+    if "imbalance_kw" in market:  # the last round that has one (a network check's have none)
+        m = market.dropna(subset=["imbalance_kw"])
+        last = m[m["round"] == m.groupby("day")["round"].transform("max")]
+        imbalance = last["imbalance_kw"].abs().max()
     return {
         "scenario": s.name,
         "mechanism": None if s.market.mechanism == "p2v_rules" and not s.market.p2v

@@ -94,7 +94,7 @@ def coordinator_argv(s: Scenario, community, out: Path, endpoint: str, first_day
     names = [d.name for d in community] + ([OPERATOR] if needs_operator(s) else [])
     roster.write_text("".join(f"{n}\n" for n in names if n not in gone))
     mech, params = mechanism_setup(s, community)
-    (out / PARAMS_FILE).write_text(json.dumps(dump_params(mech.name, params)))
+    (out / PARAMS_FILE).write_text(json.dumps(dump_params(mech.name, params, s.market.network_check)))
     rt = s.runtime
     argv = ["--params", str(out / PARAMS_FILE), "--roster", str(roster), "--endpoint", endpoint,
             "--log", str(out / "messages.jsonl"), "--records", str(out / RECORDS_DIR),

@@ -66,13 +66,16 @@ PARAMS = {"p2v_rules": _p2v, "amc": _locality, "gdrmc": _locality, "p2g": _local
 NETWORK_MECHANISMS = ("admm", "clearance")  # with a network operator unless market.network
 
 
-
 def mechanism_setup(s: Scenario, community) -> tuple[Mechanism, object]:
-    return get_mechanism(s.market.mechanism), PARAMS[s.market.mechanism](s, community)
+    """The mechanism (its trades cleared by the network operator where
+    ``market.network_check`` says so) and its parameters."""
+    return (get_mechanism(s.market.mechanism, s.market.network_check),
+            PARAMS[s.market.mechanism](s, community))
 
 
 def needs_operator(s: Scenario) -> bool:
-    return s.market.mechanism in NETWORK_MECHANISMS and s.market.network
+    return ((s.market.mechanism in NETWORK_MECHANISMS and s.market.network)
+            or s.market.network_check != "none")
 
 
 def operator_data(s: Scenario, bus_of: dict[str, int], community) -> OperatorData:
