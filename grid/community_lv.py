@@ -24,6 +24,7 @@ The day of hourly clearances (matching, then the DSO's LP) is
 import copy
 import csv
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,16 +94,23 @@ def hourly_mw(placement: Placement, profiles: Profiles, hour: int,
             {bus: load for bus in placement.load_buses})
 
 
-def community_net(net: pp.pandapowerNet, placement: Placement, profiles: Profiles, hour: int,
-                  scale: float = 1.0) -> pp.pandapowerNet:
-    """A copy of `net` whose loads and static generators are the community's for `hour`."""
+def with_injections(net: pp.pandapowerNet, load_mw: Mapping[int, float],
+                    gen_mw: Mapping[int, float]) -> pp.pandapowerNet:
+    """A copy of `net` whose only loads and static generators are `load_mw` and `gen_mw`
+    per bus, at the community's power factor."""
     out = copy.deepcopy(net)
     out.load.drop(out.load.index, inplace=True)
     out.sgen.drop(out.sgen.index, inplace=True)
     q_per_p = math.tan(math.acos(POWER_FACTOR))
-    gen, load = hourly_mw(placement, profiles, hour, scale)
-    for bus, p in load.items():
+    for bus, p in load_mw.items():
         pp.create_load(out, bus, p_mw=p, q_mvar=p * q_per_p)
-    for bus, p in gen.items():
+    for bus, p in gen_mw.items():
         pp.create_sgen(out, bus, p_mw=p, q_mvar=p * q_per_p)
     return out
+
+
+def community_net(net: pp.pandapowerNet, placement: Placement, profiles: Profiles, hour: int,
+                  scale: float = 1.0) -> pp.pandapowerNet:
+    """A copy of `net` whose loads and static generators are the community's for `hour`."""
+    gen, load = hourly_mw(placement, profiles, hour, scale)
+    return with_injections(net, load, gen)

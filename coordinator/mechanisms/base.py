@@ -97,6 +97,18 @@ def peers_and_operator(roster: Mapping[str, RegisterBody], network: bool
     return peers, operator
 
 
+def operator_clearing(periods: int, converged: bool) -> ClearingBody:
+    """The network operator's clearing: it has no connection, the market delivers it
+    nothing."""
+    return ClearingBody(position_kw=[0.0] * periods, converged=converged)
+
+
+def operator_settlement(periods: int) -> SettlementBody:
+    """The network operator's bill: zero."""
+    zero = np.zeros(periods)
+    return zero_settlement(zero, zero)
+
+
 def bilateral_clearings(key: str, peers: list[str], operator: str | None, periods: int,
                         period_h: float, pos: Mapping[str, np.ndarray], pay: Mapping[str, np.ndarray],
                         by_kw: Mapping[str, dict], by_price: Mapping[str, dict],
@@ -114,7 +126,7 @@ def bilateral_clearings(key: str, peers: list[str], operator: str | None, period
             by_counterparty_price={key: by_price[name]} if by_price.get(name) else None,
             position_kw=pos[name].tolist(), converged=converged)
     if operator is not None:
-        out[operator] = ClearingBody(position_kw=[0.0] * periods, converged=converged)
+        out[operator] = operator_clearing(periods, converged)
     return out
 
 
@@ -126,6 +138,5 @@ def bilateral_settlements(peers: list[str], operator: str | None, periods: int,
     retailer balances); the operator's bill is zero."""
     out = {name: zero_settlement(pos[name], pay[name]) for name in peers}
     if operator is not None:
-        zero = np.zeros(periods)
-        out[operator] = zero_settlement(zero, zero)
+        out[operator] = operator_settlement(periods)
     return out

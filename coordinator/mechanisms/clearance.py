@@ -100,28 +100,55 @@ def check_offer(body: OfferBody, periods: int) -> str | None:
     return None
 
 
+def quoted_net(offers, peers: list[str], periods: int) -> np.ndarray:
+    """(N, T) the participants' quoted net demand (kW; 0 for one that sent none)."""
+    net = np.zeros((len(peers), periods))
+    for i, name in enumerate(peers):
+        body = offers.get(name)
+        if body is not None and NET in body.quantities_kw:
+            net[i] = body.quantities_kw[NET]
+    return net
+
+
+class PairSeries:
+    """Trades gathered per pair (seller, buyer) in the order first seen: kW and €/kWh per
+    period."""
+
+    def __init__(self, periods: int):
+        self.periods = periods
+        self.index: dict[tuple[int, int], int] = {}
+        self.kw: list[np.ndarray] = []
+        self.price: list[np.ndarray] = []
+
+    def row(self, seller: int, buyer: int) -> int:
+        k = self.index.setdefault((seller, buyer), len(self.index))
+        if k == len(self.kw):
+            self.kw.append(np.zeros(self.periods))
+            self.price.append(np.zeros(self.periods))
+        return k
+
+    def arrays(self) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+        """(pairs, kW (K, T), €/kWh (K, T))."""
+        if not self.index:
+            return [], np.zeros((0, self.periods)), np.zeros((0, self.periods))
+        return list(self.index), np.array(self.kw), np.array(self.price)
+
+
 def match_day(net: np.ndarray, params: ClearanceParams) -> tuple[list[tuple[int, int]],
                                                                   np.ndarray, np.ndarray]:
     """(pairs (seller, buyer), matched kW (K, T), price (K, T)) of the double auction of
-    every period's quotes (participants in roster order)."""
+    every period's quotes (participants in roster order; net < 0 sells, > 0 buys)."""
     N, T = net.shape
-    found: dict[tuple[int, int], int] = {}
-    kw: list[np.ndarray] = []
-    price: list[np.ndarray] = []
+    found = PairSeries(T)
     for t in range(T):
         surplus = {i: float(-net[i, t]) for i in range(N) if net[i, t] < 0}
         deficit = {i: float(net[i, t]) for i in range(N) if net[i, t] > 0}
         for m in match_buses(surplus, deficit, params.bid_eur_per_kwh, params.ask_eur_per_kwh,
                              params.min_trade_kw):
-            k = found.setdefault((m.seller_bus, m.buyer_bus), len(found))
-            if k == len(kw):
-                kw.append(np.zeros(T))
-                price.append(np.zeros(T))
-            kw[k][t] += m.q_mw  # kW here: the matching keeps the caller's unit
-            price[k][t] = m.price_eur_per_kwh
-    if not found:
-        return [], np.zeros((0, T)), np.zeros((0, T))
-    return list(found), np.array(kw), np.array(price)
+            k = found.row(m.seller_bus, m.buyer_bus)
+            found.kw[k][t] += m.q_mw  # kW here: the matching keeps the caller's unit
+            found.price[k][t] = m.price_eur_per_kwh
+    return found.arrays()
 
 
 def record_round(state: ClearanceState) -> None:
@@ -148,13 +175,8 @@ def step_clearance(offers, state: ClearanceState, params: ClearanceParams):
     """Round 1: match the quotes (and ask the operator); round 2: take its answer."""
     state.round += 1
     if state.round == 1:
-        net = np.zeros((len(state.peers), state.periods))
-        for i, name in enumerate(state.peers):
-            body = offers.get(name)
-            if body is not None and NET in body.quantities_kw:
-                net[i] = body.quantities_kw[NET]
-        state.net = net
-        state.pairs, state.offered, state.price = match_day(net, params)
+        state.net = quoted_net(offers, state.peers, state.periods)
+        state.pairs, state.offered, state.price = match_day(state.net, params)
         if state.operator is None or not state.pairs:
             state.accepted = state.offered.copy()
             state.converged = True

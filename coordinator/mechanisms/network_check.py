@@ -30,21 +30,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coordinator.mechanisms.base import Mechanism, RoundRecord, horizon, zero_settlement
+from coordinator.mechanisms.base import (
+    Mechanism,
+    RoundRecord,
+    horizon,
+    operator_clearing,
+    operator_settlement,
+)
 from coordinator.mechanisms.clearance import (
+    ClearanceParams,
     ClearanceState,
+    PairSeries,
+    match_day,
     operator_signal,
+    quoted_net,
     record_round,
     take_answer,
     trade_positions,
 )
 from coordinator.mechanisms.clearance import check_offer as check_quantities
-from coordinator.mechanisms.matching import match_buses
 from coordinator.protocol import NET, ClearingBody, OfferBody, SettlementBody, SignalBody, Terms
 
 OPERATOR_KIND = "operator"
 MIN_TRADE_KW = 1e-9  # positions and trades below this are rounding, not trades
-POOL_PRICE_EUR_PER_KWH = 0.0  # a pooled market's trades carry one price (bills are scaled)
+# a pooled market's trades carry one price, 0 (its bills are scaled, not repriced)
+POOLED = ClearanceParams(bid_eur_per_kwh=0.0, ask_eur_per_kwh=0.0, min_trade_kw=MIN_TRADE_KW)
 
 
 @dataclass
@@ -123,11 +133,7 @@ def checked(mech: Mechanism) -> Mechanism:
 def _plan_round(offers, state: CheckState):
     """Take the planned nets, derive the trades and put them to the operator (none to put,
     or no operator: every trade stands)."""
-    net = np.zeros((len(state.participants), state.periods))
-    for i, name in enumerate(state.participants):
-        body = offers.get(name)
-        if body is not None and NET in body.quantities_kw:
-            net[i] = body.quantities_kw[NET]
+    net = quoted_net(offers, state.participants, state.periods)
     state.bilateral = any(c.by_counterparty_kw for c in state.clearings.values())
     pairs, offered, price = (bilateral_trades if state.bilateral else pooled_trades)(
         state.clearings, state.participants, state.periods)
@@ -143,27 +149,11 @@ def _plan_round(offers, state: CheckState):
     return {state.operator: operator_signal(cs)}, state, False
 
 
-def _as_trades(found: dict[tuple[int, int], int], kw: list, price: list, periods: int):
-    if not found:
-        return [], np.zeros((0, periods)), np.zeros((0, periods))
-    return list(found), np.array(kw), np.array(price)
-
-
-def _add(found, kw, price, pair, periods: int) -> int:
-    k = found.setdefault(pair, len(found))
-    if k == len(kw):
-        kw.append(np.zeros(periods))
-        price.append(np.zeros(periods))
-    return k
-
-
 def bilateral_trades(clearings: Mapping[str, ClearingBody], names: list[str], periods: int):
     """(pairs (seller, buyer), kW (K, T), €/kWh (K, T)): every positive per-counterparty
     entry of a bilateral clearing is a purchase from that counterparty."""
     index = {n: i for i, n in enumerate(names)}
-    found: dict[tuple[int, int], int] = {}
-    kw: list[np.ndarray] = []
-    price: list[np.ndarray] = []
+    found = PairSeries(periods)
     for buyer in names:
         c = clearings.get(buyer)
         for key, by in ((c.by_counterparty_kw or {}).items() if c else ()):
@@ -172,29 +162,19 @@ def bilateral_trades(clearings: Mapping[str, ClearingBody], names: list[str], pe
                 q = np.maximum(np.asarray(values, float), 0.0)
                 if seller not in index or q.max(initial=0.0) <= MIN_TRADE_KW:
                     continue
-                k = _add(found, kw, price, (index[seller], index[buyer]), periods)
-                kw[k] += np.where(q > MIN_TRADE_KW, q, 0.0)
+                k = found.row(index[seller], index[buyer])
+                found.kw[k] += np.where(q > MIN_TRADE_KW, q, 0.0)
                 p = np.asarray(prices.get(seller, np.zeros(periods)), float)
-                price[k] = np.where(q > MIN_TRADE_KW, p, price[k])
-    return _as_trades(found, kw, price, periods)
+                found.price[k] = np.where(q > MIN_TRADE_KW, p, found.price[k])
+    return found.arrays()
 
 
 def pooled_trades(clearings: Mapping[str, ClearingBody], names: list[str], periods: int):
     """The double auction of the positions, period by period (participants in roster
-    order, one price)."""
+    order, one price: ``POOLED``)."""
     pos = np.array([clearings[n].position_kw if n in clearings else np.zeros(periods)
                     for n in names], float).reshape(len(names), periods)
-    found: dict[tuple[int, int], int] = {}
-    kw: list[np.ndarray] = []
-    price: list[np.ndarray] = []
-    for t in range(periods):
-        surplus = {i: -pos[i, t] for i in range(len(names)) if pos[i, t] < -MIN_TRADE_KW}
-        deficit = {i: pos[i, t] for i in range(len(names)) if pos[i, t] > MIN_TRADE_KW}
-        for m in match_buses(surplus, deficit, POOL_PRICE_EUR_PER_KWH,
-                             POOL_PRICE_EUR_PER_KWH, MIN_TRADE_KW):
-            k = _add(found, kw, price, (m.seller_bus, m.buyer_bus), periods)
-            kw[k][t] += m.q_mw  # kW: the matching keeps the caller's unit
-    return _as_trades(found, kw, price, periods)
+    return match_day(np.where(np.abs(pos) > MIN_TRADE_KW, pos, 0.0), POOLED)
 
 
 # -- clearing and settlement less the curtailed trades -------------------------------------
@@ -228,8 +208,7 @@ def clear_checked(state: CheckState) -> dict[str, ClearingBody]:
     proportion) and, bilateral, the trades per counterparty."""
     out = dict(state.clearings)
     if state.operator is not None:  # no connection: cleared at zero, like the admm's
-        out[state.operator] = ClearingBody(position_kw=[0.0] * state.periods,
-                                           converged=state.converged)
+        out[state.operator] = operator_clearing(state.periods, state.converged)
     if state.check is None:
         return out
     curtailed, _, _ = _curtailed(state)
@@ -272,8 +251,7 @@ def settle_checked(state: CheckState, bodies: dict[str, SettlementBody]
     violation costs stand."""
     out = dict(bodies)
     if state.operator is not None:
-        zero = np.zeros(state.periods)
-        out[state.operator] = zero_settlement(zero, zero)
+        out[state.operator] = operator_settlement(state.periods)
     if state.check is None:
         return out
     curtailed, curtailed_eur, share = _curtailed(state)

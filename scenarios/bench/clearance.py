@@ -189,17 +189,13 @@ def ac_residue(network_name: str, scale: float) -> list[dict]:
     (0.99). Per hour: the curtailed MW, the DC flow through the binding transformer
     against its rating, the AC loading of every transformer and line (the highest), and
     the lowest and highest AC voltage."""
-    import copy
-    import math
-
     import pandapower as pp
 
-    from grid.community_lv import POWER_FACTOR
+    from grid.community_lv import with_injections
 
     net = load_network(network_name)
     network, placement = dc_network(net), place_community(net)
     profiles = read_profiles(DATA)
-    q_per_p = math.tan(math.acos(POWER_FACTOR))
     rows = []
     for hour in range(HOURS):
         try:
@@ -214,14 +210,8 @@ def ac_residue(network_name: str, scale: float) -> list[dict]:
         for t, q in zip(c.trades, c.accepted_mw, strict=True):
             p[t.seller_bus] = p.get(t.seller_bus, 0.0) + q
             p[t.buyer_bus] = p.get(t.buyer_bus, 0.0) - q
-        ac = copy.deepcopy(net)
-        ac.load.drop(ac.load.index, inplace=True)
-        ac.sgen.drop(ac.sgen.index, inplace=True)
-        for bus, value in p.items():
-            if value < 0:
-                pp.create_load(ac, bus, p_mw=-value, q_mvar=-value * q_per_p)
-            elif value > 0:
-                pp.create_sgen(ac, bus, p_mw=value, q_mvar=value * q_per_p)
+        ac = with_injections(net, {b: -v for b, v in p.items() if v < 0},
+                             {b: v for b, v in p.items() if v > 0})
         pp.runpp(ac)
         binding = [b for b in c.binding if b.kind == "transformer"]
         rows.append({"hour": hour, "curtailed_mw": r.offered_mw - r.accepted_mw,
