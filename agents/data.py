@@ -132,7 +132,8 @@ class OperatorData:
     constant over the day; its reactive power at the network's own load power factor
     where it comes from the network's loads), the peers' power factor, the price of
     losses over the run (€/kWh per period of every day; empty: losses are free) and the
-    model (``socp`` or ``lindistflow``)."""
+    model (``socp`` or ``lindistflow``) and the transformers' reverse-power limit (% of
+    their rating) the clearance keeps."""
 
     name: str
     horizon: Horizon
@@ -148,6 +149,7 @@ class OperatorData:
     power_factor: float = 1.0
     loss_price_eur_per_kwh: list[float] = field(default_factory=list)
     model: str = "socp"
+    reverse_flow_pct: float = 100.0  # a transformer's reverse-power limit, % of its rating
 
 
 AgentData = ProsumerData | EVData | BuildingData

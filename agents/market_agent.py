@@ -160,8 +160,16 @@ class MarketAgent:
         return Offer(sender=self.name, day=msg.day, round=msg.round, body=body)
 
     def on_clearing(self, msg: Clearing) -> Schedule:
-        """Take the day-ahead result; the plan stands (realisation follows it)."""
+        """Take the day-ahead result; the plan stands (realisation follows it) but for the
+        export caps of a network operator that curtailed the agent's sales."""
         self.clearing = msg.body
+        n = len(self.export_limit_kw)
+        for period, kw in (msg.body.export_limit_kw or {}).items():
+            t = int(period) if period.isdigit() else -1
+            if not 0 <= t < n:
+                raise ValueError(f"clearing for {self.name}: export limit for period "
+                                 f"{period!r}, outside 0-{n - 1}")
+            self.export_limit_kw[t] = min(self.export_limit_kw[t], kw)
         return self.plan
 
     def realise(self, t: int) -> Meter:

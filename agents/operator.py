@@ -110,7 +110,8 @@ class OperatorAgent:
     def dc(self):
         if self._dc is None:
             net = load_network(self.data.network, **self.data.network_options)
-            self._dc = dc_network(net, name=self.data.network)
+            self._dc = dc_network(net, name=self.data.network,
+                                  reverse_flow_pct=self.data.reverse_flow_pct)
             self._bus_ids = [int(b) for b in net.bus.index]  # the background's order
         return self._dc
 

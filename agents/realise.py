@@ -5,9 +5,11 @@ RECON (MODELS.md §E: households reschedule their batteries in real time to cut 
 penalties): flexible loads run as planned; PV and wind produce their actual availability
 less the curtailment the plan chose; the battery absorbs the difference between actual
 and forecast net demand as far as its power and energy allow, so the realised power at
-the connection tracks the planned one; renewables are curtailed only where the export
-would exceed the connection's export limit. An EV drives, charges and (V2G) discharges
-as planned.
+the connection tracks the planned one; where the export would exceed the
+period's export limit (the connection's, or a network operator's cap on curtailed sales),
+renewables are curtailed first (the plan's battery schedule stands), then, where that is
+not enough, the battery charges more or discharges less. An EV
+drives, charges and (V2G) discharges as planned, less the discharge above an export limit.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def realise_period(day_data, planned: dict[str, np.ndarray], t: int, soc_kwh: fl
     if hasattr(day_data, "trip_kwh"):  # an EV: as planned (a V2G EV's feed-in goes out)
         net = (flows.get("buy_kw", 0.0) + flows.get("p2v_kw", 0.0) - flows.get("sell_kw", 0.0)
                + flows.get("p2p_kw", 0.0))
+        if net < -export_cap_kw:  # V2G: discharge (and feed-in) less
+            cut = min(-export_cap_kw - net, flows.get("sell_kw", 0.0), flows.get("dis_kw", 0.0))
+            flows["sell_kw"] = flows.get("sell_kw", 0.0) - cut
+            flows["dis_kw"] = flows.get("dis_kw", 0.0) - cut
+            net += cut
         return _with_soc(day_data, flows, soc_kwh, h, float(day_data.trip_kwh[t]), net)
     extra = actual["load_kw"] - float(day_data.load_kw[t])
     flows["load_kw"] = actual["load_kw"]
@@ -70,6 +77,9 @@ def realise_period(day_data, planned: dict[str, np.ndarray], t: int, soc_kwh: fl
     net = _net(flows)
     if net < -export_cap_kw:
         net += _curtail(flows, -export_cap_kw - net)
+    if net < -export_cap_kw:
+        _track_with_battery(day_data, flows, soc_kwh, net + export_cap_kw, h)
+        net = _net(flows)
     return _with_soc(day_data, flows, soc_kwh, h, 0.0, net)
 
 

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 # Timing (seconds). Name the base constants, derive the rest.
 HEARTBEAT_INTERVAL_S = 1.0
@@ -138,6 +138,10 @@ class ClearingBody(_Body):
     by_counterparty_price: dict[Key, dict[Key, Series]] | None = None  # their prices
     position_kw: Series
     converged: bool
+    export_limit_kw: dict[Key, Annotated[float, Field(ge=0, le=MAX_KW, allow_inf_nan=False)]] \
+        | None = Field(None, max_length=100_000, description="the most the agent may feed into "
+                       "the network (kW) in the periods (their index) where the network "
+                       "operator curtailed its sales; elsewhere its own limits hold")
 
 
 class MeterBody(_Body):

@@ -10,8 +10,11 @@ The DSO receives trades t = (s_t, d_t, q_t) and accepts a fraction x_t of each:
     p_i(x) = p⁰_i + Σ_{t: s_t = i} q_t·x_t − Σ_{t: d_t = i} q_t·x_t = Σ_j b_ij (θ_i − θ_j)
                                                    for every node i but the slack's,
     |b_k (θ_f − θ_t)| ≤ (V_f·V_t / X_k)·sin 30°      for every line k,
-    |b_k (θ_hv − θ_lv)| ≤ sn_mva_k                    for every transformer k,
+    −r_k·sn_mva_k ≤ b_k (θ_hv − θ_lv) ≤ sn_mva_k       for every transformer k,
     |θ_f − θ_t| ≤ π/6                                 for every branch, θ_slack = 0.
+
+r_k ∈ [0, 1] is the share of its rating a transformer may feed back from its LV to its HV
+side (a DSO's reverse-power limit; 1, the paper's symmetric capacity, by default).
 
 p⁰ is the base (background) injection: the paper's "baseline without P2P", which the
 authors' code builds (``correct_baseline``) as each bus's generation minus what it sold
@@ -97,11 +100,32 @@ class Branch:
     to_bus: int  # line to_bus, trafo lv_bus
     b_mw_per_rad: float
     capacity_mw: float
+    reverse_mw: float = math.inf  # the most it may carry to_bus → from_bus, if tighter
 
     @property
     def limit_mw(self) -> float:
         """The tighter of the capacity and the angle limit, as a flow."""
         return min(self.capacity_mw, self.b_mw_per_rad * ANGLE_LIMIT_RAD)
+
+    @property
+    def lower_mw(self) -> float:
+        """The most negative flow allowed (to_bus → from_bus: a transformer's reverse flow)."""
+        return -min(self.limit_mw, self.reverse_mw)
+
+    def over_mw(self, flow_mw: float) -> float:
+        """How far ``flow_mw`` lies outside [lower_mw, limit_mw] (≤ 0 inside)."""
+        return max(flow_mw - self.limit_mw, self.lower_mw - flow_mw)
+
+    def limit_kind(self, flow_mw: float) -> str:
+        """The limit a flow in this direction meets: "reverse" (a transformer fed back
+        beyond its reverse limit), "angle" or the branch's kind (its capacity)."""
+        if flow_mw < 0 and self.reverse_mw < self.limit_mw:
+            return "reverse"
+        angle = self.b_mw_per_rad * ANGLE_LIMIT_RAD
+        return "angle" if angle < self.capacity_mw else self.kind
+
+    def limit_for(self, flow_mw: float) -> float:
+        return -self.lower_mw if flow_mw < 0 else self.limit_mw
 
     @property
     def label(self) -> str:
@@ -132,7 +156,8 @@ class DcNetwork:
 
 @dataclass(frozen=True)
 class Binding:
-    """A limit the clearance meets: kind "line", "transformer" (capacity) or "angle"."""
+    """A limit the clearance meets: kind "line", "transformer" (capacity), "reverse" (a
+    transformer's reverse-power limit) or "angle"."""
 
     kind: str
     branch: Branch
@@ -182,8 +207,12 @@ class ClearanceLP:
     label: str
 
 
-def dc_network(net: pp.pandapowerNet, name: str | None = None) -> DcNetwork:
-    """The switch-aware DC model of a pandapower net (module docstring, "Topology")."""
+def dc_network(net: pp.pandapowerNet, name: str | None = None,
+               reverse_flow_pct: float = 100.0) -> DcNetwork:
+    """The switch-aware DC model of a pandapower net (module docstring, "Topology");
+    transformers may feed back ``reverse_flow_pct`` % of their rating (r_k)."""
+    if not 0 <= reverse_flow_pct <= 100:
+        raise ValueError(f"reverse_flow_pct must be in [0, 100], got {reverse_flow_pct}")
     name = name or net.name or "net"
     for table, what in UNSUPPORTED.items():
         if table in net and len(net[table]) and net[table]["in_service"].astype(bool).any():
@@ -199,7 +228,7 @@ def dc_network(net: pp.pandapowerNet, name: str | None = None) -> DcNetwork:
         groups.setdefault(_root(parent, bus), []).append(bus)
     node_buses = tuple(tuple(groups[r]) for r in sorted(groups))
     bus_node = {b: k for k, group in enumerate(node_buses) for b in group}
-    branches = [br for br in _lines(net, bus_node) + _trafos(net, bus_node)
+    branches = [br for br in _lines(net, bus_node) + _trafos(net, bus_node, reverse_flow_pct)
                 if bus_node[br.from_bus] != bus_node[br.to_bus]]
     slack = _slack(net, name, bus_node)
     network = DcNetwork(name, bus_node, node_buses, slack, tuple(branches),
@@ -244,7 +273,8 @@ def _lines(net: pp.pandapowerNet, bus_node: dict[int, int]) -> list[Branch]:
     return out
 
 
-def _trafos(net: pp.pandapowerNet, bus_node: dict[int, int]) -> list[Branch]:
+def _trafos(net: pp.pandapowerNet, bus_node: dict[int, int],
+            reverse_flow_pct: float = 100.0) -> list[Branch]:
     opened, out = _opened(net, "t"), []
     for k, row in net.trafo.iterrows():
         a, b = int(row["hv_bus"]), int(row["lv_bus"])
@@ -255,7 +285,8 @@ def _trafos(net: pp.pandapowerNet, bus_node: dict[int, int]) -> list[Branch]:
         if not x_pu > 0:
             raise ValueError(f"transformer {k} (bus {a}-{b}) has no positive reactance")
         sn_mva = float(row["sn_mva"]) * float(row["parallel"])
-        out.append(Branch("transformer", int(k), a, b, sn_mva / x_pu, sn_mva))
+        reverse = sn_mva * reverse_flow_pct / 100.0 if reverse_flow_pct < 100 else math.inf
+        out.append(Branch("transformer", int(k), a, b, sn_mva / x_pu, sn_mva, reverse))
     return out
 
 
@@ -347,15 +378,16 @@ def define_clearance(network: DcNetwork, trades: Sequence[Trade],
     flows = sp.hstack([_branch_rows(network)[:, keep],
                        sp.csr_matrix((len(network.branches), len(trades)))])
     a = sp.vstack([balance, flows]).tocsc()
-    limit = np.array([br.limit_mw for br in network.branches])
+    upper = np.array([br.limit_mw for br in network.branches])
+    lower = np.array([br.lower_mw for br in network.branches])
     q = np.array([t.q_mw for t in trades])
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
     lp.col_cost_ = np.concatenate([np.zeros(len(keep)), np.ones(len(trades))])
     lp.col_lower_ = np.concatenate([np.full(len(keep), -highspy.kHighsInf), np.zeros(len(q))])
     lp.col_upper_ = np.concatenate([np.full(len(keep), highspy.kHighsInf), q])
-    lp.row_lower_ = np.concatenate([p0[keep], -limit])
-    lp.row_upper_ = np.concatenate([p0[keep], limit])
+    lp.row_lower_ = np.concatenate([p0[keep], lower])
+    lp.row_upper_ = np.concatenate([p0[keep], upper])
     lp.sense_ = highspy.ObjSense.kMaximize
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = a.indptr, a.indices, a.data
@@ -392,16 +424,11 @@ def base_flows_mw(network: DcNetwork, p_mw: np.ndarray) -> tuple[np.ndarray, np.
 def _infeasible_message(lp: ClearanceLP) -> str:
     where = f"{lp.label}: " if lp.label else ""
     flows, _ = base_flows_mw(lp.network, lp.p0_mw)
-    over = [f"{br.label} carries {f:.6g} MW, over its {_limit_kind(br)} limit "
-            f"{br.limit_mw:.6g} MW" for br, f in zip(lp.network.branches, flows)
-            if abs(f) > br.limit_mw + BINDING_TOL_MW]
+    over = [f"{br.label} carries {f:.6g} MW, over its {br.limit_kind(f)} limit "
+            f"{br.limit_for(f):.6g} MW" for br, f in zip(lp.network.branches, flows)
+            if br.over_mw(f) > BINDING_TOL_MW]
     return (f"{where}network {lp.network.name} is overloaded by its base injections alone "
             f"(every trade refused): " + ("; ".join(over) or "no single branch; numerical"))
-
-
-def _limit_kind(branch: Branch) -> str:
-    angle = branch.b_mw_per_rad * ANGLE_LIMIT_RAD
-    return "angle" if angle < branch.capacity_mw else branch.kind
 
 
 def extract_clearance(lp: ClearanceLP, solve_time_s: float = 0.0) -> Clearance:
@@ -417,9 +444,9 @@ def extract_clearance(lp: ClearanceLP, solve_time_s: float = 0.0) -> Clearance:
     x = np.divide(accepted, q, out=np.ones(n_t), where=q > 0)
     flows = _branch_rows(network) @ theta
     duals = np.asarray(solution.row_dual)[len(keep):]
-    binding = tuple(Binding(_limit_kind(br), br, float(f), br.limit_mw, abs(float(y)))
+    binding = tuple(Binding(br.limit_kind(f), br, float(f), br.limit_for(f), abs(float(y)))
                     for br, f, y in zip(network.branches, flows, duals)
-                    if abs(f) >= br.limit_mw - BINDING_TOL_MW)
+                    if br.over_mw(f) >= -BINDING_TOL_MW)
     return Clearance(lp.trades, x, accepted, flows, theta, float(-lp.p0_mw.sum()), binding,
                      solve_time_s)
 

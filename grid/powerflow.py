@@ -3,7 +3,9 @@
 `GridModel` owns a private copy of a net, adds one pandapower `load` per agent (p_mw is
 the agent's net consumption, negative when it exports) and optionally one background
 load per bus, and runs one Newton-Raphson power flow per `step`. A power flow that does
-not converge is recorded (`converged=False`, NaN arrays) and the model goes on.
+not converge is recorded (`converged=False`, NaN arrays) and the model goes on. Bus
+voltages, line loadings and the two-winding transformers' loading and power flow (reverse
+flow from the LV to the HV side included) are checked against `GridLimits`.
 """
 
 import copy
@@ -25,21 +27,27 @@ from pandapower.powerflow import LoadflowNotConverged
 RUNPP_OPTIONS = {"algorithm": "nr", "calculate_voltage_angles": False, "numba": False,
                  "tolerance_mva": 1e-10}
 BRANCH_TABLES = ("res_line", "res_trafo", "res_trafo3w", "res_impedance")
+REVERSE_TOLERANCE_MW = 1e-9  # a reverse flow counts as a violation above its limit + this
 
 
 @dataclass(frozen=True)
 class GridLimits:
-    """Operating limits the violation counts are checked against."""
+    """Operating limits the violation counts are checked against. `max_reverse_pct`: the
+    most active power a two-winding transformer may feed back from its LV to its HV side,
+    in % of its rating (sn_mva × parallel)."""
 
     v_min_pu: float = 0.95
     v_max_pu: float = 1.05
     max_loading_pct: float = 100.0
+    max_reverse_pct: float = 100.0
 
     def __post_init__(self):
         if not 0 < self.v_min_pu < self.v_max_pu:
             raise ValueError(f"need 0 < v_min_pu < v_max_pu, got {self.v_min_pu}, {self.v_max_pu}")
         if self.max_loading_pct <= 0:
             raise ValueError(f"max_loading_pct must be positive, got {self.max_loading_pct}")
+        if not 0 <= self.max_reverse_pct <= 100:
+            raise ValueError(f"max_reverse_pct must be in [0, 100], got {self.max_reverse_pct}")
 
     def count_voltage(self, vm_pu: np.ndarray) -> int:
         """Buses outside [v_min_pu, v_max_pu]; NaN (not solved) is no violation."""
@@ -49,10 +57,23 @@ class GridLimits:
         """Lines loaded above max_loading_pct; NaN is no violation."""
         return int(np.count_nonzero(loading_pct > self.max_loading_pct))
 
+    def count_trafos(self, loading_pct: np.ndarray, p_mw: np.ndarray,
+                     rating_mva: np.ndarray) -> int:
+        """Transformers loaded above max_loading_pct or feeding back more than
+        max_reverse_pct % of their rating: −p_mw (MW delivered into the LV network,
+        negative in reverse flow) above max_reverse_pct/100 · rating_mva (MVA, sn_mva ×
+        parallel) + REVERSE_TOLERANCE_MW. NaN is no violation."""
+        reverse_limit_mw = self.max_reverse_pct / 100.0 * rating_mva + REVERSE_TOLERANCE_MW
+        return int(np.count_nonzero((loading_pct > self.max_loading_pct)
+                                    | (-p_mw > reverse_limit_mw)))
+
 
 @dataclass(frozen=True)
 class PeriodResult:
-    """One period's power flow; arrays are NaN and counts 0 when it did not converge."""
+    """One period's power flow; arrays are NaN and counts 0 when it did not converge.
+    `trafo_p_mw` is the active power each transformer delivers into its LV network at its
+    LV terminal (MW, −res_trafo.p_lv_mw): positive when the LV network imports, negative
+    in reverse flow."""
 
     period: int
     converged: bool
@@ -62,6 +83,14 @@ class PeriodResult:
     line_violations: int
     losses_kw: float
     p_slack_kw: float
+    trafo_p_mw: np.ndarray  # per two-winding transformer, in net.trafo order
+    trafo_loading_pct: np.ndarray  # per two-winding transformer, in net.trafo order
+    trafo_violations: int
+
+
+def trafo_rating_mva(net: pp.pandapowerNet) -> np.ndarray:
+    """Each two-winding transformer's rating (MVA, sn_mva × parallel), in net.trafo order."""
+    return (net.trafo["sn_mva"] * net.trafo["parallel"]).to_numpy(dtype=float)
 
 
 def _background_array(background_kw, n_bus: int) -> np.ndarray | None:
@@ -100,6 +129,7 @@ class GridModel:
         self._q_per_p = math.tan(math.acos(power_factor))
         self._background_kw = _background_array(background_kw, len(self.net.bus))
         self._n_own = len(self.net.load)
+        self.trafo_rating_mva = trafo_rating_mva(self.net)
         self._add_loads(bus_of)
         self._init = "flat"
 
@@ -123,6 +153,10 @@ class GridModel:
     @property
     def line_ids(self) -> list[int]:
         return [int(line) for line in self.net.line.index]
+
+    @property
+    def trafo_ids(self) -> list[int]:
+        return [int(trafo) for trafo in self.net.trafo.index]
 
     def _added_p_kw(self, period: int, p_kw: Mapping[str, float]) -> np.ndarray:
         """kW of the added loads in creation order: agents, then background per bus."""
@@ -161,12 +195,16 @@ class GridModel:
         return self._converged(period)
 
     def _failed(self, period: int) -> PeriodResult:
+        n_trafo = len(self.net.trafo)
         return PeriodResult(period, False, np.full(len(self.net.bus), np.nan),
-                            np.full(len(self.net.line), np.nan), 0, 0, math.nan, math.nan)
+                            np.full(len(self.net.line), np.nan), 0, 0, math.nan, math.nan,
+                            np.full(n_trafo, np.nan), np.full(n_trafo, np.nan), 0)
 
     def _converged(self, period: int) -> PeriodResult:
         vm_pu = self.net.res_bus["vm_pu"].to_numpy(dtype=float).copy()
         loading_pct = self.net.res_line["loading_percent"].to_numpy(dtype=float).copy()
+        trafo_p_mw = -self.net.res_trafo["p_lv_mw"].to_numpy(dtype=float)
+        trafo_loading_pct = self.net.res_trafo["loading_percent"].to_numpy(dtype=float).copy()
         lim = self.limits
         losses_mw = sum(float(self.net[table]["pl_mw"].sum()) for table in BRANCH_TABLES
                         if table in self.net and len(self.net[table]))
@@ -175,7 +213,10 @@ class GridModel:
             voltage_violations=lim.count_voltage(vm_pu),
             line_violations=lim.count_lines(loading_pct),
             losses_kw=losses_mw * 1000.0,
-            p_slack_kw=float(self.net.res_ext_grid["p_mw"].sum()) * 1000.0)
+            p_slack_kw=float(self.net.res_ext_grid["p_mw"].sum()) * 1000.0,
+            trafo_p_mw=trafo_p_mw, trafo_loading_pct=trafo_loading_pct,
+            trafo_violations=lim.count_trafos(trafo_loading_pct, trafo_p_mw,
+                                              self.trafo_rating_mva))
 
 
 def bus_table(results: list[PeriodResult], bus_ids: list[int] | None = None):
@@ -186,6 +227,17 @@ def bus_table(results: list[PeriodResult], bus_ids: list[int] | None = None):
 def line_table(results: list[PeriodResult], line_ids: list[int] | None = None):
     """Long table `period, line, loading_pct` (NaN where the period did not converge)."""
     return _long_table(results, "loading_pct", "line", line_ids)
+
+
+def trafo_table(results: list[PeriodResult], trafo_ids: list[int] | None = None):
+    """Long table `period, trafo, p_kw, loading_pct`: p_kw is the power the transformer
+    delivers into its LV network (kW, negative in reverse flow); NaN where the period did
+    not converge."""
+    power = _long_table(results, "trafo_p_mw", "trafo", trafo_ids)
+    loading = _long_table(results, "trafo_loading_pct", "trafo", trafo_ids)
+    return pd.DataFrame({"period": power["period"], "trafo": power["trafo"],
+                         "p_kw": power["trafo_p_mw"] * 1000.0,
+                         "loading_pct": loading["trafo_loading_pct"]})
 
 
 def _long_table(results: list[PeriodResult], attr: str, key: str, ids: list[int] | None):
@@ -203,14 +255,26 @@ def _long_table(results: list[PeriodResult], attr: str, key: str, ids: list[int]
 
 
 def grid_summary(results: list[PeriodResult], limits: GridLimits, network_name: str,
-                 period_h: float = 0.25) -> dict:
+                 period_h: float = 0.25, trafo_rating_mva=()) -> dict:
     """The `grid` block of summary.json: observed extremes over the converged periods (None
     if none converged), violation counts summed over periods, recounted against `limits`,
     and the network's losses over the converged periods (kWh; periods of ``period_h``).
+    ``trafo_rating_mva``: each transformer's rating (`trafo_rating_mva(net)`), which the
+    reverse-flow recount needs. `max_reverse_flow_kw` is the largest power fed back
+    through a transformer (0.0 if none ever was; None without transformers).
     """
+    rating = np.asarray(trafo_rating_mva, dtype=float)
+    wrong = sorted({len(r.trafo_p_mw) for r in results} - {len(rating)})
+    if wrong:
+        raise ValueError(f"trafo_rating_mva has {len(rating)} transformers, the results "
+                         f"{wrong[0]}")
     ok = [result for result in results if result.converged]
-    vm_pu = np.concatenate([result.vm_pu for result in ok]) if ok else np.array([])
-    loading = np.concatenate([result.loading_pct for result in ok]) if ok else np.array([])
+
+    def joined(attr: str) -> np.ndarray:
+        return np.concatenate([getattr(result, attr) for result in ok]) if ok else np.array([])
+    vm_pu, loading = joined("vm_pu"), joined("loading_pct")
+    trafo_p_mw, trafo_loading = joined("trafo_p_mw"), joined("trafo_loading_pct")
+    reverse_mw = _nan_extreme(np.nanmax, -trafo_p_mw)
     return {
         "network": network_name,
         "v_min_pu": _nan_extreme(np.nanmin, vm_pu),
@@ -218,6 +282,10 @@ def grid_summary(results: list[PeriodResult], limits: GridLimits, network_name: 
         "max_loading_pct": _nan_extreme(np.nanmax, loading),
         "voltage_violations": limits.count_voltage(vm_pu),
         "line_violations": limits.count_lines(loading),
+        "max_trafo_loading_pct": _nan_extreme(np.nanmax, trafo_loading),
+        "max_reverse_flow_kw": None if reverse_mw is None else max(0.0, reverse_mw) * 1000.0,
+        "trafo_violations": limits.count_trafos(trafo_loading, trafo_p_mw,
+                                                np.tile(rating, len(ok))),
         "pf_failures": len(results) - len(ok),
         "losses_kwh": float(np.nansum([r.losses_kw for r in ok]) * period_h) if ok else None,
     }

@@ -4,7 +4,9 @@ One `Grid` entity per simulator. Every agent entity connects its `p_kw` (net con
 negative when exporting) to the Grid's `p_kw`; mosaik delivers them as
 ``{"<sid>.<eid>": value}`` and the agent name is the part after the last ".", so **agent
 entity ids must equal the agent names used in `bus_of`**. Outputs per period: `vm_pu`
-(list per bus), `loading_pct` (list per line), violation counts, `converged`, `losses_kw`,
+(list per bus), `loading_pct` (list per line), `trafo_p_mw` (list per two-winding
+transformer: MW delivered into its LV network, negative in reverse flow),
+`trafo_loading_pct` (list per transformer), violation counts, `converged`, `losses_kw`,
 `p_slack_kw`. Values of a period whose power flow failed are None (JSON has no NaN).
 
 The network's own published loads (e.g. case33bw's 3.7 MW) are dropped unless
@@ -26,8 +28,9 @@ from grid.powerflow import GridLimits, GridModel, PeriodResult, grid_summary
 
 DEFAULT_PERIOD_S = 900
 GRID_EID = "grid"
-OUTPUT_ATTRS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations",
-                "converged", "losses_kw", "p_slack_kw"]
+OUTPUT_ATTRS = ["vm_pu", "loading_pct", "trafo_p_mw", "trafo_loading_pct",
+                "voltage_violations", "line_violations", "trafo_violations", "converged",
+                "losses_kw", "p_slack_kw"]
 META = {
     "api_version": "3.0",
     "type": "time-based",
@@ -127,8 +130,11 @@ class GridSimulator(mosaik_api_v3.Simulator):
         return {
             "vm_pu": _json_list(result.vm_pu),
             "loading_pct": _json_list(result.loading_pct),
+            "trafo_p_mw": _json_list(result.trafo_p_mw),
+            "trafo_loading_pct": _json_list(result.trafo_loading_pct),
             "voltage_violations": result.voltage_violations,
             "line_violations": result.line_violations,
+            "trafo_violations": result.trafo_violations,
             "converged": result.converged,
             "losses_kw": _json_float(result.losses_kw),
             "p_slack_kw": _json_float(result.p_slack_kw),
@@ -137,7 +143,8 @@ class GridSimulator(mosaik_api_v3.Simulator):
     def get_summary(self) -> dict:
         """Extra method: the summary.json `grid` block over every period run so far."""
         return grid_summary(self.results, self.model.limits, self.network_name,
-                            self.period_ticks * self.time_resolution / 3600)
+                            self.period_ticks * self.time_resolution / 3600,
+                            self.model.trafo_rating_mva)
 
 
 def main():

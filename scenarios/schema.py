@@ -289,6 +289,11 @@ class GridConfig(Strict):
     v_min_pu: float = Field(0.95, gt=0)
     v_max_pu: float = Field(1.05, gt=0)
     max_loading_pct: float = Field(100.0, gt=0)
+    reverse_flow_pct: float = Field(
+        100.0, ge=0, le=100, description="the most active power a transformer may feed back "
+        "from its LV to its HV side, % of its sn_mva (a DSO's reverse-power limit; 100: as "
+        "forward); the AC check counts a period above it as a transformer violation and the "
+        "network operator's clearance keeps trades below it")
     power_factor: float = Field(1.0, gt=0, le=1)
 
     @model_validator(mode="after")

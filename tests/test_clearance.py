@@ -146,6 +146,35 @@ def test_transformer_capacity_curtails_a_trade_from_the_mv_bus():
     assert result.flow_mw[0] == pytest.approx(0.25, abs=1e-9)
 
 
+def test_reverse_limit_curtails_a_trade_up_through_the_transformer():
+    """The same transformer with a 20 % reverse-power limit: it may carry 0.25 MW from bus 0
+    to bus 1 but only 0.2·0.25 = 0.05 MW back. Bus 1 sells 0.08 MW to a buyer on bus 0,
+    over a base of 0.01 MW fed back: the flow 0 → 1 is −0.01 − 0.08·x ≥ −0.05, so x = 0.5;
+    the forward capacity and the angle limit are far away."""
+    network = dc_network(trafo_net(0.25, 4.0, 0.96), reverse_flow_pct=20)
+    result = clear_trades(network, [Trade(1, 0, 0.08)], {1: 0.01})
+    assert result.x[0] == pytest.approx(0.5, abs=1e-9)
+    assert result.flow_mw[0] == pytest.approx(-0.05, abs=1e-9)
+    (bind,) = result.binding
+    assert bind.label == "reverse limit of transformer 0 (bus 0-1)"
+    assert bind.limit_mw == pytest.approx(0.05)
+    assert bind.shadow_mw_per_mw == pytest.approx(1.0, abs=1e-9)  # a MW more back: a MW more
+    # forward flows keep the whole rating: 0.2 MW drawn plus 0.04 MW bought from bus 0
+    forward = clear_trades(network, [Trade(0, 1, 0.04)], {1: -0.2})
+    assert forward.x[0] == pytest.approx(1.0) and forward.binding == ()
+
+
+def test_zero_reverse_limit_makes_a_feeding_base_infeasible_and_is_validated():
+    """reverse_flow_pct 0: no reverse flow at all; a base that feeds 0.01 MW back overloads
+    the transformer before any trade. Outside [0, 100] the percentage is refused."""
+    network = dc_network(trafo_net(0.25, 4.0, 0.96), reverse_flow_pct=0)
+    with pytest.raises(ClearanceInfeasible, match=r"carries -0\.01 MW, over its reverse "
+                       r"limit 0 MW"):
+        clear_trades(network, [Trade(1, 0, 0.01)], {1: 0.01})
+    with pytest.raises(ValueError, match=r"reverse_flow_pct must be in \[0, 100\], got 120"):
+        dc_network(trafo_net(0.25, 4.0, 0.96), reverse_flow_pct=120)
+
+
 def test_base_overload_is_an_error_naming_the_hour_and_the_branch():
     """0.3 MW drawn at bus 1 through a 0.25 MVA transformer: infeasible even at x = 0."""
     network = dc_network(trafo_net(0.25, 4.0, 0.96))

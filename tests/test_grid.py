@@ -227,7 +227,8 @@ def test_tables_and_summary():
     assert buses["bus"].tolist()[:11] == list(range(11))
     summary = grid_summary(results, GridLimits(v_min_pu=0.99), "feeder11")
     assert set(summary) == {"network", "v_min_pu", "v_max_pu", "max_loading_pct",
-                            "voltage_violations", "line_violations", "pf_failures",
+                            "voltage_violations", "line_violations", "max_trafo_loading_pct",
+                            "max_reverse_flow_kw", "trafo_violations", "pf_failures",
                             "losses_kwh"}
     # 3 equal quarter-hour periods: 3 × losses_kw / 4
     assert summary["losses_kwh"] == pytest.approx(3 * results[0].losses_kw / 4, rel=1e-12)

@@ -63,7 +63,8 @@ def test_rules_applied_in_order(tiny_b):
 
 
 RESULT_FILES = ("summary.json", "config.yaml", "agents.parquet", "market.parquet",
-                "grid_bus.parquet", "grid_line.parquet", "messages.jsonl", "report.md")
+                "grid_bus.parquet", "grid_line.parquet", "grid_trafo.parquet", "messages.jsonl",
+                "report.md")
 
 
 def test_distributed_run_equals_inprocess_on_feeder11(tmp_path):

@@ -15,6 +15,7 @@ from coordinator.mechanisms.network_check import bilateral_trades, checked
 from coordinator.mechanisms.p2v_rules import P2VParams
 from coordinator.protocol import (
     NET,
+    Clearing,
     ClearingBody,
     Meter,
     MeterBody,
@@ -100,12 +101,16 @@ def test_pooled_positions_matched_and_curtailed_by_hand():
     np.testing.assert_allclose(record.per_period["accepted_kw"], [2, 1])
     assert json.loads(record.scalars["binding"]) == {"0": ["trafo 0"]}
     assert [r.round for r in session.state.records] == [1, 2, 3]
+    # A quoted 3 kW of export in period 0 and lost 1 kW of sales: it may feed in 2 kW there
+    caps = {n: c.export_limit_kw for n, c in session.clearings.items()}
+    assert caps == {"A": {"0": 2.0}, "B": None, "C": None, "operator": None}
 
 
 def test_operator_accepting_everything_changes_nothing():
     session = _p2v_day([[2.0, 1.0], [1.0, 0.0]])
     assert session.clearings["A"].position_kw == [-3.0, -1.0]
     assert session.clearings["B"].position_kw == [2.0, 1.0]
+    assert all(c.export_limit_kw is None for c in session.clearings.values())
 
 
 def test_bilateral_trades_from_by_counterparty():
@@ -145,6 +150,29 @@ def test_plan_round_answered_by_a_market_agent_without_replanning():
     assert offer.body.quantities_kw == {NET: agent.planned_net_kw().tolist()}
     assert not asks_planned_net(Signal(sender="coordinator",
                                        body=SignalBody(terms={NET: Terms(target_kw=[0.0])})))
+
+
+def test_market_agent_takes_the_operators_export_caps():
+    """A clearing's export caps lower the agent's export limit in those periods only (the
+    tighter of its own and the operator's), and realisation keeps to them; a cap for a
+    period the day lacks is an error naming it."""
+    s = load_scenario(SCENARIOS / "tiny.yaml")
+    agent = MarketAgent(build_community(s)[0], "limits")
+    agent.register(0)
+    agent.solve_if_needed()
+    own = agent.export_limit_kw.copy()
+    t = int(np.argmin(agent.planned_net_kw()))  # its largest planned export
+    assert -agent.planned_net_kw()[t] > 0.25
+    clearing = ClearingBody(position_kw=[0.0] * 96, converged=True,
+                            export_limit_kw={str(t): 0.25, "1": 1e6})
+    agent.on_clearing(Clearing(sender="coordinator", body=clearing))
+    expected = own.copy()
+    expected[t] = min(own[t], 0.25)
+    np.testing.assert_array_equal(agent.export_limit_kw, expected)
+    assert agent.realise(t).body.p_kw >= -0.25 - 1e-9
+    with pytest.raises(ValueError, match=r"export limit for period '96', outside 0-95"):
+        agent.on_clearing(Clearing(sender="coordinator", body=ClearingBody(
+            position_kw=[0.0] * 96, converged=True, export_limit_kw={"96": 1.0})))
 
 
 def test_check_refused_where_the_network_already_takes_part(tmp_path):
@@ -245,3 +273,38 @@ def test_locality_market_checked_curtails_what_the_clearance_market_does(tmp_pat
     assert checked_run["market"]["curtailed_kwh"] == pytest.approx(38.6736, abs=1e-4)
     a, b = (pd.read_parquet(tmp_path / d / "clearance.parquet") for d in ("amc", "clearance"))
     np.testing.assert_allclose(a["accepted_mw"], b["accepted_mw"], atol=1e-9)
+
+
+def test_faia2021_on_cigre_lv_the_check_removes_the_reverse_flows_the_trades_cause(tmp_path):
+    """faia2021_cigre.yaml: the P2V community on CIGRE LV under a 1 % reverse-power limit
+    (5, 1.5 and 3 kW for the 0.5, 0.15 and 0.3 MVA transformers). The second method is the
+    AC power flow of the realised powers. Without the check the trades that cross feeders
+    feed the selling feeders' transformers back beyond the limit; with it the operator's
+    DC clearance curtails them, the sellers feed in only what it accepted, and the AC
+    reverse flow stays within 5 kW (AC losses only lower it). What is left are forward
+    overloads of the commercial transformer at 23:15-23:45 from the EVs' night charging,
+    which no trade causes and the operator names (period 95: infeasible from the loads)."""
+    runs = {}
+    for check in ("none", "clearance"):
+        s = load_scenario(SCENARIOS / "faia2021_cigre.yaml",
+                          ["runtime.kind=inprocess", f"market.network_check={check}"])
+        runs[check] = (run_scenario(s, tmp_path / check),
+                       pd.read_parquet(tmp_path / check / "grid_trafo.parquet"))
+    rating_kw = {0: 500.0, 1: 150.0, 2: 300.0}  # pandapower's CIGRE LV sn_mva
+
+    def reverse(trafo):
+        return trafo[-trafo["p_kw"] > trafo["trafo"].map(rating_kw) * 0.01 + 1e-6]
+
+    plain, checked = runs["none"], runs["clearance"]
+    assert len(reverse(plain[1])) > 10 and plain[0]["grid"]["max_reverse_flow_kw"] > 10.0
+    assert reverse(checked[1]).empty
+    assert checked[0]["grid"]["max_reverse_flow_kw"] <= 5.0 + 1e-6
+    forward = checked[1][checked[1]["loading_pct"] > 100]
+    assert set(forward["trafo"]) == {2} and set(forward["period"]) <= set(range(92, 96))
+    assert checked[0]["grid"]["trafo_violations"] == len(forward)
+    assert plain[0]["grid"]["trafo_violations"] == len(forward) + len(reverse(plain[1]))
+    clearance = pd.read_parquet(tmp_path / "clearance" / "clearance.parquet")
+    assert clearance["curtailed_mw"].sum() > 0
+    assert clearance["binding"].str.contains("reverse limit of transformer").any()
+    assert clearance.loc[clearance["period"] == 95, "binding"].str.startswith(
+        "infeasible").all()

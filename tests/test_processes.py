@@ -100,7 +100,8 @@ def uninterrupted(whole) -> dict:
 def assert_same_results(out: Path, reference: Path) -> None:
     """Every table of ``out`` equals the reference run's (the bills and flows to 1e-9:
     the distributed and in-process runtimes agree to rounding)."""
-    for name in ("agents.parquet", "grid_bus.parquet", "grid_line.parquet"):
+    for name in ("agents.parquet", "grid_bus.parquet", "grid_line.parquet",
+                 "grid_trafo.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(out / name),
                                       pd.read_parquet(reference / name),
                                       check_exact=False, rtol=1e-9, atol=1e-9)

@@ -66,6 +66,25 @@ def test_surplus_beyond_the_export_limit_is_curtailed():
     assert f["net_kw"] == pytest.approx(-1.0)
 
 
+def test_export_cap_curtails_pv_then_the_battery_takes_the_rest():
+    """A network operator's cap on curtailed sales, everything as forecast.
+    1. Planned: PV 2 + discharge 0.5 = load 1 + export 1.5 (net −1.5). Cap 0.8 kW: PV is
+       curtailed by 0.7 kW to 1.3, the discharge stands (net −0.8).
+    2. Planned: PV 0.2 + discharge 0.5 = load 0.2 + export 0.5. Cap 0: all 0.2 kW of PV
+       go, 0.3 kW are still fed in, so the battery discharges 0.3 kW less (0.2 kW, which
+       meets the load): net 0, and it loses 0.2 / 0.9 kWh."""
+    f = realise_period(prosumer(), plan(ch_kw=0.0, dis_kw=0.5, sell_kw=1.5), 0, 5.0,
+                       {"load_kw": 1.0, "pv_kw": 2.0}, 0.8)
+    assert f["pv_kw"] == pytest.approx(1.3) and f["dis_kw"] == pytest.approx(0.5)
+    assert f["net_kw"] == pytest.approx(-0.8)
+    f = realise_period(prosumer(pv_kw=0.2, load_kw=0.2),
+                       plan(ch_kw=0.0, dis_kw=0.5, sell_kw=0.5, pv_kw=0.2, load_kw=0.2), 0, 5.0,
+                       {"load_kw": 0.2, "pv_kw": 0.2}, 0.0)
+    assert f["pv_kw"] == pytest.approx(0.0) and f["dis_kw"] == pytest.approx(0.2)
+    assert f["net_kw"] == pytest.approx(0.0, abs=1e-12)
+    assert f["soc_kwh"] == pytest.approx(5.0 - 0.2 / 0.9)
+
+
 def building_day():
     """Two half-hour periods, buy 0.2 then 0.1 €/kWh, feed-in 0.05, CDL 1 kW, κ = 2.5."""
     return BuildingData("h", Horizon(2, 0.5), Tariff(np.array([0.2, 0.1]), 0.05, 0.0, 0.3),

@@ -435,7 +435,7 @@ def test_two_days_over_the_wire_equal_in_process(tmp_path):
 
 # -- bad frames -----------------------------------------------------------------------------
 def frame(**fields):
-    raw = {"v": 3, "type": "offer", "msg_id": "m-bad", "sender": "p1", "day": 0, "round": 1,
+    raw = {"v": 4, "type": "offer", "msg_id": "m-bad", "sender": "p1", "day": 0, "round": 1,
            "body": {"quantities_kw": {"p2v": [0.0] * PERIODS}}}
     return json.dumps({**raw, **fields}).encode()
 

@@ -52,6 +52,7 @@ from coordinator.protocol import (
 )
 
 KINDS = NETWORK_KINDS
+CUT_TOL_KW = 1e-3  # curtailment below 1 W is HiGHS's tolerance (1e-7 MW), not the network
 
 
 @dataclass(frozen=True)
@@ -234,9 +235,42 @@ def trade_positions(state: ClearanceState, kw: np.ndarray | None = None
     return pos, pay
 
 
+def curtailed_purchase(state: ClearanceState) -> dict[str, np.ndarray]:
+    """Per participant, kW per period: its offered less its accepted net purchase (< 0: the
+    operator curtailed its net sales)."""
+    pos_off, _ = trade_positions(state, state.offered)
+    pos_acc, _ = trade_positions(state)
+    return {n: pos_off[n] - pos_acc[n] for n in state.peers}
+
+
+def export_caps(state: ClearanceState, curtailed: Mapping[str, np.ndarray]
+                ) -> dict[str, dict[str, float]]:
+    """Where the operator curtailed a participant's net sales, the most it may feed in
+    (period index → kW): its quoted export less the curtailed sales. That is the injection
+    the operator's flows assume (``grid.clearance``: a refused trade is not delivered), so
+    the realised power follows the clearance, not the plan (the buyer's refused purchase is
+    retail and comes through the network as before)."""
+    out: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(state.peers):
+        cut = np.asarray(curtailed.get(name, ()), float)
+        periods = np.flatnonzero(cut < -CUT_TOL_KW)
+        if periods.size and state.net is not None:
+            export = np.maximum(-state.net[i], 0.0)
+            out[name] = {str(t): float(max(export[t] + cut[t], 0.0)) for t in periods}
+    return out
+
+
+def with_export_caps(clearings: dict[str, ClearingBody], caps: Mapping[str, dict[str, float]]
+                     ) -> dict[str, ClearingBody]:
+    """``clearings`` with each capped participant's ``export_limit_kw``."""
+    return {n: (c.model_copy(update={"export_limit_kw": caps[n]}) if n in caps else c)
+            for n, c in clearings.items()}
+
+
 def clear_clearance(state: ClearanceState, params: ClearanceParams) -> dict[str, ClearingBody]:
     """Every participant's accepted trades per counterparty at their prices, its position
-    (net accepted purchase) and its average price."""
+    (net accepted purchase), its average price and, where its sales were curtailed, its
+    export cap (``export_caps``)."""
     by_kw: dict[str, dict[str, list[float]]] = {n: {} for n in state.peers}
     by_price: dict[str, dict[str, list[float]]] = {n: {} for n in state.peers}
     accepted = state.accepted if state.accepted is not None else np.zeros((0, state.periods))
@@ -246,9 +280,11 @@ def clear_clearance(state: ClearanceState, params: ClearanceParams) -> dict[str,
         by_kw[seller][buyer] = (-accepted[k]).tolist()
         by_price[buyer][seller] = by_price[seller][buyer] = state.price[k].tolist()
     pos, pay = trade_positions(state)
-    return bilateral_clearings(P2P, state.peers, state.operator, state.periods,
-                               state.period_h, pos, pay,
-                               by_kw, by_price, state.converged)
+    clearings = bilateral_clearings(P2P, state.peers, state.operator, state.periods,
+                                    state.period_h, pos, pay, by_kw, by_price, state.converged)
+    if state.accepted is None:
+        return clearings
+    return with_export_caps(clearings, export_caps(state, curtailed_purchase(state)))
 
 
 def settle_clearance(state: ClearanceState, params: ClearanceParams, meters):

@@ -41,12 +41,15 @@ from coordinator.mechanisms.clearance import (
     ClearanceParams,
     ClearanceState,
     PairSeries,
+    curtailed_purchase,
+    export_caps,
     match_day,
     operator_signal,
     quoted_net,
     record_round,
     take_answer,
     trade_positions,
+    with_export_caps,
 )
 from coordinator.mechanisms.clearance import check_offer as check_quantities
 from coordinator.protocol import NET, ClearingBody, OfferBody, SettlementBody, SignalBody, Terms
@@ -184,8 +187,8 @@ def _curtailed(state: CheckState) -> tuple[dict[str, np.ndarray], dict[str, np.n
     their prices (€) and the share of its traded kW accepted (1 where it offered none)."""
     cs = state.check
     accepted = cs.accepted
-    pos_acc, pay_acc = trade_positions(cs)
-    pos_off, pay_off = trade_positions(cs, cs.offered)
+    _, pay_acc = trade_positions(cs)
+    _, pay_off = trade_positions(cs, cs.offered)
     gross_off = {n: np.zeros(cs.periods) for n in cs.peers}
     gross_acc = {n: np.zeros(cs.periods) for n in cs.peers}
     for k, (s, b) in enumerate(cs.pairs):
@@ -195,8 +198,7 @@ def _curtailed(state: CheckState) -> tuple[dict[str, np.ndarray], dict[str, np.n
     share = {n: np.where(gross_off[n] > MIN_TRADE_KW,
                          gross_acc[n] / np.maximum(gross_off[n], MIN_TRADE_KW), 1.0)
              for n in cs.peers}
-    return ({n: pos_off[n] - pos_acc[n] for n in cs.peers},
-            {n: pay_off[n] - pay_acc[n] for n in cs.peers}, share)
+    return (curtailed_purchase(cs), {n: pay_off[n] - pay_acc[n] for n in cs.peers}, share)
 
 
 def _ratio(new: np.ndarray, old: np.ndarray) -> np.ndarray:
@@ -205,7 +207,8 @@ def _ratio(new: np.ndarray, old: np.ndarray) -> np.ndarray:
 
 def clear_checked(state: CheckState) -> dict[str, ClearingBody]:
     """The inner clearings less the curtailed trades: positions, cleared quantities (in
-    proportion) and, bilateral, the trades per counterparty."""
+    proportion), bilateral, the trades per counterparty, and the export caps of those
+    whose sales were curtailed (``export_caps``)."""
     out = dict(state.clearings)
     if state.operator is not None:  # no connection: cleared at zero, like the admm's
         out[state.operator] = operator_clearing(state.periods, state.converged)
@@ -225,7 +228,7 @@ def clear_checked(state: CheckState) -> dict[str, ClearingBody]:
             "quantities_kw": {k: (np.asarray(v, float) * f).tolist()
                               for k, v in body.quantities_kw.items()},
             "by_counterparty_kw": _by_counterparty(body, name, cs)})
-    return out
+    return with_export_caps(out, export_caps(cs, curtailed))
 
 
 def _by_counterparty(body: ClearingBody, name: str, cs: ClearanceState):

@@ -14,6 +14,8 @@ KPIs (one row each; a run where one does not apply has null):
 - ``network_losses_kwh``: summary.json ``grid.losses_kwh`` (line and transformer losses
   summed over the periods whose power flow converged; null in older results);
 - ``voltage_violations``, ``line_violations``, ``pf_failures``: summary.json ``grid``;
+- ``trafo_violations``: summary.json ``grid`` (transformers overloaded or feeding back
+  more than ``grid.reverse_flow_pct``; null in older results);
 - ``rounds``, ``converged``: summary.json ``market``;
 - ``wall_s``, ``market_s``, ``grid_s``: summary.json ``timing_s``;
 - ``days``: summary.json ``days``; ``deviation_eur``, ``violation_eur``: the market's
@@ -50,6 +52,7 @@ LATER_KPIS = {
     "network_losses_kwh": ("grid", "losses_kwh"),
     "voltage_violations": ("grid", "voltage_violations"),
     "line_violations": ("grid", "line_violations"),
+    "trafo_violations": ("grid", "trafo_violations"),
     "pf_failures": ("grid", "pf_failures"),
     "rounds": ("market", "rounds"),
     "converged": ("market", "converged"),

@@ -19,11 +19,14 @@ import pandas as pd
 import yaml
 
 from coordinator.records import read_days
+from grid.networks import load_network
+from grid.powerflow import REVERSE_TOLERANCE_MW, GridLimits, trafo_rating_mva
 from scenarios.results import atomic, figures
 
 FIGURE_DPI = 100
 TABLES = ("agents", "market", "agent_rounds", "grid_bus", "grid_line")
 OPTIONAL_TABLES = ("admm_iterations", "trades", "clearance")  # read where the run wrote them
+TRAFO_COLUMNS = {"day": int, "period": int, "trafo": int, "p_kw": float, "loading_pct": float}
 CLEARANCE_TITLE = "Trades cleared by the network operator"
 CLEARANCE_HEADER = ["day", "period", "offered kW", "accepted kW", "curtailed kW",
                     "binding limits"]
@@ -60,6 +63,13 @@ def read_table(out: Path, name: str) -> pd.DataFrame:
     return pd.read_parquet(results_file(out, f"{name}.parquet"))
 
 
+def read_trafo_table(out: Path) -> pd.DataFrame:
+    """grid_trafo.parquet; without rows in older results, which have none."""
+    if (out / "grid_trafo.parquet").is_file():
+        return read_table(out, "grid_trafo")
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in TRAFO_COLUMNS.items()})
+
+
 @dataclass
 class Run:
     """A results folder read back: summary, resolved scenario and the result tables (an
@@ -73,6 +83,7 @@ class Run:
     agent_rounds: pd.DataFrame
     grid_bus: pd.DataFrame
     grid_line: pd.DataFrame
+    grid_trafo: pd.DataFrame
     admm_iterations: pd.DataFrame | None = None
     trades: pd.DataFrame | None = None
     clearance: pd.DataFrame | None = None
@@ -82,8 +93,8 @@ class Run:
         summary = read_summary(out)  # first: a folder without it is no results folder
         config = read_config(out)
         periods = config["horizon"]["periods"]
-        tables = {n: read_table(out, n) for n in TABLES}
-        for name in ("agents", "grid_bus", "grid_line"):
+        tables = {n: read_table(out, n) for n in TABLES} | {"grid_trafo": read_trafo_table(out)}
+        for name in ("agents", "grid_bus", "grid_line", "grid_trafo"):
             tables[name] = figures.with_step(tables[name], periods)
         optional = {n: read_table(out, n) for n in OPTIONAL_TABLES
                     if (out / f"{n}.parquet").is_file()}
@@ -167,18 +178,49 @@ def convergence_table(run: Run, slowest_agent_s: list[float] | None):
     return (CONVERGENCE_HEADER if slowest else CONVERGENCE_HEADER[:-1]), rows
 
 
+def reverse_limit_kw(run: Run) -> pd.Series:
+    """Each grid_trafo row's reverse-flow limit (kW): grid.reverse_flow_pct % (GridLimits'
+    default in older results, which lack it) of its transformer's rating, sn_mva ×
+    parallel in the run's network."""
+    trafo = run.grid_trafo
+    if trafo.empty:
+        return pd.Series(dtype=float, index=trafo.index)
+    rating_kw = 1000.0 * trafo_rating_mva(load_network(run.config["grid"]["network"]))
+    pct = run.config["grid"].get("reverse_flow_pct", GridLimits.max_reverse_pct)
+    return pd.Series(pct / 100.0 * rating_kw[trafo["trafo"].to_numpy(dtype=int)],
+                     index=trafo.index)
+
+
+def trafo_violated(run: Run) -> tuple[pd.Series, pd.Series]:
+    """Per grid_trafo row: loaded above max_loading_pct, and feeding back (−p_kw) more
+    than its reverse-flow limit (+ GridModel's 1e-6 kW tolerance)."""
+    trafo = run.grid_trafo
+    over = trafo["loading_pct"] > run.config["grid"]["max_loading_pct"]
+    return over, -trafo["p_kw"] > reverse_limit_kw(run) + 1000.0 * REVERSE_TOLERANCE_MW
+
+
 def violations(run: Run) -> pd.DataFrame:
-    """Every voltage outside [v_min_pu, v_max_pu] and every line loading above
-    max_loading_pct, by period (NaN, a power flow without solution, is no violation)."""
-    lim, bus, line = run.config["grid"], run.grid_bus, run.grid_line
-    found = [(bus[bus["vm_pu"] < lim["v_min_pu"]], "bus", "vm_pu", f"≥ {lim['v_min_pu']} pu"),
-             (bus[bus["vm_pu"] > lim["v_max_pu"]], "bus", "vm_pu", f"≤ {lim['v_max_pu']} pu"),
-             (line[line["loading_pct"] > lim["max_loading_pct"]], "line", "loading_pct",
-              f"≤ {lim['max_loading_pct']} %")]
+    """Every voltage outside [v_min_pu, v_max_pu], every line or transformer loading above
+    max_loading_pct and every transformer feeding back more than its reverse-flow limit
+    (value: the reverse flow, kW), by period (NaN, a power flow without solution, is no
+    violation). A transformer over both its limits in a period has a row for each."""
+    lim, bus, line, trafo = run.config["grid"], run.grid_bus, run.grid_line, run.grid_trafo
+    overloaded, reversed_ = trafo_violated(run)
+    back = trafo[reversed_]
+    found = [(bus[bus["vm_pu"] < lim["v_min_pu"]], "bus", "bus", "vm_pu",
+              f"≥ {lim['v_min_pu']} pu"),
+             (bus[bus["vm_pu"] > lim["v_max_pu"]], "bus", "bus", "vm_pu",
+              f"≤ {lim['v_max_pu']} pu"),
+             (line[line["loading_pct"] > lim["max_loading_pct"]], "line", "line", "loading_pct",
+              f"≤ {lim['max_loading_pct']} %"),
+             (trafo[overloaded], "transformer", "trafo", "loading_pct",
+              f"≤ {lim['max_loading_pct']} %"),
+             (back.assign(reverse_kw=-back["p_kw"]), "transformer", "trafo", "reverse_kw",
+              reverse_limit_kw(run)[reversed_].map(lambda kw: f"reverse flow ≤ {kw:.6g} kW"))]
     frames = [pd.DataFrame({"day": rows["day"] + 1, "period": rows["period"], "kind": kind,
-                            "id": rows[kind],
+                            "id": rows[key],
                             "value": rows[column], "limit": limit})
-              for rows, kind, column, limit in found if len(rows)]
+              for rows, kind, key, column, limit in found if len(rows)]
     if not frames:
         return pd.DataFrame(columns=VIOLATION_HEADER)
     table = pd.concat(frames).sort_values(["day", "period", "kind", "id"], ignore_index=True)
@@ -186,7 +228,8 @@ def violations(run: Run) -> pd.DataFrame:
 
 
 DAY_HEADER = ["day", "bill €", "traded €", "deviation €", "violation €", "retail €",
-              "import kWh", "export kWh", "traded inside kWh", "voltage viol.", "line viol."]
+              "import kWh", "export kWh", "traded inside kWh", "voltage viol.", "line viol.",
+              "transformer viol."]
 BILL_HEADER = ["agent", "kind", "bill €", "traded €", "deviation €", "violation €",
                "retail €", "fixed €"]
 
@@ -206,13 +249,17 @@ def day_rows(run: Run) -> list[list[str]]:
         bus["day"]).sum().reindex(per.index, fill_value=0)
     per["l"] = (line["loading_pct"] > lim["max_loading_pct"]).groupby(line["day"]).sum()\
         .reindex(per.index, fill_value=0)
+    overloaded, reversed_ = trafo_violated(run)
+    per["t"] = (overloaded | reversed_).groupby(run.grid_trafo["day"]).sum()\
+        .reindex(per.index, fill_value=0)
+    counts = ("v", "l", "t")
     rows = [[str(d + 1), *(f"{r[c]:.4f}" for c in parts), *(f"{r[c]:.2f}" for c in
-            ("import", "export", "inside")), str(int(r["v"])), str(int(r["l"]))]
+            ("import", "export", "inside")), *(str(int(r[c])) for c in counts)]
             for d, r in per.iterrows()]
     total = per.sum()
     rows.append(["total", *(f"{total[c]:.4f}" for c in parts),
                  *(f"{total[c]:.2f}" for c in ("import", "export", "inside")),
-                 str(int(total["v"])), str(int(total["l"]))])
+                 *(str(int(total[c])) for c in counts)])
     return rows
 
 
@@ -555,6 +602,7 @@ def key_rows(summary: dict) -> list[tuple[str, str]]:
               f"{market['rounds']}, {'converged' if market['converged'] else 'not converged'}")
     run = f"{summary['scenario']} ({summary['mode']}, {summary['mechanism'] or 'no P2V market'})"
     violated = (f"voltage {grid['voltage_violations']}, lines {grid['line_violations']}, "
+                f"transformers {format_value(grid.get('trafo_violations'))}, "
                 f"power flow failures {grid['pf_failures']}")
     return [
         ("scenario", run),

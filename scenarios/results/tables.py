@@ -1,6 +1,6 @@
 """Write a run's results: summary.json, config.yaml, agents.parquet, market.parquet,
 agent_rounds.parquet and the grid tables, one row per day and period (and agent, round,
-bus or line)."""
+bus, line or transformer)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import yaml
 from agents.billing import COST_COLUMNS
 from agents.solver import agent_kind
 from coordinator.protocol import KINDS
-from grid.powerflow import bus_table, line_table
+from grid.powerflow import bus_table, line_table, trafo_table
 from scenarios.results import atomic
 from scenarios.results.figures import traded_inside_kwh
 from scenarios.results.outcome import DayResult, failed_in
@@ -58,11 +58,15 @@ def _with_day(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def write_grid(out: Path, grid_days) -> None:
-    """grid_bus.parquet (day, period, bus, vm_pu) and grid_line.parquet (day, period,
-    line, loading_pct); NaN where the period's power flow did not converge."""
+    """grid_bus.parquet (day, period, bus, vm_pu), grid_line.parquet (day, period, line,
+    loading_pct) and grid_trafo.parquet (day, period, trafo, p_kw, loading_pct; p_kw the
+    power delivered into the LV network, negative in reverse flow; no rows on a network
+    without transformers); NaN where the period's power flow did not converge."""
     atomic.write_parquet(out / "grid_bus.parquet", _with_day([bus_table(p) for p in grid_days]))
     atomic.write_parquet(out / "grid_line.parquet",
                          _with_day([line_table(p) for p in grid_days]))
+    atomic.write_parquet(out / "grid_trafo.parquet",
+                         _with_day([trafo_table(p) for p in grid_days]))
 
 
 def agents_frame(days: list[DayResult], community, bus_of: dict[str, int] | None = None
@@ -151,7 +155,8 @@ def summary(s: Scenario, days: list[DayResult], community, agents: pd.DataFrame,
                    else float(imbalance), **(market_figures or {})},
         "grid": grid or dict.fromkeys(("network", "v_min_pu", "v_max_pu", "max_loading_pct",
                                        "voltage_violations", "line_violations",
-                                       "pf_failures", "losses_kwh")),
+                                       "max_trafo_loading_pct", "max_reverse_flow_kw",
+                                       "trafo_violations", "pf_failures", "losses_kwh")),
         "timing_s": {"wall": wall_s, "startup": sum(d.build_s for d in days),
                      "market": sum(d.market_s for d in days), "grid": grid_s,
                      "critical_path": sum(d.critical_path_s for d in days) if decentral

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import mosaik
@@ -39,13 +39,14 @@ from scenarios.run.market import (
     needs_operator,
     operator_data,
 )
-from scenarios.run.network import n_buses, network_options
+from scenarios.run.network import grid_limits, n_buses, network_options
 from scenarios.run.progress import RoundWatcher
 from scenarios.run.topology import group_addresses, group_count, process_groups
 from scenarios.run.watchdog import shutdown_each, start_watchdog
 from scenarios.schema import Scenario
 
-GRID_OUTPUTS = ["vm_pu", "loading_pct", "voltage_violations", "line_violations", "converged",
+GRID_OUTPUTS = ["vm_pu", "loading_pct", "trafo_p_mw", "trafo_loading_pct",
+                "voltage_violations", "line_violations", "trafo_violations", "converged",
                 "losses_kw"]
 AGENT_OUTPUTS = ["p_kw", *REALISED_ATTRS, "pid", "rss_mb", "ok"]
 LAUNCHER_EXIT_S = 10.0  # after the simulation, the helper processes exit within this
@@ -81,7 +82,9 @@ def _grid_results(rows, period_s: int, periods: int) -> list[list[PeriodResult]]
         days[day].append(PeriodResult(
             t, bool(o.get("converged")), arr(o.get("vm_pu")), arr(o.get("loading_pct")),
             int(o.get("voltage_violations") or 0), int(o.get("line_violations") or 0),
-            np.nan if o.get("losses_kw") is None else o["losses_kw"], np.nan))
+            np.nan if o.get("losses_kw") is None else o["losses_kw"], np.nan,
+            arr(o.get("trafo_p_mw")), arr(o.get("trafo_loading_pct")),
+            int(o.get("trafo_violations") or 0)))
     return days
 
 
@@ -250,8 +253,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
     g = s.grid
     grid = start_sim(world, "Grid", s).Grid(
         network=g.network, network_options=network_options(s), bus_of=bus_of,
-        limits={"v_min_pu": g.v_min_pu, "v_max_pu": g.v_max_pu,
-                "max_loading_pct": g.max_loading_pct},
+        limits=asdict(grid_limits(s)),
         period_s=period_s, power_factor=g.power_factor, keep_network_loads=g.keep_network_loads,
         background_kw=[g.background_kw_per_bus] * n_buses(g.network) if g.background_kw_per_bus
         else None)

@@ -106,4 +106,5 @@ def operator_data(s: Scenario, bus_of: dict[str, int], community) -> OperatorDat
     return OperatorData(OPERATOR, h, g.network, network_options(s), g.v_min_pu + margin,
                         g.v_max_pu - margin,
                         g.max_loading_pct, dict(bus_of), connections, p.tolist(), q.tolist(),
-                        g.power_factor, grid_prices(s)[0].tolist(), s.market.network_model)
+                        g.power_factor, grid_prices(s)[0].tolist(), s.market.network_model,
+                        g.reverse_flow_pct)

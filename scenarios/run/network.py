@@ -6,7 +6,7 @@ import numpy as np
 
 from grid.mapping import assign_buses
 from grid.networks import load_network
-from grid.powerflow import GridLimits, GridModel, PeriodResult
+from grid.powerflow import GridLimits, GridModel, PeriodResult, trafo_rating_mva
 from scenarios.community.builder import network_buses
 from scenarios.run.errors import RunError
 from scenarios.schema import Scenario
@@ -15,7 +15,8 @@ BUS_SEED_STREAM = 1_000_003  # the rng stream of bus assignment: [seed, BUS_SEED
 
 
 def grid_limits(s: Scenario) -> GridLimits:
-    return GridLimits(s.grid.v_min_pu, s.grid.v_max_pu, s.grid.max_loading_pct)
+    return GridLimits(s.grid.v_min_pu, s.grid.v_max_pu, s.grid.max_loading_pct,
+                      s.grid.reverse_flow_pct)
 
 
 def network_options(s: Scenario) -> dict:
@@ -55,6 +56,11 @@ def run_grid_inprocess(s: Scenario, days, bus_of, on_period=None) -> list[list[P
                 on_period(t)
         out.append(periods)
     return out
+
+
+def trafo_ratings(s: Scenario) -> np.ndarray:
+    """Each transformer's rating (MVA, sn_mva × parallel) of the scenario's network."""
+    return trafo_rating_mva(load_network(s.grid.network, **network_options(s)))
 
 
 def n_buses(network: str) -> int:

@@ -27,7 +27,7 @@ from scenarios.run.errors import (
     deferred,
 )
 from scenarios.run.inprocess import run_centralized, run_decentralized
-from scenarios.run.network import grid_limits, place_agents, run_grid_inprocess
+from scenarios.run.network import grid_limits, place_agents, run_grid_inprocess, trafo_ratings
 from scenarios.run.progress import DayProgress
 from scenarios.schema import Scenario, ScenarioError
 
@@ -147,7 +147,8 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
     if outcome is None:
         write_messages(out / "messages.jsonl", [m for d in days for m in d.messages])
     periods = [p for day in grid_days for p in day]
-    grid = grid_summary(periods, grid_limits(s), s.grid.network, s.horizon.period_minutes / 60)
+    grid = grid_summary(periods, grid_limits(s), s.grid.network, s.horizon.period_minutes / 60,
+                        trafo_ratings(s))
     write_grid(out, grid_days)
     summary = write_results(out, s, days, community, time.perf_counter() - t0,
                             bus_of=bus_of, grid=grid, grid_s=grid_s,
