@@ -85,6 +85,9 @@ class Terms(_Body):
     target_kw: Series | None = None  # consensus target of an iterative mechanism
     rho: Number | None = Field(None, description="penalty on this term's consensus, where it "
                                "differs from the signal's rho")
+    penalty_eur_per_kwh: Series | None = Field(
+        None, description="a cost per kWh traded in either direction (a network path's loss "
+        "and congestion penalty), on top of the price")
 
 
 class TradeTerms(_Body):
@@ -124,6 +127,10 @@ class OfferBody(_Body):
         "trades: the kW it accepts of each, in their order")
     binding: dict[Key, Annotated[list[Label], Field(max_length=1000)]] | None = Field(
         None, description="the network operator's limits that bind, per period (its index)")
+    penalties_eur_per_kwh: dict[Key, dict[Key, Series]] | None = Field(
+        None, description="the network operator's path penalty per kWh traded between two "
+        "agents (agent → counterparty → series; the operator's own name as the counterparty "
+        "stands for the main grid)")
 
 
 class ClearingBody(_Body):

@@ -280,7 +280,7 @@ def _operator_view(offers, state: ADMMState) -> np.ndarray | None:
     return z
 
 
-def _norm(*parts: np.ndarray) -> float:
+def norm(*parts: np.ndarray) -> float:
     return float(np.sqrt(sum(float(np.sum(p * p)) for p in parts)))
 
 
@@ -293,7 +293,7 @@ def step_admm(offers, state: ADMMState, params: ADMMParams):
     a_prev, y_prev = state.a, state.y
     state.a = (p_nm - p_mn) / 2
     state.price = state.price + rho_kw * (p_nm + p_mn) / 2
-    trade = _Residuals(rho_kw)
+    trade = Residuals(rho_kw)
     trade.add(primal=[(p_nm + p_mn) / 2] * 2, local=[p_nm, p_mn], agreed=[state.a, state.a],
               change=[state.a - a_prev] * 2, duals=[state.price] * 2)
     groups = {"trade": trade}
@@ -308,7 +308,7 @@ def step_admm(offers, state: ADMMState, params: ADMMParams):
         state.y = (q + z) / 2 + (state.mu + state.nu) / (2 * rho_net)
         state.mu = state.mu + rho_net * (q - state.y)
         state.nu = state.nu + rho_net * (z - state.y)
-        groups["net"] = net = _Residuals(rho_net)
+        groups["net"] = net = Residuals(rho_net)
         net.add(primal=[q - state.y, z - state.y], local=[q, z], agreed=[state.y, state.y],
                 change=[state.y - y_prev] * 2, duals=[state.mu, state.nu])
     else:
@@ -317,7 +317,7 @@ def step_admm(offers, state: ADMMState, params: ADMMParams):
 
 
 @dataclass
-class _Residuals:
+class Residuals:
     """One constraint group's ADMM residuals, stacked (kW and €/kWh), at its ρ (€/kW²h)."""
 
     rho_kw: float
@@ -334,7 +334,7 @@ class _Residuals:
         self.change += change
         self.duals += duals
 
-    def scaled(self, scale: _Residuals | None = None) -> tuple[float, float]:
+    def scaled(self, scale: Residuals | None = None) -> tuple[float, float]:
         """(primal, dual), each relative to the size of what it measures (Boyd et al.
         2011, §3.3.1): ‖r‖ / max(‖Ax‖, ‖z‖) and ρ‖Δz‖ / ‖λ‖, the sizes those of ``scale``
         (default: this group). Dimensionless, so kW and MW communities and €/kWh prices
@@ -342,15 +342,15 @@ class _Residuals:
         if not self.primal or not any(p.size for p in self.primal):
             return float("nan"), float("nan")
         scale = scale or self
-        r = _norm(*self.primal) / max(_norm(*scale.local), _norm(*scale.agreed), TINY_KW)
-        s = self.rho_kw * _norm(*self.change) / max(_norm(*scale.duals), TINY_EUR_PER_KWH)
+        r = norm(*self.primal) / max(norm(*scale.local), norm(*scale.agreed), TINY_KW)
+        s = self.rho_kw * norm(*self.change) / max(norm(*scale.duals), TINY_EUR_PER_KWH)
         return r, s
 
 
 RHO_OF = {"trade": "rho", "net": "rho_net"}  # the state's ρ of each constraint group
 
 
-def _balance(rho: float, r: float, s: float, round_: int, params: ADMMParams) -> float:
+def balance_rho(rho: float, r: float, s: float, round_: int, params: ADMMParams) -> float:
     """Residual balancing of one group's ρ: far apart (one residual above μ² × the other)
     every round, ρ is far off its scale; otherwise every ``balance_every`` rounds."""
     if not (params.residual_balancing and np.isfinite(r) and np.isfinite(s)):
@@ -363,8 +363,8 @@ def _balance(rho: float, r: float, s: float, round_: int, params: ADMMParams) ->
     return rho
 
 
-def _finish(state: ADMMState, params: ADMMParams, groups: dict[str, _Residuals]):
-    whole = _Residuals(0.0)  # the sizes of every group's quantities and prices together
+def _finish(state: ADMMState, params: ADMMParams, groups: dict[str, Residuals]):
+    whole = Residuals(0.0)  # the sizes of every group's quantities and prices together
     for res in groups.values():
         whole.add([], res.local, res.agreed, [], res.duals)
     scaled = {g: res.scaled(whole) for g, res in groups.items()}
@@ -378,10 +378,10 @@ def _finish(state: ADMMState, params: ADMMParams, groups: dict[str, _Residuals])
     for g, (rg, sg) in scaled.items():
         scalars[RHO_OF[g]] = getattr(state, RHO_OF[g])
         scalars[f"primal_{g}"], scalars[f"dual_{g}"] = rg, sg
-    state.records.append(RoundRecord(state.round, _norm(*primal) if primal else float("inf"),
+    state.records.append(RoundRecord(state.round, norm(*primal) if primal else float("inf"),
                                      per_period={"traded_kw": traded}, scalars=scalars))
     for g, (rg, sg) in scaled.items():
-        setattr(state, RHO_OF[g], _balance(getattr(state, RHO_OF[g]), rg, sg, state.round,
+        setattr(state, RHO_OF[g], balance_rho(getattr(state, RHO_OF[g]), rg, sg, state.round,
                                            params))
     done = state.converged or bool(state.stopped) or state.round >= params.max_rounds
     if done and not state.converged and not state.stopped:
