@@ -47,6 +47,7 @@ import pyomo.environ as pyo
 
 from agents.data import AgentData, Schedule
 from agents.diagnose import explain_infeasible
+from agents.equipment import quadratic_terms
 from agents.formulations import flow_components
 from agents.solver import (
     BUILD_LOCK,
@@ -86,6 +87,17 @@ def connection_limits(data: AgentData) -> tuple[np.ndarray, np.ndarray]:
     return imp, exp
 
 
+def heat_limits(data: AgentData) -> tuple[np.ndarray, np.ndarray]:
+    """(import, export) of heat per period (kW_th) a heat market may trade: the heat
+    demand, and the most heat its CHP unit can make (0 without)."""
+    n = data.horizon.periods
+    demand = getattr(data, "heat_demand_kw", None)
+    chp = getattr(data, "chp", None)
+    most = max((h for _, h in chp.vertices), default=0.0) if chp is not None else 0.0
+    return (np.zeros(n) if demand is None else np.asarray(demand, float)[:n].copy(),
+            np.full(n, float(most)))
+
+
 def _retail_net(m: pyo.Block, t: int):
     """Retail purchase minus retail sale in period ``t`` (P2V quantities are zero: the
     P2V limit is held at 0 in a P2P market)."""
@@ -98,11 +110,12 @@ class PeerModel:
     """One peer's day in the ADMM market: build once, update the market's terms, solve."""
 
     def __init__(self, data: AgentData, counterparties: int, mip_rel_gap: float = 1e-6,
-                 time_limit_s: float = 60.0, binaries: str = "relax"):
+                 time_limit_s: float = 60.0, binaries: str = "relax", heat: bool = False):
         if binaries not in BINARIES:
             raise ValueError(f"binaries {binaries!r}; allowed: {', '.join(BINARIES)}")
         self.data, self.kind = data, agent_kind(data)
         self.counterparties = int(counterparties)
+        self.heat = heat  # open the P2P heat purchase (a heat market)
         self.binaries = binaries
         with BUILD_LOCK:
             self._build(mip_rel_gap, time_limit_s)
@@ -137,11 +150,20 @@ class PeerModel:
         self._flows = {k: s.columns(v) for k, v in flow_components(m).items()}
         self._p2p = s.columns(m.p2p_in_kw)
         self._q = s.columns(m.q_kw)
+        heat = m.find_component("heat_in_kw")
+        self._heat = s.columns(heat) if heat is not None else np.zeros(0, np.int32)
+        # quadratic costs (generators, CHP): (power columns, epigraph columns, a €/kW²h)
+        self._quadratic = [(s.columns(power), s.columns(epi), float(a))
+                           for power, epi, a in quadratic_terms(m)]
         self._limits = (imp, exp)
         lp = self.highs.getLp()
         self._cost = np.asarray(lp.col_cost_, float).copy()  # the retail bill
         self._offset = float(lp.offset_)
         self._ncols = int(lp.num_col_)
+        self._quad_diag = np.zeros(self._ncols)  # the convex phase's exact ½·a·g² per period
+        if self.heat and len(self._heat):  # open from the start: heat has no retail
+            heat_imp, heat_exp = heat_limits(d)
+            self.highs.changeColsBounds(len(self._heat), self._heat, -heat_exp, heat_imp)
         cols = np.arange(self._ncols, dtype=np.int32)
         self.highs.changeColsCost(self._ncols, cols, OBJECTIVE_SCALE * self._cost)
         self._time_limit_s = time_limit_s
@@ -168,6 +190,10 @@ class PeerModel:
         imp, exp = self._limits
         if self.counterparties:
             h.changeColsBounds(len(imp), self._p2p, -exp, imp)
+        dt = self.data.horizon.period_h
+        for power, epi, a in self._quadratic:  # exact from here on: no MILP left
+            self._cost[epi] = 0.0
+            self._quad_diag[power] += dt * a
         self._exclusive = [(s._flows[a], s._flows[b]) for a, b in s._exclusive]
 
     def set_terms(self, rho_eur_per_mw2h: float, trade=None, net=None,
@@ -191,7 +217,7 @@ class PeerModel:
             costs.append(dt * (price - weight * target))
             hess.append(np.full(n, dt * weight))
         cost = self._cost.copy()
-        diag = np.zeros(self._ncols)
+        diag = self._quad_diag.copy()
         if PROXIMAL_EUR_PER_KW2H and self.x is not None:  # ε/2 Δt (x − x_prev)²
             cost -= dt * PROXIMAL_EUR_PER_KW2H * self.x
             diag += dt * PROXIMAL_EUR_PER_KW2H
@@ -202,15 +228,32 @@ class PeerModel:
         self.highs.changeColsCost(self._ncols, all_cols, OBJECTIVE_SCALE * cost)
         key = (rho, rho_net, tuple(len(c) for c in cols), self.x is not None)
         if key != self._rho:
-            self._pass_hessian(OBJECTIVE_SCALE * diag)
+            self.pass_hessian(OBJECTIVE_SCALE * diag)
             self._rho = key
 
-    def _pass_hessian(self, diag: np.ndarray) -> None:
-        """A diagonal Hessian (HiGHS: lower triangle, CSC)."""
+    def pass_hessian(self, diag: np.ndarray) -> None:
+        """A diagonal Hessian over every column HiGHS holds (lower triangle, CSC)."""
+        n = len(diag)
         nz = np.nonzero(diag)[0].astype(np.int32)
-        start = np.searchsorted(nz, np.arange(self._ncols)).astype(np.int32)
-        self.highs.passHessian(self._ncols, len(nz), highspy.HessianFormat.kTriangular,
-                               start, nz, diag[nz])
+        start = np.searchsorted(nz, np.arange(n)).astype(np.int32)
+        self.highs.passHessian(n, len(nz), highspy.HessianFormat.kTriangular, start, nz,
+                               diag[nz])
+
+    def convex_cost(self) -> np.ndarray:
+        """The linear cost of the peer's own columns in the convex phase (€ per unit)."""
+        return self._cost.copy()
+
+    def quadratic_diag(self) -> np.ndarray:
+        """The Hessian diagonal of its own costs (Δt·a on producers' power columns)."""
+        return self._quad_diag.copy()
+
+    def heat_columns(self) -> np.ndarray:
+        return self._heat
+
+    def own_cost_eur(self, x: np.ndarray) -> float:
+        """The peer's own cost at x: its retail bill and its producers' costs."""
+        own = x[:self._ncols]
+        return float(self._cost @ own + self._offset + 0.5 * self._quad_diag @ (own * own))
 
     def solve(self) -> Schedule:
         """Solve the round's problem; the Schedule's objective is the peer's retail bill
@@ -227,7 +270,7 @@ class PeerModel:
             x = interior_point(self.highs, f"{self.kind} {self.name}")
         self.x = x
         values = {k: x[c] for k, c in self._flows.items()}
-        bill = float(self._cost @ x + self._offset)
+        bill = self.own_cost_eur(x)
         plan = schedule_from_values(self.data, values, bill, "qp",
                                     time.perf_counter() - start)
         plan.flows_kw["p2p_kw"] = x[self._p2p]

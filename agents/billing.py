@@ -5,6 +5,7 @@ Per period (€, + the agent pays):
   cost = traded + deviation + violation (the market's settlement)
        + retail(net − position)             (its own retail tariff)
        + fixed / periods
+       + fuel                               (its generator's and CHP unit's running cost)
 where ``net`` is the realised power at the connection (+ import) and ``position`` the
 realised energy the market covered. Retail: import r⁺ at the buy price (a building pays
 ``cdl_factor`` × the price for import above its consumer demand limit), export r⁻ at
@@ -15,9 +16,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from coordinator.protocol import P2P, ClearingBody, SettlementBody
+from coordinator.protocol import P2P, POWER, ClearingBody, SettlementBody
 
-COST_COLUMNS = ("traded_eur", "deviation_eur", "violation_eur", "retail_eur", "fixed_eur")
+COST_COLUMNS = ("traded_eur", "deviation_eur", "violation_eur", "retail_eur", "fixed_eur",
+                "fuel_eur")
+
+
+def fuel_eur(day_data, flows: dict[str, np.ndarray]) -> np.ndarray:
+    """The producers' running cost per period: Δt·(½a·g² + b·g + c) of the generator and
+    Δt·(½a_p·p² + b_p·p + ½a_h·h² + b_h·h + c) of the CHP unit at their realised output."""
+    n, h = day_data.horizon.periods, day_data.horizon.period_h
+    cost = np.zeros(n)
+    gen = getattr(day_data, "generator", None)
+    if gen is not None:
+        g = np.asarray(flows.get("gen_kw", np.zeros(n)), float)
+        cost += h * (0.5 * gen.a_eur_per_kw2h * g * g + gen.b_eur_per_kwh * g + gen.c_eur_per_h)
+    chp = getattr(day_data, "chp", None)
+    if chp is not None:
+        p = np.asarray(flows.get("chp_kw", np.zeros(n)), float)
+        q = np.asarray(flows.get("chp_heat_kw", np.zeros(n)), float)
+        cost += h * (0.5 * chp.a_p * p * p + chp.b_p * p + 0.5 * chp.a_h * q * q + chp.b_h * q
+                     + chp.c)
+    return cost
 
 
 def retail_eur(day_data, r_kw: np.ndarray) -> np.ndarray:
@@ -32,9 +52,10 @@ def retail_eur(day_data, r_kw: np.ndarray) -> np.ndarray:
     return cost
 
 
-def day_bill(day_data, net_kw: np.ndarray, settlement: SettlementBody | None
-             ) -> dict[str, np.ndarray]:
-    """The cost components and their total (``cost_eur``) per period."""
+def day_bill(day_data, net_kw: np.ndarray, settlement: SettlementBody | None,
+             flows: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The cost components and their total (``cost_eur``) per period; ``flows``: the
+    realised flows (for the producers' running cost)."""
     n = day_data.horizon.periods
     if settlement is None:  # no market this day: everything is retail
         position = traded = deviation = violation = np.zeros(n)
@@ -44,7 +65,8 @@ def day_bill(day_data, net_kw: np.ndarray, settlement: SettlementBody | None
             for k in ("position_kw", "traded_eur", "deviation_eur", "violation_eur"))
     parts = {"traded_eur": traded, "deviation_eur": deviation, "violation_eur": violation,
              "retail_eur": retail_eur(day_data, net_kw - position),
-             "fixed_eur": np.full(n, day_data.tariff.fixed_eur_per_day / n)}
+             "fixed_eur": np.full(n, day_data.tariff.fixed_eur_per_day / n),
+             "fuel_eur": fuel_eur(day_data, flows or {})}
     parts["cost_eur"] = sum(parts.values())
     parts["market_kw"] = position
     return parts
@@ -62,7 +84,8 @@ def settled_flows(realised: dict[str, np.ndarray], clearing: ClearingBody | None
     if clearing is not None and "p2v" in clearing.quantities_kw:
         p2v = np.asarray(clearing.quantities_kw["p2v"], float)
         p2v_signed = np.asarray(clearing.position_kw, float)
-    elif clearing is not None and P2P in clearing.quantities_kw:  # bilateral P2P trades
+    elif clearing is not None and (P2P in clearing.quantities_kw
+                                   or POWER in clearing.quantities_kw):  # bilateral trades
         p2v_signed = np.asarray(clearing.position_kw, float)
         flows["p2p_kw"] = p2v_signed
     flows["p2v_kw"] = p2v

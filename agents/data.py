@@ -105,9 +105,146 @@ class FlexibleLoad:
 
 
 @dataclass(frozen=True)
+class GeneratorSpec:
+    """A dispatchable generator: output g ∈ [p_min_kw, p_max_kw] (kW) in every period (no
+    on/off decision: p_min_kw > 0 makes it must-run) at the cost rate
+    ½·a·g² + b·g + c (€/h; the chapter's ½a(ΣP)² + bΣP + c, Eq. 12.4), so a period of
+    Δt hours costs Δt × the rate."""
+
+    p_min_kw: float
+    p_max_kw: float
+    a_eur_per_kw2h: float = 0.0  # ≥ 0: the cost is convex
+    b_eur_per_kwh: float = 0.0
+    c_eur_per_h: float = 0.0
+
+    def __post_init__(self):
+        if self.p_min_kw < 0:
+            raise ValueError(f"p_min_kw: {self.p_min_kw:g} is negative; allowed: ≥ 0")
+        if self.p_min_kw > self.p_max_kw:
+            raise ValueError(f"p_min_kw: {self.p_min_kw:g} is above p_max_kw "
+                             f"{self.p_max_kw:g}; allowed: p_min_kw ≤ p_max_kw")
+        if self.a_eur_per_kw2h < 0:
+            raise ValueError(f"a_eur_per_kw2h: {self.a_eur_per_kw2h:g} is negative; allowed: "
+                             "≥ 0 (a convex cost)")
+
+
+def _cross(o, a, b) -> float:
+    """z of (a − o) × (b − o): > 0 where o → a → b turns counter-clockwise."""
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def _area2(vertices) -> float:
+    """Twice the signed area (shoelace): > 0 for counter-clockwise vertices."""
+    n = len(vertices)
+    return sum(vertices[k][0] * vertices[(k + 1) % n][1] - vertices[(k + 1) % n][0]
+               * vertices[k][1] for k in range(n))
+
+
+def _segments_cross(a, b, c, d) -> bool:
+    """Whether segments ab and cd share a point (touching counts)."""
+    d1, d2, d3, d4 = _cross(c, d, a), _cross(c, d, b), _cross(a, b, c), _cross(a, b, d)
+    if (d1 > 0 > d2 or d1 < 0 < d2) and (d3 > 0 > d4 or d3 < 0 < d4):
+        return True
+
+    def on(p, q, r):  # r on segment pq, given collinear
+        return min(p[0], q[0]) <= r[0] <= max(p[0], q[0]) and \
+            min(p[1], q[1]) <= r[1] <= max(p[1], q[1])
+
+    return any(x == 0 and on(p, q, r) for x, p, q, r in
+               ((d1, c, d, a), (d2, c, d, b), (d3, a, b, c), (d4, a, b, d)))
+
+
+def polygon_problem(vertices) -> str | None:
+    """What keeps ``vertices`` (in order, clockwise or counter-clockwise, each listed once)
+    from being a convex polygon, as the end of a sentence ("is not convex: ..."), or None.
+    Vertices are numbered from 1 in the messages."""
+    pts = [(float(p), float(h)) for p, h in vertices]
+    n = len(pts)
+    if n < 3:
+        return f"is not closed: it has {n} vertices; allowed: at least 3"
+    for k in range(n):
+        if pts[k] == pts[(k + 1) % n]:
+            j = (k + 1) % n
+            return (f"is not closed: vertex {max(k, j) + 1} repeats vertex {min(k, j) + 1} "
+                    f"({pts[k][0]:g}, {pts[k][1]:g}); allowed: each vertex once (the polygon "
+                    "closes itself)")
+    for i in range(n):
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # adjacent edges (the last closes on the first)
+            if _segments_cross(pts[i], pts[i + 1], pts[j], pts[(j + 1) % n]):
+                return (f"is not convex: it crosses itself (edges {i + 1}–{i + 2} and "
+                        f"{j + 1}–{(j + 1) % n + 1})")
+    if _area2(pts) == 0:
+        return "is not closed: its vertices lie on one line (zero area)"
+    sign = 1.0 if _area2(pts) > 0 else -1.0
+    for k in range(n):
+        prev, here, nxt = pts[k - 1], pts[k], pts[(k + 1) % n]
+        turn = sign * _cross(prev, here, nxt)
+        back = (here[0] - prev[0]) * (nxt[0] - here[0]) + (here[1] - prev[1]) * (nxt[1] - here[1])
+        if turn < 0 or (turn == 0 and back < 0):
+            return (f"is not convex: it turns the other way at vertex {k + 1} "
+                    f"({here[0]:g}, {here[1]:g})")
+    return None
+
+
+def polygon_halfplanes(vertices) -> list[tuple[float, float, float]]:
+    """The half-planes cp·p + ch·h ≤ rhs whose intersection is the convex polygon with
+    these vertices (p, h), one per edge (the chapter's Eqs 12.24–12.26 for A, B, C, D).
+
+    For counter-clockwise vertices the polygon lies left of each edge v_k → v_{k+1}
+    (Δp, Δh): Δh·p − Δp·h ≤ Δh·p_k − Δp·h_k; clockwise vertices are reversed first.
+    The polygon must be valid (``polygon_problem`` None)."""
+    pts = [(float(p), float(h)) for p, h in vertices]
+    if _area2(pts) < 0:
+        pts.reverse()
+    out = []
+    for k, (p0, h0) in enumerate(pts):
+        p1, h1 = pts[(k + 1) % len(pts)]
+        dp, dh = p1 - p0, h1 - h0
+        out.append((dh, -dp, dh * p0 - dp * h0))
+    return out
+
+
+@dataclass(frozen=True)
+class ChpSpec:
+    """A combined heat and power unit: power p (kW_el) and heat h (kW_th) in every period
+    inside a convex polygon given by its vertices (p, h) in order (Fig. 12.9: A, B, C, D),
+    at the cost rate ½·a_p·p² + b_p·p + ½·a_h·h² + b_h·h + c (€/h; Eq. 12.22 with the
+    ½ of Eq. 12.4); a_p, a_h in €/kW²h (≥ 0), b_p, b_h in €/kWh, c in €/h."""
+
+    vertices: tuple[tuple[float, float], ...]
+    a_p: float = 0.0
+    b_p: float = 0.0
+    a_h: float = 0.0
+    b_h: float = 0.0
+    c: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "vertices",
+                           tuple((float(p), float(h)) for p, h in self.vertices))
+        if problem := polygon_problem(self.vertices):
+            raise ValueError(f"CHP polygon {problem}")
+        if any(p < 0 or h < 0 for p, h in self.vertices):
+            raise ValueError("CHP polygon has a vertex with negative power or heat; allowed: "
+                             "p ≥ 0 and h ≥ 0")
+        for field_name in ("a_p", "a_h"):
+            if getattr(self, field_name) < 0:
+                raise ValueError(f"{field_name}: {getattr(self, field_name):g} is negative; "
+                                 "allowed: ≥ 0 (a convex cost)")
+
+    def power_range_kw(self) -> tuple[float, float]:
+        return min(p for p, _ in self.vertices), max(p for p, _ in self.vertices)
+
+    def heat_range_kw(self) -> tuple[float, float]:
+        return min(h for _, h in self.vertices), max(h for _, h in self.vertices)
+
+
+@dataclass(frozen=True)
 class BuildingData:
     """An active building (MODELS.md §E, HEMS): non-flexible load, flexible loads,
-    battery, PV, wind, consumer demand limit (CDL) and power injection limit (PIL)."""
+    battery, PV, wind, consumer demand limit (CDL) and power injection limit (PIL); and
+    (MODELS.md §C) a generator, a CHP unit and a heat demand."""
 
     name: str
     horizon: Horizon
@@ -122,6 +259,15 @@ class BuildingData:
     cdl_kw: np.ndarray  # import above it costs cdl_factor x the buy price
     cdl_factor: float = 2.5  # kappa
     pil_kw: np.ndarray | None = None  # export cap per period; None: no PIL
+    generator: GeneratorSpec | None = None  # its power is supply like PV
+    chp: ChpSpec | None = None  # its power is supply like PV, its heat meets heat demand
+    heat_demand_kw: np.ndarray | None = None  # kW_th per period; None: no heat demand
+
+    @property
+    def has_heat(self) -> bool:
+        """Whether the building has a heat balance: a CHP unit or some heat demand."""
+        demand = self.heat_demand_kw
+        return self.chp is not None or (demand is not None and bool(np.any(demand > 0)))
 
 
 @dataclass(frozen=True)
@@ -201,8 +347,13 @@ def data_to_dict(d: AgentData) -> dict:
 def _building_from_dict(raw: dict) -> BuildingData:
     for key in BUILDING_ARRAYS:
         raw[key] = np.asarray(raw[key], float)
-    if raw.get("pil_kw") is not None:
-        raw["pil_kw"] = np.asarray(raw["pil_kw"], float)
+    for key in ("pil_kw", "heat_demand_kw"):
+        if raw.get(key) is not None:
+            raw[key] = np.asarray(raw[key], float)
+    if raw.get("generator") is not None:
+        raw["generator"] = GeneratorSpec(**raw["generator"])
+    if raw.get("chp") is not None:
+        raw["chp"] = ChpSpec(**raw["chp"])
     raw["flexible"] = tuple(FlexibleLoad(**f) for f in raw["flexible"])
     return BuildingData(**raw)
 

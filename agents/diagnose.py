@@ -78,10 +78,18 @@ def _window(f: FlexibleLoad, periods: int) -> range:
     return range(max(f.window_start, 0), min(f.window_end, periods))
 
 
+def _producers_kw(d: BuildingData) -> tuple[float, float]:
+    """(least, most) power a building's generator and CHP unit make together (kW)."""
+    units = [(g.p_min_kw, g.p_max_kw) for g in (d.generator,) if g is not None]
+    units += [d.chp.power_range_kw()] if d.chp is not None else []
+    return sum(lo for lo, _ in units), sum(hi for _, hi in units)
+
+
 def _supply_kw(d: BuildingData, t: int) -> float:
-    """Most power a building can draw in period t: connection, battery, PV and wind."""
+    """Most power a building can draw in period t: connection, battery, PV, wind,
+    generator and CHP unit."""
     dis = d.battery.discharge_max_kw if d.battery is not None else 0.0
-    return d.buy_max_kw + dis + float(d.pv_kw[t]) + float(d.wind_kw[t])
+    return d.buy_max_kw + dis + float(d.pv_kw[t]) + float(d.wind_kw[t]) + _producers_kw(d)[1]
 
 
 def _short_window(d: BuildingData) -> str | None:
@@ -94,12 +102,55 @@ def _short_window(d: BuildingData) -> str | None:
 
 def _load_above_supply(d: BuildingData) -> str | None:
     dis = d.battery.discharge_max_kw if d.battery is not None else 0.0
+    made = _producers_kw(d)[1]
+    producers = f" + generator and CHP {made:.1f} kW" if made > 0 else ""
     for t in range(d.horizon.periods):
         load, pv, wind = float(d.load_kw[t]), float(d.pv_kw[t]), float(d.wind_kw[t])
         if load > _supply_kw(d, t) + 1e-9:
             return (f"building {d.name}: load {load:.1f} kW at {d.horizon.label(t)} exceeds "
                     f"contracted {d.buy_max_kw:.1f} kW + battery {dis:.1f} kW + PV {pv:.1f} kW "
-                    f"+ wind {wind:.1f} kW")
+                    f"+ wind {wind:.1f} kW{producers}")
+    return None
+
+
+def _heat_unmet(d: BuildingData) -> str | None:
+    """Heat demand the CHP unit cannot match with no heat bought or sold (the heat market
+    closed): above its most heat (0 without a CHP unit) or below its least."""
+    if not d.has_heat:
+        return None
+    lo, hi = d.chp.heat_range_kw() if d.chp is not None else (0.0, 0.0)
+    demand = d.heat_demand_kw if d.heat_demand_kw is not None else np.zeros(d.horizon.periods)
+    closed = "and no heat is bought (the heat market is closed)"
+    for t in range(d.horizon.periods):
+        heat, at = float(demand[t]), d.horizon.label(t)
+        if heat > hi + 1e-9 and d.chp is None:
+            return (f"building {d.name}: heat demand {heat:.1f} kW_th at {at} but it has no "
+                    f"CHP unit, {closed}")
+        if heat > hi + 1e-9:
+            return (f"building {d.name}: heat demand {heat:.1f} kW_th at {at} exceeds the "
+                    f"{hi:.1f} kW_th its CHP unit can make, {closed}")
+        if heat < lo - 1e-9:
+            return (f"building {d.name}: its CHP unit makes at least {lo:.1f} kW_th but the "
+                    f"heat demand at {at} is {heat:.1f} kW_th, and no heat is sold (the heat "
+                    "market is closed)")
+    return None
+
+
+def _must_run_above_sinks(d: BuildingData) -> str | None:
+    """The generator's and CHP unit's least power above all the building can take: load,
+    flexible loads, battery charging and export."""
+    least = _producers_kw(d)[0]
+    if least <= 0:
+        return None
+    charge = d.battery.charge_max_kw if d.battery is not None else 0.0
+    flexible = sum(f.rating_kw for f in d.flexible)
+    for t in range(d.horizon.periods):
+        export = d.sell_max_kw if d.pil_kw is None else min(d.sell_max_kw, float(d.pil_kw[t]))
+        sinks = float(d.load_kw[t]) + flexible + charge + export
+        if least > sinks + 1e-9:
+            return (f"building {d.name}: its generator and CHP unit make at least {least:.1f} "
+                    f"kW but at {d.horizon.label(t)} load, flexible loads, battery and export "
+                    f"take at most {sinks:.1f} kW")
     return None
 
 
@@ -117,7 +168,8 @@ def _flexible_does_not_fit(d: BuildingData) -> str | None:
 
 
 def _explain_building(d: BuildingData) -> str:
-    return (_short_window(d) or _load_above_supply(d) or _flexible_does_not_fit(d)
+    return (_short_window(d) or _heat_unmet(d) or _load_above_supply(d)
+            or _must_run_above_sinks(d) or _flexible_does_not_fit(d)
             or f"building {d.name}: no feasible plan (battery energy, end-of-day target or "
                "flexible loads together)")
 

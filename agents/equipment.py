@@ -1,5 +1,6 @@
 """Equipment blocks that add themselves to a Pyomo block: battery, PV unit, wind
-turbine, flexible loads, grid connections, EV charger.
+turbine, flexible loads, grid connections, EV charger, generator, CHP unit and heat
+balance.
 
 Every block records three lists on the agent's top block so the solver wrapper can
 prove an LP relaxation MILP-optimal (see ``agents.solver``):
@@ -8,6 +9,9 @@ prove an LP relaxation MILP-optimal (see ``agents.solver``):
 - ``exclusive``: pairs of binaries with ``x_a + x_b <= 1``;
 - ``integers``: binaries that are genuine decisions (not indicators of a flow); the LP
   solution must already be integral in them.
+
+Producers with a quadratic cost also record ``quadratic``: ``(power, epigraph, a)``
+triples (see ``add_epigraph``; read them with ``quadratic_terms``).
 """
 
 from __future__ import annotations
@@ -17,13 +21,32 @@ from collections.abc import Sequence
 import numpy as np
 import pyomo.environ as pyo
 
-from agents.data import BatterySpec, FlexibleLoad, Horizon
+from agents.data import (
+    BatterySpec,
+    ChpSpec,
+    FlexibleLoad,
+    GeneratorSpec,
+    Horizon,
+    polygon_halfplanes,
+)
+
+EPIGRAPH_SEGMENTS = 24  # K: tangents of ½·a·x² at K + 1 evenly spaced points
 
 
-def _register(top: pyo.Block, indicators=(), exclusive=(), integers=()) -> None:
+def _register(top: pyo.Block, indicators=(), exclusive=(), integers=(), quadratic=()) -> None:
     top.indicators = [*getattr(top, "indicators", []), *indicators]
     top.exclusive = [*getattr(top, "exclusive", []), *exclusive]
     top.integers = [*getattr(top, "integers", []), *integers]
+    top.quadratic = [*getattr(top, "quadratic", []), *quadratic]
+
+
+def quadratic_terms(block: pyo.Block) -> list[tuple[pyo.Var, pyo.Var, float]]:
+    """Every quadratic cost in ``block`` and its sub-blocks: (the power variable indexed by
+    period, its epigraph variable indexed by period, a in €/kW²h). In the MILP each period
+    costs Δt·z_t with z_t ≥ the tangents of ½·a·x_t²; the exact cost instead puts no cost
+    on z and Δt·a on the Hessian diagonal of x."""
+    return [term for blk in block.block_data_objects()
+            for term in getattr(blk, "quadratic", [])]
 
 
 def add_battery(
@@ -243,3 +266,74 @@ def add_prices(top: pyo.Block, horizon: Horizon, tariff, cdl_factor: float = 1.0
     b.above_cdl = pyo.Param(T, initialize=lambda m, t: (cdl_factor - 1.0) * float(buy[t]),
                             mutable=True, within=pyo.Reals)
     return b
+
+
+def add_epigraph(top: pyo.Block, b: pyo.Block, name: str, x: pyo.Var, lo_kw: float,
+                 hi_kw: float, a: float) -> pyo.Var:
+    """z_t ≥ ½·a·x_t² for x_t ∈ [lo, hi] as K + 1 tangents (K = ``EPIGRAPH_SEGMENTS``) at
+    x_k = lo + k·Δ, Δ = (hi − lo)/K (a MILP solver takes no quadratic cost): z_t ≥
+    a·x_k·x_t − ½·a·x_k². At its optimum z_t is the largest tangent: exact at the x_k and
+    below ½·a·x_t² between them, by at most a·Δ²/8 (midway between two of them). Adds ``b.<name>``
+    (€/h per period) and registers (x, z, a) on ``top`` (``quadratic_terms``)."""
+    T = sorted(x.keys())
+    K = EPIGRAPH_SEGMENTS if hi_kw > lo_kw else 0
+    points = [lo_kw + k * (hi_kw - lo_kw) / max(K, 1) for k in range(K + 1)]
+    z = pyo.Var(T)
+    b.add_component(name, z)
+    b.add_component(f"{name}_tangent", pyo.Constraint(
+        T, range(K + 1), rule=lambda b, t, k: z[t] >= a * points[k] * x[t]
+        - 0.5 * a * points[k] ** 2))
+    _register(top, quadratic=[(x, z, float(a))])
+    return z
+
+
+def add_generator(top: pyo.Block, horizon: Horizon, spec: GeneratorSpec) -> pyo.Block:
+    """A generator's output p_t ∈ [p_min, p_max] (kW) and its cost
+    ``cost_eur`` = Σ_t Δt (z_t + b·p_t + c), z_t ≥ ½·a·p_t² by tangents (``add_epigraph``;
+    none for a = 0)."""
+    T, h = range(horizon.periods), horizon.period_h
+    top.generator = b = pyo.Block()
+    b.p_kw = pyo.Var(T, bounds=(spec.p_min_kw, spec.p_max_kw))
+    a = spec.a_eur_per_kw2h
+    z = add_epigraph(top, b, "quad_eur_per_h", b.p_kw, spec.p_min_kw, spec.p_max_kw, a) \
+        if a > 0 else {t: 0 for t in T}
+    b.cost_eur = pyo.Expression(expr=sum(
+        h * (z[t] + spec.b_eur_per_kwh * b.p_kw[t] + spec.c_eur_per_h) for t in T))
+    return b
+
+
+def add_chp(top: pyo.Block, horizon: Horizon, spec: ChpSpec) -> pyo.Block:
+    """A CHP unit's power p_t (kW_el) and heat h_t (kW_th) inside its polygon, one
+    half-plane cp·p_t + ch·h_t ≤ rhs per edge (``polygon_halfplanes``; Eqs 12.24–12.26),
+    and its cost ``cost_eur`` = Σ_t Δt (zp_t + b_p·p_t + zh_t + b_h·h_t + c) with
+    zp_t ≥ ½·a_p·p_t², zh_t ≥ ½·a_h·h_t² by tangents (``add_epigraph``)."""
+    T, dt = range(horizon.periods), horizon.period_h
+    (p_lo, p_hi), (h_lo, h_hi) = spec.power_range_kw(), spec.heat_range_kw()
+    edges = polygon_halfplanes(spec.vertices)
+    top.chp = b = pyo.Block()
+    b.p_kw = pyo.Var(T, bounds=(p_lo, p_hi))
+    b.h_kw = pyo.Var(T, bounds=(h_lo, h_hi))
+    b.polygon = pyo.Constraint(T, range(len(edges)), rule=lambda b, t, e: edges[e][0]
+                               * b.p_kw[t] + edges[e][1] * b.h_kw[t] <= edges[e][2])
+    none = {t: 0 for t in T}
+    zp = add_epigraph(top, b, "quad_p_eur_per_h", b.p_kw, p_lo, p_hi, spec.a_p) \
+        if spec.a_p > 0 else none
+    zh = add_epigraph(top, b, "quad_h_eur_per_h", b.h_kw, h_lo, h_hi, spec.a_h) \
+        if spec.a_h > 0 else none
+    b.cost_eur = pyo.Expression(expr=sum(
+        dt * (zp[t] + spec.b_p * b.p_kw[t] + zh[t] + spec.b_h * b.h_kw[t] + spec.c)
+        for t in T))
+    return b
+
+
+def add_heat_balance(top: pyo.Block, horizon: Horizon, demand_kw: np.ndarray) -> pyo.Block:
+    """The heat balance chp_h_t + heat_in_t = demand_t (kW_th; no CHP: chp_h_t = 0).
+    ``top.heat_in_kw`` is the net P2P heat purchase (− a sale), bounded to (0, 0): closed
+    until a heat market opens it, so heat demand no CHP meets is infeasible until then.
+    A CHP block, if any, must already exist on ``top``."""
+    T = range(horizon.periods)
+    chp = top.component("chp")
+    top.heat_in_kw = pyo.Var(T, bounds=(0, 0))
+    top.heat_balance = pyo.Constraint(T, rule=lambda top, t: (
+        chp.h_kw[t] if chp is not None else 0) + top.heat_in_kw[t] == float(demand_kw[t]))
+    return top.heat_balance

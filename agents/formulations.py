@@ -11,18 +11,27 @@ A caller that trades peer to peer declares ``b.p2p_in_kw`` (net P2P purchase per
 kW) on the block before filling it: every kind's energy balance then counts it as
 supply beside retail purchase (``p2p_supply``); the retail bill stays on ``buy_kw`` and
 ``sell_kw``.
+
+A building with a CHP unit or heat demand also has ``b.heat_in_kw`` (net P2P heat
+purchase per period, kW_th, − a sale), bounded to (0, 0) until a heat market opens it
+(``add_heat_balance``). Producers' quadratic costs are tangent epigraphs in the MILP;
+``agents.equipment.quadratic_terms`` lists them for an exact convex phase.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pyomo.environ as pyo
 
 from agents.data import BuildingData, EVData, ProsumerData
 from agents.equipment import (
     add_battery,
+    add_chp,
     add_ev_charger,
     add_flexible_loads,
+    add_generator,
     add_grid_connection,
+    add_heat_balance,
     add_prices,
     add_pv,
     add_retail_connection,
@@ -104,6 +113,10 @@ def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
     above_t ≥ buy_t − CDL_t, above_t ≥ 0 (energy above the CDL costs κ λb_t in all),
     sell_t ≤ min(Smax, PIL_t)·xs_t, buy_t ≤ Bmax·xb_t, xb + xs ≤ 1, and the battery
     (charge / discharge / float). PV and wind may be curtailed.
+
+    With a generator and a CHP unit (MODELS.md §C) their power gen_t, chp_t joins the
+    supply and their costs (``add_generator``, ``add_chp``) the objective; with a CHP
+    unit or heat demand, chp_h_t + heat_in_t = heat_t (``add_heat_balance``).
     """
     T = range(d.horizon.periods)
     pv = add_pv(b, d.horizon, d.pv_kw)
@@ -111,6 +124,12 @@ def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
     flex = add_flexible_loads(b, d.horizon, d.flexible)
     g = add_retail_connection(b, d.horizon, d.buy_max_kw, d.sell_max_kw, d.cdl_kw, d.pil_kw)
     bat = add_battery(b, d.horizon, d.battery) if d.battery is not None else None
+    producers = [add_generator(b, d.horizon, d.generator)] if d.generator is not None else []
+    if d.chp is not None:
+        producers.append(add_chp(b, d.horizon, d.chp))
+    if d.has_heat:
+        demand = d.heat_demand_kw if d.heat_demand_kw is not None else np.zeros(len(T))
+        add_heat_balance(b, d.horizon, demand)
     # A Var, not only the Expression flex.kw, so a Schedule can report it.
     b.flex_kw = pyo.Var(T, bounds=(0, None))
     b.flex_total = pyo.Constraint(T, rule=lambda b, t: b.flex_kw[t] == flex.kw[t])
@@ -119,12 +138,14 @@ def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
         ch = bat.ch_kw[t] if bat is not None else 0
         dis = bat.dis_kw[t] if bat is not None else 0
         supply = pv.gen_kw[t] + wind.gen_kw[t] + dis + g.buy_kw[t] + p2p_supply(b, t)
+        supply += sum(u.p_kw[t] for u in producers)
         return supply == float(d.load_kw[t]) + b.flex_kw[t] + ch + g.sell_kw[t]
 
     b.balance = pyo.Constraint(T, rule=balance)
     b.net_kw = pyo.Expression(T, rule=lambda b, t: g.buy_kw[t] - g.sell_kw[t])
     price = add_prices(b, d.horizon, d.tariff, d.cdl_factor)
-    b.cost_eur = pyo.Expression(expr=_building_cost_eur(g, d, price))
+    b.cost_eur = pyo.Expression(expr=_building_cost_eur(g, d, price)
+                                + sum(u.cost_eur for u in producers))
     return b
 
 
@@ -146,8 +167,10 @@ REPORTED = (
     ("buy_kw", "grid.buy_kw"), ("p2v_kw", "grid.p2v_kw"), ("sell_kw", "grid.sell_kw"),
     ("pv_kw", "pv.gen_kw"), ("wind_kw", "wind.gen_kw"), ("flex_kw", "flex_kw"),
     ("ch_kw", "battery.ch_kw"), ("soc_kwh", "battery.soc_kwh"), ("dis_kw", "battery.dis_kw"),
-    ("above_cdl_kw", "grid.above_cdl_kw"),
+    ("above_cdl_kw", "grid.above_cdl_kw"), ("gen_kw", "generator.p_kw"), ("chp_kw", "chp.p_kw"),
+    ("chp_heat_kw", "chp.h_kw"), ("heat_in_kw", "heat_in_kw"),
 )
+SIGNED = ("heat_in_kw",)  # result columns that may be negative (a sale), never clipped
 
 
 def flow_components(b: pyo.Block) -> dict[str, pyo.Var]:

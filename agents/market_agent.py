@@ -58,7 +58,7 @@ def settle_schedule(day_data, kind: str, realised: dict[str, np.ndarray],
     if plan is not None:
         flows["quote_kw"] = net_load_kw(kind, plan.flows_kw)
     soc = flows.pop("soc_kwh", None)
-    bill = day_bill(day_data, flows["net_kw"], settlement)
+    bill = day_bill(day_data, flows["net_kw"], settlement, flows)
     flows["market_kw"] = bill.pop("market_kw")
     cost = bill.pop("cost_eur")
     return Schedule(day_data.name, kind, "settled",

@@ -38,6 +38,10 @@ from grid.clearance import (
     residual_injection_mw,
 )
 from grid.networks import load_network
+from grid.paths import feeder_paths, path_penalties
+from grid.powerflow import GridLimits, GridModel
+
+LOSS, CONGESTION = "loss", "congestion"  # a bilateral market's penalty prices (signal terms)
 
 
 def operator_network(data: OperatorData):
@@ -84,6 +88,7 @@ class OperatorAgent:
         self.data = data
         self._network = None  # the branch-flow model, built when a market first needs it
         self._dc = None  # the DC model of the clearance, likewise
+        self._paths = None  # the feeder's paths and AC model of a bilateral market, likewise
         self._bus_ids: list[int] = []
         self.day: int | None = None
         self.model: OperatorModel | None = None
@@ -150,6 +155,8 @@ class OperatorAgent:
     def on_signal(self, msg: Signal) -> Offer:
         """Clear the signal's trades, or re-solve the network block (ADMM) with the
         round's targets, prices and ρ."""
+        if LOSS in msg.body.terms:
+            return self._penalties(msg)
         if msg.body.trades is not None:
             return self._clear(msg)
         begin = time.perf_counter()
@@ -225,6 +232,70 @@ class OperatorAgent:
         return Offer(sender=self.name, day=msg.day, round=msg.round,
                      body=OfferBody(quantities_kw={}, accepted_kw=accepted.tolist(),
                                     binding=binding or None))
+
+    def _penalty_model(self):
+        """(feeder paths, the AC model of the peers on their buses, the root bus)."""
+        if self._paths is None:
+            d = self.data
+            net = load_network(d.network, **d.network_options)
+            background = bus_background(d, d.background_kw, len(net.bus)).T
+            ac = GridModel(net, d.buses, background_kw=background if d.background_kw else None,
+                           power_factor=d.power_factor,
+                           limits=GridLimits(max_loading_pct=d.max_loading_pct),
+                           keep_network_loads=False)
+            root = int(net.ext_grid.loc[net.ext_grid["in_service"], "bus"].iloc[0])
+            self._paths = (feeder_paths(net, d.network), ac, root)
+        return self._paths
+
+    def _penalties(self, msg: Signal) -> Offer:
+        """A bilateral market's path penalties (``grid.paths``): per pair of the signal's
+        trades and per peer's retail path, α·R + β·θ, where θ marks paths through lines
+        the AC power flow of the peers' planned nets (when the signal has them) finds
+        above ``max_loading_pct``; those lines per period and the losses."""
+        begin = time.perf_counter()
+        d, body = self.data, msg.body
+        paths, ac, root = self._penalty_model()
+        periods = d.horizon.periods
+        alpha = np.broadcast_to(np.asarray(body.terms[LOSS].price_eur_per_kwh, float), periods)
+        beta = np.broadcast_to(np.asarray(body.terms[CONGESTION].price_eur_per_kwh, float),
+                               periods)
+        by = (body.by_counterparty or {}).get(NET, {})
+        peers = list(by)
+        named = {p for t in body.trades or () for p in (t.seller, t.buyer)} | set(peers)
+        missing = sorted(p for p in named if p not in d.buses)
+        if missing:
+            raise ValueError(f"operator {d.name}: no bus for {', '.join(missing[:5])}")
+        congested: list[set[int]] = [set() for _ in range(periods)]
+        binding: dict[str, list[str]] = {}
+        losses = None
+        if peers and all(by[p].target_kw is not None for p in peers):
+            losses = np.zeros(periods)
+            for t in range(periods):
+                result = ac.step(t, {p: float(by[p].target_kw[t]) for p in peers})
+                losses[t] = result.losses_kw
+                over = np.flatnonzero(result.loading_pct > ac.limits.max_loading_pct)
+                lines = [ac.line_ids[k] for k in over]
+                congested[t] = set(lines)
+                if lines:
+                    binding[str(t)] = [f"line {line} at {result.loading_pct[k]:.1f} %"
+                                       for line, k in zip(lines, over)]
+        trades = body.trades or []
+        pair_pen, retail_pen = path_penalties(
+            paths, [(d.buses[t.buyer], d.buses[t.seller]) for t in trades],
+            [d.buses[p] for p in peers], root, alpha, beta, congested)
+        penalties: dict[str, dict[str, list[float]]] = {}
+        for k, t in enumerate(trades):
+            penalties.setdefault(t.buyer, {})[t.seller] = pair_pen[k].tolist()
+        for i, p in enumerate(peers):
+            penalties.setdefault(p, {})[self.name] = retail_pen[i].tolist()
+        self.last_solve_s = time.perf_counter() - begin
+        self.plan = OperatorPlan(0.0, np.zeros(periods) if losses is None else losses,
+                                 np.zeros(periods), np.zeros((0, periods)), self.last_solve_s)
+        self.round_costs_eur[(msg.day, msg.round)] = 0.0
+        self.round_solve_s[(msg.day, msg.round)] = self.last_solve_s
+        return Offer(sender=self.name, day=msg.day, round=msg.round, body=OfferBody(
+            quantities_kw={} if losses is None else {"losses": losses.tolist()},
+            penalties_eur_per_kwh=penalties, binding=binding or None))
 
     def on_clearing(self, msg) -> OperatorPlan | None:
         self.clearing = msg.body

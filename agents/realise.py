@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 RENEWABLES = ("pv_kw", "wind_kw")
+PRODUCERS = ("gen_kw", "chp_kw")  # dispatchable: they produce as planned
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def realise_period(day_data, planned: dict[str, np.ndarray], t: int, soc_kwh: fl
 
 def _net(flows: dict[str, float]) -> float:
     return (flows["load_kw"] + flows.get("flex_kw", 0.0) + flows.get("ch_kw", 0.0)
-            - flows.get("dis_kw", 0.0) - sum(flows.get(n, 0.0) for n in RENEWABLES))
+            - flows.get("dis_kw", 0.0) - sum(flows.get(n, 0.0) for n in (*RENEWABLES, *PRODUCERS)))
 
 
 def _track_with_battery(d, flows, soc_kwh, extra_kw: float, h: float) -> None:

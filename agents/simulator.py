@@ -36,7 +36,7 @@ from coordinator.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT_S
 SETTLEMENT_WAIT_S = 10.0  # at the end, how long to wait for the last day's settlements
 # The realised day, per period (the runner adds the market's quantities and the bill).
 REALISED_ATTRS = ["net_kw", "pv_kw", "wind_kw", "load_kw", "flex_kw", "ch_kw", "dis_kw",
-                  "soc_kwh", "quote_kw"]
+                  "gen_kw", "chp_kw", "chp_heat_kw", "heat_in_kw", "soc_kwh", "quote_kw"]
 # Inputs a co-simulator may send at the start of a day: the day's profile (one value per
 # period) that replaces the agent's own forecast before it plans.
 PROFILE_INPUTS = {"load_profile_kw": "load_kw", "pv_profile_kw": "pv_kw"}

@@ -22,7 +22,13 @@ from pyomo.contrib.solver.solvers.highs import Highs
 
 from agents.data import AgentData, BuildingData, EVData, ProsumerData, Schedule, kind_of
 from agents.diagnose import explain_infeasible
-from agents.formulations import define_building, define_ev, define_prosumer, flow_components
+from agents.formulations import (
+    SIGNED,
+    define_building,
+    define_ev,
+    define_prosumer,
+    flow_components,
+)
 
 FLOW_ON_KW = 1e-9  # a flow above this counts as "on" when the LP relaxation is checked
 INTEGRAL_TOL = 1e-9  # an integer decision this close to an integer counts as integral
@@ -133,8 +139,9 @@ class PersistentMILP:
 
 def schedule_from_values(data: AgentData, values: dict[str, np.ndarray],
                          objective_eur: float, method: str, seconds: float) -> Schedule:
-    """A Schedule from per-variable value arrays (keys as in ``flow_components``)."""
-    flows = {k: np.clip(v, 0.0, None) for k, v in values.items()}
+    """A Schedule from per-variable value arrays (keys as in ``flow_components``); flows
+    are clipped at 0 (solver noise) except the signed ones (``SIGNED``)."""
+    flows = {k: v if k in SIGNED else np.clip(v, 0.0, None) for k, v in values.items()}
     soc = flows.pop("soc_kwh", None)
     kind = agent_kind(data)
     if kind in ("prosumer", "building"):

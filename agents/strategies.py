@@ -7,6 +7,10 @@
   connection's limit), and quotes its planned net demand; when the market announces
   importer and exporter prices (price discovery), it re-plans against them.
 
+- ``bilateral`` (bilateral P2P with path penalties): as ``admm`` with the heat limits
+  too, but every round the agent answers its trade with each counterparty
+  (``agents.bilateral_peer``): the penalties differ between counterparties.
+
 - ``admm`` (ADMM P2P): the agent registers its import and export limits, then every
   round re-solves its local problem (``agents.admm_peer``) with the round's trade
   target, mean pair price and ρ and offers its net P2P purchase and its net import.
@@ -18,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.admm_peer import PeerModel, connection_limits
+from agents.admm_peer import PeerModel, connection_limits, heat_limits
+from agents.bilateral_peer import BilateralPeer
 from coordinator.protocol import NET, P2P, OfferBody, Signal
 
 
@@ -105,7 +110,40 @@ class ADMMStrategy:
         return OfferBody(quantities_kw=quantities)
 
 
-STRATEGIES = {s.family: s for s in (LimitsStrategy(), QuoteStrategy(), ADMMStrategy())}
+class BilateralStrategy:
+    family = "bilateral"
+
+    def limits(self, day_data) -> dict[str, list[float]]:
+        imp, exp = connection_limits(day_data)
+        heat_imp, heat_exp = heat_limits(day_data)
+        return {"import": imp.tolist(), "export": exp.tolist(),
+                "heat_import": heat_imp.tolist(), "heat_export": heat_exp.tolist()}
+
+    def answer(self, agent, msg: Signal) -> OfferBody:
+        """Build the day's peer model with the counterparties the first round names (per
+        commodity), apply the round's terms per counterparty and the retail path
+        penalty, solve; offer the trades per counterparty and the net import."""
+        body = msg.body
+        by = body.by_counterparty or {}
+        partners: dict[str, list[str]] = {}
+        for other, terms in by.items():
+            for key in terms:
+                partners.setdefault(key, []).append(other)
+        model = agent.model
+        if not isinstance(model, BilateralPeer) or model.partners != partners:
+            agent.model = model = BilateralPeer(agent.day_data, partners,
+                                                binaries=agent.binaries, **agent.options)
+        retail = body.terms.get("retail")
+        model.set_terms(body.rho or 0.0, by,
+                        None if retail is None else retail.penalty_eur_per_kwh)
+        agent.plan = model.solve()
+        agent.last_solve_s = agent.plan.solve_time_s
+        return OfferBody(quantities_kw={NET: model.net_kw().tolist()},
+                         by_counterparty_kw=model.trades_kw() or None)
+
+
+STRATEGIES = {s.family: s for s in (LimitsStrategy(), QuoteStrategy(), ADMMStrategy(),
+                                    BilateralStrategy())}
 
 
 def strategy(family: str):

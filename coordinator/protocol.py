@@ -42,6 +42,7 @@ CURVE_DEFAULT_CLIENT = "agents"  # one key for a whole agent host
 # Commodity keys that both sides of a mechanism use.
 NET = "net"  # an agent's signed net demand at its connection (+ import)
 P2P = "p2p"  # peer-to-peer trades
+POWER, HEAT = "power", "heat"  # the bilateral market's commodities
 KW_PER_MW = 1000.0  # powers travel in kW; an iterative mechanism's ρ in €/MW²h
 INFEASIBLE = "infeasible:"  # starts an operator's binding label for a period it cannot clear
 

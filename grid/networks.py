@@ -51,7 +51,8 @@ def _village_1() -> pp.pandapowerNet:
 
 def _set_ampacity(net: pp.pandapowerNet, ampacity_ka: float | dict[int, float]) -> None:
     """Set `max_i_ka` on every line (one value) or on the lines named in a dict."""
-    if isinstance(ampacity_ka, dict):
+    if isinstance(ampacity_ka, dict):  # keys may arrive as text (JSON)
+        ampacity_ka = {int(line): i_ka for line, i_ka in ampacity_ka.items()}
         unknown = sorted(set(ampacity_ka) - set(net.line.index))
         if unknown:
             raise ValueError(f"ampacity_ka names lines {unknown} that the network does not have")

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from agents.data import polygon_problem
 from coordinator.mechanisms import MECHANISMS
 from grid.community_lv import place_community
 from grid.networks import load_network, published_loads
@@ -248,6 +249,17 @@ class Market(Strict):
         "market (a pooled market's positions matched by double auction); curtailed "
         "quantities are retail. For mechanisms without the network (not clearance, nor admm "
         "with market.network)")
+    loss_price: NonNeg = Field(
+        0.0, description="bilateral: α, the loss penalty per kWh traded and per Ω of the path's "
+        "resistance (€/kWh/Ω), paid by each side; > 0 brings in the network operator")
+    congestion_price: NonNeg = Field(
+        0.0, description="bilateral: β, the penalty per kWh traded on a path through a line "
+        "the AC power flow finds above grid.max_loading_pct (€/kWh), paid by each side; > 0: "
+        "the operator checks the cleared trades and the market clears again")
+    congestion_rounds: int = Field(5, ge=1, description="bilateral: at most this many AC "
+                                   "congestion checks")
+    pool: bool = Field(False, description="bilateral: no peer-to-peer trades, every "
+                       "participant buys at retail (the main grid the only producer)")
 
     @field_validator("mechanism")
     @classmethod
@@ -279,8 +291,9 @@ class GridConfig(Strict):
     """The distribution network the grid simulator checks every period."""
 
     network: Literal["case33bw", "feeder11", "cigre_lv", "village_1"] = "case33bw"
-    ampacity_ka: NonNeg | None = Field(None, description="line thermal limit; null: the "
-                                       "network's documented default")
+    ampacity_ka: NonNeg | dict[Annotated[int, Field(ge=0)], Annotated[float, Field(gt=0)]] \
+        | None = Field(None, description="line thermal limit (kA), one value for every line or "
+                       "line index → value; null: the network's documented default")
     keep_network_loads: bool = Field(False, description="keep the network case's own loads "
                                      "as background load")
     background_kw_per_bus: NonNeg = 0.0
@@ -467,6 +480,62 @@ class ExplicitEV(Strict):
         return _check_discharge(self)
 
 
+class GeneratorConfig(Strict):
+    """A dispatchable generator (MODELS.md §C): output in [p_min_kw, p_max_kw] in every
+    period (no on/off: p_min_kw > 0 makes it must-run) at ½·a·g² + b·g + c €/h."""
+
+    p_min_kw: NonNeg = 0.0
+    p_max_kw: NonNeg
+    a_eur_per_kw2h: NonNeg = Field(0.0, description="a of ½·a·g² (€/kW²h)")
+    b_eur_per_kwh: float = Field(0.0, description="b of b·g (€/kWh)")
+    c_eur_per_h: float = Field(0.0, description="c, paid every hour (€/h)")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.p_min_kw > self.p_max_kw:
+            raise ValueError(f"p_min_kw: {self.p_min_kw:g} is above p_max_kw "
+                             f"{self.p_max_kw:g}; allowed: p_min_kw ≤ p_max_kw")
+        return self
+
+
+class ChpConfig(Strict):
+    """A CHP unit (MODELS.md §C, Fig. 12.9): power and heat inside a convex polygon, at
+    ½·a_p·p² + b_p·p + ½·a_h·h² + b_h·h + c €/h."""
+
+    vertices_kw: list[tuple[NonNeg, NonNeg]] = Field(
+        description="the feasible polygon's vertices [power kW_el, heat kW_th] in order "
+        "(clockwise or counter-clockwise), each once; at least 3, convex")
+    a_p_eur_per_kw2h: NonNeg = 0.0
+    b_p_eur_per_kwh: float = 0.0
+    a_h_eur_per_kw2h: NonNeg = 0.0
+    b_h_eur_per_kwh: float = 0.0
+    c_eur_per_h: float = 0.0
+
+
+PER_PERIOD = ("one value for every period, or one per period of the run "
+              "(horizon.days × horizon.periods)")
+
+
+class ExplicitBuilding(Strict):
+    """A building that produces (MODELS.md §C): a load, a heat demand, a generator and a
+    CHP unit; no PV, wind, battery, flexible loads or consumer demand limit."""
+
+    kind: Literal["building"]
+    name: str
+    load_kw: list[NonNeg] = Field(min_length=1, description="kW, " + PER_PERIOD)
+    heat_demand_kw: list[NonNeg] | None = Field(
+        None, min_length=1, description="kW_th, " + PER_PERIOD + "; null: none. A CHP unit "
+        "meets it (or a heat market, where one is open)")
+    generator: GeneratorConfig | None = None
+    chp: ChpConfig | None = None
+    buy_max_kw: NonNeg | None = Field(None, description="connection import limit; null: the "
+                                      "peak load (after community.scale)")
+    sell_max_kw: NonNeg | None = Field(None, description="connection export limit; null: the "
+                                       "generator's and the CHP unit's most power together")
+    contracted_kva: str | None = Field(None, description="a key of tariffs.fixed_eur_per_day "
+                                       "(its fixed cost); null: no fixed cost")
+
+
 class CosimLink(Strict):
     """Connect one of the co-simulator's entities with an agent or the grid simulator:
     ``to`` sends the entity's attributes there, ``from`` brings theirs to the entity."""
@@ -564,8 +633,13 @@ class BuildingTemplate(Strict):
                             "market.cdl_factor × the price")
     pil_kw: NumDist | None = Field(None, description="power injection limit (export cap); "
                                    "null: none")
+    heat_demand_kw: NumDist = Field(0.0, description="heat demand (kW_th), the same in every "
+                                    "period")
+    generator: GeneratorConfig | None = Field(None, description="each building has one")
+    chp: ChpConfig | None = Field(None, description="each building has one")
 
-    @field_validator("load_kwh_per_day", "pv_kw", "wind_kw", "cdl_kw", "pil_kw")
+    @field_validator("load_kwh_per_day", "pv_kw", "wind_kw", "cdl_kw", "pil_kw",
+                     "heat_demand_kw")
     @classmethod
     def _non_negative(cls, value):
         return _check_range(value, 0)
@@ -707,7 +781,8 @@ class BusProfilesTemplate(Strict):
 
 Template = Annotated[ProsumerTemplate | EVTemplate | BuildingTemplate | NetworkLoadsTemplate
                      | BusProfilesTemplate, Field(discriminator="kind")]
-Explicit = Annotated[ExplicitProsumer | ExplicitEV, Field(discriminator="kind")]
+Explicit = Annotated[ExplicitProsumer | ExplicitEV | ExplicitBuilding,
+                     Field(discriminator="kind")]
 
 
 class Community(Strict):
@@ -715,9 +790,10 @@ class Community(Strict):
 
     scale: NonNeg = Field(1.0, description="multiplies every agent's load and PV profile "
                           "(prosumer, building, network_loads and bus_profiles templates, "
-                          "explicit prosumers) after they are drawn or read; EV trip energy is "
-                          "not a profile and is left alone, and so are buildings' wind and "
-                          "flexible loads and every connection, CDL and PIL limit given in kW")
+                          "explicit prosumers and buildings) after they are drawn or read; EV "
+                          "trip energy is not a profile and is left alone, and so are "
+                          "buildings' wind, flexible loads, heat demand, generators and CHP "
+                          "units and every connection, CDL and PIL limit given in kW")
 
 
 class Scenario(Strict):
@@ -754,7 +830,8 @@ class Scenario(Strict):
     def _cross_checks(self):
         problems = [*_check_keys(self), *_check_lengths(self), *_check_cosims(self),
                     *_check_flexible(self), *_check_mechanism(self), *_check_times(self),
-                    *_check_trips(self), *_check_placements(self)]
+                    *_check_trips(self), *_check_placements(self), *_check_chp(self),
+                    *_check_paths(self)]
         problems = problems or _check_size(self) or _check_names(self)
         if problems:
             raise ValueError("\n".join(problems))
@@ -810,6 +887,35 @@ def _check_flexible(s: Scenario) -> list[str]:
             elif end - start < load.duration_h - 1e-9:
                 out.append(f"{where}: {load.name} runs {load.duration_h:g} h but its window "
                            f"{load.window[0]}–{load.window[1]} is {end - start:g} h")
+    return out
+
+
+def _check_paths(s: Scenario) -> list[str]:
+    """Path penalties (bilateral: loss or congestion price) need paths: a radial feeder."""
+    m = s.market
+    if m.mechanism != "bilateral" or not (m.loss_price > 0 or m.congestion_price > 0):
+        return []
+    from grid.paths import feeder_paths
+    field = "loss_price" if m.loss_price > 0 else "congestion_price"
+    try:
+        feeder_paths(load_network(s.grid.network, **({} if s.grid.ampacity_ka is None else
+                                                      {"ampacity_ka": s.grid.ampacity_ka})),
+                     s.grid.network)
+    except ValueError as exc:
+        return [f"market.{field}: path penalties need a radial feeder; {exc}"]
+    return []
+
+
+def _check_chp(s: Scenario) -> list[str]:
+    """CHP polygons are convex polygons (``agents.data.polygon_problem``)."""
+    out = []
+    for where, items in (("templates", s.templates), ("agents", s.agents)):
+        for i, a in enumerate(items):
+            chp = getattr(a, "chp", None)
+            if chp is None or not (problem := polygon_problem(chp.vertices_kw)):
+                continue
+            name = a.name if where == "agents" else f"{a.name_prefix}*"
+            out.append(f"{where}.{i}.chp.vertices_kw: CHP polygon of {name} {problem}")
     return out
 
 
@@ -995,16 +1101,19 @@ def _check_names(s: Scenario) -> list[str]:
 def _check_lengths(s: Scenario) -> list[str]:
     out, seen = [], set()
     for i, a in enumerate(s.agents):
-        arrays = ("load_kw", "pv_kw") if a.kind == "prosumer" else ("away", "trip_kwh")
+        arrays = {"prosumer": ("load_kw", "pv_kw"), "ev": ("away", "trip_kwh"),
+                  "building": ("load_kw", "heat_demand_kw")}[a.kind]
         need = s.horizon.periods * s.horizon.days
         for field in arrays:
-            n = len(getattr(a, field))
-            if n != need:
+            values = getattr(a, field)
+            n = need if values is None else len(values)
+            single = a.kind == "building"  # one value stands for every period
+            if n != need and not (single and n == 1):
                 days = f"{n / s.horizon.periods:g} day(s)" if n % s.horizon.periods == 0 \
                     else f"{n} values"
                 out.append(f"agents.{i}.{field}: covers {days}, must cover horizon.days = "
                            f"{s.horizon.days} × horizon.periods = {s.horizon.periods} "
-                           f"({need} values)")
+                           f"({need} values){' or be one value' if single else ''}")
         if a.name in seen:
             out.append(f"agents.{i}.name: {a.name!r} is used twice; allowed: a name of its own")
         seen.add(a.name)
@@ -1233,7 +1342,7 @@ def _member(tag: str) -> str:
 def _kinds(where) -> list[str]:
     members = {"templates": (ProsumerTemplate, EVTemplate, BuildingTemplate,
                              NetworkLoadsTemplate, BusProfilesTemplate),
-               "agents": (ExplicitProsumer, ExplicitEV)}.get(where, ())
+               "agents": (ExplicitProsumer, ExplicitEV, ExplicitBuilding)}.get(where, ())
     return [m.model_fields["kind"].annotation.__args__[0] for m in members]
 
 

@@ -23,7 +23,8 @@ from coordinator.mechanisms.admm import (
     trade_pairs,
 )
 from coordinator.protocol import OfferBody, RegisterBody
-from coordinator.session import MarketSession
+
+from .conftest import run_session
 
 H = Horizon(4, 1.0)
 BUY = np.array([0.10, 0.20, 0.30, 0.10])
@@ -196,15 +197,7 @@ def _centralized_cost(community) -> float:
 
 def _run_admm(community, params):
     agents = {d.name: MarketAgent(d, "admm") for d in community}
-    session = MarketSession(get_mechanism("admm"), params)
-    for a in agents.values():
-        session.register(a.register(0))
-    signals = session.start()
-    while signals:
-        for name, sig in signals.items():
-            session.offer(agents[name].on_signal(sig))
-        signals = session.close_round()
-    return agents, session
+    return agents, run_session(agents, get_mechanism("admm"), params)
 
 
 def test_admm_matches_the_centralized_optimum():

@@ -7,19 +7,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # package -> imports it must not make (prefixes); agents may import the protocol and the pure
-# network models (the operator agent holds one).
+# network models (the operator agent holds them: the branch-flow and DC models, the feeder's
+# paths and the AC power flow).
 FORBIDDEN = {
     "agents": ("coordinator", "scenarios", "grid"),
     "coordinator": ("agents", "scenarios", "grid", "mosaik"),
     "grid": ("agents", "coordinator", "scenarios"),
 }
 ALLOWED = {"agents": ("coordinator.protocol", "grid.branchflow", "grid.clearance",
-                      "grid.networks")}
+                      "grid.networks", "grid.paths", "grid.powerflow")}
 # Pure modules: no transport, no co-simulation framework.
 PURE = ["agents/data.py", "agents/equipment.py", "agents/formulations.py", "agents/solver.py",
         "agents/diagnose.py", "agents/market_agent.py", "coordinator/protocol.py",
         "coordinator/session.py", "coordinator/centralized.py", "coordinator/mechanisms",
-        "agents/admm_peer.py", "agents/operator.py", "grid/branchflow.py"]
+        "agents/admm_peer.py", "agents/bilateral_peer.py", "agents/operator.py",
+        "grid/branchflow.py", "grid/paths.py"]
 
 
 def imports(path: Path) -> set[str]:

@@ -221,7 +221,8 @@ def test_mechanism_that_cannot_serve_the_community(capsys):
                         capsys)
     assert code == 2 and err == [
         (f"{LOCALITY}: market.mechanism: p2v_rules does not serve building agents (it serves "
-        "ev, prosumer); mechanisms for this community: amc, gdrmc, p2g, admm, clearance")]
+        "ev, prosumer); mechanisms for this community: amc, gdrmc, p2g, admm, clearance, "
+        "bilateral")]
 
 
 def test_centralized_mode_needs_a_centralized_counterpart(capsys):

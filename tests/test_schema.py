@@ -41,7 +41,8 @@ def test_unknown_key_names_field_and_allowed_keys(tmp_path):
                             "demand_limit, cdl_factor, penalty_rate, network, network_model, "
                             "network_margin_pu, rho0, residual_balancing, balancing_mu, balancing_tau, "
                             "residual_tolerance, binaries, bid_eur_per_kwh, ask_eur_per_kwh, "
-                            "min_trade_kw, network_check")]
+                            "min_trade_kw, network_check, loss_price, congestion_price, "
+                            "congestion_rounds, pool")]
 
 
 def test_every_problem_gets_a_line(tmp_path):

@@ -7,6 +7,7 @@ import dataclasses
 
 from coordinator.mechanisms import admm as _admm
 from coordinator.mechanisms import amc as _amc
+from coordinator.mechanisms import bilateral as _bil
 from coordinator.mechanisms import clearance as _clr
 from coordinator.mechanisms import gdrmc as _gdrmc
 from coordinator.mechanisms import locality as _loc
@@ -41,6 +42,11 @@ MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
               _clr.check_offer,
               "P2P trades matched by double auction, cleared by the network operator's DC "
               "limits (seed 003)"),
+    Mechanism("bilateral", _bil.BilateralParams, _bil.KINDS, "bilateral",
+              _bil.init_bilateral, _bil.step_bilateral, _bil.clear_bilateral,
+              _bil.settle_bilateral, _bil.check_offer,
+              "bilateral power and heat trades by consensus ADMM, with the network "
+              "operator's loss and congestion penalties (seed 002)"),
 )}
 
 

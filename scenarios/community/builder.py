@@ -20,8 +20,10 @@ import numpy as np
 from agents.data import (
     BatterySpec,
     BuildingData,
+    ChpSpec,
     EVData,
     FlexibleLoad,
+    GeneratorSpec,
     Horizon,
     ProsumerData,
     Tariff,
@@ -42,10 +44,13 @@ from scenarios.schema import (
     BuildingTemplate,
     BusProfilesTemplate,
     Choice,
+    ChpConfig,
     Counts,
     EVTemplate,
+    ExplicitBuilding,
     ExplicitEV,
     ExplicitProsumer,
+    GeneratorConfig,
     NetworkLoadsTemplate,
     ProsumerTemplate,
     Scenario,
@@ -268,6 +273,20 @@ def locality_weather(s: Scenario, tpl: BuildingTemplate) -> tuple[np.ndarray, np
     return pv, wind
 
 
+def _generator(cfg: GeneratorConfig | None) -> GeneratorSpec | None:
+    if cfg is None:
+        return None
+    return GeneratorSpec(cfg.p_min_kw, cfg.p_max_kw, cfg.a_eur_per_kw2h, cfg.b_eur_per_kwh,
+                         cfg.c_eur_per_h)
+
+
+def _chp(cfg: ChpConfig | None) -> ChpSpec | None:
+    if cfg is None:
+        return None
+    return ChpSpec(tuple(cfg.vertices_kw), cfg.a_p_eur_per_kw2h, cfg.b_p_eur_per_kwh,
+                   cfg.a_h_eur_per_kw2h, cfg.b_h_eur_per_kwh, cfg.c_eur_per_h)
+
+
 def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int, prices):
     h, n, days = horizon_of(s), tpl.count, s.horizon.days
     kvas = draw_keys(tpl.contracted_kva, n, rng)
@@ -287,8 +306,13 @@ def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int, pri
             flexible, _battery(kinds[k], soc0[k], tpl.battery_end_soc_min),
             buy_max_kw=float(kvas[k]), sell_max_kw=float(kvas[k]),
             cdl_kw=np.full(days * h.periods, float(cdl[k])), cdl_factor=s.market.cdl_factor,
-            pil_kw=None if pil is None else np.full(days * h.periods, float(pil[k]))))
-    return out
+            pil_kw=None if pil is None else np.full(days * h.periods, float(pil[k])),
+            generator=_generator(tpl.generator), chp=_chp(tpl.chp)))
+    if tpl.heat_demand_kw == 0:
+        return out
+    heat = draw_numbers(tpl.heat_demand_kw, n, rng)  # drawn last: the other draws stay
+    return [dataclasses.replace(d, heat_demand_kw=np.full(days * h.periods, float(heat[k])))
+            for k, d in enumerate(out)]
 
 
 def _check_cdl(s: Scenario, i: int, d: BuildingData) -> None:
@@ -304,7 +328,35 @@ def _check_cdl(s: Scenario, i: int, d: BuildingData) -> None:
                              f"day {day + 1} at {h.label(t)}); raise it above the load's peak")])
 
 
-def _explicit(s: Scenario, a: ExplicitProsumer | ExplicitEV, prices) -> ProsumerData | EVData:
+def _explicit_building(s: Scenario, a: ExplicitBuilding, prices) -> BuildingData:
+    """A producing building (``ExplicitBuilding``): no PV, wind, battery or flexible load;
+    its consumer demand limit is its import limit (so never billed). A null import limit
+    is its peak load after ``community.scale``, a null export limit the most power its
+    generator and CHP unit make together."""
+    n = s.horizon.days * s.horizon.periods
+
+    def per_period(values) -> np.ndarray:
+        return np.full(n, float(values[0])) if len(values) == 1 else np.asarray(values, float)
+
+    load = per_period(a.load_kw)
+    gen, chp = _generator(a.generator), _chp(a.chp)
+    made = (gen.p_max_kw if gen else 0.0) + (chp.power_range_kw()[1] if chp else 0.0)
+    buy = a.buy_max_kw if a.buy_max_kw is not None else s.community.scale * float(load.max())
+    sell = a.sell_max_kw if a.sell_max_kw is not None else made
+    tariff = tariff_for(s, a.contracted_kva, prices) if a.contracted_kva is not None \
+        else Tariff(*prices, p2v_price(s), 0.0)
+    zero = np.zeros(n)
+    return BuildingData(
+        a.name, horizon_of(s), tariff, load, zero, zero.copy(), (), None, buy_max_kw=buy,
+        sell_max_kw=sell, cdl_kw=np.full(n, buy), cdl_factor=s.market.cdl_factor,
+        generator=gen, chp=chp,
+        heat_demand_kw=None if a.heat_demand_kw is None else per_period(a.heat_demand_kw))
+
+
+def _explicit(s: Scenario, a: ExplicitProsumer | ExplicitEV | ExplicitBuilding,
+              prices) -> ProsumerData | EVData | BuildingData:
+    if isinstance(a, ExplicitBuilding):
+        return _explicit_building(s, a, prices)
     if isinstance(a, ExplicitProsumer):
         return _prosumer(s, a.name, a.contracted_kva, a.load_kw, a.pv_kw,
                          _battery(a.battery, a.battery_initial_soc, a.battery_end_soc_min),

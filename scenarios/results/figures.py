@@ -416,6 +416,25 @@ def clearance(table: pd.DataFrame) -> Figure:
     return fig
 
 
+def trade_matrix(matrix: pd.DataFrame, commodity: str) -> Figure:
+    """Sellers (rows) × buyers (columns): the energy of ``commodity`` each pair traded over
+    the run (kWh), as a heat map with the values written in."""
+    height = min(2.0 + 0.25 * len(matrix), 9.0)
+    fig, ax = _axes(size=(WIDE_IN[0], height), title=f"Bilateral {commodity} trades (kWh)",
+                    xlabel="buyer", ylabel="seller")
+    image = ax.imshow(matrix.to_numpy(), aspect="auto", cmap="viridis",
+                      interpolation="nearest")
+    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], fontsize=6,
+                  rotation=90)
+    ax.set_yticks(range(len(matrix.index)), [str(r) for r in matrix.index], fontsize=6)
+    ax.grid(False)
+    for (i, j), value in np.ndenumerate(matrix.to_numpy()):
+        if value > 0.005 * matrix.to_numpy().max():
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=5, color="white")
+    fig.colorbar(image, ax=ax, label="kWh")
+    return fig
+
+
 def locality_prices(market: pd.DataFrame, periods: int) -> Figure:
     """A locality market's importer and exporter prices per period of the run beside the
     grid's buy and sell prices (last round of each day)."""

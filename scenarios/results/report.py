@@ -25,7 +25,7 @@ from scenarios.results import atomic, figures
 
 FIGURE_DPI = 100
 TABLES = ("agents", "market", "agent_rounds", "grid_bus", "grid_line")
-OPTIONAL_TABLES = ("admm_iterations", "trades", "clearance")  # read where the run wrote them
+OPTIONAL_TABLES = ("admm_iterations", "trades", "clearance", "bilateral_iterations")  # read where the run wrote them
 TRAFO_COLUMNS = {"day": int, "period": int, "trafo": int, "p_kw": float, "loading_pct": float}
 CLEARANCE_TITLE = "Trades cleared by the network operator"
 CLEARANCE_HEADER = ["day", "period", "offered kW", "accepted kW", "curtailed kW",
@@ -87,6 +87,7 @@ class Run:
     admm_iterations: pd.DataFrame | None = None
     trades: pd.DataFrame | None = None
     clearance: pd.DataFrame | None = None
+    bilateral_iterations: pd.DataFrame | None = None
 
     @classmethod
     def load(cls, out: Path) -> Run:
@@ -123,6 +124,11 @@ class Run:
     def has_clearance(self) -> bool:
         """A run of the clearance market (clearance.parquet)."""
         return self.clearance is not None
+
+    @property
+    def has_bilateral(self) -> bool:
+        """A run of the bilateral market (bilateral_iterations.parquet)."""
+        return self.bilateral_iterations is not None
 
 
 # ---- tables ------------------------------------------------------------------------------
@@ -470,11 +476,44 @@ def clearance_rows(run: Run) -> list[list[str]]:
             for r in live.itertuples()]
 
 
+BILATERAL_TITLE = "Bilateral market: congestion checks"
+BILATERAL_HEADER = ["day", "round", "check", "lines above the limit", "AC losses kW"]
+
+
+def _trade_figure(commodity: str) -> FigureSpec:
+    def matrix(run: Run):
+        from scenarios.results.bilateral import trade_matrix
+        return trade_matrix(run.trades, commodity, run.period_h)
+
+    return FigureSpec(f"trades_{commodity}", f"Energy of {commodity} each seller sold each "
+                      "buyer over the run (kWh; bilateral splits are not unique where no "
+                      "penalty tells paths apart: compare row and column sums).",
+                      lambda run: figures.trade_matrix(matrix(run), commodity),
+                      lambda run: None if len(matrix(run)) else f"No {commodity} trades.",
+                      section=BILATERAL_TITLE)
+
+
+BILATERAL_FIGURES = [_trade_figure("power"), _trade_figure("heat")]
+
+
+def bilateral_rows(run: Run) -> list[list[str]]:
+    """Every congestion check: the lines the AC power flow found above the limit (none:
+    the market cleared them) and the network's losses."""
+    t = run.bilateral_iterations
+    checks = t.dropna(subset=["congestion_check"]) if t is not None else t
+    if checks is None:
+        return []
+    return [[str(r.day + 1), str(r.round), str(int(r.congestion_check)),
+             "; ".join(sorted({x for v in json.loads(r.congested).values() for x in v})) or "none",
+             format_value(r.losses_kw)] for r in checks.itertuples()]
+
+
 def figure_specs(run: Run) -> list[FigureSpec]:
     """The ADMM market's figures where the run wrote its iterations, the clearance's
     where it wrote one, then every run's."""
     return ((ADMM_FIGURES if run.has_admm else [])
-            + (CLEARANCE_FIGURES if run.has_clearance else []) + FIGURES)
+            + (CLEARANCE_FIGURES if run.has_clearance else [])
+            + (BILATERAL_FIGURES if run.has_bilateral else []) + FIGURES)
 
 
 @dataclass
@@ -539,6 +578,8 @@ def _sections(run: Run, slowest_agent_s) -> list[tuple[str, list[str], list]]:
         sections.append((ADMM_TITLE, ADMM_HEADER, admm_rows(run)))
     if run.has_clearance:
         sections.append((CLEARANCE_TITLE, CLEARANCE_HEADER, clearance_rows(run)))
+    if run.has_bilateral:
+        sections.append((BILATERAL_TITLE, BILATERAL_HEADER, bilateral_rows(run)))
     sections += [("Days", DAY_HEADER, day_rows(run)),
                  ("Bills per participant over the run", BILL_HEADER, bill_rows(run)),
                  ("Grid limit violations", VIOLATION_HEADER, found),

@@ -21,7 +21,8 @@ from scenarios.results.outcome import DayResult, failed_in
 from scenarios.schema import Scenario
 
 FLOW_COLUMNS = ["buy_kw", "sell_kw", "p2v_kw", "p2v_offered_kw", "pv_kw", "wind_kw", "load_kw",
-                "flex_kw", "ch_kw", "dis_kw", "net_kw", "quote_kw", "market_kw"]
+                "flex_kw", "ch_kw", "dis_kw", "gen_kw", "chp_kw", "chp_heat_kw", "heat_in_kw",
+                "net_kw", "quote_kw", "market_kw"]
 AGENT_KINDS = tuple(k for k in KINDS if k != "operator")
 
 

@@ -11,6 +11,7 @@ from agents.data import Horizon
 from agents.operator import OperatorData
 from coordinator.mechanisms import Mechanism, get_mechanism
 from coordinator.mechanisms.admm import ADMMParams
+from coordinator.mechanisms.bilateral import BilateralParams
 from coordinator.mechanisms.clearance import ClearanceParams
 from coordinator.mechanisms.locality import LocalityParams
 from coordinator.mechanisms.p2v_rules import P2VParams
@@ -20,7 +21,7 @@ from scenarios.run.network import network_options
 from scenarios.schema import Scenario
 
 OPERATOR = "operator"  # the network operator's agent name
-DEFAULT_ROUNDS = {"p2v_rules": 5, "admm": 500}
+DEFAULT_ROUNDS = {"p2v_rules": 5, "admm": 500, "bilateral": 2000}
 
 
 def max_rounds(s: Scenario) -> int:
@@ -61,8 +62,17 @@ def _clearance(s: Scenario, community) -> ClearanceParams:
                            min_trade_kw=m.min_trade_kw, network=m.network)
 
 
+def _bilateral(s: Scenario, community) -> BilateralParams:
+    m = s.market
+    return BilateralParams(rho0=m.rho0, mu=m.balancing_mu, tau=m.balancing_tau,
+                           residual_balancing=m.residual_balancing,
+                           tolerance=m.residual_tolerance, max_rounds=max_rounds(s),
+                           loss_price=m.loss_price, congestion_price=m.congestion_price,
+                           congestion_rounds=m.congestion_rounds, pool=m.pool)
+
+
 PARAMS = {"p2v_rules": _p2v, "amc": _locality, "gdrmc": _locality, "p2g": _locality,
-          "admm": _admm, "clearance": _clearance}
+          "admm": _admm, "clearance": _clearance, "bilateral": _bilateral}
 NETWORK_MECHANISMS = ("admm", "clearance")  # with a network operator unless market.network
 
 
@@ -74,8 +84,10 @@ def mechanism_setup(s: Scenario, community) -> tuple[Mechanism, object]:
 
 
 def needs_operator(s: Scenario) -> bool:
-    return ((s.market.mechanism in NETWORK_MECHANISMS and s.market.network)
-            or s.market.network_check != "none")
+    m = s.market
+    return ((m.mechanism in NETWORK_MECHANISMS and m.network)
+            or (m.mechanism == "bilateral" and (m.loss_price > 0 or m.congestion_price > 0))
+            or m.network_check != "none")
 
 
 def operator_data(s: Scenario, bus_of: dict[str, int], community) -> OperatorData:

@@ -98,6 +98,9 @@ def _market_figures(s: Scenario, out: Path, days, community, bus_of, known: dict
     """A mechanism's own tables and summary figures (ADMM: iterations, trades, the gap
     to the centralized optimum, the network model's voltage gap to AC; clearance: the
     hourly clearance and the trades offered and accepted)."""
+    if s.market.mechanism == "bilateral":
+        from scenarios.results.bilateral import write_bilateral
+        return write_bilateral(out, days, s.horizon.period_minutes / 60)
     if s.market.mechanism == "clearance" or s.market.network_check != "none":
         from scenarios.results.clearance import write_clearance
         return write_clearance(out, days, s.horizon.period_minutes / 60)

@@ -1,0 +1,400 @@
+"""Bilateral P2P trading of power and heat with network path penalties (MODELS.md §C,
+seed 002, eqs. 12.1–12.38), cleared by consensus ADMM on the trades.
+
+Peers (any kind; buildings may produce power with a generator or a CHP unit, and heat)
+trade with each other: P_nm is the power peer n buys from peer m (kW, − when it sells),
+H_nm the heat, with reciprocity P_nm + P_mn = 0 and H_nm + H_mn = 0. The main grid is
+every peer's retail connection (the chapter's G20: it sells at the retail price). A
+trade costs each side a path penalty per kWh in either direction (eqs. 12.12, 12.16):
+
+    pen_nm = α·R_nm + β·θ_nm   (power; heat trades carry none)
+
+with R_nm the series resistance of the feeder path between their buses (Ω), α the loss
+price (``loss_price``, €/kWh per Ω), θ_nm = 1 where that path crosses a line the AC power
+flow found congested, β the congestion price (``congestion_price``, €/kWh); a peer's
+retail energy pays α·R to the slack bus likewise. The network operator (agent kind
+``operator``, a process of its own) computes the penalties: it holds the feeder, the
+buses and the AC power flow; the coordinator sees only peer names and €/kWh.
+
+ADMM, per counterparty (Sorin, Bobo, Pinson 2019, product differentiation), for each
+commodity: every peer n, given the pair's price λ_nm, the agreed trade a_nm and ρ,
+minimises its own cost + Σ_t Δt Σ_m (λ_nm P_nm + pen_nm |P_nm| + ρ/2 (P_nm − a_nm)²);
+then a_nm = (P_nm − P_mn)/2 and λ_nm += ρ (P_nm + P_mn)/2 here (the pair's one price:
+n pays λ·P_nm). Residuals, their scaling and residual balancing of ρ are the ADMM
+market's (``coordinator.mechanisms.admm``); one ρ for both commodities.
+
+Rounds: (1) where α or β is set, the operator is asked for the pairs' penalties (no
+nets yet: θ = 0); (2) ADMM rounds until the residuals are within ``tolerance`` or
+``max_rounds``; (3) where β is set, the operator runs the AC power flow of the peers'
+planned nets and answers the penalties again with θ from the lines it finds congested
+(above the grid's ``max_loading_pct``) and names them; if none is congested, or after
+``congestion_rounds`` such checks, the market is done, else back to (2) from where it
+stood. Every check is a round record (its congested lines and the network's losses).
+``pool``: no P2P pairs at all, every peer buys at retail (the pool-based comparison:
+the main grid the only producer).
+
+The day clears at the last agreed trades: each peer's position is its net P2P power
+purchase, billed at the pair prices (heat trades are billed at theirs and delivered
+outside the electric meter); the rest of its realised power is retail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from coordinator.mechanisms.admm import Residuals, balance_rho, norm, trade_pairs
+from coordinator.mechanisms.admm import check_offer as check_admm_offer
+from coordinator.mechanisms.base import (
+    PEER_KINDS,
+    RoundRecord,
+    bilateral_clearings,
+    bilateral_settlements,
+    horizon,
+    peers_and_operator,
+)
+from coordinator.protocol import (
+    HEAT,
+    KW_PER_MW,
+    NET,
+    POWER,
+    ClearingBody,
+    OfferBody,
+    SignalBody,
+    Terms,
+    TradeTerms,
+)
+
+KINDS = frozenset({*PEER_KINDS, "operator"})
+COMMODITY_LIMITS = {POWER: ("import", "export"), HEAT: ("heat_import", "heat_export")}
+LOSS, CONGESTION = "loss", "congestion"  # the operator's signal: the penalties' prices
+
+
+@dataclass
+class BilateralParams:
+    """ρ0 (€/MW²h), residual balancing (μ, τ, every ``balance_every`` rounds), the
+    stopping tolerance on the scaled residuals and the round bound; α (``loss_price``,
+    €/kWh per Ω of path resistance), β (``congestion_price``, €/kWh on a path through a
+    congested line), how many AC congestion checks at most, and ``pool`` (no P2P)."""
+
+    rho0: float = 100.0
+    mu: float = 10.0
+    tau: float = 2.0
+    residual_balancing: bool = True
+    balance_every: int = 10
+    tolerance: float = 1e-5
+    max_rounds: int = 2000
+    loss_price: float = 0.0
+    congestion_price: float = 0.0
+    congestion_rounds: int = 5
+    pool: bool = False
+
+
+@dataclass
+class Book:
+    """One commodity's pairs (n, m), n < m (peer indices), the agreed purchase a of n
+    from m (kW, m's is −a), the pair price λ (€/kWh) and its path penalty (€/kWh)."""
+
+    key: str
+    pairs: np.ndarray  # (K, 2)
+    a: np.ndarray  # (K, T)
+    price: np.ndarray  # (K, T)
+    penalty: np.ndarray  # (K, T)
+
+
+@dataclass
+class BilateralState:
+    periods: int
+    period_h: float
+    peers: list[str]
+    operator: str | None
+    books: dict[str, Book]
+    retail_penalty: np.ndarray  # (N, T) €/kWh on each peer's retail energy
+    rho: float
+    phase: str = "market"  # penalties -> market -> check -> market ... -> done
+    round: int = 0
+    checks: int = 0
+    converged: bool = False
+    stopped: str = ""
+    congested: dict[str, list[str]] = field(default_factory=dict)  # last check's lines
+    losses_kw: np.ndarray | None = None  # the last AC check's network losses
+    net: np.ndarray | None = None  # (N, T) the peers' last planned net imports
+    records: list[RoundRecord] = field(default_factory=list)
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.peers)}
+
+
+def _pairs(roster, peers, periods, key: str) -> np.ndarray:
+    imp, exp = COMMODITY_LIMITS[key]
+    renamed = {p: roster[p].model_copy(update={"limits_kw": {
+        "import": roster[p].limits_kw.get(imp, [0.0]),
+        "export": roster[p].limits_kw.get(exp, [0.0])}}) for p in peers}
+    return trade_pairs(renamed, peers, periods)
+
+
+def init_bilateral(roster: Mapping, params: BilateralParams, day: int = 0):
+    periods, period_h = horizon(roster)
+    network = params.loss_price > 0 or params.congestion_price > 0
+    peers, operator = peers_and_operator(roster, network)
+    books = {}
+    for key in (POWER, HEAT):
+        pairs = np.zeros((0, 2), int) if params.pool else _pairs(roster, peers, periods, key)
+        k = len(pairs)
+        books[key] = Book(key, pairs, np.zeros((k, periods)), np.zeros((k, periods)),
+                          np.zeros((k, periods)))
+    state = BilateralState(periods, period_h, peers, operator, books,
+                           np.zeros((len(peers), periods)), params.rho0)
+    if operator is not None:
+        state.phase = "penalties"
+        return {operator: _operator_signal(state, params)}, state
+    return _peer_signals(state), state
+
+
+def _operator_signal(state: BilateralState, params: BilateralParams) -> SignalBody:
+    """Ask the operator for the power pairs' and the retail paths' penalties; with the
+    peers' planned nets (a congestion check) it runs the AC power flow first."""
+    t = state.periods
+    zeros = [0.0] * t
+    book = state.books[POWER]
+    trades = [TradeTerms(seller=state.peers[m], buyer=state.peers[n], kw=zeros)
+              for n, m in book.pairs]
+    terms = {LOSS: Terms(price_eur_per_kwh=[params.loss_price] * t),
+             CONGESTION: Terms(price_eur_per_kwh=[params.congestion_price] * t)}
+    nets = None
+    if state.net is not None:
+        nets = {NET: {p: Terms(target_kw=state.net[i].tolist())
+                      for i, p in enumerate(state.peers)}}
+    else:  # the peers' names, for their retail paths
+        nets = {NET: {p: Terms() for p in state.peers}}
+    return SignalBody(terms=terms, by_counterparty=nets, trades=trades)
+
+
+def _peer_signals(state: BilateralState) -> dict[str, SignalBody]:
+    """Every peer's terms per counterparty and commodity: the pair's price, its agreed
+    trade (its own sign) and the path penalty; its retail penalty."""
+    construct = Terms.model_construct
+    by: dict[str, dict[str, dict[str, Terms]]] = {p: {} for p in state.peers}
+    for key, book in state.books.items():
+        price, a, pen = book.price.tolist(), book.a.tolist(), book.penalty.tolist()
+        neg = (-book.a).tolist()
+        for k, (n, m) in enumerate(book.pairs):
+            pn, pm = state.peers[n], state.peers[m]
+            by[pn].setdefault(pm, {})[key] = construct(price_eur_per_kwh=price[k],
+                                                       target_kw=a[k], penalty_eur_per_kwh=pen[k])
+            by[pm].setdefault(pn, {})[key] = construct(price_eur_per_kwh=price[k],
+                                                       target_kw=neg[k], penalty_eur_per_kwh=pen[k])
+    retail = state.retail_penalty.tolist()
+    return {p: SignalBody.model_construct(
+        terms={"retail": construct(penalty_eur_per_kwh=retail[i])}, by_counterparty=by[p] or None,
+        rho=state.rho, counterparties=sum(len(v) for v in by[p].values()), trades=None)
+        for i, p in enumerate(state.peers)}
+
+
+def check_offer(body: OfferBody, periods: int) -> str | None:
+    """The ADMM market's checks, and the operator's penalties' lengths."""
+    problem = check_admm_offer(body, periods)
+    if problem:
+        return problem
+    for other, by in (body.penalties_eur_per_kwh or {}).items():
+        for key, values in by.items():
+            if len(values) != periods:
+                return (f"penalties_eur_per_kwh.{other}.{key}: expected {periods} values, "
+                        f"got {len(values)}")
+    return None
+
+
+def step_bilateral(offers, state: BilateralState, params: BilateralParams):
+    state.round += 1
+    if state.phase in ("penalties", "check"):
+        return _take_penalties(offers, state, params)
+    return _market_round(offers, state, params)
+
+
+def _take_penalties(offers, state: BilateralState, params: BilateralParams):
+    """The operator's answer: penalties per pair and retail path, the congested lines and
+    the losses of a check. No answer: the market goes on (or ends) without it."""
+    body = offers.get(state.operator)
+    checking = state.phase == "check"
+    if body is None:
+        state.stopped = f"the operator {state.operator} did not answer"
+        _record_operator(state)
+        if checking:
+            return {}, state, True
+    else:
+        _apply_penalties(body, state)
+        if checking:
+            state.checks += 1
+            state.congested = dict(body.binding or {})
+            losses = body.quantities_kw.get("losses")
+            state.losses_kw = None if losses is None else np.asarray(losses, float)
+        _record_operator(state)
+        if checking:
+            if not state.congested or state.checks >= params.congestion_rounds:
+                if state.congested:
+                    state.stopped = (f"lines still congested after {state.checks} congestion "
+                                     f"checks: {_labels(state.congested)}")
+                return {}, state, True
+            state.converged = False
+    state.phase = "market"
+    return _peer_signals(state), state, False
+
+
+def _labels(congested: Mapping[str, list[str]]) -> str:
+    return "; ".join(sorted({label for labels in congested.values() for label in labels}))
+
+
+def _apply_penalties(body: OfferBody, state: BilateralState) -> None:
+    pens = body.penalties_eur_per_kwh or {}
+    book = state.books[POWER]
+    for k, (n, m) in enumerate(book.pairs):
+        values = pens.get(state.peers[n], {}).get(state.peers[m])
+        if values is None:
+            values = pens.get(state.peers[m], {}).get(state.peers[n])
+        if values is not None:
+            book.penalty[k] = values
+    for i, p in enumerate(state.peers):
+        values = pens.get(p, {}).get(state.operator)
+        if values is not None:
+            state.retail_penalty[i] = values
+
+
+def _record_operator(state: BilateralState) -> None:
+    """An operator round: the penalties' mean; a congestion check (its number, the lines
+    it found congested per period and the network's AC losses)."""
+    pen = state.books[POWER].penalty
+    scalars = {"penalty_mean_eur_per_kwh": float(pen.mean()) if pen.size else 0.0}
+    per_period = {}
+    if state.phase == "check":
+        scalars |= {"congestion_check": state.checks,
+                    "congested": json.dumps(state.congested, sort_keys=True)}
+        per_period["losses_kw"] = (state.losses_kw if state.losses_kw is not None
+                                   else np.full(state.periods, np.nan))
+    state.records.append(RoundRecord(state.round, 0.0, per_period=per_period,
+                                     scalars=scalars))
+
+
+def _offered(offers, state: BilateralState, book: Book) -> tuple[np.ndarray, np.ndarray]:
+    """(P_nm, P_mn) per pair from the offers; a silent side trades nothing."""
+    k = len(book.pairs)
+    p_nm, p_mn = np.zeros((k, state.periods)), np.zeros((k, state.periods))
+    for j, (n, m) in enumerate(book.pairs):
+        pn, pm = state.peers[n], state.peers[m]
+        for out, me, other in ((p_nm, pn, pm), (p_mn, pm, pn)):
+            body = offers.get(me)
+            by = ((body.by_counterparty_kw or {}).get(book.key, {}) if body else {})
+            if other in by:
+                out[j] = by[other]
+    return p_nm, p_mn
+
+
+def _market_round(offers, state: BilateralState, params: BilateralParams):
+    """One ADMM iteration (module docstring) over both commodities."""
+    rho_kw = state.rho / KW_PER_MW ** 2
+    res = Residuals(rho_kw)
+    traded = np.zeros(state.periods)
+    for book in state.books.values():
+        if not len(book.pairs):
+            continue
+        p_nm, p_mn = _offered(offers, state, book)
+        a_prev = book.a
+        book.a = (p_nm - p_mn) / 2
+        book.price = book.price + rho_kw * (p_nm + p_mn) / 2
+        res.add(primal=[(p_nm + p_mn) / 2] * 2, local=[p_nm, p_mn], agreed=[book.a, book.a],
+                change=[book.a - a_prev] * 2, duals=[book.price] * 2)
+        if book.key == POWER:
+            traded = np.abs(book.a).sum(axis=0)
+    state.net = _nets(offers, state)
+    r, s = res.scaled() if res.primal else (0.0, 0.0)
+    state.converged = bool(r <= params.tolerance and s <= params.tolerance)
+    state.records.append(RoundRecord(
+        state.round, norm(*res.primal) if res.primal else 0.0,
+        per_period={"traded_kw": traded},
+        scalars={"primal_residual": r, "dual_residual": s, "rho": state.rho}))
+    if res.primal:
+        state.rho = balance_rho(state.rho, r, s, state.round, params)
+    market_rounds = sum(1 for rec in state.records if "primal_residual" in rec.scalars)
+    if not state.converged and market_rounds < params.max_rounds:
+        return _peer_signals(state), state, False
+    if not state.converged:
+        state.stopped = (f"no convergence in {market_rounds} rounds (primal residual "
+                         f"{r:.3g}, dual residual {s:.3g}, tolerance {params.tolerance:g})")
+        return {}, state, True
+    if state.operator is not None and params.congestion_price > 0:
+        state.phase = "check"
+        return {state.operator: _operator_signal(state, params)}, state, False
+    return {}, state, True
+
+
+def _nets(offers, state: BilateralState) -> np.ndarray:
+    out = np.zeros((len(state.peers), state.periods)) if state.net is None else state.net.copy()
+    for i, p in enumerate(state.peers):
+        body = offers.get(p)
+        if body is not None and NET in body.quantities_kw:
+            out[i] = body.quantities_kw[NET]
+    return out
+
+
+def positions(state: BilateralState, key: str = POWER) -> dict[str, np.ndarray]:
+    """Each peer's net purchase of ``key`` per period (kW) at the agreed trades."""
+    book = state.books[key]
+    out = {p: np.zeros(state.periods) for p in state.peers}
+    for k, (n, m) in enumerate(book.pairs):
+        out[state.peers[n]] += book.a[k]
+        out[state.peers[m]] -= book.a[k]
+    return out
+
+
+def traded_eur(state: BilateralState) -> dict[str, np.ndarray]:
+    """Each peer's payment per period for its trades of both commodities at the pair
+    prices (€, + it pays)."""
+    out = {p: np.zeros(state.periods) for p in state.peers}
+    for book in state.books.values():
+        pay = state.period_h * book.price * book.a
+        for k, (n, m) in enumerate(book.pairs):
+            out[state.peers[n]] += pay[k]
+            out[state.peers[m]] -= pay[k]
+    return out
+
+
+def clear_bilateral(state: BilateralState, params: BilateralParams) -> dict[str, ClearingBody]:
+    """Every peer's power trades per counterparty at their prices and its position;
+    heat trades as a commodity of their own in ``quantities_kw`` and per counterparty."""
+    by_kw: dict[str, dict] = {p: {} for p in state.peers}
+    by_price: dict[str, dict] = {p: {} for p in state.peers}
+    book = state.books[POWER]
+    for k, (n, m) in enumerate(book.pairs):
+        pn, pm = state.peers[n], state.peers[m]
+        by_kw[pn][pm], by_kw[pm][pn] = book.a[k].tolist(), (-book.a[k]).tolist()
+        by_price[pn][pm] = by_price[pm][pn] = book.price[k].tolist()
+    out = bilateral_clearings(POWER, state.peers, state.operator, state.periods,
+                              state.period_h, positions(state), traded_eur(state), by_kw,
+                              by_price, state.converged)
+    heat = state.books[HEAT]
+    if len(heat.pairs):
+        held = positions(state, HEAT)
+        for p in state.peers:
+            body = out[p]
+            heat_by = {}
+            for k, (n, m) in enumerate(heat.pairs):
+                if state.peers[n] == p:
+                    heat_by[state.peers[m]] = heat.a[k].tolist()
+                elif state.peers[m] == p:
+                    heat_by[state.peers[n]] = (-heat.a[k]).tolist()
+            out[p] = body.model_copy(update={
+                "quantities_kw": {**body.quantities_kw, HEAT: held[p].tolist()},
+                "by_counterparty_kw": {**(body.by_counterparty_kw or {}), HEAT: heat_by}
+                if heat_by else body.by_counterparty_kw})
+    return out
+
+
+def settle_bilateral(state: BilateralState, params: BilateralParams, meters):
+    """The agreed trades' bill (``bilateral_settlements``): power and heat at their pair
+    prices; realised power beyond the power position is retail."""
+    return bilateral_settlements(state.peers, state.operator, state.periods,
+                                 positions(state), traded_eur(state))
+

@@ -1,0 +1,85 @@
+"""The bilateral market's own results (MODELS.md §C): ``trades.parquet`` (one row per day,
+period and agreed trade, commodity ``power`` or ``heat``, the ADMM market's columns),
+``bilateral_iterations.parquet`` (one row per day and round: the ADMM residuals and ρ, or
+a congestion check's congested lines and the network's AC losses) and the figures for
+``summary.json``."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from coordinator.mechanisms.bilateral import HEAT, POWER
+from scenarios.results import atomic
+from scenarios.results.admm import TRADE_COLUMNS, TRADE_MIN_KW
+from scenarios.results.outcome import DayResult
+
+ITERATION_COLUMNS = ["day", "round", "primal_residual", "dual_residual", "rho",
+                     "congestion_check", "congested", "losses_kw"]
+
+
+def trades_frame(days: list[DayResult]) -> pd.DataFrame:
+    """Every agreed power and heat trade once, from its buyer's clearing."""
+    rows = []
+    for d in days:
+        for buyer, clearing in sorted(d.clearings.items()):
+            for key in (POWER, HEAT):
+                by = (clearing.by_counterparty_kw or {}).get(key, {})
+                for seller, kws in sorted(by.items()):
+                    rows += [{"day": d.day, "period": t, "seller": seller, "buyer": buyer,
+                              "commodity": key, "kw": float(kw)}
+                             for t, kw in enumerate(kws) if kw > TRADE_MIN_KW]
+    return pd.DataFrame(rows, columns=TRADE_COLUMNS)
+
+
+def iterations_frame(days: list[DayResult]) -> pd.DataFrame:
+    rows = []
+    for d in days:
+        for r in d.rounds:
+            s = r.record.scalars
+            losses = r.record.per_period.get("losses_kw")
+            rows.append({"day": d.day, "round": r.record.round,
+                         "primal_residual": s.get("primal_residual"),
+                         "dual_residual": s.get("dual_residual"), "rho": s.get("rho"),
+                         "congestion_check": s.get("congestion_check"),
+                         "congested": s.get("congested"),
+                         "losses_kw": None if losses is None else float(sum(losses))})
+    return pd.DataFrame(rows, columns=ITERATION_COLUMNS)
+
+
+def write_bilateral(out: Path, days: list[DayResult], period_h: float) -> dict:
+    """Write the tables; the summary's figures: energy traded per commodity, congestion
+    checks and the lines the last one found congested (none: the market cleared them)."""
+    trades = trades_frame(days)
+    iterations = iterations_frame(days)
+    atomic.write_parquet(out / "trades.parquet", trades)
+    atomic.write_parquet(out / "bilateral_iterations.parquet", iterations)
+    checks = iterations.dropna(subset=["congestion_check"])
+    last = json.loads(checks["congested"].iloc[-1]) if len(checks) else {}
+    return {"traded_kwh_power": float(trades.loc[trades["commodity"] == POWER, "kw"].sum()
+                                      * period_h),
+            "traded_kwh_heat": float(trades.loc[trades["commodity"] == HEAT, "kw"].sum()
+                                     * period_h),
+            "congestion_checks": len(checks),
+            "congested_after_checks": sorted({label.split(" at ")[0] for labels in last.values()
+                                              for label in labels})}
+
+
+def trade_matrix(trades: pd.DataFrame, commodity: str, period_h: float) -> pd.DataFrame:
+    """Sellers × buyers, energy of ``commodity`` traded over the run (kWh)."""
+    part = trades[trades["commodity"] == commodity]
+    if part.empty:
+        return pd.DataFrame()
+    table = (part.assign(kwh=part["kw"] * period_h)
+             .pivot_table(index="seller", columns="buyer", values="kwh", aggfunc="sum",
+                          fill_value=0.0))
+    return table.loc[sorted(table.index, key=natural), sorted(table.columns, key=natural)]
+
+
+def natural(name: str) -> tuple:
+    """Sort key putting "C2" before "C10"."""
+    return tuple(int(part) if part.isdigit() else part
+                 for part in re.split(r"(\d+)", str(name)))

@@ -1,0 +1,164 @@
+"""The centralized counterpart of the bilateral market (``coordinator.mechanisms.bilateral``,
+MODELS.md §C): every peer's own problem and every pair's trades in one convex QP, solved
+by HiGHS.
+
+Each peer enters as its settled model (``agents.admm_peer.PeerModel``: binaries relaxed
+or fixed as in the market, the P2P power and heat purchases open), as the matrices HiGHS
+holds, with its producers' exact quadratic costs on the Hessian's diagonal. Every pair k
+= (n, m) of a commodity has columns P_k,t (n buys from m; m's is −P_k,t) and u_k,t ≥
+|P_k,t|, and every peer's purchase column equals the sum of its pairs' (+ where it is n,
+− where it is m). The objective is the market's welfare: Σ peers' own costs (retail
+bills, producers' costs) + Σ_t Δt [Σ_k 2·pen_k,t·u_k,t (each side pays the path
+penalty) + Σ_n pen_retail n,t (buy + sell)]; the trade payments cancel. The ADMM market
+converges to this optimum; ``welfare_eur`` of its result is the same sum.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+from agents.admm_peer import OBJECTIVE_SCALE, PeerModel
+
+INF = highspy.kHighsInf
+
+
+@dataclass(frozen=True)
+class CentralBilateral:
+    welfare_eur: float  # Σ own costs + penalties
+    trades_kw: dict[str, np.ndarray]  # commodity -> (K, T) P of each pair (n buys from m)
+    net_kw: dict[str, np.ndarray]  # each peer's net import per period
+    own_cost_eur: dict[str, float]
+    seconds: float
+
+
+def _pair_count(pairs: dict[str, np.ndarray], n: int) -> tuple[dict[str, int], dict[str, bool]]:
+    power = np.bincount(pairs.get("power", np.zeros((0, 2), int)).ravel(), minlength=n)
+    heat = np.bincount(pairs.get("heat", np.zeros((0, 2), int)).ravel(), minlength=n)
+    return power, heat > 0
+
+
+def solve_central_bilateral(day_data: list, pairs: dict[str, np.ndarray],
+                            penalty: dict[str, np.ndarray], retail_penalty: np.ndarray,
+                            binaries: str = "relax") -> CentralBilateral:
+    """One day of the bilateral market in one QP. ``pairs[key]``: (K, 2) peer indices
+    into ``day_data``; ``penalty[key]``: (K, T) €/kWh; ``retail_penalty``: (N, T)."""
+    start = time.perf_counter()
+    n_peers = len(day_data)
+    degree, heat = _pair_count(pairs, n_peers)
+    models = [PeerModel(d, int(degree[i]), binaries=binaries, heat=bool(heat[i]))
+              for i, d in enumerate(day_data)]
+    T, dt = day_data[0].horizon.periods, day_data[0].horizon.period_h
+    blocks, costs, diags, lows, ups, rlows, rups, offsets = [], [], [], [], [], [], [], []
+    first = []
+    col = 0
+    for i, m in enumerate(models):
+        lp = m.highs.getLp()
+        a = sp.csc_matrix((lp.a_matrix_.value_, lp.a_matrix_.index_, lp.a_matrix_.start_),
+                          shape=(lp.num_row_, lp.num_col_))
+        blocks.append(a)
+        cost = m.convex_cost()
+        for flow in ("buy_kw", "sell_kw"):
+            cols = m._flows.get(flow)
+            if cols is not None:
+                cost[cols] += dt * retail_penalty[i]
+        costs.append(cost)
+        diags.append(m.quadratic_diag())
+        lows.append(np.asarray(lp.col_lower_, float))
+        ups.append(np.asarray(lp.col_upper_, float))
+        rlows.append(np.asarray(lp.row_lower_, float))
+        rups.append(np.asarray(lp.row_upper_, float))
+        offsets.append(m._offset)
+        first.append(col)
+        col += lp.num_col_
+    local = sp.block_diag(blocks, format="csc")
+    n_local = col
+    # trade columns: per commodity, P (K·T) then u (K·T)
+    trade_cols = {}
+    for key, kp in pairs.items():
+        k = len(kp)
+        trade_cols[key] = (col + np.arange(k * T).reshape(k, T),
+                           col + k * T + np.arange(k * T).reshape(k, T))
+        col += 2 * k * T
+    n_cols = col
+    rows, cols_, vals, lo, hi = [], [], [], [], []
+    r = local.shape[0]
+    for key, kp in pairs.items():
+        p, u = trade_cols[key]
+        for i, m in enumerate(models):
+            s = m.heat_columns() if key == "heat" else m._p2p
+            if key == "power" and not degree[i] or key == "heat" and not heat[i]:
+                continue
+            for t in range(T):  # s_i,t − Σ_k ±P_k,t = 0
+                rows.append(r)
+                cols_.append(first[i] + int(s[t]))
+                vals.append(1.0)
+                for j, (n, mm) in enumerate(kp):
+                    if i in (n, mm):
+                        rows.append(r)
+                        cols_.append(int(p[j, t]))
+                        vals.append(-1.0 if i == n else 1.0)
+                lo.append(0.0)
+                hi.append(0.0)
+                r += 1
+        for j in range(len(kp)):
+            for t in range(T):
+                for sign in (-1.0, 1.0):  # u ∓ P ≥ 0
+                    rows += [r, r]
+                    cols_ += [int(u[j, t]), int(p[j, t])]
+                    vals += [1.0, sign]
+                    lo.append(0.0)
+                    hi.append(INF)
+                    r += 1
+    extra = sp.csc_matrix((vals, (np.array(rows) - local.shape[0], cols_)),
+                          shape=(r - local.shape[0], n_cols))
+    a = sp.vstack([sp.hstack([local, sp.csc_matrix((local.shape[0], n_cols - n_local))]),
+                   extra]).tocsc()
+    cost = np.zeros(n_cols)
+    cost[:n_local] = np.concatenate(costs)
+    diag = np.zeros(n_cols)
+    diag[:n_local] = np.concatenate(diags)
+    col_lo = np.concatenate([*lows, np.zeros(n_cols - n_local)])
+    col_hi = np.concatenate([*ups, np.full(n_cols - n_local, INF)])
+    for key, (p, u) in trade_cols.items():
+        col_lo[p.ravel()] = -INF
+        cost[u.ravel()] = 2 * dt * np.asarray(penalty[key], float).ravel()
+    row_lo = np.concatenate([*rlows, lo])
+    row_hi = np.concatenate([*rups, hi])
+    x = _solve_qp(a, cost, diag, col_lo, col_hi, row_lo, row_hi)
+    own = {}
+    net = {}
+    for i, m in enumerate(models):
+        xi = x[first[i]:first[i] + m._ncols]
+        own[day_data[i].name] = m.own_cost_eur(xi)
+        net[day_data[i].name] = xi[m._q]
+    welfare = float(cost @ x + 0.5 * diag @ (x * x) + sum(offsets))
+    return CentralBilateral(welfare, {k: x[p] for k, (p, _) in trade_cols.items()}, net, own,
+                            time.perf_counter() - start)
+
+
+def _solve_qp(a, cost, diag, col_lo, col_hi, row_lo, row_hi) -> np.ndarray:
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
+    lp.col_cost_ = OBJECTIVE_SCALE * cost
+    lp.col_lower_, lp.col_upper_ = col_lo, col_hi
+    lp.row_lower_, lp.row_upper_ = row_lo, row_hi
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = a.indptr, a.indices, a.data
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    nz = np.nonzero(diag)[0].astype(np.int32)
+    if len(nz):
+        start = np.searchsorted(nz, np.arange(a.shape[1])).astype(np.int32)
+        h.passHessian(a.shape[1], len(nz), highspy.HessianFormat.kTriangular, start, nz,
+                      OBJECTIVE_SCALE * diag[nz])
+    h.run()
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise RuntimeError(f"centralized bilateral QP: {h.modelStatusToString(status)}")
+    return np.asarray(h.getSolution().col_value)

@@ -1,0 +1,196 @@
+"""The bilateral market of seed 002 (coordinator/mechanisms/bilateral.py) on
+scenarios/vahidinasab.yaml: 11 consumers and 8 producers on the 11-bus feeder, one period.
+
+Second methods: the centralized QP of the same peers (scenarios/run/central_bilateral.py,
+HiGHS) for the market's optimum, the path penalties recomputed from the feeder
+(grid/paths.py), the producer totals of the chapter's Table 12.1 (which the scenario's
+costs are built to give at the grid's price), and the AC power flow of the grid simulator
+for losses and congestion."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coordinator.mechanisms.bilateral import POWER
+from grid.networks import load_network
+from grid.paths import feeder_paths, path_penalties
+from scenarios.community.builder import build_community
+from scenarios.run.central_bilateral import solve_central_bilateral
+from scenarios.run.inprocess import make_agents
+from scenarios.run.market import mechanism_setup
+from scenarios.run.network import place_agents
+from scenarios.run.world import run_scenario
+from scenarios.schema import load_scenario
+
+from .conftest import SCENARIOS, run_session
+
+VAH = SCENARIOS / "vahidinasab.yaml"
+TABLE_12_1 = {"G12": 790.0, "G13": 811.0, "G14": 851.0, "G15": 750.0}  # kW, basic P2P
+L6, L9 = 5, 8  # pandapower line indices of the chapter's congested lines
+
+
+def _run(tmp_path, name, *sets):
+    s = load_scenario(VAH, ["runtime.kind=inprocess", *sets])
+    summary = run_scenario(s, tmp_path / name)
+    summary["out"] = tmp_path / name
+    agents = pd.read_parquet(tmp_path / name / "agents.parquet").set_index("agent")
+    lines = pd.read_parquet(tmp_path / name / "grid_line.parquet").set_index("line")
+    return summary, agents, lines
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("vahidinasab")
+    return {name: _run(tmp, name, *sets) for name, sets in (
+        ("pool", ["market.pool=true"]), ("basic", []), ("alpha5", ["market.loss_price=0.005"]),
+        ("alpha35", ["market.loss_price=0.035"]), ("beta5", ["market.congestion_price=0.005"]))}
+
+
+def test_basic_case_gives_table_12_1_producer_totals(runs):
+    """At the grid's price 0.10 €/kWh each of G12-G15 produces where a·P + b = 0.10, the
+    published totals; G16-G19 offer at the grid's price and sell (next to) nothing; the
+    main grid supplies the rest, 5552 − 3202 = 2350 kW."""
+    summary, agents, lines = runs["basic"]
+    assert summary["market"]["converged"]
+    for name, kw in TABLE_12_1.items():
+        assert agents.loc[name, "gen_kw"] == pytest.approx(kw, abs=0.1)
+    idle = agents.loc[["G16", "G17", "G18", "G19"], "gen_kw"]
+    assert (idle < 1.0).all()  # at the tolerance of a producer whose cost equals the price
+    assert 5552 - agents["gen_kw"].sum() == pytest.approx(2350, abs=2.5)
+    over = set(lines.index[lines["loading_pct"] > 100])
+    assert over == {L6, L9}  # the chapter's L6 and L9
+    # G12's running cost over the day's one 24 h period: 24·(½·a·g² + b·g), a and b of the
+    # scenario, g its output; a consumer pays the grid's price for all of its energy (the
+    # pair prices converge to it): C1 420 kW × 24 h × 0.10 €/kWh
+    g = agents.loc["G12", "gen_kw"]
+    assert agents.loc["G12", "fuel_eur"] == pytest.approx(
+        24 * (0.5 * 7.5949367e-05 * g * g + 0.040 * g), rel=1e-9)
+    assert agents.loc["C1", "cost_eur"] == pytest.approx(420 * 24 * 0.10, rel=1e-5)
+    assert agents.loc["C1", "buy_kw"] + agents.loc["C1", "market_kw"] == pytest.approx(420)
+
+
+def test_losses_fall_from_the_pool_to_the_loss_penalties(runs):
+    """Table 12.2's ordering (pool > basic P2P > α = 5 ≥ α = 35), our AC losses: the pool
+    buys everything from the main grid at bus 0, the penalties move purchases to nearby
+    producers."""
+    losses = {k: runs[k][0]["grid"]["losses_kwh"] / 24 for k in ("pool", "basic", "alpha5",
+                                                                 "alpha35")}
+    assert losses["pool"] > losses["basic"] > losses["alpha5"] >= losses["alpha35"]
+    pool = runs["pool"][1]
+    assert pool["gen_kw"].sum() == pytest.approx(0.0, abs=1e-6)  # the grid the only producer
+
+
+def test_congestion_checks_clear_l6_and_l9(runs):
+    """β = 5e-3 €/kWh: the first AC check finds L6 and L9 above 100 %, the market clears
+    again with θ on the paths through them, the second check finds none."""
+    summary, _agents, lines = runs["beta5"]
+    assert summary["market"]["congestion_checks"] == 2
+    assert summary["market"]["congested_after_checks"] == []
+    assert (lines["loading_pct"] <= 100).all()
+    checks = pd.read_parquet(summary["out"] / "bilateral_iterations.parquet").dropna(
+        subset=["congestion_check"])
+    first = json.loads(checks["congested"].iloc[0])["0"]
+    assert [label.split(" at ")[0] for label in first] == [f"line {L6}", f"line {L9}"]
+    assert checks["losses_kw"].iloc[0] == pytest.approx(runs["basic"][0]["grid"]["losses_kwh"]
+                                                         / 24, rel=1e-3)
+    report = (summary["out"] / "report.md").read_text()
+    assert "## Bilateral market: congestion checks" in report
+    assert (summary["out"] / "figures" / "trades_power.png").is_file()
+
+
+def _market(sets):
+    return _market_at(VAH, sets)
+
+
+def _market_at(path, sets=()):
+    s = load_scenario(path, ["runtime.kind=inprocess", *sets])
+    community = build_community(s)
+    agents = make_agents(s, community, {}, "bilateral")
+    session = run_session(agents, *mechanism_setup(s, community))
+    return s, community, agents, session.state
+
+
+def test_admm_equals_the_centralized_qp_with_loss_penalties():
+    """α = 5e-3 €/kWh/Ω. The penalties the operator sent equal α·R recomputed from the
+    feeder; the market's welfare (own costs + each side's penalty on every trade + the
+    retail paths' penalties) is the centralized QP's to 1e-4 relative."""
+    s, community, agents, state = _market(["market.loss_price=0.005"])
+    assert state.converged
+    buses = place_agents(s, community)
+    net = load_network("feeder11")
+    book = state.books[POWER]
+    pairs = [(buses[state.peers[n]], buses[state.peers[m]]) for n, m in book.pairs]
+    pen, retail = path_penalties(feeder_paths(net), pairs, [buses[p] for p in state.peers], 0,
+                                 np.array([0.005]), np.array([0.0]), [set()])
+    np.testing.assert_allclose(book.penalty, pen, rtol=1e-12)
+    np.testing.assert_allclose(state.retail_penalty, retail, rtol=1e-12)
+    dt = 24.0
+    own = sum(agents[p].model.base.own_cost_eur(agents[p].model.base.x) for p in state.peers)
+    paid = 2 * dt * float(np.sum(book.penalty * np.abs(book.a)))
+    for i, p in enumerate(state.peers):
+        flows = agents[p].plan.flows_kw
+        retail_kw = flows.get("buy_kw", np.zeros(1)) + flows.get("sell_kw", np.zeros(1))
+        paid += dt * float(np.sum(state.retail_penalty[i] * retail_kw))
+    data = [agents[p].day_data for p in state.peers]
+    central = solve_central_bilateral(data, {POWER: book.pairs}, {POWER: book.penalty},
+                                      state.retail_penalty)
+    assert (own + paid) == pytest.approx(central.welfare_eur, rel=1e-4)
+    for i, p in enumerate(state.peers):
+        assert agents[p].model.net_kw()[0] == pytest.approx(central.net_kw[p][0], abs=1.0)
+
+
+def test_path_penalties_need_a_radial_feeder(capsys):
+    from scenarios.cli import main
+    code = main(["validate", str(VAH), "--set", "grid.network=cigre_lv", "--set",
+                 "market.loss_price=0.005", "--set", "grid.buses={}", "--set",
+                 "grid.ampacity_ka=null"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [(f"{VAH}: market.loss_price: path penalties need a radial "
+                                 "feeder; network cigre_lv has transformers; the "
+                                 "branch-flow model covers single-voltage radial feeders")]
+
+
+HEAT_SCENARIO = """
+name: heat_tiny
+seed: 1
+horizon: {periods: 1, period_minutes: 1440, days: 1}
+market: {mechanism: bilateral, residual_tolerance: 1.0e-6}
+tariffs:
+  time_of_use: {off_peak_eur_per_kwh: 0.10, peak_eur_per_kwh: 0.10, peak_start: "00:00",
+                peak_end: "00:00"}
+  feed_in_eur_per_kwh: 0.0
+grid: {network: feeder11, buses: {C1: 3, C2: 8, H1: 5}}
+agents:
+  - {kind: building, name: C1, load_kw: [300], heat_demand_kw: [200]}
+  - {kind: building, name: C2, load_kw: [100], heat_demand_kw: [100]}
+  - {kind: building, name: H1, load_kw: [0], chp: {vertices_kw: [[0, 0], [400, 0], [300, 400],
+     [0, 350]], a_p_eur_per_kw2h: 1.0e-4, b_p_eur_per_kwh: 0.03, a_h_eur_per_kw2h: 1.0e-4,
+     b_h_eur_per_kwh: 0.01}}
+"""
+
+
+def test_heat_and_power_from_a_chp_unit_by_hand(tmp_path):
+    """Two buildings need 300 kW_th of heat, which only H1's CHP unit makes: h = 300. Its
+    power's marginal cost 1e-4·p + 0.03 stays below the grid's 0.10 up to p = 700, but the
+    polygon's edge from (400, 0) to (300, 400) caps p at 400 − h/4 = 325 kW. The main grid
+    supplies the other 400 − 325 = 75 kW. Welfare over the 24 h period: 75·0.10·24 = 180 €
+    plus 24·(½·1e-4·325² + 0.03·325 + ½·1e-4·300² + 0.01·300) = 540.75 €: 720.75 €. The
+    market (power and heat trades, ADMM) reaches it to 1e-4, as does the centralized QP."""
+    path = tmp_path / "heat_tiny.yaml"
+    path.write_text(HEAT_SCENARIO)
+    _, _, agents, state = _market_at(path)
+    assert state.converged
+    heat = state.books["heat"]
+    assert sorted(np.abs(heat.a).ravel()) == pytest.approx([100.0, 200.0], abs=0.05)
+    chp = agents["H1"].plan.flows_kw
+    assert chp["chp_kw"][0] == pytest.approx(325.0, abs=0.05)
+    assert chp["chp_heat_kw"][0] == pytest.approx(300.0, abs=0.05)
+    own = sum(agents[p].model.base.own_cost_eur(agents[p].model.base.x) for p in state.peers)
+    assert own == pytest.approx(720.75, rel=1e-4)
+    central = solve_central_bilateral([agents[p].day_data for p in state.peers],
+                                      {k: b.pairs for k, b in state.books.items()},
+                                      {k: b.penalty for k, b in state.books.items()},
+                                      state.retail_penalty)
+    assert central.welfare_eur == pytest.approx(720.75, rel=1e-9)
