@@ -194,3 +194,24 @@ def test_heat_and_power_from_a_chp_unit_by_hand(tmp_path):
                                       {k: b.penalty for k, b in state.books.items()},
                                       state.retail_penalty)
     assert central.welfare_eur == pytest.approx(720.75, rel=1e-9)
+
+
+def test_heat_variant_meets_table_12_4_heat_demands():
+    """vahidinasab_heat.yaml: the consumers' heat demands are the column sums of the
+    chapter's Table 12.4 (Σ 2187 kW_th), met only by CHP12-CHP15; every consumer buys its
+    demand, the CHP units sell 2187 kW_th between them, and the market's welfare equals the
+    centralized QP's to 1e-4."""
+    _, _, agents, state = _market_at(SCENARIOS / "vahidinasab_heat.yaml")
+    assert state.converged
+    demand = {"C1": 210, "C2": 200, "C3": 170, "C4": 150, "C5": 159, "C6": 190, "C7": 110,
+              "C8": 240, "C9": 149, "C10": 299, "C11": 310}
+    for name, kw in demand.items():
+        assert agents[name].plan.flows_kw["heat_in_kw"][0] == pytest.approx(kw, abs=0.05)
+    made = sum(agents[g].plan.flows_kw["chp_heat_kw"][0] for g in ("G12", "G13", "G14", "G15"))
+    assert made == pytest.approx(2187, abs=0.1)
+    own = sum(agents[p].model.base.own_cost_eur(agents[p].model.base.x) for p in state.peers)
+    central = solve_central_bilateral([agents[p].day_data for p in state.peers],
+                                      {k: b.pairs for k, b in state.books.items()},
+                                      {k: b.penalty for k, b in state.books.items()},
+                                      state.retail_penalty)
+    assert own == pytest.approx(central.welfare_eur, rel=1e-4)
