@@ -61,7 +61,7 @@ from agents.solver import (
     define_agent,
     schedule_from_values,
 )
-from coordinator.protocol import KW_PER_MW
+from coordinator.protocol import HEAT, KW_PER_MW
 
 BINARIES = ("relax", "fix")
 OBJECTIVE_SCALE = 1000.0  # € -> m€ in HiGHS (see the module docstring)
@@ -247,12 +247,21 @@ class PeerModel:
         """The Hessian diagonal of its own costs (Δt·a on producers' power columns)."""
         return self._quad_diag.copy()
 
-    def heat_columns(self) -> np.ndarray:
-        return self._heat
+    def purchase_columns(self, key: str) -> np.ndarray:
+        """The columns of its net P2P purchase of ``key`` (``heat``, else power) per period."""
+        return self._heat if key == HEAT else self._p2p
+
+    def retail_columns(self) -> list[np.ndarray]:
+        """The columns of its retail purchase and sale (those it has) per period."""
+        return [self._flows[f] for f in ("buy_kw", "sell_kw") if f in self._flows]
+
+    def own(self, x: np.ndarray) -> np.ndarray:
+        """Its own columns of a solution that may hold more."""
+        return x[:self._ncols]
 
     def own_cost_eur(self, x: np.ndarray) -> float:
         """The peer's own cost at x: its retail bill and its producers' costs."""
-        own = x[:self._ncols]
+        own = self.own(x)
         return float(self._cost @ own + self._offset + 0.5 * self._quad_diag @ (own * own))
 
     def solve(self) -> Schedule:
@@ -289,8 +298,9 @@ class PeerModel:
         """The planned net P2P purchase s (kW per period, − a net sale)."""
         return self.x[self._p2p]
 
-    def net_kw(self) -> np.ndarray:
-        return self.x[self._q]
+    def net_kw(self, x: np.ndarray | None = None) -> np.ndarray:
+        """Its net import per period at the last solution (or at ``x``)."""
+        return (self.x if x is None else x)[self._q]
 
 
 @dataclass(frozen=True)

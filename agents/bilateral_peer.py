@@ -21,8 +21,7 @@ import highspy
 import numpy as np
 
 from agents.admm_peer import OBJECTIVE_SCALE, PeerModel
-
-HEAT_KEY = "heat"
+from coordinator.protocol import HEAT, POWER
 
 
 class BilateralPeer:
@@ -31,9 +30,8 @@ class BilateralPeer:
     def __init__(self, data, partners: dict[str, list[str]], binaries: str = "relax",
                  mip_rel_gap: float = 1e-6, time_limit_s: float = 60.0):
         self.partners = {k: list(v) for k, v in partners.items() if v}
-        self.base = PeerModel(data, len(self.partners.get("power", [])), mip_rel_gap,
-                              time_limit_s, binaries,
-                              heat=bool(self.partners.get(HEAT_KEY)))
+        self.base = PeerModel(data, len(self.partners.get(POWER, [])), mip_rel_gap,
+                              time_limit_s, binaries, heat=bool(self.partners.get(HEAT)))
         self.periods = data.horizon.periods
         self.dt = data.horizon.period_h
         self.cols: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # key -> (P, u) (M, T)
@@ -43,9 +41,6 @@ class BilateralPeer:
     @property
     def name(self) -> str:
         return self.base.name
-
-    def _link_columns(self, key: str) -> np.ndarray:
-        return self.base.heat_columns() if key == HEAT_KEY else self.base._p2p
 
     def _add_trades(self) -> None:
         h, T = self.base.highs, self.periods
@@ -59,7 +54,7 @@ class BilateralPeer:
                       np.array([], float))
             p = (first + np.arange(m * T, dtype=np.int32)).reshape(m, T)
             u = p + m * T
-            s = self._link_columns(key)
+            s = self.base.purchase_columns(key)
             starts, index, value = [], [], []
             for t in range(T):  # s_t − Σ_m P_{m,t} = 0
                 starts.append(len(index))
@@ -87,16 +82,12 @@ class BilateralPeer:
         if self.partners and rho <= 0:
             raise ValueError(f"{self.name}: a bilateral round needs ρ > 0, got {rho_eur_per_mw2h}")
         n = base.highs.getNumCol()
-        cost = np.zeros(n)
-        cost[:base._ncols] = base.convex_cost()
-        diag = np.zeros(n)
-        diag[:base._ncols] = base.quadratic_diag()
+        own = base.convex_cost()
+        cost, diag = np.zeros(n), np.zeros(n)
+        cost[:len(own)], diag[:len(own)] = own, base.quadratic_diag()
         if retail_penalty is not None:
-            pen = np.broadcast_to(np.asarray(retail_penalty, float), (T,))
-            for flow in ("buy_kw", "sell_kw"):
-                cols = base._flows.get(flow)
-                if cols is not None:
-                    cost[cols] += dt * pen
+            for cols in base.retail_columns():
+                cost[cols] += dt * _series(retail_penalty, T)
         for key, names in self.partners.items():
             p, u = self.cols[key]
             for j, other in enumerate(names):

@@ -148,12 +148,13 @@ def _can(body: RegisterBody, key: str, periods: int) -> np.ndarray:
     return limit(body, key, periods, default=0.0) > 0
 
 
-def trade_pairs(roster: Mapping[str, RegisterBody], peers: list[str], periods: int
-                ) -> np.ndarray:
+def trade_pairs(roster: Mapping[str, RegisterBody], peers: list[str], periods: int,
+                limits: tuple[str, str] = ("import", "export")) -> np.ndarray:
     """Pairs (n, m), n < m, that can trade: in some period one of them may export and the
-    other import."""
-    exp = np.array([_can(roster[p], "export", periods) for p in peers]).reshape(len(peers), -1)
-    imp = np.array([_can(roster[p], "import", periods) for p in peers]).reshape(len(peers), -1)
+    other import (``limits``: the registered limits' keys, import first)."""
+    imp_key, exp_key = limits
+    exp = np.array([_can(roster[p], exp_key, periods) for p in peers]).reshape(len(peers), -1)
+    imp = np.array([_can(roster[p], imp_key, periods) for p in peers]).reshape(len(peers), -1)
     ok = (exp.astype(int) @ imp.T.astype(int) > 0)
     ok = ok | ok.T
     n, m = np.nonzero(np.triu(ok, k=1))

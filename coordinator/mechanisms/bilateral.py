@@ -129,21 +129,14 @@ class BilateralState:
         return {n: i for i, n in enumerate(self.peers)}
 
 
-def _pairs(roster, peers, periods, key: str) -> np.ndarray:
-    imp, exp = COMMODITY_LIMITS[key]
-    renamed = {p: roster[p].model_copy(update={"limits_kw": {
-        "import": roster[p].limits_kw.get(imp, [0.0]),
-        "export": roster[p].limits_kw.get(exp, [0.0])}}) for p in peers}
-    return trade_pairs(renamed, peers, periods)
-
-
 def init_bilateral(roster: Mapping, params: BilateralParams, day: int = 0):
     periods, period_h = horizon(roster)
     network = params.loss_price > 0 or params.congestion_price > 0
     peers, operator = peers_and_operator(roster, network)
     books = {}
     for key in (POWER, HEAT):
-        pairs = np.zeros((0, 2), int) if params.pool else _pairs(roster, peers, periods, key)
+        pairs = (np.zeros((0, 2), int) if params.pool
+                 else trade_pairs(roster, peers, periods, COMMODITY_LIMITS[key]))
         k = len(pairs)
         books[key] = Book(key, pairs, np.zeros((k, periods)), np.zeros((k, periods)),
                           np.zeros((k, periods)))

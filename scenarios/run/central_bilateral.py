@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from agents.admm_peer import OBJECTIVE_SCALE, QP_ITERATION_LIMIT, PeerModel, interior_point
+from coordinator.protocol import HEAT, POWER
 
 INF = highspy.kHighsInf
 # Where no penalty tells two paths apart the optimal split of a peer's trades is not
@@ -41,8 +42,8 @@ class CentralBilateral:
 
 
 def _pair_count(pairs: dict[str, np.ndarray], n: int) -> tuple[dict[str, int], dict[str, bool]]:
-    power = np.bincount(pairs.get("power", np.zeros((0, 2), int)).ravel(), minlength=n)
-    heat = np.bincount(pairs.get("heat", np.zeros((0, 2), int)).ravel(), minlength=n)
+    power = np.bincount(pairs.get(POWER, np.zeros((0, 2), int)).ravel(), minlength=n)
+    heat = np.bincount(pairs.get(HEAT, np.zeros((0, 2), int)).ravel(), minlength=n)
     return power, heat > 0
 
 
@@ -57,7 +58,7 @@ def solve_central_bilateral(day_data: list, pairs: dict[str, np.ndarray],
     models = [PeerModel(d, int(degree[i]), binaries=binaries, heat=bool(heat[i]))
               for i, d in enumerate(day_data)]
     T, dt = day_data[0].horizon.periods, day_data[0].horizon.period_h
-    blocks, costs, diags, lows, ups, rlows, rups, offsets = [], [], [], [], [], [], [], []
+    blocks, costs, penalties, diags, lows, ups, rlows, rups = [], [], [], [], [], [], [], []
     first = []
     col = 0
     for i, m in enumerate(models):
@@ -65,18 +66,16 @@ def solve_central_bilateral(day_data: list, pairs: dict[str, np.ndarray],
         a = sp.csc_matrix((lp.a_matrix_.value_, lp.a_matrix_.index_, lp.a_matrix_.start_),
                           shape=(lp.num_row_, lp.num_col_))
         blocks.append(a)
-        cost = m.convex_cost()
-        for flow in ("buy_kw", "sell_kw"):
-            cols = m._flows.get(flow)
-            if cols is not None:
-                cost[cols] += dt * retail_penalty[i]
-        costs.append(cost)
+        costs.append(m.convex_cost())
+        retail = np.zeros(lp.num_col_)
+        for cols in m.retail_columns():
+            retail[cols] += dt * retail_penalty[i]
+        penalties.append(retail)
         diags.append(m.quadratic_diag())
         lows.append(np.asarray(lp.col_lower_, float))
         ups.append(np.asarray(lp.col_upper_, float))
         rlows.append(np.asarray(lp.row_lower_, float))
         rups.append(np.asarray(lp.row_upper_, float))
-        offsets.append(m._offset)
         first.append(col)
         col += lp.num_col_
     local = sp.block_diag(blocks, format="csc")
@@ -94,8 +93,8 @@ def solve_central_bilateral(day_data: list, pairs: dict[str, np.ndarray],
     for key, kp in pairs.items():
         p, u = trade_cols[key]
         for i, m in enumerate(models):
-            s = m.heat_columns() if key == "heat" else m._p2p
-            if key == "power" and not degree[i] or key == "heat" and not heat[i]:
+            s = m.purchase_columns(key)
+            if key == POWER and not degree[i] or key == HEAT and not heat[i]:
                 continue
             for t in range(T):  # s_i,t − Σ_k ±P_k,t = 0
                 rows.append(r)
@@ -122,29 +121,27 @@ def solve_central_bilateral(day_data: list, pairs: dict[str, np.ndarray],
                           shape=(r - local.shape[0], n_cols))
     a = sp.vstack([sp.hstack([local, sp.csc_matrix((local.shape[0], n_cols - n_local))]),
                    extra]).tocsc()
-    cost = np.zeros(n_cols)
-    cost[:n_local] = np.concatenate(costs)
+    own_cost = np.zeros(n_cols)  # the peers' own linear costs (their offsets aside)
+    own_cost[:n_local] = np.concatenate(costs)
+    paid = np.zeros(n_cols)  # the penalties: retail paths, then each side's on the trades
+    paid[:n_local] = np.concatenate(penalties)
     diag = np.zeros(n_cols)
     diag[:n_local] = np.concatenate(diags)
     col_lo = np.concatenate([*lows, np.zeros(n_cols - n_local)])
     col_hi = np.concatenate([*ups, np.full(n_cols - n_local, INF)])
     for key, (p, u) in trade_cols.items():
         col_lo[p.ravel()] = -INF
-        cost[u.ravel()] = 2 * dt * np.asarray(penalty[key], float).ravel()
+        paid[u.ravel()] = 2 * dt * np.asarray(penalty[key], float).ravel()
         diag[p.ravel()] = dt * SPLIT_EPS_EUR_PER_KW2H
-    own_diag = diag.copy()  # the welfare's Hessian: without the split's ε
-    for p, _ in trade_cols.values():
-        own_diag[p.ravel()] = 0.0
     row_lo = np.concatenate([*rlows, lo])
     row_hi = np.concatenate([*rups, hi])
-    x = _solve_qp(a, cost, diag, col_lo, col_hi, row_lo, row_hi)
-    own = {}
-    net = {}
+    x = _solve_qp(a, own_cost + paid, diag, col_lo, col_hi, row_lo, row_hi)
+    own, net = {}, {}
     for i, m in enumerate(models):
-        xi = x[first[i]:first[i] + m._ncols]
+        xi = m.own(x[first[i]:])
         own[day_data[i].name] = m.own_cost_eur(xi)
-        net[day_data[i].name] = xi[m._q]
-    welfare = float(cost @ x + 0.5 * own_diag @ (x * x) + sum(offsets))
+        net[day_data[i].name] = m.net_kw(xi)
+    welfare = sum(own.values()) + float(paid @ x)
     return CentralBilateral(welfare, {k: x[p] for k, (p, _) in trade_cols.items()}, net, own,
                             time.perf_counter() - start)
 
