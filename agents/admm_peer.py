@@ -197,26 +197,35 @@ class PeerModel:
         self._exclusive = [(s._flows[a], s._flows[b]) for a, b in s._exclusive]
 
     def set_terms(self, rho_eur_per_mw2h: float, trade=None, net=None,
-                  rho_net_eur_per_mw2h: float | None = None) -> None:
-        """The round's terms: for the trades (mean pair price λ̄ €/kWh, agreed net
+                  rho_net_eur_per_mw2h: float | None = None, heat=None,
+                  retail_penalty=None) -> None:
+        """The round's terms: for the power trades (mean pair price λ̄ €/kWh, agreed net
         purchase A kW) and for the network (price μ, agreed net import y), each per period
-        or None; ρ of the trades and of the network (default: the trades') in €/MW²h."""
+        or None; ρ of the trades and of the network (default: the trades') in €/MW²h. A
+        heat market's trades: (λ̄, A, their count); a path penalty on the retail energy
+        (€/kWh per period)."""
         dt, n = self.data.horizon.period_h, self.data.horizon.periods
         rho = rho_eur_per_mw2h / KW_PER_MW ** 2
         M = self.counterparties
-        if M and rho <= 0:
+        heat_m = heat[2] if heat is not None and self.heat else 0
+        if (M or heat_m) and rho <= 0:
             raise ValueError(f"{self.name}: an ADMM round needs ρ > 0, got {rho_eur_per_mw2h}")
         cols, costs, hess = [], [], []
         rho_net = rho if rho_net_eur_per_mw2h is None else rho_net_eur_per_mw2h / KW_PER_MW ** 2
-        for key, terms, weight in (("trade", trade if M else None, rho / max(M, 1)),
-                                   ("net", net, rho_net)):
+        for c, terms, weight in ((self._p2p, trade if M else None, rho / max(M, 1)),
+                                 (self._heat, heat[:2] if heat_m else None, rho / max(heat_m, 1)),
+                                 (self._q, net, rho_net)):
             if terms is None:
                 continue
             price, target = (np.broadcast_to(np.asarray(v, float), (n,)) for v in terms)
-            cols.append(self._p2p if key == "trade" else self._q)
+            cols.append(c)
             costs.append(dt * (price - weight * target))
             hess.append(np.full(n, dt * weight))
         cost = self._cost.copy()
+        if retail_penalty is not None:
+            pen = dt * np.broadcast_to(np.asarray(retail_penalty, float), (n,))
+            for c in self.retail_columns():
+                cost[c] += pen
         diag = self._quad_diag.copy()
         if PROXIMAL_EUR_PER_KW2H and self.x is not None:  # ε/2 Δt (x − x_prev)²
             cost -= dt * PROXIMAL_EUR_PER_KW2H * self.x
@@ -259,9 +268,10 @@ class PeerModel:
         """Its own columns of a solution that may hold more."""
         return x[:self._ncols]
 
-    def own_cost_eur(self, x: np.ndarray) -> float:
-        """The peer's own cost at x: its retail bill and its producers' costs."""
-        own = self.own(x)
+    def own_cost_eur(self, x: np.ndarray | None = None) -> float:
+        """The peer's own cost at x (default: the last solution): its retail bill and its
+        producers' costs."""
+        own = self.own(self.x if x is None else x)
         return float(self._cost @ own + self._offset + 0.5 * self._quad_diag @ (own * own))
 
     def solve(self) -> Schedule:

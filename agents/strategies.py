@@ -7,9 +7,9 @@
   connection's limit), and quotes its planned net demand; when the market announces
   importer and exporter prices (price discovery), it re-plans against them.
 
-- ``bilateral`` (bilateral P2P with path penalties): as ``admm`` with the heat limits
-  too, but every round the agent answers its trade with each counterparty
-  (``agents.bilateral_peer``): the penalties differ between counterparties.
+- ``bilateral`` (bilateral P2P with path penalties): as ``admm``, per commodity (power
+  and heat, whose limits it registers too), with a path penalty on its retail energy;
+  the market's agreement step carries the pairs' penalties.
 
 - ``admm`` (ADMM P2P): the agent registers its import and export limits, then every
   round re-solves its local problem (``agents.admm_peer``) with the round's trade
@@ -23,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.admm_peer import PeerModel, connection_limits, heat_limits
-from agents.bilateral_peer import BilateralPeer
-from coordinator.protocol import NET, P2P, OfferBody, Signal
+from coordinator.protocol import HEAT, NET, P2P, POWER, OfferBody, Signal
 
 
 def _series(value, periods: int) -> list[float]:
@@ -120,26 +119,32 @@ class BilateralStrategy:
                 "heat_import": heat_imp.tolist(), "heat_export": heat_exp.tolist()}
 
     def answer(self, agent, msg: Signal) -> OfferBody:
-        """Build the day's peer model with the counterparties the first round names (per
-        commodity), apply the round's terms per counterparty and the retail path
-        penalty, solve; offer the trades per counterparty and the net import."""
+        """Build the day's peer model (``agents.admm_peer``) for the pairs the terms
+        aggregate per commodity, apply the round's terms and the retail path penalty,
+        solve; offer the net purchase of each commodity and the net import."""
         body = msg.body
-        by = body.by_counterparty or {}
-        partners: dict[str, list[str]] = {}
-        for other, terms in by.items():
-            for key in terms:
-                partners.setdefault(key, []).append(other)
+        power, heat = body.terms.get(POWER), body.terms.get(HEAT)
+        count = power.counterparties or 0 if power is not None else 0
+        heat_count = heat.counterparties or 0 if heat is not None else 0
         model = agent.model
-        if not isinstance(model, BilateralPeer) or model.partners != partners:
-            agent.model = model = BilateralPeer(agent.day_data, partners,
-                                                binaries=agent.binaries, **agent.options)
+        if (not isinstance(model, PeerModel) or model.counterparties != count
+                or model.heat != bool(heat_count)):
+            agent.model = model = PeerModel(agent.day_data, count, binaries=agent.binaries,
+                                            heat=bool(heat_count), **agent.options)
         retail = body.terms.get("retail")
-        model.set_terms(body.rho or 0.0, by,
-                        None if retail is None else retail.penalty_eur_per_kwh)
+        model.set_terms(body.rho or 0.0,
+                        (power.price_eur_per_kwh, power.target_kw) if count else None,
+                        heat=((heat.price_eur_per_kwh, heat.target_kw, heat_count)
+                              if heat_count else None),
+                        retail_penalty=None if retail is None else retail.penalty_eur_per_kwh)
         agent.plan = model.solve()
         agent.last_solve_s = agent.plan.solve_time_s
-        return OfferBody(quantities_kw={NET: model.net_kw().tolist()},
-                         by_counterparty_kw=model.trades_kw() or None)
+        quantities = {NET: model.net_kw().tolist()}
+        if count:
+            quantities[POWER] = model.purchase_kw().tolist()
+        if heat_count:
+            quantities[HEAT] = model.x[model.purchase_columns(HEAT)].tolist()
+        return OfferBody(quantities_kw=quantities)
 
 
 STRATEGIES = {s.family: s for s in (LimitsStrategy(), QuoteStrategy(), ADMMStrategy(),

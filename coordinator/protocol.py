@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 # Timing (seconds). Name the base constants, derive the rest.
 HEARTBEAT_INTERVAL_S = 1.0
@@ -89,6 +89,9 @@ class Terms(_Body):
     penalty_eur_per_kwh: Series | None = Field(
         None, description="a cost per kWh traded in either direction (a network path's loss "
         "and congestion penalty), on top of the price")
+    counterparties: int | None = Field(
+        None, ge=0, le=100_000, description="how many bilateral trades these terms aggregate "
+        "(price: their mean price, target: their sum), where it differs by commodity")
 
 
 class TradeTerms(_Body):

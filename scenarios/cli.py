@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
                          "and savings go beside it, compare_bills.csv)")
     compare.add_argument("--baseline", type=Path, default=None, metavar="DIR",
                          help="the run savings are measured against (default the first)")
+    compare.add_argument("--against", metavar="FIELD", default=None,
+                         help="a sweep: plot KPIs against this scenario field of each run "
+                         "(e.g. market.loss_price), one figure per KPI beside the CSV")
+    compare.add_argument("--plot", action="append", metavar="KPI", default=None,
+                         help="with --against: a KPI to plot (repeatable; default "
+                         "network_losses_kwh and total_cost_eur)")
     return p
 
 
@@ -260,7 +266,8 @@ def cmd_compare(args) -> int:
     if not args.csv.parent.is_dir():
         print(f"error: {args.csv.parent}: no such folder for --csv", file=sys.stderr)
         return EXIT_INVALID
-    return _from_results(lambda: run_compare(args.dirs, args.csv, args.baseline))
+    return _from_results(lambda: run_compare(args.dirs, args.csv, args.baseline, args.against,
+                                             args.plot))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ ALLOWED = {"agents": ("coordinator.protocol", "grid.branchflow", "grid.clearance
 PURE = ["agents/data.py", "agents/equipment.py", "agents/formulations.py", "agents/solver.py",
         "agents/diagnose.py", "agents/market_agent.py", "coordinator/protocol.py",
         "coordinator/session.py", "coordinator/centralized.py", "coordinator/mechanisms",
-        "agents/admm_peer.py", "agents/bilateral_peer.py", "agents/operator.py",
+        "agents/admm_peer.py", "agents/operator.py",
         "grid/branchflow.py", "grid/paths.py"]
 
 

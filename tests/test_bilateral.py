@@ -82,6 +82,24 @@ def test_losses_fall_from_the_pool_to_the_loss_penalties(runs):
     assert pool["gen_kw"].sum() == pytest.approx(0.0, abs=1e-6)  # the grid the only producer
 
 
+def test_compare_plots_the_losses_against_alpha(runs, tmp_path):
+    """``lemgrid compare --against market.loss_price`` over the α sweep: the points are
+    each run's α (its config) and AC losses (its summary), and the figure is written."""
+    from scenarios.cli import main
+    from scenarios.results.compare import compare_table, sweep_points
+
+    folders = [runs[k][0]["out"] for k in ("basic", "alpha5", "alpha35")]
+    csv = tmp_path / "sweep.csv"
+    assert main(["compare", *map(str, folders), "--csv", str(csv),
+                 "--against", "market.loss_price"]) == 0
+    assert (tmp_path / "sweep_network_losses_kwh.png").stat().st_size > 0
+    points = sweep_points(folders, compare_table(folders), "market.loss_price",
+                          "network_losses_kwh")
+    assert points["x"].tolist() == [0.0, 0.005, 0.035]
+    assert points["y"].tolist() == pytest.approx(
+        [runs[k][0]["grid"]["losses_kwh"] for k in ("basic", "alpha5", "alpha35")], rel=1e-12)
+
+
 def test_congestion_checks_clear_l6_and_l9(runs):
     """β = 5e-3 €/kWh: the first AC check finds L6 and L9 above 100 %, the market clears
     again with θ on the paths through them, the second check finds none."""
@@ -127,7 +145,7 @@ def test_admm_equals_the_centralized_qp_with_loss_penalties():
     np.testing.assert_allclose(book.penalty, pen, rtol=1e-12)
     np.testing.assert_allclose(state.retail_penalty, retail, rtol=1e-12)
     dt = 24.0
-    own = sum(agents[p].model.base.own_cost_eur(agents[p].model.base.x) for p in state.peers)
+    own = sum(agents[p].model.own_cost_eur() for p in state.peers)
     paid = 2 * dt * float(np.sum(book.penalty * np.abs(book.a)))
     for i, p in enumerate(state.peers):
         flows = agents[p].plan.flows_kw
@@ -187,7 +205,7 @@ def test_heat_and_power_from_a_chp_unit_by_hand(tmp_path):
     chp = agents["H1"].plan.flows_kw
     assert chp["chp_kw"][0] == pytest.approx(325.0, abs=0.05)
     assert chp["chp_heat_kw"][0] == pytest.approx(300.0, abs=0.05)
-    own = sum(agents[p].model.base.own_cost_eur(agents[p].model.base.x) for p in state.peers)
+    own = sum(agents[p].model.own_cost_eur() for p in state.peers)
     assert own == pytest.approx(720.75, rel=1e-4)
     central = solve_central_bilateral([agents[p].day_data for p in state.peers],
                                       {k: b.pairs for k, b in state.books.items()},
@@ -209,7 +227,7 @@ def test_heat_variant_meets_table_12_4_heat_demands():
         assert agents[name].plan.flows_kw["heat_in_kw"][0] == pytest.approx(kw, abs=0.05)
     made = sum(agents[g].plan.flows_kw["chp_heat_kw"][0] for g in ("G12", "G13", "G14", "G15"))
     assert made == pytest.approx(2187, abs=0.1)
-    own = sum(agents[p].model.base.own_cost_eur(agents[p].model.base.x) for p in state.peers)
+    own = sum(agents[p].model.own_cost_eur() for p in state.peers)
     central = solve_central_bilateral([agents[p].day_data for p in state.peers],
                                       {k: b.pairs for k, b in state.books.items()},
                                       {k: b.penalty for k, b in state.books.items()},

@@ -77,3 +77,14 @@ def test_compare_without_summary_is_one_line_exit_2(runs, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(empty) in err[0] and "summary.json" in err[0]
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_sweep_needs_a_numeric_field(runs, tmp_path, capsys):
+    """``--against`` reads the field from each run's config.yaml: a text field or one
+    that is not there is one line, exit 2, and nothing written."""
+    for field, why in (("market.mode", "not a number"), ("market.no_such", "no field")):
+        assert main(["compare", str(runs / "decentralized"), str(runs / "centralized"),
+                     "--csv", str(tmp_path / "x.csv"), "--against", field]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and field in err[0] and why in err[0]
+        assert not (tmp_path / "x.csv").exists()

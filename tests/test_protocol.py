@@ -32,14 +32,14 @@ def test_round_trip():
     (b'{"v": 99, "type": "offer"}', "version"),
     (b'{"v": 1, "type": "offer"}', "version"),
     (b'{"v": true, "type": "offer"}', "version"),
-    (b'{"v": 4, "type": "gossip", "sender": "x"}', "unknown_type"),
-    (b'{"v": 4, "type": ["offer"], "sender": "x"}', "unknown_type"),
-    (b'{"v": 4, "type": "offer", "sender": "x", "body": {"p2v_kw": [1]}}', "malformed"),
-    (b'{"v": 4, "type": "offer", "sender": "x", "body": {"quantities_kw": {"p2v": [NaN]}}}',
+    (b'{"v": 5, "type": "gossip", "sender": "x"}', "unknown_type"),
+    (b'{"v": 5, "type": ["offer"], "sender": "x"}', "unknown_type"),
+    (b'{"v": 5, "type": "offer", "sender": "x", "body": {"p2v_kw": [1]}}', "malformed"),
+    (b'{"v": 5, "type": "offer", "sender": "x", "body": {"quantities_kw": {"p2v": [NaN]}}}',
      "malformed"),
-    (b'{"v": 4, "type": "meter", "sender": "x", "body": {"period": -1, "p_kw": 1}}',
+    (b'{"v": 5, "type": "meter", "sender": "x", "body": {"period": -1, "p_kw": 1}}',
      "malformed"),
-    (b'{"v": 4, "type": "offer", "sender": "a b", "body": {"quantities_kw": {}}}', "malformed"),
+    (b'{"v": 5, "type": "offer", "sender": "a b", "body": {"quantities_kw": {}}}', "malformed"),
     (b"[" * 100_000 + b"]" * 100_000, "malformed"),
 ])
 def test_bad_frames(frame, code):
@@ -50,7 +50,7 @@ def test_bad_frames(frame, code):
 
 def test_private_fields_are_refused():
     """The offer body has no field for load, PV or state of charge."""
-    frame = json.dumps({"v": 4, "type": "offer", "sender": "p1",
+    frame = json.dumps({"v": 5, "type": "offer", "sender": "p1",
                         "body": {"quantities_kw": {"p2v": [1.0]}, "load_kw": [2.0]}}).encode()
     with pytest.raises(ProtocolError, match="body.load_kw: Extra inputs are not permitted"):
         decode(frame)

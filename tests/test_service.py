@@ -23,6 +23,7 @@ from coordinator.mechanisms import dump_params
 from coordinator.mechanisms.p2v_rules import P2VParams
 from coordinator.protocol import (
     MESSAGE_TYPES,
+    PROTOCOL_VERSION,
     Heartbeat,
     Meter,
     MeterBody,
@@ -435,7 +436,7 @@ def test_two_days_over_the_wire_equal_in_process(tmp_path):
 
 # -- bad frames -----------------------------------------------------------------------------
 def frame(**fields):
-    raw = {"v": 4, "type": "offer", "msg_id": "m-bad", "sender": "p1", "day": 0, "round": 1,
+    raw = {"v": PROTOCOL_VERSION, "type": "offer", "msg_id": "m-bad", "sender": "p1", "day": 0, "round": 1,
            "body": {"quantities_kw": {"p2v": [0.0] * PERIODS}}}
     return json.dumps({**raw, **fields}).encode()
 

@@ -16,12 +16,32 @@ retail energy pays α·R to the slack bus likewise. The network operator (agent 
 ``operator``, a process of its own) computes the penalties: it holds the feeder, the
 buses and the AC power flow; the coordinator sees only peer names and €/kWh.
 
-ADMM, per counterparty (Sorin, Bobo, Pinson 2019, product differentiation), for each
-commodity: every peer n, given the pair's price λ_nm, the agreed trade a_nm and ρ,
-minimises its own cost + Σ_t Δt Σ_m (λ_nm P_nm + pen_nm |P_nm| + ρ/2 (P_nm − a_nm)²);
-then a_nm = (P_nm − P_mn)/2 and λ_nm += ρ (P_nm + P_mn)/2 here (the pair's one price:
-n pays λ·P_nm). Residuals, their scaling and residual balancing of ρ are the ADMM
-market's (``coordinator.mechanisms.admm``); one ρ for both commodities.
+ADMM on the trades, in consensus form (Boyd et al. 2011, §7), for each commodity: every
+pair k = (n, m) has an agreed trade a_k (n's purchase; m's is −a_k), every side its own
+copy (P_nm = a_k, P_mn = −a_k) and its own price of that agreement (y_nk, y_mk, €/kWh).
+
+- every peer n minimises its own cost + Σ_t Δt Σ_m (y_nm P_nm + ρ/2 (P_nm − a_nm)²) (+ its
+  retail energy's path penalty): no penalty per counterparty, so, as in the ADMM market
+  (``coordinator.mechanisms.admm``), its trades enter its physics only through their sum
+  s_n, the best split of s_n is closed form, and its signal carries per commodity the
+  mean of its side's prices, its agreed net purchase and how many pairs it has; it
+  answers s_n (one column per period: the same problem size as the ADMM market's
+  peers) and the coordinator splits it (``_split``);
+- the agreement, here in closed form: a_k = argmin 2·pen_k·|a| (both sides' path
+  penalties) + ρ/2 [(P_nm − a + y_nk/ρ)² + (P_mn + a + y_mk/ρ)²]
+  = shrink(((P_nm − P_mn) + (y_nk − y_mk)/ρ)/2, pen_k/ρ): a trade moves only when the
+  sides' willingness to trade clears both penalties;
+- prices: y_nk += ρ (P_nm − a_k), y_mk += ρ (P_mn + a_k). At the optimum of a traded pair
+  y_nk − y_mk = 2·pen_k: the buyer's price is the pair's price λ_k = (y_nk + y_mk)/2 plus
+  its penalty and the seller's λ_k minus its own, the chapter's eqs. 12.12 and 12.16.
+
+Putting the penalties in the agreement rather than in each peer's problem (where the
+chapter writes them) is the same centralized problem, so the same optimum (the
+centralized QP, ``scenarios.run.central_bilateral``, is the test); it keeps every peer's
+problem one column per commodity and period however many counterparties it has (a
+peer's problem with a column per counterparty: up to 17,000 columns among faia2021's 90
+peers) and its signal one series per commodity. Residuals, their scaling and residual
+balancing of ρ are the ADMM market's; one ρ for both commodities.
 
 Rounds: (1) where α or β is set, the operator is asked for the pairs' penalties (no
 nets yet: θ = 0); (2) ADMM rounds until the residuals are within ``tolerance`` or
@@ -45,6 +65,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 
 from coordinator.mechanisms.admm import Residuals, balance_rho, norm, trade_pairs
 from coordinator.mechanisms.admm import check_offer as check_admm_offer
@@ -96,13 +117,31 @@ class BilateralParams:
 @dataclass
 class Book:
     """One commodity's pairs (n, m), n < m (peer indices), the agreed purchase a of n
-    from m (kW, m's is −a), the pair price λ (€/kWh) and its path penalty (€/kWh)."""
+    from m (kW, m's is −a), each side's price of that agreement (€/kWh), the pair's path
+    penalty (€/kWh) and which peers are the pairs' ends."""
 
     key: str
     pairs: np.ndarray  # (K, 2)
     a: np.ndarray  # (K, T)
-    price: np.ndarray  # (K, T)
+    price_n: np.ndarray  # (K, T) n's price (the dual of P_nm = a)
+    price_m: np.ndarray  # (K, T) m's price (the dual of P_mn = −a)
     penalty: np.ndarray  # (K, T)
+    ends_n: sparse.csr_matrix  # (N, K) 1 at (n, k)
+    ends_m: sparse.csr_matrix  # (N, K) 1 at (m, k)
+    degree: np.ndarray  # (N,) pairs per peer
+
+    @classmethod
+    def empty(cls, key: str, pairs: np.ndarray, peers: int, periods: int) -> Book:
+        k = len(pairs)
+        ends = [sparse.csr_matrix((np.ones(k), (pairs[:, side], np.arange(k))),
+                                  shape=(peers, k)) for side in (0, 1)]
+        degree = np.bincount(pairs.ravel(), minlength=peers)
+        return cls(key, pairs, *(np.zeros((k, periods)) for _ in range(4)), *ends, degree)
+
+    @property
+    def price(self) -> np.ndarray:
+        """The pair's price λ (€/kWh): n pays λ·a to m."""
+        return (self.price_n + self.price_m) / 2
 
 
 @dataclass
@@ -137,9 +176,7 @@ def init_bilateral(roster: Mapping, params: BilateralParams, day: int = 0):
     for key in (POWER, HEAT):
         pairs = (np.zeros((0, 2), int) if params.pool
                  else trade_pairs(roster, peers, periods, COMMODITY_LIMITS[key]))
-        k = len(pairs)
-        books[key] = Book(key, pairs, np.zeros((k, periods)), np.zeros((k, periods)),
-                          np.zeros((k, periods)))
+        books[key] = Book.empty(key, pairs, len(peers), periods)
     state = BilateralState(periods, period_h, peers, operator, books,
                            np.zeros((len(peers), periods)), params.rho0)
     if operator is not None:
@@ -168,24 +205,28 @@ def _operator_signal(state: BilateralState, params: BilateralParams) -> SignalBo
 
 
 def _peer_signals(state: BilateralState) -> dict[str, SignalBody]:
-    """Every peer's terms per counterparty and commodity: the pair's price, its agreed
-    trade (its own sign) and the path penalty; its retail penalty."""
+    """Every peer's terms per commodity, aggregated over its pairs (the mean of its
+    side's prices, its agreed net purchase, how many pairs), and its retail penalty."""
     construct = Terms.model_construct
-    by: dict[str, dict[str, dict[str, Terms]]] = {p: {} for p in state.peers}
+    aggregated = {}
     for key, book in state.books.items():
-        price, a, pen = book.price.tolist(), book.a.tolist(), book.penalty.tolist()
-        neg = (-book.a).tolist()
-        for k, (n, m) in enumerate(book.pairs):
-            pn, pm = state.peers[n], state.peers[m]
-            by[pn].setdefault(pm, {})[key] = construct(price_eur_per_kwh=price[k],
-                                                       target_kw=a[k], penalty_eur_per_kwh=pen[k])
-            by[pm].setdefault(pn, {})[key] = construct(price_eur_per_kwh=price[k],
-                                                       target_kw=neg[k], penalty_eur_per_kwh=pen[k])
+        if not len(book.pairs):
+            continue
+        mean = ((book.ends_n @ book.price_n + book.ends_m @ book.price_m)
+                / np.maximum(book.degree, 1)[:, None])
+        agreed = book.ends_n @ book.a - book.ends_m @ book.a
+        aggregated[key] = (book.degree, mean.tolist(), agreed.tolist())
     retail = state.retail_penalty.tolist()
-    return {p: SignalBody.model_construct(
-        terms={"retail": construct(penalty_eur_per_kwh=retail[i])}, by_counterparty=by[p] or None,
-        rho=state.rho, counterparties=sum(len(v) for v in by[p].values()), trades=None)
-        for i, p in enumerate(state.peers)}
+    out = {}
+    for i, p in enumerate(state.peers):
+        terms = {"retail": construct(penalty_eur_per_kwh=retail[i])}
+        for key, (degree, mean, agreed) in aggregated.items():
+            if degree[i]:
+                terms[key] = construct(price_eur_per_kwh=mean[i], target_kw=agreed[i],
+                                       counterparties=int(degree[i]))
+        out[p] = SignalBody.model_construct(terms=terms, by_counterparty=None,
+                                            rho=state.rho, counterparties=None, trades=None)
+    return out
 
 
 def check_offer(body: OfferBody, periods: int) -> str | None:
@@ -271,17 +312,26 @@ def _record_operator(state: BilateralState) -> None:
                                      scalars=scalars))
 
 
-def _offered(offers, state: BilateralState, book: Book) -> tuple[np.ndarray, np.ndarray]:
-    """(P_nm, P_mn) per pair from the offers; a silent side trades nothing."""
-    k = len(book.pairs)
-    p_nm, p_mn = np.zeros((k, state.periods)), np.zeros((k, state.periods))
-    for j, (n, m) in enumerate(book.pairs):
-        pn, pm = state.peers[n], state.peers[m]
-        for out, me, other in ((p_nm, pn, pm), (p_mn, pm, pn)):
-            body = offers.get(me)
-            by = ((body.by_counterparty_kw or {}).get(book.key, {}) if body else {})
-            if other in by:
-                out[j] = by[other]
+def _split(offers, state: BilateralState, book: Book,
+           rho_kw: float) -> tuple[np.ndarray, np.ndarray]:
+    """(P_nm, P_mn) per pair: each peer's net purchase s_n split among its pairs as its
+    own problem splits it, P_nm = v_nm + (s_n − V_n)/M_n with v_nm = a_nm − y_nm/ρ (its
+    side's agreed trade and price) and V_n = Σ v_nm over its M_n pairs
+    (``coordinator.mechanisms.admm``'s split, with a price per side); a peer that sent
+    no purchase trades nothing."""
+    s = np.zeros((len(state.peers), state.periods))
+    sent = np.zeros(len(state.peers), bool)
+    for i, p in enumerate(state.peers):
+        body = offers.get(p)
+        if body is not None and book.key in body.quantities_kw:
+            s[i], sent[i] = body.quantities_kw[book.key], True
+    n, m = book.pairs[:, 0], book.pairs[:, 1]
+    v_nm = book.a - book.price_n / rho_kw
+    v_mn = -book.a - book.price_m / rho_kw
+    share = (s - book.ends_n @ v_nm - book.ends_m @ v_mn) / np.maximum(book.degree, 1)[:, None]
+    p_nm, p_mn = v_nm + share[n], v_mn + share[m]
+    p_nm[~sent[n]] = 0.0
+    p_mn[~sent[m]] = 0.0
     return p_nm, p_mn
 
 
@@ -293,12 +343,15 @@ def _market_round(offers, state: BilateralState, params: BilateralParams):
     for book in state.books.values():
         if not len(book.pairs):
             continue
-        p_nm, p_mn = _offered(offers, state, book)
+        p_nm, p_mn = _split(offers, state, book, rho_kw)
         a_prev = book.a
-        book.a = (p_nm - p_mn) / 2
-        book.price = book.price + rho_kw * (p_nm + p_mn) / 2
-        res.add(primal=[(p_nm + p_mn) / 2] * 2, local=[p_nm, p_mn], agreed=[book.a, book.a],
-                change=[book.a - a_prev] * 2, duals=[book.price] * 2)
+        c = ((p_nm - p_mn) + (book.price_n - book.price_m) / rho_kw) / 2
+        book.a = np.sign(c) * np.maximum(np.abs(c) - book.penalty / rho_kw, 0.0)
+        book.price_n = book.price_n + rho_kw * (p_nm - book.a)
+        book.price_m = book.price_m + rho_kw * (p_mn + book.a)
+        res.add(primal=[p_nm - book.a, p_mn + book.a], local=[p_nm, p_mn],
+                agreed=[book.a, book.a], change=[book.a - a_prev] * 2,
+                duals=[book.price_n, book.price_m])
         if book.key == POWER:
             traded = np.abs(book.a).sum(axis=0)
     state.net = _nets(offers, state)

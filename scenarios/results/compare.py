@@ -24,6 +24,11 @@ KPIs (one row each; a run where one does not apply has null):
 Beside the KPIs, the bills: each participant's bill over the whole run and the
 locality's (the sum), one column per run, and each one's saving against a baseline run
 (``--baseline``, default the first): 100 × (baseline − run) / |baseline| %.
+
+A sweep (``--against FIELD``, a dotted scenario field such as ``market.loss_price``, read
+from each run's config.yaml): the KPIs ``--plot`` names (default ``network_losses_kwh``
+and ``total_cost_eur``) against the field's value, one figure each beside the CSV
+(``compare_<kpi>.png``) and their points printed.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from scenarios.results.figures import consumption_kw, with_step
+from scenarios.results.figures import consumption_kw, sweep, with_step
 from scenarios.results.report import (
     ResultsMissing,
     format_value,
@@ -145,12 +150,51 @@ def _baseline(folders: list[Path], baseline: Path | None) -> str:
     raise ResultsMissing(f"--baseline {baseline}: not one of the compared folders")
 
 
-def run_compare(folders: list[Path], csv_path: Path, baseline: Path | None = None
-                ) -> pd.DataFrame:
+SWEEP_KPIS = ("network_losses_kwh", "total_cost_eur")
+
+
+def setting(config: dict, field: str, folder: Path):
+    """A dotted scenario field's value in a run's config.yaml."""
+    value = config
+    for part in field.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ResultsMissing(f"{folder}/config.yaml: no field {field!r}")
+        value = value[part]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ResultsMissing(f"{folder}/config.yaml: {field} is {value!r}, not a number")
+    return float(value)
+
+
+def sweep_points(folders: list[Path], table: pd.DataFrame, field: str,
+                 kpi: str) -> pd.DataFrame:
+    """Per run, the field's value (x) and the KPI's (y)."""
+    if kpi not in table.index:
+        raise ResultsMissing(f"--plot {kpi}: not a KPI; known: {', '.join(table.index)}")
+    x = [setting(read_config(f), field, f) for f in folders]
+    y = pd.to_numeric(table.loc[kpi], errors="coerce")
+    return pd.DataFrame({"x": x, "y": y.to_numpy(float)}, index=table.columns)
+
+
+def write_sweeps(sweeps: dict[str, pd.DataFrame], field: str, csv_path: Path) -> list[Path]:
+    written = []
+    for kpi, points in sweeps.items():
+        print(f"\n{kpi} against {field}")
+        print(format_table(points.rename(columns={"x": field, "y": kpi}).T))
+        path = csv_path.with_name(f"{csv_path.stem}_{kpi}.png")
+        sweep(points, field, kpi).savefig(path, dpi=120)
+        written.append(path)
+    return written
+
+
+def run_compare(folders: list[Path], csv_path: Path, baseline: Path | None = None,
+                against: str | None = None, plot=None) -> pd.DataFrame:
     """Print the KPI table, the bills and the savings; write them as CSV (empty cells
-    where a value is null): the KPIs to ``csv_path``, the bills and savings beside it."""
+    where a value is null): the KPIs to ``csv_path``, the bills and savings beside it;
+    with ``against``, the sweep's figures (``plot``: their KPIs)."""
     base = _baseline(folders, baseline)
     table = compare_table(folders)
+    sweeps = ({kpi: sweep_points(folders, table, against, kpi) for kpi in plot or SWEEP_KPIS}
+              if against else {})
     print(format_table(table))
     table.to_csv(csv_path, index_label="kpi")
     bills = bills_table(folders)
@@ -161,5 +205,6 @@ def run_compare(folders: list[Path], csv_path: Path, baseline: Path | None = Non
     print(format_table(savings).replace("kpi", "agent", 1))
     extra = csv_path.with_name(f"{csv_path.stem}_bills.csv")
     bills.join(savings, rsuffix=f"_saving_pct_vs_{base}").to_csv(extra, index_label="agent")
-    print(f"written: {csv_path}, {extra}")
+    figures = write_sweeps(sweeps, against, csv_path)
+    print(f"written: {', '.join(map(str, [csv_path, extra, *figures]))}")
     return table

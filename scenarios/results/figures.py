@@ -498,3 +498,15 @@ def admm_residuals(iterations: pd.DataFrame, tolerance: float | None = None) -> 
     fig.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="outside lower center",
                ncols=4)
     return fig
+
+
+def sweep(points: pd.DataFrame, field: str, kpi: str) -> Figure:
+    """A KPI against a scenario setting across runs (``lemgrid compare --against``): one
+    point per run (``points``: columns ``x``, ``y``, index the runs), labelled."""
+    points = points.sort_values("x")
+    fig, ax = _axes((6.4, 4.0), title=f"{kpi} against {field}", xlabel=field, ylabel=kpi)
+    ax.plot(points["x"], points["y"], marker="o")
+    for name, row in points.iterrows():
+        ax.annotate(str(name), (row["x"], row["y"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    return fig
