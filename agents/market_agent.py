@@ -17,7 +17,7 @@ import numpy as np
 from agents.billing import day_bill, settled_flows
 from agents.data import Schedule, net_load_kw
 from agents.days import day_slice, days_covered
-from agents.realise import Actuals, realise_period
+from agents.realise import Actuals, observe, realise_period
 from agents.solver import AgentModel, agent_kind
 from agents.strategies import strategy
 from coordinator.protocol import (
@@ -172,11 +172,13 @@ class MarketAgent:
             self.export_limit_kw[t] = min(self.export_limit_kw[t], kw)
         return self.plan
 
-    def realise(self, t: int) -> Meter:
-        """Period ``t`` in real time: realised flows, carried energy, the meter reading."""
+    def realise(self, t: int, observed: dict[str, float] | None = None) -> Meter:
+        """Period ``t`` in real time: realised flows, carried energy, the meter reading.
+        ``observed``: what a co-simulator reports of the period (``load_kw``, ``pv_kw``,
+        ``plugged``), over the agent's own actual profiles."""
         if self.plan is None:
             self.solve_if_needed()  # no market this day: the plan alone
-        actual = self.actuals.at(self.day_data, self.day, t)
+        actual = self.actuals.at(self.day_data, self.day, t) | observe(self.day_data, observed)
         flows = realise_period(self.day_data, self.plan.flows_kw, t, self.soc_kwh, actual,
                                float(self.export_limit_kw[t]))
         n = self.day_data.horizon.periods

@@ -9,7 +9,9 @@ the connection tracks the planned one; where the export would exceed the
 period's export limit (the connection's, or a network operator's cap on curtailed sales),
 renewables are curtailed first (the plan's battery schedule stands), then, where that is
 not enough, the battery charges more or discharges less. An EV
-drives, charges and (V2G) discharges as planned, less the discharge above an export limit.
+drives, charges and (V2G) discharges as planned, less the discharge above an export limit;
+where a co-simulator reports it not plugged in, it neither charges nor discharges (its
+state of charge falls short of the plan's).
 """
 
 from __future__ import annotations
@@ -44,6 +46,24 @@ class Actuals:
         return out
 
 
+def observe(day_data, observed: dict[str, float] | None) -> dict[str, float]:
+    """A co-simulator's report of the period, checked against what the agent has: a
+    household's realised ``load_kw`` (≥ 0) and ``pv_kw`` availability (≥ 0, if it has PV),
+    an EV's ``plugged`` (1 or 0). A report it cannot take raises ValueError naming it."""
+    out = {}
+    ev = hasattr(day_data, "trip_kwh")
+    for attr, value in (observed or {}).items():
+        has = (ev if attr == "plugged"
+               else not ev and getattr(day_data, attr, None) is not None)
+        if not has:
+            raise ValueError(f"{attr} from a co-simulator, but {day_data.name} has no "
+                             f"{'connection state' if attr == 'plugged' else attr}")
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{attr} from a co-simulator is {value}: need a finite value ≥ 0")
+        out[attr] = float(value)
+    return out
+
+
 def battery_range_kw(spec, soc_kwh: float, period_h: float) -> tuple[float, float]:
     """The battery's feasible net charging power (charge − discharge) this period."""
     up = min(spec.charge_max_kw, (spec.capacity_kwh - soc_kwh) / (spec.eta_charge * period_h))
@@ -58,6 +78,10 @@ def realise_period(day_data, planned: dict[str, np.ndarray], t: int, soc_kwh: fl
     h = day_data.horizon.period_h
     flows = {k: float(v[t]) for k, v in planned.items()}
     if hasattr(day_data, "trip_kwh"):  # an EV: as planned (a V2G EV's feed-in goes out)
+        if not actual.get("plugged", 1.0):  # not plugged in after all: no charge, no feed-in
+            for key in ("buy_kw", "p2v_kw", "sell_kw", "p2p_kw", "ch_kw", "dis_kw"):
+                if key in flows:
+                    flows[key] = 0.0
         net = (flows.get("buy_kw", 0.0) + flows.get("p2v_kw", 0.0) - flows.get("sell_kw", 0.0)
                + flows.get("p2p_kw", 0.0))
         if net < -export_cap_kw:  # V2G: discharge (and feed-in) less

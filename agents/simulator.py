@@ -40,12 +40,17 @@ REALISED_ATTRS = ["net_kw", "pv_kw", "wind_kw", "load_kw", "flex_kw", "ch_kw", "
 # Inputs a co-simulator may send at the start of a day: the day's profile (one value per
 # period) that replaces the agent's own forecast before it plans.
 PROFILE_INPUTS = {"load_profile_kw": "load_kw", "pv_profile_kw": "pv_kw"}
+# Inputs a co-simulator may send every period: what really happens in it (the realised
+# load and PV availability, kW summed over the sources; an EV plugged in or not). The
+# day-ahead plan stays the agent's quote; the period is realised against these.
+PERIOD_INPUTS = ("load_kw", "pv_kw", "plugged")
 META = {
     "api_version": "3.0",
     "type": "time-based",
     "models": {
         "Agent": {"public": True, "params": ["agents"],
-                  "attrs": ["p_kw", *REALISED_ATTRS, "pid", "rss_mb", "ok", *PROFILE_INPUTS]},
+                  "attrs": ["p_kw", *REALISED_ATTRS, "pid", "rss_mb", "ok", *PROFILE_INPUTS,
+                            "plugged"]},
     },
 }
 
@@ -106,15 +111,17 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         if self.period == 0:
             self._apply_profiles(inputs)
             self._plan_day()
-        self._realise()
+        self._realise(inputs)
         return time + self.period_s
 
-    def _realise(self) -> None:
-        """Every active agent realises the current period and sends its meter reading."""
+    def _realise(self, inputs: dict | None = None) -> None:
+        """Every active agent realises the current period (against what co-simulators
+        report of it) and sends its meter reading."""
         for name in self._active():
             agent = self.agents[name]
             try:
-                self.clients[name].send(agent.realise(self.period))
+                observed = period_inputs((inputs or {}).get(name, {}))
+                self.clients[name].send(agent.realise(self.period, observed))
             except Exception as exc:  # noqa: BLE001 - recorded; the agent outputs ok = False
                 self.failures[name] = f"day {self.day + 1}: {type(exc).__name__}: {exc}"
         if self.period == self.periods - 1:
@@ -237,6 +244,17 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         for client in self.clients.values():
             client.close()
         self.clients = {}
+
+
+def period_inputs(attrs: dict) -> dict[str, float]:
+    """One agent's per-period inputs from co-simulators (``PERIOD_INPUTS``): powers summed
+    over their sources, ``plugged`` 1.0 only if every source says so."""
+    out = {}
+    for attr in PERIOD_INPUTS:
+        values = [v for v in attrs.get(attr, {}).values() if v is not None]
+        if values:
+            out[attr] = float(min(map(bool, values))) if attr == "plugged" else float(sum(values))
+    return out
 
 
 def replace_profile(data, field: str, values, day: int = 0) -> object:

@@ -86,6 +86,9 @@ class PeriodResult:
     trafo_p_mw: np.ndarray  # per two-winding transformer, in net.trafo order
     trafo_loading_pct: np.ndarray  # per two-winding transformer, in net.trafo order
     trafo_violations: int
+    va_degree: np.ndarray | None = None  # per bus
+    bus_p_mw: np.ndarray | None = None  # per bus: its net consumption (res_bus.p_mw)
+    i_ka: np.ndarray | None = None  # per line: the larger end current
 
 
 def trafo_rating_mva(net: pp.pandapowerNet) -> np.ndarray:
@@ -131,6 +134,7 @@ class GridModel:
         self._n_own = len(self.net.load)
         self.trafo_rating_mva = trafo_rating_mva(self.net)
         self._add_loads(bus_of)
+        self._external: list[int] = []  # buses with a co-simulator's load, in creation order
         self._init = "flat"
 
     def _add_loads(self, bus_of: Mapping[str, int]) -> None:
@@ -177,15 +181,35 @@ class GridModel:
                              f"(0-{len(profile) - 1})")
         return np.concatenate([agents_kw, profile[period if len(profile) > 1 else 0]])
 
-    def set_powers(self, period: int, p_kw: Mapping[str, float]) -> None:
-        """Write every load's p_mw and q_mvar at once; agents missing from p_kw draw 0."""
-        added_p_mw = self._added_p_kw(period, p_kw) / 1000.0
+    def _external_kw(self, period: int, bus_kw: Mapping[int, float] | None) -> np.ndarray:
+        """kW of the loads co-simulators put on buses (+ consumption, − generation), in
+        creation order; a bus's load is created the first time it is given."""
+        bus_kw = {int(b): float(v) for b, v in (bus_kw or {}).items()}
+        unknown = sorted(set(bus_kw) - set(self.bus_ids))
+        if unknown:
+            raise ValueError(f"power given for buses the network does not have: {unknown}")
+        bad = sorted(b for b, v in bus_kw.items() if not math.isfinite(v))
+        if bad:
+            raise ValueError(f"period {period}: non-finite p_kw on buses {bad}")
+        new = [b for b in sorted(bus_kw) if b not in self._external]
+        if new:
+            pp.create_loads(self.net, new, p_mw=0.0, name=[f"external {b}" for b in new])
+            self._external += new
+        return np.array([bus_kw.get(b, 0.0) for b in self._external])
+
+    def set_powers(self, period: int, p_kw: Mapping[str, float],
+                   bus_kw: Mapping[int, float] | None = None) -> None:
+        """Write every load's p_mw and q_mvar at once; agents missing from p_kw draw 0, and
+        ``bus_kw`` (kW per bus from co-simulators) is added at those buses."""
+        external = self._external_kw(period, bus_kw)
+        added_p_mw = np.concatenate([self._added_p_kw(period, p_kw), external]) / 1000.0
         self.net.load["p_mw"] = np.concatenate([self._own_p_mw, added_p_mw])
         self.net.load["q_mvar"] = np.concatenate([self._own_q_mvar, added_p_mw * self._q_per_p])
 
-    def step(self, period: int, p_kw: Mapping[str, float]) -> PeriodResult:
+    def step(self, period: int, p_kw: Mapping[str, float],
+             bus_kw: Mapping[int, float] | None = None) -> PeriodResult:
         """Set the period's powers, run the power flow and check the limits."""
-        self.set_powers(period, p_kw)
+        self.set_powers(period, p_kw, bus_kw)
         try:
             pp.runpp(self.net, init=self._init, **RUNPP_OPTIONS)
         except LoadflowNotConverged:
@@ -195,10 +219,11 @@ class GridModel:
         return self._converged(period)
 
     def _failed(self, period: int) -> PeriodResult:
-        n_trafo = len(self.net.trafo)
-        return PeriodResult(period, False, np.full(len(self.net.bus), np.nan),
-                            np.full(len(self.net.line), np.nan), 0, 0, math.nan, math.nan,
-                            np.full(n_trafo, np.nan), np.full(n_trafo, np.nan), 0)
+        n_trafo, n_bus, n_line = len(self.net.trafo), len(self.net.bus), len(self.net.line)
+        return PeriodResult(period, False, np.full(n_bus, np.nan), np.full(n_line, np.nan),
+                            0, 0, math.nan, math.nan, np.full(n_trafo, np.nan),
+                            np.full(n_trafo, np.nan), 0, va_degree=np.full(n_bus, np.nan),
+                            bus_p_mw=np.full(n_bus, np.nan), i_ka=np.full(n_line, np.nan))
 
     def _converged(self, period: int) -> PeriodResult:
         vm_pu = self.net.res_bus["vm_pu"].to_numpy(dtype=float).copy()
@@ -216,7 +241,10 @@ class GridModel:
             p_slack_kw=float(self.net.res_ext_grid["p_mw"].sum()) * 1000.0,
             trafo_p_mw=trafo_p_mw, trafo_loading_pct=trafo_loading_pct,
             trafo_violations=lim.count_trafos(trafo_loading_pct, trafo_p_mw,
-                                              self.trafo_rating_mva))
+                                              self.trafo_rating_mva),
+            va_degree=self.net.res_bus["va_degree"].to_numpy(dtype=float).copy(),
+            bus_p_mw=self.net.res_bus["p_mw"].to_numpy(dtype=float).copy(),
+            i_ka=self.net.res_line["i_ka"].to_numpy(dtype=float).copy())
 
 
 def bus_table(results: list[PeriodResult], bus_ids: list[int] | None = None):

@@ -1,17 +1,25 @@
 """mosaik-api-v3 adapter around `grid.powerflow.GridModel`: one power flow per period.
 
-One `Grid` entity per simulator. Every agent entity connects its `p_kw` (net consumption,
-negative when exporting) to the Grid's `p_kw`; mosaik delivers them as
-``{"<sid>.<eid>": value}`` and the agent name is the part after the last ".", so **agent
-entity ids must equal the agent names used in `bus_of`**. Outputs per period: `vm_pu`
-(list per bus), `loading_pct` (list per line), `trafo_p_mw` (list per two-winding
-transformer: MW delivered into its LV network, negative in reverse flow),
-`trafo_loading_pct` (list per transformer), violation counts, `converged`, `losses_kw`,
-`p_slack_kw`. Values of a period whose power flow failed are None (JSON has no NaN).
+The network is a `Grid` entity (eid ``grid``) whose children are its buses and lines, as
+mosaik's pandapower adapter offers them, so that any mosaik component can be wired to one:
+
+- `Bus` ``bus-N`` (N the pandapower bus index): outputs `vm_pu`, `va_degree` and `p_mw`
+  (the bus's net consumption, res_bus.p_mw); input `p_kw`, a load (+) or generation (−)
+  a co-simulator puts on the bus, summed over its sources, each period;
+- `Line` ``line-N``: outputs `loading_pct` and `i_ka`.
+
+Every agent entity connects its `p_kw` (net consumption, negative when exporting) to the
+Grid's `p_kw`; mosaik delivers them as ``{"<sid>.<eid>": value}`` and the agent name is the
+part after the last ".", so **agent entity ids must equal the agent names used in
+`bus_of`**. The Grid's outputs per period are the network's: `vm_pu` (list per bus),
+`loading_pct` (list per line), `trafo_p_mw` (list per two-winding transformer: MW
+delivered into its LV network, negative in reverse flow), `trafo_loading_pct` (list per
+transformer), violation counts, `converged`, `losses_kw`, `p_slack_kw`. Values of a
+period whose power flow failed are None (JSON has no NaN).
 
 The network's own published loads (e.g. case33bw's 3.7 MW) are dropped unless
 `keep_network_loads=True`: consumption is the agents' plus the scenario's `background_kw`
-(per bus in net.bus order, constant or one row per period).
+(per bus in net.bus order, constant or one row per period) plus the buses' inputs.
 
 Start it in-process with ``{"python": "grid.simulator:GridSimulator"}`` or as a process
 with ``{"cmd": "%(python)s -m grid.simulator %(addr)s"}``.
@@ -31,6 +39,9 @@ GRID_EID = "grid"
 OUTPUT_ATTRS = ["vm_pu", "loading_pct", "trafo_p_mw", "trafo_loading_pct",
                 "voltage_violations", "line_violations", "trafo_violations", "converged",
                 "losses_kw", "p_slack_kw"]
+BUS_ATTRS = {"vm_pu": "vm_pu", "va_degree": "va_degree", "p_mw": "bus_p_mw"}  # -> result
+LINE_ATTRS = {"loading_pct": "loading_pct", "i_ka": "i_ka"}
+CHILDREN = {"bus": ("Bus", BUS_ATTRS), "line": ("Line", LINE_ATTRS)}  # eid prefix -> model
 META = {
     "api_version": "3.0",
     "type": "time-based",
@@ -41,9 +52,16 @@ META = {
                        "background_kw", "power_factor", "keep_network_loads"],
             "attrs": ["p_kw", *OUTPUT_ATTRS],
         },
+        "Bus": {"public": False, "params": [], "attrs": ["p_kw", *BUS_ATTRS]},
+        "Line": {"public": False, "params": [], "attrs": [*LINE_ATTRS]},
     },
     "extra_methods": ["get_summary"],
 }
+
+
+def child_eid(kind: str, index: int) -> str:
+    """The eid of bus or line ``index`` (its pandapower index): ``bus-3``, ``line-7``."""
+    return f"{kind}-{index}"
 
 
 def agent_name(full_id: str) -> str:
@@ -102,7 +120,11 @@ class GridSimulator(mosaik_api_v3.Simulator):
                                power_factor=power_factor, limits=limits_from_dict(limits),
                                keep_network_loads=keep_network_loads)
         self.network_name = network
-        return [{"eid": GRID_EID, "type": "Grid"}]
+        self._position = {child_eid("bus", b): i for i, b in enumerate(self.model.bus_ids)}
+        self._position |= {child_eid("line", k): i for i, k in enumerate(self.model.line_ids)}
+        children = [{"eid": eid, "type": CHILDREN[eid.split("-")[0]][0]}
+                    for eid in self._position]
+        return [{"eid": GRID_EID, "type": "Grid", "children": children}]
 
     def step(self, time, inputs, max_advance):
         sources = inputs.get(GRID_EID, {}).get("p_kw", {})
@@ -110,20 +132,35 @@ class GridSimulator(mosaik_api_v3.Simulator):
         for full_id, value in sources.items():
             name = agent_name(full_id)
             p_kw[name] = p_kw.get(name, 0.0) + float(value)
-        self.results.append(self.model.step(time // self.period_ticks, p_kw))
+        bus_kw = {int(eid.split("-")[1]): sum(float(v) for v in attrs.get("p_kw", {}).values())
+                  for eid, attrs in inputs.items() if eid.startswith("bus-")}
+        self.results.append(self.model.step(time // self.period_ticks, p_kw, bus_kw))
         return time + self.period_ticks
 
     def get_data(self, outputs):
         if not self.results:
             raise RuntimeError("get_data called before the first Grid step")
-        values = self._outputs(self.results[-1])
+        result = self.results[-1]
+        values = self._outputs(result)
         data = {}
         for eid, attrs in outputs.items():
-            unknown = sorted(set(attrs) - set(values))
-            if eid != GRID_EID or unknown:
-                raise ValueError(f"no output {unknown or attrs} on entity {eid!r}")
-            data[eid] = {attr: values[attr] for attr in attrs}
+            if eid == GRID_EID:
+                own = values
+            elif eid in self._position:
+                own = self._child_outputs(result, eid)
+            else:
+                raise ValueError(f"no entity {eid!r}")
+            unknown = sorted(set(attrs) - set(own))
+            if unknown:
+                raise ValueError(f"no output {unknown} on entity {eid!r}")
+            data[eid] = {attr: own[attr] for attr in attrs}
         return data
+
+    def _child_outputs(self, result: PeriodResult, eid: str) -> dict:
+        """A bus's or line's scalars of the period (None where it did not converge)."""
+        i = self._position[eid]
+        return {attr: _json_float(float(getattr(result, field)[i]))
+                for attr, field in CHILDREN[eid.split("-")[0]][1].items()}
 
     @staticmethod
     def _outputs(result: PeriodResult) -> dict:

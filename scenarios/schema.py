@@ -536,14 +536,18 @@ class ExplicitBuilding(Strict):
                                        "(its fixed cost); null: no fixed cost")
 
 
+LINK_TARGET = r"^(agent:\S+|grid|bus:\d+|line:\d+)$"
+LINK_TARGETS = ("agent:NAME, grid (the network's totals), bus:N or line:N (a bus or line of "
+                "the network by its index)")
+
+
 class CosimLink(Strict):
     """Connect one of the co-simulator's entities with an agent or the grid simulator:
     ``to`` sends the entity's attributes there, ``from`` brings theirs to the entity."""
 
     entity: int = Field(0, ge=0, description="index into the co-simulator's entities")
-    to: str | None = Field(None, pattern=r"^(agent:\S+|grid)$", description="agent:NAME or grid")
-    from_: str | None = Field(None, alias="from", pattern=r"^(agent:\S+|grid)$",
-                              description="agent:NAME or grid")
+    to: str | None = Field(None, pattern=LINK_TARGET, description=LINK_TARGETS)
+    from_: str | None = Field(None, alias="from", pattern=LINK_TARGET, description=LINK_TARGETS)
     attrs: dict[str, str] = Field(min_length=1, description="source attribute → destination "
                                   "attribute")
 
@@ -557,7 +561,8 @@ class CosimLink(Strict):
 class Cosimulator(Strict):
     """Any mosaik simulator, started the three ways mosaik knows, its entities created and
     linked to agents or the grid. In string values, ``{out}`` is the run's results folder
-    and a relative ``path``/``*_path`` is taken from the scenario file's folder."""
+    and a relative ``path``, ``*_path`` or ``*file`` is taken from the scenario file's
+    folder."""
 
     name: str = Field(pattern=r"^[A-Za-z]\w*$")
     python: str | None = Field(None, description="module:Class, in the runner's process")
@@ -1132,12 +1137,18 @@ def _check_cosims(s: Scenario) -> list[str]:
     return out
 
 
+def is_path_key(key) -> bool:
+    """A parameter that names a file: ``path``, ``*_path`` or ``*file`` (mosaik-csv's
+    ``datafile``, its writer's ``output_file``)."""
+    return isinstance(key, str) and (key == "path" or key.endswith(("_path", "file")))
+
+
 def _resolve_paths(value, base: Path):
-    """Relative ``path``/``*_path`` values (co-simulator parameters, bus_profiles
+    """Relative file parameters (``is_path_key``: co-simulator parameters, bus_profiles
     templates' profiles) → from ``base``."""
     if isinstance(value, dict):
-        return {k: (str(base / v) if isinstance(k, str) and (k == "path" or k.endswith("_path"))
-                    and isinstance(v, str) and "{out}" not in v and not Path(v).is_absolute()
+        return {k: (str(base / v) if is_path_key(k) and isinstance(v, str) and "{out}" not in v
+                    and not Path(v).is_absolute()
                     else _resolve_paths(v, base)) for k, v in value.items()}
     if isinstance(value, list):
         return [_resolve_paths(v, base) for v in value]

@@ -18,7 +18,10 @@ def _grid(limits=None) -> GridSimulator:
     meta = sim.init("Grid-0", time_resolution=1.0)
     assert meta["models"]["Grid"]["attrs"][0] == "p_kw"
     entities = sim.create(1, "Grid", network="feeder11", bus_of=BUS_OF, limits=limits)
+    children = entities[0].pop("children")
     assert entities == [{"eid": "grid", "type": "Grid"}]
+    assert children == ([{"eid": f"bus-{b}", "type": "Bus"} for b in range(11)]
+                        + [{"eid": f"line-{k}", "type": "Line"} for k in range(10)])
     return sim
 
 
@@ -48,6 +51,40 @@ def test_simulator_api_for_two_periods():
     assert summary["network"] == "feeder11" and summary["pf_failures"] == 0
 
 
+def test_buses_and_lines_are_entities_with_scalars():
+    """feeder11 (11 kV, no line charging, unity power factor): bob's bus 8 consumes his
+    0.120 MW; line 9 (bus 9 → leaf bus 10) carries carol's 30 kW, so its current is
+    0.030 MW / (√3 · 11 kV · vm_10); each bus's voltage is the Grid's list entry."""
+    sim = _grid()
+    sim.step(0, _inputs(P_KW), max_advance=0)
+    grid = sim.get_data({"grid": ["vm_pu"]})["grid"]
+    data = sim.get_data({"bus-8": ["vm_pu", "va_degree", "p_mw"], "bus-10": ["vm_pu"],
+                         "line-9": ["loading_pct", "i_ka"]})
+    assert data["bus-8"]["vm_pu"] == grid["vm_pu"][8]
+    assert data["bus-8"]["p_mw"] == pytest.approx(0.120, abs=1e-12)
+    assert data["bus-8"]["va_degree"] < 0  # a load bus lags the slack
+    vm_10 = data["bus-10"]["vm_pu"]
+    assert data["line-9"]["i_ka"] == pytest.approx(0.030 / (3 ** 0.5 * 11 * vm_10), rel=1e-9)
+    with pytest.raises(ValueError, match="no output"):
+        sim.get_data({"line-9": ["vm_pu"]})
+    with pytest.raises(ValueError, match="no entity"):
+        sim.get_data({"bus-99": ["vm_pu"]})
+
+
+def test_a_bus_input_is_a_load_on_that_bus():
+    """Two co-simulators put 50 and −20 kW on bus 5: the slack supplies the agents' 130
+    kW plus 30 kW plus the losses, and bus 5 consumes 0.030 MW."""
+    sim = _grid()
+    inputs = _inputs(P_KW) | {"bus-5": {"p_kw": {"Load-0.l0": 50.0, "PV-0.p0": -20.0}}}
+    sim.step(0, inputs, max_advance=0)
+    grid = sim.get_data({"grid": ["p_slack_kw", "losses_kw"]})["grid"]
+    assert grid["p_slack_kw"] == pytest.approx(130.0 + 30.0 + grid["losses_kw"], abs=1e-6)
+    assert sim.get_data({"bus-5": ["p_mw"]})["bus-5"]["p_mw"] == pytest.approx(0.030, abs=1e-12)
+    sim.step(PERIOD_S, _inputs(P_KW), max_advance=0)  # no input: the bus load is 0 again
+    grid = sim.get_data({"grid": ["p_slack_kw", "losses_kw"]})["grid"]
+    assert grid["p_slack_kw"] == pytest.approx(130.0 + grid["losses_kw"], abs=1e-6)
+
+
 def test_network_loads_are_dropped_unless_kept():
     for keep, load_kw in [(False, 0.0), (True, 3715.0)]:
         sim = GridSimulator()
@@ -64,6 +101,8 @@ def test_failed_period_is_reported_as_none():
     data = sim.get_data({"grid": ["converged", "vm_pu", "losses_kw"]})["grid"]
     assert data["converged"] is False and data["losses_kw"] is None
     assert data["vm_pu"] == [None] * 11
+    assert sim.get_data({"bus-3": ["vm_pu"], "line-0": ["i_ka"]}) == {
+        "bus-3": {"vm_pu": None}, "line-0": {"i_ka": None}}
     assert sim.get_summary()["pf_failures"] == 1
 
 

@@ -143,3 +143,42 @@ def test_protocol_carries_bilateral_and_iterative_terms():
     offer = OfferBody(quantities_kw={"power": [1.5], "heat": [0.5]},
                       by_counterparty_kw={"g12": {"power": [1.5]}, "g20": {"heat": [0.5]}})
     assert OfferBody.model_validate_json(offer.model_dump_json()) == offer
+
+
+def test_a_co_simulators_report_is_the_realisation():
+    """What a co-simulator reports of the period replaces the forecast: load 1.5 and PV
+    1.8 reported (the case of test_battery_absorbs_the_forecast_error) give its charge
+    0.3 kW and net 0; a report the agent cannot take is one ValueError naming it."""
+    from agents.realise import observe
+
+    d = prosumer()
+    f = realise_period(d, plan(), 0, 5.0, {"load_kw": 1.0, "pv_kw": 2.0}
+                       | observe(d, {"load_kw": 1.5, "pv_kw": 1.8}), 3.0)
+    assert f["ch_kw"] == pytest.approx(0.3) and f["net_kw"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="load_kw from a co-simulator is -1.0"):
+        observe(d, {"load_kw": -1.0})
+    with pytest.raises(ValueError, match="p has no connection state"):
+        observe(d, {"plugged": 1.0})
+    no_pv = ProsumerData("q", H1, d.tariff, np.array([1.0]), None, None, 6.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="q has no pv_kw"):
+        observe(no_pv, {"pv_kw": 1.0})
+
+
+def test_an_ev_reported_unplugged_neither_charges_nor_feeds_in():
+    """Planned: charge 3.7 kW from retail in the period. Reported not plugged in: no
+    purchase, no charge, net 0, and the state of charge stays where it was (no trip)."""
+    from agents.data import EVData
+    from agents.realise import observe
+
+    ev_bat = BatterySpec(40.0, 4.0, 7.0, 0.0, 0.95, 0.95, 20.0, 25.7)
+    ev = EVData("e", H1, Tariff(np.array([0.2]), 0.05, 0.0), np.array([False]),
+                np.zeros(1), ev_bat, 7.0, 0.0)
+    planned = {"buy_kw": np.array([3.7]), "ch_kw": np.array([3.7]), "dis_kw": np.array([0.0])}
+    plugged = realise_period(ev, planned, 0, 20.0, observe(ev, {"plugged": 1.0}), 0.0)
+    assert plugged["net_kw"] == pytest.approx(3.7)
+    assert plugged["soc_kwh"] == pytest.approx(20.0 + 0.95 * 3.7)
+    away = realise_period(ev, planned, 0, 20.0, observe(ev, {"plugged": 0.0}), 0.0)
+    assert away["net_kw"] == 0.0 and away["ch_kw"] == 0.0 and away["buy_kw"] == 0.0
+    assert away["soc_kwh"] == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="e has no load_kw"):
+        observe(ev, {"load_kw": 1.0})

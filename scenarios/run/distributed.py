@@ -29,8 +29,9 @@ from coordinator.mechanisms import dump_params
 from coordinator.mechanisms.base import RoundRecord
 from coordinator.protocol import ClearingBody, SettlementBody
 from grid.powerflow import PeriodResult
+from grid.simulator import child_eid
 from scenarios.results.outcome import DayResult, RoundStats
-from scenarios.run import collector
+from scenarios.run import collector, mosaik_compat
 from scenarios.run.errors import RunError, RunStopped, as_interrupt
 from scenarios.run.market import (
     OPERATOR,
@@ -191,10 +192,12 @@ def add_cosimulators(world, s: Scenario, out: Path, agents: dict, grid) -> None:
             raise RunError(f"cosimulators.{c.name}: {exc}".splitlines()[0]) from None
         for i, link in enumerate(c.links):
             target = link.to or link.from_
-            other = grid if target == "grid" else agents.get(target.removeprefix("agent:"))
+            other = link_target(target, agents, grid)
             if other is None:
-                raise RunError(f"cosimulators.{c.name}.links.{i}: no agent "
-                               f"{target.removeprefix('agent:')!r} in the community")
+                what = (f"agent {target.removeprefix('agent:')!r} in the community"
+                        if target.startswith("agent:")
+                        else f"{target.replace(':', ' ')} in network {s.grid.network}")
+                raise RunError(f"cosimulators.{c.name}.links.{i}: no {what}")
             src, dest = (entities[link.entity], other) if link.to else (other,
                                                                          entities[link.entity])
             try:
@@ -202,6 +205,17 @@ def add_cosimulators(world, s: Scenario, out: Path, agents: dict, grid) -> None:
             except Exception as exc:  # noqa: BLE001 - e.g. an attribute the model lacks
                 raise RunError(f"cosimulators.{c.name}.links.{i}: {exc}".splitlines()[0]) \
                     from None
+
+
+def link_target(target: str, agents: dict, grid):
+    """The mosaik entity a co-simulator link names: ``grid``, ``bus:N``/``line:N`` (the
+    grid's child entities) or ``agent:NAME``; None if there is none."""
+    if target == "grid":
+        return grid
+    kind, _, key = target.partition(":")
+    if kind in ("bus", "line"):
+        return grid.children_dict.get(child_eid(kind, int(key)))
+    return agents.get(key)
 
 
 def _with_retries(s: Scenario, attempt, errors, what: str, tries: int | None = None):
@@ -454,6 +468,7 @@ def _simulate(world, s: Scenario, out: Path, bar, coordinator=None, first_day: i
             bar.on_day(reached[0])
             bar.on_period(t // period_s % periods)
     collector.STEP_HOOKS[:] = [hook]
+    mosaik_compat.apply()
     watchdog = start_watchdog(world)
     try:
         with RoundWatcher(out / "messages.jsonl", bar.on_round if bar else lambda _: None):
