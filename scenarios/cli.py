@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     agents = sub.add_parser("serve-agents", help="serve one shard of a scenario's agent "
                             "simulators for a runner to connect to (runtime.agent_hosts)")
     agents.add_argument("--scenario", required=True)
-    agents.add_argument("--shard", default="0/1", help="i/n: this host serves shard i of n")
+    agents.add_argument("--shard", default="0/1", help="i/n: this host serves shard i of n; "
+                        "NAME/n: one of n replicas behind the DNS name NAME, its shard the "
+                        "position of its address among theirs")
     add_set_argument(agents)
     add_server_arguments(agents, SERVE_AGENTS_PORT)
     grid = sub.add_parser("grid", help="serve the grid simulator for a runner to connect to "
@@ -196,7 +198,8 @@ def cmd_serve_agents(args) -> int:
 
     s = load_scenario(resolve_scenario(args.scenario), args.overrides)
     try:
-        shard, shards = parse_shard(args.shard)
+        shard, shards = parse_shard(args.shard, s.runtime.connect_retries,
+                                    s.runtime.connect_retry_s)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -330,6 +330,12 @@ class Runtime(Strict):
     agent_hosts: list[HostPort] = Field(
         default_factory=list, description="host:port of each `lemgrid serve-agents` shard, in "
         "shard order; shard i's process groups listen on consecutive ports from that port")
+    agent_service: HostPort | None = Field(
+        None, description="NAME:PORT: the agent hosts are the replicas of one service behind "
+        "the DNS name NAME (a scaled compose service), shard i the i-th address in order; "
+        "instead of agent_hosts")
+    agent_service_replicas: int = Field(1, ge=1, le=1000, description="how many replicas "
+                                        "agent_service has")
     coordinator: str | None = Field(None, pattern=r"^tcp://[^:]+:\d+$", description="endpoint "
                                     "of a running `lemgrid coordinator`; null: start one")
     grid_host: HostPort | None = Field(None, description="host:port of a running `lemgrid "
@@ -1131,6 +1137,8 @@ def _check_cosims(s: Scenario) -> list[str]:
         if c.name in names or c.name in ("Grid", "Collector") or c.name.startswith("Agents"):
             out.append(f"cosimulators.{i}.name: {c.name!r} is taken")
         names.add(c.name)
+    if s.runtime.agent_service and s.runtime.agent_hosts:
+        out.append("runtime.agent_service: give it or runtime.agent_hosts, not both")
     if s.cosimulators and (s.runtime.kind != "distributed" or s.market.mode != "decentralized"):
         out.append("cosimulators: need runtime.kind distributed and market.mode "
                    "decentralized (they are mosaik simulators)")

@@ -1,7 +1,7 @@
 """docker-compose.yml: valid Compose (``docker-compose config`` where installed, else the
 Compose Specification's JSON schema), and every service's command is a valid ``lemgrid``
 command whose topology fits the others: the runner points at the coordinator, grid and
-every agent-host shard the file defines."""
+the agent hosts' service, replicated AGENT_HOSTS times."""
 
 import re
 import shlex
@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from scenarios.cli import _parser
-from scenarios.run.topology import parse_shard
 from scenarios.schema import load_scenario, resolve_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +47,8 @@ def test_compose_file_is_valid():
 
     from jsonschema import Draft201909Validator, ValidationError
     validator = Draft201909Validator(json.loads(SCHEMA.read_text()))
-    raw = yaml.safe_load(COMPOSE.read_text())  # anchors resolved, variables kept
+    # as Compose does: variables interpolated (from .env), then the schema
+    raw = yaml.safe_load(interpolate(COMPOSE.read_text(), dotenv()))
     validator.validate(raw)
     raw["services"]["grid"]["healthcheck"]["retries"] = "many"  # the schema does check
     with pytest.raises(ValidationError):
@@ -61,8 +61,8 @@ def args_of(service: dict):
 
 def test_every_service_runs_a_valid_lemgrid_command(services):
     commands = {name: args_of(svc).command for name, svc in services.items()}
-    assert commands == {"coordinator": "coordinator", "agents-0": "serve-agents",
-                        "agents-1": "serve-agents", "grid": "grid", "runner": "run"}
+    assert commands == {"coordinator": "coordinator", "agents": "serve-agents",
+                        "grid": "grid", "runner": "run"}
     for svc in services.values():
         assert "healthcheck" in svc or svc is services["runner"]
         assert any(v.endswith(":/results") for v in svc["volumes"])
@@ -78,13 +78,26 @@ def test_runner_points_at_the_services_and_shards_cover_the_community(services):
     port = coord.endpoint.rsplit(":", 1)[1]
     assert s.runtime.coordinator == f"tcp://coordinator:{port}"
     assert s.runtime.grid_host == f"grid:{args_of(services['grid']).port}"
-    shards = {}
-    for name in ("agents-0", "agents-1"):
-        a = args_of(services[name])
-        assert a.host == "0.0.0.0" and a.scenario == run.scenario
-        shards[parse_shard(a.shard)] = f"{name}:{a.port}"
-    n = len(shards)
-    assert s.runtime.agent_hosts == [shards[(i, n)] for i in range(n)]
+    agents = services["agents"]
+    a = args_of(agents)
+    assert a.host == "0.0.0.0" and a.scenario == run.scenario
+    replicas = int(dotenv()["AGENT_HOSTS"])
+    assert agents["deploy"]["replicas"] == replicas  # AGENT_HOSTS containers, each a shard
+    assert a.shard == f"agents/{replicas}"  # NAME/n: its position among the replicas
+    assert s.runtime.agent_service == f"agents:{a.port}"
+    assert s.runtime.agent_service_replicas == replicas and s.runtime.agent_hosts == []
     assert coord.scenario == run.scenario and coord.out == run.out
     timeout = [o for o in coord.overrides if o.startswith("runtime.registration_timeout_s")]
     assert timeout and timeout[0] in run.overrides
+
+
+def test_the_agent_hosts_scale_without_editing_the_file():
+    """AGENT_HOSTS=5 gives five replicas of the agents service, each told it is one of five,
+    and a runner expecting five."""
+    env = dotenv() | {"AGENT_HOSTS": "5"}
+    services = yaml.safe_load(interpolate(COMPOSE.read_text(), env))["services"]
+    assert services["agents"]["deploy"]["replicas"] == 5
+    assert args_of(services["agents"]).shard == "agents/5"
+    run = args_of(services["runner"])
+    s = load_scenario(resolve_scenario(run.scenario), run.overrides)
+    assert s.runtime.agent_service_replicas == 5

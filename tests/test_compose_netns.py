@@ -51,7 +51,8 @@ pytestmark = pytest.mark.skipif(not _netns_allowed(), reason="network namespaces
 
 
 class Hosts:
-    """One namespace per service, veth-linked to a bridge in a hub namespace."""
+    """One namespace per container (a service's replicas: ``NAME#i``), veth-linked to a
+    bridge in a hub namespace; the service name resolves to all its replicas."""
 
     def __init__(self, names: list[str]):
         tag = uuid.uuid4().hex[:5]
@@ -68,7 +69,8 @@ class Hosts:
         _ip("netns", "add", self.hub)
         self._in(self.hub, "link", "add", "br0", "type", "bridge")
         self._in(self.hub, "link", "set", "br0", "up")
-        hosts = "127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in self.ip.items())
+        hosts = "127.0.0.1 localhost\n" + "".join(f"{a} {n.split('#')[0]}\n"
+                                                   for n, a in self.ip.items())
         for i, (name, ns) in enumerate(self.ns.items()):
             _ip("netns", "add", ns)
             Path(f"/etc/netns/{ns}").mkdir(parents=True, exist_ok=True)
@@ -117,16 +119,28 @@ def _wait_healthy(hosts: Hosts, name: str, test: list[str], proc) -> None:
     pytest.fail(f"{name} not healthy within {HEALTHY_S:g} s")
 
 
+def _containers(services: dict) -> dict[str, str]:
+    """Container → its service: ``NAME#i`` for each of a service's deploy.replicas."""
+    out = {}
+    for name, svc in services.items():
+        replicas = svc.get("deploy", {}).get("replicas")
+        out |= ({f"{name}#{i}": name for i in range(replicas)} if replicas else {name: name})
+    return out
+
+
 def test_compose_services_on_separate_hosts(tmp_path):
     results = tmp_path / "results"
     services = _services(results)
-    hosts = Hosts(list(services))
+    containers = _containers(services)
+    assert sum(s == "agents" for s in containers.values()) == 2  # .env's AGENT_HOSTS
+    hosts = Hosts(list(containers))
     procs = {}
     try:
-        for name, svc in services.items():
-            if name != "runner":
-                procs[name] = hosts.popen(name, _lemgrid(svc["command"]), text=True,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for name, service in containers.items():
+            if service != "runner":
+                procs[name] = hosts.popen(name, _lemgrid(services[service]["command"]),
+                                          text=True, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE)
         for name, dep in services["runner"]["depends_on"].items():
             if dep["condition"] == "service_healthy":
                 _wait_healthy(hosts, name, services[name]["healthcheck"]["test"], procs[name])
