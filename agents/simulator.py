@@ -78,6 +78,8 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         self.first_day = 0  # the day at simulation time 0 (a resumed run starts later)
         self.timeout_s = REQUEST_TIMEOUT_S * REQUEST_RETRIES  # coordinator silence -> gone
         self.results_dir: Path | None = None
+        self._prebuild: threading.Thread | None = None  # first-day models built at start-up
+        self._prebuilt: set[str] = set()
 
     def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
              solver=None, results_dir=None, curve_keys=None, key_name=None, family="limits",
@@ -102,13 +104,37 @@ class AgentSimulator(mosaik_api_v3.Simulator):
                                                  for k, v in actuals.items()})
             self.periods = data.horizon.periods
             out.append({"eid": data.name, "type": model})
+        self._prebuild = threading.Thread(target=self._build_first_day, daemon=True)
+        self._prebuild.start()
         return out
+
+    def _build_first_day(self) -> None:
+        """Build the hosted agents' first-day models while mosaik is still setting up the
+        world (every process at once), instead of at the first step."""
+        for name in list(self.data):
+            try:
+                self._agent(name).start_day(self.first_day)
+                self._prebuilt.add(name)
+            except Exception:  # noqa: BLE001 - the first step builds it again and records
+                self._prebuilt.discard(name)
+
+    def _agent(self, name: str):
+        """The hosted agent ``name`` (created on first use)."""
+        if name not in self.agents:
+            data = self.data[name]
+            self.agents[name] = (OperatorAgent(data) if isinstance(data, OperatorData)
+                                 else MarketAgent(data, self.family, self.actuals[name],
+                                                  **self.solver))
+        return self.agents[name]
 
     def step(self, time, inputs, max_advance):
         k = time // self.period_s
         self.day, self.period = divmod(k, self.periods)
         self.day += self.first_day
         if self.period == 0:
+            if self._prebuild is not None:  # the first day's models, built at start-up
+                self._prebuild.join()
+                self._prebuild = None
             self._apply_profiles(inputs)
             self._plan_day()
         self._realise(inputs)
@@ -151,27 +177,29 @@ class AgentSimulator(mosaik_api_v3.Simulator):
                                                           self.day)
                     except ValueError as exc:
                         self.failures[name] = f"{attr} from {source}: {exc}"
+                    self._prebuilt.discard(name)  # its first-day model is stale
                     if name in self.agents:
                         self.agents[name].data = self.data[name]
 
     def _plan_day(self) -> None:
         """Every hosted agent joins the day's market in its own thread. Models are built
-        first, one after another (Pyomo model building is not thread-safe), at this first
-        step so that the processes of a community build theirs at the same time."""
-        for name, data in self.data.items():
+        first, one after another (Pyomo model building is not thread-safe): the first
+        day's at start-up (``_build_first_day``), later days' at their first step."""
+        for name in self.data:
             if name in self.failures:
                 continue
             try:
-                if name not in self.agents:
-                    self.agents[name] = (OperatorAgent(data) if isinstance(data, OperatorData)
-                                         else MarketAgent(data, self.family, self.actuals[name],
-                                                          **self.solver))
+                agent = self._agent(name)
+                if name not in self.clients:
                     self.clients[name] = CoordinatorClient(
-                        self.agents[name], self.endpoint, curve_keys=self.curve_keys,
+                        agent, self.endpoint, curve_keys=self.curve_keys,
                         key_name=self.key_name, timeout_s=self.timeout_s / REQUEST_RETRIES,
                         retries=REQUEST_RETRIES)
-                    _inject_fault(self.agents[name])
-                self.agents[name].start_day(self.day)
+                    _inject_fault(agent)
+                if name in self._prebuilt and self.day == self.first_day:
+                    self._prebuilt.discard(name)  # built at start-up on the same data
+                else:
+                    agent.start_day(self.day)
             except Exception as exc:  # noqa: BLE001 - recorded; outputs ok = False
                 self.failures[name] = f"day {self.day + 1}: {type(exc).__name__}: {exc}"
         names = [n for n in self.agents if n not in self.failures]
@@ -292,10 +320,14 @@ def _inject_fault(agent: MarketAgent) -> None:
 
 def write_realised(path: Path, agent: MarketAgent) -> None:
     """Append the agent's realised day and its planned cost per round to its JSON file
-    (written to a temporary file, then renamed: never half-written)."""
+    (written to a temporary file, then renamed: never half-written), with its process's
+    id and peak memory: the runner's record of the agent (it collects nothing from the
+    agents through mosaik)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(path.read_text()) if path.exists() else {
         "agent": agent.name, "kind": agent.kind, "days": {}}
+    data["pid"] = os.getpid()  # the process that hosts it, and that one's peak memory
+    data["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     data["days"][str(agent.day)] = {
         "realised": {k: np.asarray(v).tolist() for k, v in agent.realised.items()},
         "quote_kw": agent.planned_net_kw().tolist(),

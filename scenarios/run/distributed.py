@@ -22,7 +22,7 @@ from mosaik.exceptions import SimulationError
 from agents.data import data_to_dict
 from agents.days import day_slice
 from agents.market_agent import settle_schedule
-from agents.simulator import REALISED_ATTRS, agent_to_dict
+from agents.simulator import agent_to_dict
 from agents.solver import agent_kind
 from coordinator import records
 from coordinator.mechanisms import dump_params
@@ -49,7 +49,6 @@ from scenarios.schema import Scenario
 GRID_OUTPUTS = ["vm_pu", "loading_pct", "trafo_p_mw", "trafo_loading_pct",
                 "voltage_violations", "line_violations", "trafo_violations", "converged",
                 "losses_kw"]
-AGENT_OUTPUTS = ["p_kw", *REALISED_ATTRS, "pid", "rss_mb", "ok"]
 LAUNCHER_EXIT_S = 10.0  # after the simulation, the helper processes exit within this
 RECORDS_DIR = "rounds"  # the coordinator's record of every finished day (one file each)
 PARAMS_FILE = "mechanism.json"  # the mechanism and its parameters, for the coordinator
@@ -283,7 +282,6 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
         for ent in sim.Agent.create(len(group), agents=hosted):
             if ent.eid in bus_of:  # every agent but the operator has a connection
                 world.connect(ent, grid, "p_kw")
-            world.connect(ent, sink, *AGENT_OUTPUTS)
             agents[ent.eid] = ent
     world.connect(grid, sink, *GRID_OUTPUTS)
     add_cosimulators(world, s, results_dir.parent, agents, grid)
@@ -310,28 +308,6 @@ def _rounds(day: dict, files: dict[str, dict]) -> list[RoundStats]:
                        {"round": r["seconds"]},
                        {n: c[str(r["round"])] for n, c in costs.items() if str(r["round"]) in c})
             for r in day["rounds"]]
-
-
-def _realised_from_rows(rows, period_s: int, periods: int, first_day: int = 0
-                        ) -> dict[tuple[int, str], dict]:
-    """(day, agent) → realised attribute → values per period, from the collector (its
-    time 0 is the start of ``first_day``); only periods the agent reported as ok."""
-    out: dict[tuple[int, str], dict] = {}
-    ok: set[tuple[int, str, int]] = set()
-    for t, name, attr, value in rows:
-        if attr == "ok" and value:
-            day, k = divmod(t // period_s, periods)
-            ok.add((first_day + day, k, name))
-    for t, name, attr, value in rows:
-        day, k = divmod(t // period_s, periods)
-        day += first_day
-        if attr in REALISED_ATTRS and (day, k, name) in ok:
-            arr = out.setdefault((day, name), {}).setdefault(attr, np.full(periods, np.nan))
-            arr[k] = np.nan if value is None else value
-    for flows in out.values():  # an attribute the agent does not have came as None
-        for attr in [a for a, v in flows.items() if a != "net_kw" and np.isnan(v).all()]:
-            del flows[attr]
-    return out
 
 
 def _realised_from_files(files: dict[str, dict]) -> dict[tuple[int, str], dict]:
@@ -529,12 +505,11 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
         return outcome
     period_s, periods = s.horizon.period_minutes * 60, s.horizon.periods
     files = _agent_files(out / "agent_results")
-    days = _day_results(s, active, records,
-                        _realised_from_rows(rows, period_s, periods, first_day), files)
+    days = _day_results(s, active, records, _realised_from_files(files), files)
     days[0].build_s = startup_s
     market_s = sum(d.market_s for d in days)
-    pids = {v for _, _, attr, v in rows if attr == "pid"}
+    pids = {f["pid"] for f in files.values() if "pid" in f}
     grid = _grid_results(rows, period_s, periods)
-    rss = [v for _, _, attr, v in rows if attr == "rss_mb" and v is not None]
+    rss = [f["peak_rss_mb"] for f in files.values() if "peak_rss_mb" in f]
     return DistributedOutcome(days, grid, pids, max(run_s - market_s, 0.0),
                               max(rss, default=None))
