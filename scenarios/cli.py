@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="instead: the coordinator under AGENTS scripted agents "
                        "(1 %% of them late)")
     bench.add_argument("--load-days", type=int, default=1, metavar="DAYS")
+    bench.add_argument("--power-flow", metavar="NETWORK", default=None,
+                       help="instead: a day's 96 power flows of NETWORK with pandapower's "
+                       "levers (numba, lightsim2grid, recycle)")
     report = sub.add_parser("report", help="write DIR/report.html and DIR/figures/ from a "
                             "results folder")
     report.add_argument("dir", type=Path)

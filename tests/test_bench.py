@@ -34,3 +34,21 @@ def test_bench_scale_sizes_the_community(tmp_path, capsys):
         assert 1 <= r["rounds"] <= 5 and r["wall_s"] > r["market_s"] > 0
         assert r["memory_rss_mb"] >= r["memory_pss_mb"] > 0
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_power_flow_levers_give_the_same_voltages():
+    """``lemgrid bench --power-flow``: every variant's 96 voltages equal the old
+    settings' (recycle rewrites only the loads), and a variant whose package is not
+    installed is named, not run."""
+    import importlib.util
+
+    from scenarios.bench.powerflow import VARIANTS, bench_power_flow, power_flow_table
+
+    rows = bench_power_flow("feeder11", 1)
+    assert [r["variant"] for r in rows] == list(VARIANTS)
+    for row, (_, package) in zip(rows, VARIANTS.values(), strict=True):
+        if package and importlib.util.find_spec(package) is None:
+            assert row == {"variant": row["variant"], "missing": package}
+        else:
+            assert row["max_dv_pu"] <= 1e-9 and row["median_s"] > 0
+    assert len(power_flow_table(rows)) == len(rows) + 1

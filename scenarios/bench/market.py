@@ -154,6 +154,18 @@ def run_bench(args) -> int:
     if args.scale:
         args.out = args.out or "bench_scaling.json"
         return bench_scaling(args, machine())
+    if args.power_flow:
+        from scenarios.bench.powerflow import bench_power_flow, power_flow_table
+
+        info, rows = machine(), bench_power_flow(args.power_flow, args.runs)
+        print(f"lemgrid bench --power-flow: {args.power_flow}, 96 periods, {args.runs} run(s); "
+              f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}")
+        print("\n".join(power_flow_table(rows)))
+        args.out = args.out or "bench_power_flow.json"
+        Path(args.out).write_text(json.dumps({"network": args.power_flow, "machine": info,
+                                              "variants": rows}, indent=2) + "\n")
+        print(f"written: {args.out}")
+        return 0
     args.out = args.out or "bench.json"
     name = "tiny" if args.quick else (args.scenario or "faia2021")
     runs_n = 1 if args.quick else args.runs
