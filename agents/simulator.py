@@ -29,7 +29,6 @@ import numpy as np
 from agents.client import CoordinatorClient
 from agents.data import OperatorData, data_from_dict
 from agents.market_agent import MarketAgent
-from agents.operator import OperatorAgent
 from agents.realise import Actuals
 from coordinator.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT_S
 
@@ -122,9 +121,14 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         """The hosted agent ``name`` (created on first use)."""
         if name not in self.agents:
             data = self.data[name]
-            self.agents[name] = (OperatorAgent(data) if isinstance(data, OperatorData)
-                                 else MarketAgent(data, self.family, self.actuals[name],
-                                                  **self.solver))
+            if isinstance(data, OperatorData):
+                # imported here: its network models (pandapower, cvxpy) would add 270 MB
+                # and 1.4 s to every agent process forked from the launcher
+                from agents.operator import OperatorAgent
+                self.agents[name] = OperatorAgent(data)
+            else:
+                self.agents[name] = MarketAgent(data, self.family, self.actuals[name],
+                                                **self.solver)
         return self.agents[name]
 
     def step(self, time, inputs, max_advance):

@@ -270,7 +270,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
         period_s=period_s, power_factor=g.power_factor, keep_network_loads=g.keep_network_loads,
         background_kw=[g.background_kw_per_bus] * n_buses(g.network) if g.background_kw_per_bus
         else None)
-    sink = world.start("Collector").Collector()
+    sink = world.start("Collector", period_s=period_s).Collector()
     agents = {}
     for i, group in enumerate(groups):
         sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,

@@ -14,6 +14,13 @@ while an event-based recorder listens to the grid simulator.
 ``advance_progress`` here counts an ancestor mid-step at the step it is taking (put back
 on its queue for the duration of mosaik's own computation, which does not yield), which
 is what mosaik's bound means; everything else is mosaik's code.
+
+It also skips the work where it cannot change anything. mosaik advances every simulator
+after every step of any of them (its own note: "Reduce the number of sims that need to
+be advanced"): 92 × 8832 calls in a day of 90 agent processes, most of that day's
+scheduling. A simulator no other simulator triggers (every time-based one: agents, the
+grid, the collector) has a progress that depends on its own next and current step
+alone, so it is recomputed only when one of those changed.
 """
 
 from __future__ import annotations
@@ -25,7 +32,17 @@ from mosaik import scheduler
 _ORIGINAL = scheduler.advance_progress
 
 
+_LAST: dict[int, tuple] = {}  # id(simulator) -> its steps when its progress was last set
+
+
 def advance_progress(sim, world) -> None:
+    if not sim.triggering_ancestors and not world.rt_factor:
+        key = (sim.next_steps[0] if sim.next_steps else None, sim.current_step, world.until)
+        if _LAST.get(id(sim)) == key:
+            return
+        _LAST[id(sim)] = key
+        _ORIGINAL(sim, world)
+        return
     held = []
     for ancestor in sim.triggering_ancestors:
         step = ancestor.current_step
@@ -41,5 +58,6 @@ def advance_progress(sim, world) -> None:
 
 
 def apply() -> None:
-    """Install the corrected ``advance_progress`` (idempotent)."""
+    """Install the corrected ``advance_progress`` (idempotent; before each world runs)."""
+    _LAST.clear()
     scheduler.advance_progress = advance_progress
