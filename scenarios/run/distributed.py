@@ -63,6 +63,14 @@ class DistributedOutcome:
     peak_rss_mb: float | None = None  # the largest agent process's peak resident memory
     aborted: str | None = None  # why the co-simulation stopped early, if it did
     interrupted: object = None  # the Interrupted (SIGINT, SIGTERM) that stopped it
+    helpers: tuple = ()  # (coordinator, launcher) still exiting after a normal day
+
+    def finish(self) -> None:
+        """Wait for the helper processes, which exit by themselves once the day is over
+        (the caller writes its results meanwhile)."""
+        if self.helpers:
+            _stop(*self.helpers, at_once=False)
+            self.helpers = ()
 
 
 def _grid_results(rows, period_s: int, periods: int) -> list[list[PeriodResult]]:
@@ -109,16 +117,24 @@ def coordinator_argv(s: Scenario, community, out: Path, endpoint: str, first_day
 
 
 def start_coordinator(s: Scenario, community, out: Path, first_day: int = 0, gone=()):
-    """Start ``lemgrid coordinator`` as a process; return it and its endpoint."""
-    return spawn_coordinator(coordinator_argv(
-        s, community, out, f"tcp://{s.runtime.coordinator_host}:0", first_day, gone))
+    """Start ``lemgrid coordinator`` as a process (it goes on starting while the caller
+    does other things: ``coordinator_ready`` waits for it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "scenarios.cli", "coordinator", *coordinator_argv(
+            s, community, out, f"tcp://{s.runtime.coordinator_host}:0", first_day, gone)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def spawn_coordinator(argv: list[str], stderr=subprocess.PIPE):
     """``lemgrid coordinator ARGV`` as a process, once it listens: it and its endpoint.
     ``stderr``: where its warnings go (DEVNULL for a flood of them)."""
-    proc = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "coordinator", *argv],
-                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+    return coordinator_ready(subprocess.Popen(
+        [sys.executable, "-m", "scenarios.cli", "coordinator", *argv],
+        stdout=subprocess.PIPE, stderr=stderr, text=True))
+
+
+def coordinator_ready(proc: subprocess.Popen):
+    """The coordinator process and its endpoint, once it listens."""
     line = proc.stdout.readline().strip()
     if not line.startswith("coordinator listening on "):
         proc.kill()
@@ -413,15 +429,22 @@ def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=(
     """The coordinator (unless one runs already) and the agent launcher (for the groups
     no running simulator serves)."""
     records.clear(out / RECORDS_DIR)
+    proc = endpoint = None
     if s.runtime.coordinator:
-        proc, endpoint = None, s.runtime.coordinator
+        endpoint = s.runtime.coordinator
         _wait_for_coordinator(s, endpoint)
-    else:
-        proc, endpoint = start_coordinator(s, community, out, first_day, gone)
+    else:  # it starts while the launcher does
+        proc = start_coordinator(s, community, out, first_day, gone)
     forked, launcher = [], None
-    missing = group_addresses(s, group_count(s)).count(None)
-    if s.runtime.launcher == "fork" and missing:
-        launcher, forked = start_launcher(missing)
+    try:
+        missing = group_addresses(s, group_count(s)).count(None)
+        if s.runtime.launcher == "fork" and missing:
+            launcher, forked = start_launcher(missing)
+        if proc is not None:
+            proc, endpoint = coordinator_ready(proc)
+    except BaseException:
+        _stop(proc, launcher, at_once=True)
+        raise
     return proc, endpoint, launcher, forked
 
 
@@ -473,6 +496,7 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
     logger.disable("mosaik")
     logger.disable("mosaik_api_v3")
     t0, aborted, interrupted = time.perf_counter(), "the simulators did not start", None
+    normal = False
     active = [d for d in community if d.name not in gone]
     proc, endpoint, launcher, forked = _start_helpers(s, community, out, first_day, gone)
     try:
@@ -496,8 +520,10 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
                 raise
             raise RunStopped(f"{interrupted}; no day finished",
                              128 + interrupted.signum) from None
+        normal = aborted is None  # the helpers exit by themselves: the caller waits later
     finally:
-        _stop(proc, launcher, at_once=aborted is not None)
+        if not normal:
+            _stop(proc, launcher, at_once=aborted is not None)
     rows = collector.RECORDS.pop(sid)
     if aborted is not None:
         outcome = _recover(s, active, out, records, startup_s, aborted)
@@ -512,4 +538,4 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
     grid = _grid_results(rows, period_s, periods)
     rss = [f["peak_rss_mb"] for f in files.values() if "peak_rss_mb" in f]
     return DistributedOutcome(days, grid, pids, max(run_s - market_s, 0.0),
-                              max(rss, default=None))
+                              max(rss, default=None), helpers=(proc, launcher))

@@ -141,6 +141,17 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
                                                              out, bar, kept)
     finally:
         bar.close()
+    try:
+        return _write_run(s, out, t0, community, bus_of, known, kept, new, outcome,
+                          grid_days, grid_s, interrupted)
+    finally:
+        if outcome is not None:  # the distributed helpers exited meanwhile: reap them
+            outcome.finish()
+
+
+def _write_run(s: Scenario, out: Path, t0: float, community, bus_of, known, kept, new,
+               outcome, grid_days, grid_s, interrupted) -> dict:
+    """Every result of the run into ``out``; RunStopped if it stopped early."""
     days = kept + new
     why = str(interrupted) if interrupted else (outcome.aborted if outcome and outcome.aborted
                                                  else "every agent left the run")
