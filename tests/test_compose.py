@@ -101,3 +101,26 @@ def test_the_agent_hosts_scale_without_editing_the_file():
     run = args_of(services["runner"])
     s = load_scenario(resolve_scenario(run.scenario), run.overrides)
     assert s.runtime.agent_service_replicas == 5
+
+
+def test_a_replica_finds_its_shard_by_its_address():
+    """A replica's shard is the position of the address it can bind among the service's;
+    a name that resolves to too few or too many is one line."""
+    from scenarios.run.topology import own_position, parse_shard, replica_addresses
+
+    assert own_position(["10.255.255.1", "127.0.0.1"]) == 1  # only loopback is ours
+    assert replica_addresses("127.0.0.1", 1) == ["127.0.0.1"]  # a name given as an address
+    assert parse_shard("127.0.0.1/1") == (0, 1)
+    with pytest.raises(ValueError, match="127.0.0.1 resolves to 1 of 2 replicas' addresses "
+                       "after 2 tries"):
+        parse_shard("127.0.0.1/2", 2, 0.01)
+    with pytest.raises(ValueError, match="none of 10.255.255.1 is an address of this host"):
+        own_position(["10.255.255.1"])
+
+
+def test_agent_service_or_agent_hosts_not_both():
+    from scenarios.schema import ScenarioError
+
+    with pytest.raises(ScenarioError, match="give it or runtime.agent_hosts, not both"):
+        load_scenario(resolve_scenario("tiny"), ["runtime.agent_service=agents:5600",
+                                                 "runtime.agent_hosts=[a:1]"])
