@@ -124,3 +124,15 @@ def test_agent_service_or_agent_hosts_not_both():
     with pytest.raises(ScenarioError, match="give it or runtime.agent_hosts, not both"):
         load_scenario(resolve_scenario("tiny"), ["runtime.agent_service=agents:5600",
                                                  "runtime.agent_hosts=[a:1]"])
+
+
+def test_an_agent_service_that_never_resolves_is_one_line(tmp_path, capsys):
+    from scenarios.cli import main
+
+    code = main(["run", "tiny", "--out", str(tmp_path / "o"), "--quiet",
+                 "--set", "runtime.agent_service=nosuchservice.invalid:5600",
+                 "--set", "runtime.connect_retries=2", "--set", "runtime.connect_retry_s=0.01"])
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: runtime.agent_service: nosuchservice.invalid resolves to 0 of 1 replicas' "
+        "addresses after 2 tries, 0.01 s apart")

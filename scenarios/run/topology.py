@@ -15,6 +15,7 @@ import ipaddress
 import socket
 import time
 
+from scenarios.run.errors import RunError
 from scenarios.run.market import needs_operator
 from scenarios.schema import Scenario, agent_count
 
@@ -106,8 +107,12 @@ def agent_hosts(s: Scenario) -> list[str]:
     if r.agent_service is None:
         return list(r.agent_hosts)
     name, port = r.agent_service.rsplit(":", 1)
-    return [f"{a}:{port}" for a in replica_addresses(name, r.agent_service_replicas,
-                                                      r.connect_retries, r.connect_retry_s)]
+    try:
+        found = replica_addresses(name, r.agent_service_replicas, r.connect_retries,
+                                  r.connect_retry_s)
+    except ValueError as exc:
+        raise RunError(f"runtime.agent_service: {exc}") from None
+    return [f"{a}:{port}" for a in found]
 
 
 def group_addresses(s: Scenario, groups: int) -> list[str | None]:
