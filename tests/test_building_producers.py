@@ -135,7 +135,8 @@ def test_linear_generator_has_no_epigraph_and_pays_its_hourly_cost():
     c = 2 €/h, p ∈ [1, 6]: it runs at the load, g = 4, cost Σ 0.5·(0.1·4 + 2) = 2.4 €;
     a = 0 leaves no quadratic term."""
     gen = GeneratorSpec(1.0, 6.0, b_eur_per_kwh=0.1, c_eur_per_h=2.0)
-    model = AgentModel(producer([0.30, 0.30], [4.0, 4.0], generator=gen, period_h=0.5))
+    model = AgentModel(producer([0.30, 0.30], [4.0, 4.0], generator=gen, period_h=0.5),
+                       keep_pyomo=True)
     plan = model.solve()
     np.testing.assert_allclose(plan.flows_kw["gen_kw"], [4.0, 4.0], atol=1e-9)
     assert plan.objective_eur == pytest.approx(2.4, **EXACT)

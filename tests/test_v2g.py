@@ -189,7 +189,7 @@ def test_without_v2g_the_model_is_as_before(kw):
     """No V2G: the variables are the charging EV's only (no discharge, feed-in or
     binaries; the LP is the model) and test_agents' hand-computed plan comes out:
     0.5 + 181/450 €."""
-    m = AgentModel(without_v2g(**kw), mip_rel_gap=0.0)
+    m = AgentModel(without_v2g(**kw), mip_rel_gap=0.0, keep_pyomo=True)
     names = sorted(v.parent_component().name for v in m.m.component_data_objects(pyo.Var))
     assert sorted(set(names)) == ["battery.ch_kw", "battery.soc_kwh", "grid.buy_kw",
                                   "grid.p2v_kw"]
