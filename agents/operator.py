@@ -304,8 +304,8 @@ class OperatorAgent:
     def planned_net_kw(self) -> np.ndarray:
         return np.zeros(self.data.horizon.periods)
 
-    def realise(self, t: int) -> Meter:
-        """No connection: 0 kW."""
+    def realise(self, t: int, observed: dict[str, float] | None = None) -> Meter:
+        """No connection: 0 kW (what co-simulators report changes nothing)."""
         self.realised.setdefault("net_kw", np.zeros(self.data.horizon.periods))
         return Meter(sender=self.name, day=self.day, round=0, body=MeterBody(period=t, p_kw=0.0))
 

@@ -182,3 +182,18 @@ def test_an_ev_reported_unplugged_neither_charges_nor_feeds_in():
     assert away["soc_kwh"] == pytest.approx(20.0)
     with pytest.raises(ValueError, match="e has no load_kw"):
         observe(ev, {"load_kw": 1.0})
+
+
+def test_the_operator_realises_a_period_as_the_agent_simulator_asks():
+    """The agent simulator realises every hosted agent with the period and what
+    co-simulators reported of it; the network operator (no connection) meters 0 kW
+    whatever is reported. Regression: it took the period only, so in a distributed run
+    of a market with an operator (ADMM, bilateral, clearance) it never metered and the
+    coordinator dropped it after the day's silence."""
+    from agents.data import OperatorData
+    from agents.operator import OperatorAgent
+
+    agent = OperatorAgent(OperatorData("op", Horizon(2, 1.0), "cigre_lv", buses={"s": 36}))
+    agent.start_day(0)
+    meter = agent.realise(1, {"load_kw": 3.0})
+    assert (meter.sender, meter.body.period, meter.body.p_kw) == ("op", 1, 0.0)
