@@ -101,10 +101,11 @@ class ParameterMap:
                 p.value = 0.0
             for p, old in zip(params, saved, strict=True):
                 p.value = old
-        from scipy import sparse
-
         self.theta = np.asarray(values, float)
-        self.grad = sparse.csr_matrix((grads, (rows, cols)), shape=(len(slots), len(values)))
+        # ∂slot/∂θ as (slot, parameter, g) triples (no scipy: agent processes do not import
+        # it, and a private copy of it would cost each of them 20 MB)
+        self._grad = (np.asarray(rows, np.int64), np.asarray(cols, np.int64),
+                      np.asarray(grads, float))
         self.c0 = np.asarray(c0, float)
         kinds = [k for k, _, _ in slots]
         pick = {k: np.array([i for i, kind in enumerate(kinds) if kind == k], np.int64)
@@ -117,7 +118,10 @@ class ParameterMap:
         self._written = self.values()  # what HiGHS holds
 
     def values(self) -> np.ndarray:
-        return self.c0 + self.grad @ self.theta
+        rows, cols, grads = self._grad
+        out = self.c0.copy()
+        np.add.at(out, rows, grads * self.theta[cols])
+        return out
 
     def set(self, name: str, values) -> None:
         """Set parameter family ``name`` (indexed 0..n−1) to ``values``; a family no entry
