@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="instead: one distributed day per community size")
     bench.add_argument("--scale-scenario", default="scale",
                        help="the scenario --scale sizes by its two template counts")
+    bench.add_argument("--agents-per-process", type=int, default=None, metavar="N",
+                       help="with --scale: N agents to a simulator process (default: the "
+                       "scenario's)")
     bench.add_argument("--load", type=int, default=None, metavar="AGENTS",
                        help="instead: the coordinator under AGENTS scripted agents "
                        "(1 %% of them late)")

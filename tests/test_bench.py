@@ -36,6 +36,20 @@ def test_bench_scale_sizes_the_community(tmp_path, capsys):
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_scale_packs_agents_as_asked():
+    """``--agents-per-process 100`` packs the sized community 100 to a process (10,000
+    agents: 5556 prosumers and 4444 EVs in the 5:4 ratio, 100 processes); without it the
+    scenario's 25 stand."""
+    from scenarios.bench.scaling import sized
+    from scenarios.schema import resolve_scenario
+
+    path = resolve_scenario("scale")
+    packed = sized(path, 10_000, 100)
+    assert [t.count for t in packed.templates] == [5556, 4444]
+    assert packed.runtime.agents_per_process == 100
+    assert sized(path, 90).runtime.agents_per_process == 25
+
+
 def test_power_flow_levers_give_the_same_voltages():
     """``lemgrid bench --power-flow``: every variant's 96 voltages equal the old
     settings' (recycle rewrites only the loads), and a variant whose package is not

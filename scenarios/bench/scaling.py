@@ -16,15 +16,17 @@ COLUMNS = ("agents", "processes", "rounds", "startup_s", "market_s", "rest_s", "
            "memory_pss_mb", "memory_rss_mb", "voltage_violations")
 
 
-def sized(path: Path, agents: int) -> Scenario:
-    """The scenario with its two templates' counts set in their ratio to sum ``agents``."""
+def sized(path: Path, agents: int, per_process: int | None = None) -> Scenario:
+    """The scenario with its two templates' counts set in their ratio to sum ``agents``
+    (and ``per_process`` agents packed in a simulator process, if given)."""
     base = load_scenario(path)
     counts = [t.count for t in base.templates]
     if len(counts) != 2:
         raise ValueError(f"{path}: a scaling scenario has two templates, not {len(counts)}")
     first = round(agents * counts[0] / sum(counts))
+    packed = [] if per_process is None else [f"runtime.agents_per_process={per_process}"]
     return load_scenario(path, [f"templates.0.count={first}",
-                                f"templates.1.count={agents - first}"])
+                                f"templates.1.count={agents - first}", *packed])
 
 
 def one_size(s: Scenario, tmp: Path) -> dict:
@@ -40,11 +42,12 @@ def one_size(s: Scenario, tmp: Path) -> dict:
             "voltage_violations": summary["grid"]["voltage_violations"]}
 
 
-def run_scaling(path: Path, sizes: list[int], runs: int) -> list[dict]:
+def run_scaling(path: Path, sizes: list[int], runs: int,
+                per_process: int | None = None) -> list[dict]:
     """Median of ``runs`` runs per size; every value kept under ``values``."""
     rows = []
     for n in sizes:
-        s = sized(path, n)
+        s = sized(path, n, per_process)
         with tempfile.TemporaryDirectory() as tmp:
             results = [one_size(s, Path(tmp) / str(i)) for i in range(runs)]
         row = {k: statistics.median(r[k] for r in results) for k in COLUMNS}
