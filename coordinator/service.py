@@ -267,13 +267,16 @@ class CoordinatorService:
             self.round_seconds.append(now - self._round_start)
         self._round_start = now
         if signals:
-            self.phase, self._deadline = "market", now + self.round_deadline_s
+            self.phase, wait_s = "market", self.round_deadline_s
             messages = signals
         else:
-            self.phase, self._deadline = "realisation", now + self.realisation_timeout_s
+            self.phase, wait_s = "realisation", self.realisation_timeout_s
             messages = self.session.clear()
         for name, msg in messages.items():
             self._send(self._routes[name], msg)
+        # the agents' time runs from the last message sent: 10,000 signals take the
+        # coordinator seconds to send on a machine its agents keep busy
+        self._deadline = time.monotonic() + wait_s
 
     def _settle(self, now: float) -> None:
         """Bill the day, send the settlements, record the day, open the next one."""
