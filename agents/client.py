@@ -8,7 +8,9 @@ whenever the client next reads (the next day's registration, or ``close``). Ever
 is a poll with ``timeout_s``; on a timeout the last message (register or offer) is sent
 again, and after ``retries`` timeouts in a row without any message the coordinator is
 declared unavailable. A re-sent message is answered with a ``duplicate`` (or ``late``)
-error, which is recorded and shows the coordinator is alive. The agent's solve runs in
+error, which is recorded and shows the coordinator is alive; after a ``duplicate`` the
+client waits twice as long before the next re-send (up to ``HELD_PATIENCE_MAX``
+timeouts), until the next signal. The agent's solve runs in
 the client's thread, so the client sends no heartbeats; the coordinator's round deadline
 bounds how long it waits for a solve.
 
@@ -47,6 +49,13 @@ CLIENT_KEY_PAIR = f"{CURVE_PRIVATE_DIR}/{{}}{CURVE_SECRET}"
 DEFAULT_KEY_NAME = CURVE_DEFAULT_CLIENT
 
 
+# Once the coordinator has answered a re-sent message with ``duplicate`` (it holds the
+# message; the round is simply long), the client waits twice as long before each further
+# re-send, up to this many timeouts: 10,000 agents re-sending their offers every 10 s
+# during a long round kept the coordinator busy answering 86,577 duplicates.
+HELD_PATIENCE_MAX = 8
+
+
 class CoordinatorUnavailable(RuntimeError):
     """No message from the coordinator within the client's retries."""
 
@@ -81,8 +90,9 @@ class CoordinatorClient:
         the agent's solver failed (the coordinator then times the agent out)."""
         last = self.agent.register(day)
         self._send(last)
+        patience = 1  # the wait before a re-send, in timeouts
         while True:
-            msg = self._wait(last)
+            msg = self._wait(last, patience)
             if isinstance(msg, Signal) and msg.day == day:
                 try:
                     last = self.agent.on_signal(msg)
@@ -90,6 +100,7 @@ class CoordinatorClient:
                     self.failure = str(exc)
                     return None
                 self._send(last)
+                patience = 1
             elif isinstance(msg, Clearing) and msg.day == day:
                 return self.agent.on_clearing(msg)
             elif isinstance(msg, Error):
@@ -97,6 +108,9 @@ class CoordinatorClient:
                 if msg.body.code == "gone":  # dropped from the run: no answer will come
                     self.failure = msg.body.detail
                     return None
+                if msg.body.code == "duplicate" and msg.body.ref_msg_id == last.msg_id:
+                    # the coordinator holds it: wait longer before asking again
+                    patience = min(2 * patience, HELD_PATIENCE_MAX)
 
     def run(self, day: int = 0) -> Schedule | None:
         """One whole day: market, realisation (a meter each period), settlement."""
@@ -142,11 +156,12 @@ class CoordinatorClient:
             return False
         return True
 
-    def _wait(self, last):
-        """The next decodable message; re-send ``last`` on each timeout (Lazy Pirate)."""
+    def _wait(self, last, patience: int = 1):
+        """The next decodable message; re-send ``last`` after each ``patience`` timeouts
+        without one (Lazy Pirate)."""
         retries_left = self.retries
         while True:
-            if self.socket.poll(self.timeout_s * 1000):
+            if self.socket.poll(patience * self.timeout_s * 1000):
                 frame = self.socket.recv()
                 try:
                     msg = decode(frame)
@@ -164,7 +179,7 @@ class CoordinatorClient:
                 key = f" (is CURVE key {self.key_name!r} admitted?)" if self.key_name else ""
                 raise CoordinatorUnavailable(
                     f"{self.identity}: no answer from the coordinator at {self.endpoint} "
-                    f"within {self.retries} waits of {self.timeout_s:g} s{key}")
+                    f"within {self.retries} waits of {patience * self.timeout_s:g} s{key}")
             self._send(last)
 
     def _send(self, msg) -> None:

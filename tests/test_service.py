@@ -7,6 +7,7 @@ fixture or a context manager, whatever the test does.
 
 import argparse
 import json
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -752,3 +753,52 @@ def test_a_rounds_deadline_runs_from_its_last_signal_sent(monkeypatch):
         assert (service.phase, service._deadline) == ("market", 140.0)
     finally:
         service.close()
+
+
+class _QuietAgent:
+    """An agent that offers nothing and takes its clearing as its plan."""
+    name = "p1"
+
+    def register(self, day=0):
+        return register("p1", day=day)
+
+    def on_signal(self, msg):
+        return zero_offer("p1", msg.round)
+
+    def on_clearing(self, msg):
+        return msg.body
+
+
+def test_client_re_sends_a_held_offer_ever_more_patiently(sockets):
+    """A coordinator that answers each re-sent offer with ``duplicate`` (it holds the
+    offer; the round is long): the client waits 0.1, 0.2, 0.4, 0.8 s (doubling up to
+    HELD_PATIENCE_MAX = 8 timeouts) before the next re-send, so a 1.8 s round sees 4
+    re-sends where one every 0.1 s would make 17; the clearing still reaches it."""
+    from coordinator.protocol import Clearing, ClearingBody, Error, ErrorBody
+
+    router = sockets(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    with ThreadPoolExecutor(1) as pool, CoordinatorClient(
+            _QuietAgent(), f"tcp://127.0.0.1:{port}", timeout_s=0.1, retries=3) as client:
+        plan = pool.submit(client.run_day, 0)
+        route, frame = router.recv_multipart()
+        assert decode(frame).type == "register"
+        router.send_multipart([route, encode(Signal(sender="coordinator", round=1,
+                                                    body=SignalBody(terms={})))])
+        offers, start = [], time.monotonic()
+        while time.monotonic() - start < 1.8:
+            if router.poll(50):
+                route, frame = router.recv_multipart()
+                offer = decode(frame)
+                offers.append(offer.msg_id)
+                if len(offers) > 1:
+                    router.send_multipart([route, encode(Error(
+                        sender="coordinator", round=1, body=ErrorBody(
+                            code="duplicate", detail="p1 already offered in round 1",
+                            ref_msg_id=offer.msg_id)))])
+        router.send_multipart([route, encode(Clearing(sender="coordinator", round=1, body=
+                                                      ClearingBody(position_kw=[0.0] * 4,
+                                                                   converged=True)))])
+        assert plan.result(timeout=WAIT_S).converged
+    assert len(set(offers)) == 1  # the one offer, re-sent
+    assert 3 <= len(offers) - 1 <= 5  # re-sends at ≈ 0.1, 0.3, 0.7, 1.5 s (not 17)
