@@ -117,6 +117,7 @@ class CoordinatorService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.log_path = Path(log_path) if log_path else None
+        self._log = None  # the open log file
         if self.log_path:  # the audit trail exists even if no frame ever arrives
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self.log_path.touch()
@@ -195,6 +196,9 @@ class CoordinatorService:
         if self.curve is not None:
             self.curve.close()
         self.context.term()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     @property
     def refused_handshakes(self) -> int:
@@ -414,16 +418,23 @@ class CoordinatorService:
                                 round=self.session.round, body=body))
 
     def _send(self, route: list[bytes], msg) -> None:
+        text = msg.model_dump_json()  # serialized once, for the wire and the log
         if self.log_path:
-            self._write("out", route[0] if route else b"", msg.model_dump(mode="json"))
-        self.socket.send_multipart([*route, msg.model_dump_json().encode()])
+            self._write_text("out", route[0] if route else b"", text)
+        self.socket.send_multipart([*route, text.encode()])
 
     def _write(self, direction: str, peer: bytes, msg: dict) -> None:
         if self.log_path:
-            line = {"t": time.time(), "dir": direction,
-                    "peer": peer.decode("utf-8", errors="replace"), "msg": msg}
-            with self.log_path.open("a", encoding="utf-8") as log:
-                log.write(json.dumps(line) + "\n")
+            self._write_text(direction, peer, json.dumps(msg))
+
+    def _write_text(self, direction: str, peer: bytes, msg_json: str) -> None:
+        """One log line; the log stays open for the service's life, each line flushed."""
+        if self._log is None:
+            self._log = self.log_path.open("a", encoding="utf-8")
+        peer_json = json.dumps(peer.decode("utf-8", errors="replace"))
+        self._log.write(f'{{"t": {time.time()!r}, "dir": "{direction}", "peer": {peer_json}, '
+                        f'"msg": {msg_json}}}\n')
+        self._log.flush()
 
 
 def _raw(payload: bytes, error: str) -> dict:

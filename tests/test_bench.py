@@ -32,7 +32,7 @@ def test_bench_scale_sizes_the_community(tmp_path, capsys):
     assert [(r["agents"], r["processes"]) for r in rows] == [(9, 1), (30, 2)]
     for r in rows:
         assert 1 <= r["rounds"] <= 5 and r["wall_s"] > r["market_s"] > 0
-        assert r["memory_rss_mb"] >= r["memory_pss_mb"] > 0
+        assert r["memory_rss_mb"] >= r["memory_pss_mb"] > 0 and r["failed_agents"] == 0
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

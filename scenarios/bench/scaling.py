@@ -13,7 +13,7 @@ from scenarios.schema import Scenario, load_scenario
 
 GOALS = {"wall_s": 60.0, "memory_pss_mb": 8192.0}  # a 1000-agent day: ≤ 60 s, ≤ 8 GB
 COLUMNS = ("agents", "processes", "rounds", "startup_s", "market_s", "rest_s", "wall_s",
-           "memory_pss_mb", "memory_rss_mb", "voltage_violations")
+           "memory_pss_mb", "memory_rss_mb", "voltage_violations", "failed_agents")
 
 
 def sized(path: Path, agents: int, per_process: int | None = None) -> Scenario:
@@ -39,7 +39,8 @@ def one_size(s: Scenario, tmp: Path) -> dict:
             "processes": summary["processes"]["agents"], "rounds": summary["market"]["rounds"],
             "startup_s": t["startup"], "market_s": t["market"], "rest_s": t["grid"],
             "wall_s": t["wall"], "memory_pss_mb": mem.pss_mb, "memory_rss_mb": mem.rss_mb,
-            "voltage_violations": summary["grid"]["voltage_violations"]}
+            "voltage_violations": summary["grid"]["voltage_violations"],
+            "failed_agents": len(summary["failed_agents"])}
 
 
 def run_scaling(path: Path, sizes: list[int], runs: int,
@@ -60,14 +61,14 @@ def run_scaling(path: Path, sizes: list[int], runs: int,
 def scaling_table(rows: list[dict]) -> list[str]:
     head = (f"{'agents':>7} {'procs':>6} {'rounds':>6} {'startup s':>10} {'market s':>9} "
             f"{'rest s':>8} {'wall s':>8} {'(min–max)':>15} {'PSS MB':>8} {'RSS MB':>8} "
-            f"{'V viol.':>7}")
+            f"{'V viol.':>7} {'failed':>6}")
     lines = [head]
     for r in rows:
         lines.append(f"{r['agents']:>7.0f} {r['processes']:>6.0f} {r['rounds']:>6.0f} "
                      f"{r['startup_s']:>10.1f} {r['market_s']:>9.1f} {r['rest_s']:>8.1f} "
                      f"{r['wall_s']:>8.1f} {r['wall_s_min']:>7.1f}–{r['wall_s_max']:<7.1f} "
                      f"{r['memory_pss_mb']:>8.0f} {r['memory_rss_mb']:>8.0f} "
-                     f"{r['voltage_violations']:>7.0f}")
+                     f"{r['voltage_violations']:>7.0f} {r['failed_agents']:>6.0f}")
     lines.append(f"goal at 1000 agents: wall ≤ {GOALS['wall_s']:.0f} s, memory (PSS, all "
                  f"processes) ≤ {GOALS['memory_pss_mb']:.0f} MB")
     return lines
