@@ -77,7 +77,10 @@ class CoordinatorClient:
         self.failure: str | None = None  # why the agent stopped (solver failure)
         self.settled: Schedule | None = None
         self.settlements: dict[int, Settlement] = {}  # day -> the market's bill
-        self.context = zmq.Context()
+        # one context (one I/O thread) for every client of the process: a context each
+        # gave 100 agents of a process 200 threads, and 10,000 agents ran the machine out
+        # of process ids (32768)
+        self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.IDENTITY, self.identity.encode())
@@ -186,8 +189,8 @@ class CoordinatorClient:
         self.socket.send(encode(msg))
 
     def close(self) -> None:
+        """Close the client's socket (the process's shared context stays)."""
         self.socket.close(linger=0)
-        self.context.term()
 
     def __enter__(self):
         return self
