@@ -55,6 +55,10 @@ class AgentSolveError(RuntimeError):
     """The solver stopped without an optimal plan (time limit, numerical trouble)."""
 
 
+class NotAffine(ValueError):
+    """A model whose parameters set HiGHS entries other than affinely (it keeps Pyomo)."""
+
+
 class ParameterMap:
     """Every HiGHS entry that depends on the model's mutable parameters, as c0 + Σ g·θ over
     the parameters θ (read from the persistent interface's update helpers at build time;
@@ -64,7 +68,7 @@ class ParameterMap:
 
     def __init__(self, opt: Highs):
         if opt._mutable_bounds:  # variable bounds in parameters: min/max, not affine
-            raise NotImplementedError("mutable variable bounds")
+            raise NotAffine("a variable bound set by a parameter")
         self.index: dict[tuple[str, object], int] = {}
         values: list[float] = []
         slots: list[tuple[str, tuple, object]] = []  # (kind, target, expression)
@@ -78,7 +82,7 @@ class ParameterMap:
                     slots += [("row_lo", (row,), h.lower_expr), ("row_hi", (row,), h.upper_expr)]
         objective = opt._mutable_objective
         if objective.quadratic_coefs:
-            raise NotImplementedError("a quadratic objective")
+            raise NotAffine("a quadratic objective")
         for h in objective.linear_coefs:
             slots.append(("cost", (var_col[h.pyomo_var_id],), h.expr))
         slots.append(("offset", (), objective.constant.expr))
@@ -194,11 +198,16 @@ class PersistentMILP:
         vmap = self._opt._pyomo_var_to_solver_var_map
         return np.array([vmap[id(var[t])] for t in sorted(var.keys())], dtype=np.int32)
 
-    def release_model(self) -> None:
+    def release_model(self) -> bool:
         """Let go of the Pyomo model: parameters are set through a ``ParameterMap`` from
-        here on (``set_parameter``); ``columns`` is no longer available."""
-        self.params = ParameterMap(self._opt)
+        here on (``set_parameter``); ``columns`` is no longer available. A model the map
+        cannot hold keeps Pyomo (False)."""
+        try:
+            self.params = ParameterMap(self._opt)
+        except NotAffine:
+            return False
         self._opt = None
+        return True
 
     def set_parameter(self, block: pyo.Block | None, name: str, values) -> None:
         """Set the mutable parameter family ``name`` (a component of ``block``, e.g.
@@ -296,8 +305,7 @@ class AgentModel:
         with BUILD_LOCK:  # Pyomo's model set-up is not thread-safe
             self._build(data, mip_rel_gap, time_limit_s)
             self._export = self.m.component("export_limit_kw") is not None
-            if not keep_pyomo:
-                self.solver.release_model()
+            if not keep_pyomo and self.solver.release_model():
                 self.m = None
 
     def _build(self, data: AgentData, mip_rel_gap: float, time_limit_s: float) -> None:

@@ -71,3 +71,24 @@ def test_released_model_hand_computed_resolve():
     assert m.solve().objective_eur == pytest.approx(1.42, abs=1e-9)
     m.set_p2v_limit(0.0)
     assert m.solve().objective_eur == pytest.approx(1.45, abs=1e-9)
+
+
+def test_a_model_the_map_cannot_hold_keeps_pyomo():
+    """A variable bound set by a parameter enters HiGHS as max/min, not affinely: the
+    solver keeps the Pyomo model and sets the parameter through it. min x, x ≥ lo: 2,
+    then 5 after the change."""
+    import pyomo.environ as pyo
+
+    from agents.solver import PersistentMILP
+
+    m = pyo.ConcreteModel()
+    m.lo = pyo.Param([0], initialize=2.0, mutable=True)
+    m.x = pyo.Var([0], bounds=lambda m, t: (m.lo[t], None))
+    m.obj = pyo.Objective(expr=m.x[0])
+    solver = PersistentMILP(m)
+    assert solver.release_model() is False
+    solver.solve()
+    assert solver.objective() == pytest.approx(2.0)
+    solver.set_parameter(m, "lo", [5.0])
+    solver.solve()
+    assert solver.objective() == pytest.approx(5.0)
