@@ -126,7 +126,8 @@ class PeerModel:
         self.binaries = binaries
         with BUILD_LOCK:
             self._build(mip_rel_gap, time_limit_s)
-            self.m = self.solver._opt = None  # HiGHS holds the problem (as AgentModel)
+            self.m = None  # HiGHS holds the problem (as AgentModel)
+            self.solver.drop_model()
         self._rho = None  # (ρ, quadratic column counts) of the Hessian in HiGHS
         self.x = None  # the last solution (at first the day planned without the market)
         self._settle_binaries()

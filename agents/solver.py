@@ -200,7 +200,7 @@ class PersistentMILP:
 
     def release_model(self) -> bool:
         """Let go of the Pyomo model: parameters are set through a ``ParameterMap`` from
-        here on (``set_parameter``); ``columns`` is no longer available. A model the map
+        here on (``set_parameters``); ``columns`` is no longer available. A model the map
         cannot hold keeps Pyomo (False)."""
         try:
             self.params = ParameterMap(self._opt)
@@ -209,18 +209,25 @@ class PersistentMILP:
         self._opt = None
         return True
 
-    def set_parameter(self, block: pyo.Block | None, name: str, values) -> None:
-        """Set the mutable parameter family ``name`` (a component of ``block``, e.g.
-        ``prices.buy``) per index and rewrite what it sets in HiGHS. One the model does
-        not use anywhere changes nothing."""
+    def set_parameters(self, block: pyo.Block | None, families: dict[str, object]) -> None:
+        """Set mutable parameter families (name → values per index; components of
+        ``block``, e.g. ``prices.buy``) and rewrite what they set in HiGHS, once. A family
+        the model does not use anywhere changes nothing."""
         if self._opt is None:
-            self.params.set(name, values)
+            for name, values in families.items():
+                self.params.set(name, values)
             self.params.push(self.highs)
             return
-        param = block.find_component(name)
-        for t, value in enumerate(values):
-            param[t] = float(value)
+        for name, values in families.items():
+            param = block.find_component(name)
+            for t, value in enumerate(values):
+                param[t] = float(value)
         self._opt.update_parameters()
+
+    def drop_model(self) -> None:
+        """Let go of the Pyomo model without a parameter map (a model whose parameters
+        never change after the build)."""
+        self._opt = None
 
     def solve(self, lp_first: bool = True) -> tuple[object, str]:
         """Solve; return the HiGHS model status and the method that proved optimality."""
@@ -330,7 +337,7 @@ class AgentModel:
         """
         if self.kind == "building":
             raise TypeError(f"building {self.name}: has no P2V limit to set")
-        self.solver.set_parameter(self.m, "p2v_limit_kw", self._series(limit_kw))
+        self.solver.set_parameters(self.m, {"p2v_limit_kw": self._series(limit_kw)})
 
     def set_prices(self, buy_eur_per_kwh, sell_eur_per_kwh, demand_limit: bool = True) -> None:
         """Plan against a market's prices (per period) instead of the retail tariff; with
@@ -340,9 +347,8 @@ class AgentModel:
         buy, sell = np.asarray(buy_eur_per_kwh, float), np.asarray(sell_eur_per_kwh, float)
         if len(buy) != len(sell):
             raise ValueError(f"{self.name}: {len(buy)} buy prices but {len(sell)} sell prices")
-        for name, values in (("prices.buy", buy), ("prices.sell", sell),
-                             ("prices.above_cdl", (factor - 1.0) * buy)):
-            self.solver.set_parameter(self.m, name, values)
+        self.solver.set_parameters(self.m, {"prices.buy": buy, "prices.sell": sell,
+                                            "prices.above_cdl": (factor - 1.0) * buy})
 
     def set_export_limit(self, limit_kw) -> None:
         """Set the per-period export limit (kW; a PIL, or the connection's limit where the
@@ -351,8 +357,8 @@ class AgentModel:
         if not self._export:
             return
         cap = float(self.data.sell_max_kw)
-        self.solver.set_parameter(self.m, "export_limit_kw",
-                                  np.minimum(self._series(limit_kw), cap))
+        self.solver.set_parameters(self.m, {"export_limit_kw":
+                                            np.minimum(self._series(limit_kw), cap)})
 
     def solve(self, lp_first: bool = True) -> Schedule:
         """Solve for the current limits; raise AgentInfeasible or AgentSolveError."""

@@ -89,6 +89,6 @@ def test_a_model_the_map_cannot_hold_keeps_pyomo():
     assert solver.release_model() is False
     solver.solve()
     assert solver.objective() == pytest.approx(2.0)
-    solver.set_parameter(m, "lo", [5.0])
+    solver.set_parameters(m, {"lo": [5.0]})
     solver.solve()
     assert solver.objective() == pytest.approx(5.0)
