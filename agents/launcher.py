@@ -15,8 +15,7 @@ import os
 import socket
 import time
 
-from mosaik_api_v3 import run_simulator
-
+from agents.serve import serve_one
 from agents.simulator import AgentSimulator
 
 ACCEPT_TIMEOUT_S = 120.0  # a child waits this long for mosaik to connect, then exits
@@ -24,33 +23,11 @@ REAP_TIMEOUT_S = 10.0  # how long ``reap`` waits for the children to exit
 CHILD_LIFETIME_S = 24 * 3600.0  # the launcher process outlives its children at most this long
 
 
-async def serve_one(sock: socket.socket, accept_timeout_s: float, simulator=None) -> None:
-    """Serve ``simulator`` (default: an AgentSimulator) to the first mosaik connection on
-    the listening socket ``sock``; give up after ``accept_timeout_s`` without one."""
-    loop = asyncio.get_running_loop()
-    connected: asyncio.Future = loop.create_future()
-    server = await asyncio.start_server(
-        lambda r, w: connected.done() or connected.set_result((r, w)), sock=sock)
-    try:
-        reader, writer = await asyncio.wait_for(connected, accept_timeout_s)
-    finally:
-        server.close()
-    from mosaik_api_v3.connection import Channel
-    channel = Channel(reader, writer)
-    simulator = simulator or AgentSimulator()
-    try:
-        await run_simulator(channel, simulator, api_compliant=True)
-    finally:
-        await channel.close()
-        _finish(simulator)
-
-
-def _finish(simulator) -> None:
+def _finish(simulator: AgentSimulator) -> None:
     """However the co-simulation ended (mosaik may stop without a ``stop`` request), an
     agent simulator finishes its day and closes its connections to the coordinator (a
     no-op when mosaik's ``stop`` has done so already)."""
-    if isinstance(simulator, AgentSimulator):
-        simulator.finalize()
+    simulator.finalize()
 
 
 def _child(sock: socket.socket, others: list[socket.socket], accept_timeout_s: float) -> None:
@@ -58,7 +35,7 @@ def _child(sock: socket.socket, others: list[socket.socket], accept_timeout_s: f
         other.close()
     code = 0
     try:
-        asyncio.run(serve_one(sock, accept_timeout_s))
+        asyncio.run(serve_one(sock, accept_timeout_s, AgentSimulator(), _finish))
     except BaseException:  # noqa: BLE001 - a child must never return into the parent's code
         code = 1
     finally:

@@ -221,19 +221,11 @@ def cmd_serve_agents(args) -> int:
 
 def cmd_grid(args) -> int:
     """Serve the grid simulator until a runner has connected and finished."""
-    import asyncio
-    import socket
-
-    from agents.launcher import serve_one
+    from agents.serve import listen_and_serve
     from grid.simulator import GridSimulator
 
-    sock = socket.create_server((args.host, args.port))
-    print(f"grid simulator listening on {args.host}:{args.port}", flush=True)
-    try:
-        asyncio.run(serve_one(sock, args.accept_timeout_s, GridSimulator()))
-    except TimeoutError:
-        raise RuntimeError(f"no runner connected within {args.accept_timeout_s:g} s") from None
-    return 0
+    return listen_and_serve(GridSimulator(), args.host, args.port, args.accept_timeout_s,
+                            "grid simulator")
 
 
 def cmd_bench(args) -> int:

@@ -31,7 +31,7 @@ from coordinator.protocol import ClearingBody, SettlementBody
 from grid.powerflow import PeriodResult
 from grid.simulator import child_eid
 from scenarios.results.outcome import DayResult, RoundStats
-from scenarios.run import collector, mosaik_compat
+from scenarios.run import collector, grid_process, mosaik_compat
 from scenarios.run.errors import RunError, RunStopped, as_interrupt
 from scenarios.run.market import (
     OPERATOR,
@@ -49,9 +49,13 @@ from scenarios.schema import Scenario
 GRID_OUTPUTS = ["vm_pu", "loading_pct", "trafo_p_mw", "trafo_loading_pct",
                 "voltage_violations", "line_violations", "trafo_violations", "converged",
                 "losses_kw"]
+LOOPBACK = "127.0.0.1"  # where the runner's own grid simulator listens for mosaik
 LAUNCHER_EXIT_S = 10.0  # after the simulation, the helper processes exit within this
 RECORDS_DIR = "rounds"  # the coordinator's record of every finished day (one file each)
 PARAMS_FILE = "mechanism.json"  # the mechanism and its parameters, for the coordinator
+# ``lemgrid coordinator`` without the command line's imports (the scenario schema brings
+# pandapower: 2.3 s of start-up against 0.2 s)
+COORDINATOR_CMD = [sys.executable, "-m", "coordinator.service"]
 
 
 @dataclass
@@ -63,14 +67,14 @@ class DistributedOutcome:
     peak_rss_mb: float | None = None  # the largest agent process's peak resident memory
     aborted: str | None = None  # why the co-simulation stopped early, if it did
     interrupted: object = None  # the Interrupted (SIGINT, SIGTERM) that stopped it
-    helpers: tuple = ()  # (coordinator, launcher) still exiting after a normal day
+    helpers: Helpers | None = None  # still exiting after a normal day
 
     def finish(self) -> None:
         """Wait for the helper processes, which exit by themselves once the day is over
         (the caller writes its results meanwhile)."""
-        if self.helpers:
-            _stop(*self.helpers, at_once=False)
-            self.helpers = ()
+        if self.helpers is not None:
+            self.helpers.stop(at_once=False)
+            self.helpers = None
 
 
 def _grid_results(rows, period_s: int, periods: int) -> list[list[PeriodResult]]:
@@ -120,7 +124,7 @@ def start_coordinator(s: Scenario, community, out: Path, first_day: int = 0, gon
     """Start ``lemgrid coordinator`` as a process (it goes on starting while the caller
     does other things: ``coordinator_ready`` waits for it)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "scenarios.cli", "coordinator", *coordinator_argv(
+        [*COORDINATOR_CMD, *coordinator_argv(
             s, community, out, f"tcp://{s.runtime.coordinator_host}:0", first_day, gone)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -129,7 +133,7 @@ def spawn_coordinator(argv: list[str], stderr=subprocess.PIPE):
     """``lemgrid coordinator ARGV`` as a process, once it listens: it and its endpoint.
     ``stderr``: where its warnings go (DEVNULL for a flood of them)."""
     return coordinator_ready(subprocess.Popen(
-        [sys.executable, "-m", "scenarios.cli", "coordinator", *argv],
+        [*COORDINATOR_CMD, *argv],
         stdout=subprocess.PIPE, stderr=stderr, text=True))
 
 
@@ -143,20 +147,47 @@ def coordinator_ready(proc: subprocess.Popen):
     return proc, line.rsplit(" ", 1)[-1]
 
 
-def _stop(coordinator, launcher, at_once: bool) -> None:
-    """End the helper processes: the coordinator and the launcher exit by themselves after
-    a normal day; after an aborted simulation the launcher's whole process group (its
-    forked agent simulators) is killed at once."""
-    for p in (coordinator, launcher):
-        if p is None:
-            continue
-        try:
-            p.wait(timeout=0 if at_once else LAUNCHER_EXIT_S)
-        except subprocess.TimeoutExpired:
-            if p is launcher:
-                os.killpg(p.pid, signal.SIGKILL)
-            p.kill()
-            p.wait()
+@dataclass
+class Helpers:
+    """The processes a distributed run starts beside mosaik's world: the coordinator,
+    the agent launcher (its forked simulators) and the grid simulator (None where the
+    scenario names a running one)."""
+
+    coordinator: subprocess.Popen | None = None
+    launcher: subprocess.Popen | None = None
+    grid: subprocess.Popen | None = None
+
+    def grid_address(self) -> str:
+        """The started grid simulator's ``host:port``, once it listens."""
+        line = self.grid.stdout.readline().strip()
+        if not line.startswith(grid_process.READY):
+            self.grid.kill()
+            raise RunError(f"grid simulator did not start: {line or 'no output'}")
+        return line.rsplit(" ", 1)[-1]
+
+    def stop(self, at_once: bool) -> None:
+        """End them: each exits by itself after a normal day (waited for up to
+        ``LAUNCHER_EXIT_S``); after an aborted simulation (``at_once``), or one that does
+        not exit, it is killed: the launcher with its whole process group (its forked
+        agent simulators)."""
+        for p in (self.coordinator, self.launcher, self.grid):
+            if p is None:
+                continue
+            try:
+                p.wait(timeout=0 if at_once else LAUNCHER_EXIT_S)
+            except subprocess.TimeoutExpired:
+                if p is self.launcher:
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.kill()
+                p.wait()
+
+
+def start_grid(host: str) -> subprocess.Popen:
+    """Start the grid simulator as its own process listening on a free port of ``host``
+    (``Helpers.grid_address`` reads its address): its imports (pandapower) overlap the coordinator's
+    and the agents' start-up instead of following them."""
+    return subprocess.Popen([sys.executable, "-m", "scenarios.run.grid_process", host],
+                            stdout=subprocess.PIPE, text=True)
 
 
 def start_launcher(count: int):
@@ -173,7 +204,9 @@ def start_launcher(count: int):
 
 def _sim_config(s: Scenario, addresses: list[str | None], forked: list[str]) -> dict:
     """Agent groups at their running simulators' addresses, else forked simulators
-    (``launcher: fork``) or mosaik-started processes (``launcher: cmd``)."""
+    (``launcher: fork``) or mosaik-started processes (``launcher: cmd``); the grid
+    simulator at the scenario's ``grid_host``, else started by mosaik (``_populate``
+    points it at the runner's own grid process instead when there is one)."""
     cmd = f"{sys.executable} -m agents.simulator %(addr)s"
     forks = iter(forked)
     config = {}
@@ -258,15 +291,19 @@ def start_sim(world, name: str, s: Scenario, **params):
 
 
 def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoint: str,
-                forked: list[str], results_dir: Path, first_day: int = 0):
-    """Start every simulator, create the entities and connect them."""
+                forked: list[str], results_dir: Path, first_day: int = 0,
+                grid_address=None):
+    """Start every simulator, create the entities and connect them. ``grid_address()``:
+    the address of a grid simulator the runner started (asked for once the agents are
+    created), None: mosaik starts it or the scenario names one."""
     groups = process_groups(community, s.runtime.agents_per_process)
     if needs_operator(s):  # the network operator: a process of its own
         groups.append([operator_data(s, bus_of, community)])
     world = mosaik.World(_sim_config(s, group_addresses(s, len(groups)), forked),
                          time_resolution=1.0, skip_greetings=True, configure_logging=False)
     try:
-        _populate(world, s, groups, actuals, bus_of, endpoint, results_dir, first_day)
+        _populate(world, s, groups, actuals, bus_of, endpoint, results_dir, first_day,
+                  grid_address)
     except BaseException:
         world.shutdown()  # the simulators started so far
         raise
@@ -274,19 +311,13 @@ def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoin
 
 
 def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
-              results_dir: Path, first_day: int) -> None:
+              results_dir: Path, first_day: int, grid_address=None) -> None:
+    """The agents first (each process builds its models from its ``create`` on), then
+    the grid simulator and the collector, then the links."""
     so, period_s = s.solver, s.horizon.period_minutes * 60
     family = mechanism_setup(s, [])[0].family
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
               "lp_first": so.lp_first, "binaries": s.market.binaries}
-    g = s.grid
-    grid = start_sim(world, "Grid", s).Grid(
-        network=g.network, network_options=network_options(s), bus_of=bus_of,
-        limits=asdict(grid_limits(s)),
-        period_s=period_s, power_factor=g.power_factor, keep_network_loads=g.keep_network_loads,
-        background_kw=[g.background_kw_per_bus] * n_buses(g.network) if g.background_kw_per_bus
-        else None)
-    sink = world.start("Collector", period_s=period_s).Collector()
     agents = {}
     for i, group in enumerate(groups):
         sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,
@@ -296,12 +327,22 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
                         coordinator_timeout_s=s.runtime.coordinator_timeout_s)
         hosted = [agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in group]
         for ent in sim.Agent.create(len(group), agents=hosted):
-            if ent.eid in bus_of:  # every agent but the operator has a connection
-                world.connect(ent, grid, "p_kw")
             agents[ent.eid] = ent
+    if grid_address is not None:
+        world.sim_config["Grid"] = {"connect": grid_address()}
+    g = s.grid
+    grid = start_sim(world, "Grid", s).Grid(
+        network=g.network, network_options=network_options(s), bus_of=bus_of,
+        limits=asdict(grid_limits(s)),
+        period_s=period_s, power_factor=g.power_factor, keep_network_loads=g.keep_network_loads,
+        background_kw=[g.background_kw_per_bus] * n_buses(g.network) if g.background_kw_per_bus
+        else None)
+    sink = world.start("Collector", period_s=period_s).Collector()
+    for eid, ent in agents.items():
+        if eid in bus_of:  # every agent but the operator has a connection
+            world.connect(ent, grid, "p_kw")
     world.connect(grid, sink, *GRID_OUTPUTS)
     add_cosimulators(world, s, results_dir.parent, agents, grid)
-
 
 
 def _agent_files(results_dir: Path) -> dict[str, dict]:
@@ -425,27 +466,32 @@ def _wait_for_coordinator(s: Scenario, endpoint: str) -> None:
         f"coordinator at {endpoint}")
 
 
-def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=()):
-    """The coordinator (unless one runs already) and the agent launcher (for the groups
-    no running simulator serves)."""
+def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=()
+                   ) -> tuple[Helpers, str, list[str]]:
+    """The grid simulator (unless the scenario names a running one), the coordinator
+    (likewise) and the agent launcher (for the groups no running simulator serves), all
+    starting at once; returns them, the coordinator's endpoint and the forked
+    simulators' addresses (``Helpers.grid_address`` waits for the grid's)."""
     records.clear(out / RECORDS_DIR)
-    proc = endpoint = None
-    if s.runtime.coordinator:
-        endpoint = s.runtime.coordinator
-        _wait_for_coordinator(s, endpoint)
-    else:  # it starts while the launcher does
-        proc = start_coordinator(s, community, out, first_day, gone)
-    forked, launcher = [], None
+    helpers, endpoint = Helpers(), None
     try:
+        if s.runtime.grid_host is None:
+            helpers.grid = start_grid(LOOPBACK)
+        if s.runtime.coordinator:
+            endpoint = s.runtime.coordinator
+            _wait_for_coordinator(s, endpoint)
+        else:  # it starts while the launcher does
+            helpers.coordinator = start_coordinator(s, community, out, first_day, gone)
+        forked = []
         missing = group_addresses(s, group_count(s)).count(None)
         if s.runtime.launcher == "fork" and missing:
-            launcher, forked = start_launcher(missing)
-        if proc is not None:
-            proc, endpoint = coordinator_ready(proc)
+            helpers.launcher, forked = start_launcher(missing)
+        if helpers.coordinator is not None:
+            helpers.coordinator, endpoint = coordinator_ready(helpers.coordinator)
     except BaseException:
-        _stop(proc, launcher, at_once=True)
+        helpers.stop(at_once=True)
         raise
-    return proc, endpoint, launcher, forked
+    return helpers, endpoint, forked
 
 
 class CoordinatorStopped(RuntimeError):
@@ -498,10 +544,12 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
     t0, aborted, interrupted = time.perf_counter(), "the simulators did not start", None
     normal = False
     active = [d for d in community if d.name not in gone]
-    proc, endpoint, launcher, forked = _start_helpers(s, community, out, first_day, gone)
+    helpers, endpoint, forked = _start_helpers(s, community, out, first_day, gone)
+    proc = helpers.coordinator
     try:
         world = build_world(s, active, actuals, bus_of, endpoint, forked,
-                            out / "agent_results", first_day)
+                            out / "agent_results", first_day,
+                            helpers.grid_address if helpers.grid else None)
         startup_s = time.perf_counter() - t0
         sid = next(k for k in collector.RECORDS if k.startswith("Collector"))
         t_run = time.perf_counter()
@@ -510,7 +558,7 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
         except KeyboardInterrupt as exc:
             interrupted = as_interrupt(exc)
             aborted = str(interrupted)
-            _stop(proc, launcher, at_once=True)  # first: no agent plays on
+            helpers.stop(at_once=True)  # first: no agent plays on
             shutdown_each(world)
         run_s = time.perf_counter() - t_run
         try:
@@ -523,7 +571,7 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
         normal = aborted is None  # the helpers exit by themselves: the caller waits later
     finally:
         if not normal:
-            _stop(proc, launcher, at_once=aborted is not None)
+            helpers.stop(at_once=aborted is not None)
     rows = collector.RECORDS.pop(sid)
     if aborted is not None:
         outcome = _recover(s, active, out, records, startup_s, aborted)
@@ -538,4 +586,4 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
     grid = _grid_results(rows, period_s, periods)
     rss = [f["peak_rss_mb"] for f in files.values() if "peak_rss_mb" in f]
     return DistributedOutcome(days, grid, pids, max(run_s - market_s, 0.0),
-                              max(rss, default=None), helpers=(proc, launcher))
+                              max(rss, default=None), helpers=helpers)

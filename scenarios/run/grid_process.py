@@ -1,0 +1,27 @@
+"""``python -m scenarios.run.grid_process HOST``: the grid simulator as its own process,
+listening on a free port of HOST (printed first as ``grid simulator listening on
+HOST:PORT``) for one runner's mosaik ``connect``. The distributed runner starts it beside
+the coordinator and the agent launcher, so that its imports (pandapower) overlap theirs
+instead of following them; it imports no more than the grid simulator needs."""
+
+from __future__ import annotations
+
+import sys
+
+from agents.serve import listen_and_serve
+from grid.simulator import GridSimulator
+
+ACCEPT_TIMEOUT_S = 120.0  # exit if no runner has connected by then
+READY = "grid simulator listening on "
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m scenarios.run.grid_process HOST", file=sys.stderr)
+        return 2
+    return listen_and_serve(GridSimulator(), argv[0], 0, ACCEPT_TIMEOUT_S, READY.strip())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
