@@ -42,6 +42,7 @@ from coordinator.protocol import (
     Signal,
     decode,
     encode,
+    merge_meters,
 )
 
 SERVER_PUBLIC_KEY = f"{CURVE_SERVER_KEY}{CURVE_PUBLIC}"
@@ -116,11 +117,11 @@ class CoordinatorClient:
                     patience = min(2 * patience, HELD_PATIENCE_MAX)
 
     def run(self, day: int = 0) -> Schedule | None:
-        """One whole day: market, realisation (a meter each period), settlement."""
+        """One whole day: market, realisation (the day's meter readings in one message),
+        settlement."""
         if self.run_day(day) is None:
             return None
-        for meter in self.agent.realise_day():
-            self._send(meter)
+        self._send(merge_meters(self.agent.realise_day()))
         settlement = self.wait_settlement(day)
         self.settled = self.agent.on_settlement(settlement)
         return self.settled

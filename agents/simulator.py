@@ -30,7 +30,7 @@ from agents.client import CoordinatorClient
 from agents.data import OperatorData, data_from_dict
 from agents.market_agent import MarketAgent
 from agents.realise import Actuals
-from coordinator.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT_S
+from coordinator.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT_S, merge_meters
 
 SETTLEMENT_WAIT_S = 10.0  # at the end, how long to wait for the last day's settlements
 # The realised day, per period (the runner adds the market's quantities and the bill).
@@ -79,15 +79,18 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         self.results_dir: Path | None = None
         self._prebuild: threading.Thread | None = None  # first-day models built at start-up
         self._prebuilt: set[str] = set()
+        self.meter_periods = 1  # periods of readings an agent sends in one meter message
+        self._unsent: dict[str, list] = {}  # agent -> its meter readings not sent yet
 
     def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
              solver=None, results_dir=None, curve_keys=None, key_name=None, family="limits",
-             days=1, coordinator_timeout_s=None, first_day=0):
+             days=1, coordinator_timeout_s=None, first_day=0, meter_periods=1):
         self.endpoint, self.period_s, self.solver = endpoint, int(period_s), solver or {}
         self.curve_keys, self.key_name, self.family = curve_keys, key_name, family
         self.results_dir = Path(results_dir) if results_dir else None
         self.days, self.first_day = int(days), int(first_day)
         self.timeout_s = float(coordinator_timeout_s or self.timeout_s)
+        self.meter_periods = max(int(meter_periods), 1)
         return self.meta
 
     def create(self, num, model, agents):
@@ -146,13 +149,20 @@ class AgentSimulator(mosaik_api_v3.Simulator):
 
     def _realise(self, inputs: dict | None = None) -> None:
         """Every active agent realises the current period (against what co-simulators
-        report of it) and sends its meter reading."""
+        report of it) and sends its meter readings every ``meter_periods`` periods and at
+        the end of the day, in one message."""
+        last = self.period == self.periods - 1
         for name in self._active():
             agent = self.agents[name]
             try:
                 observed = period_inputs((inputs or {}).get(name, {}))
-                self.clients[name].send(agent.realise(self.period, observed))
+                unsent = self._unsent.setdefault(name, [])
+                unsent.append(agent.realise(self.period, observed))
+                if last or len(unsent) >= self.meter_periods:
+                    self.clients[name].send(merge_meters(unsent))
+                    unsent.clear()
             except Exception as exc:  # noqa: BLE001 - recorded; the agent outputs ok = False
+                self._unsent.pop(name, None)
                 self.failures[name] = f"day {self.day + 1}: {type(exc).__name__}: {exc}"
         if self.period == self.periods - 1:
             self._write_days()

@@ -3,7 +3,8 @@
 Every message is an envelope (``v``, ``type``, ``msg_id``, ``sender``, ``day``,
 ``round``) around a typed body. Agents send ``register`` (join a day's market),
 ``offer`` (quantities per commodity, optionally per counterparty), ``meter`` (the
-realised power at the connection, one period) and ``heartbeat``; the coordinator sends
+realised power at the connection, in one or more consecutive periods) and
+``heartbeat``; the coordinator sends
 ``signal`` (per-period prices and limits, per commodity and optionally per
 counterparty, and consensus terms for iterative mechanisms), ``clearing`` (the day-ahead
 result), ``settlement`` (the day's bill after the meters) and ``error``.
@@ -21,9 +22,9 @@ import json
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 # Timing (seconds). Name the base constants, derive the rest.
 HEARTBEAT_INTERVAL_S = 1.0
@@ -156,10 +157,17 @@ class ClearingBody(_Body):
 
 
 class MeterBody(_Body):
-    """The realised power at the agent's connection in one period (+ import)."""
+    """The realised power at the agent's connection (+ import) in the consecutive
+    periods from ``period`` on, one value each: a meter reports every period, every hour
+    or once a day (``merge_meters``). A single value stands for a list of one."""
 
     period: int = Field(ge=0, le=100_000)
-    p_kw: Power
+    p_kw: Annotated[list[Power], Field(min_length=1, max_length=100_000)]
+
+    @field_validator("p_kw", mode="before")
+    @classmethod
+    def _one_period(cls, value):
+        return [value] if isinstance(value, (int, float)) else value
 
 
 class SettlementBody(_Body):
@@ -236,6 +244,15 @@ class Heartbeat(_Envelope):
 class Error(_Envelope):
     type: Literal["error"] = "error"
     body: ErrorBody
+
+
+def merge_meters(readings: list[Meter]) -> Meter:
+    """One meter message for consecutive readings of one agent and day (in order):
+    the first one's envelope, every period's value."""
+    first = readings[0]
+    values = [v for m in readings for v in m.body.p_kw]
+    return first.model_copy(update={"body": MeterBody(period=first.body.period,
+                                                      p_kw=values)})
 
 
 MESSAGE_CLASSES = (Register, Signal, Offer, Clearing, Meter, Settlement, Heartbeat, Error)

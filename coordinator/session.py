@@ -161,9 +161,10 @@ class MarketSession:
 
     # -- realisation and settlement ------------------------------------------------------
     def meter(self, msg: Meter) -> None:
-        """Record one realised power; an agent meters each period of the day once."""
+        """Record the realised power of the periods a reading covers; an agent meters each
+        period of the day once. A reading is taken whole or refused whole."""
         self.log.append(msg)
-        name, t = msg.sender, msg.body.period
+        name, first, values = msg.sender, msg.body.period, msg.body.p_kw
         if name not in self.clearings or name in self.failed:
             raise ProtocolError("forbidden", f"{name} has no clearing on day {self.day}",
                                 msg.msg_id)
@@ -171,14 +172,18 @@ class MarketSession:
             raise ProtocolError("late", f"meter for day {msg.day}, the market is at day "
                                 f"{self.day}{' (settled)' if self.settlements else ''}",
                                 msg.msg_id)
-        if t >= self.periods:
-            raise ProtocolError("malformed", f"body.period: {t} is not a period of the day "
-                                f"(0-{self.periods - 1})", msg.msg_id)
+        last = first + len(values) - 1
+        if last >= self.periods:
+            raise ProtocolError("malformed", f"body.period: {first}"
+                                f"{f'-{last}' if last > first else ''} is not a period of "
+                                f"the day (0-{self.periods - 1})", msg.msg_id)
         readings = self.meters.setdefault(name, np.full(self.periods, np.nan))
-        if not np.isnan(readings[t]):
-            raise ProtocolError("duplicate", f"{name} already metered period {t}", msg.msg_id)
-        readings[t] = msg.body.p_kw
-        self._missing[name] -= 1
+        taken = ~np.isnan(readings[first:last + 1])
+        if taken.any():
+            raise ProtocolError("duplicate", f"{name} already metered period "
+                                f"{first + int(np.argmax(taken))}", msg.msg_id)
+        readings[first:last + 1] = values
+        self._missing[name] -= len(values)
         if not self._missing[name]:
             self._incomplete.discard(name)
 

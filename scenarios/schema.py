@@ -350,6 +350,10 @@ class Runtime(Strict):
                                          "meter readings before the coordinator settles the "
                                          "day without the missing agents")
     registration_timeout_s: float = Field(60.0, gt=0)
+    meter_periods: int = Field(4, ge=1, le=100_000, description="periods of meter readings "
+                               "an agent sends in one message (1: every period; 4: hourly "
+                               "with 15-minute periods; at least the day's periods: once a "
+                               "day, after its last period)")
     coordinator_timeout_s: float = Field(30.0, gt=0, description="an agent that hears "
                                          "nothing from the coordinator this long (its "
                                          "re-sent message unanswered) declares it gone")

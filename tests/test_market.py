@@ -70,12 +70,14 @@ RESULT_FILES = ("summary.json", "config.yaml", "agents.parquet", "market.parquet
 def test_distributed_run_equals_inprocess_on_feeder11(tmp_path):
     """tiny.yaml (3 prosumers, 2 EVs) on the 11-bus feeder: each agent its own mosaik
     process, the coordinator its own process; market results and power flows equal the
-    in-process run's."""
+    in-process run's. The distributed agents send their meter readings 5 periods a
+    message: 19 of 5 and the day's last period alone, which are the realised net powers."""
     runs = {}
     for runtime in ("distributed", "inprocess"):
         out = tmp_path / runtime
         assert main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet",
-                     "--runtime", runtime, "--set", "grid.network=feeder11"]) == 0
+                     "--runtime", runtime, "--set", "grid.network=feeder11",
+                     "--set", "runtime.meter_periods=5"]) == 0
         for name in RESULT_FILES:
             assert (out / name).stat().st_size > 0, name
         runs[runtime] = out
@@ -92,6 +94,13 @@ def test_distributed_run_equals_inprocess_on_feeder11(tmp_path):
     import pandas as pd
     a, b = (pd.read_parquet(runs[r] / "agents.parquet") for r in ("distributed", "inprocess"))
     pd.testing.assert_frame_equal(a, b)
+    lines = (runs["distributed"] / "messages.jsonl").read_text().splitlines()
+    readings = [m for m in (json.loads(line)["msg"] for line in lines) if m["type"] == "meter"]
+    for name, flows in a.groupby("agent"):
+        mine = sorted((m["body"]["period"], m["body"]["p_kw"]) for m in readings
+                      if m["sender"] == name)
+        assert [(t, len(p)) for t, p in mine] == [(t, 5) for t in range(0, 95, 5)] + [(95, 1)]
+        assert [p for _, ps in mine for p in ps] == flows.sort_values("period")["net_kw"].tolist()
     bus = pd.read_parquet(runs["distributed"] / "grid_bus.parquet")
     assert len(bus) == 96 * 11 and bus["vm_pu"].between(0.9, 1.1).all()
 

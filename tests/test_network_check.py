@@ -169,7 +169,7 @@ def test_market_agent_takes_the_operators_export_caps():
     expected = own.copy()
     expected[t] = min(own[t], 0.25)
     np.testing.assert_array_equal(agent.export_limit_kw, expected)
-    assert agent.realise(t).body.p_kw >= -0.25 - 1e-9
+    assert agent.realise(t).body.p_kw[0] >= -0.25 - 1e-9
     with pytest.raises(ValueError, match=r"export limit for period '96', outside 0-95"):
         agent.on_clearing(Clearing(sender="coordinator", body=ClearingBody(
             position_kw=[0.0] * 96, converged=True, export_limit_kw={"96": 1.0})))

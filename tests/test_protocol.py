@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from coordinator.mechanisms import get_mechanism
@@ -16,6 +17,7 @@ from coordinator.protocol import (
     RegisterBody,
     decode,
     encode,
+    merge_meters,
 )
 from coordinator.session import MarketSession
 
@@ -32,14 +34,14 @@ def test_round_trip():
     (b'{"v": 99, "type": "offer"}', "version"),
     (b'{"v": 1, "type": "offer"}', "version"),
     (b'{"v": true, "type": "offer"}', "version"),
-    (b'{"v": 5, "type": "gossip", "sender": "x"}', "unknown_type"),
-    (b'{"v": 5, "type": ["offer"], "sender": "x"}', "unknown_type"),
-    (b'{"v": 5, "type": "offer", "sender": "x", "body": {"p2v_kw": [1]}}', "malformed"),
-    (b'{"v": 5, "type": "offer", "sender": "x", "body": {"quantities_kw": {"p2v": [NaN]}}}',
+    (b'{"v": 6, "type": "gossip", "sender": "x"}', "unknown_type"),
+    (b'{"v": 6, "type": ["offer"], "sender": "x"}', "unknown_type"),
+    (b'{"v": 6, "type": "offer", "sender": "x", "body": {"p2v_kw": [1]}}', "malformed"),
+    (b'{"v": 6, "type": "offer", "sender": "x", "body": {"quantities_kw": {"p2v": [NaN]}}}',
      "malformed"),
-    (b'{"v": 5, "type": "meter", "sender": "x", "body": {"period": -1, "p_kw": 1}}',
+    (b'{"v": 6, "type": "meter", "sender": "x", "body": {"period": -1, "p_kw": 1}}',
      "malformed"),
-    (b'{"v": 5, "type": "offer", "sender": "a b", "body": {"quantities_kw": {}}}', "malformed"),
+    (b'{"v": 6, "type": "offer", "sender": "a b", "body": {"quantities_kw": {}}}', "malformed"),
     (b"[" * 100_000 + b"]" * 100_000, "malformed"),
 ])
 def test_bad_frames(frame, code):
@@ -50,7 +52,7 @@ def test_bad_frames(frame, code):
 
 def test_private_fields_are_refused():
     """The offer body has no field for load, PV or state of charge."""
-    frame = json.dumps({"v": 5, "type": "offer", "sender": "p1",
+    frame = json.dumps({"v": 6, "type": "offer", "sender": "p1",
                         "body": {"quantities_kw": {"p2v": [1.0]}, "load_kw": [2.0]}}).encode()
     with pytest.raises(ProtocolError, match="body.load_kw: Extra inputs are not permitted"):
         decode(frame)
@@ -111,3 +113,37 @@ def test_session_meters_and_settles_a_day():
     bills = session.settle()
     assert bills["v1"].body.traded_eur == pytest.approx([0.01715], abs=1e-15)
     assert bills["p1"].body.position_kw == [-1.0]
+
+
+def test_a_meter_message_covers_consecutive_periods_whole_or_not_at_all():
+    """A 4-period day: readings for periods 1-2 in one message fill exactly those two;
+    one for 2-3 overlaps period 2 and is refused whole (period 3 stays unmetered), one
+    for 3-4 runs past the day (malformed); 0 and 3 one by one complete the day.
+    merge_meters joins single-period readings into that shape."""
+    mech = get_mechanism("p2v_rules")
+    session = MarketSession(mech, mech.params_type())
+    for name, kind in (("p1", "prosumer"), ("v1", "ev")):
+        session.register(Register(sender=name, body=RegisterBody(
+            kind=kind, periods=4, period_h=0.25, limits_kw={"p2v": [1.0]})))
+    session.start()
+    for name in ("p1", "v1"):
+        session.offer(Offer(sender=name, round=1,
+                            body=OfferBody(quantities_kw={"p2v": [0.0] * 4})))
+    session.close_round()
+    session.clear()
+    joined = merge_meters([Meter(sender="v1", body=MeterBody(period=t, p_kw=p))
+                           for t, p in ((1, 1.5), (2, 2.5))])
+    assert (joined.body.period, joined.body.p_kw) == (1, [1.5, 2.5])
+    session.meter(joined)
+    codes = []
+    for first, values in ((2, [9.0, 9.0]), (3, [9.0, 9.0])):
+        with pytest.raises(ProtocolError) as info:
+            session.meter(Meter(sender="v1", body=MeterBody(period=first, p_kw=values)))
+        codes.append(info.value.code)
+    assert codes == ["duplicate", "malformed"]
+    assert np.isnan(session.meters["v1"][[0, 3]]).all()
+    assert session.meters["v1"][1:3].tolist() == [1.5, 2.5]
+    for t, p in ((0, 0.5), (3, 3.5)):
+        session.meter(Meter(sender="v1", body=MeterBody(period=t, p_kw=p)))
+    assert session.meters["v1"].tolist() == [0.5, 1.5, 2.5, 3.5]
+    assert session.unmetered == {"p1"}

@@ -219,7 +219,7 @@ def test_realised_day_exports_and_tracks_the_battery():
     agent = MarketAgent(v2g_ev())
     agent.start_day(0)
     meters = agent.realise_day()
-    assert [m.body.p_kw for m in meters] == pytest.approx([200 / 81, 0, -2, 0], **EXACT)
+    assert [p for m in meters for p in m.body.p_kw] == pytest.approx([200 / 81, 0, -2, 0], **EXACT)
     assert agent.realised["soc_kwh"] == pytest.approx([5 + 20 / 9, 5 + 20 / 9, 5, 5],
                                                       **EXACT)
     assert agent.soc_kwh == pytest.approx(5, **EXACT)
@@ -235,7 +235,7 @@ def test_injection_reaches_the_power_flow():
     3 + 200/81 kW."""
     agent = MarketAgent(v2g_ev())
     agent.start_day(0)
-    net = [m.body.p_kw for m in agent.realise_day()]
+    net = [p for m in agent.realise_day() for p in m.body.p_kw]
     sim = GridSimulator()
     sim.init("Grid-0")
     sim.create(1, "Grid", network="case33bw", bus_of={"house": 17, "v2g1": 17})

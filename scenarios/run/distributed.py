@@ -324,7 +324,8 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
                         solver=solver, results_dir=str(results_dir),
                         curve_keys=s.runtime.curve_keys, family=family, days=s.horizon.days,
                         first_day=first_day,
-                        coordinator_timeout_s=s.runtime.coordinator_timeout_s)
+                        coordinator_timeout_s=s.runtime.coordinator_timeout_s,
+                        meter_periods=s.runtime.meter_periods)
         hosted = [agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in group]
         for ent in sim.Agent.create(len(group), agents=hosted):
             agents[ent.eid] = ent
