@@ -89,19 +89,27 @@ def test_session_refuses_a_kind_its_mechanism_does_not_serve():
     assert info.value.code == "forbidden"
 
 
-def test_session_meters_and_settles_a_day():
-    """One seller and one buyer trade 1 kW for one 15-min period at 0.0686 €/kWh: the
-    buyer pays 1 × 0.25 × 0.0686 = 0.01715 €. A second reading of the period is a
-    duplicate, a reading for another period than the day has is malformed."""
+def cleared_pair(periods: int, offer_kw: float) -> MarketSession:
+    """A P2V session of one seller p1 and one buyer v1 (1 kW limits) whose one round
+    offered ``offer_kw`` in every period, cleared."""
     mech = get_mechanism("p2v_rules")
     session = MarketSession(mech, mech.params_type())
     for name, kind in (("p1", "prosumer"), ("v1", "ev")):
         session.register(Register(sender=name, body=RegisterBody(
-            kind=kind, periods=1, period_h=0.25, limits_kw={"p2v": [1.0]})))
+            kind=kind, periods=periods, period_h=0.25, limits_kw={"p2v": [1.0]})))
     session.start()
     for name in ("p1", "v1"):
-        session.offer(Offer(sender=name, round=1, body=OfferBody(quantities_kw={"p2v": [1.0]})))
+        session.offer(Offer(sender=name, round=1, body=OfferBody(
+            quantities_kw={"p2v": [offer_kw] * periods})))
     assert session.close_round() == {} and set(session.clear()) == {"p1", "v1"}
+    return session
+
+
+def test_session_meters_and_settles_a_day():
+    """One seller and one buyer trade 1 kW for one 15-min period at 0.0686 €/kWh: the
+    buyer pays 1 × 0.25 × 0.0686 = 0.01715 €. A second reading of the period is a
+    duplicate, a reading for another period than the day has is malformed."""
+    session = cleared_pair(1, 1.0)
     reading = Meter(sender="v1", body=MeterBody(period=0, p_kw=1.2))
     session.meter(reading)
     codes = []
@@ -120,17 +128,7 @@ def test_a_meter_message_covers_consecutive_periods_whole_or_not_at_all():
     one for 2-3 overlaps period 2 and is refused whole (period 3 stays unmetered), one
     for 3-4 runs past the day (malformed); 0 and 3 one by one complete the day.
     merge_meters joins single-period readings into that shape."""
-    mech = get_mechanism("p2v_rules")
-    session = MarketSession(mech, mech.params_type())
-    for name, kind in (("p1", "prosumer"), ("v1", "ev")):
-        session.register(Register(sender=name, body=RegisterBody(
-            kind=kind, periods=4, period_h=0.25, limits_kw={"p2v": [1.0]})))
-    session.start()
-    for name in ("p1", "v1"):
-        session.offer(Offer(sender=name, round=1,
-                            body=OfferBody(quantities_kw={"p2v": [0.0] * 4})))
-    session.close_round()
-    session.clear()
+    session = cleared_pair(4, 0.0)
     joined = merge_meters([Meter(sender="v1", body=MeterBody(period=t, p_kw=p))
                            for t, p in ((1, 1.5), (2, 2.5))])
     assert (joined.body.period, joined.body.p_kw) == (1, [1.5, 2.5])
