@@ -37,9 +37,11 @@ from coordinator.protocol import (
     REQUEST_TIMEOUT_S,
     Clearing,
     Error,
+    ErrorBody,
     ProtocolError,
     Settlement,
     Signal,
+    clean_text,
     decode,
     encode,
     merge_meters,
@@ -91,7 +93,7 @@ class CoordinatorClient:
 
     def run_day(self, day: int) -> Schedule | None:
         """Take part in day ``day``'s market: the planned day once cleared, or None if
-        the agent's solver failed (the coordinator then times the agent out)."""
+        the agent's solver failed (it tells the coordinator so, ``leave``)."""
         last = self.agent.register(day)
         self._send(last)
         patience = 1  # the wait before a re-send, in timeouts
@@ -102,6 +104,7 @@ class CoordinatorClient:
                     last = self.agent.on_signal(msg)
                 except (AgentInfeasible, AgentSolveError, ValueError) as exc:
                     self.failure = str(exc)
+                    self.leave(day, f"day {day + 1}: {self.failure}")
                     return None
                 self._send(last)
                 patience = 1
@@ -125,6 +128,12 @@ class CoordinatorClient:
         settlement = self.wait_settlement(day)
         self.settled = self.agent.on_settlement(settlement)
         return self.settled
+
+    def leave(self, day: int, reason: str) -> None:
+        """Tell the coordinator that this agent leaves the run (an ``error`` of code
+        ``gone``), so that no round or registration waits for it until a deadline."""
+        self._send(Error(sender=self.identity, day=day, body=ErrorBody(
+            code="gone", detail=clean_text(reason))))
 
     def send(self, msg) -> None:
         """Send a message that needs no answer (a meter reading)."""

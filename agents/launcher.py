@@ -43,9 +43,11 @@ def _child(sock: socket.socket, others: list[socket.socket], accept_timeout_s: f
 
 
 def launch(count: int, host: str = "127.0.0.1", port: int = 0,
-           accept_timeout_s: float = ACCEPT_TIMEOUT_S) -> tuple[list[str], list[int]]:
+           accept_timeout_s: float = ACCEPT_TIMEOUT_S, nice: int = 0
+           ) -> tuple[list[str], list[int]]:
     """Fork ``count`` agent simulators listening on ``port``, ``port + 1``, ... (0: any
-    free ports); return their ``host:port`` addresses and pids."""
+    free ports), each ``nice`` steps below normal CPU priority; return their
+    ``host:port`` addresses and pids."""
     socks = [socket.create_server((host, port + i if port else 0)) for i in range(count)]
     # The children share the parent's imported modules copy-on-write; a garbage
     # collection in a child writes to every object it tracks and so copies those pages
@@ -55,6 +57,8 @@ def launch(count: int, host: str = "127.0.0.1", port: int = 0,
     pids = []
     for sock in socks:
         pid = os.fork()
+        if pid == 0 and nice:
+            os.nice(nice)
         if pid == 0:
             _child(sock, [s for s in socks if s is not sock], accept_timeout_s)
         pids.append(pid)
@@ -89,6 +93,9 @@ def parser():
                    help="first port; the others follow it (default: any free ports)")
     p.add_argument("--accept-timeout-s", type=float, default=ACCEPT_TIMEOUT_S,
                    help="each process exits if mosaik has not connected within this")
+    p.add_argument("--nice", type=int, default=0,
+                   help="lower the simulators' CPU priority by this much (0-19), so that "
+                   "the coordinator and mosaik, which every agent waits for, keep theirs")
     return p
 
 
@@ -101,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser().parse_args(argv)
     try:
-        addresses, pids = launch(args.count, args.host, args.port, args.accept_timeout_s)
+        addresses, pids = launch(args.count, args.host, args.port, args.accept_timeout_s,
+                                 args.nice)
     except OSError as exc:
         print(f"error: agent simulators on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)

@@ -15,6 +15,7 @@ Start it as a mosaik ``cmd`` simulator: ``python -m agents.simulator %(addr)s``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -81,6 +82,7 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         self._prebuilt: set[str] = set()
         self.meter_periods = 1  # periods of readings an agent sends in one meter message
         self._unsent: dict[str, list] = {}  # agent -> its meter readings not sent yet
+        self._failures_written: set[str] = set()
 
     def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
              solver=None, results_dir=None, curve_keys=None, key_name=None, family="limits",
@@ -162,8 +164,8 @@ class AgentSimulator(mosaik_api_v3.Simulator):
                     self.clients[name].send(merge_meters(unsent))
                     unsent.clear()
             except Exception as exc:  # noqa: BLE001 - recorded; the agent outputs ok = False
-                self._unsent.pop(name, None)
-                self.failures[name] = f"day {self.day + 1}: {type(exc).__name__}: {exc}"
+                self._send_unsent(name)
+                self._fail(name, f"day {self.day + 1}: {type(exc).__name__}: {exc}")
         if self.period == self.periods - 1:
             self._write_days()
 
@@ -190,7 +192,7 @@ class AgentSimulator(mosaik_api_v3.Simulator):
                         self.data[name] = replace_profile(self.data[name], field, values,
                                                           self.day)
                     except ValueError as exc:
-                        self.failures[name] = f"{attr} from {source}: {exc}"
+                        self._fail(name, f"{attr} from {source}: {exc}")
                     self._prebuilt.discard(name)  # its first-day model is stale
                     if name in self.agents:
                         self.agents[name].data = self.data[name]
@@ -215,7 +217,7 @@ class AgentSimulator(mosaik_api_v3.Simulator):
                 else:
                     agent.start_day(self.day)
             except Exception as exc:  # noqa: BLE001 - recorded; outputs ok = False
-                self.failures[name] = f"day {self.day + 1}: {type(exc).__name__}: {exc}"
+                self._fail(name, f"day {self.day + 1}: {type(exc).__name__}: {exc}")
         names = [n for n in self.agents if n not in self.failures]
         threads = [threading.Thread(target=self._join_market, args=(n,), daemon=True)
                    for n in names]
@@ -227,16 +229,36 @@ class AgentSimulator(mosaik_api_v3.Simulator):
     def _join_market(self, name: str) -> None:
         client = self.clients[name]
         try:
-            if client.run_day(self.day) is None:
+            if client.run_day(self.day) is None:  # the client has told the coordinator
                 self.failures[name] = client.failure or "no plan"
         except Exception as exc:  # noqa: BLE001 - recorded; the agent outputs ok = False
-            self.failures[name] = f"day {self.day + 1}: {type(exc).__name__}: {exc}"
+            self._fail(name, f"day {self.day + 1}: {type(exc).__name__}: {exc}")
+
+    def _send_unsent(self, name: str) -> None:
+        """The periods agent ``name`` realised before it failed still reach the market."""
+        unsent = self._unsent.pop(name, [])
+        with contextlib.suppress(Exception):  # else settled at its day-ahead position
+            if unsent:
+                self.clients[name].send(merge_meters(unsent))
+
+    def _fail(self, name: str, reason: str) -> None:
+        """Record why agent ``name`` leaves the run and tell the coordinator, which would
+        otherwise wait for it until a deadline."""
+        self.failures[name] = reason
+        client = self.clients.get(name)
+        if client is not None:
+            with contextlib.suppress(Exception):  # else the coordinator's deadlines do
+                client.leave(self.day, reason)
 
     def _write_days(self) -> None:
         if self.results_dir is None:
             return
         for name in self._active():
             write_realised(self.results_dir / f"{name}.json", self.agents[name])
+        for name, reason in self.failures.items():  # the agent's own account, once
+            if name not in self._failures_written:
+                write_failure(self.results_dir / f"{name}.json", name, self.day, reason)
+                self._failures_written.add(name)
 
     def _value(self, name: str, attr: str, active: set[str]):
         agent = self.agents.get(name)
@@ -349,6 +371,19 @@ def write_realised(path: Path, agent: MarketAgent) -> None:
                             if d == agent.day},
         "round_solve_s": {str(r): c for (d, r), c in agent.round_solve_s.items()
                           if d == agent.day}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def write_failure(path: Path, name: str, day: int, reason: str) -> None:
+    """Record in the agent's JSON file why it left the run (``failures``: day → reason),
+    which the coordinator, seeing only its silence, cannot say."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(path.read_text()) if path.exists() else {"agent": name, "days": {}}
+    data.setdefault("failures", {}).setdefault(str(day), reason)
+    data["pid"] = os.getpid()
+    data["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)

@@ -111,6 +111,8 @@ class CoordinatorService:
         self._routes: dict[str, list[bytes]] = {}  # agent -> routing frames
         self._pending: dict[str, Register] = {}  # registrations before the market opens
         self._early: dict[str, Register] = {}  # registrations for the next day
+        self._leaving: dict[str, str] = {}  # agents that left before the market opened
+        self._leaving_next: dict[str, str] = {}  # ... before the next day's market did
         self._heard: dict[str, float] = {}  # agent -> last message (monotonic s)
         self._beating: set[str] = set()  # agents that sent heartbeats: they may expire
         self._deadline = 0.0
@@ -214,7 +216,8 @@ class CoordinatorService:
     # -- phases ------------------------------------------------------------------------
     def _expected(self) -> list[str] | None:
         """Roster agents still in the run (None: no roster, whoever registers)."""
-        return None if self.roster is None else [n for n in self.roster if n not in self.gone]
+        return None if self.roster is None else [
+            n for n in self.roster if n not in self.gone and n not in self._leaving]
 
     def _advance(self, now: float) -> None:
         s = self.session
@@ -260,6 +263,8 @@ class CoordinatorService:
         for name in order:
             if name not in self._pending:
                 s.fail(name, "never registered")
+        for name, reason in self._leaving.items():
+            s.fail(name, reason)
         if not s.active:
             self._settle(now)
             return
@@ -302,7 +307,9 @@ class CoordinatorService:
         self.session = MarketSession(self.mechanism, self.params, day=s.day + 1,
                                      keep_log=self.keep_log)
         self.round_seconds, self._beating = [], set()
-        self._pending = {n: m for n, m in self._early.items() if n not in self.gone}
+        self._leaving, self._leaving_next = self._leaving_next, {}
+        self._pending = {n: m for n, m in self._early.items()
+                         if n not in self.gone and n not in self._leaving}
         self._early = {}
         self.phase, self._deadline = "registration", now + self.registration_timeout_s
 
@@ -363,6 +370,8 @@ class CoordinatorService:
             self._offer(msg)
         elif isinstance(msg, Meter):
             self._meter(msg)
+        elif isinstance(msg, Error) and msg.body.code == "gone":
+            self._leave(name, msg, key)
         else:
             raise ProtocolError("forbidden", f"agents do not send {msg.type!r} messages",
                                 msg.msg_id)
@@ -394,6 +403,33 @@ class CoordinatorService:
         self._names[peer], self._routes[name] = name, list(route)
         self._keys[name] = key
         self._heard[name] = time.monotonic()
+
+    def _leave(self, name: str | None, msg: Error, key: str | None) -> None:
+        """An agent tells that it leaves the run (its model failed, its solver, its
+        process): no registration, round or realisation waits for it any longer. One
+        that has not registered from this connection must be one that could."""
+        if name is None:
+            if self.roster is not None and msg.sender not in self.roster:
+                raise ProtocolError("unknown_agent", f"{msg.sender} is not in the "
+                                    "scenario's roster", msg.msg_id)
+            if self.curve is not None and not self.curve.may_register(key, msg.sender,
+                                                                       self.roster):
+                raise ProtocolError("forbidden", f"key {key!r} may not speak for "
+                                    f"{msg.sender}", msg.msg_id)
+        name, s = msg.sender, self.session
+        if name in self.gone or name in s.left or name in self._leaving:
+            return
+        reason = msg.body.detail  # the agent's own words: "day 1: EV ev3: trips need ..."
+        if msg.day > s.day:  # it could not start the next day (the market is settling)
+            self._early.pop(name, None)
+            self._leaving_next[name] = reason
+        elif self.phase == "registration":
+            self._pending.pop(name, None)
+            self._leaving[name] = reason
+        elif self.phase == "market":
+            s.fail(name, reason)
+        elif self.phase == "realisation" and name in s.clearings:
+            s.stop_metering(name, reason)
 
     def _offer(self, msg: Offer) -> None:
         s = self.session

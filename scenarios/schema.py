@@ -350,6 +350,10 @@ class Runtime(Strict):
                                          "meter readings before the coordinator settles the "
                                          "day without the missing agents")
     registration_timeout_s: float = Field(60.0, gt=0)
+    agent_nice: int = Field(10, ge=0, le=19, description="forked agent processes run this "
+                            "much below normal CPU priority (0: the same), so that the "
+                            "coordinator and mosaik, which every agent waits for, are not "
+                            "starved when agents outnumber the cores many times")
     meter_periods: int = Field(4, ge=1, le=100_000, description="periods of meter readings "
                                "an agent sends in one message (1: every period; 4: hourly "
                                "with 15-minute periods; at least the day's periods: once a "

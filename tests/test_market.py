@@ -153,6 +153,24 @@ def test_infeasible_agent_is_reported_and_the_run_goes_on(tmp_path, capsys):
     assert list(summary["failed_agents"]) == ["evbad"] and summary["agents"]["ev"] == 3
 
 
+def test_distributed_infeasible_agent_tells_the_coordinator(tmp_path):
+    """The same EV as its own process: it tells the coordinator that it leaves, with the
+    in-process run's reason (not "missed the round-1 deadline" after the deadline), and
+    the other five agents trade and settle."""
+    away = [False] * 40 + [True] * 8 + [False] * 48
+    ev = {"kind": "ev", "name": "evbad", "model": "nissan_leaf_40", "contracted_kva": "6.90",
+          "away": away, "trip_kwh": [5.0 if a else 0.0 for a in away]}
+    out = tmp_path / "o"
+    assert main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet",
+                 "--runtime", "distributed", "--set", f"agents=[{json.dumps(ev)}]",
+                 "--set", "runtime.round_deadline_s=120"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["failed_agents"]) == ["evbad"]
+    assert summary["failed_agents"]["evbad"] == ("day 1: EV evbad: trips need 44.0 kWh, "
+                                                 "battery can hold at most 40.0 kWh before 10:00")
+    assert summary["processes"]["agents"] == 6 and summary["market"]["converged"]
+
+
 def test_centralized_infeasible_agent_is_one_line(tmp_path, capsys):
     away = [False] * 40 + [True] * 8 + [False] * 48
     ev = {"kind": "ev", "name": "evbad", "model": "nissan_leaf_40", "contracted_kva": "6.90",

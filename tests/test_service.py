@@ -25,6 +25,8 @@ from coordinator.mechanisms.p2v_rules import P2VParams
 from coordinator.protocol import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
+    Error,
+    ErrorBody,
     Heartbeat,
     Meter,
     MeterBody,
@@ -619,8 +621,10 @@ class InfeasibleEV:
         raise AgentInfeasible("ev1: the trip needs more energy than the battery holds")
 
 
-def test_solver_failure_stops_client_and_coordinator_times_it_out(dealer):
-    with serving(["p1", "ev1"], round_deadline_s=SHORT_S) as service:
+def test_solver_failure_stops_the_client_which_tells_the_coordinator(dealer):
+    """The infeasible EV leaves with its reason: round 1 closes at once, not at its
+    deadline (an hour here), and p1 is settled alone."""
+    with serving(["p1", "ev1"], round_deadline_s=3600.0) as service:
         p1 = dealer(service.endpoint, "p1")
         send(p1, register("p1"))
         with CoordinatorClient(InfeasibleEV(), service.endpoint, timeout_s=WAIT_S) as client:
@@ -628,7 +632,27 @@ def test_solver_failure_stops_client_and_coordinator_times_it_out(dealer):
         assert "battery holds" in client.failure
         assert until_settlement(p1=p1) == []
         session = service.wait(WAIT_S)
-    assert session.failed == {"ev1": "missed the round-1 deadline"}
+    assert session.failed == {"ev1": f"day 1: {client.failure}"}
+    assert session.settlements.keys() == {"p1"}
+
+
+def test_an_agent_that_cannot_start_leaves_before_registering(dealer):
+    """ev1 tells that it leaves before it registers (its model failed): the market opens
+    without waiting for the registration timeout (an hour here). A second connection
+    that speaks for the registered p1 is refused; an unknown name is refused."""
+    with serving(["p1", "ev1"], registration_timeout_s=3600.0) as service:
+        p1, ev1, other = (dealer(service.endpoint, n) for n in ("p1", "ev1", "x"))
+        send(p1, register("p1"))
+        assert not p1.poll(SHORT_S * 1000)  # no signal: ev1 is still expected
+        gone = ErrorBody(code="gone", detail="day 1: AgentInfeasible: trips need 44 kWh")
+        send(other, Error(sender="p1", body=gone))
+        send(other, Error(sender="zz", body=gone))
+        codes = [recv(other).body.code, recv(other).body.code]
+        send(ev1, Error(sender="ev1", body=gone))
+        errors = until_settlement(p1=p1)
+        session = service.wait(WAIT_S)
+    assert codes == ["forbidden", "unknown_agent"] and errors == []
+    assert session.failed == {"ev1": "day 1: AgentInfeasible: trips need 44 kWh"}
     assert session.settlements.keys() == {"p1"}
 
 

@@ -190,9 +190,10 @@ def start_grid(host: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
 
 
-def start_launcher(count: int):
+def start_launcher(count: int, nice: int = 0):
     """Start ``python -m agents.launcher``; return it and the forked simulators' addresses."""
-    proc = subprocess.Popen([sys.executable, "-m", "agents.launcher", str(count)],
+    proc = subprocess.Popen([sys.executable, "-m", "agents.launcher", str(count),
+                             "--nice", str(nice)],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     line = proc.stdout.readline()
     try:
@@ -394,11 +395,21 @@ def _day_results(s: Scenario, community, records: dict, realised: dict, files: d
             sched.flows_kw["quote_kw"] = flows.get("quote_kw", sched.flows_kw["net_kw"])
             schedules[data.name] = sched
         days.append(DayResult("decentralized", schedules, _rounds(day, files),
-                              bool(day["converged"]), dict(day["failed"]), [],
+                              bool(day["converged"]), _failures(day, files), [],
                               sum(r["seconds"] for r in day["rounds"]), day=d,
                               clearings={n: ClearingBody(**c)
                                          for n, c in day["clearings"].items()}))
     return days
+
+
+def _failures(day: dict, files: dict[str, dict]) -> dict[str, str]:
+    """The day's failed agents: the coordinator's reason (what it saw: a missed
+    deadline, silence) with the agent's own account where its file has one."""
+    key, out = str(day["day"]), {}
+    for name, reason in day["failed"].items():
+        own = files.get(name, {}).get("failures", {}).get(key)
+        out[name] = f"{reason} (the agent: {own})" if own and own not in reason else reason
+    return out
 
 
 def _recover(s: Scenario, community, out: Path, records: dict, startup_s: float,
@@ -486,7 +497,7 @@ def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=(
         forked = []
         missing = group_addresses(s, group_count(s)).count(None)
         if s.runtime.launcher == "fork" and missing:
-            helpers.launcher, forked = start_launcher(missing)
+            helpers.launcher, forked = start_launcher(missing, s.runtime.agent_nice)
         if helpers.coordinator is not None:
             helpers.coordinator, endpoint = coordinator_ready(helpers.coordinator)
     except BaseException:
