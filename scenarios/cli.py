@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--agents-per-process", type=int, default=None, metavar="N",
                        help="with --scale: N agents to a simulator process (default: the "
                        "scenario's)")
+    bench.add_argument("--keep", default=None, metavar="DIR",
+                       help="with --scale: keep each run's results in DIR/AGENTS/RUN")
     bench.add_argument("--load", type=int, default=None, metavar="AGENTS",
                        help="instead: the coordinator under AGENTS scripted agents "
                        "(1 %% of them late)")

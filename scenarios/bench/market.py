@@ -147,7 +147,7 @@ def bench_scaling(args, info: dict) -> int:
     from scenarios.schema import resolve_scenario
 
     path = resolve_scenario(args.scale_scenario)
-    rows = run_scaling(path, args.scale, args.runs, args.agents_per_process)
+    rows = run_scaling(path, args.scale, args.runs, args.agents_per_process, args.keep)
     print(f"lemgrid bench --scale: {path.stem}, {args.runs} run(s) per size; machine: "
           f"{info['cpu']}, {info['cores']} cores, Python {info['python']}")
     print("\n".join(scaling_table(rows)))

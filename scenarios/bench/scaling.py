@@ -44,13 +44,15 @@ def one_size(s: Scenario, tmp: Path) -> dict:
 
 
 def run_scaling(path: Path, sizes: list[int], runs: int,
-                per_process: int | None = None) -> list[dict]:
-    """Median of ``runs`` runs per size; every value kept under ``values``."""
+                per_process: int | None = None, keep: Path | None = None) -> list[dict]:
+    """Median of ``runs`` runs per size; every value kept under ``values``. ``keep``: a
+    folder that keeps each run's results (``keep/<agents>/<run>``), else they go."""
     rows = []
     for n in sizes:
         s = sized(path, n, per_process)
         with tempfile.TemporaryDirectory() as tmp:
-            results = [one_size(s, Path(tmp) / str(i)) for i in range(runs)]
+            where = Path(tmp) if keep is None else Path(keep) / str(n)
+            results = [one_size(s, where / str(i)) for i in range(runs)]
         row = {k: statistics.median(r[k] for r in results) for k in COLUMNS}
         row |= {f"{k}_min": min(r[k] for r in results) for k in ("wall_s", "memory_pss_mb")}
         row |= {f"{k}_max": max(r[k] for r in results) for k in ("wall_s", "memory_pss_mb")}
