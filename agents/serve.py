@@ -38,10 +38,14 @@ def listen_and_serve(simulator, host: str, port: int, accept_timeout_s: float,
                      what: str) -> int:
     """Bind ``host:port`` (0: a free port), print ``<what> listening on HOST:PORT`` as
     the first line of output, serve one mosaik connection, return the exit code."""
+    from mosaik_api_v3.connection import EndOfRequests
+
     sock = socket.create_server((host, port))
     print(f"{what} listening on {host}:{sock.getsockname()[1]}", flush=True)
     try:
         asyncio.run(serve_one(sock, accept_timeout_s, simulator))
     except TimeoutError:
         raise RuntimeError(f"no runner connected within {accept_timeout_s:g} s") from None
+    except (EndOfRequests, ConnectionError):  # the runner went away without a stop: it
+        return 1  # says why (interrupted, a simulator died); no traceback here
     return 0
