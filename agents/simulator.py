@@ -370,39 +370,40 @@ def _inject_fault(agent: MarketAgent) -> None:
     agent.on_signal = on_signal
 
 
-def write_realised(path: Path, agent: MarketAgent) -> None:
-    """Append the agent's realised day and its planned cost per round to its JSON file
-    (written to a temporary file, then renamed: never half-written), with its process's
-    id and peak memory: the runner's record of the agent (it collects nothing from the
-    agents through mosaik)."""
+def _update_record(path: Path, fresh: dict, change) -> None:
+    """Apply ``change`` to the agent's JSON file (``fresh`` if there is none yet), stamp
+    it with this process's id and peak memory, and write it to a temporary file, then
+    rename it: never half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(path.read_text()) if path.exists() else {
-        "agent": agent.name, "kind": agent.kind, "days": {}}
+    data = json.loads(path.read_text()) if path.exists() else fresh
+    change(data)
     data["pid"] = os.getpid()  # the process that hosts it, and that one's peak memory
     data["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    data["days"][str(agent.day)] = {
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def write_realised(path: Path, agent: MarketAgent) -> None:
+    """Append the agent's realised day and its planned cost per round to its JSON file:
+    the runner's record of the agent (it collects nothing from the agents through
+    mosaik)."""
+    day = {
         "realised": {k: np.asarray(v).tolist() for k, v in agent.realised.items()},
         "quote_kw": agent.planned_net_kw().tolist(),
         "round_costs_eur": {str(r): c for (d, r), c in agent.round_costs_eur.items()
                             if d == agent.day},
         "round_solve_s": {str(r): c for (d, r), c in agent.round_solve_s.items()
                           if d == agent.day}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    _update_record(path, {"agent": agent.name, "kind": agent.kind, "days": {}},
+                   lambda data: data["days"].__setitem__(str(agent.day), day))
 
 
 def write_failure(path: Path, name: str, day: int, reason: str) -> None:
     """Record in the agent's JSON file why it left the run (``failures``: day → reason),
     which the coordinator, seeing only its silence, cannot say."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(path.read_text()) if path.exists() else {"agent": name, "days": {}}
-    data.setdefault("failures", {}).setdefault(str(day), reason)
-    data["pid"] = os.getpid()
-    data["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    _update_record(path, {"agent": name, "days": {}},
+                   lambda data: data.setdefault("failures", {}).setdefault(str(day), reason))
 
 
 def main():

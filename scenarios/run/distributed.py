@@ -137,14 +137,20 @@ def spawn_coordinator(argv: list[str], stderr=subprocess.PIPE):
         stdout=subprocess.PIPE, stderr=stderr, text=True))
 
 
-def coordinator_ready(proc: subprocess.Popen):
-    """The coordinator process and its endpoint, once it listens."""
+def listening(proc: subprocess.Popen, ready: str, what: str) -> str:
+    """The address a started helper process prints as its first line (``ready`` then
+    the address) once it listens; a RunError naming ``what`` if it says anything else."""
     line = proc.stdout.readline().strip()
-    if not line.startswith("coordinator listening on "):
+    if not line.startswith(ready):
         proc.kill()
         why = line or (proc.stderr.read().strip() if proc.stderr else "no output")
-        raise RunError(f"coordinator did not start: {why}")
-    return proc, line.rsplit(" ", 1)[-1]
+        raise RunError(f"{what} did not start: {why}")
+    return line.rsplit(" ", 1)[-1]
+
+
+def coordinator_ready(proc: subprocess.Popen):
+    """The coordinator process and its endpoint, once it listens."""
+    return proc, listening(proc, "coordinator listening on ", "coordinator")
 
 
 @dataclass
@@ -159,11 +165,7 @@ class Helpers:
 
     def grid_address(self) -> str:
         """The started grid simulator's ``host:port``, once it listens."""
-        line = self.grid.stdout.readline().strip()
-        if not line.startswith(grid_process.READY):
-            self.grid.kill()
-            raise RunError(f"grid simulator did not start: {line or 'no output'}")
-        return line.rsplit(" ", 1)[-1]
+        return listening(self.grid, grid_process.READY, "grid simulator")
 
     def stop(self, at_once: bool) -> None:
         """End them: each exits by itself after a normal day (waited for up to
@@ -184,8 +186,8 @@ class Helpers:
 
 def start_grid(host: str) -> subprocess.Popen:
     """Start the grid simulator as its own process listening on a free port of ``host``
-    (``Helpers.grid_address`` reads its address): its imports (pandapower) overlap the coordinator's
-    and the agents' start-up instead of following them."""
+    (``Helpers.grid_address`` reads its address): its imports (pandapower) overlap the
+    coordinator's and the agents' start-up instead of following them."""
     return subprocess.Popen([sys.executable, "-m", "scenarios.run.grid_process", host],
                             stdout=subprocess.PIPE, text=True)
 
