@@ -38,7 +38,7 @@ from grid.clearance import (
     residual_injection_mw,
 )
 from grid.networks import load_network
-from grid.paths import feeder_paths, path_penalties
+from grid.paths import feeder_paths, path_penalties, root_bus
 from grid.powerflow import GridLimits, GridModel
 
 LOSS, CONGESTION = "loss", "congestion"  # a bilateral market's penalty prices (signal terms)
@@ -243,8 +243,7 @@ class OperatorAgent:
                            power_factor=d.power_factor,
                            limits=GridLimits(max_loading_pct=d.max_loading_pct),
                            keep_network_loads=False)
-            root = int(net.ext_grid.loc[net.ext_grid["in_service"], "bus"].iloc[0])
-            self._paths = (feeder_paths(net, d.network), ac, root)
+            self._paths = (feeder_paths(net, d.network), ac, root_bus(net))
         return self._paths
 
     def _penalties(self, msg: Signal) -> Offer:

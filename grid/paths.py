@@ -50,6 +50,11 @@ class FeederPaths:
         return float(sum(self.r_ohm[line] for line in self.lines(a, b)))
 
 
+def root_bus(net: pp.pandapowerNet) -> int:
+    """The bus of the network's (first in-service) external grid: where retail paths end."""
+    return int(net.ext_grid.loc[net.ext_grid["in_service"], "bus"].iloc[0])
+
+
 def feeder_paths(net: pp.pandapowerNet, name: str | None = None) -> FeederPaths:
     """The paths of a radial feeder; ValueError (naming the network and why) otherwise."""
     name = name or net.name or "net"

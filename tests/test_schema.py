@@ -39,7 +39,7 @@ def test_unknown_key_names_field_and_allowed_keys(tmp_path):
     assert errors(path) == [(f"{path}: market.tolerance: unknown key; allowed: mechanism, mode, "
                             "p2v, tolerance_kw, max_rounds, price_rounds, damping, pil, "
                             "demand_limit, cdl_factor, penalty_rate, network, network_model, "
-                            "network_margin_pu, rho0, residual_balancing, balancing_mu, balancing_tau, "
+                            "network_margin_pu, rho0, residual_balancing, balancing_mu, balancing_tau, relaxation, "
                             "residual_tolerance, binaries, bid_eur_per_kwh, ask_eur_per_kwh, "
                             "min_trade_kw, network_check, loss_price, congestion_price, "
                             "congestion_rounds, pool")]

@@ -228,7 +228,7 @@ def check_offer(body: OfferBody, periods: int) -> str | None:
     return None
 
 
-def _peer_series(offers, state: ADMMState, key: str) -> tuple[np.ndarray, np.ndarray]:
+def peer_series(offers, state, key: str) -> tuple[np.ndarray, np.ndarray]:
     """(values (N, T), whether the peer sent them) of commodity ``key`` in the offers."""
     out = np.zeros((len(state.peers), state.periods))
     sent = np.zeros(len(state.peers), bool)
@@ -255,7 +255,7 @@ def split_purchases(state: ADMMState, s: np.ndarray, rho_kw: float) -> tuple[np.
 def _purchases(offers, state: ADMMState, rho_kw: float) -> tuple[np.ndarray, np.ndarray]:
     """(P_nm, P_mn) per pair from this round's offers; a peer that did not offer its net
     purchase (it left the market) trades nothing."""
-    s, sent = _peer_series(offers, state, KEY)
+    s, sent = peer_series(offers, state, KEY)
     p_nm, p_mn = split_purchases(state, s, rho_kw)
     n, m = state.pairs[:, 0], state.pairs[:, 1]
     p_nm[~sent[n]] = 0.0
@@ -264,7 +264,7 @@ def _purchases(offers, state: ADMMState, rho_kw: float) -> tuple[np.ndarray, np.
 
 
 def _net(offers, state: ADMMState) -> np.ndarray:
-    q, sent = _peer_series(offers, state, NET)
+    q, sent = peer_series(offers, state, NET)
     q[~sent] = state.y[~sent]  # a silent peer keeps the agreed value
     return q
 
@@ -346,6 +346,13 @@ class Residuals:
         r = norm(*self.primal) / max(norm(*scale.local), norm(*scale.agreed), TINY_KW)
         s = self.rho_kw * norm(*self.change) / max(norm(*scale.duals), TINY_EUR_PER_KWH)
         return r, s
+
+
+def relaxed(local: np.ndarray, agreed: np.ndarray, alpha: float) -> np.ndarray:
+    """Over-relaxation (Boyd et al. 2011, §3.4.3): the local copy the agreement and the
+    price update see, α·x + (1 − α)·z with z the agreement before this round; α = 1 is
+    plain ADMM, 1.5–1.8 usually converges in fewer rounds."""
+    return local if alpha == 1.0 else alpha * local + (1.0 - alpha) * agreed
 
 
 RHO_OF = {"trade": "rho", "net": "rho_net"}  # the state's ρ of each constraint group

@@ -67,7 +67,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from coordinator.mechanisms.admm import Residuals, balance_rho, norm, trade_pairs
+from coordinator.mechanisms.admm import (
+    Residuals,
+    balance_rho,
+    norm,
+    peer_series,
+    relaxed,
+    trade_pairs,
+)
 from coordinator.mechanisms.admm import check_offer as check_admm_offer
 from coordinator.mechanisms.base import (
     PEER_KINDS,
@@ -112,6 +119,7 @@ class BilateralParams:
     congestion_price: float = 0.0
     congestion_rounds: int = 5
     pool: bool = False
+    relaxation: float = 1.0
 
 
 @dataclass
@@ -319,12 +327,7 @@ def _split(offers, state: BilateralState, book: Book,
     side's agreed trade and price) and V_n = Σ v_nm over its M_n pairs
     (``coordinator.mechanisms.admm``'s split, with a price per side); a peer that sent
     no purchase trades nothing."""
-    s = np.zeros((len(state.peers), state.periods))
-    sent = np.zeros(len(state.peers), bool)
-    for i, p in enumerate(state.peers):
-        body = offers.get(p)
-        if body is not None and book.key in body.quantities_kw:
-            s[i], sent[i] = body.quantities_kw[book.key], True
+    s, sent = peer_series(offers, state, book.key)
     n, m = book.pairs[:, 0], book.pairs[:, 1]
     v_nm = book.a - book.price_n / rho_kw
     v_mn = -book.a - book.price_m / rho_kw
@@ -333,6 +336,19 @@ def _split(offers, state: BilateralState, book: Book,
     p_nm[~sent[n]] = 0.0
     p_mn[~sent[m]] = 0.0
     return p_nm, p_mn
+
+
+def penalties_eur(offers, state: BilateralState) -> float:
+    """The round's path penalties (€): each side's on every agreed trade, and every peer's
+    on its planned retail energy |q − s| (net import less net P2P purchase: a peer never
+    buys and sells at retail at once at its optimum). With the peers' own planned costs,
+    the market's welfare, the centralized problem's objective."""
+    dt = state.period_h
+    paid = sum(2 * dt * float(np.sum(b.penalty * np.abs(b.a))) for b in state.books.values())
+    if state.net is not None and state.retail_penalty.any():
+        retail = np.abs(state.net - peer_series(offers, state, POWER)[0])
+        paid += dt * float(np.sum(state.retail_penalty * retail))
+    return paid
 
 
 def _market_round(offers, state: BilateralState, params: BilateralParams):
@@ -345,10 +361,12 @@ def _market_round(offers, state: BilateralState, params: BilateralParams):
             continue
         p_nm, p_mn = _split(offers, state, book, rho_kw)
         a_prev = book.a
-        c = ((p_nm - p_mn) + (book.price_n - book.price_m) / rho_kw) / 2
+        h_nm, h_mn = relaxed(p_nm, a_prev, params.relaxation), relaxed(p_mn, -a_prev,
+                                                                       params.relaxation)
+        c = ((h_nm - h_mn) + (book.price_n - book.price_m) / rho_kw) / 2
         book.a = np.sign(c) * np.maximum(np.abs(c) - book.penalty / rho_kw, 0.0)
-        book.price_n = book.price_n + rho_kw * (p_nm - book.a)
-        book.price_m = book.price_m + rho_kw * (p_mn + book.a)
+        book.price_n = book.price_n + rho_kw * (h_nm - book.a)
+        book.price_m = book.price_m + rho_kw * (h_mn + book.a)
         res.add(primal=[p_nm - book.a, p_mn + book.a], local=[p_nm, p_mn],
                 agreed=[book.a, book.a], change=[book.a - a_prev] * 2,
                 duals=[book.price_n, book.price_m])
@@ -360,7 +378,8 @@ def _market_round(offers, state: BilateralState, params: BilateralParams):
     state.records.append(RoundRecord(
         state.round, norm(*res.primal) if res.primal else 0.0,
         per_period={"traded_kw": traded},
-        scalars={"primal_residual": r, "dual_residual": s, "rho": state.rho}))
+        scalars={"primal_residual": r, "dual_residual": s, "rho": state.rho,
+                 "penalties_eur": penalties_eur(offers, state)}))
     if res.primal:
         state.rho = balance_rho(state.rho, r, s, state.round, params)
     market_rounds = sum(1 for rec in state.records if "primal_residual" in rec.scalars)

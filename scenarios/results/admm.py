@@ -56,16 +56,21 @@ def write_admm(out: Path, days: list[DayResult], central_eur: list[float | None]
     atomic.write_parquet(out / "admm_iterations.parquet", iterations)
     atomic.write_parquet(out / "trades.parquet", trades_frame(days))
     last = iterations.iloc[-1] if len(iterations) else None
-    ours = [objective_eur(d) for d in days]
+    return {"primal_residual": None if last is None else float(last["primal_residual"]),
+            "dual_residual": None if last is None else float(last["dual_residual"]),
+            "rho": None if last is None else float(last["rho"]),
+            "rho_net": None if last is None or pd.isna(last["rho_net"]) else float(last["rho_net"]),
+            **gap_figures([objective_eur(d) for d in days], central_eur)}
+
+
+def gap_figures(ours: list[float | None], central_eur: list[float | None]) -> dict:
+    """The market's objective and the centralized optimum over the days that have both,
+    and the market's gap above it (%)."""
     paired = [(o, c) for o, c in zip(ours, central_eur, strict=True)
               if o is not None and c is not None]
     total_ours, total_central = sum(o for o, _ in paired), sum(c for _, c in paired)
     gap = (100 * (total_ours - total_central) / abs(total_central)
            if paired and total_central else None)
-    return {"primal_residual": None if last is None else float(last["primal_residual"]),
-            "dual_residual": None if last is None else float(last["dual_residual"]),
-            "rho": None if last is None else float(last["rho"]),
-            "rho_net": None if last is None or pd.isna(last["rho_net"]) else float(last["rho_net"]),
-            "objective_eur": total_ours if paired else None,
+    return {"objective_eur": total_ours if paired else None,
             "centralized_eur": total_central if paired else None,
             "gap_to_centralized_pct": gap}

@@ -14,11 +14,11 @@ import pandas as pd
 
 from coordinator.mechanisms.bilateral import HEAT, POWER
 from scenarios.results import atomic
-from scenarios.results.admm import TRADE_COLUMNS, TRADE_MIN_KW
-from scenarios.results.outcome import DayResult
+from scenarios.results.admm import TRADE_COLUMNS, TRADE_MIN_KW, gap_figures
+from scenarios.results.outcome import DayResult, RoundStats
 
 ITERATION_COLUMNS = ["day", "round", "primal_residual", "dual_residual", "rho",
-                     "congestion_check", "congested", "losses_kw"]
+                     "welfare_eur", "congestion_check", "congested", "losses_kw"]
 
 
 def trades_frame(days: list[DayResult]) -> pd.DataFrame:
@@ -44,15 +44,31 @@ def iterations_frame(days: list[DayResult]) -> pd.DataFrame:
             rows.append({"day": d.day, "round": r.record.round,
                          "primal_residual": s.get("primal_residual"),
                          "dual_residual": s.get("dual_residual"), "rho": s.get("rho"),
+                         "welfare_eur": round_welfare_eur(r),
                          "congestion_check": s.get("congestion_check"),
                          "congested": s.get("congested"),
                          "losses_kw": None if losses is None else float(sum(losses))})
     return pd.DataFrame(rows, columns=ITERATION_COLUMNS)
 
 
-def write_bilateral(out: Path, days: list[DayResult], period_h: float) -> dict:
+def round_welfare_eur(r: RoundStats) -> float | None:
+    """The market's welfare in an ADMM round (None in the operator's rounds): the peers'
+    planned own costs and the path penalties the coordinator recorded (``penalties_eur``)."""
+    paid = r.record.scalars.get("penalties_eur")
+    return None if paid is None else float(sum(r.cost_eur.values())) + float(paid)
+
+
+def welfare_eur(day: DayResult) -> float | None:
+    """The market's welfare at its last ADMM round."""
+    market = [w for w in map(round_welfare_eur, day.rounds) if w is not None]
+    return market[-1] if market else None
+
+
+def write_bilateral(out: Path, days: list[DayResult], period_h: float,
+                    central_eur: list[float | None]) -> dict:
     """Write the tables; the summary's figures: energy traded per commodity, congestion
-    checks and the lines the last one found congested (none: the market cleared them)."""
+    checks and the lines the last one found congested (none: the market cleared them),
+    the market's welfare against the centralized optimum (``central_eur``, per day)."""
     trades = trades_frame(days)
     iterations = iterations_frame(days)
     atomic.write_parquet(out / "trades.parquet", trades)
@@ -65,7 +81,8 @@ def write_bilateral(out: Path, days: list[DayResult], period_h: float) -> dict:
                                      * period_h),
             "congestion_checks": len(checks),
             "congested_after_checks": sorted({label.split(" at ")[0] for labels in last.values()
-                                              for label in labels})}
+                                              for label in labels}),
+            **gap_figures([welfare_eur(d) for d in days], central_eur)}
 
 
 def trade_matrix(trades: pd.DataFrame, commodity: str, period_h: float) -> pd.DataFrame:

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from agents.admm_peer import OBJECTIVE_SCALE, QP_ITERATION_LIMIT, PeerModel, interior_point
+from agents.days import day_slice
 from coordinator.protocol import HEAT, POWER
 
 INF = highspy.kHighsInf
@@ -181,3 +182,73 @@ def _solve_qp(a, cost, diag, col_lo, col_hi, row_lo, row_hi) -> np.ndarray:
         raise RuntimeError(f"centralized bilateral QP: {h.modelStatusToString(status)}")
     h.clearSolver()  # stalled: the same QP by interior point
     return interior_point(h, "centralized bilateral QP")
+
+
+def central_bilateral_days(s, community, days, bus_of: dict[str, int]) -> list[float | None]:
+    """The centralized welfare of each market day on the market's own data: its peers (the
+    batteries as the day before left them), the pairs it cleared and the loss penalties
+    α·R of their paths (None where the congestion checks added penalties, or where it
+    cannot be computed: the reason goes to the day's notes)."""
+    from scenarios.results.checkpoint import carried_over
+
+    out: list[float | None] = []
+    for k, day in enumerate(days):
+        if _congestion_penalised(day):
+            day.notes.append(f"centralized counterpart of day {day.day + 1}: not computed, "
+                             "congestion checks added penalties to the market's paths")
+            out.append(None)
+            continue
+        start = {d.name: d for d in carried_over(community, days[:k])}
+        names = [n for n in start if n in day.clearings]
+        if not names:
+            out.append(None)
+            continue
+        index = {n: i for i, n in enumerate(names)}
+        pairs = _cleared_pairs(day, index)
+        penalty, retail = _loss_penalties(s, pairs, [bus_of[n] for n in names])
+        try:
+            central = solve_central_bilateral([day_slice(start[n], day.day) for n in names],
+                                              pairs, penalty, retail, s.market.binaries)
+            out.append(central.welfare_eur)
+        except (RuntimeError, ValueError) as exc:
+            day.notes.append(f"centralized counterpart of day {day.day + 1}: {exc}")
+            out.append(None)
+    return out
+
+
+def _congestion_penalised(day) -> bool:
+    return any(r.record.scalars.get("congested") not in (None, "{}") for r in day.rounds)
+
+
+def _cleared_pairs(day, index: dict[str, int]) -> dict[str, np.ndarray]:
+    """Every pair the market cleared (traded or not), per commodity, as peer indices."""
+    pairs: dict[str, set] = {}
+    for name, clearing in day.clearings.items():
+        for key, by in (clearing.by_counterparty_kw or {}).items():
+            for other in by:
+                if name in index and other in index:
+                    i, j = index[name], index[other]
+                    pairs.setdefault(key, set()).add((min(i, j), max(i, j)))
+    return {key: np.array(sorted(found), int).reshape(-1, 2) for key, found in pairs.items()}
+
+
+def _loss_penalties(s, pairs: dict[str, np.ndarray], buses: list[int]):
+    """α·R per power pair and per peer's retail path (€/kWh per period), as the network
+    operator computes them (``grid.paths``); heat trades carry none."""
+    from grid.networks import load_network
+    from grid.paths import feeder_paths, path_penalties, root_bus
+    from scenarios.run.network import network_options
+
+    T = s.horizon.periods
+    penalty = {key: np.zeros((len(kp), T)) for key, kp in pairs.items()}
+    retail = np.zeros((len(buses), T))
+    if s.market.loss_price <= 0:
+        return penalty, retail
+    net = load_network(s.grid.network, **network_options(s))
+    power = pairs.get(POWER, np.zeros((0, 2), int))
+    pair_pen, retail = path_penalties(
+        feeder_paths(net, s.grid.network), [(buses[n], buses[m]) for n, m in power], buses,
+        root_bus(net), np.full(T, s.market.loss_price), np.zeros(T), [set() for _ in range(T)])
+    if len(power):
+        penalty[POWER] = pair_pen
+    return penalty, retail

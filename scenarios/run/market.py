@@ -68,7 +68,8 @@ def _bilateral(s: Scenario, community) -> BilateralParams:
                            residual_balancing=m.residual_balancing,
                            tolerance=m.residual_tolerance, max_rounds=max_rounds(s),
                            loss_price=m.loss_price, congestion_price=m.congestion_price,
-                           congestion_rounds=m.congestion_rounds, pool=m.pool)
+                           congestion_rounds=m.congestion_rounds, pool=m.pool,
+                           relaxation=m.relaxation)
 
 
 PARAMS = {"p2v_rules": _p2v, "amc": _locality, "gdrmc": _locality, "p2g": _locality,

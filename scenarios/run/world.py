@@ -97,10 +97,13 @@ def _market_figures(s: Scenario, out: Path, days, community, bus_of, known: dict
                     grid_days) -> dict:
     """A mechanism's own tables and summary figures (ADMM: iterations, trades, the gap
     to the centralized optimum, the network model's voltage gap to AC; clearance: the
-    hourly clearance and the trades offered and accepted)."""
+    hourly clearance and the trades offered and accepted; bilateral: its trades and
+    iterations, its welfare against the centralized optimum)."""
     if s.market.mechanism == "bilateral":
         from scenarios.results.bilateral import write_bilateral
-        return write_bilateral(out, days, s.horizon.period_minutes / 60)
+        from scenarios.run.central_bilateral import central_bilateral_days
+        return write_bilateral(out, days, s.horizon.period_minutes / 60,
+                               central_bilateral_days(s, community, days, bus_of))
     if s.market.mechanism == "clearance" or s.market.network_check != "none":
         from scenarios.results.clearance import write_clearance
         return write_clearance(out, days, s.horizon.period_minutes / 60)
