@@ -227,7 +227,7 @@ class Market(Strict):
     balancing_tau: float = Field(2.0, gt=1, description="admm: residual balancing τ (the factor "
                                  "ρ changes by)")
     relaxation: float = Field(1.0, gt=0, lt=2, description="bilateral: ADMM over-relaxation "
-                              "α (1: plain ADMM; 1.5–1.8 usually converges in fewer rounds)")
+                              "α (1: plain ADMM; 1 < α < 2 over-relaxed, fewer or more rounds case by case)")
     residual_tolerance: float = Field(1e-4, gt=0, description="admm: primal and dual residuals "
                                       "(scaled: relative to the quantities and the prices) at "
                                       "most this")

@@ -192,6 +192,7 @@ def central_bilateral_days(s, community, days, bus_of: dict[str, int]) -> list[f
     from scenarios.results.checkpoint import carried_over
 
     out: list[float | None] = []
+    paths = _feeder(s) if s.market.loss_price > 0 else None
     for k, day in enumerate(days):
         if _congestion_penalised(day):
             day.notes.append(f"centralized counterpart of day {day.day + 1}: not computed, "
@@ -205,7 +206,7 @@ def central_bilateral_days(s, community, days, bus_of: dict[str, int]) -> list[f
             continue
         index = {n: i for i, n in enumerate(names)}
         pairs = _cleared_pairs(day, index)
-        penalty, retail = _loss_penalties(s, pairs, [bus_of[n] for n in names])
+        penalty, retail = _loss_penalties(s, paths, pairs, [bus_of[n] for n in names])
         try:
             central = solve_central_bilateral([day_slice(start[n], day.day) for n in names],
                                               pairs, penalty, retail, s.market.binaries)
@@ -232,23 +233,31 @@ def _cleared_pairs(day, index: dict[str, int]) -> dict[str, np.ndarray]:
     return {key: np.array(sorted(found), int).reshape(-1, 2) for key, found in pairs.items()}
 
 
-def _loss_penalties(s, pairs: dict[str, np.ndarray], buses: list[int]):
-    """α·R per power pair and per peer's retail path (€/kWh per period), as the network
-    operator computes them (``grid.paths``); heat trades carry none."""
+def _feeder(s):
+    """(the feeder's paths, its root bus), as the network operator builds them."""
     from grid.networks import load_network
-    from grid.paths import feeder_paths, path_penalties, root_bus
+    from grid.paths import feeder_paths, root_bus
     from scenarios.run.network import network_options
+
+    net = load_network(s.grid.network, **network_options(s))
+    return feeder_paths(net, s.grid.network), root_bus(net)
+
+
+def _loss_penalties(s, paths, pairs: dict[str, np.ndarray], buses: list[int]):
+    """α·R per power pair and per peer's retail path (€/kWh per period), as the network
+    operator computes them (``grid.paths``; ``paths``: ``_feeder``'s, None without a loss
+    price); heat trades carry none."""
+    from grid.paths import path_penalties
 
     T = s.horizon.periods
     penalty = {key: np.zeros((len(kp), T)) for key, kp in pairs.items()}
     retail = np.zeros((len(buses), T))
-    if s.market.loss_price <= 0:
+    if paths is None:
         return penalty, retail
-    net = load_network(s.grid.network, **network_options(s))
     power = pairs.get(POWER, np.zeros((0, 2), int))
     pair_pen, retail = path_penalties(
-        feeder_paths(net, s.grid.network), [(buses[n], buses[m]) for n, m in power], buses,
-        root_bus(net), np.full(T, s.market.loss_price), np.zeros(T), [set() for _ in range(T)])
+        paths[0], [(buses[n], buses[m]) for n, m in power], buses, paths[1],
+        np.full(T, s.market.loss_price), np.zeros(T), [set() for _ in range(T)])
     if len(power):
         penalty[POWER] = pair_pen
     return penalty, retail
