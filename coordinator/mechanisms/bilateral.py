@@ -338,7 +338,7 @@ def _split(offers, state: BilateralState, book: Book,
     return p_nm, p_mn
 
 
-def penalties_eur(offers, state: BilateralState) -> float:
+def _penalties_eur(offers, state: BilateralState) -> float:
     """The round's path penalties (€): each side's on every agreed trade, and every peer's
     on its planned retail energy |q − s| (net import less net P2P purchase: a peer never
     buys and sells at retail at once at its optimum). With the peers' own planned costs,
@@ -379,7 +379,7 @@ def _market_round(offers, state: BilateralState, params: BilateralParams):
         state.round, norm(*res.primal) if res.primal else 0.0,
         per_period={"traded_kw": traded},
         scalars={"primal_residual": r, "dual_residual": s, "rho": state.rho,
-                 "penalties_eur": penalties_eur(offers, state)}))
+                 "penalties_eur": _penalties_eur(offers, state)}))
     if res.primal:
         state.rho = balance_rho(state.rho, r, s, state.round, params)
     market_rounds = sum(1 for rec in state.records if "primal_residual" in rec.scalars)
