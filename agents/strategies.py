@@ -1,4 +1,6 @@
-"""How an agent answers a mechanism: one strategy per mechanism family.
+"""How an agent answers a mechanism: one strategy per family of mechanisms (a mechanism's
+plug-in names its family, or a ``module:Class`` of its own with ``family``, ``limits``
+and ``answer`` as here).
 
 - ``limits`` (P2V rules): the coordinator sends per-period P2V limits; the agent re-plans
   under them (only when they changed) and offers its P2V quantities.
@@ -7,11 +9,11 @@
   connection's limit), and quotes its planned net demand; when the market announces
   importer and exporter prices (price discovery), it re-plans against them.
 
-- ``bilateral`` (bilateral P2P with path penalties): as ``admm``, per commodity (power
+- ``commodity_consensus`` (bilateral P2P with path penalties): as ``peer_consensus``, per commodity (power
   and heat, whose limits it registers too), with a path penalty on its retail energy;
   the market's agreement step carries the pairs' penalties.
 
-- ``admm`` (ADMM P2P): the agent registers its import and export limits, then every
+- ``peer_consensus`` (ADMM P2P): the agent registers its import and export limits, then every
   round re-solves its local problem (``agents.admm_peer``) with the round's trade
   target, mean pair price and ρ and offers its net P2P purchase and its net import.
 
@@ -19,6 +21,8 @@ A strategy also says which connection limits the agent registers with.
 """
 
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 
@@ -80,7 +84,7 @@ class QuoteStrategy:
 
 
 class ADMMStrategy:
-    family = "admm"
+    family = "peer_consensus"
 
     def limits(self, day_data) -> dict[str, list[float]]:
         imp, exp = connection_limits(day_data)
@@ -110,7 +114,7 @@ class ADMMStrategy:
 
 
 class BilateralStrategy:
-    family = "bilateral"
+    family = "commodity_consensus"
 
     def limits(self, day_data) -> dict[str, list[float]]:
         imp, exp = connection_limits(day_data)
@@ -152,8 +156,15 @@ STRATEGIES = {s.family: s for s in (LimitsStrategy(), QuoteStrategy(), ADMMStrat
 
 
 def strategy(family: str):
-    try:
+    """The strategy of ``family``: a family name, or ``module:Class`` of a mechanism's
+    own strategy (instantiated without arguments)."""
+    if family in STRATEGIES:
         return STRATEGIES[family]
-    except KeyError:
-        raise ValueError(f"unknown strategy family {family!r}; known: "
-                         f"{', '.join(STRATEGIES)}") from None
+    module, sep, attr = family.partition(":")
+    if sep:
+        try:
+            return getattr(importlib.import_module(module), attr)()
+        except (ImportError, AttributeError, TypeError) as exc:
+            raise ValueError(f"strategy {family!r} cannot be loaded ({exc})") from None
+    raise ValueError(f"unknown strategy family {family!r}; known: {', '.join(STRATEGIES)}, "
+                     "or module:Class")

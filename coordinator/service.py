@@ -45,7 +45,7 @@ import numpy as np
 import zmq
 
 from coordinator.auth import CurveServer, is_loopback
-from coordinator.mechanisms import Mechanism, get_mechanism, load_params
+from coordinator.mechanisms.base import MarketCore, load_market
 from coordinator.protocol import (
     HEARTBEAT_EXPIRY_S,
     HEARTBEAT_INTERVAL_S,
@@ -76,7 +76,7 @@ LOG = logging.getLogger("lemgrid.coordinator.service")
 class CoordinatorService:
     """Serve one market day to agents over a ROUTER socket."""
 
-    def __init__(self, mechanism_name: str | Mechanism, params, roster: list[str] | None,
+    def __init__(self, mechanism: MarketCore, params, roster: list[str] | None,
                  endpoint: str = "tcp://127.0.0.1:0", log_path: Path | None = None,
                  round_deadline_s: float = ROUND_DEADLINE_S,
                  registration_timeout_s: float = REGISTRATION_TIMEOUT_S, day: int = 0,
@@ -86,8 +86,7 @@ class CoordinatorService:
                  records_path: Path | None = None, keep_log: bool = False):
         """``keep_log``: keep each day's messages in its session too (tests read them; a
         coordinator writes its log to ``log_path`` and keeps none in memory)."""
-        self.mechanism = (mechanism_name if isinstance(mechanism_name, Mechanism)
-                          else get_mechanism(mechanism_name))
+        self.mechanism = mechanism
         self.params = params
         self.keep_log = keep_log
         self.first_day, self.last_day = day, day + days - 1
@@ -491,12 +490,9 @@ def read_roster(value: str | None) -> list[str] | None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--mechanism", default="p2v_rules")
     p.add_argument("--params", default=None, metavar="FILE",
-                   help="the mechanism and its parameters as JSON (written by lemgrid run)")
-    p.add_argument("--tolerance-kw", type=float, default=None)
-    p.add_argument("--max-rounds", type=int, default=None)
-    p.add_argument("--price-eur-per-kwh", type=float, default=None)
+                   help="the market, its mechanism and parameters, as JSON (written by "
+                   "lemgrid run, or by lemgrid coordinator --scenario)")
     p.add_argument("--roster", default=None, help="roster file or comma-separated agent names")
     p.add_argument("--endpoint", default="tcp://127.0.0.1:0",
                    help="where to bind (default: loopback only, a free port); "
@@ -542,13 +538,9 @@ def day_summary(record: dict) -> dict:
 
 
 def build_service(args) -> CoordinatorService:
-    if args.params:
-        mech, params = load_params(json.loads(Path(args.params).read_text()))
-    else:
-        mech = get_mechanism(args.mechanism)
-        given = {"tolerance_kw": args.tolerance_kw, "max_rounds": args.max_rounds,
-                 "price_eur_per_kwh": args.price_eur_per_kwh}
-        params = mech.params_type(**{k: v for k, v in given.items() if v is not None})
+    if not args.params:
+        raise SystemExit("error: --params FILE: the market to serve is required")
+    mech, params = load_market(json.loads(Path(args.params).read_text()))
     return CoordinatorService(mech, params, read_roster(args.roster), args.endpoint,
                               Path(args.log) if args.log else None, args.round_deadline_s,
                               args.registration_timeout_s, args.day,

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coordinator.mechanisms import Mechanism
-from coordinator.mechanisms.base import horizon
+from coordinator.mechanisms.base import MarketCore, horizon
 from coordinator.protocol import (
     Clearing,
     Meter,
@@ -38,7 +37,7 @@ class _Discard(list):
 
 
 class MarketSession:
-    def __init__(self, mechanism: Mechanism, params, day: int = 0, sender: str = "coordinator",
+    def __init__(self, mechanism: MarketCore, params, day: int = 0, sender: str = "coordinator",
                  keep_log: bool = True):
         """``keep_log``: keep every message in ``log`` (an in-process run's record; a
         coordinator process writes its own and keeps none)."""

@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     grid = sub.add_parser("grid", help="serve the grid simulator for a runner to connect to "
                           "(runtime.grid_host)")
     add_server_arguments(grid, SERVE_GRID_PORT)
+    mech = sub.add_parser("mechanisms", help="list the registered market mechanisms, the "
+                          "agent kinds they serve, their parameters and where they came from")
+    mech.add_argument("name", nargs="?", default=None, help="one mechanism, in full")
     val = sub.add_parser("validate", help="check a scenario file")
     val.add_argument("scenario")
     add_set_argument(val)
@@ -183,9 +186,24 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_mechanisms(args) -> int:
+    from scenarios.mechanisms.listing import describe, overview
+
+    try:
+        print(overview() if args.name is None else describe(args.name))
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return EXIT_INVALID
+    return 0
+
+
 def cmd_coordinator(args) -> int:
-    """``lemgrid coordinator``: from explicit flags, or from ``--scenario``."""
+    """``lemgrid coordinator``: a market from ``--params`` (written by a run), or from
+    ``--scenario``."""
     if args.scenario is None:
+        if args.params is None:
+            raise ScenarioError(["coordinator: give --scenario SCENARIO (the market, its "
+                                 "parameters and roster) or --params FILE"])
         return serve_coordinator(args)
     from scenarios.community.builder import build_community
     from scenarios.run.distributed import coordinator_argv
@@ -277,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "validate": cmd_validate, "bench": cmd_bench,
                 "coordinator": cmd_coordinator, "serve-agents": cmd_serve_agents,
+                "mechanisms": cmd_mechanisms,
                 "grid": cmd_grid, "keys": write_keys,
                 "report": cmd_report, "compare": cmd_compare}
     try:

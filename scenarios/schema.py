@@ -13,7 +13,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple, Union
 
 import yaml
 from pydantic import (
@@ -27,9 +27,10 @@ from pydantic import (
 )
 
 from agents.data import polygon_problem
-from coordinator.mechanisms import MECHANISMS
+from coordinator.mechanisms.base import MarketParams
 from grid.community_lv import place_community
 from grid.networks import load_network, published_loads
+from scenarios import mechanisms
 from scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 
 SCHEMA_PATH = Path(__file__).with_name("scenario.schema.json")
@@ -187,88 +188,19 @@ class Tariffs(Strict):
         return fixed
 
 
-class Market(Strict):
-    mechanism: str = Field("p2v_rules", description="a registered mechanism: "
-                           + ", ".join(MECHANISMS))
-    mode: Literal["decentralized", "centralized"] = "decentralized"
-    p2v: bool = Field(True, description="p2v_rules: false gives retail and export only "
-                      "(scenario A)")
-    tolerance_kw: NonNeg = Field(0.001, description="p2v_rules: supply-demand error; amc, "
-                                 "gdrmc: change of the quotes between rounds")
-    max_rounds: int | None = Field(None, ge=1, description="at most this many rounds; null: "
-                                   "the mechanism's default (p2v_rules 5, admm 500)")
-    price_rounds: int = Field(1, ge=1, description="amc, gdrmc: rounds of price discovery "
-                              "(participants re-plan against the announced prices); 1 is the "
-                              "one-shot market, quotes planned at the grid's prices")
-    damping: Fraction = Field(0.5, description="amc, gdrmc: weight of a round's prices in "
-                              "the prices announced for the next")
-    pil: bool = Field(True, description="the utility imposes power injection limits: each "
-                      "building's own under p2g, the locality's sum under amc and gdrmc")
-    demand_limit: bool = Field(True, description="amc, gdrmc: the locality's demand limit "
-                               "(sum of the consumer demand limits) applies")
-    cdl_factor: float = Field(2.5, ge=1, description="import above a consumer demand limit "
-                              "costs this × the price")
-    penalty_rate: NonNeg = Field(0.2, description="amc, gdrmc: violation cost rate ρ on the "
-                                 "deviation from the quote")
-    network: bool = Field(True, description="admm, clearance: the network operator takes "
-                          "part and its network limits bind the trades; false: unconstrained "
-                          "P2P")
-    network_model: Literal["socp", "lindistflow"] = Field(
-        "socp", description="admm: the operator's network model, the relaxed branch-flow SOCP "
-        "or the LinDistFlow LP")
-    network_margin_pu: float = Field(
-        0.0005, ge=0, lt=0.05, description="admm: the operator keeps voltages this far inside "
-        "grid.v_min_pu and grid.v_max_pu, so that what the market leaves open at its tolerance "
-        "does not show as a violation in the AC power flow")
-    rho0: float = Field(100.0, gt=0, description="admm: initial penalty ρ (€/MW²h)")
-    residual_balancing: bool = Field(True, description="admm: adapt ρ to the residuals")
-    balancing_mu: float = Field(10.0, gt=1, description="admm: residual balancing μ (ρ changes "
-                                "when one residual exceeds μ × the other)")
-    balancing_tau: float = Field(2.0, gt=1, description="admm: residual balancing τ (the factor "
-                                 "ρ changes by)")
-    relaxation: float = Field(1.0, gt=0, lt=2, description="bilateral: ADMM over-relaxation "
-                              "α (1: plain ADMM; 1 < α < 2 over-relaxed, fewer or more rounds case by case)")
-    residual_tolerance: float = Field(1e-4, gt=0, description="admm: primal and dual residuals "
-                                      "(scaled: relative to the quantities and the prices) at "
-                                      "most this")
-    binaries: Literal["relax", "fix"] = Field(
-        "relax", description="admm: the peers' binaries, relaxed (genuine on/off decisions "
-        "kept from the plan without the market) or all fixed from that plan")
-    bid_eur_per_kwh: NonNeg = Field(0.20, description="clearance: what every participant "
-                                    "short of power bids in the double auction (the paper's "
-                                    "0.20)")
-    ask_eur_per_kwh: NonNeg = Field(0.05, description="clearance: what every participant "
-                                    "with spare power asks (the paper's 0.05); a trade is "
-                                    "priced at the seller's ask")
-    min_trade_kw: NonNeg = Field(
-        0.0, description="clearance: matched trades below this are dropped before the "
-        "network operator clears them; 0 keeps every trade, which is what the authors' code "
-        "does in effect (it builds a list filtered at 1e-5 MW = 0.01 kW, then clears the "
-        "unfiltered trades)")
-    network_check: Literal["none", "clearance"] = Field(
-        "none", description="clearance: after any mechanism's market the network operator "
-        "clears its day-ahead trades against the network's DC limits, as in the clearance "
-        "market (a pooled market's positions matched by double auction); curtailed "
-        "quantities are retail. For mechanisms without the network (not clearance, nor admm "
-        "with market.network)")
-    loss_price: NonNeg = Field(
-        0.0, description="bilateral: α, the loss penalty per kWh traded and per Ω of the path's "
-        "resistance (€/kWh/Ω), paid by each side; > 0 brings in the network operator")
-    congestion_price: NonNeg = Field(
-        0.0, description="bilateral: β, the penalty per kWh traded on a path through a line "
-        "the AC power flow finds above grid.max_loading_pct (€/kWh), paid by each side; > 0: "
-        "the operator checks the cleared trades and the market clears again")
-    congestion_rounds: int = Field(5, ge=1, description="bilateral: at most this many AC "
-                                   "congestion checks")
-    pool: bool = Field(False, description="bilateral: no peer-to-peer trades, every "
-                       "participant buys at retail (the main grid the only producer)")
+def _market_type():
+    """The scenario's ``market``: the registered mechanisms' parameter models, told apart by
+    ``mechanism`` (each model is its mechanism's one definition of its parameters)."""
+    models = tuple(m.params for m in mechanisms.registry().values())
+    return Annotated[Union[models], Field(discriminator="mechanism")]  # noqa: UP007
 
-    @field_validator("mechanism")
-    @classmethod
-    def _known_mechanism(cls, name: str) -> str:
-        if name not in MECHANISMS:
-            raise ValueError(f"unknown mechanism {name!r}; allowed: {', '.join(MECHANISMS)}")
-        return name
+
+Market = _market_type()
+DEFAULT_MECHANISM = next(iter(mechanisms.registry()))  # a market that names no mechanism
+
+
+def _default_market() -> MarketParams:
+    return mechanisms.get(DEFAULT_MECHANISM).params()
 
 
 class ForecastError(Strict):
@@ -823,7 +755,7 @@ class Scenario(Strict):
     seed: int = Field(ge=0)
     horizon: Horizon = Horizon()
     tariffs: Tariffs = Tariffs()
-    market: Market = Market()
+    market: Market = Field(default_factory=_default_market)
     solver: Solver = Solver()
     grid: GridConfig = GridConfig()
     runtime: Runtime = Runtime()
@@ -839,6 +771,15 @@ class Scenario(Strict):
     def source(self) -> str:
         return self._source
 
+    @model_validator(mode="before")
+    @classmethod
+    def _named_mechanism(cls, raw):
+        """A market that names no mechanism has the default one."""
+        market = raw.get("market") if isinstance(raw, dict) else None
+        if isinstance(market, dict) and "mechanism" not in market:
+            raw = {**raw, "market": {"mechanism": DEFAULT_MECHANISM, **market}}
+        return raw
+
     @field_validator("name")
     @classmethod
     def _folder_name(cls, name: str) -> str:
@@ -851,8 +792,7 @@ class Scenario(Strict):
     def _cross_checks(self):
         problems = [*_check_keys(self), *_check_lengths(self), *_check_cosims(self),
                     *_check_flexible(self), *_check_mechanism(self), *_check_times(self),
-                    *_check_trips(self), *_check_placements(self), *_check_chp(self),
-                    *_check_paths(self)]
+                    *_check_trips(self), *_check_placements(self), *_check_chp(self)]
         problems = problems or _check_size(self) or _check_names(self)
         if problems:
             raise ValueError("\n".join(problems))
@@ -911,22 +851,6 @@ def _check_flexible(s: Scenario) -> list[str]:
     return out
 
 
-def _check_paths(s: Scenario) -> list[str]:
-    """Path penalties (bilateral: loss or congestion price) need paths: a radial feeder."""
-    m = s.market
-    if m.mechanism != "bilateral" or not (m.loss_price > 0 or m.congestion_price > 0):
-        return []
-    from grid.paths import feeder_paths
-    field = "loss_price" if m.loss_price > 0 else "congestion_price"
-    try:
-        feeder_paths(load_network(s.grid.network, **({} if s.grid.ampacity_ka is None else
-                                                      {"ampacity_ka": s.grid.ampacity_ka})),
-                     s.grid.network)
-    except ValueError as exc:
-        return [f"market.{field}: path penalties need a radial feeder; {exc}"]
-    return []
-
-
 def _check_chp(s: Scenario) -> list[str]:
     """CHP polygons are convex polygons (``agents.data.polygon_problem``)."""
     out = []
@@ -941,27 +865,34 @@ def _check_chp(s: Scenario) -> list[str]:
 
 
 def _check_mechanism(s: Scenario) -> list[str]:
-    """The mechanism serves every agent kind of the scenario."""
-    mech = MECHANISMS.get(s.market.mechanism)
-    if mech is None:
-        return []
-    if s.market.mode == "centralized" and mech.name != "p2v_rules":
-        return [(f"market.mode: centralized is the counterpart of p2v_rules only; "
-                f"{mech.name} has none (use decentralized)")]
+    """The mechanism serves every agent kind of the scenario, has the mode asked for, its
+    network check is one, and its own problems (its plug-in's ``scenario_problems``)."""
     m = s.market
-    if m.network_check != "none" and m.mode == "centralized":
-        return [f"market.network_check: {m.network_check} needs a decentralized market"]
-    if m.network_check != "none" and m.network and m.mechanism in ("admm", "clearance"):
-        return [(f"market.network_check: {m.mechanism} already has the network operator "
-                 "clear its trades (market.network); the check is for markets without it")]
+    mech = mechanisms.get(m.mechanism)
+    if m.mode == "centralized" and mech.run_centralized is None:
+        having = [n for n, x in mechanisms.registry().items() if x.run_centralized]
+        return [(f"market.mode: {mech.name} has no centralized mode (use decentralized); "
+                 f"mechanisms with one: {', '.join(having) or 'none'}")]
+    out = []
+    if m.network_check != "none":
+        checks = mechanisms.network_checks()
+        if m.network_check not in checks:
+            out.append(f"market.network_check: {m.network_check!r} is not a network check; "
+                       f"allowed: none, {', '.join(checks)}")
+        elif m.mode == "centralized":
+            out.append(f"market.network_check: {m.network_check} needs a decentralized market")
+        elif m.model_copy(update={"network_check": "none"}).operator_takes_part():
+            out.append(f"market.network_check: in this {mech.name} market the network "
+                       "operator already takes part; the check is for markets without it")
     kinds = {AGENT_KIND.get(a.kind, a.kind) for a in [*s.templates, *s.agents]}
     wrong = sorted(kinds - mech.kinds)
-    if not wrong:
-        return []
-    serving = [n for n, m in MECHANISMS.items() if kinds <= m.kinds]
-    return [(f"market.mechanism: {mech.name} does not serve {', '.join(wrong)} agents (it "
-             f"serves {', '.join(sorted(mech.kinds))}); mechanisms for this community: "
-             f"{', '.join(serving) or 'none'}")]
+    if wrong:
+        out.append(f"market.mechanism: {mech.name} does not serve {', '.join(wrong)} agents "
+                   f"(it serves {', '.join(sorted(mech.kinds))}); mechanisms for this "
+                   f"community: {', '.join(mechanisms.serving(kinds)) or 'none'}")
+    if not out and mech.scenario_problems is not None:
+        out += mech.scenario_problems(s)
+    return out
 
 
 def _check_times(s: Scenario) -> list[str]:
@@ -1368,6 +1299,23 @@ def _member(tag: str) -> str:
     return match[1] if match else tag
 
 
+def _mechanism_tag(loc: tuple, i: int) -> bool:
+    """Part ``i`` of an error location is the market's mechanism pydantic adds
+    (``market.p2v_rules.tolerance_kw``)."""
+    return i == 1 and len(loc) > 1 and loc[0] == "market" and loc[1] in mechanisms.registry()
+
+
+def _foreign_parameter(name: str, key) -> str:
+    """Why ``key`` is no parameter of mechanism ``name``, and which mechanisms have it."""
+    fields = mechanisms.get(name).params.model_fields
+    own = ", ".join([f for f in fields if f not in MarketParams.model_fields]
+                    + list(MarketParams.model_fields))  # its own first, then every market's
+    having = [n for n, m in mechanisms.registry().items() if key in m.params.model_fields]
+    if not having:
+        return f"unknown key; allowed: {own}"
+    return f"not a parameter of {name} (it is one of {', '.join(having)}); allowed: {own}"
+
+
 def _kinds(where) -> list[str]:
     members = {"templates": (ProsumerTemplate, EVTemplate, BuildingTemplate,
                              NetworkLoadsTemplate, BusProfilesTemplate),
@@ -1421,7 +1369,8 @@ def _tags(loc: tuple, raw) -> list[int]:
     ``battery.Counts``, ``[key]``): parts that are no key of the input there."""
     out, node = [], raw
     for i, part in enumerate(loc):
-        kind = i == 2 and loc[0] in ("templates", "agents") and part in _KIND_TAGS
+        kind = (i == 2 and loc[0] in ("templates", "agents") and part in _KIND_TAGS
+                or _mechanism_tag(loc, i))
         known = isinstance(node, dict) and part in node or isinstance(node, list) \
             and isinstance(part, int) and 0 <= part < len(node)
         if known and not kind:
@@ -1487,8 +1436,14 @@ def _message(err: dict, raw) -> tuple[tuple, str]:
             "a number" if isinstance(value, (int, float)) else type(value).__name__
         msg = f"key {_show(value)} is {what}, not text; allowed: text keys (put it in quotes)"
         loc = (*loc[:-1], str(value)) if kind == "invalid_key" else loc
+    elif kind == "extra_forbidden" and _mechanism_tag(err["loc"], 1):
+        msg = _foreign_parameter(err["loc"][1], loc[-1])
     elif kind == "extra_forbidden":
         msg = f"unknown key; allowed: {_allowed_keys(err['loc'])}"
+    elif kind == "union_tag_invalid" and loc == ("market",):
+        loc += ("mechanism",)
+        msg = (f"unknown mechanism {ctx.get('tag')!r}; allowed: "
+               f"{', '.join(mechanisms.registry())} (lemgrid mechanisms lists them)")
     elif kind == "union_tag_not_found":
         msg = f"missing key 'kind'; allowed kinds: {', '.join(_kinds(loc[0]))}"
     elif kind == "union_tag_invalid":
@@ -1527,7 +1482,7 @@ def _format(exc: ValidationError, source: str, raw=None) -> list[str]:
     unions: dict[tuple, dict] = {}
     for err in exc.errors():
         at = next((i for i in _tags(err["loc"], raw) if err["loc"][i] not in _KIND_TAGS
-                   and err["loc"][i] != "[key]"), None)
+                   and err["loc"][i] != "[key]" and not _mechanism_tag(err["loc"], i)), None)
         if at is None:
             items.append(err)
             continue
@@ -1605,6 +1560,22 @@ def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
                 node[part] = value
             else:
                 node = node[part]
+    return _switched_mechanism(raw, [o.partition("=")[0] for o in overrides])
+
+
+def _switched_mechanism(raw: dict, keys: list[str]) -> dict:
+    """Where ``--set market.mechanism=NAME`` switches the mechanism, the file's parameters
+    of the mechanism it had are left behind (those set on the command line stay, and are
+    checked against the new one's)."""
+    market = raw.get("market")
+    if "market.mechanism" not in keys or not isinstance(market, dict):
+        return raw
+    mech = mechanisms.registry().get(market.get("mechanism"))
+    if mech is None:
+        return raw
+    given = {k.split(".", 2)[1] for k in keys if k.startswith("market.")}
+    raw["market"] = {k: v for k, v in market.items()
+                     if k in mech.params.model_fields or k in given}
     return raw
 
 

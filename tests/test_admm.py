@@ -13,7 +13,8 @@ from agents.admm_peer import PeerModel, connection_limits
 from agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
 from agents.market_agent import MarketAgent
 from agents.solver import OPTIMAL, PersistentMILP, define_agent
-from coordinator.mechanisms import get_mechanism
+from coordinator.mechanisms.admm import CORE as ADMM
+from coordinator.mechanisms.base import MarketData
 from coordinator.mechanisms.admm import (
     ADMMParams,
     _signals,
@@ -29,6 +30,12 @@ from .conftest import run_session
 H = Horizon(4, 1.0)
 BUY = np.array([0.10, 0.20, 0.30, 0.10])
 SELL = np.full(4, 0.04)
+
+
+class EveryRound(ADMMParams):
+    """ADMM parameters with residual balancing checked every round."""
+
+    BALANCE_EVERY = 1
 
 
 def _reg(imp, exp, kind="prosumer", periods=2):
@@ -50,7 +57,7 @@ def test_one_round_by_hand():
     1e-4·‖[a, a]‖/‖[λ, λ]‖ = 1e-4·√14.5/√(2(0.09995² + 0.1²)) = 3.807887e-4/0.19995 = 1.904420e-3. The primal
     is above 10 × the dual, so ρ doubles to 200 (balancing checked every round here)."""
     roster = {"A": _reg(5, 5), "B": _reg(5, 0)}
-    params = ADMMParams(network=False, price0_eur_per_kwh=[0.1, 0.1], balance_every=1)
+    params = EveryRound(network=False).with_data(MarketData((0.1, 0.1), (0.1, 0.1)))
     signals, state = init_admm(roster, params)
     assert signals["A"].terms["p2p"].price_eur_per_kwh == [0.1, 0.1]
     assert signals["A"].counterparties == 1
@@ -124,7 +131,7 @@ def test_each_group_balances_its_own_rho_by_hand():
     primal (0): ρ halves to 50; network: neither is 10 × the other: ρ_net stays 100."""
     roster = {"A": _reg(0, 5, periods=1), "B": _reg(5, 0, periods=1),
               "op": RegisterBody(kind="operator", periods=1, period_h=1.0)}
-    params = ADMMParams(balance_every=1)
+    params = EveryRound()
     _, state = init_admm(roster, params)
     offers = {"A": OfferBody(quantities_kw={"net": [-1], "p2p": [-1]}),
               "B": OfferBody(quantities_kw={"net": [1], "p2p": [1]}),
@@ -196,15 +203,15 @@ def _centralized_cost(community) -> float:
 
 
 def _run_admm(community, params):
-    agents = {d.name: MarketAgent(d, "admm") for d in community}
-    return agents, run_session(agents, get_mechanism("admm"), params)
+    agents = {d.name: MarketAgent(d, "peer_consensus") for d in community}
+    return agents, run_session(agents, ADMM, params)
 
 
 def test_admm_matches_the_centralized_optimum():
     community = _community()
     central = _centralized_cost(community)
-    params = ADMMParams(network=False, max_rounds=500, tolerance=1e-5,
-                        price0_eur_per_kwh=((BUY + SELL) / 2).tolist())
+    params = ADMMParams(network=False, max_rounds=500, residual_tolerance=1e-5).with_data(
+        MarketData(tuple(BUY.tolist()), tuple(SELL.tolist())))
     agents, session = _run_admm(community, params)
     assert session.state.converged, session.state.stopped
     admm = sum(a.plan.objective_eur for a in agents.values())

@@ -188,7 +188,7 @@ def market_day(tiny, curve_keys=None, extra=(), play=None, **kwargs):
     for a in agents:  # one at a time: building Pyomo models is not thread-safe
         a.agent.start_day(0)
     roster = [a.name for a in agents] + list(extra)
-    with serving(roster, params, mech.name, curve_keys=curve_keys, **kwargs) as service:
+    with serving(roster, params, mech, curve_keys=curve_keys, **kwargs) as service:
         with ThreadPoolExecutor(len(agents) + 1) as pool:
             futures = {a.name: pool.submit(run_agent, a, service.endpoint,
                                            timeout_s=WAIT_S / 2, curve_keys=curve_keys)

@@ -56,8 +56,8 @@ EXPECT = {
                       "allowed: plain YAML, no tags"],
     "20_crlf_unknown_key": ["horizon.hours: unknown key; allowed: periods, period_minutes, days"],
     "21_unknown_key_top": ["colour: unknown key; allowed: name, description, seed, horizon"],
-    "22_unknown_key_market": [("market.tolerance: unknown key; allowed: mechanism, mode, p2v, "
-                              "tolerance_kw")],
+    "22_unknown_key_market": [("market.tolerance: unknown key; allowed: p2v, tolerance_kw, "
+                              "mechanism, mode")],
     "23_unknown_key_time_of_use": [("tariffs.time_of_use.peak: unknown key; allowed: "
                                    "off_peak_eur_per_kwh, peak_eur_per_kwh, peak_start")],
     "24_unknown_key_dynamic": [("tariffs.dynamic.spread: unknown key; allowed: "
@@ -182,7 +182,7 @@ EXPECT = {
     "88_mechanism_cannot_serve_buildings": [("market.mechanism: p2v_rules does not serve "
                                             "building agents"), ("mechanisms for this "
                                             "community: amc, gdrmc, p2g")],
-    "89_centralized_gdrmc": ["market.mode: centralized is the counterpart of p2v_rules only",
+    "89_centralized_gdrmc": ["market.mode: gdrmc has no centralized mode (use decentralized); mechanisms with one: p2v_rules",
                              "(use decentralized)"],
     "90_unknown_network": [("grid.network: Input should be 'case33bw', 'feeder11', "
                            "'cigre_lv' or 'village_1' (got 'ieee13')")],
@@ -220,7 +220,7 @@ SETS = [
     ("no_key", "tiny", ["=true"], ["--set '=true': expected key.path=value"]),
     ("empty_part", "tiny", ["market..p2v=true"], ["expected key.path=value"]),
     ("unknown_field", "tiny", ["market.tolerance=0.1"],
-     ["market.tolerance: unknown key; allowed: mechanism, mode, p2v, tolerance_kw"]),
+     ["market.tolerance: unknown key; allowed: p2v, tolerance_kw, mechanism, mode"]),
     ("index_out_of_range", "tiny", ["templates.7.count=3"],
      [("--set templates.7.count: no such field to set, templates is a list of 2; allowed: "
       "indexes 0–1")]),
@@ -262,7 +262,7 @@ SETS = [
     ("scale_negative", "fernandes2024_cigre", ["community.scale=-2"],
      ["community.scale: Input should be greater than or equal to 0 (got -2)"]),
     ("centralized_gdrmc", "tiny_locality", ["market.mode=centralized"],
-     ["market.mode: centralized is the counterpart of p2v_rules only"]),
+     ["market.mode: gdrmc has no centralized mode (use decentralized); mechanisms with one: p2v_rules"]),
 ]
 
 

@@ -125,7 +125,7 @@ def _market(sets):
 def _market_at(path, sets=()):
     s = load_scenario(path, ["runtime.kind=inprocess", *sets])
     community = build_community(s)
-    agents = make_agents(s, community, {}, "bilateral")
+    agents = make_agents(s, community, {}, "commodity_consensus")
     session = run_session(agents, *mechanism_setup(s, community))
     return s, community, agents, session.state
 

@@ -11,7 +11,7 @@ import pytest
 
 from agents.data import Horizon, OperatorData
 from agents.operator import OperatorAgent
-from coordinator.mechanisms import get_mechanism
+from coordinator.mechanisms.clearance import CORE as CLEARANCE
 from coordinator.mechanisms.clearance import ClearanceParams, init_clearance, step_clearance
 from coordinator.protocol import (
     Offer,
@@ -54,7 +54,7 @@ def test_double_auction_without_the_network_by_hand():
     assert set(pairs) == {("A", "B"), ("A", "C")}
     np.testing.assert_allclose(state.accepted[pairs["A", "B"]], [2, 0])
     np.testing.assert_allclose(state.accepted[pairs["A", "C"]], [1, 0])
-    mech = get_mechanism("clearance")
+    mech = CLEARANCE
     clearing = mech.clear(state, params)
     assert clearing["A"].position_kw == [-3.0, 0.0]
     assert clearing["C"].by_counterparty_kw["p2p"]["A"] == [1.0, 0.0]
@@ -68,7 +68,7 @@ def test_the_operator_is_asked_alone_and_its_answer_clears():
     offer from a participant it did not ask. The operator accepts 1.5 of A→B's 2 kW: the
     positions follow (A −1.5, B +1.5), and what it accepts above the offer is clipped."""
     roster = {"A": _reg(), "B": _reg(), "op": _reg("operator")}
-    session = MarketSession(get_mechanism("clearance"), ClearanceParams())
+    session = MarketSession(CLEARANCE, ClearanceParams())
     for name, body in roster.items():
         session.register(Register(sender=name, day=0, body=body))
     signals = session.start()

@@ -5,7 +5,8 @@ Grid prices λb = 0.2 and λs = 0.05 €/kWh throughout, so m = (λb + λs) / 2 
 import numpy as np
 import pytest
 
-from coordinator.mechanisms import get_mechanism
+from coordinator.mechanisms.base import MarketData
+from scenarios import mechanisms
 from coordinator.mechanisms.amc import amc_prices
 from coordinator.mechanisms.gdrmc import gdrmc_prices
 from coordinator.protocol import OfferBody, RegisterBody
@@ -43,12 +44,12 @@ def test_prices_balance_the_operator_against_the_grid(rule, D, G):
     assert im * D - ex * G == pytest.approx(grid, abs=1e-12)
 
 
-def market(name, quotes, cdl=None, pil=None, **params):
+def market(name, quotes, cdl=None, pil_kw=None, **params):
     """Run one day of mechanism ``name`` on one-period quotes (period_h = 1)."""
-    mech = get_mechanism(name)
-    p = mech.params_type(grid_buy_eur_per_kwh=[0.2], grid_sell_eur_per_kwh=[0.05], **params)
+    mech = mechanisms.get(name).core
+    p = mech.params_type(**params).with_data(MarketData((0.2,), (0.05,)))
     roster = {n: RegisterBody(kind="building", periods=1, period_h=1.0, limits_kw={
-        "export": [9.0], "cdl": [cdl[i] if cdl else 9.0], "pil": [pil[i] if pil else 9.0]})
+        "export": [9.0], "cdl": [cdl[i] if cdl else 9.0], "pil": [pil_kw[i] if pil_kw else 9.0]})
         for i, n in enumerate(quotes)}
     signals, state = mech.init(roster, p, 0)
     _, state, done = mech.step({n: OfferBody(quantities_kw={"net": [q]})
@@ -70,10 +71,10 @@ def test_demand_limit_charges_the_excess_at_kappa():
 def test_injection_limit_leaves_the_excess_unpaid():
     """D = 1, G = 4, locality PIL = 1: the grid takes 1 of the 3 kW surplus, so exporters
     are paid for G' = 2: π_ex = 0.05·2/4 = 0.025 (GDRMC), importers pay λs = 0.05."""
-    *_, clearing = market("gdrmc", {"a": 1.0, "b": -4.0}, pil=[0.0, 1.0])
+    *_, clearing = market("gdrmc", {"a": 1.0, "b": -4.0}, pil_kw=[0.0, 1.0])
     assert clearing["b"].prices_eur_per_kwh["export"] == pytest.approx([0.025], abs=1e-15)
-    *_, clearing = market("gdrmc", {"a": 1.0, "b": -4.0}, pil=[0.0, 1.0],
-                          injection_limit=False)
+    *_, clearing = market("gdrmc", {"a": 1.0, "b": -4.0}, pil_kw=[0.0, 1.0],
+                          pil=False)
     assert clearing["b"].prices_eur_per_kwh["export"] == pytest.approx([0.05], abs=1e-15)
 
 
@@ -101,13 +102,13 @@ def test_a_missing_meter_counts_as_the_quote():
 def test_p2g_plans_under_the_pil_and_takes_nothing():
     """P2G sends each participant its own PIL as export limit (the connection's without
     PILs), clears no position and bills nothing: everything is retail."""
-    mech, p, signals, state, clearing = market("p2g", {"a": 2.0, "b": -1.0}, pil=[3.0, 1.5])
+    mech, p, signals, state, clearing = market("p2g", {"a": 2.0, "b": -1.0}, pil_kw=[3.0, 1.5])
     assert signals["b"].terms["export"].limit_kw == [1.5]
     assert clearing["b"].position_kw == [0.0]
     bill = mech.settle(state, p, {"b": np.array([-1.0])})["b"]
     assert bill.traded_eur == [0.0] and bill.violation_eur == [0.0]
-    _, _, signals, _, _ = market("p2g", {"a": 2.0, "b": -1.0}, pil=[3.0, 1.5],
-                                 injection_limit=False)
+    _, _, signals, _, _ = market("p2g", {"a": 2.0, "b": -1.0}, pil_kw=[3.0, 1.5],
+                                 pil=False)
     assert signals["b"].terms["export"].limit_kw == [9.0]
 
 
@@ -115,7 +116,7 @@ def test_p2g_plans_under_the_pil_and_takes_nothing():
 def test_locality_markets_keep_individual_pils(name):
     """A PIL limits the participant's own connection: it plans under it (1.5 kW) in the
     locality market too; without PILs, under its connection's export limit (9 kW)."""
-    signals = market(name, {"a": 2.0, "b": -1.0}, pil=[3.0, 1.5])[2]
+    signals = market(name, {"a": 2.0, "b": -1.0}, pil_kw=[3.0, 1.5])[2]
     assert signals["b"].terms["export"].limit_kw == [1.5]
-    signals = market(name, {"a": 2.0, "b": -1.0}, pil=[3.0, 1.5], injection_limit=False)[2]
+    signals = market(name, {"a": 2.0, "b": -1.0}, pil_kw=[3.0, 1.5], pil=False)[2]
     assert signals["b"].terms["export"].limit_kw == [9.0]

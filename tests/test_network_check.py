@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 
 from agents.market_agent import MarketAgent, asks_planned_net
-from coordinator.mechanisms import get_mechanism, load_params
-from coordinator.mechanisms.base import Mechanism, zero_settlement
+from coordinator.mechanisms.base import MarketData, dump_market, load_market
+from coordinator.mechanisms.network_check import checked
+from coordinator.mechanisms.p2v_rules import CORE as P2V
+from scenarios import mechanisms
+from coordinator.mechanisms.base import MarketCore, zero_settlement
 from coordinator.mechanisms.network_check import bilateral_trades, checked
 from coordinator.mechanisms.p2v_rules import P2VParams
 from coordinator.protocol import (
@@ -50,8 +53,8 @@ def _offer(session, name, body):
 def _p2v_day(accepted):
     """A P2V day of prosumer A and EVs B and C (2 periods of 1 h) through the network check,
     the operator answering ``accepted``; the session after its clearing."""
-    mech = get_mechanism("p2v_rules", "clearance")
-    session = MarketSession(mech, P2VParams(price_eur_per_kwh=PRICE))
+    mech = checked(P2V)
+    session = MarketSession(mech, P2VParams().with_data(MarketData(p2v_eur_per_kwh=PRICE)))
     for name, kind in (("A", "prosumer"), ("B", "ev"), ("C", "ev"), ("operator", "operator")):
         _register(session, name, kind)
     signals = session.start()
@@ -129,9 +132,11 @@ def test_bilateral_trades_from_by_counterparty():
 
 
 def test_params_file_keeps_the_check():
-    mech, _ = load_params({"mechanism": "amc", "params": {}, "network_check": "clearance"})
-    assert "operator" in mech.kinds and mech.family == "quote"
-    assert "operator" not in load_params({"mechanism": "amc", "params": {}})[0].kinds
+    amc, check = mechanisms.get("amc"), mechanisms.get("clearance").check
+    params = amc.params(network_check="clearance")
+    mech, loaded = load_market(dump_market(amc.core, params, check))
+    assert "operator" in mech.kinds and loaded == params
+    assert "operator" not in load_market(dump_market(amc.core, params))[0].kinds
 
 
 def test_plan_round_answered_by_a_market_agent_without_replanning():
@@ -176,7 +181,7 @@ def test_market_agent_takes_the_operators_export_caps():
 
 
 def test_check_refused_where_the_network_already_takes_part(tmp_path):
-    with pytest.raises(ScenarioError, match="already has the network operator"):
+    with pytest.raises(ScenarioError, match="the network operator already takes part"):
         load_scenario(SCENARIOS / "tiny.yaml",
                       ["market.mechanism=admm", "market.network_check=clearance"])
 
@@ -218,10 +223,11 @@ def _bilateral_mechanism():
     def settle(state, params, meters):
         return {"A": zero_settlement(kw, kw * price), "B": zero_settlement(-kw, -kw * price)}
 
-    return Mechanism("toy", dict, frozenset({"prosumer"}), "quote",
-                     lambda roster, params, day=0: ({n: SignalBody() for n in roster}, None),
-                     lambda offers, state, params: ({}, state, True), clear, settle,
-                     lambda body, periods: None)
+    return MarketCore(params_type=dict, kinds=frozenset({"prosumer"}),
+                      init=lambda roster, params, day=0: ({n: SignalBody() for n in roster},
+                                                          None),
+                      step=lambda offers, state, params: ({}, state, True), clear=clear,
+                      settle=settle, check_offer=lambda body, periods: None)
 
 
 def test_bilateral_curtailment_billed_at_the_trades_prices():

@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 
-from coordinator.mechanisms import get_mechanism
+from coordinator.mechanisms.base import MarketData
+from coordinator.mechanisms.p2v_rules import CORE
 from coordinator.protocol import OfferBody, RegisterBody
 
-MECH = get_mechanism("p2v_rules")
-PARAMS = MECH.params_type(tolerance_kw=0.001, max_rounds=5, price_eur_per_kwh=0.0686)
+MECH = CORE
+PARAMS = MECH.params_type(tolerance_kw=0.001, max_rounds=5).with_data(
+    MarketData(p2v_eur_per_kwh=0.0686))
 # S_t (one seller p1): 2, 0, 1 kW. B_t (v1 + v2): 3+1, 1+0, 0+0 kW.
 OFFERS = {"p1": [2.0, 0.0, 1.0], "v1": [3.0, 1.0, 0.0], "v2": [1.0, 0.0, 0.0]}
 

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from coordinator.mechanisms import get_mechanism
+from coordinator.mechanisms.base import MarketData
+from coordinator.mechanisms.p2v_rules import CORE as P2V
 from coordinator.protocol import (
     PROTOCOL_VERSION,
     Meter,
@@ -20,6 +21,8 @@ from coordinator.protocol import (
     merge_meters,
 )
 from coordinator.session import MarketSession
+
+P2V_PARAMS = P2V.params_type().with_data(MarketData(p2v_eur_per_kwh=0.0686))  # faia2021's
 
 
 def test_round_trip():
@@ -59,8 +62,8 @@ def test_private_fields_are_refused():
 
 
 def test_session_refuses_duplicate_late_and_unknown_offers():
-    mech = get_mechanism("p2v_rules")
-    session = MarketSession(mech, mech.params_type())
+    mech = P2V
+    session = MarketSession(mech, P2V_PARAMS)
     session.register(Register(sender="p1", body=RegisterBody(
         kind="prosumer", periods=1, period_h=0.25, limits_kw={"p2v": [1.0]})))
     session.register(Register(sender="v1", body=RegisterBody(
@@ -81,8 +84,8 @@ def test_session_refuses_duplicate_late_and_unknown_offers():
 
 
 def test_session_refuses_a_kind_its_mechanism_does_not_serve():
-    mech = get_mechanism("p2v_rules")
-    session = MarketSession(mech, mech.params_type())
+    mech = P2V
+    session = MarketSession(mech, P2V_PARAMS)
     with pytest.raises(ProtocolError, match="does not serve building agents") as info:
         session.register(Register(sender="h1", body=RegisterBody(
             kind="building", periods=1, period_h=0.25)))
@@ -92,8 +95,8 @@ def test_session_refuses_a_kind_its_mechanism_does_not_serve():
 def cleared_pair(periods: int, offer_kw: float) -> MarketSession:
     """A P2V session of one seller p1 and one buyer v1 (1 kW limits) whose one round
     offered ``offer_kw`` in every period, cleared."""
-    mech = get_mechanism("p2v_rules")
-    session = MarketSession(mech, mech.params_type())
+    mech = P2V
+    session = MarketSession(mech, P2V_PARAMS)
     for name, kind in (("p1", "prosumer"), ("v1", "ev")):
         session.register(Register(sender=name, body=RegisterBody(
             kind=kind, periods=periods, period_h=0.25, limits_kw={"p2v": [1.0]})))

@@ -8,7 +8,8 @@ import pytest
 from agents.billing import day_bill, retail_eur
 from agents.data import BatterySpec, BuildingData, Horizon, ProsumerData, Tariff
 from agents.realise import realise_period
-from coordinator.mechanisms import get_mechanism
+from coordinator.mechanisms.base import MarketData
+from coordinator.mechanisms.gdrmc import CORE as GDRMC
 from coordinator.protocol import (
     OfferBody,
     RegisterBody,
@@ -115,9 +116,9 @@ def test_price_rounds_announce_damped_prices_until_quotes_settle():
     """Two rounds allowed. Round 1 (a: 2, b: −1, D = 2, G = 1, λb 0.2, λs 0.05): GDRMC
     prices 0.14 / 0.08 are announced as they are (nothing to damp yet); round 2 with the
     same quotes changes nothing (0 kW ≤ tolerance): done, converged, and clears at 0.14."""
-    mech = get_mechanism("gdrmc")
-    p = mech.params_type(grid_buy_eur_per_kwh=[0.2], grid_sell_eur_per_kwh=[0.05],
-                         price_rounds=2, tolerance_kw=0.01)
+    mech = GDRMC
+    p = mech.params_type(price_rounds=2, tolerance_kw=0.01).with_data(
+        MarketData((0.2,), (0.05,)))
     roster = {n: RegisterBody(kind="building", periods=1, period_h=1.0,
                               limits_kw={"export": [9.0]}) for n in "ab"}
     _, state = mech.init(roster, p, 0)

@@ -36,13 +36,22 @@ def test_shipped_scenarios_validate(name):
 
 def test_unknown_key_names_field_and_allowed_keys(tmp_path):
     path = write(tmp_path, lambda r: r["market"].update(tolerance=0.1))
-    assert errors(path) == [(f"{path}: market.tolerance: unknown key; allowed: mechanism, mode, "
-                            "p2v, tolerance_kw, max_rounds, price_rounds, damping, pil, "
-                            "demand_limit, cdl_factor, penalty_rate, network, network_model, "
-                            "network_margin_pu, rho0, residual_balancing, balancing_mu, balancing_tau, relaxation, "
-                            "residual_tolerance, binaries, bid_eur_per_kwh, ask_eur_per_kwh, "
-                            "min_trade_kw, network_check, loss_price, congestion_price, "
-                            "congestion_rounds, pool")]
+    assert errors(path) == [(f"{path}: market.tolerance: unknown key; allowed: p2v, tolerance_kw, "
+                             "mechanism, mode, max_rounds, network_check, cdl_factor, pil, "
+                             "network_model, network_margin_pu")]
+
+
+def test_another_mechanisms_parameter_names_the_mechanisms_that_have_it(tmp_path):
+    """A parameter of another mechanism is no longer silently accepted: p2v_rules has no
+    loss price (bilateral has), no price discovery (amc and gdrmc have)."""
+    path = write(tmp_path, lambda r: r["market"].update(loss_price=0.005, price_rounds=3))
+    own = ("allowed: p2v, tolerance_kw, mechanism, mode, max_rounds, network_check, "
+           "cdl_factor, pil, network_model, network_margin_pu")
+    assert errors(path) == [
+        f"{path}: market.loss_price: not a parameter of p2v_rules (it is one of bilateral); "
+        + own,
+        f"{path}: market.price_rounds: not a parameter of p2v_rules (it is one of amc, "
+        "gdrmc); " + own]
 
 
 def test_every_problem_gets_a_line(tmp_path):

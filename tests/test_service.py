@@ -20,7 +20,8 @@ from agents.client import CoordinatorClient, CoordinatorUnavailable
 from agents.market_agent import MarketAgent
 from agents.realise import Actuals
 from agents.solver import AgentInfeasible
-from coordinator.mechanisms import dump_params
+from coordinator.mechanisms.base import MarketData, dump_market
+from coordinator.mechanisms.p2v_rules import CORE as P2V
 from coordinator.mechanisms.p2v_rules import P2VParams
 from coordinator.protocol import (
     MESSAGE_TYPES,
@@ -52,11 +53,12 @@ from coordinator.service import (
 )
 from scenarios.community.builder import build_community
 from scenarios.run.inprocess import run_decentralized
-from scenarios.run.market import mechanism_setup
+from scenarios.run.market import mechanism_setup, plugin
 from scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 
+P2V_PARAMS = P2VParams().with_data(MarketData(p2v_eur_per_kwh=0.0686))  # faia2021's price
 WAIT_S = 10.0  # longest any test waits for one answer or for the service to finish
 DRAIN_S = 0.05  # the services here linger this long after the last settlement
 REALISE_S = WAIT_S / 2  # the services here wait this long for the next meter reading
@@ -67,9 +69,9 @@ PERIOD_H = 0.25
 
 # -- fixtures and helpers ------------------------------------------------------------------
 @contextmanager
-def serving(roster, params=None, mechanism="p2v_rules", **kwargs):
+def serving(roster, params=None, mechanism=P2V, **kwargs):
     """A coordinator serving in a thread on a random port; always closed."""
-    service = CoordinatorService(mechanism, params or P2VParams(), roster,
+    service = CoordinatorService(mechanism, params or P2V_PARAMS, roster,
                                  **{"drain_s": DRAIN_S, "realisation_timeout_s": REALISE_S,
                                     "keep_log": True, **kwargs})
     try:
@@ -224,7 +226,7 @@ def log_problems(path):
 # -- distributed days equal the in-process days ----------------------------------------------
 def market_agents(s, community, actuals=None):
     """The scenario's agents as the in-process runtime configures them."""
-    so, family = s.solver, mechanism_setup(s, community)[0].family
+    so, family = s.solver, plugin(s).strategy
     return [MarketAgent(d, family, (actuals or {}).get(d.name), mip_rel_gap=so.mip_rel_gap,
                         time_limit_s=so.time_limit_s, lp_first=so.lp_first) for d in community]
 
@@ -238,7 +240,7 @@ def run_days(s, community, actuals=None, extra=(), play=None, **kwargs):
     mech, params = mechanism_setup(s, community)
     agents = {a.name: a for a in market_agents(s, community, actuals)}
     settled = {n: [] for n in agents}
-    with (serving([*agents, *extra], params, mech.name, days=s.horizon.days,
+    with (serving([*agents, *extra], params, mech, days=s.horizon.days,
                   **kwargs) as service,
           ExitStack() as stack, ThreadPoolExecutor(len(agents)) as pool):
         clients = {n: stack.enter_context(CoordinatorClient(a, service.endpoint,
@@ -677,29 +679,29 @@ def test_service_from_arguments(tmp_path):
     roster.write_text("p1\n# a comment\nev1  # the EV\n\n")
     assert read_roster(str(roster)) == ["p1", "ev1"] == read_roster("p1, ev1")
     parse = add_arguments(argparse.ArgumentParser()).parse_args
-    args = parse(["--roster", str(roster), "--tolerance-kw", "0.01", "--max-rounds", "3",
+    params = P2VParams(tolerance_kw=0.01, max_rounds=3).with_data(
+        MarketData(p2v_eur_per_kwh=0.07))
+    (tmp_path / "params.json").write_text(json.dumps(dump_market(P2V, params)))
+    args = parse(["--roster", str(roster), "--params", str(tmp_path / "params.json"),
                   "--log", str(tmp_path / "messages.jsonl")])
     with build_service(args) as service:
         assert service.roster == ["p1", "ev1"]
-        assert service.session.params == P2VParams(tolerance_kw=0.01, max_rounds=3)
         assert (service.first_day, service.last_day, service.records_path) == (0, 0, None)
         assert service.endpoint.startswith("tcp://127.0.0.1:")
         assert not service.endpoint.endswith(":0")
-    params = P2VParams(tolerance_kw=0.01, max_rounds=3, price_eur_per_kwh=0.07)
-    (tmp_path / "params.json").write_text(json.dumps(dump_params("p2v_rules", params)))
     args = parse(["--roster", "p1,ev1", "--params", str(tmp_path / "params.json"),
-                  "--tolerance-kw", "9",  # --params holds the whole parameter set
                   "--day", "2", "--days", "3", "--realisation-timeout-s", "0.5",
                   "--records", str(tmp_path / "days.json"), "--log", ""])
     with build_service(args) as service:
         assert service.mechanism.name == "p2v_rules"
         assert service.params == service.session.params == params
+        assert service.params.data.p2v_eur_per_kwh == 0.07
         assert (service.first_day, service.last_day, service.session.day) == (2, 4, 2)
         assert service.realisation_timeout_s == 0.5 and service.log_path is None
         assert service.records_path == tmp_path / "days.json"
-    (tmp_path / "params.json").write_text(json.dumps({"mechanism": "p2v_rules",
+    (tmp_path / "params.json").write_text(json.dumps({**dump_market(P2V, params),
                                                       "params": {"rho": 1.0}}))
-    with pytest.raises(ValueError, match="not a mechanism parameter set"):
+    with pytest.raises(ValueError, match="not a market description"):
         build_service(args)
 
 
@@ -769,7 +771,7 @@ def test_a_rounds_deadline_runs_from_its_last_signal_sent(monkeypatch):
 
     clock = [100.0]
     monkeypatch.setattr(service_module.time, "monotonic", lambda: clock[0])
-    service = CoordinatorService("p2v_rules", P2VParams(), ["a", "b"], round_deadline_s=30.0)
+    service = CoordinatorService(P2V, P2VParams(), ["a", "b"], round_deadline_s=30.0)
     try:
         def send(route, msg):
             clock[0] += 5.0

@@ -1,4 +1,4 @@
-"""Network-constrained peer-to-peer trading by ADMM (MODELS.md §B, seed 001).
+"""Network-constrained peer-to-peer trading by ADMM (Antunes et al. 2024).
 
 Peers (prosumers, EVs, buildings) trade bilaterally: P_nm is the power peer n buys from
 peer m (kW, − when it sells), with reciprocity P_nm + P_mn = 0. A network operator
@@ -64,12 +64,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 from scipy import sparse
 
 from coordinator.mechanisms.base import (
     NETWORK_KINDS,
+    MarketCore,
+    MarketParams,
     RoundRecord,
     bilateral_clearings,
     bilateral_settlements,
@@ -94,23 +98,40 @@ TINY_KW = 1e-6  # below this the market's quantities count as nothing
 TINY_EUR_PER_KWH = 1e-9
 
 
-@dataclass(frozen=True)
-class ADMMParams:
-    """ρ0 in €/MW²h (the penalty on a MW of disagreement over an hour), residual
-    balancing μ and τ (and how often it is checked), the stopping tolerance on the scaled residuals, the round bound,
-    whether the operator's network takes part, and the trade prices of the first round
-    (€/kWh per period of every day: a public figure such as the midpoint of the retail
-    buy and feed-in prices; empty: 0)."""
+class ConsensusParams(MarketParams):
+    """What the consensus ADMM markets (this one and the bilateral market) share: ρ0,
+    residual balancing (μ, τ, checked every ``BALANCE_EVERY`` rounds), the stopping
+    tolerance on the scaled residuals and how the peers settle their binaries."""
 
-    rho0: float = 100.0
-    mu: float = 10.0
-    tau: float = 2.0
-    residual_balancing: bool = True
-    balance_every: int = 10
-    tolerance: float = 1e-4
-    max_rounds: int = 300
-    network: bool = True
-    price0_eur_per_kwh: list[float] = field(default_factory=list)
+    BALANCE_EVERY: ClassVar[int] = 10
+    rho0: float = Field(100.0, gt=0, description="initial penalty ρ (€/MW²h)")
+    residual_balancing: bool = Field(True, description="adapt ρ to the residuals")
+    balancing_mu: float = Field(10.0, gt=1, description="residual balancing μ (ρ changes "
+                                "when one residual exceeds μ × the other)")
+    balancing_tau: float = Field(2.0, gt=1, description="residual balancing τ (the factor ρ "
+                                 "changes by)")
+    residual_tolerance: float = Field(1e-4, gt=0, description="the market stops once the "
+                                      "primal and dual residuals (scaled: relative to the "
+                                      "quantities and the prices) are at most this")
+    binaries: Literal["relax", "fix"] = Field(
+        "relax", description="the peers' binaries, relaxed (genuine on/off decisions kept "
+        "from the plan without the market) or all fixed from that plan")
+
+    def agent_options(self) -> dict:
+        return {"binaries": self.binaries}
+
+
+class ADMMParams(ConsensusParams):
+    """The first round's trade prices are public: the midpoint of the retail buy and
+    feed-in prices of the run's data (0 without data)."""
+
+    DEFAULT_ROUNDS: ClassVar[int] = 500
+    mechanism: Literal["admm"] = "admm"
+    network: bool = Field(True, description="the network operator takes part and its network "
+                          "limits bind the trades; false: unconstrained P2P")
+
+    def operator_takes_part(self) -> bool:
+        return self.network or super().operator_takes_part()
 
 
 @dataclass
@@ -167,10 +188,9 @@ def init_admm(roster: Mapping[str, RegisterBody], params: ADMMParams, day: int =
     pairs = trade_pairs(roster, peers, periods)
     K, N = len(pairs), len(peers)
     price0 = np.zeros(periods)
-    if params.price0_eur_per_kwh:
-        run = np.asarray(params.price0_eur_per_kwh, float)
-        price0 = run[day * periods:(day + 1) * periods] if run.size > periods else run[:periods]
-        price0 = np.resize(price0, periods)
+    if params.data.buy_eur_per_kwh:
+        buy, sell = params.data.day(day, periods)
+        price0 = (buy + sell) / 2
     state = ADMMState(periods, period_h, day, peers, operator, pairs,
                       a=np.zeros((K, periods)), price=np.tile(price0, (K, 1)),
                       y=np.zeros((N, periods)), mu=np.zeros((N, periods)),
@@ -359,16 +379,16 @@ def relaxed(local: np.ndarray, agreed: np.ndarray, alpha: float) -> np.ndarray:
 RHO_OF = {"trade": "rho", "net": "rho_net"}  # the state's ρ of each constraint group
 
 
-def balance_rho(rho: float, r: float, s: float, round_: int, params: ADMMParams) -> float:
+def balance_rho(rho: float, r: float, s: float, round_: int, params: ConsensusParams) -> float:
     """Residual balancing of one group's ρ: far apart (one residual above μ² × the other)
     every round, ρ is far off its scale; otherwise every ``balance_every`` rounds."""
     if not (params.residual_balancing and np.isfinite(r) and np.isfinite(s)):
         return rho
-    if r > params.mu ** 2 * s or round_ % params.balance_every == 0:
-        if r > params.mu * s:
-            return rho * params.tau
-        if s > params.mu * r:
-            return rho / params.tau
+    if r > params.balancing_mu ** 2 * s or round_ % params.BALANCE_EVERY == 0:
+        if r > params.balancing_mu * s:
+            return rho * params.balancing_tau
+        if s > params.balancing_mu * r:
+            return rho / params.balancing_tau
     return rho
 
 
@@ -380,7 +400,7 @@ def _finish(state: ADMMState, params: ADMMParams, groups: dict[str, Residuals]):
     finite = [rs for rs in scaled.values() if np.isfinite(rs[0])]
     r = max((rs[0] for rs in finite), default=float("nan"))
     s = max((rs[1] for rs in finite), default=float("nan"))
-    state.converged = bool(not state.stopped and r <= params.tolerance and s <= params.tolerance)
+    state.converged = bool(not state.stopped and r <= params.residual_tolerance and s <= params.residual_tolerance)
     traded = np.abs(state.a).sum(axis=0) if len(state.a) else np.zeros(state.periods)
     primal = [p for res in groups.values() for p in res.primal]
     scalars = {"primal_residual": r, "dual_residual": s}
@@ -392,10 +412,10 @@ def _finish(state: ADMMState, params: ADMMParams, groups: dict[str, Residuals]):
     for g, (rg, sg) in scaled.items():
         setattr(state, RHO_OF[g], balance_rho(getattr(state, RHO_OF[g]), rg, sg, state.round,
                                            params))
-    done = state.converged or bool(state.stopped) or state.round >= params.max_rounds
+    done = state.converged or bool(state.stopped) or state.round >= params.rounds
     if done and not state.converged and not state.stopped:
         state.stopped = (f"no convergence in {state.round} rounds (primal residual {r:.3g}, "
-                         f"dual residual {s:.3g}, tolerance {params.tolerance:g})")
+                         f"dual residual {s:.3g}, tolerance {params.residual_tolerance:g})")
     return ({} if done else _signals(state, params)), state, done
 
 
@@ -429,3 +449,7 @@ def settle_admm(state: ADMMState, params: ADMMParams, meters):
     """The agreed trades' bill (``bilateral_settlements``)."""
     return bilateral_settlements(state.peers, state.operator, state.periods, positions(state),
                                  traded_eur(state))
+
+
+CORE = MarketCore(params_type=ADMMParams, kinds=KINDS, init=init_admm, step=step_admm,
+                  clear=clear_admm, settle=settle_admm, check_offer=check_offer)

@@ -11,9 +11,12 @@ The side that is short in the locality gets the fixed average whatever its share
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from coordinator.mechanisms import locality
+from coordinator.mechanisms.base import MarketCore
 
 
 def amc_prices(buy: np.ndarray, sell: np.ndarray, D: np.ndarray, G: np.ndarray):
@@ -27,5 +30,14 @@ def amc_prices(buy: np.ndarray, sell: np.ndarray, D: np.ndarray, G: np.ndarray):
     return np.where(none, buy, pi_im), np.where(none, sell, pi_ex)
 
 
+class AMCParams(locality.LocalityParams):
+    mechanism: Literal["amc"] = "amc"
+
+
 def step(offers, state, params):
     return locality.step_locality(offers, state, params, amc_prices)
+
+
+CORE = MarketCore(params_type=AMCParams, kinds=locality.KINDS, init=locality.init_locality,
+                  step=step, clear=locality.clear_locality, settle=locality.settle_locality,
+                  check_offer=locality.check_offer)

@@ -1,37 +1,164 @@
-"""What every mechanism shares: its registry entry, round records and settlement helpers.
+"""What every mechanism shares: its parameters' base model, the public market data, its
+pure core, round records and settlement helpers.
 
-A mechanism is pure: ``init(roster, params, day) -> (signals, state)``,
+A mechanism's core is pure: ``init(roster, params, day) -> (signals, state)``,
 ``step(offers, state, params) -> (signals, state, done)``,
 ``clear(state, params) -> clearings`` (the day-ahead result) and
 ``settle(state, params, meters) -> settlements`` (the day's bills once the realised
 powers are in); ``check_offer(body, periods)`` says what is wrong with an offer, if
-anything, before the session accepts it. It states the agent kinds it serves and the strategy family agents use
-to answer it (``limits``: re-plan under per-period limits; ``quote``: quote the planned
-net demand).
+anything, before the session accepts it. ``params`` is the mechanism's parameter model
+(a ``MarketParams``: the scenario's ``market`` section, the one definition of every
+parameter) carrying the run's public ``MarketData``.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from coordinator.protocol import ClearingBody, RegisterBody, SettlementBody
 
 
 @dataclass(frozen=True)
-class Mechanism:
-    name: str
-    params_type: type
+class MarketData:
+    """What every participant knows before the market opens: the retail buy and feed-in
+    prices of every period of the run (€/kWh, day after day) and the fixed P2V price."""
+
+    buy_eur_per_kwh: tuple[float, ...] = ()
+    sell_eur_per_kwh: tuple[float, ...] = ()
+    p2v_eur_per_kwh: float = 0.0
+
+    def day(self, day: int, periods: int) -> tuple[np.ndarray, np.ndarray]:
+        """(buy, sell) of day ``day``; a one-day series holds for every day."""
+        buy = np.asarray(self.buy_eur_per_kwh, float)
+        sell = np.asarray(self.sell_eur_per_kwh, float)
+        if buy.size == periods and sell.size == periods:
+            return buy, sell
+        cut = slice(day * periods, (day + 1) * periods)
+        if buy[cut].size != periods or sell[cut].size != periods:
+            raise ValueError(f"retail prices cover {buy.size // max(periods, 1)} day(s); day "
+                             f"{day + 1} has none")
+        return buy[cut], sell[cut]
+
+
+class MarketParams(BaseModel):
+    """The parameters every mechanism has. A mechanism's own model adds its fields and
+    narrows ``mechanism`` to its name (a ``Literal``): the scenario's ``market`` section
+    is the union of the registered models, told apart by ``mechanism``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    DEFAULT_ROUNDS: ClassVar[int] = 5  # the round limit where max_rounds is null
+
+    mechanism: str = Field(description="a registered mechanism (lemgrid mechanisms)")
+    mode: Literal["decentralized", "centralized"] = Field(
+        "decentralized", description="decentralized: the market; centralized: the "
+        "mechanism's centralized counterpart in one model, where it has one")
+    max_rounds: int | None = Field(None, ge=1, description="at most this many rounds; null: "
+                                   "the mechanism's default")
+    network_check: str = Field(
+        "none", description="none, or a mechanism that checks another's trades against the "
+        "network (clearance: after the market the network operator clears its day-ahead "
+        "trades against the network's DC limits; curtailed quantities are retail); for "
+        "mechanisms whose trades the network operator does not already clear")
+    cdl_factor: float = Field(2.5, ge=1, description="the utility's rule for buildings: "
+                              "import above a consumer demand limit costs this × the price")
+    pil: bool = Field(True, description="the utility imposes power injection limits: each "
+                      "building's own (and, in a locality market, the locality's sum)")
+    network_model: Literal["socp", "lindistflow"] = Field(
+        "socp", description="where the network operator takes part: its network model, the "
+        "relaxed branch-flow SOCP or the LinDistFlow LP")
+    network_margin_pu: float = Field(
+        0.0005, ge=0, lt=0.05, description="where the network operator takes part: it keeps "
+        "voltages this far inside grid.v_min_pu and grid.v_max_pu, so that what the market "
+        "leaves open at its tolerance does not show as a violation in the AC power flow")
+    _data: MarketData = PrivateAttr(default_factory=MarketData)
+
+    @property
+    def rounds(self) -> int:
+        """The round limit: ``max_rounds``, or the mechanism's default."""
+        return self.max_rounds or self.DEFAULT_ROUNDS
+
+    @property
+    def data(self) -> MarketData:
+        return self._data
+
+    def with_data(self, data: MarketData):
+        """These parameters with the run's public market data."""
+        out = self.model_copy()
+        out._data = data
+        return out
+
+    def operator_takes_part(self) -> bool:
+        """Whether the network operator is an agent of this market."""
+        return self.network_check != "none"
+
+    def market_open(self) -> bool:
+        """Whether there is a local market at all (false: retail only)."""
+        return True
+
+    def agents_trade_p2v(self) -> bool:
+        """Whether prosumers and EVs model P2V exchange in their own plans."""
+        return False
+
+    def agent_options(self) -> dict:
+        """Options of every participant's market agent (``agents.market_agent``)."""
+        return {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MarketCore:
+    """A mechanism's pure part, what the coordinator runs: its parameter model, the agent
+    kinds it serves and its functions (module docstring). It lives at module level beside
+    its parameter model, so that a coordinator process can import it by name."""
+
+    params_type: type[MarketParams]
     kinds: frozenset[str]
-    family: str
     init: Callable
     step: Callable
     clear: Callable
     settle: Callable
     check_offer: Callable  # (OfferBody, periods) -> what is wrong with it, or None
-    description: str = ""
+
+    @property
+    def name(self) -> str:
+        return mechanism_name(self.params_type)
+
+
+def mechanism_name(params_type: type[MarketParams]) -> str:
+    """The name a parameter model's ``mechanism`` field is narrowed to."""
+    annotation = params_type.model_fields["mechanism"].annotation
+    names = getattr(annotation, "__args__", ())
+    if len(names) != 1 or not isinstance(names[0], str):
+        raise TypeError(f"{params_type.__name__}.mechanism must be a Literal of one name")
+    return names[0]
+
+
+def core_path(core: MarketCore) -> str:
+    """``module:attribute`` of a core that lives at module level beside its parameter
+    model (how a coordinator process finds it)."""
+    module = importlib.import_module(core.params_type.__module__)
+    for attr, value in vars(module).items():
+        if value is core:
+            return f"{module.__name__}:{attr}"
+    raise ValueError(f"the core of {core.name} is not a module-level name of "
+                     f"{module.__name__}, beside its parameter model")
+
+
+def load_core(path: str) -> MarketCore:
+    """The core at ``module:attribute``; a one-line error for anything else."""
+    module, _, attr = path.partition(":")
+    try:
+        core = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"no mechanism core at {path!r} ({exc})") from None
+    if not isinstance(core, MarketCore):
+        raise TypeError(f"{path!r} is not a mechanism core")
+    return core
 
 
 @dataclass(frozen=True)
@@ -140,3 +267,39 @@ def bilateral_settlements(peers: list[str], operator: str | None, periods: int,
     if operator is not None:
         out[operator] = operator_settlement(periods)
     return out
+
+
+def _path_of(fn: Callable) -> str:
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def _load(path: str):
+    module, _, attr = path.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def dump_market(core: MarketCore, params: MarketParams, check: Callable | None = None) -> dict:
+    """A market (its core, wrapped by a network ``check`` where one follows it) and its
+    parameters as JSON-ready data, for a coordinator process."""
+    data = params.data
+    return {"core": core_path(core), "check": None if check is None else _path_of(check),
+            "params": params.model_dump(mode="json"),
+            "data": {"buy_eur_per_kwh": list(data.buy_eur_per_kwh),
+                     "sell_eur_per_kwh": list(data.sell_eur_per_kwh),
+                     "p2v_eur_per_kwh": data.p2v_eur_per_kwh}}
+
+
+def load_market(raw: dict) -> tuple[MarketCore, MarketParams]:
+    """Inverse of ``dump_market``; a one-line error for anything else."""
+    try:
+        core = load_core(raw["core"])
+        if raw.get("check"):
+            core = _load(raw["check"])(core)
+        data = MarketData(**{k: tuple(v) if isinstance(v, list) else v
+                             for k, v in raw.get("data", {}).items()})
+        return core, core.params_type.model_validate(raw["params"]).with_data(data)
+    except (KeyError, TypeError, AttributeError, ImportError, ValueError) as exc:
+        raise ValueError(f"not a market description ({str(exc).splitlines()[0]})") from None

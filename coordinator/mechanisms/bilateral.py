@@ -63,11 +63,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 from scipy import sparse
 
 from coordinator.mechanisms.admm import (
+    ConsensusParams,
     Residuals,
     balance_rho,
     norm,
@@ -78,6 +81,7 @@ from coordinator.mechanisms.admm import (
 from coordinator.mechanisms.admm import check_offer as check_admm_offer
 from coordinator.mechanisms.base import (
     PEER_KINDS,
+    MarketCore,
     RoundRecord,
     bilateral_clearings,
     bilateral_settlements,
@@ -101,25 +105,32 @@ COMMODITY_LIMITS = {POWER: ("import", "export"), HEAT: ("heat_import", "heat_exp
 LOSS, CONGESTION = "loss", "congestion"  # the operator's signal: the penalties' prices
 
 
-@dataclass
-class BilateralParams:
-    """ρ0 (€/MW²h), residual balancing (μ, τ, every ``balance_every`` rounds), the
-    stopping tolerance on the scaled residuals and the round bound; α (``loss_price``,
-    €/kWh per Ω of path resistance), β (``congestion_price``, €/kWh on a path through a
-    congested line), how many AC congestion checks at most, and ``pool`` (no P2P)."""
+class BilateralParams(ConsensusParams):
+    """α (``loss_price``) and β (``congestion_price``), the path penalties that bring the
+    network operator in, the AC congestion checks, ``pool`` (no P2P) and over-relaxation."""
 
-    rho0: float = 100.0
-    mu: float = 10.0
-    tau: float = 2.0
-    residual_balancing: bool = True
-    balance_every: int = 10
-    tolerance: float = 1e-5
-    max_rounds: int = 2000
-    loss_price: float = 0.0
-    congestion_price: float = 0.0
-    congestion_rounds: int = 5
-    pool: bool = False
-    relaxation: float = 1.0
+    DEFAULT_ROUNDS: ClassVar[int] = 2000
+    mechanism: Literal["bilateral"] = "bilateral"
+    relaxation: float = Field(1.0, gt=0, lt=2, description="ADMM over-relaxation α (1: plain "
+                              "ADMM; 1 < α < 2 over-relaxed, fewer or more rounds case by "
+                              "case)")
+    loss_price: float = Field(
+        0.0, ge=0, description="α, the loss penalty per kWh traded and per Ω of the path's "
+        "resistance (€/kWh/Ω), paid by each side; > 0 brings in the network operator")
+    congestion_price: float = Field(
+        0.0, ge=0, description="β, the penalty per kWh traded on a path through a line the "
+        "AC power flow finds above grid.max_loading_pct (€/kWh), paid by each side; > 0: the "
+        "operator checks the cleared trades and the market clears again")
+    congestion_rounds: int = Field(5, ge=1, description="at most this many AC congestion "
+                                   "checks")
+    pool: bool = Field(False, description="no peer-to-peer trades, every participant buys at "
+                       "retail (the main grid the only producer)")
+
+    def path_penalties(self) -> bool:
+        return self.loss_price > 0 or self.congestion_price > 0
+
+    def operator_takes_part(self) -> bool:
+        return self.path_penalties() or super().operator_takes_part()
 
 
 @dataclass
@@ -178,7 +189,7 @@ class BilateralState:
 
 def init_bilateral(roster: Mapping, params: BilateralParams, day: int = 0):
     periods, period_h = horizon(roster)
-    network = params.loss_price > 0 or params.congestion_price > 0
+    network = params.path_penalties()
     peers, operator = peers_and_operator(roster, network)
     books = {}
     for key in (POWER, HEAT):
@@ -374,7 +385,7 @@ def _market_round(offers, state: BilateralState, params: BilateralParams):
             traded = np.abs(book.a).sum(axis=0)
     state.net = _nets(offers, state)
     r, s = res.scaled() if res.primal else (0.0, 0.0)
-    state.converged = bool(r <= params.tolerance and s <= params.tolerance)
+    state.converged = bool(r <= params.residual_tolerance and s <= params.residual_tolerance)
     state.records.append(RoundRecord(
         state.round, norm(*res.primal) if res.primal else 0.0,
         per_period={"traded_kw": traded},
@@ -383,11 +394,11 @@ def _market_round(offers, state: BilateralState, params: BilateralParams):
     if res.primal:
         state.rho = balance_rho(state.rho, r, s, state.round, params)
     market_rounds = sum(1 for rec in state.records if "primal_residual" in rec.scalars)
-    if not state.converged and market_rounds < params.max_rounds:
+    if not state.converged and market_rounds < params.rounds:
         return _peer_signals(state), state, False
     if not state.converged:
         state.stopped = (f"no convergence in {market_rounds} rounds (primal residual "
-                         f"{r:.3g}, dual residual {s:.3g}, tolerance {params.tolerance:g})")
+                         f"{r:.3g}, dual residual {s:.3g}, tolerance {params.residual_tolerance:g})")
         return {}, state, True
     if state.operator is not None and params.congestion_price > 0:
         state.phase = "check"
@@ -463,3 +474,8 @@ def settle_bilateral(state: BilateralState, params: BilateralParams, meters):
     return bilateral_settlements(state.peers, state.operator, state.periods,
                                  positions(state), traded_eur(state))
 
+
+
+CORE = MarketCore(params_type=BilateralParams, kinds=KINDS, init=init_bilateral,
+                  step=step_bilateral, clear=clear_bilateral, settle=settle_bilateral,
+                  check_offer=check_offer)

@@ -1,5 +1,5 @@
-"""P2P trades matched by double auction and cleared by the network operator (MODELS.md §D,
-seed 003: Vieira Fernandes, Christin, Kar, SmartGridComm 2024).
+"""P2P trades matched by double auction and cleared by the network operator (Vieira
+Fernandes, Christin, Kar, SmartGridComm 2024).
 
 Round 1: every participant (prosumer, EV, building) quotes its planned net demand (the
 ``quote`` strategy; the signal sets no limit). The coordinator then matches, period by
@@ -28,11 +28,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from coordinator.mechanisms.base import (
     NETWORK_KINDS,
+    MarketCore,
+    MarketParams,
     RoundRecord,
     bilateral_clearings,
     bilateral_settlements,
@@ -55,15 +59,27 @@ KINDS = NETWORK_KINDS
 CUT_TOL_KW = 1e-3  # curtailment below 1 W is HiGHS's tolerance (1e-7 MW), not the network
 
 
-@dataclass(frozen=True)
-class ClearanceParams:
-    """The double auction's bid and ask (€/kWh; the paper's 0.20 and 0.05), the smallest
-    trade kept (kW), and whether the network operator clears the trades."""
+class ClearanceParams(MarketParams):
+    """The double auction's bid and ask, the smallest trade kept, and whether the network
+    operator clears the trades."""
 
-    bid_eur_per_kwh: float = 0.20
-    ask_eur_per_kwh: float = 0.05
-    min_trade_kw: float = 0.0
-    network: bool = True
+    mechanism: Literal["clearance"] = "clearance"
+    bid_eur_per_kwh: float = Field(0.20, ge=0, description="what every participant short "
+                                   "of power bids in the double auction (the paper's 0.20)")
+    ask_eur_per_kwh: float = Field(0.05, ge=0, description="what every participant with "
+                                   "spare power asks (the paper's 0.05); a trade is priced "
+                                   "at the seller's ask")
+    min_trade_kw: float = Field(
+        0.0, ge=0, description="matched trades below this are dropped before the network "
+        "operator clears them; 0 keeps every trade, which is what the authors' code does in "
+        "effect (it builds a list filtered at 1e-5 MW = 0.01 kW, then clears the unfiltered "
+        "trades)")
+    network: bool = Field(True, description="the network operator takes part and clears the "
+                          "trades against its network's DC limits; false: every matched "
+                          "trade stands")
+
+    def operator_takes_part(self) -> bool:
+        return self.network or super().operator_takes_part()
 
 
 @dataclass
@@ -291,3 +307,8 @@ def settle_clearance(state: ClearanceState, params: ClearanceParams, meters):
     """The accepted trades' bill (``bilateral_settlements``)."""
     pos, pay = trade_positions(state)
     return bilateral_settlements(state.peers, state.operator, state.periods, pos, pay)
+
+
+CORE = MarketCore(params_type=ClearanceParams, kinds=KINDS, init=init_clearance,
+                  step=step_clearance, clear=clear_clearance, settle=settle_clearance,
+                  check_offer=check_offer)

@@ -12,9 +12,12 @@ supplies itself.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from coordinator.mechanisms import locality
+from coordinator.mechanisms.base import MarketCore
 
 
 def gdrmc_prices(buy: np.ndarray, sell: np.ndarray, D: np.ndarray, G: np.ndarray):
@@ -30,5 +33,14 @@ def gdrmc_prices(buy: np.ndarray, sell: np.ndarray, D: np.ndarray, G: np.ndarray
     return np.where(none, buy, pi_im), np.where(none, sell, pi_ex)
 
 
+class GDRMCParams(locality.LocalityParams):
+    mechanism: Literal["gdrmc"] = "gdrmc"
+
+
 def step(offers, state, params):
     return locality.step_locality(offers, state, params, gdrmc_prices)
+
+
+CORE = MarketCore(params_type=GDRMCParams, kinds=locality.KINDS, init=locality.init_locality,
+                  step=step, clear=locality.clear_locality, settle=locality.settle_locality,
+                  check_offer=locality.check_offer)

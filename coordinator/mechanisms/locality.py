@@ -41,28 +41,32 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import Field
 
-from coordinator.mechanisms.base import RoundRecord, horizon, limit, realised
+from coordinator.mechanisms.base import MarketParams, RoundRecord, horizon, limit, realised
 from coordinator.protocol import ClearingBody, OfferBody, RegisterBody, SettlementBody, SignalBody
 
 KINDS = frozenset({"prosumer", "ev", "building"})
 KEY = "net"  # offers quote the signed net demand
 
 
-@dataclass(frozen=True)
-class LocalityParams:
-    """Grid prices over the whole run (one value per period of every day), the CDL
-    factor κ, the violation penalty rate ρ and which aggregated utility limits apply."""
+class LocalityParams(MarketParams):
+    """The locality market's rules (``amc`` and ``gdrmc`` narrow ``mechanism``); the grid's
+    prices are the run's retail prices (public data), the CDL factor κ and the power
+    injection limits the utility's (``cdl_factor``, ``pil``)."""
 
-    grid_buy_eur_per_kwh: list[float] = field(default_factory=list)
-    grid_sell_eur_per_kwh: list[float] = field(default_factory=list)
-    cdl_factor: float = 2.5
-    penalty_rate: float = 0.2
-    demand_limit: bool = True  # the locality's demand limit Σ CDL_i applies
-    injection_limit: bool = True  # the locality's injection limit Σ PIL_i applies
-    price_rounds: int = 1  # price discovery rounds (1: quote once at the grid's prices)
-    tolerance_kw: float = 0.01  # quotes this stable (Σ |change|) end the discovery
-    damping: float = 0.5  # weight of the new prices in the announced ones
+    price_rounds: int = Field(1, ge=1, description="rounds of price discovery (participants "
+                              "re-plan against the announced prices); 1 is the one-shot "
+                              "market, quotes planned at the grid's prices")
+    damping: float = Field(0.5, ge=0, le=1, description="weight of a round's prices in the "
+                           "prices announced for the next")
+    tolerance_kw: float = Field(0.001, ge=0, description="price discovery ends once the "
+                                "quotes change by at most this between rounds (kW, summed "
+                                "over participants and periods)")
+    demand_limit: bool = Field(True, description="the locality's demand limit (the sum of "
+                               "the consumer demand limits) applies")
+    penalty_rate: float = Field(0.2, ge=0, description="violation cost rate ρ on the "
+                                "deviation from the quote")
 
 
 @dataclass
@@ -91,28 +95,18 @@ class LocalityState:
     announced: tuple[np.ndarray, np.ndarray] | None = None  # prices agents last planned with
 
 
-def day_prices(params: LocalityParams, day: int, periods: int) -> tuple[np.ndarray, np.ndarray]:
-    """λb and λs of day ``day`` from the run-long series."""
-    cut = slice(day * periods, (day + 1) * periods)
-    buy = np.asarray(params.grid_buy_eur_per_kwh, float)[cut]
-    sell = np.asarray(params.grid_sell_eur_per_kwh, float)[cut]
-    if len(buy) != periods or len(sell) != periods:
-        raise ValueError(f"grid prices cover {len(params.grid_buy_eur_per_kwh) // periods} "
-                         f"day(s); day {day + 1} has none")
-    return buy, sell
-
-
-def init_locality(roster: Mapping[str, RegisterBody], params: LocalityParams, day: int):
+def init_locality(roster: Mapping[str, RegisterBody], params: LocalityParams,
+                  day: int = 0):
     """Round 1: every participant plans under its own power injection limit (a limit at
     its own connection, which trading with neighbours does not lift; the connection's
     export limit when the utility imposes no PILs) and quotes its net demand."""
-    export_key = "pil" if params.injection_limit else "export"
+    export_key = "pil" if params.pil else "export"
     periods, period_h = horizon(roster)
-    buy, sell = day_prices(params, day, periods)
+    buy, sell = params.data.day(day, periods)
     inf = np.full(periods, np.inf)
     cdl = sum((limit(r, "cdl", periods) for r in roster.values()), np.zeros(periods))
     pil = sum((limit(r, "pil", periods) for r in roster.values()), np.zeros(periods))
-    limits = Limits(cdl if params.demand_limit else inf, pil if params.injection_limit else inf,
+    limits = Limits(cdl if params.demand_limit else inf, pil if params.pil else inf,
                     params.cdl_factor)
     export = {n: limit(r, export_key, periods, limit(r, "export", periods, 0.0))
               for n, r in roster.items()}

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coordinator.mechanisms.base import (
-    Mechanism,
+    MarketCore,
     RoundRecord,
     horizon,
     operator_clearing,
@@ -86,7 +86,7 @@ class CheckState:
         return self.check.stopped if self.check else ""
 
 
-def checked(mech: Mechanism) -> Mechanism:
+def checked(mech: MarketCore) -> MarketCore:
     """``mech`` with its trades cleared by the network operator (module docstring)."""
 
     def init(roster, params, day: int = 0):
@@ -128,8 +128,7 @@ def checked(mech: Mechanism) -> Mechanism:
 
     return dataclasses.replace(
         mech, kinds=mech.kinds | {OPERATOR_KIND}, init=init, step=step, clear=clear,
-        settle=settle, check_offer=check_offer,
-        description=f"{mech.description}; trades cleared by the network operator")
+        settle=settle, check_offer=check_offer)
 
 
 # -- the trades ----------------------------------------------------------------------------

@@ -5,11 +5,21 @@ and bills nothing."""
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
 import numpy as np
 
 from coordinator.mechanisms import locality
-from coordinator.mechanisms.base import zero_settlement
+from coordinator.mechanisms.base import MarketCore, MarketParams, zero_settlement
 from coordinator.protocol import ClearingBody
+
+
+class P2GParams(MarketParams):
+    """No parameters of its own: each building's power injection limit is the utility's
+    (``pil``); there is no locality, so no locality demand limit."""
+
+    mechanism: Literal["p2g"] = "p2g"
+    demand_limit: ClassVar[bool] = False
 
 
 def step(offers, state, params):
@@ -28,3 +38,7 @@ def clear(state, params):
 def settle(state, params, meters):
     zero = np.zeros(state.periods)
     return {n: zero_settlement(zero, zero) for n in state.quotes}
+
+
+CORE = MarketCore(params_type=P2GParams, kinds=locality.KINDS, init=locality.init_locality,
+                  step=step, clear=clear, settle=settle, check_offer=locality.check_offer)

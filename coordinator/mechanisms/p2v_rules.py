@@ -1,4 +1,4 @@
-"""The four-rule iterative prosumer-to-vehicle market (MODELS.md §A, Eqs 34–39).
+"""The four-rule iterative prosumer-to-vehicle market (Faia et al. 2021, Eqs 34–39).
 
 Sellers are prosumers, buyers are EVs; each round they answer the coordinator's
 per-period limits with offers (P2V quantities). With S_t = Σ_p p2v_pt and
@@ -15,10 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from coordinator.mechanisms.base import RoundRecord, horizon, limit, zero_settlement
+from coordinator.mechanisms.base import (
+    MarketCore,
+    MarketParams,
+    RoundRecord,
+    horizon,
+    limit,
+    zero_settlement,
+)
 from coordinator.protocol import ClearingBody, OfferBody, RegisterBody, SignalBody
 
 KINDS = frozenset({"prosumer", "ev"})
@@ -26,11 +35,20 @@ SIDE = {"prosumer": "seller", "ev": "buyer"}
 KEY = "p2v"  # the commodity key in limits, offers and clearings
 
 
-@dataclass(frozen=True)
-class P2VParams:
-    tolerance_kw: float = 0.001
-    max_rounds: int = 5
-    price_eur_per_kwh: float = 0.0686
+class P2VParams(MarketParams):
+    """The P2V market's parameters; its price is the tariffs' P2V price (public data)."""
+
+    mechanism: Literal["p2v_rules"] = "p2v_rules"
+    p2v: bool = Field(True, description="false: no P2V market, retail and export only "
+                      "(the paper's scenario A)")
+    tolerance_kw: float = Field(0.001, ge=0, description="the market stops once Σ_t |S_t − "
+                                "B_t|, the supply-demand error, is at most this (kW)")
+
+    def market_open(self) -> bool:
+        return self.p2v
+
+    def agents_trade_p2v(self) -> bool:
+        return self.p2v
 
 
 @dataclass
@@ -125,7 +143,7 @@ def p2v_rules(offers: Mapping[str, OfferBody], state: P2VState, params: P2VParam
     state.last_offers = q
     error = float(np.abs(S - B).sum())
     state.converged = error <= params.tolerance_kw
-    done = state.converged or state.round >= params.max_rounds
+    done = state.converged or state.round >= params.rounds
     rule = None if done else (state.round - 1) % len(RULES) + 1
     changed, n_changed = {}, 0
     if rule is not None:
@@ -139,7 +157,7 @@ def p2v_rules(offers: Mapping[str, OfferBody], state: P2VState, params: P2VParam
     state.records.append(RoundRecord(
         state.round, error,
         {"sold_kw": S, "bought_kw": B, "imbalance_kw": S - B, "matched_kw": np.minimum(S, B),
-         "price_eur_per_kwh": np.full(state.periods, params.price_eur_per_kwh)},
+         "price_eur_per_kwh": np.full(state.periods, params.data.p2v_eur_per_kwh)},
         {"rule_applied": rule, "limits_changed": n_changed}))
     return _signals(state.limits_kw), state, done
 
@@ -160,7 +178,7 @@ def clear_p2v(state: P2VState, params: P2VParams) -> dict[str, ClearingBody]:
     """
     S, B = totals(state.last_offers, state.sides, state.periods)
     matched = np.minimum(S, B)
-    price = [params.price_eur_per_kwh] * state.periods
+    price = [params.data.p2v_eur_per_kwh] * state.periods
     out = {}
     for name, q in state.last_offers.items():
         total = S if state.sides[name] == "seller" else B
@@ -180,5 +198,9 @@ def settle_p2v(state: P2VState, params: P2VParams, meters: Mapping[str, np.ndarr
     out = {}
     for name, cleared in state.cleared.items():
         position = _sign(state, name) * cleared
-        out[name] = zero_settlement(position, position * params.price_eur_per_kwh * h)
+        out[name] = zero_settlement(position, position * params.data.p2v_eur_per_kwh * h)
     return out
+
+
+CORE = MarketCore(params_type=P2VParams, kinds=KINDS, init=init_p2v, step=p2v_rules,
+                  clear=clear_p2v, settle=settle_p2v, check_offer=check_offer)

@@ -122,7 +122,7 @@ def wire_ms_per_round(s) -> dict[str, float]:
     from coordinator.protocol import Offer, Signal, decode, encode
     from scenarios.community.builder import build_actuals, build_community
     from scenarios.run.inprocess import make_agents, run_day
-    from scenarios.run.market import mechanism_setup
+    from scenarios.run.market import mechanism_setup, plugin
 
     community = build_community(s)
     mech, params = mechanism_setup(s, community)
@@ -134,7 +134,7 @@ def wire_ms_per_round(s) -> dict[str, float]:
         steps.append(time.perf_counter() - t0)
         return out
 
-    agents = make_agents(s, community, build_actuals(s, community), mech.family)
+    agents = make_agents(s, community, build_actuals(s, community), plugin(s).strategy)
     day = run_day(agents, dataclasses.replace(mech, step=timed_step), params, 0, {})
     per_round: dict[int, list] = {}
     for msg in day.messages:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.solver import agent_kind
+from scenarios import mechanisms
 from scenarios.community.builder import build_community
 from scenarios.results.outcome import DayResult
 from scenarios.run.inprocess import run_centralized, run_decentralized
@@ -180,13 +181,10 @@ def run_bench(args) -> int:
     name = "tiny" if args.quick else (args.scenario or "faia2021")
     runs_n = 1 if args.quick else args.runs
     s = load_scenario(resolve_scenario(name))
-    if s.market.mechanism == "admm":
-        from scenarios.bench.admm import bench_admm
-        return bench_admm(s, runs_n, machine(), args.out)
-    if s.market.mechanism == "clearance":
-        from scenarios.bench.clearance import run_clearance_bench
-        return run_clearance_bench(runs_n, machine(), args.out)
-    if s.horizon.days > 1 or s.market.mechanism != "p2v_rules":
+    mech = mechanisms.get(s.market.mechanism)
+    if mech.bench is not None:
+        return mech.bench(scenario=s, runs=runs_n, info=machine(), out=args.out)
+    if s.horizon.days > 1 or mech.run_centralized is None:
         from scenarios.bench.days import bench_days
         return bench_days(s, runs_n, machine(), args.out)
     runs = [one_run(s, with_central=True) for _ in range(runs_n)]

@@ -116,7 +116,8 @@ def tariff_for(s: Scenario, kva: str, prices: tuple[np.ndarray, np.ndarray]) -> 
 
 
 def p2v_market(s: Scenario) -> bool:
-    return s.market.p2v and s.market.mechanism == "p2v_rules"
+    """Whether prosumers and EVs trade P2V under the scenario's market."""
+    return s.market.agents_trade_p2v()
 
 
 def draw_keys(dist, n: int, rng: np.random.Generator) -> list:

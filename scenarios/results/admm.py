@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from coordinator.protocol import P2P
-from scenarios.results import atomic
+from scenarios.results import atomic, figures
 from scenarios.results.outcome import DayResult
+from scenarios.results.sections import FigureSpec, Section, format_value
 
 ITERATION_COLUMNS = ["day", "round", "primal_residual", "dual_residual", "rho", "rho_net",
                      "primal_trade", "dual_trade", "primal_net", "dual_net", "objective_eur"]
@@ -74,3 +75,66 @@ def gap_figures(ours: list[float | None], central_eur: list[float | None]) -> di
     return {"objective_eur": total_ours if paired else None,
             "centralized_eur": total_central if paired else None,
             "gap_to_centralized_pct": gap}
+
+
+# -- its part of the report ------------------------------------------------------------------
+ADMM_TITLE = "Peer-to-peer market (ADMM)"
+ADMM_HEADER = ["day", "rounds", "final primal residual", "final dual residual",
+               "final ρ €/MW²h", "objective €", "bilateral trades", "bilateral kWh"]
+
+
+def admm_rows(run) -> list[list[str]]:
+    """One row per day of the ADMM market: its rounds, the residuals, ρ and objective of
+    its last round, and the agreed bilateral trades (trades.parquet; — where the run wrote
+    none): their number and energy, more than the net P2P purchases (summary's
+    traded_kwh) where a peer buys from one peer and sells to another in the same period."""
+    it = run.tables.get("admm_iterations")
+    if it is None or it.empty:
+        return []
+    last = it.sort_values(["day", "round"]).groupby("day").last()
+    trades = run.tables.get("trades")
+    rows = []
+    for day, r in last.iterrows():
+        if trades is None:
+            count, kwh = "—", "—"
+        else:
+            traded = trades.loc[trades["day"] == day, "kw"]
+            count, kwh = str(len(traded)), f"{traded.sum() * run.period_h:.2f}"
+        rows.append([str(day + 1), str(int((it["day"] == day).sum())),
+                     f"{r['primal_residual']:.3g}", f"{r['dual_residual']:.3g}",
+                     f"{r['rho']:.4g}", format_value(float(r["objective_eur"])), count, kwh])
+    return rows
+
+
+
+def residuals_caption(run) -> str:
+    """Rounds and final residuals of each day drawn."""
+    it = run.tables.get("admm_iterations")
+    days = figures.residual_days(it)
+    text = "" if len(days) == it["day"].nunique() else (
+        f"Day 1 of {it['day'].nunique()} shown; every day's rounds and final residuals are "
+        "in the table above.")
+    for day in days:
+        rows = it[it["day"] == day].sort_values("round")
+        last = rows.iloc[-1]
+        text += (f" Day {day + 1}: {len(rows)} rounds, final primal residual "
+                 f"{last['primal_residual']:.3g}, dual {last['dual_residual']:.3g}, "
+                 f"ρ {last['rho']:.4g} €/MW²h.")
+    return text.strip()
+
+
+
+def figure_specs() -> list[FigureSpec]:
+    return [
+        FigureSpec("admm_residuals", "Scaled primal (solid) and dual (dashed) residuals of the ADMM "
+               "market per round (log axis), the stopping tolerance dotted, ρ on the right "
+               "(log axis).",
+               lambda run: figures.admm_residuals(
+                   run.tables.get("admm_iterations"), run.config["market"].get("residual_tolerance")),
+               lambda run: None if len(run.tables.get("admm_iterations")) else "No ADMM rounds.",
+               residuals_caption, ADMM_TITLE),
+    ]
+
+
+def report_sections(run) -> list[Section]:
+    return [Section(ADMM_TITLE, ADMM_HEADER, admm_rows(run))]

@@ -13,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from coordinator.mechanisms.bilateral import HEAT, POWER
-from scenarios.results import atomic
+from scenarios.results import atomic, figures
 from scenarios.results.admm import TRADE_COLUMNS, TRADE_MIN_KW, gap_figures
 from scenarios.results.outcome import DayResult, RoundStats
+from scenarios.results.sections import FigureSpec, Section, format_value
 
 ITERATION_COLUMNS = ["day", "round", "primal_residual", "dual_residual", "rho",
                      "welfare_eur", "congestion_check", "congested", "losses_kw"]
@@ -100,3 +101,40 @@ def natural(name: str) -> tuple:
     """Sort key putting "C2" before "C10"."""
     return tuple(int(part) if part.isdigit() else part
                  for part in re.split(r"(\d+)", str(name)))
+
+
+# -- its part of the report ------------------------------------------------------------------
+BILATERAL_TITLE = "Bilateral market: congestion checks"
+BILATERAL_HEADER = ["day", "round", "check", "lines above the limit", "AC losses kW"]
+
+
+def _trade_figure(commodity: str) -> FigureSpec:
+    def matrix(run):
+        return trade_matrix(run.tables.get("trades"), commodity, run.period_h)
+
+    return FigureSpec(f"trades_{commodity}", f"Energy of {commodity} each seller sold each "
+                      "buyer over the run (kWh; bilateral splits are not unique where no "
+                      "penalty tells paths apart: compare row and column sums).",
+                      lambda run: figures.trade_matrix(matrix(run), commodity),
+                      lambda run: None if len(matrix(run)) else f"No {commodity} trades.",
+                      section=BILATERAL_TITLE)
+
+
+def figure_specs() -> list[FigureSpec]:
+    return [_trade_figure("power"), _trade_figure("heat")]
+
+
+def bilateral_rows(run) -> list[list[str]]:
+    """Every congestion check: the lines the AC power flow found above the limit (none:
+    the market cleared them) and the network's losses."""
+    t = run.tables.get("bilateral_iterations")
+    checks = t.dropna(subset=["congestion_check"]) if t is not None else t
+    if checks is None:
+        return []
+    return [[str(r.day + 1), str(r.round), str(int(r.congestion_check)),
+             "; ".join(sorted({x for v in json.loads(r.congested).values() for x in v})) or "none",
+             format_value(r.losses_kw)] for r in checks.itertuples()]
+
+
+def report_sections(run) -> list[Section]:
+    return [Section(BILATERAL_TITLE, BILATERAL_HEADER, bilateral_rows(run))]

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from coordinator.protocol import INFEASIBLE, KW_PER_MW, P2P
-from scenarios.results import atomic
+from scenarios.results import atomic, figures
 from scenarios.results.outcome import DayResult
+from scenarios.results.sections import FigureSpec, Section
 
 CLEARANCE_COLUMNS = ["day", "hour", "period", "total_load_mw", "offered_mw", "accepted_mw",
                      "curtailed_mw", "binding"]
@@ -80,3 +81,37 @@ def write_clearance(out: Path, days: list[DayResult], period_h: float) -> dict:
             "curtailed_kwh": float(table["curtailed_mw"].sum() * KW_PER_MW * period_h),
             "binding_periods": int((table["binding"] != "").sum()),
             "infeasible_periods": int(table["binding"].str.startswith(INFEASIBLE).sum())}
+
+
+# -- its part of the report ------------------------------------------------------------------
+CLEARANCE_TITLE = "Trades cleared by the network operator"
+CLEARANCE_HEADER = ["day", "period", "offered kW", "accepted kW", "curtailed kW",
+                    "binding limits"]
+
+
+def figure_specs() -> list[FigureSpec]:
+    return [
+        FigureSpec("clearance", "Trades the double auction matched per period: accepted by the "
+               "network operator (green) and curtailed (red), with the community's load.",
+               lambda run: figures.clearance(run.tables.get("clearance")),
+               lambda run: None if len(run.tables.get("clearance")) else "No clearance in this run.",
+               section=CLEARANCE_TITLE),
+    ]
+
+
+
+def clearance_rows(run) -> list[list[str]]:
+    """Every period with a matched trade: offered, accepted and curtailed kW and the
+    limits that bound (curtailed periods and binding limits are what a reader looks
+    for)."""
+    t = run.tables.get("clearance")
+    if t is None:
+        return []
+    live = t[(t["offered_mw"] > 0) | (t["binding"] != "")]
+    return [[str(r.day + 1), str(r.period), f"{1e3 * r.offered_mw:.3f}",
+             f"{1e3 * r.accepted_mw:.3f}", f"{1e3 * r.curtailed_mw:.3f}", r.binding or "—"]
+            for r in live.itertuples()]
+
+
+def report_sections(run) -> list[Section]:
+    return [Section(CLEARANCE_TITLE, CLEARANCE_HEADER, clearance_rows(run))]

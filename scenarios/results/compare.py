@@ -3,7 +3,8 @@
 KPIs (one row each; a run where one does not apply has null):
 
 - ``total_cost_eur``, ``{prosumer,ev,building}_mean_cost_eur``: summary.json ``costs_eur``;
-- ``p2v_traded_kwh``: summary.json ``market.traded_kwh`` (settled P2V energy);
+- ``traded_kwh``: summary.json ``market.traded_kwh`` (what the market traded; the P2V
+  market's settled P2V energy);
 - ``grid_import_kwh`` = Σ_agents Σ_t buy_kw · Δt and ``grid_export_kwh`` = Σ sell_kw · Δt:
   energy bought from and fed in to the retailer (agents.parquet, Δt from config.yaml);
 - ``self_sufficiency`` = 1 − grid_import_kwh / consumption_kwh, the share of the
@@ -20,6 +21,9 @@ KPIs (one row each; a run where one does not apply has null):
 - ``wall_s``, ``market_s``, ``grid_s``: summary.json ``timing_s``;
 - ``days``: summary.json ``days``; ``deviation_eur``, ``violation_eur``: the market's
   deviation and violation costs summed over agents and periods (agents.parquet).
+
+Then the KPIs the compared runs' mechanisms add (their plug-ins' ``kpis``: e.g. the gap
+to the centralized optimum), null in a run of another mechanism.
 
 Beside the KPIs, the bills: each participant's bill over the whole run and the
 locality's (the sum), one column per run, and each one's saving against a baseline run
@@ -44,6 +48,7 @@ from scenarios.results.report import (
     read_config,
     read_summary,
     read_table,
+    run_mechanisms,
 )
 
 SUMMARY_KPIS = {  # KPI -> (summary.json section, key)
@@ -51,7 +56,7 @@ SUMMARY_KPIS = {  # KPI -> (summary.json section, key)
     "prosumer_mean_cost_eur": ("costs_eur", "prosumer_mean"),
     "ev_mean_cost_eur": ("costs_eur", "ev_mean"),
     "building_mean_cost_eur": ("costs_eur", "building_mean"),
-    "p2v_traded_kwh": ("market", "traded_kwh"),
+    "traded_kwh": ("market", "traded_kwh"),
 }
 LATER_KPIS = {
     "network_losses_kwh": ("grid", "losses_kwh"),
@@ -87,15 +92,25 @@ def _market_costs(agents: pd.DataFrame) -> dict[str, float | None]:
             for k in ("deviation_eur", "violation_eur")}
 
 
-def run_kpis(out: Path) -> dict:
-    """The KPIs of one results folder (see the module docstring)."""
+def mechanism_kpis(folders: list[Path]) -> dict:
+    """KPI -> summary.json (section, key) that the runs' mechanisms add, in registry order."""
+    found = {m.name: m for f in folders for m in run_mechanisms(read_config(f))}
+    return {k: v for m in found.values() for k, v in m.kpis.items()}
+
+
+def run_kpis(out: Path, extra: dict | None = None) -> dict:
+    """The KPIs of one results folder (see the module docstring); ``extra``: the
+    mechanisms' KPIs to add."""
     summary = read_summary(out)
     horizon = read_config(out)["horizon"]
     agents = with_step(read_table(out, "agents"), horizon["periods"])
+    market = summary.get("market", {})
     return {"scenario": summary["scenario"], "mode": summary["mode"],
             **_pick(summary, SUMMARY_KPIS),
             **energy_kpis(agents, horizon["period_minutes"] / 60),
-            **_market_costs(agents), **_pick(summary, LATER_KPIS)}
+            **_market_costs(agents), **_pick(summary, LATER_KPIS),
+            **{k: market.get(key) if section == "market" else summary.get(section, {}).get(key)
+               for k, (section, key) in (extra or {}).items()}}
 
 
 def column_names(folders: list[Path]) -> list[str]:
@@ -106,7 +121,8 @@ def column_names(folders: list[Path]) -> list[str]:
 
 def compare_table(folders: list[Path]) -> pd.DataFrame:
     """One row per KPI, one column per results folder."""
-    columns = {name: run_kpis(folder)
+    extra = mechanism_kpis(folders)
+    columns = {name: run_kpis(folder, extra)
                for name, folder in zip(column_names(folders), folders, strict=True)}
     return pd.DataFrame(columns, dtype=object)
 

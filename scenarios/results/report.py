@@ -10,9 +10,7 @@ import base64
 import html
 import io
 import json
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -21,18 +19,13 @@ import yaml
 from coordinator.records import read_days
 from grid.networks import load_network
 from grid.powerflow import REVERSE_TOLERANCE_MW, GridLimits, trafo_rating_mva
+from scenarios import mechanisms
 from scenarios.results import atomic, figures
+from scenarios.results.sections import FIGURES_SECTION, FigureSpec, format_value
 
 FIGURE_DPI = 100
 TABLES = ("agents", "market", "agent_rounds", "grid_bus", "grid_line")
-OPTIONAL_TABLES = ("admm_iterations", "trades", "clearance", "bilateral_iterations")  # read where the run wrote them
 TRAFO_COLUMNS = {"day": int, "period": int, "trafo": int, "p_kw": float, "loading_pct": float}
-CLEARANCE_TITLE = "Trades cleared by the network operator"
-CLEARANCE_HEADER = ["day", "period", "offered kW", "accepted kW", "curtailed kW",
-                    "binding limits"]
-ADMM_TITLE = "Peer-to-peer market (ADMM)"
-ADMM_HEADER = ["day", "rounds", "final primal residual", "final dual residual",
-               "final ρ €/MW²h", "objective €", "bilateral trades", "bilateral kWh"]
 CONVERGENCE_HEADER = ["round", "error kW", "sold kW", "bought kW", "rule applied",
                       "limits changed", "slowest agent s"]
 VIOLATION_HEADER = ["day", "period", "element", "value", "limit"]
@@ -84,10 +77,7 @@ class Run:
     grid_bus: pd.DataFrame
     grid_line: pd.DataFrame
     grid_trafo: pd.DataFrame
-    admm_iterations: pd.DataFrame | None = None
-    trades: pd.DataFrame | None = None
-    clearance: pd.DataFrame | None = None
-    bilateral_iterations: pd.DataFrame | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # the mechanisms' own
 
     @classmethod
     def load(cls, out: Path) -> Run:
@@ -97,9 +87,9 @@ class Run:
         tables = {n: read_table(out, n) for n in TABLES} | {"grid_trafo": read_trafo_table(out)}
         for name in ("agents", "grid_bus", "grid_line", "grid_trafo"):
             tables[name] = figures.with_step(tables[name], periods)
-        optional = {n: read_table(out, n) for n in OPTIONAL_TABLES
-                    if (out / f"{n}.parquet").is_file()}
-        return cls(out, summary, config, **tables, **optional)
+        own = {n: read_table(out, n) for m in run_mechanisms(config) for n in m.tables
+               if (out / f"{n}.parquet").is_file()}
+        return cls(out, summary, config, **tables, tables=own)
 
     @property
     def periods(self) -> int:
@@ -116,31 +106,21 @@ class Run:
                 and "sold_kw" in self.market)
 
     @property
-    def has_admm(self) -> bool:
-        """A run of the ADMM market that wrote its iterations."""
-        return self.admm_iterations is not None
+    def mechanisms(self) -> list:
+        """The plug-ins of the run's market (its mechanism, then its network check)."""
+        return run_mechanisms(self.config)
 
-    @property
-    def has_clearance(self) -> bool:
-        """A run of the clearance market (clearance.parquet)."""
-        return self.clearance is not None
 
-    @property
-    def has_bilateral(self) -> bool:
-        """A run of the bilateral market (bilateral_iterations.parquet)."""
-        return self.bilateral_iterations is not None
+def run_mechanisms(config: dict) -> list:
+    """The registered plug-ins a run's resolved config names (its mechanism and its
+    network check; one no longer installed is left out)."""
+    market = config.get("market", {})
+    names = [market.get("mechanism"), market.get("network_check", "none")]
+    known = mechanisms.registry()
+    return [known[n] for n in dict.fromkeys(names) if n in known]
 
 
 # ---- tables ------------------------------------------------------------------------------
-
-def format_value(value) -> str:
-    """A table cell: — for null, 4 decimals below 100, else 2."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 100 else f"{value:,.2f}"
-    return str(value)
-
 
 def agent_counts(summary: dict) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in summary["agents"].items() if n)
@@ -285,29 +265,6 @@ def violation_rows(run: Run) -> list[list[str]]:
             for r in violations(run).itertuples()]
 
 
-def admm_rows(run: Run) -> list[list[str]]:
-    """One row per day of the ADMM market: its rounds, the residuals, ρ and objective of
-    its last round, and the agreed bilateral trades (trades.parquet; — where the run wrote
-    none): their number and energy, more than the net P2P purchases (summary's
-    traded_kwh) where a peer buys from one peer and sells to another in the same period."""
-    it = run.admm_iterations
-    if it is None or it.empty:
-        return []
-    last = it.sort_values(["day", "round"]).groupby("day").last()
-    trades = run.trades
-    rows = []
-    for day, r in last.iterrows():
-        if trades is None:
-            count, kwh = "—", "—"
-        else:
-            traded = trades.loc[trades["day"] == day, "kw"]
-            count, kwh = str(len(traded)), f"{traded.sum() * run.period_h:.2f}"
-        rows.append([str(day + 1), str(int((it["day"] == day).sum())),
-                     f"{r['primal_residual']:.3g}", f"{r['dual_residual']:.3g}",
-                     f"{r['rho']:.4g}", format_value(float(r["objective_eur"])), count, kwh])
-    return rows
-
-
 def _markdown(header: list[str], rows: list) -> list[str]:
     if not rows:
         return ["none"]
@@ -326,24 +283,11 @@ def _html_table(header: list[str], rows: list) -> str:
 
 # ---- figures -----------------------------------------------------------------------------
 
-@dataclass
-class FigureSpec:
-    name: str
-    caption: str
-    build: Callable[[Run], object]  # -> matplotlib Figure
-    absent: Callable[[Run], str | None] = lambda run: None  # why there is no figure
-    describe: Callable[[Run], str] | None = None  # the caption's figures from the run
-    section: str = "Figures"  # the report section the figure is drawn in
-
-    def full_caption(self, run: Run) -> str:
-        return self.caption if self.describe is None else f"{self.caption} {self.describe(run)}"
-
-
 def _no_rounds(run: Run) -> str | None:
     if run.has_rounds:
         return None
-    if run.has_admm:
-        return f"No P2V offer rounds: the ADMM market's rounds are in \"{ADMM_TITLE}\"."
+    if run.tables:
+        return "No P2V offer rounds: the market's own rounds are in its section above."
     return (f"No market rounds: a {run.summary['mode']} run clears the market in one "
             "step.")
 
@@ -380,22 +324,6 @@ def supply_mix_caption(run: Run) -> str:
                  f"community's import ({d['import_kwh']:,.1f} kWh; retail purchases "
                  f"{d['retail_kwh']:,.1f} kWh).")
     return text
-
-
-def residuals_caption(run: Run) -> str:
-    """Rounds and final residuals of each day drawn."""
-    it = run.admm_iterations
-    days = figures.residual_days(it)
-    text = "" if len(days) == it["day"].nunique() else (
-        f"Day 1 of {it['day'].nunique()} shown; every day's rounds and final residuals are "
-        "in the table above.")
-    for day in days:
-        rows = it[it["day"] == day].sort_values("round")
-        last = rows.iloc[-1]
-        text += (f" Day {day + 1}: {len(rows)} rounds, final primal residual "
-                 f"{last['primal_residual']:.3g}, dual {last['dual_residual']:.3g}, "
-                 f"ρ {last['rho']:.4g} €/MW²h.")
-    return text.strip()
 
 
 def _no_soc(run: Run) -> str | None:
@@ -443,77 +371,13 @@ FIGURES = [
 ]
 
 
-ADMM_FIGURES = [
-    FigureSpec("admm_residuals", "Scaled primal (solid) and dual (dashed) residuals of the ADMM "
-               "market per round (log axis), the stopping tolerance dotted, ρ on the right "
-               "(log axis).",
-               lambda run: figures.admm_residuals(
-                   run.admm_iterations, run.config["market"].get("residual_tolerance")),
-               lambda run: None if len(run.admm_iterations) else "No ADMM rounds.",
-               residuals_caption, ADMM_TITLE),
-]
-
-
-CLEARANCE_FIGURES = [
-    FigureSpec("clearance", "Trades the double auction matched per period: accepted by the "
-               "network operator (green) and curtailed (red), with the community's load.",
-               lambda run: figures.clearance(run.clearance),
-               lambda run: None if len(run.clearance) else "No clearance in this run.",
-               section=CLEARANCE_TITLE),
-]
-
-
-def clearance_rows(run: Run) -> list[list[str]]:
-    """Every period with a matched trade: offered, accepted and curtailed kW and the
-    limits that bound (curtailed periods and binding limits are what a reader looks
-    for)."""
-    t = run.clearance
-    if t is None:
-        return []
-    live = t[(t["offered_mw"] > 0) | (t["binding"] != "")]
-    return [[str(r.day + 1), str(r.period), f"{1e3 * r.offered_mw:.3f}",
-             f"{1e3 * r.accepted_mw:.3f}", f"{1e3 * r.curtailed_mw:.3f}", r.binding or "—"]
-            for r in live.itertuples()]
-
-
-BILATERAL_TITLE = "Bilateral market: congestion checks"
-BILATERAL_HEADER = ["day", "round", "check", "lines above the limit", "AC losses kW"]
-
-
-def _trade_figure(commodity: str) -> FigureSpec:
-    def matrix(run: Run):
-        from scenarios.results.bilateral import trade_matrix
-        return trade_matrix(run.trades, commodity, run.period_h)
-
-    return FigureSpec(f"trades_{commodity}", f"Energy of {commodity} each seller sold each "
-                      "buyer over the run (kWh; bilateral splits are not unique where no "
-                      "penalty tells paths apart: compare row and column sums).",
-                      lambda run: figures.trade_matrix(matrix(run), commodity),
-                      lambda run: None if len(matrix(run)) else f"No {commodity} trades.",
-                      section=BILATERAL_TITLE)
-
-
-BILATERAL_FIGURES = [_trade_figure("power"), _trade_figure("heat")]
-
-
-def bilateral_rows(run: Run) -> list[list[str]]:
-    """Every congestion check: the lines the AC power flow found above the limit (none:
-    the market cleared them) and the network's losses."""
-    t = run.bilateral_iterations
-    checks = t.dropna(subset=["congestion_check"]) if t is not None else t
-    if checks is None:
-        return []
-    return [[str(r.day + 1), str(r.round), str(int(r.congestion_check)),
-             "; ".join(sorted({x for v in json.loads(r.congested).values() for x in v})) or "none",
-             format_value(r.losses_kw)] for r in checks.itertuples()]
-
-
 def figure_specs(run: Run) -> list[FigureSpec]:
-    """The ADMM market's figures where the run wrote its iterations, the clearance's
-    where it wrote one, then every run's."""
-    return ((ADMM_FIGURES if run.has_admm else [])
-            + (CLEARANCE_FIGURES if run.has_clearance else [])
-            + (BILATERAL_FIGURES if run.has_bilateral else []) + FIGURES)
+    """The figures of the run's mechanisms, then every run's."""
+    return [f for m in run.mechanisms if m.figures for f in m.figures()] + FIGURES
+
+
+def _mechanism_figure_names() -> set[str]:
+    return {f.name for m in mechanisms.registry().values() if m.figures for f in m.figures()}
 
 
 @dataclass
@@ -530,9 +394,8 @@ def render_figures(run: Run) -> list[Rendered]:
     folder = run.out / "figures"
     folder.mkdir(exist_ok=True)
     specs = figure_specs(run)
-    for spec in ADMM_FIGURES:
-        if spec.name not in {s.name for s in specs}:
-            (folder / f"{spec.name}.png").unlink(missing_ok=True)
+    for name in _mechanism_figure_names() - {s.name for s in specs}:
+        (folder / f"{name}.png").unlink(missing_ok=True)
     rendered = []
     for spec in specs:
         path = folder / f"{spec.name}.png"
@@ -574,12 +437,7 @@ def _sections(run: Run, slowest_agent_s) -> list[tuple[str, list[str], list]]:
     sections = [("Summary", ["key", "value"], summary_rows(summary))]
     if run.has_rounds:
         sections.append(("Convergence", *convergence_table(run, slowest_agent_s)))
-    if run.has_admm:
-        sections.append((ADMM_TITLE, ADMM_HEADER, admm_rows(run)))
-    if run.has_clearance:
-        sections.append((CLEARANCE_TITLE, CLEARANCE_HEADER, clearance_rows(run)))
-    if run.has_bilateral:
-        sections.append((BILATERAL_TITLE, BILATERAL_HEADER, bilateral_rows(run)))
+    sections += [sec for m in run.mechanisms if m.sections for sec in m.sections(run)]
     sections += [("Days", DAY_HEADER, day_rows(run)),
                  ("Bills per participant over the run", BILL_HEADER, bill_rows(run)),
                  ("Grid limit violations", VIOLATION_HEADER, found),
@@ -605,8 +463,8 @@ def write_html(run: Run, sections, rendered) -> Path:
     for t, h, rows in sections:
         parts.append(f"<h2>{html.escape(t)}</h2>{_html_table(h, rows)}")
         parts += [_figure_html(f) for f in rendered if f.spec.section == t]
-    parts.append("<h2>Figures</h2>")
-    parts += [_figure_html(f) for f in rendered if f.spec.section == "Figures"]
+    parts.append(f"<h2>{FIGURES_SECTION}</h2>")
+    parts += [_figure_html(f) for f in rendered if f.spec.section == FIGURES_SECTION]
     parts.append("</body></html>")
     path = run.out / "report.html"
     atomic.write_text(path, "\n".join(parts) + "\n")
@@ -651,8 +509,7 @@ def key_rows(summary: dict) -> list[tuple[str, str]]:
         ("total cost €", format_value(costs["total"])),
         ("mean cost € per agent", means or "—"),
         ("days", str(summary.get("days", 1))),
-        ("traded kWh" if summary["mechanism"] != "p2v_rules" else "P2V traded kWh",
-         format_value(market["traded_kwh"])),
+        (traded_label(summary), format_value(market["traded_kwh"])),
         ("rounds", rounds),
         ("voltage", _range(grid["v_min_pu"], grid["v_max_pu"], "pu")),
         ("max line loading %", format_value(grid["max_loading_pct"])),
@@ -660,6 +517,12 @@ def key_rows(summary: dict) -> list[tuple[str, str]]:
         ("wall time s", f"{summary['timing_s']['wall']:.1f}"),
         ("failed agents", ", ".join(summary["failed_agents"]) or "none"),
     ]
+
+
+def traded_label(summary: dict) -> str:
+    """What the run's market.traded_kwh is, in its mechanism's words."""
+    mech = mechanisms.registry().get(summary["mechanism"])
+    return mech.traded_label if mech else "traded kWh"
 
 
 def print_summary(summary: dict, out: Path) -> None:

@@ -141,8 +141,7 @@ def summary(s: Scenario, days: list[DayResult], community, agents: pd.DataFrame,
         imbalance = last["imbalance_kw"].abs().max()
     return {
         "scenario": s.name,
-        "mechanism": None if s.market.mechanism == "p2v_rules" and not s.market.p2v
-        else s.market.mechanism,
+        "mechanism": s.market.mechanism if s.market.market_open() else None,
         "mode": days[0].mode if days else s.market.mode, "agents": counts,
         "days": len(days), "days_planned": s.horizon.days, "periods": s.horizon.periods,
         "costs_eur": {"total": float(agents["cost_eur"].sum()) if len(agents) else 0.0,

@@ -25,8 +25,7 @@ from agents.market_agent import settle_schedule
 from agents.simulator import agent_to_dict
 from agents.solver import agent_kind
 from coordinator import records
-from coordinator.mechanisms import dump_params
-from coordinator.mechanisms.base import RoundRecord
+from coordinator.mechanisms.base import RoundRecord, dump_market
 from coordinator.protocol import ClearingBody, SettlementBody
 from grid.powerflow import PeriodResult
 from grid.simulator import child_eid
@@ -35,10 +34,11 @@ from scenarios.run import collector, grid_process, mosaik_compat
 from scenarios.run.errors import RunError, RunStopped, as_interrupt
 from scenarios.run.market import (
     OPERATOR,
-    max_rounds,
-    mechanism_setup,
+    check_wrapper,
+    market_params,
     needs_operator,
     operator_data,
+    plugin,
 )
 from scenarios.run.network import grid_limits, n_buses, network_options
 from scenarios.run.progress import RoundWatcher
@@ -108,8 +108,8 @@ def coordinator_argv(s: Scenario, community, out: Path, endpoint: str, first_day
     roster = out / "roster.txt"
     names = [d.name for d in community] + ([OPERATOR] if needs_operator(s) else [])
     roster.write_text("".join(f"{n}\n" for n in names if n not in gone))
-    mech, params = mechanism_setup(s, community)
-    (out / PARAMS_FILE).write_text(json.dumps(dump_params(mech.name, params, s.market.network_check)))
+    (out / PARAMS_FILE).write_text(json.dumps(dump_market(plugin(s).core, market_params(s),
+                                                          check_wrapper(s))))
     rt = s.runtime
     argv = ["--params", str(out / PARAMS_FILE), "--roster", str(roster), "--endpoint", endpoint,
             "--log", str(out / "messages.jsonl"), "--records", str(out / RECORDS_DIR),
@@ -318,9 +318,9 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
     """The agents first (each process builds its models from its ``create`` on), then
     the grid simulator and the collector, then the links."""
     so, period_s = s.solver, s.horizon.period_minutes * 60
-    family = mechanism_setup(s, [])[0].family
+    family = plugin(s).strategy
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
-              "lp_first": so.lp_first, "binaries": s.market.binaries}
+              "lp_first": so.lp_first, **s.market.agent_options()}
     agents = {}
     for i, group in enumerate(groups):
         sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,
@@ -447,7 +447,7 @@ def _records(s: Scenario, out: Path, coordinator, first_day: int = 0) -> dict:
     started has exited."""
     rt = s.runtime
     day_s = (rt.registration_timeout_s + rt.realisation_timeout_s
-             + rt.round_deadline_s * max_rounds(s))
+             + rt.round_deadline_s * s.market.rounds)
     folder = out / RECORDS_DIR
 
     def count() -> int:

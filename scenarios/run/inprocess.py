@@ -35,7 +35,7 @@ from coordinator.session import MarketSession
 from scenarios.community.builder import p2v_price
 from scenarios.results.outcome import DayResult, RoundStats
 from scenarios.run.errors import RunError
-from scenarios.run.market import OPERATOR, mechanism_setup, needs_operator, operator_data
+from scenarios.run.market import OPERATOR, mechanism_setup, needs_operator, operator_data, plugin
 from scenarios.run.network import place_agents
 from scenarios.schema import Scenario
 
@@ -56,7 +56,8 @@ def make_agents(s: Scenario, community, actuals: dict[str, Actuals], family: str
     """The community's market agents, and the network operator where the market has one."""
     so = s.solver
     agents = {d.name: MarketAgent(d, family, actuals.get(d.name), so.mip_rel_gap,
-                                  so.time_limit_s, so.lp_first, s.market.binaries)
+                                  so.time_limit_s, so.lp_first,
+                                  **s.market.agent_options())
               for d in community}
     if needs_operator(s):
         agents[OPERATOR] = OperatorAgent(operator_data(s, place_agents(s, community),
@@ -122,7 +123,7 @@ def run_decentralized(s: Scenario, community, actuals: dict[str, Actuals] | None
     before left; ``gone``: agents that left the run before it); agents that fail a day
     leave the run. ``on_day(day_result)`` follows every finished day."""
     mech, params = mechanism_setup(s, community)
-    agents = make_agents(s, community, actuals or {}, mech.family)
+    agents = make_agents(s, community, actuals or {}, plugin(s).strategy)
     gone = dict(gone or {})
     days = []
     for day in range(first_day, s.horizon.days):

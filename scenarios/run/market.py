@@ -1,6 +1,7 @@
-"""The scenario's market: its mechanism and that mechanism's parameters (registered by
-mechanism name), as the in-process runtime and the coordinator process both use them;
-and the market's own agents (the network operator where the mechanism has one)."""
+"""The scenario's market: its mechanism's plug-in, its core (checked by another
+mechanism where ``market.network_check`` says so) and its parameters with the run's public
+data, as the in-process runtime and the coordinator process both use them; and the
+market's own agents (the network operator where it takes part)."""
 
 from __future__ import annotations
 
@@ -9,86 +10,55 @@ import numpy as np
 from agents.admm_peer import connection_limits
 from agents.data import Horizon
 from agents.operator import OperatorData
-from coordinator.mechanisms import Mechanism, get_mechanism
-from coordinator.mechanisms.admm import ADMMParams
-from coordinator.mechanisms.bilateral import BilateralParams
-from coordinator.mechanisms.clearance import ClearanceParams
-from coordinator.mechanisms.locality import LocalityParams
-from coordinator.mechanisms.p2v_rules import P2VParams
+from coordinator.mechanisms.base import MarketCore, MarketData, MarketParams
 from grid.networks import load_network
+from scenarios import mechanisms
 from scenarios.community.builder import grid_prices, horizon_of, p2v_price
+from scenarios.mechanisms import Mechanism
 from scenarios.run.network import network_options
 from scenarios.schema import Scenario
 
 OPERATOR = "operator"  # the network operator's agent name
-DEFAULT_ROUNDS = {"p2v_rules": 5, "admm": 500, "bilateral": 2000}
 
 
-def max_rounds(s: Scenario) -> int:
-    """The scenario's round bound, or its mechanism's default."""
-    return s.market.max_rounds or DEFAULT_ROUNDS.get(s.market.mechanism, 5)
+def plugin(s: Scenario) -> Mechanism:
+    """The scenario's mechanism."""
+    return mechanisms.get(s.market.mechanism)
 
 
-def _p2v(s: Scenario, community) -> P2VParams:
-    return P2VParams(tolerance_kw=s.market.tolerance_kw, max_rounds=max_rounds(s),
-                     price_eur_per_kwh=p2v_price(s))
+def check_plugin(s: Scenario) -> Mechanism | None:
+    """The mechanism that checks the market's trades against the network, if any."""
+    return None if s.market.network_check == "none" else mechanisms.get(s.market.network_check)
 
 
-def _locality(s: Scenario, community) -> LocalityParams:
-    """The grid's prices (the agents' retail prices) and the locality's rules."""
+def run_plugins(s: Scenario) -> list[Mechanism]:
+    """The plug-ins of the run: its mechanism, then its network check."""
+    return [m for m in (plugin(s), check_plugin(s)) if m is not None]
+
+
+def market_params(s: Scenario) -> MarketParams:
+    """The scenario's market parameters with the run's public data: the retail prices of
+    every period and the P2V price."""
     buy, sell = grid_prices(s)
-    m = s.market
-    return LocalityParams(grid_buy_eur_per_kwh=buy.tolist(), grid_sell_eur_per_kwh=sell.tolist(),
-                          cdl_factor=m.cdl_factor, penalty_rate=m.penalty_rate,
-                          demand_limit=m.demand_limit, injection_limit=m.pil,
-                          price_rounds=m.price_rounds, tolerance_kw=m.tolerance_kw,
-                          damping=m.damping)
+    data = MarketData(tuple(buy.tolist()), tuple(sell.tolist()), p2v_price(s))
+    return s.market.with_data(data)
 
 
-def _admm(s: Scenario, community) -> ADMMParams:
-    """The first round's trade prices are the midpoint of the public retail buy and
-    feed-in prices."""
-    buy, sell = grid_prices(s)
-    m = s.market
-    return ADMMParams(rho0=m.rho0, mu=m.balancing_mu, tau=m.balancing_tau,
-                      residual_balancing=m.residual_balancing, tolerance=m.residual_tolerance,
-                      max_rounds=max_rounds(s), network=m.network,
-                      price0_eur_per_kwh=((buy + sell) / 2).tolist())
+def mechanism_setup(s: Scenario, community=None) -> tuple[MarketCore, MarketParams]:
+    """The market's core (checked where ``market.network_check`` says so) and its
+    parameters."""
+    core, check = plugin(s).core, check_plugin(s)
+    return (core if check is None else check.check(core)), market_params(s)
 
 
-def _clearance(s: Scenario, community) -> ClearanceParams:
-    m = s.market
-    return ClearanceParams(bid_eur_per_kwh=m.bid_eur_per_kwh, ask_eur_per_kwh=m.ask_eur_per_kwh,
-                           min_trade_kw=m.min_trade_kw, network=m.network)
-
-
-def _bilateral(s: Scenario, community) -> BilateralParams:
-    m = s.market
-    return BilateralParams(rho0=m.rho0, mu=m.balancing_mu, tau=m.balancing_tau,
-                           residual_balancing=m.residual_balancing,
-                           tolerance=m.residual_tolerance, max_rounds=max_rounds(s),
-                           loss_price=m.loss_price, congestion_price=m.congestion_price,
-                           congestion_rounds=m.congestion_rounds, pool=m.pool,
-                           relaxation=m.relaxation)
-
-
-PARAMS = {"p2v_rules": _p2v, "amc": _locality, "gdrmc": _locality, "p2g": _locality,
-          "admm": _admm, "clearance": _clearance, "bilateral": _bilateral}
-NETWORK_MECHANISMS = ("admm", "clearance")  # with a network operator unless market.network
-
-
-def mechanism_setup(s: Scenario, community) -> tuple[Mechanism, object]:
-    """The mechanism (its trades cleared by the network operator where
-    ``market.network_check`` says so) and its parameters."""
-    return (get_mechanism(s.market.mechanism, s.market.network_check),
-            PARAMS[s.market.mechanism](s, community))
+def check_wrapper(s: Scenario):
+    """The coordinator-side wrapper of the network check, or None."""
+    check = check_plugin(s)
+    return None if check is None else check.check
 
 
 def needs_operator(s: Scenario) -> bool:
-    m = s.market
-    return ((m.mechanism in NETWORK_MECHANISMS and m.network)
-            or (m.mechanism == "bilateral" and (m.loss_price > 0 or m.congestion_price > 0))
-            or m.network_check != "none")
+    return s.market.operator_takes_part()
 
 
 def operator_data(s: Scenario, bus_of: dict[str, int], community) -> OperatorData:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from grid.powerflow import grid_summary
 from scenarios.community.builder import build_actuals, build_community
+from scenarios.mechanisms import RunContext
 from scenarios.results import checkpoint
 from scenarios.results.checkpoint import carried_over
 from scenarios.results.outcome import DayResult, failed_in
@@ -26,7 +27,8 @@ from scenarios.run.errors import (
     as_interrupt,
     deferred,
 )
-from scenarios.run.inprocess import run_centralized, run_decentralized
+from scenarios.run.inprocess import run_decentralized
+from scenarios.run.market import plugin, run_plugins
 from scenarios.run.network import grid_limits, place_agents, run_grid_inprocess, trafo_ratings
 from scenarios.run.progress import DayProgress
 from scenarios.schema import Scenario, ScenarioError
@@ -50,7 +52,9 @@ def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress,
     try:
         if s.market.mode == "centralized":
             with deferred():
-                run_centralized(s, start, actuals, CheckedProgress(bar), first, finished)
+                plugin(s).run_centralized(scenario=s, start=start, actuals=actuals,
+                                          progress=CheckedProgress(bar), first_day=first,
+                                          finished=finished)
         elif s.runtime.kind == "inprocess":
             with deferred():
                 run_decentralized(s, start, actuals, CheckedProgress(bar), first, gone,
@@ -76,43 +80,26 @@ def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress,
     return new, outcome, grid_days, time.perf_counter() - t_grid, interrupted
 
 
-def _is_admm(s: Scenario) -> bool:
-    return s.market.mechanism == "admm" and s.market.mode == "decentralized"
-
-
-def _precheck(s: Scenario, community, bus_of, first_day: int) -> dict:
-    """ADMM: the first day's centralized optimum before the market opens (limits no
-    dispatch can meet are a one-line error here, not a market that cannot converge)."""
-    if not _is_admm(s):
+def _precheck(ctx: RunContext) -> dict:
+    """What the run's mechanisms check before the market opens (in a decentralized run):
+    day -> centralized optimum known from it."""
+    if ctx.scenario.market.mode != "decentralized":
         return {}
-    from grid.branchflow import NetworkInfeasible
-    from scenarios.run.central_p2p import check_feasible
-    try:
-        return {first_day: check_feasible(s, community, bus_of, first_day)}
-    except NetworkInfeasible as exc:
-        raise RunError(f"{s.name}: {exc}") from None
+    known: dict = {}
+    for mech in run_plugins(ctx.scenario):
+        if mech.precheck is not None:
+            known |= mech.precheck(ctx)
+    return known
 
 
-def _market_figures(s: Scenario, out: Path, days, community, bus_of, known: dict,
-                    grid_days) -> dict:
-    """A mechanism's own tables and summary figures (ADMM: iterations, trades, the gap
-    to the centralized optimum, the network model's voltage gap to AC; clearance: the
-    hourly clearance and the trades offered and accepted; bilateral: its trades and
-    iterations, its welfare against the centralized optimum)."""
-    if s.market.mechanism == "bilateral":
-        from scenarios.results.bilateral import write_bilateral
-        from scenarios.run.central_bilateral import central_bilateral_days
-        return write_bilateral(out, days, s.horizon.period_minutes / 60,
-                               central_bilateral_days(s, community, days, bus_of))
-    if s.market.mechanism == "clearance" or s.market.network_check != "none":
-        from scenarios.results.clearance import write_clearance
-        return write_clearance(out, days, s.horizon.period_minutes / 60)
-    if not _is_admm(s):
-        return {}
-    from scenarios.results.admm import write_admm
-    from scenarios.run.central_p2p import central_days, relaxation_gap_pu
-    figures = write_admm(out, days, central_days(s, community, days, bus_of, known))
-    return figures | {"relaxation_gap_pu": relaxation_gap_pu(s, days, bus_of, grid_days)}
+def _market_figures(ctx: RunContext) -> dict:
+    """The run's mechanisms' own tables and summary figures (the network check's last:
+    its trades are the cleared ones)."""
+    figures: dict = {}
+    for mech in run_plugins(ctx.scenario):
+        if mech.results is not None:
+            figures |= mech.results(ctx)
+    return figures
 
 
 def run_scenario(s: Scenario, out: Path, progress: bool = False,
@@ -137,7 +124,8 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
     else:
         (out / checkpoint.CHECKPOINT).unlink(missing_ok=True)
         write_config(out, s)
-    known = _precheck(s, carried_over(community, kept), bus_of, len(kept))
+    known = _precheck(RunContext(scenario=s, out=out, community=carried_over(community, kept),
+                                 bus_of=bus_of, days=kept))
     bar = DayProgress(s.name, s.horizon.periods, progress, s.horizon.days)
     try:
         new, outcome, grid_days, grid_s, interrupted = _days(s, community, actuals, bus_of,
@@ -171,8 +159,9 @@ def _write_run(s: Scenario, out: Path, t0: float, community, bus_of, known, kept
                             bus_of=bus_of, grid=grid, grid_s=grid_s,
                             processes={"agents": len(outcome.pids) if outcome else 1,
                                        "agent_peak_rss_mb": outcome and outcome.peak_rss_mb},
-                            market_figures=_market_figures(s, out, days, community, bus_of,
-                                                           known, grid_days))
+                            market_figures=_market_figures(RunContext(
+                                scenario=s, out=out, community=community, bus_of=bus_of,
+                                days=days, grid_days=grid_days, known=known)))
     write_report(out, slowest_agent_s(days))
     checkpoint.save(out, scenario_config(s), days)
     if len(days) < s.horizon.days:

@@ -1,0 +1,62 @@
+"""Network-constrained P2P trading by ADMM as a plug-in: peers trade bilaterally, the
+network operator takes part with its network model; its centralized counterpart is the
+same peers and network in one second-order cone program."""
+
+from __future__ import annotations
+
+from coordinator.mechanisms.admm import CORE
+from scenarios.mechanisms.base import Mechanism, RunContext
+
+
+def precheck(ctx: RunContext) -> dict:
+    """The first day's centralized optimum before the market opens: limits no dispatch
+    can meet are a one-line error here, not a market that cannot converge."""
+    from grid.branchflow import NetworkInfeasible
+    from scenarios.run.central_p2p import check_feasible
+    from scenarios.run.errors import RunError
+    first = len(ctx.days)  # the days before are finished (a resumed run)
+    try:
+        return {first: check_feasible(ctx.scenario, ctx.community, ctx.bus_of, first)}
+    except NetworkInfeasible as exc:
+        raise RunError(f"{ctx.scenario.name}: {exc}") from None
+
+
+def results(ctx: RunContext) -> dict:
+    """Iterations and trades; the gap to the centralized optimum and the network model's
+    voltage gap to the AC power flow."""
+    from scenarios.results.admm import write_admm
+    from scenarios.run.central_p2p import central_days, relaxation_gap_pu
+    s = ctx.scenario
+    figures = write_admm(ctx.out, ctx.days,
+                         central_days(s, ctx.community, ctx.days, ctx.bus_of, ctx.known))
+    return figures | {"relaxation_gap_pu": relaxation_gap_pu(s, ctx.days, ctx.bus_of,
+                                                             ctx.grid_days)}
+
+
+def bench(*, scenario, runs, info, out) -> int:
+    from scenarios.bench.admm import bench_admm
+    return bench_admm(scenario, runs, info, out)
+
+
+def sections(run) -> list:
+    from scenarios.results.admm import report_sections
+    return report_sections(run)
+
+
+def figures() -> list:
+    from scenarios.results.admm import figure_specs
+    return figure_specs()
+
+
+MECHANISM = Mechanism(
+    core=CORE,
+    description="bilateral P2P trades cleared by ADMM, with the network operator's limits",
+    citation="Antunes, Soares, Morais (2024), P2P Markets to Support Trading in Smart Grids "
+    "with Electric Vehicles",
+    strategy="peer_consensus",
+    precheck=precheck, results=results, tables=("admm_iterations", "trades"),
+    sections=sections, figures=figures, bench=bench,
+    kpis={"gap_to_centralized_pct": ("market", "gap_to_centralized_pct"),
+          "primal_residual": ("market", "primal_residual"),
+          "dual_residual": ("market", "dual_residual")},
+)

@@ -1,0 +1,57 @@
+"""Bilateral power and heat trades by consensus ADMM with the network operator's loss and
+congestion penalties, as a plug-in; its centralized counterpart is one convex QP of every
+peer and pair."""
+
+from __future__ import annotations
+
+from coordinator.mechanisms.bilateral import CORE
+from scenarios.mechanisms.base import Mechanism, RunContext
+
+
+def results(ctx: RunContext) -> dict:
+    from scenarios.results.bilateral import write_bilateral
+    from scenarios.run.central_bilateral import central_bilateral_days
+    return write_bilateral(ctx.out, ctx.days, ctx.period_h,
+                           central_bilateral_days(ctx.scenario, ctx.community, ctx.days,
+                                                  ctx.bus_of))
+
+
+def sections(run) -> list:
+    from scenarios.results.bilateral import report_sections
+    return report_sections(run)
+
+
+def figures() -> list:
+    from scenarios.results.bilateral import figure_specs
+    return figure_specs()
+
+
+def scenario_problems(scenario) -> list[str]:
+    """Path penalties need paths: a radial feeder."""
+    m = scenario.market
+    if not m.path_penalties():
+        return []
+    from grid.networks import load_network
+    from grid.paths import feeder_paths
+    field = "loss_price" if m.loss_price > 0 else "congestion_price"
+    g = scenario.grid
+    try:
+        feeder_paths(load_network(g.network, **({} if g.ampacity_ka is None else
+                                                {"ampacity_ka": g.ampacity_ka})), g.network)
+    except ValueError as exc:
+        return [f"market.{field}: path penalties need a radial feeder; {exc}"]
+    return []
+
+
+MECHANISM = Mechanism(
+    core=CORE,
+    description="bilateral power and heat trades by consensus ADMM, with the network "
+    "operator's loss and congestion penalties",
+    citation="Vahidinasab, Nasimifar, Mohammadi-Ivatloo, Participation of Active Buildings in "
+    "Peer-to-Peer and Local Transactive Energy Markets (book chapter 12)",
+    strategy="commodity_consensus",
+    results=results, tables=("bilateral_iterations", "trades"), sections=sections,
+    figures=figures, scenario_problems=scenario_problems,
+    kpis={"gap_to_centralized_pct": ("market", "gap_to_centralized_pct"),
+          "traded_kwh_heat": ("market", "traded_kwh_heat")},
+)

@@ -1,0 +1,44 @@
+"""P2P trades matched by double auction and cleared by the network operator's DC limits,
+as a plug-in; it also checks any other mechanism's trades (``market.network_check:
+clearance``)."""
+
+from __future__ import annotations
+
+from coordinator.mechanisms.clearance import CORE
+from coordinator.mechanisms.network_check import checked
+from scenarios.mechanisms.base import Mechanism, RunContext
+
+
+def results(ctx: RunContext) -> dict:
+    from scenarios.results.clearance import write_clearance
+    return write_clearance(ctx.out, ctx.days, ctx.period_h)
+
+
+def bench(*, scenario, runs, info, out) -> int:
+    from scenarios.bench.clearance import run_clearance_bench
+    return run_clearance_bench(runs, info, out)
+
+
+def sections(run) -> list:
+    from scenarios.results.clearance import report_sections
+    return report_sections(run)
+
+
+def figures() -> list:
+    from scenarios.results.clearance import figure_specs
+    return figure_specs()
+
+
+MECHANISM = Mechanism(
+    core=CORE,
+    description="P2P trades matched by double auction, cleared by the network operator's "
+    "DC limits",
+    citation="Vieira Fernandes, Christin, Kar (2024), Peer-to-Peer (P2P) Electricity Markets "
+    "for Low Voltage Networks, SmartGridComm",
+    strategy="quote",
+    results=results, tables=("clearance", "trades"), sections=sections, figures=figures,
+    bench=bench,
+    kpis={"accepted_kwh": ("market", "accepted_kwh"),
+          "curtailed_kwh": ("market", "curtailed_kwh")},
+    check=checked,
+)

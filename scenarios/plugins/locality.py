@@ -1,0 +1,18 @@
+"""The locality market of buildings as plug-ins: average market clearing (AMC),
+generation-to-demand-ratio prices (GDRMC) and peer-to-grid (P2G, no local market). Every
+participant quotes its planned net demand (the ``quote`` strategy)."""
+
+from __future__ import annotations
+
+from coordinator.mechanisms import amc, gdrmc, p2g
+from scenarios.mechanisms.base import Mechanism
+
+CITATION = ("the 2023 study of transactive energy management systems (TEMS) with local "
+            "energy market clearing strategies; lemgrid's tems2023 scenario")
+
+AMC = Mechanism(core=amc.CORE, strategy="quote", citation=CITATION,
+                description="locality market, average market clearing prices")
+GDRMC = Mechanism(core=gdrmc.CORE, strategy="quote", citation=CITATION,
+                  description="locality market, generation-to-demand-ratio prices")
+P2G = Mechanism(core=p2g.CORE, strategy="quote", citation=CITATION,
+                description="no local market: every participant trades with the retailer")
