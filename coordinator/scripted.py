@@ -50,11 +50,13 @@ class ScriptedAgent:
     registration: RegisterBody
     answer: Answer
     reading_kw: Reading = None
-    clearing: Clearing | None = None  # the last one received
-    settlement: Settlement | None = None  # the last one received
-    signalled_at: dict[int, float] = field(default_factory=dict)  # day -> first signal, s
-    errors: int = 0  # error replies, gone not counted
-    gone: str | None = None  # the coordinator's reason for serving it no more
+    # what it heard: the day's clearing and settlement, each day's first signal (monotonic
+    # s), how many errors (gone not counted) and why the coordinator serves it no more
+    clearing: Clearing | None = field(default=None, init=False)
+    settlement: Settlement | None = field(default=None, init=False)
+    signalled_at: dict[int, float] = field(default_factory=dict, init=False)
+    errors: int = field(default=0, init=False)
+    gone: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.answer, Mapping):
@@ -71,13 +73,13 @@ class ScriptedAgent:
 
     def opening(self, day: int) -> list:
         """What it sends to open ``day``: its registration, nothing once gone."""
+        self.clearing = self.settlement = None
         return [] if self.gone else [self.register(day)]
 
-    def offer(self, signal: Signal) -> Offer | None:
+    def on_signal(self, signal: Signal) -> Offer | None:
         body = None if self.answer is None else self.answer(signal)
-        if body is None:
-            return None
-        return Offer(sender=self.name, day=signal.day, round=signal.round, body=body)
+        return None if body is None else Offer(sender=self.name, day=signal.day,
+                                               round=signal.round, body=body)
 
     def meters(self, clearing: Clearing) -> list[Meter]:
         """One reading a period of the cleared day."""
@@ -98,7 +100,7 @@ class ScriptedAgent:
             self.errors += 1
         elif isinstance(msg, Signal):
             self.signalled_at.setdefault(msg.day, time.monotonic())
-            offer = self.offer(msg)
+            offer = self.on_signal(msg)
             return [offer] if offer else []
         elif isinstance(msg, Clearing):
             self.clearing = msg
