@@ -47,7 +47,7 @@ bench-load: $(STAMP)
 
 # 10,000 hostile frames at a running coordinator; fails on any crash.
 fuzz: $(STAMP)
-	$(BIN)/python -m coordinator.fuzz --frames 10000
+	$(BIN)/python -m tests.wire.fuzz --frames 10000
 
 lint: $(STAMP)
 	$(BIN)/ruff check agents coordinator grid scenarios tests

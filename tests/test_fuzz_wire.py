@@ -1,4 +1,4 @@
-"""Fuzzing the coordinator's wire (coordinator/fuzz.py): ``decode`` answers every frame with
+"""Fuzzing the coordinator's wire (tests/wire/fuzz.py): ``decode`` answers every frame with
 a message or a ProtocolError the service can send back, and a running service answers
 hostile frames, never stops and still clears a real day.
 
@@ -17,20 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator import service as service_module
-from coordinator.fuzz import (
-    FIELDS,
-    Flood,
-    FuzzResult,
-    Raw,
-    dumps,
-    hostile_payloads,
-    reference_day,
-    run_campaign,
-    valid_messages,
-    wire_community,
-    with_value,
-    wrong_field_frames,
-)
 from coordinator.mechanisms import get_mechanism
 from coordinator.mechanisms.p2v_rules import P2VParams
 from coordinator.protocol import (
@@ -50,6 +36,7 @@ from coordinator.protocol import (
 )
 from coordinator.session import MarketSession
 
+from .conftest import run_session
 from .test_auth import assert_same_market, market_day, plain_day, tiny  # noqa: F401 - fixtures
 from .test_service import (  # noqa: F401 - sockets and dealer are fixtures
     PERIODS,
@@ -64,6 +51,20 @@ from .test_service import (  # noqa: F401 - sockets and dealer are fixtures
     sockets,
     until_settlement,
     zero_offer,
+)
+from .wire.fuzz import (
+    FIELDS,
+    Flood,
+    FuzzResult,
+    Raw,
+    dumps,
+    hostile_payloads,
+    reference_day,
+    run_campaign,
+    valid_messages,
+    wire_community,
+    with_value,
+    wrong_field_frames,
 )
 
 
@@ -368,15 +369,7 @@ def test_wire_community_day_runs_every_rule():
     """The campaign's check day is a real P2V day: every rule applies before it converges,
     and energy is traded."""
     agents = wire_community()
-    by_name = {a.name: a for a in agents}
-    session = MarketSession(get_mechanism("p2v_rules"), P2VParams())
-    for agent in agents:
-        session.register(agent.register())
-    signals = session.start()
-    while signals:
-        for name, signal in signals.items():
-            session.offer(by_name[name].offer(signal))
-        signals = session.close_round()
+    session = run_session({a.name: a for a in agents}, get_mechanism("p2v_rules"), P2VParams())
     assert [r.scalars["rule_applied"] for r in session.state.records] == [1, 2, 3, 4, None]
     assert session.state.converged
     day = reference_day(agents)

@@ -23,3 +23,12 @@ def test_thirty_days_keep_the_coordinator_flat(tmp_path):
     assert len(read_days(tmp_path / "rounds")) == 30
     growth = r.rss_mb[-1] - r.rss_mb[4]
     assert growth < 10.0, r.rss_mb  # MB from day 5 to day 30
+
+
+def test_a_dropped_agent_is_told_gone_and_sits_the_next_day_out(tmp_path):
+    """20 agents, one late: dropped on day 0, refused with ``gone`` when it registers for
+    day 1 (not counted as an error), so 19 settle each day."""
+    r = run_load(20, 2, 1, tmp_path, round_deadline_s=1.0)
+    assert r.late == ["a00000"] and r.gone == r.late
+    assert r.settled == [19, 19] and r.errors == 0
+    assert set(r.dropped) == set(r.late)

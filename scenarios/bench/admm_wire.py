@@ -2,7 +2,7 @@
 
 A ``lemgrid coordinator`` process runs mechanism ``admm`` (with its operator) for a
 fixed number of rounds; a swarm of scripted peers and a scripted operator (one DEALER
-socket each, ``scenarios.bench.load.Swarm``) answer every signal at once with fixed net
+socket each, ``coordinator.scripted.Swarm``) answer every signal at once with fixed net
 purchases and imports (the operator with the targets it was sent). A round then costs
 only what the market adds to the solves: the coordinator's step, its encoding of the
 signals and decoding of the offers, ZeroMQ on loopback, and the agents' decoding of a
@@ -19,28 +19,16 @@ coordinator and the wire.
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
+
 from coordinator.mechanisms.admm import ADMMParams
-from coordinator.protocol import (
-    NET,
-    P2P,
-    Clearing,
-    Error,
-    Meter,
-    MeterBody,
-    Offer,
-    OfferBody,
-    Register,
-    RegisterBody,
-    Settlement,
-    Signal,
-    decode,
-)
-from scenarios.bench.load import PERIOD_H, PERIODS, Swarm, start_coordinator
+from coordinator.protocol import HEARTBEAT_INTERVAL_S, NET, P2P, OfferBody, RegisterBody, Signal
+from coordinator.scripted import ScriptedAgent, Swarm
+from scenarios.bench.load import PERIOD_H, PERIODS, net_demand_kw, start_coordinator
 
 OPERATOR = "operator"
 
@@ -63,58 +51,30 @@ class WireResult:
                 "signal_kb_per_round": statistics.median(self.bytes_in) / 1e3}
 
 
-class ADMMSwarm(Swarm):
-    """Peers that half may sell, all may buy, answering a fixed net purchase and import;
-    an operator that takes every target as it is."""
+def operator_answer(signal: Signal) -> OfferBody:
+    """The operator's answer: every peer's net target taken as it is."""
+    targets = (signal.body.by_counterparty or {}).get(NET, {})
+    return OfferBody(quantities_kw={}, by_counterparty_kw={NET: {
+        peer: t.target_kw for peer, t in targets.items()}})
 
-    def __init__(self, endpoint: str, peers: list[str], seed: int = 0):
-        super().__init__(endpoint, [*peers, OPERATOR], set(), seed)
-        self.peers = peers
-        self.result = WireResult(len(peers))
-        self._round_seen: dict[int, float] = {}
-        self._work = 0.0
 
-    def register(self, day: int) -> None:
-        for i, name in enumerate(self.peers):
-            limits = {"import": [10.0], "export": [5.0 if i % 2 == 0 else 0.0]}
-            self.send(name, Register(sender=name, day=day, body=RegisterBody(
-                kind="prosumer", periods=PERIODS, period_h=PERIOD_H, limits_kw=limits)))
-        self.send(OPERATOR, Register(sender=OPERATOR, day=day, body=RegisterBody(
-            kind="operator", periods=PERIODS, period_h=PERIOD_H)))
-
-    def receive(self, name: str, frame: bytes, day: int, settled: set, signalled: set):
-        start = time.perf_counter()
-        msg = decode(frame)
-        if isinstance(msg, Signal):
-            now = time.monotonic()
-            if msg.round not in self._round_seen:
-                self._round_seen[msg.round] = now
-                self.result.swarm_ms.append(0.0)
-                self.result.bytes_in.append(0)
-            self.result.bytes_in[-1] += len(frame)
-        self._answer(name, msg, day, settled, signalled)
-        if isinstance(msg, Signal):
-            self.result.swarm_ms[-1] += 1e3 * (time.perf_counter() - start)
-
-    def _answer(self, name: str, msg, day: int, settled: set, signalled: set) -> None:
-        if isinstance(msg, Error):
-            self.errors += 1
-        elif isinstance(msg, Signal) and msg.day == day:
-            signalled.add(name)
-            if name == OPERATOR:
-                targets = (msg.body.by_counterparty or {}).get(NET, {})
-                body = OfferBody(quantities_kw={}, by_counterparty_kw={NET: {
-                    peer: t.target_kw for peer, t in targets.items()}})
-            else:
-                quote = self.quotes[name]
-                body = OfferBody(quantities_kw={NET: quote, P2P: [0.5 * q for q in quote]})
-            self.send(name, Offer(sender=name, day=day, round=msg.round, body=body))
-        elif isinstance(msg, Clearing) and msg.day == day:
-            for t, p in enumerate(self.quotes[name]):
-                self.send(name, Meter(sender=name, day=day, round=0, body=MeterBody(
-                    period=t, p_kw=0.0 if name == OPERATOR else p)))
-        elif isinstance(msg, Settlement) and msg.day == day:
-            settled.add(name)
+def wire_agents(peers: list[str], seed: int = 0) -> list[ScriptedAgent]:
+    """Peers that half may sell, all may buy, answering a fixed net purchase and import
+    (half of it from peers) and realising it; an operator that takes every target as it
+    is and meters nothing."""
+    rng = np.random.default_rng(seed)
+    agents = []
+    for i, name in enumerate(peers):
+        quote = net_demand_kw(rng)
+        limits = {"import": [10.0], "export": [5.0 if i % 2 == 0 else 0.0]}
+        agents.append(ScriptedAgent(
+            name, RegisterBody(kind="prosumer", periods=PERIODS, period_h=PERIOD_H,
+                               limits_kw=limits),
+            {NET: quote, P2P: [0.5 * q for q in quote]}, quote))
+    agents.append(ScriptedAgent(OPERATOR, RegisterBody(kind="operator", periods=PERIODS,
+                                                       period_h=PERIOD_H),
+                                operator_answer, [0.0] * PERIODS))
+    return agents
 
 
 def run_wire(peers: int, rounds: int, out: Path) -> WireResult:
@@ -124,16 +84,28 @@ def run_wire(peers: int, rounds: int, out: Path) -> WireResult:
     params = ADMMParams(tolerance=0.0, max_rounds=rounds, network=True)
     proc, endpoint = start_coordinator(out, [*names, OPERATOR], 1, round_deadline_s=30.0,
                                        mechanism="admm", params=params)
-    swarm = ADMMSwarm(endpoint, names)
+    res, round_seen = WireResult(peers), {}
+
+    def observe(agent, msg, frame_bytes: int, received_at: float, answer_s: float) -> None:
+        if not isinstance(msg, Signal):
+            return
+        if msg.round not in round_seen:
+            round_seen[msg.round] = received_at
+            res.swarm_ms.append(0.0)
+            res.bytes_in.append(0)
+        res.bytes_in[-1] += frame_bytes
+        res.swarm_ms[-1] += 1e3 * answer_s
+
+    swarm = Swarm(endpoint, wire_agents(names))
+    swarm.observe = observe
     try:
-        swarm.day(0, timeout_s=60.0 + rounds)
+        swarm.play(0, timeout_s=60.0 + rounds, heartbeat_s=HEARTBEAT_INTERVAL_S)
         proc.wait(timeout=30)
     finally:
         swarm.close()
         if proc.poll() is None:
             proc.kill()
-    res = swarm.result
-    seen = [swarm._round_seen[r] for r in sorted(swarm._round_seen)]
+    seen = [round_seen[r] for r in sorted(round_seen)]
     res.interval_ms = [1e3 * (b - a) for a, b in pairwise(seen)]
     res.swarm_ms = res.swarm_ms[:len(res.interval_ms)]
     res.rounds, res.errors = len(seen), swarm.errors

@@ -1,11 +1,12 @@
 """Load on the coordinator: many scripted agents over the real wire.
 
-A swarm of protocol clients (one DEALER socket each, all served by one thread and one
-poller) takes part in a locality market (GDRMC) served by a ``lemgrid coordinator``
-process: every agent registers at once, sends heartbeats, quotes a net demand, sends a
-meter reading per period and takes its settlement, day after day. Chosen agents answer
-late (never within the round deadline): the coordinator must drop them at the deadline
-and name them. The coordinator's resident memory is read from ``/proc`` after every day.
+A swarm of scripted agents (``coordinator.scripted``: one DEALER socket each, all served
+by one thread and one poller) takes part in a locality market (GDRMC) served by a
+``lemgrid coordinator`` process: every agent registers at once, sends heartbeats, quotes
+a net demand, sends a meter reading per period and takes its settlement, day after day.
+Chosen agents answer late (never within the round deadline): the coordinator must drop
+them at the deadline and name them, and tell them ``gone`` when they register again. The
+coordinator's resident memory is read from ``/proc`` after every day.
 
 ``lemgrid bench --load N [--load-days D]`` prints the table; tests use ``run_load``.
 """
@@ -13,33 +14,19 @@ and name them. The coordinator's resident memory is read from ``/proc`` after ev
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import zmq
 
 from coordinator.mechanisms import dump_params
 from coordinator.mechanisms.locality import LocalityParams
-from coordinator.protocol import (
-    HEARTBEAT_INTERVAL_S,
-    Clearing,
-    Error,
-    Heartbeat,
-    Meter,
-    MeterBody,
-    Offer,
-    OfferBody,
-    Register,
-    RegisterBody,
-    Settlement,
-    Signal,
-    decode,
-    encode,
-)
+from coordinator.protocol import HEARTBEAT_INTERVAL_S, RegisterBody
 from coordinator.records import read_days
+from coordinator.scripted import ScriptedAgent, Swarm
 from scenarios.run.distributed import spawn_coordinator
 
 PERIODS = 24
@@ -58,7 +45,8 @@ class LoadResult:
     settled: list[int] = field(default_factory=list)  # agents settled per day
     frames_out: int = 0  # frames the swarm sent
     frames_in: int = 0  # frames the swarm received
-    errors: int = 0  # error replies the swarm received
+    errors: int = 0  # error replies the swarm received, gone not counted
+    gone: list[str] = field(default_factory=list)  # agents the coordinator told gone
 
 
 def _rss_mb(pid: int) -> float:
@@ -68,7 +56,7 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _quote(rng: np.random.Generator) -> list[float]:
+def net_demand_kw(rng: np.random.Generator) -> list[float]:
     """A home's net demand: evening import, midday export (kW per hour)."""
     hours = np.arange(PERIODS)
     base = 0.6 + 0.8 * np.exp(-((hours - 20) / 2.5) ** 2)
@@ -98,113 +86,44 @@ def start_coordinator(out: Path, names: list[str], days: int, round_deadline_s: 
         stderr=subprocess.DEVNULL)
 
 
-class Swarm:
-    """``names`` as scripted agents on one poller; ``late`` never answer a signal."""
-
-    def __init__(self, endpoint: str, names: list[str], late: set[str], seed: int = 0):
-        self.context = zmq.Context()
-        self.names, self.late = names, late
-        self.sockets: dict[str, zmq.Socket] = {}
-        self.by_socket: dict[zmq.Socket, str] = {}
-        self.poller = zmq.Poller()
-        rng = np.random.default_rng(seed)
-        self.quotes = {n: _quote(rng) for n in names}
-        for name in names:
-            sock = self.context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IDENTITY, name.encode())
-            sock.setsockopt(zmq.SNDHWM, 0)
-            sock.connect(endpoint)
-            self.sockets[name], self.by_socket[sock] = sock, name
-            self.poller.register(sock, zmq.POLLIN)
-        self.frames_out = self.frames_in = self.errors = 0
-
-    def send(self, name: str, msg) -> None:
-        self.sockets[name].send(encode(msg))
-        self.frames_out += 1
-
-    def register(self, day: int) -> None:
-        limits = {"import": [7.0], "export": [7.0], "cdl": [2.5] * PERIODS,
-                  "pil": [1.0] * PERIODS}
-        for name in self.names:
-            self.send(name, Register(sender=name, day=day, body=RegisterBody(
-                kind="building", periods=PERIODS, period_h=PERIOD_H, limits_kw=limits)))
-
-    def day(self, day: int, timeout_s: float, on_signalled=None) -> set[str]:
-        """Play one day; the agents settled."""
-        self.register(day)
-        settled: set[str] = set()
-        signalled: set[str] = set()
-        live = [n for n in self.names if n not in self.late]
-        deadline = time.monotonic() + timeout_s
-        next_beat = time.monotonic() + HEARTBEAT_INTERVAL_S
-        while len(settled) < len(live) and time.monotonic() < deadline:
-            now = time.monotonic()
-            if now >= next_beat:  # every agent beats, the late ones too: alive but slow
-                for name in self.names:
-                    self.send(name, Heartbeat(sender=name, day=day))
-                next_beat = now + HEARTBEAT_INTERVAL_S
-            for sock, _ in self.poller.poll(100):
-                name = self.by_socket[sock]
-                while True:
-                    try:
-                        frame = sock.recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self.frames_in += 1
-                    self.receive(name, frame, day, settled, signalled)
-            if on_signalled and len(signalled) == len(self.names):
-                on_signalled()
-                on_signalled = None
-        return settled
-
-    def receive(self, name: str, frame: bytes, day: int, settled: set, signalled: set
-                ) -> None:
-        self._answer(name, decode(frame), day, settled, signalled)
-
-    def _answer(self, name: str, msg, day: int, settled: set, signalled: set) -> None:
-        if isinstance(msg, Error):
-            self.errors += 1
-        elif isinstance(msg, Signal) and msg.day == day:
-            signalled.add(name)
-            if name not in self.late:
-                self.send(name, Offer(sender=name, day=day, round=msg.round,
-                                      body=OfferBody(quantities_kw={"net": self.quotes[name]})))
-        elif isinstance(msg, Clearing) and msg.day == day:
-            for t, p in enumerate(self.quotes[name]):
-                self.send(name, Meter(sender=name, day=day, round=0,
-                                      body=MeterBody(period=t, p_kw=p * 1.02)))
-        elif isinstance(msg, Settlement) and msg.day == day:
-            settled.add(name)
-
-    def close(self) -> None:
-        for sock in self.sockets.values():
-            sock.close(linger=0)
-        self.context.term()
+def swarm_agents(names: list[str], late: set[str], seed: int = 0) -> list[ScriptedAgent]:
+    """Buildings that quote a net demand every round and realise it 2 % higher; ``late``
+    never answer a signal."""
+    rng = np.random.default_rng(seed)
+    registration = RegisterBody(kind="building", periods=PERIODS, period_h=PERIOD_H,
+                                limits_kw={"import": [7.0], "export": [7.0],
+                                           "cdl": [2.5] * PERIODS, "pil": [1.0] * PERIODS})
+    agents = []
+    for name in names:
+        quote = net_demand_kw(rng)
+        agents.append(ScriptedAgent(name, registration,
+                                    None if name in late else {"net": quote},
+                                    [p * 1.02 for p in quote]))
+    return agents
 
 
 def run_load(agents: int, days: int, late: int, out: Path, round_deadline_s: float = 5.0
              ) -> LoadResult:
-    """``agents`` scripted agents (``late`` of them never answering) for ``days`` days."""
+    """``agents`` scripted agents (``late`` of them never answering) for ``days`` days;
+    the late ones are dropped on the first day, told ``gone`` on the next and sit the
+    rest out."""
     names = [f"a{i:05d}" for i in range(agents)]
     late_names = names[:: max(agents // late, 1)][:late] if late else []
     proc, endpoint = start_coordinator(out, names, days, round_deadline_s)
     result = LoadResult(agents, days, late_names)
-    swarm = Swarm(endpoint, names, set(late_names))
+    swarm = Swarm(endpoint, swarm_agents(names, set(late_names)))
     try:
         t0 = time.monotonic()
         for day in range(days):
             start = time.monotonic()
-
-            def signalled():
-                result.register_s = time.monotonic() - t0
-            settled = swarm.day(day, timeout_s=60.0 + 2 * round_deadline_s,
-                                on_signalled=signalled if day == 0 else None)
+            swarm.play(day, timeout_s=60.0 + 2 * round_deadline_s,
+                       heartbeat_s=HEARTBEAT_INTERVAL_S)
             result.day_s.append(time.monotonic() - start)
-            result.settled.append(len(settled))
+            result.settled.append(sum(a.settled(day) for a in swarm.agents))
             result.rss_mb.append(_rss_mb(proc.pid))
-            swarm.late = set()  # dropped agents sit the next days out
-            swarm.names = [n for n in swarm.names if n not in late_names]
+        first = [a.signalled_at.get(0, math.nan) for a in swarm.agents]
+        result.register_s = max(first) - t0 if not any(map(math.isnan, first)) else math.nan
+        result.gone = [a.name for a in swarm.agents if a.gone]
         proc.wait(timeout=30)
         for d in read_days(out / "rounds"):
             result.dropped.update(d["failed"])

@@ -8,12 +8,13 @@ any type with fields replaced by wrong JSON types, huge or non-finite numbers, d
 long or unencodable strings, fields dropped, renamed or added; or random bytes, truncated
 JSON, other encodings, duplicate keys; sometimes behind garbage routing frames.
 
-The campaign (``run_campaign``; ``python -m coordinator.fuzz --frames 10000``) has three
+The campaign (``run_campaign``; ``python -m tests.wire.fuzz --frames 10000``) has three
 parts, each on fresh in-process services:
 
 * ``plain``: strangers flood a service that waits for registrations, over several DEALER
   connections (some replaced as it goes) and raw TCP connections; afterwards the five wire
-  agents play the day on it, which must equal the day played in process;
+  agents (scripted agents, ``coordinator.scripted``) play the day on it, which must equal
+  the day played in process;
 * ``insiders``: three roster members play days with hostile frames of their own (forged
   names, wrong rounds and days, extreme values, a second connection) while strangers
   flood; every honest agent's day must settle;
@@ -42,7 +43,7 @@ import struct
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import zmq
@@ -60,24 +61,26 @@ from coordinator.protocol import (
     CURVE_SERVER_KEY,
     MAX_KW,
     MESSAGE_TYPES,
+    Clearing,
     ClearingBody,
+    Error,
     ErrorBody,
     Heartbeat,
     Meter,
     MeterBody,
-    Offer,
     OfferBody,
     ProtocolError,
-    Register,
     RegisterBody,
     SettlementBody,
+    Signal,
     SignalBody,
     Terms,
     decode,
     encode,
 )
+from coordinator.scripted import ScriptedAgent, Swarm
 from coordinator.service import CoordinatorService
-from coordinator.session import MarketSession
+from tests.inprocess_day import run_session
 
 PERIODS, PERIOD_H = 96, 0.25  # the wire agents' day
 WAIT_S = 10.0  # longest wait for one answer during a day
@@ -366,63 +369,41 @@ def valid_messages():
 
 
 # -- wire agents: the day that must still clear ------------------------------------------------
-@dataclass
-class WireAgent:
+def wire_agent(name: str, kind: str, want_kw: list[float], limit_kw: float) -> ScriptedAgent:
     """A P2V agent that speaks only the protocol: it wants ``want_kw`` in each period (a
     prosumer's surplus to sell, an EV's charging to buy) and offers what its limits
     allow; it realises its position with a small deviation."""
 
-    name: str
-    kind: str
-    want_kw: list[float]
-    limit_kw: float
-
-    def register(self, day: int = 0) -> Register:
-        return Register(sender=self.name, day=day, body=RegisterBody(
-            kind=self.kind, periods=len(self.want_kw), period_h=PERIOD_H,
-            limits_kw={"p2v": [self.limit_kw]}))
-
-    def offer(self, signal) -> Offer:
+    def offer(signal) -> OfferBody:
         limits = signal.body.terms["p2v"].limit_kw
-        return Offer(sender=self.name, day=signal.day, round=signal.round, body=OfferBody(
-            quantities_kw={"p2v": [min(w, lim) for w, lim in zip(self.want_kw, limits)]}))
+        return OfferBody(quantities_kw={"p2v": [min(w, lim) for w, lim in zip(want_kw, limits)]})
 
-    def meters(self, clearing) -> list[Meter]:
-        return [Meter(sender=self.name, day=clearing.day, body=MeterBody(
-                    period=t, p_kw=min(max(p + 0.05 * (t % 5 - 2), -MAX_KW), MAX_KW)))
+    def realised_kw(clearing) -> list[float]:
+        return [min(max(p + 0.05 * (t % 5 - 2), -MAX_KW), MAX_KW)
                 for t, p in enumerate(clearing.body.position_kw)]
 
+    return ScriptedAgent(name, RegisterBody(kind=kind, periods=len(want_kw), period_h=PERIOD_H,
+                                            limits_kw={"p2v": [limit_kw]}), offer, realised_kw)
 
-def wire_community() -> list[WireAgent]:
+
+def wire_community() -> list[ScriptedAgent]:
     """Three prosumers with a midday surplus and two EVs charging around it."""
     bell = [math.exp(-(((t - 50) / 14) ** 2)) for t in range(PERIODS)]
-    agents = [WireAgent(f"p{i + 1}", "prosumer",
-                        [round(max(0.0, peak * b - base), 6) for b in bell], 6.9)
+    agents = [wire_agent(f"p{i + 1}", "prosumer",
+                         [round(max(0.0, peak * b - base), 6) for b in bell], 6.9)
               for i, (peak, base) in enumerate([(5.0, 0.6), (6.0, 0.8), (4.0, 0.5)])]
     for j, (start, stop, kw) in enumerate([(36, 60, 3.7), (44, 66, 7.0)]):
-        agents.append(WireAgent(f"ev{j + 1}", "ev",
-                                [kw if start <= t < stop else 0.0 for t in range(PERIODS)], 7.4))
+        agents.append(wire_agent(f"ev{j + 1}", "ev",
+                                 [kw if start <= t < stop else 0.0 for t in range(PERIODS)], 7.4))
     return agents
 
 
-def reference_day(agents: list[WireAgent], params=None, day: int = 0) -> dict:
+def reference_day(agents: list[ScriptedAgent], params=None, day: int = 0) -> dict:
     """The day the agents play in process: each one's clearing and settlement (JSON)."""
-    by_name = {a.name: a for a in agents}
-    s = MarketSession(get_mechanism(MECHANISM), params or P2VParams(), day=day)
-    for agent in agents:
-        s.register(agent.register(day))
-    signals = s.start()
-    while signals:
-        for name, signal in signals.items():
-            s.offer(by_name[name].offer(signal))
-        signals = s.close_round()
-    clearings = s.clear()
-    for name, clearing in clearings.items():
-        for reading in by_name[name].meters(clearing):
-            s.meter(reading)
-    bills = s.settle()
-    return {n: {"clearing": clearings[n].body.model_dump(mode="json"),
-                "settlement": bills[n].body.model_dump(mode="json")} for n in clearings}
+    s = run_session({a.name: a for a in agents}, get_mechanism(MECHANISM),
+                    params or P2VParams(), day, settle=True)
+    return {n: {"clearing": s.clearings[n].model_dump(mode="json"),
+                "settlement": s.settlements[n].model_dump(mode="json")} for n in s.clearings}
 
 
 # -- the campaign ----------------------------------------------------------------------------
@@ -668,9 +649,13 @@ class Flood:
                 self.pending = dict.fromkeys(self.pending, 0)
                 break
             for sock in ready:
-                while sock.poll(0):
-                    self.read(sock)
+                self.drain(sock)
         return alive()
+
+    def drain(self, sock: zmq.Socket) -> None:
+        """Every answer waiting on ``sock``."""
+        while sock.poll(0):
+            self.read(sock)
 
     def churn(self) -> None:
         """Replace one connection (answered in full) and the refused ones."""
@@ -726,16 +711,46 @@ OUT_OF_RANGE = (1e308, 1.7976931348623157e308, 1e300, -1.0, 2 * MAX_KW, Raw("NaN
                 Raw("1e999"), Raw("1" * 400))
 
 
-class Insider(WireAgent):
+class Insider(ScriptedAgent):
     """A roster member that plays the day but sends hostile frames of its own around
     every answer: its own messages mutated, wrong rounds and days, other agents' names
     (from a second connection too), out-of-range and extreme values. Each ``answer_*``
-    returns (hostile frames, its valid answer, hostile frames from its second connection)."""
+    returns (hostile frames, its valid answer, hostile frames from its second connection);
+    in a swarm, after ``join``, it sends them itself."""
 
-    def __init__(self, agent: WireAgent, rng: random.Random, victims: list[str], plan: dict):
-        super().__init__(agent.name, agent.kind, agent.want_kw, agent.limit_kw)
+    def __init__(self, agent: ScriptedAgent, rng: random.Random, victims: list[str], plan: dict):
+        super().__init__(agent.name, agent.registration, agent.answer, agent.reading_kw)
         self.rng, self.victims = rng, victims
         self.plan = plan  # (day, round) -> the value all insiders offer first (they collude)
+        self.own = self.second = self.result = None
+
+    def join(self, swarm: Swarm, result: FuzzResult) -> zmq.Socket:
+        """Play in ``swarm``, counting in ``result``; its second connection."""
+        self.own, self.result = swarm.socket_of[self.name], result
+        self.second = swarm.connect(f"{self.name}#2")
+        return self.second
+
+    def _send(self, answer) -> list:
+        bad, valid, second = answer
+        for frame in bad + valid:
+            self.own.send(frame)
+        for frame in second:
+            self.second.send(frame)
+        self.result.frames += len(bad) + len(second)
+        self.result.insider_frames += len(bad) + len(second)
+        return []
+
+    def opening(self, day: int) -> list:
+        return self._send(self.answer_registration())
+
+    def receive(self, msg) -> list:
+        if isinstance(msg, Signal):
+            return self._send(self.answer_signal(msg))
+        if isinstance(msg, Clearing):
+            return self._send(self.answer_clearing(msg))
+        if isinstance(msg, Error):
+            self.result.errors += 1
+        return []
 
     def _mutated(self, *bases) -> bytes:
         msg = json.loads(encode(self.rng.choice(bases)))
@@ -749,7 +764,7 @@ class Insider(WireAgent):
         return [self._mutated(own) for _ in range(self.rng.randrange(8))], [encode(own)], []
 
     def answer_signal(self, signal):
-        rng, good = self.rng, self.offer(signal)
+        rng, good = self.rng, self.on_signal(signal)
         reading = Meter(sender=self.name, day=signal.day, body=MeterBody(period=0, p_kw=1.0))
         frames = [self._mutated(good, reading, Heartbeat(sender=self.name), self.register())
                   for _ in range(rng.randrange(4, 16))]
@@ -781,87 +796,36 @@ class Insider(WireAgent):
         return frames, [encode(m) for m in readings], [encode(readings[1])]
 
 
-def play_day(endpoint: str, agents: list[WireAgent], options: dict | None = None,
+def play_day(endpoint: str, agents: list[ScriptedAgent], options: dict | None = None,
              insiders: list[Insider] = (), flood: Flood | None = None, budget: int = 0,
              result: FuzzResult | None = None, timeout_s: float = WAIT_S) -> dict | None:
-    """Play day 0 with ``agents`` (and hostile ``insiders``) over their own DEALERs while
-    ``flood`` sends up to ``budget`` frames; each agent's clearing and settlement (JSON),
-    or None if the day did not settle within ``timeout_s`` of silence."""
-    context = zmq.Context()
-    socks: dict[zmq.Socket, WireAgent] = {}
-    seconds: dict[str, zmq.Socket] = {}
+    """Play day 0 with ``agents`` (and hostile ``insiders``) in a swarm while ``flood``
+    sends up to ``budget`` frames; each agent's clearing and settlement (JSON), or None if
+    the day did not settle within ``timeout_s`` of silence."""
     result = result or FuzzResult()
+    swarm = Swarm(endpoint, [*agents, *insiders], options)
 
-    def dealer(identity: str) -> zmq.Socket:
-        sock = context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IDENTITY, identity.encode())
-        for option, value in (options or {}).items():
-            sock.setsockopt(option, value)
-        sock.connect(endpoint)
-        return sock
+    def fire():
+        if flood and flood.sent < budget and flood.outstanding < BATCH:
+            flood.fire(min(BATCH, budget - flood.sent))
 
-    def send(sock, frames):
-        for f in frames:
-            sock.send(f)
-
-    def hostile(agent, answer):
-        bad, valid, second = answer
-        send(socks_of[agent.name], bad + valid)
-        send(seconds[agent.name], second)
-        result.frames += len(bad) + len(second)
-        result.insider_frames += len(bad) + len(second)
-
-    got: dict[str, dict] = {a.name: {} for a in agents}
-    socks_of: dict[str, zmq.Socket] = {}
     try:
-        for agent in [*agents, *insiders]:
-            sock = socks_of[agent.name] = dealer(agent.name)
-            socks[sock] = agent
-            if isinstance(agent, Insider):
-                seconds[agent.name] = dealer(f"{agent.name}#2")
-                hostile(agent, agent.answer_registration())
-            else:
-                send(sock, [encode(agent.register())])
-        poller = zmq.Poller()
-        for sock in [*socks, *seconds.values(), *(flood.sockets if flood else ())]:
-            poller.register(sock, zmq.POLLIN)
-        while any("settlement" not in g for g in got.values()):
-            if flood and flood.sent < budget and flood.outstanding < BATCH:
-                flood.fire(min(BATCH, budget - flood.sent))
-            ready = dict(poller.poll(timeout_s * 1000))
-            if not ready:
-                return None
-            for sock in ready:
-                if flood and sock in flood.pending:
-                    while sock.poll(0):
-                        flood.read(sock)
-                    continue
-                if sock not in socks:  # an insider's second connection
-                    while sock.poll(0):
-                        sock.recv_multipart()
-                    continue
-                agent = socks[sock]
-                msg = decode(sock.recv_multipart()[-1])
-                insider = isinstance(agent, Insider)
-                if msg.type == "signal" and insider:
-                    hostile(agent, agent.answer_signal(msg))
-                elif msg.type == "signal":
-                    send(sock, [encode(agent.offer(msg))])
-                elif msg.type == "clearing" and insider:
-                    hostile(agent, agent.answer_clearing(msg))
-                elif msg.type == "clearing":
-                    got[agent.name]["clearing"] = msg.body.model_dump(mode="json")
-                    send(sock, [encode(m) for m in agent.meters(msg)])
-                elif msg.type == "settlement" and not insider:
-                    got[agent.name]["settlement"] = msg.body.model_dump(mode="json")
-                elif msg.type == "error" and insider:
-                    result.errors += 1
-        return got
+        others = {insider.join(swarm, result): _drain for insider in insiders}
+        others.update({sock: flood.drain for sock in (flood.sockets if flood else ())})
+        if not swarm.play(0, math.inf, quiet_s=timeout_s, until=[a.name for a in agents],
+                          tick=fire, others=others):
+            return None
+        return {a.name: {"clearing": a.clearing.body.model_dump(mode="json"),
+                         "settlement": a.settlement.body.model_dump(mode="json")}
+                for a in agents}
     finally:
-        for sock in [*socks, *seconds.values()]:
-            sock.close(linger=0)
-        context.term()
+        swarm.close()
+
+
+def _drain(sock: zmq.Socket) -> None:
+    """Read and forget every frame waiting on ``sock``."""
+    while sock.poll(0):
+        sock.recv_multipart()
 
 
 def _child(rng: random.Random) -> random.Random:
@@ -925,10 +889,8 @@ def _insider_part(n: int, rng: random.Random, result: FuzzResult, connections: i
     start, cleared = result.frames, True
     while result.frames - start < n and len(result.crashes) < MAX_CRASHES:
         plan: dict = {}
-        insiders = [Insider(WireAgent(name, kind, agents[i].want_kw, agents[i].limit_kw),
-                            _child(rng), honest, plan)
-                    for name, kind, i in (("m1", "prosumer", 0), ("m2", "prosumer", 1),
-                                          ("m3", "ev", 3))]
+        insiders = [Insider(replace(agents[i], name=name), _child(rng), honest, plan)
+                    for name, i in (("m1", 0), ("m2", 1), ("m3", 3))]
         roster = [*honest, *(i.name for i in insiders)]
         service = _serve(roster, workdir)
         flood = Flood(service.endpoint, _child(rng), result, connections, roster)
@@ -1022,7 +984,7 @@ def table(result: FuzzResult, seed: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m coordinator.fuzz",
+    p = argparse.ArgumentParser(prog="python -m tests.wire.fuzz",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=10_000, help="hostile frames to send")
     p.add_argument("--seed", type=int, default=0, help="the frames each connection sends are the same for a seed")

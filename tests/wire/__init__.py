@@ -1,0 +1,1 @@
+"""Harnesses for the coordinator's wire that only tests use: the fuzzer (``fuzz``)."""
