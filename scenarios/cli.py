@@ -202,8 +202,8 @@ def cmd_coordinator(args) -> int:
     ``--scenario``."""
     if args.scenario is None:
         if args.params is None:
-            raise ScenarioError(["coordinator: give --scenario SCENARIO (the market, its "
-                                 "parameters and roster) or --params FILE"])
+            raise ScenarioError([("coordinator: give --scenario SCENARIO (the market, its "
+                                 "parameters and roster) or --params FILE")])
         return serve_coordinator(args)
     from scenarios.community.builder import build_community
     from scenarios.run.distributed import coordinator_argv

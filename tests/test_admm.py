@@ -14,7 +14,6 @@ from agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
 from agents.market_agent import MarketAgent
 from agents.solver import OPTIMAL, PersistentMILP, define_agent
 from coordinator.mechanisms.admm import CORE as ADMM
-from coordinator.mechanisms.base import MarketData
 from coordinator.mechanisms.admm import (
     ADMMParams,
     _signals,
@@ -23,6 +22,7 @@ from coordinator.mechanisms.admm import (
     step_admm,
     trade_pairs,
 )
+from coordinator.mechanisms.base import MarketData
 from coordinator.protocol import OfferBody, RegisterBody
 
 from .conftest import run_session

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator import service as service_module
-from coordinator.mechanisms import get_mechanism
+from coordinator.mechanisms.p2v_rules import CORE as P2V
 from coordinator.mechanisms.p2v_rules import P2VParams
 from coordinator.protocol import (
     MAX_DETAIL,
@@ -35,6 +35,7 @@ from coordinator.protocol import (
     encode,
 )
 from coordinator.session import MarketSession
+from tests.wire.fuzz import P2V_PARAMS
 
 from .conftest import run_session
 from .test_auth import assert_same_market, market_day, plain_day, tiny  # noqa: F401 - fixtures
@@ -247,7 +248,7 @@ def test_regression_overflowing_powers_are_refused(dealer):  # noqa: F811
 def test_largest_powers_keep_every_rule_finite():
     """At MAX_KW, every limit, offer and reading of two sellers and two buyers: all four
     rules, the clearing and the settlement stay finite (the bound's reason)."""
-    mech = get_mechanism("p2v_rules")
+    mech = P2V
     session = MarketSession(mech, P2VParams(tolerance_kw=0.0))
     sides = {"p1": "prosumer", "p2": "prosumer", "ev1": "ev", "ev2": "ev"}
     for name, kind in sides.items():
@@ -369,7 +370,7 @@ def test_wire_community_day_runs_every_rule():
     """The campaign's check day is a real P2V day: every rule applies before it converges,
     and energy is traded."""
     agents = wire_community()
-    session = run_session({a.name: a for a in agents}, get_mechanism("p2v_rules"), P2VParams())
+    session = run_session({a.name: a for a in agents}, P2V, P2V_PARAMS)
     assert [r.scalars["rule_applied"] for r in session.state.records] == [1, 2, 3, 4, None]
     assert session.state.converged
     day = reference_day(agents)

@@ -9,12 +9,15 @@ import pandas as pd
 import pytest
 
 from agents.market_agent import MarketAgent, asks_planned_net
-from coordinator.mechanisms.base import MarketData, dump_market, load_market
-from coordinator.mechanisms.network_check import checked
-from coordinator.mechanisms.p2v_rules import CORE as P2V
-from scenarios import mechanisms
-from coordinator.mechanisms.base import MarketCore, zero_settlement
+from coordinator.mechanisms.base import (
+    MarketCore,
+    MarketData,
+    dump_market,
+    load_market,
+    zero_settlement,
+)
 from coordinator.mechanisms.network_check import bilateral_trades, checked
+from coordinator.mechanisms.p2v_rules import CORE as P2V
 from coordinator.mechanisms.p2v_rules import P2VParams
 from coordinator.protocol import (
     NET,
@@ -31,6 +34,7 @@ from coordinator.protocol import (
     Terms,
 )
 from coordinator.session import MarketSession
+from scenarios import mechanisms
 from scenarios.community.builder import build_community
 from scenarios.run.world import run_scenario
 from scenarios.schema import ScenarioError, load_scenario

@@ -25,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from coordinator.mechanisms.admm import ADMMParams
+from coordinator.mechanisms.admm import CORE, ADMMParams
 from coordinator.protocol import HEARTBEAT_INTERVAL_S, NET, P2P, OfferBody, RegisterBody, Signal
 from coordinator.scripted import ScriptedAgent, Swarm
 from scenarios.bench.load import PERIOD_H, PERIODS, net_demand_kw, start_coordinator
 
 OPERATOR = "operator"
+
+UNREACHABLE = 1e-300  # a residual tolerance no round meets
 
 
 @dataclass
@@ -78,12 +80,12 @@ def wire_agents(peers: list[str], seed: int = 0) -> list[ScriptedAgent]:
 
 
 def run_wire(peers: int, rounds: int, out: Path) -> WireResult:
-    """``peers`` scripted peers and an operator through ``rounds`` ADMM rounds (the
-    tolerance 0 keeps the market going to the round bound)."""
+    """``peers`` scripted peers and an operator through ``rounds`` ADMM rounds (a
+    tolerance no residual reaches keeps the market going to the round bound)."""
     names = [f"p{i:04d}" for i in range(peers)]
-    params = ADMMParams(tolerance=0.0, max_rounds=rounds, network=True)
+    params = ADMMParams(residual_tolerance=UNREACHABLE, max_rounds=rounds, network=True)
     proc, endpoint = start_coordinator(out, [*names, OPERATOR], 1, round_deadline_s=30.0,
-                                       mechanism="admm", params=params)
+                                       core=CORE, params=params)
     res, round_seen = WireResult(peers), {}
 
     def observe(agent, msg, frame_bytes: int, received_at: float, answer_s: float) -> None:

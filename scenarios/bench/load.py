@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from coordinator.mechanisms import dump_params
-from coordinator.mechanisms.locality import LocalityParams
+from coordinator.mechanisms import gdrmc
+from coordinator.mechanisms.base import MarketCore, MarketData, dump_market
 from coordinator.protocol import HEARTBEAT_INTERVAL_S, RegisterBody
 from coordinator.records import read_days
 from coordinator.scripted import ScriptedAgent, Swarm
@@ -65,17 +65,18 @@ def net_demand_kw(rng: np.random.Generator) -> list[float]:
 
 
 def start_coordinator(out: Path, names: list[str], days: int, round_deadline_s: float,
-                      registration_timeout_s: float = 120.0, mechanism: str = "gdrmc",
-                      params=None) -> tuple[subprocess.Popen, str]:
+                      registration_timeout_s: float = 120.0,
+                      core: MarketCore = gdrmc.CORE, params=None
+                      ) -> tuple[subprocess.Popen, str]:
     """A coordinator process for ``names``; by default a GDRMC market with random retail
     prices."""
     if params is None:
         rng = np.random.default_rng(7)
         buy = (0.09 * (1 + 0.2 * rng.standard_normal(days * PERIODS)).clip(0.5, 1.5)).tolist()
-        params = LocalityParams(grid_buy_eur_per_kwh=buy,
-                                grid_sell_eur_per_kwh=[0.45 * b for b in buy])
+        params = core.params_type().with_data(MarketData(tuple(buy),
+                                                         tuple(0.45 * b for b in buy)))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "mechanism.json").write_text(json.dumps(dump_params(mechanism, params)))
+    (out / "mechanism.json").write_text(json.dumps(dump_market(core, params)))
     (out / "roster.txt").write_text("".join(f"{n}\n" for n in names))
     return spawn_coordinator(
         ["--params", str(out / "mechanism.json"), "--roster", str(out / "roster.txt"),

@@ -19,7 +19,7 @@ def overview() -> str:
 
 def parameter_rows(name: str) -> list[tuple[str, str, str]]:
     """(parameter, default, description) of every parameter of ``name``'s model."""
-    mech = registry()[name] if name in registry() else None
+    mech = registry().get(name, None)
     if mech is None:
         raise KeyError(f"unknown mechanism {name!r}; known: {', '.join(registry())}")
     rows = []

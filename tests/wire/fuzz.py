@@ -50,8 +50,8 @@ import zmq
 from zmq.auth import load_certificate
 
 from coordinator.auth import make_keys
-from coordinator.mechanisms import get_mechanism
-from coordinator.mechanisms.p2v_rules import P2VParams
+from coordinator.mechanisms.base import MarketData
+from coordinator.mechanisms.p2v_rules import CORE as P2V
 from coordinator.protocol import (
     CURVE_CLIENTS_DIR,
     CURVE_DEFAULT_CLIENT,
@@ -89,7 +89,7 @@ BATCH = 20  # frames a stranger connection sends before the flood reads the answ
 RAW_EVERY = 40  # frames between two raw TCP bursts
 MAX_CRASHES = 20  # a part stops after this many
 SHARE = {"plain": 0.5, "insiders": 0.2, "curve": 0.3}  # of the campaign's frames
-MECHANISM = "p2v_rules"
+P2V_PARAMS = P2V.params_type().with_data(MarketData(p2v_eur_per_kwh=0.0686))  # faia2021's
 
 
 # -- the grammar of hostile frames ---------------------------------------------------------
@@ -400,8 +400,8 @@ def wire_community() -> list[ScriptedAgent]:
 
 def reference_day(agents: list[ScriptedAgent], params=None, day: int = 0) -> dict:
     """The day the agents play in process: each one's clearing and settlement (JSON)."""
-    s = run_session({a.name: a for a in agents}, get_mechanism(MECHANISM),
-                    params or P2VParams(), day, settle=True)
+    s = run_session({a.name: a for a in agents}, P2V,
+                    params or P2V_PARAMS, day, settle=True)
     return {n: {"clearing": s.clearings[n].model_dump(mode="json"),
                 "settlement": s.settlements[n].model_dump(mode="json")} for n in s.clearings}
 
@@ -452,7 +452,7 @@ class _Watched(CoordinatorService):
 
 
 def _serve(roster, workdir: Path, curve_keys=None, **kwargs) -> _Watched:
-    service = _Watched(MECHANISM, P2VParams(), list(roster), log_path=workdir / "messages.jsonl",
+    service = _Watched(P2V, P2V_PARAMS, list(roster), log_path=workdir / "messages.jsonl",
                        curve_keys=curve_keys, **{"registration_timeout_s": 3600.0,
                                                  "drain_s": 1.0, **kwargs})
     service.serve_in_thread()
