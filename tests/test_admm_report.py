@@ -13,7 +13,8 @@ import pytest
 from matplotlib.patches import StepPatch
 
 from scenarios.results import figures
-from scenarios.results.report import ADMM_TITLE, write_report
+from scenarios.results.admm import ADMM_TITLE
+from scenarios.results.report import write_report
 from scenarios.run.world import run_scenario
 from scenarios.schema import load_scenario
 

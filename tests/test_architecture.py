@@ -111,3 +111,33 @@ def test_no_import_circles_between_scenario_subpackages():
         graph.setdefault(part(mod), set()).update(part(t) for t in targets if part(t) != part(mod))
     found = _cycle(graph)
     assert found is None, " -> ".join(found)
+
+
+# -- mechanisms are plug-ins -----------------------------------------------------------------
+PRODUCT = ("agents", "coordinator", "grid", "scenarios")
+
+
+def _own_modules(mech) -> set[Path]:
+    """A mechanism's own modules: its core's (where its parameter model names it), its
+    plug-in's, and the modules named after it (its results, bench, network model)."""
+    import importlib
+
+    own = {Path(importlib.import_module(m).__file__).resolve()
+           for m in (mech.params.__module__, mech.source.partition(":")[0])}
+    return own | {p.resolve() for pkg in PRODUCT for p in modules(pkg) if p.stem == mech.name}
+
+
+def test_no_mechanism_name_outside_its_own_modules():
+    """A registered mechanism's name, as a string, appears only in its own modules: the
+    runtime, schema, results, report, bench and command line ask the plug-in instead."""
+    from scenarios.mechanisms import registry
+
+    own = {name: _own_modules(mech) for name, mech in registry().items()}
+    bad = []
+    for pkg in PRODUCT:
+        for path in modules(pkg):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Constant) and node.value in own
+                        and path.resolve() not in own[node.value]):
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno} names {node.value!r}")
+    assert not bad, bad

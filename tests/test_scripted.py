@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from coordinator.mechanisms import MECHANISMS
+from scenarios.mechanisms import registry
 from coordinator.protocol import (
     Clearing,
     ClearingBody,
@@ -100,5 +100,5 @@ def test_the_scripted_agent_knows_no_mechanism():
     path = ROOT / "coordinator" / "scripted.py"
     assert not [n for n in imports(path) if n.startswith("coordinator.mechanisms")]
     text = path.read_text()
-    named = [m for m in MECHANISMS if re.search(rf"\b{re.escape(m)}\b", text, re.IGNORECASE)]
+    named = [m for m in registry() if re.search(rf"\b{re.escape(m)}\b", text, re.IGNORECASE)]
     assert not named, named

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+from dataclasses import replace
 from importlib.metadata import entry_points
 
 from scenarios.mechanisms.base import Mechanism, RunContext
@@ -35,15 +36,15 @@ def _load(path: str) -> object:
     return getattr(importlib.import_module(module), attr)
 
 
-def _entry_points() -> list[tuple[str, object]]:
-    """(origin, plug-in) of every installed entry point; one that fails to load is left
-    out with a warning naming it (a broken package does not break lemgrid)."""
+def _entry_points() -> list[tuple[str, str, object]]:
+    """(origin, source, plug-in) of every installed entry point; one that fails to load is
+    left out with a warning naming it (a broken package does not break lemgrid)."""
     out = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "?"
         origin = f"entry point {ep.name} = {ep.value} ({dist})"
         try:
-            out.append((origin, ep.load()))
+            out.append((origin, ep.value, ep.load()))
         except Exception as exc:  # noqa: BLE001 - any error of a foreign package
             print(f"warning: mechanism plug-in {ep.value} ({dist}) not loaded: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr)
@@ -54,8 +55,8 @@ def _entry_points() -> list[tuple[str, object]]:
 def registry() -> dict[str, Mechanism]:
     """Every registered mechanism by name, the built-ins first."""
     out: dict[str, Mechanism] = {}
-    found = [("built-in", _load(p)) for p in BUILTIN] + _entry_points()
-    for origin, mech in found:
+    found = [("built-in", p, _load(p)) for p in BUILTIN] + _entry_points()
+    for origin, source, mech in found:
         if not isinstance(mech, Mechanism):
             print(f"warning: {origin} is not a lemgrid Mechanism; left out", file=sys.stderr)
             continue
@@ -63,13 +64,8 @@ def registry() -> dict[str, Mechanism]:
             print(f"warning: {origin} registers {mech.name!r} again ({out[mech.name].origin} "
                   "has it); left out", file=sys.stderr)
             continue
-        out[mech.name] = _with_origin(mech, origin)
+        out[mech.name] = replace(mech, origin=origin, source=source)
     return out
-
-
-def _with_origin(mech: Mechanism, origin: str) -> Mechanism:
-    from dataclasses import replace
-    return mech if mech.origin == origin else replace(mech, origin=origin)
 
 
 def get(name: str) -> Mechanism:

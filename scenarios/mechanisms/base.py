@@ -58,6 +58,7 @@ class Mechanism:
     bench: Callable | None = None
     check: Callable | None = None
     origin: str = "built-in"  # where it was registered from (set by the registry)
+    source: str = ""  # module:attribute it was loaded from (set by the registry)
 
     @property
     def name(self) -> str:
