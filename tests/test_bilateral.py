@@ -13,7 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coordinator.mechanisms.bilateral import POWER
+from coordinator.mechanisms.bilateral import (
+    HEAT,
+    POWER,
+    BilateralParams,
+    BilateralState,
+    Book,
+    clear_bilateral,
+    cleared_trades,
+    net_trades,
+    settle_bilateral,
+)
 from grid.networks import load_network
 from grid.paths import feeder_paths, path_penalties
 from scenarios.community.builder import build_community
@@ -257,6 +267,9 @@ def test_heat_variant_meets_table_12_4_heat_demands():
                                       {k: b.penalty for k, b in state.books.items()},
                                       state.retail_penalty)
     assert own == pytest.approx(central.welfare_eur, rel=1e-4)
+    for key, a in cleared_trades(state).items():  # netted: nobody buys and sells (heat too)
+        pairs = state.books[key].pairs
+        assert not _buying_and_selling(pairs, a), key
 
 
 def test_each_run_states_its_gap_to_the_centralized_optimum(runs):
@@ -294,3 +307,108 @@ def test_over_relaxation_reaches_the_same_optimum():
                                       {POWER: book.pairs}, {POWER: book.penalty},
                                       state.retail_penalty)
     assert _welfare(agents, state) == pytest.approx(central.welfare_eur, rel=1e-4)
+
+
+def _buying_and_selling(pairs: np.ndarray, a: np.ndarray, min_kw: float = 1e-6) -> set:
+    """(peer, period) where a peer buys from one pair and sells to another (kW > min_kw)."""
+    found = set()
+    for t in range(a.shape[1]):
+        buys = {*pairs[a[:, t] > min_kw, 0], *pairs[a[:, t] < -min_kw, 1]}
+        sells = {*pairs[a[:, t] > min_kw, 1], *pairs[a[:, t] < -min_kw, 0]}
+        found |= {(int(p), t) for p in buys & sells}
+    return found
+
+
+def _state(peers: list[str], trades: dict[tuple[str, str], float],
+           prices: dict[tuple[str, str], float]) -> BilateralState:
+    """One period of one hour with every pair of ``peers`` and the agreed trades
+    {(seller, buyer): kW} at the pair prices (€/kWh; both sides' prices equal)."""
+    n, m = np.triu_indices(len(peers), 1)
+    book = Book.empty(POWER, np.stack([n, m], axis=1), len(peers), 1)
+    for k, (i, j) in enumerate(book.pairs):
+        pi, pj = peers[i], peers[j]
+        book.a[k] = trades.get((pj, pi), 0.0) - trades.get((pi, pj), 0.0)
+        book.price_n[k] = book.price_m[k] = prices.get((pi, pj), prices.get((pj, pi), 0.10))
+    heat = Book.empty(HEAT, np.zeros((0, 2), int), len(peers), 1)
+    return BilateralState(1, 1.0, peers, None, {POWER: book, HEAT: heat},
+                          np.zeros((len(peers), 1)), 100.0, converged=True)
+
+
+def test_circulation_and_pass_through_netted_by_hand():
+    """G sells, A and B buy, P passes on. Agreed (seller → buyer, kW): G→A 80, G→B 20,
+    A→B 30, B→P 10, P→A 10. Positions: G −100, A 80 + 10 − 30 = 60, B 20 + 30 − 10 = 40,
+    P 0: A both buys and sells (30 of G's power passes through it to B), and A→B→P→A
+    carries a circulation of 10.
+
+    Netted by hand: the market's own pairs from the net seller to the net buyers first,
+    largest first: G→A keeps min(80, 100, 60) = 60, G→B keeps min(20, 40, 40) = 20; G's
+    last 20 kW walk G→A (20 left) → A (no demand left) → A→B (30) → B (20 left): G→B
+    gets 20 more. What is left, A→B 10, B→P 10, P→A 10, is the circulation: dropped.
+    Cleared: G→A 60, G→B 40, every position as agreed.
+
+    Bills at the pair prices (G–A 0.10, G–B 0.12, A–B 0.11 €/kWh, others 0.10; one hour):
+    G −(60·0.10 + 40·0.12) = −10.80 €, A 6.00 €, B 4.80 €, P 0; the agreed trades would
+    have billed G −10.40, A 5.70, B 4.70 (bills follow the trades the clearing reports)."""
+    prices = {("G", "A"): 0.10, ("G", "B"): 0.12, ("A", "B"): 0.11}
+    state = _state(["G", "A", "B", "P"], {("G", "A"): 80.0, ("G", "B"): 20.0,
+                                          ("A", "B"): 30.0, ("B", "P"): 10.0,
+                                          ("P", "A"): 10.0}, prices)
+    clearings = clear_bilateral(state, BilateralParams())
+    by = {p: {o: kw[0] for o, kw in c.by_counterparty_kw[POWER].items()}
+          for p, c in clearings.items()}
+    assert by["G"] == pytest.approx({"A": -60.0, "B": -40.0, "P": 0.0}, abs=1e-12)
+    assert by["A"] == pytest.approx({"G": 60.0, "B": 0.0, "P": 0.0}, abs=1e-12)
+    assert by["B"] == pytest.approx({"G": 40.0, "A": 0.0, "P": 0.0}, abs=1e-12)
+    assert by["P"] == pytest.approx({"G": 0.0, "A": 0.0, "B": 0.0}, abs=1e-12)
+    held = {p: c.position_kw[0] for p, c in clearings.items()}
+    assert held == pytest.approx({"G": -100.0, "A": 60.0, "B": 40.0, "P": 0.0}, abs=1e-12)
+    bills = {p: b.traded_eur[0] for p, b in settle_bilateral(state, BilateralParams(),
+                                                             None).items()}
+    assert bills == pytest.approx({"G": -10.80, "A": 6.00, "B": 4.80, "P": 0.0}, abs=1e-12)
+    assert {p: c.prices_eur_per_kwh[POWER][0] for p, c in clearings.items()} == pytest.approx(
+        {"G": 0.108, "A": 0.10, "B": 0.12, "P": 0.0}, abs=1e-12)  # bill / position
+
+
+def test_a_walk_cancels_the_cycle_it_meets_by_hand():
+    """Peers G, A, B, D (all pairs). Agreed: G→A 22, A→B 22, B→G 12, B→D 10: G sells
+    10 net, D buys 10, A and B pass on, G→A→B→G circulates 12. No arc joins G and D, so
+    nothing stands as agreed; G's walk takes its arcs largest first: G→A → A→B → B→G (12,
+    larger than B→D's 10) meets G again: the cycle is cancelled by its smallest arc, 12
+    (G→A 10, A→B 10 left), and the walk goes on G→A → A→B → B→D to D: one trade, G→D 10
+    kW, on the pair (G, D) that traded nothing."""
+    pairs = np.stack(np.triu_indices(4, 1), axis=1)  # (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
+    # a_k: n's purchase from m. G=0 buys 12 from B, sells 22 to A; A sells 22 to B;
+    # B sells 10 to D
+    a = np.array([[-22.0], [12.0], [0.0], [-22.0], [0.0], [-10.0]])
+    np.testing.assert_allclose(net_trades(pairs, a), [[0.0], [0.0], [-10.0], [0.0], [0.0],
+                                                       [0.0]], atol=1e-12)
+
+
+# before the netting (same runs, same code otherwise): the community's cost (€) and the
+# P2P energy of trades.parquet (kWh) over the day; 11 (basic), 10, 4, 4 agents bought and
+# sold in the day's one period
+BEFORE = {"basic": (11305.147217924, 94980.956), "alpha5": (11350.394588580, 87105.560),
+          "alpha35": (12208.560595090, 118511.859), "beta5": (11328.151330820, 86866.402)}
+
+
+def test_no_agent_buys_and_sells_and_positions_and_costs_stand(runs):
+    """Every run's trades.parquet: no agent is a buyer and a seller in one period and
+    commodity; each agent's bought − sold is its cleared position (``market_kw``), and the
+    P2P energy is the positions' (``market.traded_kwh``: the net buyers' purchases; basic
+    case 76,848.66 kWh = 3202.03 kW over 24 h where 94,980.96 kWh were reported before:
+    755.5 kW circulated). The community's cost is the run's before the netting (BEFORE)."""
+    for name, (cost_eur, gross_kwh) in BEFORE.items():
+        summary, agents, _ = runs[name]
+        trades = pd.read_parquet(summary["out"] / "trades.parquet")
+        for _, g in trades.groupby(["day", "period", "commodity"]):
+            assert not set(g["seller"]) & set(g["buyer"]), name
+        bought = trades.groupby("buyer")["kw"].sum()
+        sold = trades.groupby("seller")["kw"].sum()
+        net = bought.reindex(agents.index, fill_value=0.0) - sold.reindex(agents.index,
+                                                                           fill_value=0.0)
+        np.testing.assert_allclose(net, agents["market_kw"], atol=2e-5)
+        assert summary["costs_eur"]["total"] == pytest.approx(cost_eur, abs=1e-4)
+        market = summary["market"]
+        assert market["traded_kwh_power"] == pytest.approx(market["traded_kwh"], abs=1e-3)
+        assert market["traded_kwh_power"] < gross_kwh - 100
+    assert runs["basic"][0]["market"]["traded_kwh_power"] == pytest.approx(76848.66, abs=0.01)

@@ -1,5 +1,6 @@
 """The bilateral market's own results (MODELS.md §C): ``trades.parquet`` (one row per day,
-period and agreed trade, commodity ``power`` or ``heat``, the ADMM market's columns),
+period and cleared trade, commodity ``power`` or ``heat``, the ADMM market's columns:
+every trade from a net seller to a net buyer of its period),
 ``bilateral_iterations.parquet`` (one row per day and round: the ADMM residuals and ρ, or
 a congestion check's congested lines and the network's AC losses) and the figures for
 ``summary.json``."""
@@ -23,7 +24,8 @@ ITERATION_COLUMNS = ["day", "round", "primal_residual", "dual_residual", "rho",
 
 
 def trades_frame(days: list[DayResult]) -> pd.DataFrame:
-    """Every agreed power and heat trade once, from its buyer's clearing."""
+    """Every cleared power and heat trade once, from its buyer's clearing (the agreed
+    trades netted of circulations: ``coordinator.mechanisms.bilateral.cleared_trades``)."""
     rows = []
     for d in days:
         for buyer, clearing in sorted(d.clearings.items()):
