@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from matplotlib.patches import StepPatch
 
 from scenarios.results import figures
@@ -219,8 +220,16 @@ def test_tiny_report_builds_without_an_admm_section(tiny):
     assert f"EVs discharged 0.0 kWh on the day shown, {share['share_pct']:.2f} %" in page
 
 
-def test_report_has_the_admm_section_with_the_file_and_only_with_it(tiny, tmp_path):
+def as_run_of(out, mechanism: str) -> None:
+    """Make a results folder's resolved config name another mechanism."""
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    config["market"] = {"mechanism": mechanism}
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_report_has_the_admm_section_in_an_admm_run_only(tiny, tmp_path):
     out = shutil.copytree(tiny, tmp_path / "admm")
+    as_run_of(out, "admm")
     table = iterations(rounds=5)
     table.to_parquet(out / "admm_iterations.parquet")
     pd.DataFrame({"day": [0, 0], "period": [3, 4], "seller": ["p1", "p1"],
@@ -240,8 +249,12 @@ def test_report_has_the_admm_section_with_the_file_and_only_with_it(tiny, tmp_pa
     assert (out / "figures" / "admm_residuals.png").is_file()
     assert "No P2V offer rounds: the ADMM market" not in page  # tiny has P2V rounds
 
-    (out / "admm_iterations.parquet").unlink()
+    (out / "admm_iterations.parquet").unlink()  # an ADMM run without its table: said so
+    page = write_report(out).read_text()
+    assert "No ADMM rounds." in section(page, ADMM_TITLE)
+    assert not (out / "figures" / "admm_residuals.png").exists()
+
+    as_run_of(out, "p2v_rules")  # another mechanism's run: no ADMM section at all
     page = write_report(out).read_text()
     assert ADMM_TITLE not in page and "admm_residuals" not in page
-    assert not (out / "figures" / "admm_residuals.png").exists()
     assert ADMM_TITLE not in (out / "report.md").read_text()

@@ -637,6 +637,7 @@ def _on_pairs(trades: Mapping[tuple, float], index: Mapping[tuple, int],
         a_t[k] += kw if buyer < seller else -kw
     return a_t
 
+
 CORE = MarketCore(params_type=BilateralParams, kinds=KINDS, init=init_bilateral,
                   step=step_bilateral, clear=clear_bilateral, settle=settle_bilateral,
                   check_offer=check_offer)

@@ -131,7 +131,7 @@ def figure_specs() -> list[FigureSpec]:
                "(log axis).",
                lambda run: figures.admm_residuals(
                    run.tables.get("admm_iterations"), run.config["market"].get("residual_tolerance")),
-               lambda run: None if len(run.tables.get("admm_iterations")) else "No ADMM rounds.",
+               lambda run: None if len(run.tables.get("admm_iterations", ())) else "No ADMM rounds.",
                residuals_caption, ADMM_TITLE),
     ]
 

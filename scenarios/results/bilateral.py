@@ -112,7 +112,8 @@ BILATERAL_HEADER = ["day", "round", "check", "lines above the limit", "AC losses
 
 def _trade_figure(commodity: str) -> FigureSpec:
     def matrix(run):
-        return trade_matrix(run.tables.get("trades"), commodity, run.period_h)
+        trades = run.tables.get("trades")
+        return trade_matrix(trades, commodity, run.period_h) if trades is not None else ()
 
     return FigureSpec(f"trades_{commodity}", f"Energy of {commodity} each seller sold each "
                       "buyer over the run (kWh; bilateral splits are not unique where no "

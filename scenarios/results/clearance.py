@@ -94,7 +94,8 @@ def figure_specs() -> list[FigureSpec]:
         FigureSpec("clearance", "Trades the double auction matched per period: accepted by the "
                "network operator (green) and curtailed (red), with the community's load.",
                lambda run: figures.clearance(run.tables.get("clearance")),
-               lambda run: None if len(run.tables.get("clearance")) else "No clearance in this run.",
+               lambda run: (None if len(run.tables.get("clearance", ()))
+                            else "No clearance in this run."),
                section=CLEARANCE_TITLE),
     ]
 
