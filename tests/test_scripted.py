@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from scenarios.mechanisms import registry
 from coordinator.protocol import (
     Clearing,
     ClearingBody,
@@ -23,6 +22,7 @@ from coordinator.protocol import (
     Terms,
 )
 from coordinator.scripted import ScriptedAgent
+from scenarios.mechanisms import registry
 
 from .test_architecture import ROOT, imports, modules
 
