@@ -347,10 +347,12 @@ def local_lp(model: PeerModel) -> LocalLP:
     lp = model.highs.getLp()
     a = sparse.csc_matrix((lp.a_matrix_.value_, lp.a_matrix_.index_, lp.a_matrix_.start_),
                           shape=(lp.num_row_, lp.num_col_))
-    return LocalLP(model.name, model._cost.copy(), model._offset, a,
-                   np.asarray(lp.col_lower_, float), np.asarray(lp.col_upper_, float),
-                   np.asarray(lp.row_lower_, float), np.asarray(lp.row_upper_, float),
-                   model._q.copy(), model._p2p.copy())
+    return LocalLP(name=model.name, cost=model._cost.copy(), offset=model._offset, a=a,
+                   col_lower=np.asarray(lp.col_lower_, float),
+                   col_upper=np.asarray(lp.col_upper_, float),
+                   row_lower=np.asarray(lp.row_lower_, float),
+                   row_upper=np.asarray(lp.row_upper_, float), net=model._q.copy(),
+                   p2p=model._p2p.copy())
 
 
 def bound_constraints(x, a, col_lower, col_upper, row_lower, row_upper) -> list:

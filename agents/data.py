@@ -270,7 +270,7 @@ class BuildingData:
         return self.chp is not None or (demand is not None and bool(np.any(demand > 0)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OperatorData:
     """What the operator knows: the network (a registered name and its options), the
     limits it keeps, where each peer is connected and its connection's import and export

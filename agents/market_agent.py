@@ -61,11 +61,12 @@ def settle_schedule(day_data, kind: str, realised: dict[str, np.ndarray],
     bill = day_bill(day_data, flows["net_kw"], settlement, flows)
     flows["market_kw"] = bill.pop("market_kw")
     cost = bill.pop("cost_eur")
-    return Schedule(day_data.name, kind, "settled",
-                    float(cost.sum()) if plan is None else plan.objective_eur,
-                    "" if plan is None else plan.method,
-                    0.0 if plan is None else plan.solve_time_s, flows,
-                    soc if day_data.battery is not None else None, cost, bill)
+    return Schedule(agent=day_data.name, kind=kind, status="settled",
+                    objective_eur=float(cost.sum()) if plan is None else plan.objective_eur,
+                    method="" if plan is None else plan.method,
+                    solve_time_s=0.0 if plan is None else plan.solve_time_s, flows_kw=flows,
+                    soc_kwh=soc if day_data.battery is not None else None, cost_eur=cost,
+                    costs_eur=bill)
 
 
 def asks_planned_net(msg: Signal) -> bool:

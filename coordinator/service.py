@@ -76,7 +76,7 @@ LOG = logging.getLogger("lemgrid.coordinator.service")
 class CoordinatorService:
     """Serve one market day to agents over a ROUTER socket."""
 
-    def __init__(self, mechanism: MarketCore, params, roster: list[str] | None,
+    def __init__(self, mechanism: MarketCore, params, roster: list[str] | None, *,
                  endpoint: str = "tcp://127.0.0.1:0", log_path: Path | None = None,
                  round_deadline_s: float = ROUND_DEADLINE_S,
                  registration_timeout_s: float = REGISTRATION_TIMEOUT_S, day: int = 0,
@@ -541,9 +541,11 @@ def build_service(args) -> CoordinatorService:
     if not args.params:
         raise SystemExit("error: --params FILE: the market to serve is required")
     mech, params = load_market(json.loads(Path(args.params).read_text()))
-    return CoordinatorService(mech, params, read_roster(args.roster), args.endpoint,
-                              Path(args.log) if args.log else None, args.round_deadline_s,
-                              args.registration_timeout_s, args.day,
+    return CoordinatorService(mechanism=mech, params=params, roster=read_roster(args.roster),
+                              endpoint=args.endpoint,
+                              log_path=Path(args.log) if args.log else None,
+                              round_deadline_s=args.round_deadline_s,
+                              registration_timeout_s=args.registration_timeout_s, day=args.day,
                               curve_keys=args.curve_keys, days=args.days,
                               realisation_timeout_s=args.realisation_timeout_s,
                               records_path=Path(args.records) if args.records else None)

@@ -371,8 +371,9 @@ def add_network(network: RadialNetwork, net_kw, net_kvar=None, model: Model = "s
     constraints += _line_limits(network, p_line, q_line, l, slacks)
     from_root = (network.from_pos == network.root).astype(float)
     import_kw = network.kw_per_pu * (from_root @ p_line + p[network.root, :])
-    return NetworkBlock(network, model, constraints, v, p_line, q_line, l, losses_kw,
-                        import_kw, slacks)
+    return NetworkBlock(network=network, model=model, constraints=constraints, v=v, p_line=p_line,
+                        q_line=q_line, l=l, losses_kw=losses_kw, import_kw=import_kw,
+                        slacks=slacks)
 
 
 def _flat(expr: cp.Expression) -> cp.Expression:

@@ -447,8 +447,9 @@ def extract_clearance(lp: ClearanceLP, solve_time_s: float = 0.0) -> Clearance:
     binding = tuple(Binding(br.limit_kind(f), br, float(f), br.limit_for(f), abs(float(y)))
                     for br, f, y in zip(network.branches, flows, duals)
                     if br.over_mw(f) >= -BINDING_TOL_MW)
-    return Clearance(lp.trades, x, accepted, flows, theta, float(-lp.p0_mw.sum()), binding,
-                     solve_time_s)
+    return Clearance(trades=lp.trades, x=x, accepted_mw=accepted, flow_mw=flows, theta_rad=theta,
+                     grid_import_mw=float(-lp.p0_mw.sum()), binding=binding,
+                     solve_time_s=solve_time_s)
 
 
 def clear_trades(network: DcNetwork, trades: Sequence[Trade],

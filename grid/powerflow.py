@@ -230,10 +230,13 @@ class GridModel:
 
     def _failed(self, period: int) -> PeriodResult:
         n_trafo, n_bus, n_line = len(self.net.trafo), len(self.net.bus), len(self.net.line)
-        return PeriodResult(period, False, np.full(n_bus, np.nan), np.full(n_line, np.nan),
-                            0, 0, math.nan, math.nan, np.full(n_trafo, np.nan),
-                            np.full(n_trafo, np.nan), 0, va_degree=np.full(n_bus, np.nan),
-                            bus_p_mw=np.full(n_bus, np.nan), i_ka=np.full(n_line, np.nan))
+        return PeriodResult(period=period, converged=False, vm_pu=np.full(n_bus, np.nan),
+                            loading_pct=np.full(n_line, np.nan), voltage_violations=0,
+                            line_violations=0, losses_kw=math.nan, p_slack_kw=math.nan,
+                            trafo_p_mw=np.full(n_trafo, np.nan),
+                            trafo_loading_pct=np.full(n_trafo, np.nan), trafo_violations=0,
+                            va_degree=np.full(n_bus, np.nan), bus_p_mw=np.full(n_bus, np.nan),
+                            i_ka=np.full(n_line, np.nan))
 
     def _converged(self, period: int) -> PeriodResult:
         vm_pu = self.net.res_bus["vm_pu"].to_numpy(dtype=float).copy()

@@ -59,11 +59,14 @@ EV_ETA_CHARGE = 0.90  # RECON: AC charging efficiency, not published by the make
 
 def _battery(key, name, maker, kwh, kw, round_trip, source) -> BatteryType:
     eta = sqrt(round_trip)
-    return BatteryType(key, name, maker, kwh, kw, kw, eta, eta, 0.0, source)
+    return BatteryType(key=key, name=name, maker=maker, capacity_kwh=kwh, max_charge_kw=kw,
+                       max_discharge_kw=kw, eta_charge=eta, eta_discharge=eta, soc_min_frac=0.0,
+                       source=source)
 
 
 def _ev(key, name, maker, kwh, ac_kw, wltp_km, source) -> EVModel:
-    return EVModel(key, name, maker, kwh, ac_kw, kwh / wltp_km, EV_ETA_CHARGE, source)
+    return EVModel(key=key, name=name, maker=maker, capacity_kwh=kwh, max_charge_kw=ac_kw,
+                   consumption_kwh_per_km=kwh / wltp_km, eta_charge=EV_ETA_CHARGE, source=source)
 
 
 BATTERY_TYPES: dict[str, BatteryType] = {

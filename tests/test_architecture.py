@@ -141,3 +141,16 @@ def test_no_mechanism_name_outside_its_own_modules():
                         and path.resolve() not in own[node.value]):
                     bad.append(f"{path.relative_to(ROOT)}:{node.lineno} names {node.value!r}")
     assert not bad, bad
+
+
+WIDE_CALL = 8  # positional arguments from which a call must name them
+
+
+def test_wide_calls_name_their_arguments():
+    """No product call passes ``WIDE_CALL`` or more arguments by position: a wide
+    constructor or function is called with keywords (its order cannot drift silently)."""
+    bad = [f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node.func)}"
+           for pkg in PRODUCT for path in modules(pkg)
+           for node in ast.walk(ast.parse(path.read_text()))
+           if isinstance(node, ast.Call) and len(node.args) >= WIDE_CALL]
+    assert not bad, bad

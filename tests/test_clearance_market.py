@@ -102,7 +102,7 @@ def test_a_silent_operator_clears_nothing_and_says_so():
 
 
 def _operator(buses):
-    data = OperatorData("op", Horizon(2, 1.0), "cigre_lv", buses=buses)
+    data = OperatorData(name="op", horizon=Horizon(2, 1.0), network="cigre_lv", buses=buses)
     agent = OperatorAgent(data)
     agent.start_day(0)
     return agent

@@ -194,7 +194,8 @@ def test_the_operator_realises_a_period_as_the_agent_simulator_asks():
     from agents.data import OperatorData
     from agents.operator import OperatorAgent
 
-    agent = OperatorAgent(OperatorData("op", Horizon(2, 1.0), "cigre_lv", buses={"s": 36}))
+    agent = OperatorAgent(OperatorData(name="op", horizon=Horizon(2, 1.0), network="cigre_lv",
+                                         buses={"s": 36}))
     agent.start_day(0)
     meter = agent.realise(1, {"load_kw": 3.0})
     assert (meter.sender, meter.body.period, meter.body.p_kw) == ("op", 1, [0.0])

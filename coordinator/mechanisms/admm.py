@@ -439,10 +439,10 @@ def clear_admm(state: ADMMState, params: ADMMParams) -> dict[str, ClearingBody]:
         for k, other, sign in state.partners.get(name, []):
             by_kw[name][other] = (sign * state.a[k]).tolist()
             by_price[name][other] = state.price[k].tolist()
-    return bilateral_clearings(KEY, state.peers, state.operator, state.periods,
-                               state.period_h,
-                               positions(state), traded_eur(state), by_kw, by_price,
-                               state.converged)
+    return bilateral_clearings(key=KEY, peers=state.peers, operator=state.operator,
+                               periods=state.periods, period_h=state.period_h,
+                               pos=positions(state), pay=traded_eur(state), by_kw=by_kw,
+                               by_price=by_price, converged=state.converged)
 
 
 def settle_admm(state: ADMMState, params: ADMMParams, meters):

@@ -489,9 +489,10 @@ def clear_bilateral(state: BilateralState, params: BilateralParams) -> dict[str,
         pn, pm = state.peers[n], state.peers[m]
         by_kw[pn][pm], by_kw[pm][pn] = a[k].tolist(), (-a[k]).tolist()
         by_price[pn][pm] = by_price[pm][pn] = book.price[k].tolist()
-    out = bilateral_clearings(POWER, state.peers, state.operator, state.periods,
-                              state.period_h, positions(state), traded_eur(state, cleared),
-                              by_kw, by_price, state.converged)
+    out = bilateral_clearings(key=POWER, peers=state.peers, operator=state.operator,
+                              periods=state.periods, period_h=state.period_h, pos=positions(state),
+                              pay=traded_eur(state, cleared), by_kw=by_kw, by_price=by_price,
+                              converged=state.converged)
     heat, heat_a = state.books[HEAT], cleared[HEAT]
     if len(heat.pairs):
         held = positions(state, HEAT)

@@ -296,8 +296,10 @@ def clear_clearance(state: ClearanceState, params: ClearanceParams) -> dict[str,
         by_kw[seller][buyer] = (-accepted[k]).tolist()
         by_price[buyer][seller] = by_price[seller][buyer] = state.price[k].tolist()
     pos, pay = trade_positions(state)
-    clearings = bilateral_clearings(P2P, state.peers, state.operator, state.periods,
-                                    state.period_h, pos, pay, by_kw, by_price, state.converged)
+    clearings = bilateral_clearings(key=P2P, peers=state.peers, operator=state.operator,
+                                    periods=state.periods, period_h=state.period_h, pos=pos,
+                                    pay=pay, by_kw=by_kw, by_price=by_price,
+                                    converged=state.converged)
     if state.accepted is None:
         return clearings
     return with_export_caps(clearings, export_caps(state, curtailed_purchase(state)))

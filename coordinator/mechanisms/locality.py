@@ -165,8 +165,9 @@ def step_locality(offers: Mapping[str, OfferBody], state: LocalityState, params,
     D, G = totals(state.quotes, state.periods)
     D_in, G_in = shared(D, G, state.limits)
     pi_im, pi_ex = pricing(state.buy, state.sell, D_in, G_in)
-    state.import_price, state.export_price = with_limits(D, G, D_in, G_in, state.buy, pi_im,
-                                                         pi_ex, state.limits)
+    state.import_price, state.export_price = with_limits(D=D, G=G, D_in=D_in, G_in=G_in,
+                                                         buy=state.buy, pi_im=pi_im, pi_ex=pi_ex,
+                                                         limits=state.limits)
     state.round += 1
     ratio = np.divide(G, D, out=np.full(state.periods, np.nan), where=D > 0)
     state.records.append(RoundRecord(state.round, change, {

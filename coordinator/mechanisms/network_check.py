@@ -139,8 +139,9 @@ def _plan_round(offers, state: CheckState):
     state.bilateral = any(c.by_counterparty_kw for c in state.clearings.values())
     pairs, offered, price = (bilateral_trades if state.bilateral else pooled_trades)(
         state.clearings, state.participants, state.periods)
-    cs = ClearanceState(state.periods, state.period_h, state.participants, state.operator,
-                        net, pairs, offered, price, round=state.round)
+    cs = ClearanceState(periods=state.periods, period_h=state.period_h, peers=state.participants,
+                        operator=state.operator, net=net, pairs=pairs, offered=offered,
+                        price=price, round=state.round)
     state.check = cs
     if state.operator is None or not pairs:
         cs.accepted, cs.converged = offered.copy(), True

@@ -86,8 +86,9 @@ def clear_day(network: DcNetwork, placement: Placement, profiles: Profiles,
                 raise
             gen, load = hourly_mw(placement, profiles, hour, scale)
             nan = float("nan")
-            out.append(HourResult(hour, sum(load.values()), sum(gen.values()), nan, nan, nan,
-                                  None, str(err)))
+            out.append(HourResult(hour=hour, total_load_mw=sum(load.values()),
+                                  total_pv_mw=sum(gen.values()), offered_mw=nan, accepted_mw=nan,
+                                  grid_import_mw=nan, clearance=None, error=str(err)))
     return out
 
 

@@ -144,9 +144,10 @@ def _battery(key: str | None, soc0: float, soc_end: float | None) -> BatterySpec
         return None
     b = BATTERY_TYPES[key]
     cap = b.capacity_kwh
-    return BatterySpec(cap, b.soc_min_frac * cap, b.max_charge_kw, b.max_discharge_kw,
-                       b.eta_charge, b.eta_discharge, soc0 * cap,
-                       (soc0 if soc_end is None else soc_end) * cap)
+    return BatterySpec(capacity_kwh=cap, soc_min_kwh=b.soc_min_frac * cap,
+                       charge_max_kw=b.max_charge_kw, discharge_max_kw=b.max_discharge_kw,
+                       eta_charge=b.eta_charge, eta_discharge=b.eta_discharge, e0_kwh=soc0 * cap,
+                       e_end_min_kwh=(soc0 if soc_end is None else soc_end) * cap)
 
 
 def _ev_battery(key: str, kva: float, soc0: float, soc_end: float | None,
@@ -162,8 +163,10 @@ def _ev_battery(key: str, kva: float, soc0: float, soc_end: float | None,
     if discharge:
         dis = charge if discharge_max_kw is None else float(discharge_max_kw)
         eta_dis = m.eta_charge
-    return BatterySpec(cap, EV_SOC_MIN_FRAC * cap, charge, dis, m.eta_charge, eta_dis,
-                       soc0 * cap, (soc0 if soc_end is None else soc_end) * cap)
+    return BatterySpec(capacity_kwh=cap, soc_min_kwh=EV_SOC_MIN_FRAC * cap, charge_max_kw=charge,
+                       discharge_max_kw=dis, eta_charge=m.eta_charge, eta_discharge=eta_dis,
+                       e0_kwh=soc0 * cap,
+                       e_end_min_kwh=(soc0 if soc_end is None else soc_end) * cap)
 
 
 def _prosumer(s: Scenario, name, kva, load, pv, battery, prices) -> ProsumerData:
@@ -241,11 +244,11 @@ def _from_ev_template(s: Scenario, tpl: EVTemplate, rng, i: int, prices) -> list
     days = [_ev_trips(s, tpl, rng, models), *_later_days(s, i, lambda r: _ev_trips(
         s, tpl, r, models))]
     width = len(str(n))
-    return [_ev(s, f"{tpl.name_prefix}{k + 1:0{width}d}", kvas[k], models[k],
-                np.concatenate([d[k].away for d in days]),
-                np.concatenate([d[k].trip_kwh for d in days]),
-                _ev_battery(models[k], float(kvas[k]), soc0[k], tpl.end_soc_min,
-                            tpl.discharge, tpl.discharge_max_kw), prices)
+    return [_ev(s=s, name=f"{tpl.name_prefix}{k + 1:0{width}d}", kva=kvas[k], model=models[k],
+                away=np.concatenate([d[k].away for d in days]),
+                trip_kwh=np.concatenate([d[k].trip_kwh for d in days]),
+                battery=_ev_battery(models[k], float(kvas[k]), soc0[k], tpl.end_soc_min, tpl.discharge, tpl.discharge_max_kw),
+                prices=prices)
             for k in range(n)]
 
 
@@ -302,13 +305,15 @@ def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int, pri
     for k in range(n):
         name = f"{tpl.name_prefix}{k + 1:0{width}d}"
         nfl = nonflexible_load_kw(rng, days, h.periods, mean_kwh_per_day=float(load[k]))
-        out.append(BuildingData(
-            name, h, tariff_for(s, kvas[k], prices), nfl, sun * pv[k], breeze * wind[k],
-            flexible, _battery(kinds[k], soc0[k], tpl.battery_end_soc_min),
-            buy_max_kw=float(kvas[k]), sell_max_kw=float(kvas[k]),
-            cdl_kw=np.full(days * h.periods, float(cdl[k])), cdl_factor=s.market.cdl_factor,
-            pil_kw=None if pil is None else np.full(days * h.periods, float(pil[k])),
-            generator=_generator(tpl.generator), chp=_chp(tpl.chp)))
+        out.append(BuildingData(name=name, horizon=h, tariff=tariff_for(s, kvas[k], prices),
+                                load_kw=nfl, pv_kw=sun * pv[k], wind_kw=breeze * wind[k],
+                                flexible=flexible,
+                                battery=_battery(kinds[k], soc0[k], tpl.battery_end_soc_min),
+                                buy_max_kw=float(kvas[k]), sell_max_kw=float(kvas[k]),
+                                cdl_kw=np.full(days * h.periods, float(cdl[k])),
+                                cdl_factor=s.market.cdl_factor,
+                                pil_kw=None if pil is None else np.full(days * h.periods, float(pil[k])),
+                                generator=_generator(tpl.generator), chp=_chp(tpl.chp)))
     if tpl.heat_demand_kw == 0:
         return out
     heat = draw_numbers(tpl.heat_demand_kw, n, rng)  # drawn last: the other draws stay
@@ -347,11 +352,11 @@ def _explicit_building(s: Scenario, a: ExplicitBuilding, prices) -> BuildingData
     tariff = tariff_for(s, a.contracted_kva, prices) if a.contracted_kva is not None \
         else Tariff(*prices, p2v_price(s), 0.0)
     zero = np.zeros(n)
-    return BuildingData(
-        a.name, horizon_of(s), tariff, load, zero, zero.copy(), (), None, buy_max_kw=buy,
-        sell_max_kw=sell, cdl_kw=np.full(n, buy), cdl_factor=s.market.cdl_factor,
-        generator=gen, chp=chp,
-        heat_demand_kw=None if a.heat_demand_kw is None else per_period(a.heat_demand_kw))
+    return BuildingData(name=a.name, horizon=horizon_of(s), tariff=tariff, load_kw=load,
+                        pv_kw=zero, wind_kw=zero.copy(), flexible=(), battery=None, buy_max_kw=buy,
+                        sell_max_kw=sell, cdl_kw=np.full(n, buy), cdl_factor=s.market.cdl_factor,
+                        generator=gen, chp=chp,
+                        heat_demand_kw=None if a.heat_demand_kw is None else per_period(a.heat_demand_kw))
 
 
 def _explicit(s: Scenario, a: ExplicitProsumer | ExplicitEV | ExplicitBuilding,
@@ -364,7 +369,8 @@ def _explicit(s: Scenario, a: ExplicitProsumer | ExplicitEV | ExplicitBuilding,
                          prices)
     bat = _ev_battery(a.model, float(a.contracted_kva), a.initial_soc, a.end_soc_min,
                       a.discharge, a.discharge_max_kw)
-    return _ev(s, a.name, a.contracted_kva, a.model, a.away, a.trip_kwh, bat, prices)
+    return _ev(s=s, name=a.name, kva=a.contracted_kva, model=a.model, away=a.away,
+               trip_kwh=a.trip_kwh, battery=bat, prices=prices)
 
 
 def _template_field(tpl, exc: ValueError) -> str:

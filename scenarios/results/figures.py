@@ -316,22 +316,20 @@ def voltage_heat_map(grid_bus: pd.DataFrame, v_min_pu: float, v_max_pu: float) -
     crosses mark buses outside them, grey a period without a power flow solution."""
     outside = grid_bus[(grid_bus["vm_pu"] < v_min_pu) | (grid_bus["vm_pu"] > v_max_pu)]
     norm = TwoSlopeNorm(vcenter=1.0, vmin=v_min_pu, vmax=v_max_pu)
-    return _heat_map(grid_bus, "bus", "vm_pu",
-                     f"Bus voltage: limits {v_min_pu}–{v_max_pu} pu, observed "
-                     f"{grid_bus['vm_pu'].min():.4f}–{grid_bus['vm_pu'].max():.4f} pu",
-                     norm, colormaps["RdBu_r"], outside, "vm pu")
+    return _heat_map(table=grid_bus, row="bus", value="vm_pu",
+                     title=f"Bus voltage: limits {v_min_pu}–{v_max_pu} pu, observed " f"{grid_bus['vm_pu'].min():.4f}–{grid_bus['vm_pu'].max():.4f} pu",
+                     norm=norm, cmap=colormaps["RdBu_r"], outside=outside, label="vm pu")
 
 
 def loading_heat_map(grid_line: pd.DataFrame, max_loading_pct: float) -> Figure:
     """Line loading per period; the colour scale ends at the limit, crosses mark lines
     above it."""
     outside = grid_line[grid_line["loading_pct"] > max_loading_pct]
-    return _heat_map(grid_line, "line", "loading_pct",
-                     f"Line loading: limit {max_loading_pct} %, observed max "
-                     f"{grid_line['loading_pct'].max():.2f} %",
-                     Normalize(0.0, max_loading_pct),
-                     colormaps["viridis"].with_extremes(over=OVERLOADED), outside, "loading %",
-                     "max")
+    return _heat_map(table=grid_line, row="line", value="loading_pct",
+                     title=f"Line loading: limit {max_loading_pct} %, observed max " f"{grid_line['loading_pct'].max():.2f} %",
+                     norm=Normalize(0.0, max_loading_pct),
+                     cmap=colormaps["viridis"].with_extremes(over=OVERLOADED), outside=outside,
+                     label="loading %", extend="max")
 
 
 def cost_distribution(agents: pd.DataFrame) -> Figure:

@@ -185,7 +185,8 @@ def write_results(out: Path, s: Scenario, days: list[DayResult], community, wall
     atomic.write_parquet(out / "agents.parquet", agents)
     atomic.write_parquet(out / "market.parquet", market)
     atomic.write_parquet(out / "agent_rounds.parquet", rounds_frame(days, community))
-    data = summary(s, days, community, agents, market, wall_s, grid, grid_s, processes,
-                   market_figures)
+    data = summary(s=s, days=days, community=community, agents=agents, market=market,
+                   wall_s=wall_s, grid=grid, grid_s=grid_s, processes=processes,
+                   market_figures=market_figures)
     atomic.write_text(out / "summary.json", json.dumps(data, indent=2) + "\n")
     return data

@@ -91,12 +91,15 @@ def _grid_results(rows, period_s: int, periods: int) -> list[list[PeriodResult]]
         day, t = divmod(k, periods)
         while len(days) <= day:
             days.append([])
-        days[day].append(PeriodResult(
-            t, bool(o.get("converged")), arr(o.get("vm_pu")), arr(o.get("loading_pct")),
-            int(o.get("voltage_violations") or 0), int(o.get("line_violations") or 0),
-            np.nan if o.get("losses_kw") is None else o["losses_kw"], np.nan,
-            arr(o.get("trafo_p_mw")), arr(o.get("trafo_loading_pct")),
-            int(o.get("trafo_violations") or 0)))
+        days[day].append(PeriodResult(period=t, converged=bool(o.get("converged")),
+                                      vm_pu=arr(o.get("vm_pu")),
+                                      loading_pct=arr(o.get("loading_pct")),
+                                      voltage_violations=int(o.get("voltage_violations") or 0),
+                                      line_violations=int(o.get("line_violations") or 0),
+                                      losses_kw=np.nan if o.get("losses_kw") is None else o["losses_kw"],
+                                      p_slack_kw=np.nan, trafo_p_mw=arr(o.get("trafo_p_mw")),
+                                      trafo_loading_pct=arr(o.get("trafo_loading_pct")),
+                                      trafo_violations=int(o.get("trafo_violations") or 0)))
     return days
 
 
@@ -305,8 +308,9 @@ def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoin
     world = mosaik.World(_sim_config(s, group_addresses(s, len(groups)), forked),
                          time_resolution=1.0, skip_greetings=True, configure_logging=False)
     try:
-        _populate(world, s, groups, actuals, bus_of, endpoint, results_dir, first_day,
-                  grid_address)
+        _populate(world=world, s=s, groups=groups, actuals=actuals, bus_of=bus_of,
+                  endpoint=endpoint, results_dir=results_dir, first_day=first_day,
+                  grid_address=grid_address)
     except BaseException:
         world.shutdown()  # the simulators started so far
         raise
@@ -561,9 +565,10 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
     helpers, endpoint, forked = _start_helpers(s, community, out, first_day, gone)
     proc = helpers.coordinator
     try:
-        world = build_world(s, active, actuals, bus_of, endpoint, forked,
-                            out / "agent_results", first_day,
-                            helpers.grid_address if helpers.grid else None)
+        world = build_world(s=s, community=active, actuals=actuals, bus_of=bus_of,
+                            endpoint=endpoint, forked=forked, results_dir=out / "agent_results",
+                            first_day=first_day,
+                            grid_address=helpers.grid_address if helpers.grid else None)
         startup_s = time.perf_counter() - t0
         sid = next(k for k in collector.RECORDS if k.startswith("Collector"))
         t_run = time.perf_counter()

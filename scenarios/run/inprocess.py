@@ -112,8 +112,10 @@ def run_day(agents, mech, params, day: int, gone: dict[str, str], progress=None)
                if (sched := agents[n].on_settlement(m)) is not None}  # the operator: none
     failed = {n: r for n, r in gone.items() if n not in before} | session.failed
     gone.update(failed)
-    return DayResult("decentralized", settled, rounds, bool(session.state.converged), failed,
-                     session.log, market_s, build_s, day=day, clearings=dict(session.clearings))
+    return DayResult(mode="decentralized", schedules=settled, rounds=rounds,
+                     converged=bool(session.state.converged), failed=failed, messages=session.log,
+                     market_s=market_s, build_s=build_s, day=day,
+                     clearings=dict(session.clearings))
 
 
 def run_decentralized(s: Scenario, community, actuals: dict[str, Actuals] | None = None,

@@ -86,8 +86,10 @@ def operator_data(s: Scenario, bus_of: dict[str, int], community) -> OperatorDat
         imp, exp = connection_limits(d)
         connections[d.name] = [float(imp.max()), float(exp.max())]
     margin = s.market.network_margin_pu
-    return OperatorData(OPERATOR, h, g.network, network_options(s), g.v_min_pu + margin,
-                        g.v_max_pu - margin,
-                        g.max_loading_pct, dict(bus_of), connections, p.tolist(), q.tolist(),
-                        g.power_factor, grid_prices(s)[0].tolist(), s.market.network_model,
-                        g.reverse_flow_pct)
+    return OperatorData(name=OPERATOR, horizon=h, network=g.network,
+                        network_options=network_options(s), v_min_pu=g.v_min_pu + margin,
+                        v_max_pu=g.v_max_pu - margin, max_loading_pct=g.max_loading_pct,
+                        buses=dict(bus_of), connections_kw=connections, background_kw=p.tolist(),
+                        background_kvar=q.tolist(), power_factor=g.power_factor,
+                        loss_price_eur_per_kwh=grid_prices(s)[0].tolist(),
+                        model=s.market.network_model, reverse_flow_pct=g.reverse_flow_pct)

@@ -61,7 +61,8 @@ def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress,
                                   finished)
         else:
             from scenarios.run.distributed import run_distributed
-            outcome = run_distributed(s, start, actuals, bus_of, out, bar, first, gone)
+            outcome = run_distributed(s, start, actuals, bus_of, out, bar=bar, first_day=first,
+                                      gone=gone)
             new, interrupted = outcome.days, outcome.interrupted
             if new:
                 checkpoint.save(out, config, kept + new)
@@ -133,14 +134,15 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
     finally:
         bar.close()
     try:
-        return _write_run(s, out, t0, community, bus_of, known, kept, new, outcome,
-                          grid_days, grid_s, interrupted)
+        return _write_run(s=s, out=out, t0=t0, community=community, bus_of=bus_of, known=known,
+                          kept=kept, new=new, outcome=outcome, grid_days=grid_days, grid_s=grid_s,
+                          interrupted=interrupted)
     finally:
         if outcome is not None:  # the distributed helpers exited meanwhile: reap them
             outcome.finish()
 
 
-def _write_run(s: Scenario, out: Path, t0: float, community, bus_of, known, kept, new,
+def _write_run(*, s: Scenario, out: Path, t0: float, community, bus_of, known, kept, new,
                outcome, grid_days, grid_s, interrupted) -> dict:
     """Every result of the run into ``out``; RunStopped if it stopped early."""
     days = kept + new
