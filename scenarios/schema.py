@@ -7,8 +7,12 @@ the field path, what is wrong and what is allowed.
 
 from __future__ import annotations
 
+import ast
+import collections
 import csv
 import functools
+import importlib.util
+import inspect
 import json
 import math
 import re
@@ -29,7 +33,7 @@ from pydantic import (
 from agents.data import polygon_problem
 from coordinator.mechanisms.base import MarketParams
 from grid.community_lv import place_community
-from grid.networks import load_network, published_loads
+from grid.networks import NETWORKS, load_network, published_loads
 from scenarios import mechanisms
 from scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 
@@ -225,7 +229,8 @@ class GridConfig(Strict):
     """The distribution network the grid simulator checks every period."""
 
     network: Literal["case33bw", "feeder11", "cigre_lv", "village_1"] = "case33bw"
-    ampacity_ka: NonNeg | dict[Annotated[int, Field(ge=0)], Annotated[float, Field(gt=0)]] \
+    ampacity_ka: Annotated[float, Field(gt=0)] | dict[Annotated[int, Field(ge=0)],
+                                                         Annotated[float, Field(gt=0)]] \
         | None = Field(None, description="line thermal limit (kA), one value for every line or "
                        "line index → value; null: the network's documented default")
     keep_network_loads: bool = Field(False, description="keep the network case's own loads "
@@ -243,12 +248,36 @@ class GridConfig(Strict):
         "network operator's clearance keeps trades below it")
     power_factor: float = Field(1.0, gt=0, le=1)
 
+    @field_validator("ampacity_ka", mode="before")
+    @classmethod
+    def _ampacity(cls, value):
+        """A limit that is no limit is one line here (the union would give several); which
+        lines the network has is ``_check_network``'s."""
+        allowed = "allowed: kA > 0 for every line, {line index: kA > 0, ...} or null"
+        if value is None:
+            return value
+        if not isinstance(value, dict):
+            if not _positive(value):
+                raise ValueError(f"{_show(value)} is not a thermal limit; {allowed}")
+            return value
+        for line, i_ka in value.items():
+            if not (type(line) is int and line >= 0 or isinstance(line, str) and line.isdigit()):
+                raise ValueError(f"key {_show(line)} is not a line index; {allowed}")
+            if not _positive(i_ka):
+                raise ValueError(f"line {line}: {_show(i_ka)} is not a thermal limit; {allowed}")
+        return value
+
     @model_validator(mode="after")
     def _voltage_band(self):
         if self.v_min_pu >= self.v_max_pu:
             raise ValueError(f"v_min_pu {self.v_min_pu:g} is not below v_max_pu "
                              f"{self.v_max_pu:g}; allowed: v_min_pu < v_max_pu")
         return self
+
+
+def _positive(value) -> bool:
+    """A finite number above 0 (not a boolean, not text)."""
+    return type(value) in (int, float) and math.isfinite(value) and value > 0
 
 
 class Runtime(Strict):
@@ -510,7 +539,10 @@ class Cosimulator(Strict):
     """Any mosaik simulator, started the three ways mosaik knows, its entities created and
     linked to agents or the grid. In string values, ``{out}`` is the run's results folder
     and a relative ``path``, ``*_path`` or ``*file`` is taken from the scenario file's
-    folder."""
+    folder; such a file must exist unless the simulator writes it (under ``{out}``, or a
+    key starting with ``out``) or is connected (it reads its own host's files). The module
+    and class of ``python``, and the module of a ``cmd`` ``%(python)s -m MODULE``, must be
+    importable here."""
 
     name: str = Field(pattern=r"^[A-Za-z]\w*$")
     python: str | None = Field(None, description="module:Class, in the runner's process")
@@ -792,7 +824,7 @@ class Scenario(Strict):
     def _cross_checks(self):
         problems = [*_check_keys(self), *_check_lengths(self), *_check_cosims(self),
                     *_check_flexible(self), *_check_mechanism(self), *_check_times(self),
-                    *_check_trips(self), *_check_placements(self), *_check_chp(self)]
+                    *_check_trips(self), *_check_network(self), *_check_chp(self)]
         problems = problems or _check_size(self) or _check_names(self)
         if problems:
             raise ValueError("\n".join(problems))
@@ -984,9 +1016,16 @@ def network_consumers(s: Scenario, tpl: NetworkLoadsTemplate) -> list[tuple[str,
 
 
 @functools.cache
+def _plain_network(network: str):
+    """A registered network as its builder makes it without options, built once per
+    process (validation reads its tables and graph; nothing may change it)."""
+    return load_network(network)
+
+
+@functools.cache
 def leaf_placement(network: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(load buses, PV buses) of the authors' rule on a registered network."""
-    placement = place_community(load_network(network))
+    placement = place_community(_plain_network(network))
     return placement.load_buses, placement.pv_buses
 
 
@@ -1008,24 +1047,73 @@ def bus_profile_agents(s: Scenario, tpl: BusProfilesTemplate) -> list[BusAgent]:
             for bus in dict.fromkeys([*pv_buses, *load_buses])]
 
 
-def _check_placements(s: Scenario) -> list[str]:
-    """Buses a bus_profiles template names are buses of the network."""
-    out = []
+PLURAL = {"bus": "buses", "line": "lines"}
+
+
+def _spans(indices) -> str:
+    """Sorted integers as runs: ``0–10, 12–20``."""
+    runs: list[list[int]] = []
+    for k in sorted(indices):
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return ", ".join(f"{a}–{b}" if b > a else f"{a}" for a, b in runs) or "none"
+
+
+def _no_such(network: str, kind: str, index: int) -> str | None:
+    """What is wrong with bus or line ``index`` of ``network`` (its pandapower index, as the
+    grid simulator names them), None if the network has it."""
+    known = {int(k) for k in getattr(_plain_network(network), kind).index}
+    if index in known:
+        return None
+    return f"{network} has no {kind} {index}; allowed: {PLURAL[kind]} {_spans(known)}"
+
+
+def _link_targets(c: Cosimulator):
+    """(link index, field, target) of each of a co-simulator's links."""
+    for j, link in enumerate(c.links):
+        yield (j, "to", link.to) if link.to is not None else (j, "from", link.from_)
+
+
+def _takes_ampacity(network: str) -> bool:
+    return "ampacity_ka" in inspect.signature(NETWORKS[network]).parameters
+
+
+def _check_network(s: Scenario) -> list[str]:
+    """Every bus and line the scenario names is one of its network's: grid.ampacity_ka's
+    lines, grid.buses, bus_profiles placements and co-simulator links ``bus:N``/``line:N``.
+    The network is built (once per process) only when the scenario names one."""
+    g, out, refs = s.grid, [], []  # refs: (field, kind, index)
+    if g.ampacity_ka is not None and not _takes_ampacity(g.network):
+        takers = [n for n in NETWORKS if _takes_ampacity(n)]
+        out.append(f"grid.ampacity_ka: {g.network} keeps its own line ratings (its builder "
+                   f"takes no ampacity_ka); allowed: null, or a network that takes it: "
+                   f"{', '.join(takers)}")
+    elif isinstance(g.ampacity_ka, dict):
+        refs += [(f"grid.ampacity_ka.{line}", "line", line) for line in g.ampacity_ka]
+    refs += [(f"grid.buses.{name}", "bus", bus) for name, bus in g.buses.items()]
     for i, tpl in enumerate(s.templates):
-        if tpl.kind != "bus_profiles" or tpl.placement == "leaves":
-            continue
-        buses = {int(b) for b in load_network(s.grid.network).bus.index}
-        for field in ("load_buses", "pv_buses"):
-            for k, bus in enumerate(getattr(tpl.placement, field)):
-                if bus not in buses:
-                    out.append(f"templates.{i}.placement.{field}.{k}: {s.grid.network} has no "
-                               f"bus {bus}; allowed: buses {min(buses)}–{max(buses)}")
-    return out
+        if tpl.kind == "bus_profiles" and tpl.placement != "leaves":
+            refs += [(f"templates.{i}.placement.{field}.{k}", "bus", bus)
+                     for field in ("load_buses", "pv_buses")
+                     for k, bus in enumerate(getattr(tpl.placement, field))]
+    for i, c in enumerate(s.cosimulators):
+        for j, field, target in _link_targets(c):
+            kind, _, index = target.partition(":")
+            if kind in PLURAL:
+                refs.append((f"cosimulators.{i}.links.{j}.{field}: co-simulator {c.name}",
+                             kind, int(index)))
+    return out + [f"{where}: {problem}" for where, kind, index in refs
+                  if (problem := _no_such(g.network, kind, index))]
 
 
 def _check_names(s: Scenario) -> list[str]:
-    """Agent names are unique; grid.buses names agents and buses of the network."""
+    """The scenario has agents, their names are unique, and grid.buses and co-simulator
+    links ``agent:NAME`` name them."""
     names = agent_names(s)
+    if not names:
+        return [_no_agents(s)]
     seen, twice = set(), []
     for name in names:
         if name in seen and name not in twice:
@@ -1039,15 +1127,24 @@ def _check_names(s: Scenario) -> list[str]:
     unknown = [n for n in s.grid.buses if n not in seen]
     if unknown:
         out.append(f"grid.buses.{unknown[0]}: no agent of that name; allowed: agent names, "
-                   f"e.g. {', '.join(names[:3]) or 'none (the scenario has no agents)'}")
-    elif s.grid.buses:
-        net = load_network(s.grid.network, **({} if s.grid.ampacity_ka is None else
-                                              {"ampacity_ka": s.grid.ampacity_ka}))
-        buses = {int(b) for b in net.bus.index}
-        out += [f"grid.buses.{name}: {s.grid.network} has no bus {bus}; allowed: buses "
-                f"{min(buses)}–{max(buses)}" for name, bus in s.grid.buses.items()
-                if bus not in buses]
+                   f"e.g. {', '.join(names[:3])}")
+    for i, c in enumerate(s.cosimulators):
+        out += [f"cosimulators.{i}.links.{j}.{field}: co-simulator {c.name}: {target} names no "
+                f"agent of the scenario; allowed: agent:NAME with an agent's name, e.g. "
+                f"{', '.join(names[:3])}" for j, field, target in _link_targets(c)
+                if target.startswith("agent:") and target.removeprefix("agent:") not in seen]
     return out
+
+
+def _no_agents(s: Scenario) -> str:
+    """Why a scenario makes no agent (a market needs at least one)."""
+    if not s.templates and not s.agents:
+        return ("templates: the scenario has no agents (no templates and no explicit agents); "
+                "allowed: at least one template or explicit agent")
+    kinds = ", ".join(dict.fromkeys(t.kind for t in s.templates))
+    return (f"templates: the scenario has no agents ({kinds} on {s.grid.network} make none: "
+            f"the network has no loads of its own); allowed: at least one agent, from a "
+            f"network with loads, another template or an explicit agent")
 
 
 def _check_lengths(s: Scenario) -> list[str]:
@@ -1073,17 +1170,121 @@ def _check_lengths(s: Scenario) -> list[str]:
 
 
 def _check_cosims(s: Scenario) -> list[str]:
+    """Co-simulators have names of their own, code this Python can start and the files
+    they read; they need the distributed runtime."""
     out, names = [], set()
     for i, c in enumerate(s.cosimulators):
         if c.name in names or c.name in ("Grid", "Collector") or c.name.startswith("Agents"):
             out.append(f"cosimulators.{i}.name: {c.name!r} is taken")
         names.add(c.name)
+        out += [f"cosimulators.{i}.{field}: co-simulator {c.name}: {problem}"
+                for field, problem in [*_cosim_code(c), *_cosim_files(c)]]
     if s.runtime.agent_service and s.runtime.agent_hosts:
         out.append("runtime.agent_service: give it or runtime.agent_hosts, not both")
     if s.cosimulators and (s.runtime.kind != "distributed" or s.market.mode != "decentralized"):
         out.append("cosimulators: need runtime.kind distributed and market.mode "
                    "decentralized (they are mosaik simulators)")
     return out
+
+
+PYTHON_START = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*)")
+PYTHON_MODULE_CMD = re.compile(r"%\(python\)s\s+-m\s+(\S+)")  # a cmd that runs a module
+
+
+def _cosim_code(c: Cosimulator) -> list[tuple[str, str]]:
+    """(field, problem) where the code a co-simulator names cannot be found: ``python:
+    module:Class`` (the module by ``importlib.util.find_spec``, the class in the module's
+    source, see ``_module_names``), or the module of a ``cmd`` ``%(python)s -m MODULE``.
+    Nothing is imported but the module's parent packages: its own top-level code runs in
+    the run, not here."""
+    if c.python is not None:
+        match = PYTHON_START.fullmatch(c.python)
+        if match is None:
+            return [("python", (f"{c.python!r} is not of the form module:Class; allowed: "
+                                "module:Class, e.g. scenarios.cosim.monitor:VoltageMonitor"))]
+        module, cls = match.groups()
+        spec, problem = _find_module(module)
+        if problem:
+            return [("python", (f"{problem}; allowed: module:Class, a module this Python "
+                                "can import"))]
+        names = _module_names(spec)
+        if names is not None and cls not in names[0]:
+            return [("python", (f"module {module} has no {cls!r}; allowed: a class it "
+                                f"defines: {', '.join(names[1]) or 'none'}"))]
+        return []
+    match = PYTHON_MODULE_CMD.match(c.cmd or "")
+    problem = match and _find_module(match[1])[1]
+    return [("cmd", f"{problem}; allowed: a module this Python can import")] if problem else []
+
+
+def _find_module(module: str):
+    """(spec, None) of an importable module, else (None, what is wrong)."""
+    try:
+        spec = importlib.util.find_spec(module)  # imports the parent packages only
+    except ModuleNotFoundError:
+        spec = None
+    except Exception as exc:  # noqa: BLE001 - a parent package that fails on import
+        return None, f"module {module} cannot be imported ({type(exc).__name__}: {exc})"
+    return (spec, None) if spec is not None else (None, f"no module named {module!r}")
+
+
+def _module_names(spec) -> tuple[set[str], list[str]] | None:
+    """(names bound at a module's top level, its classes in source order) read from its
+    source, or None where the source cannot tell: no Python source, ``from x import *``, a
+    module ``__getattr__``, names made by ``globals()``, or ``vars()``, ``setattr`` or
+    ``exec`` run at the top level."""
+    origin = spec.origin or ""
+    if not origin.endswith(".py"):
+        return None
+    try:
+        tree = ast.parse(Path(origin).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    names, classes, todo = set(), [], collections.deque(tree.body)
+    dynamic = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                  and n.func.id == "globals" for n in ast.walk(tree))
+    while todo and not dynamic:
+        node = todo.popleft()
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)  # its body binds nothing at the top level
+            classes += [node.name] if isinstance(node, ast.ClassDef) else []
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            dynamic = any(a.name == "*" for a in node.names)
+            names |= {a.asname or a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            dynamic = node.func.id in ("vars", "setattr", "exec")
+        todo += ast.iter_child_nodes(node)
+    return None if dynamic or "__getattr__" in names else (names, classes)
+
+
+def _cosim_files(c: Cosimulator) -> list[tuple[str, str]]:
+    """(field, problem) for each file a co-simulator started here reads that does not
+    exist: its ``sim_params`` and entities' ``path``, ``*_path`` and ``*file`` parameters
+    (``is_path_key``), except files it writes: under ``{out}`` or with a key starting
+    ``out`` (``output_file``). A connected co-simulator reads its own host's files."""
+    if c.connect is not None:
+        return []
+    given = [*_file_params(c.sim_params, "sim_params"),
+             *(p for k, e in enumerate(c.entities) for p in _file_params(e, f"entities.{k}"))]
+    allowed = ("allowed: an existing file (a relative path is taken from the scenario file's "
+               "folder), or {out}/NAME for a file it writes in the results folder")
+    return [(field, f"no file {path}; {allowed}") for field, path in given
+            if not Path(path).exists()]
+
+
+def _file_params(value, where: str):
+    """(field, path) of the files a co-simulator parameter names that it reads."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) \
+        if isinstance(value, list) else []
+    for key, v in items:
+        if is_path_key(key) and isinstance(v, str):
+            if "{out}" not in v and not key.startswith("out"):
+                yield f"{where}.{key}", v
+        else:
+            yield from _file_params(v, f"{where}.{key}")
 
 
 def is_path_key(key) -> bool:

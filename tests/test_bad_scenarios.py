@@ -212,6 +212,39 @@ EXPECT = {
                               "values; allowed: 24, one per hour from 00:00")],
     "103_community_scale_negative": [("community.scale: Input should be greater than or equal "
                                      "to 0 (got -1)")],
+    "104_no_agents": [("templates: the scenario has no agents (no templates and no explicit "
+                       "agents); allowed: at least one template or explicit agent")],
+    "105_ampacity_line_outside_the_network": [("grid.ampacity_ka.99: case33bw has no line 99; "
+                                               "allowed: lines 0–36")],
+    "106_ampacity_on_a_network_that_keeps_its_own": [
+        ("grid.ampacity_ka: cigre_lv keeps its own line ratings (its builder takes no "
+         "ampacity_ka); allowed: null, or a network that takes it: case33bw, feeder11")],
+    "107_cosimulator_link_line_outside_the_network": [
+        ("cosimulators.0.links.1.from: co-simulator Recorder: feeder11 has no line 10; "
+         "allowed: lines 0–9")],
+    "108_cosimulator_module_missing": [
+        ("cosimulators.0.python: co-simulator Monitor: no module named "
+         "'scenarios.cosim.voltage_monitor'; allowed: module:Class, a module this Python "
+         "can import")],
+    "109_cosimulator_class_missing": [
+        ("cosimulators.0.python: co-simulator Monitor: module scenarios.cosim.monitor has no "
+         "'VoltageMonitr'; allowed: a class it defines: VoltageMonitor")],
+    "110_cosimulator_cmd_module_missing": [
+        ("cosimulators.0.cmd: co-simulator Profiles: no module named "
+         "'scenarios.cosim.csv_profiles'; allowed: a module this Python can import")],
+    "111_cosimulator_file_missing": [
+        "cosimulators.0.entities.1.path: co-simulator Profiles: no file ",
+        ("scenarios/data/fernandes2024/cluster_medians_pv.csv; allowed: an existing file (a "
+         "relative path is taken from the scenario file's folder), or {out}/NAME for a file "
+         "it writes in the results folder")],
+    "112_cosimulator_link_to_no_agent": [
+        ("cosimulators.0.links.0.to: co-simulator Profiles: agent:p999 names no agent of the "
+         "scenario; allowed: agent:NAME with an agent's name, e.g. p1, p2, p3")],
+    "113_network_loads_pv_on_a_bus_without_load": [
+        ("templates.0: pv_kw names bus 0, which has no load in network case33bw; allowed: 1, "
+         "2, 3,")],
+    "114_ampacity_zero": [("grid.ampacity_ka: line 8: 0 is not a thermal limit; allowed: kA > 0 "
+                           "for every line, {line index: kA > 0, ...} or null")],
 }
 
 # (id, shipped base scenario, --set arguments, fragments of the one error line)

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from scenarios.cli import main
 from scenarios.schema import ScenarioError, load_scenario
@@ -59,9 +60,11 @@ def test_cosimulator_mistakes_are_one_line(tmp_path, capsys):
                                "market.mode decentralized (they are mosaik simulators)")]
     code = main(["run", EXAMPLE, "--out", str(tmp_path / "o"), "--quiet",
                  "--set", "cosimulators.0.links.0.to=agent:p9"])
-    assert code == 1
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "error: cosimulators.Profiles.links.0: no agent 'p9' in the community")
+    assert code == 2  # refused by validation, before any process starts
+    assert capsys.readouterr().err.splitlines() == [
+        (f"{EXAMPLE}: cosimulators.0.links.0.to: co-simulator Profiles: agent:p9 names no agent "
+         "of the scenario; allowed: agent:NAME with an agent's name, e.g. p1, p2, p3")]
+    assert not (tmp_path / "o").exists()
 
 
 def test_every_simulator_exits_cleanly_with_cosimulators(tmp_path, capfd):
@@ -72,3 +75,90 @@ def test_every_simulator_exits_cleanly_with_cosimulators(tmp_path, capfd):
     time.sleep(0.5)  # children flush before they exit
     out, err = capfd.readouterr()
     assert err == "" and out == ""
+
+
+def _with_cosim(tmp_path, **cosim) -> str:
+    """tiny.yaml with one co-simulator (a monitor unless the keyword arguments say
+    otherwise), written to tmp_path."""
+    raw = yaml.safe_load((SCENARIOS / "tiny.yaml").read_text())
+    raw["cosimulators"] = [{"name": "Sim", "model": "Monitor",
+                            "entities": [{"path": "{out}/v.csv"}], **cosim}]
+    path = tmp_path / "cosim.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return str(path)
+
+
+def _problems(path) -> list[str]:
+    try:
+        load_scenario(path)
+    except ScenarioError as exc:
+        return [line.removeprefix(f"{path}: ") for line in exc.lines]
+    return []
+
+
+SIM_MODULE = """import pathlib
+pathlib.Path(__file__).with_suffix(".imported").touch()  # must not run at validation
+
+try:
+    from mosaik_api_v3 import Simulator
+except ImportError:
+    Simulator = object
+
+
+class Sim(Simulator):
+    def init(self, sid, **params):
+        setattr(self, "sid", sid)  # a method's setattr binds nothing at the top level
+
+
+from scenarios.cosim.monitor import VoltageMonitor as Monitor2
+"""
+
+
+def test_a_python_start_is_found_without_importing_it(tmp_path, monkeypatch):
+    """A module's classes and names are read from its source: Sim (a class), Monitor2
+    (re-exported) and Simulator (bound in try/except) are there, Sym is not; the module's
+    top-level code never ran (no .imported file)."""
+    (tmp_path / "mysims.py").write_text(SIM_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("Sim", "Monitor2", "Simulator"):
+        assert _problems(_with_cosim(tmp_path, python=f"mysims:{name}")) == []
+    assert _problems(_with_cosim(tmp_path, python="mysims:Sym")) == [
+        ("cosimulators.0.python: co-simulator Sim: module mysims has no 'Sym'; allowed: a "
+         "class it defines: Sim")]
+    assert not (tmp_path / "mysims.imported").exists()
+    assert _problems(_with_cosim(tmp_path, python="mysims.Sim")) == [
+        ("cosimulators.0.python: co-simulator Sim: 'mysims.Sim' is not of the form "
+         "module:Class; allowed: module:Class, e.g. scenarios.cosim.monitor:VoltageMonitor")]
+    assert _problems(_with_cosim(tmp_path, python="nopackage.mysims:Sim")) == [
+        ("cosimulators.0.python: co-simulator Sim: no module named 'nopackage.mysims'; "
+         "allowed: module:Class, a module this Python can import")]
+
+
+@pytest.mark.parametrize("source", ["from scenarios.cosim.monitor import *\n",
+                                    "def __getattr__(name):\n    return object\n",
+                                    "globals()['Sim'] = object\n"])
+def test_a_module_whose_source_cannot_tell_is_left_to_the_run(source, tmp_path, monkeypatch):
+    """A star import, a module __getattr__ or globals() may make any name: not refused."""
+    (tmp_path / "dynsims.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _problems(_with_cosim(tmp_path, python="dynsims:Anything")) == []
+
+
+def test_files_a_cosimulator_reads_must_exist(tmp_path):
+    """Inputs (path, *_path, *file, at any depth of the parameters) must exist; files it
+    writes ({out}/..., keys starting with out) and a connected simulator's (its own host's)
+    are not checked."""
+    (tmp_path / "here.csv").write_text("hour,kW\n")
+    path = _with_cosim(tmp_path, cmd="mysim %(addr)s",
+                       sim_params={"datafile": "missing.csv", "output_file": "new.csv",
+                                   "log_path": "{out}/log.txt"},
+                       entities=[{"path": "here.csv"}, {"sources": [{"path": "gone.csv"}]}])
+    allowed = ("allowed: an existing file (a relative path is taken from the scenario file's "
+               "folder), or {out}/NAME for a file it writes in the results folder")
+    assert _problems(path) == [
+        (f"cosimulators.0.sim_params.datafile: co-simulator Sim: no file "
+         f"{tmp_path}/missing.csv; {allowed}"),
+        (f"cosimulators.0.entities.1.sources.0.path: co-simulator Sim: no file "
+         f"{tmp_path}/gone.csv; {allowed}")]
+    assert _problems(_with_cosim(tmp_path, connect="sims.example:5678",
+                                 sim_params={"datafile": "missing.csv"})) == []

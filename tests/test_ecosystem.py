@@ -58,6 +58,8 @@ def test_the_csv_writer_records_bus_and_line_entities(run):
 def test_a_link_to_a_bus_the_network_lacks_is_one_line(tmp_path, capsys):
     code = main(["run", EXAMPLE, "--out", str(tmp_path / "o"), "--quiet",
                  "--set", "cosimulators.1.links.0.from=bus:99"])
-    assert code == 1
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "error: cosimulators.Recorder.links.0: no bus 99 in network feeder11")
+    assert code == 2  # refused by validation, before any process starts
+    assert capsys.readouterr().err.splitlines() == [
+        (f"{EXAMPLE}: cosimulators.1.links.0.from: co-simulator Recorder: feeder11 has no bus "
+         "99; allowed: buses 0–10")]
+    assert not (tmp_path / "o").exists()

@@ -5,8 +5,9 @@ import json
 import pytest
 import yaml
 
+from grid.networks import load_network
 from scenarios.cli import main
-from scenarios.schema import SCHEMA_PATH, ScenarioError, json_schema, load_scenario
+from scenarios.schema import SCHEMA_PATH, ScenarioError, _spans, json_schema, load_scenario
 
 from .conftest import SCENARIOS
 
@@ -111,3 +112,66 @@ def test_cli_exit_code_2_and_one_line_per_problem(tmp_path, capsys):
 
 def test_set_turns_p2v_off():
     assert load_scenario(SCENARIOS / "tiny.yaml", ["market.p2v=false"]).market.p2v is False
+
+
+def test_a_scenario_without_agents_is_refused(tmp_path):
+    """No templates and no agents, or only a network_loads template on feeder11 (built in
+    grid/networks.py with no loads of its own): nothing to run a market with."""
+    empty = write(tmp_path, lambda r: r.pop("templates"))
+    assert errors(empty) == [(f"{empty}: templates: the scenario has no agents (no templates "
+                              "and no explicit agents); allowed: at least one template or "
+                              "explicit agent")]
+    loadless = write(tmp_path, lambda r: r.update(
+        grid={"network": "feeder11"}, templates=[{"kind": "network_loads", "shape": [1] * 24}]))
+    assert errors(loadless) == [(f"{loadless}: templates: the scenario has no agents "
+                                 "(network_loads on feeder11 make none: the network has no "
+                                 "loads of its own); allowed: at least one agent, from a "
+                                 "network with loads, another template or an explicit agent")]
+
+
+def test_every_network_reference_is_checked_against_the_network(tmp_path):
+    """feeder11 has buses 0–10 and lines 0–9 (FEEDER11_LINES, ten lines L1–L10): every
+    index outside them is named with its field, each on its line."""
+    def mutate(r):
+        r["grid"] = {"network": "feeder11", "ampacity_ka": {9: 0.1, 10: 0.1},
+                     "buses": {"p1": 10, "p2": 11}}
+        r["cosimulators"] = [{"name": "Watch", "python": "scenarios.cosim.monitor:VoltageMonitor",
+                              "model": "Monitor", "entities": [{"path": "{out}/v.csv"}],
+                              "links": [{"from": "bus:11", "attrs": {"vm_pu": "vm_pu"}},
+                                        {"from": "line:9", "attrs": {"loading_pct": "x"}},
+                                        {"from": "line:12", "attrs": {"loading_pct": "x"}}]}]
+    path = write(tmp_path, mutate)
+    assert errors(path) == [
+        f"{path}: grid.ampacity_ka.10: feeder11 has no line 10; allowed: lines 0–9",
+        f"{path}: grid.buses.p2: feeder11 has no bus 11; allowed: buses 0–10",
+        (f"{path}: cosimulators.0.links.0.from: co-simulator Watch: feeder11 has no bus 11; "
+         "allowed: buses 0–10"),
+        (f"{path}: cosimulators.0.links.2.from: co-simulator Watch: feeder11 has no line 12; "
+         "allowed: lines 0–9")]
+
+
+def test_one_network_build_per_validation(monkeypatch):
+    """mosaik_ecosystem names buses and lines of feeder11 four times (grid.buses and three
+    links), here with an ampacity line too: the network is built once; tiny names none and
+    builds none."""
+    from scenarios import schema
+
+    built = []
+    monkeypatch.setattr(schema, "load_network", lambda name: built.append(name)
+                        or load_network(name))
+    schema._plain_network.cache_clear()
+    try:
+        load_scenario(SCENARIOS / "mosaik_ecosystem.yaml", ["grid.ampacity_ka={9: 0.1}"])
+        assert built == ["feeder11"]
+        built.clear()
+        load_scenario(SCENARIOS / "tiny.yaml")
+        assert built == []
+    finally:
+        schema._plain_network.cache_clear()
+
+
+def test_index_spans():
+    """Runs of consecutive indices, worked out by hand."""
+    assert _spans([8, 0, 1, 2, 5, 7]) == "0–2, 5, 7–8"
+    assert _spans(range(44)) == "0–43"
+    assert _spans([]) == "none"

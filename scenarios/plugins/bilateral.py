@@ -34,10 +34,9 @@ def scenario_problems(scenario) -> list[str]:
     from grid.networks import load_network
     from grid.paths import feeder_paths
     field = "loss_price" if m.loss_price > 0 else "congestion_price"
-    g = scenario.grid
+    network = scenario.grid.network  # its paths, whatever the lines' ampacities
     try:
-        feeder_paths(load_network(g.network, **({} if g.ampacity_ka is None else
-                                                {"ampacity_ka": g.ampacity_ka})), g.network)
+        feeder_paths(load_network(network), network)
     except ValueError as exc:
         return [f"market.{field}: path penalties need a radial feeder; {exc}"]
     return []
