@@ -12,6 +12,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 
 # Source layer.
 COPY README.md ./
+COPY lemgrid ./lemgrid
 COPY agents ./agents
 COPY coordinator ./coordinator
 COPY grid ./grid

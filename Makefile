@@ -50,7 +50,7 @@ fuzz: $(STAMP)
 	$(BIN)/python -m tests.wire.fuzz --frames 10000
 
 lint: $(STAMP)
-	$(BIN)/ruff check agents coordinator grid scenarios tests
+	$(BIN)/ruff check lemgrid agents coordinator grid scenarios tests
 
 # The community as containers (needs a Docker engine): coordinator, two agent hosts,
 # grid simulator and runner; results in ./results/$(SCENARIO). Every service exits by
@@ -62,7 +62,7 @@ compose:
 	test "$$(docker wait $$(docker-compose ps -q runner))" = 0
 
 schema: $(STAMP)
-	$(BIN)/python -m scenarios.schema
+	$(BIN)/python -m lemgrid.scenarios.schema
 
 clean:
 	rm -rf $(VENV) results bench.json bench_month.json bench_admm.json bench_clearance.json bench_scaling.json bench_scaling.png

@@ -51,12 +51,11 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 import pyomo.environ as pyo
-
-from agents.data import AgentData, Schedule
-from agents.diagnose import explain_infeasible
-from agents.equipment import quadratic_terms
-from agents.formulations import flow_components
-from agents.solver import (
+from lemgrid.agents.data import AgentData, Schedule
+from lemgrid.agents.diagnose import explain_infeasible
+from lemgrid.agents.equipment import quadratic_terms
+from lemgrid.agents.formulations import flow_components
+from lemgrid.agents.solver import (
     BUILD_LOCK,
     FLOW_ON_KW,
     INFEASIBLE,
@@ -68,7 +67,7 @@ from agents.solver import (
     define_agent,
     schedule_from_values,
 )
-from coordinator.protocol import HEAT, KW_PER_MW
+from lemgrid.coordinator.protocol import HEAT, KW_PER_MW
 
 BINARIES = ("relax", "fix")
 OBJECTIVE_SCALE = 1000.0  # € -> m€ in HiGHS (see the module docstring)

@@ -23,11 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import zmq
-from zmq.auth import load_certificate
-
-from agents.data import Schedule
-from agents.solver import AgentInfeasible, AgentSolveError
-from coordinator.protocol import (
+from lemgrid.agents.data import Schedule
+from lemgrid.agents.solver import AgentInfeasible, AgentSolveError
+from lemgrid.coordinator.protocol import (
     CURVE_DEFAULT_CLIENT,
     CURVE_PRIVATE_DIR,
     CURVE_PUBLIC,
@@ -46,6 +44,7 @@ from coordinator.protocol import (
     encode,
     merge_meters,
 )
+from zmq.auth import load_certificate
 
 SERVER_PUBLIC_KEY = f"{CURVE_SERVER_KEY}{CURVE_PUBLIC}"
 CLIENT_KEY_PAIR = f"{CURVE_PRIVATE_DIR}/{{}}{CURVE_SECRET}"

@@ -7,8 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
-from agents.diagnose import greedy_energy_kwh
+from lemgrid.agents.diagnose import greedy_energy_kwh
 
 
 def _arrays(obj) -> dict[str, np.ndarray]:

@@ -7,8 +7,7 @@ simple bounds (greedy charging, power headroom) to name the first cause it finds
 from __future__ import annotations
 
 import numpy as np
-
-from agents.data import (
+from lemgrid.agents.data import (
     AgentData,
     BatterySpec,
     BuildingData,

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyomo.environ as pyo
-
-from agents.data import BuildingData, EVData, ProsumerData
-from agents.equipment import (
+from lemgrid.agents.data import BuildingData, EVData, ProsumerData
+from lemgrid.agents.equipment import (
     add_battery,
     add_chp,
     add_ev_charger,

@@ -15,8 +15,8 @@ import os
 import socket
 import time
 
-from agents.serve import serve_one
-from agents.simulator import AgentSimulator
+from lemgrid.agents.serve import serve_one
+from lemgrid.agents.simulator import AgentSimulator
 
 ACCEPT_TIMEOUT_S = 120.0  # a child waits this long for mosaik to connect, then exits
 REAP_TIMEOUT_S = 10.0  # how long ``reap`` waits for the children to exit

@@ -13,14 +13,13 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
-from agents.billing import day_bill, settled_flows
-from agents.data import Schedule, net_load_kw
-from agents.days import day_slice, days_covered
-from agents.realise import Actuals, observe, realise_period
-from agents.solver import AgentModel, agent_kind
-from agents.strategies import strategy
-from coordinator.protocol import (
+from lemgrid.agents.billing import day_bill, settled_flows
+from lemgrid.agents.data import Schedule, net_load_kw
+from lemgrid.agents.days import day_slice, days_covered
+from lemgrid.agents.realise import Actuals, observe, realise_period
+from lemgrid.agents.solver import AgentModel, agent_kind
+from lemgrid.agents.strategies import strategy
+from lemgrid.coordinator.protocol import (
     NET,
     Clearing,
     ClearingBody,

@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-
-from agents.data import OperatorData
-from coordinator.protocol import (
+from lemgrid.agents.data import OperatorData
+from lemgrid.coordinator.protocol import (
     INFEASIBLE,
     KW_PER_MW,
     NET,
@@ -29,17 +28,17 @@ from coordinator.protocol import (
     RegisterBody,
     Signal,
 )
-from grid.branchflow import OperatorModel, radial_network
-from grid.clearance import (
+from lemgrid.grid.branchflow import OperatorModel, radial_network
+from lemgrid.grid.clearance import (
     ClearanceInfeasible,
     Trade,
     clear_trades,
     dc_network,
     residual_injection_mw,
 )
-from grid.networks import load_network
-from grid.paths import feeder_paths, path_penalties, root_bus
-from grid.powerflow import GridLimits, GridModel
+from lemgrid.grid.networks import load_network
+from lemgrid.grid.paths import feeder_paths, path_penalties, root_bus
+from lemgrid.grid.powerflow import GridLimits, GridModel
 
 LOSS, CONGESTION = "loss", "congestion"  # a bilateral market's penalty prices (signal terms)
 

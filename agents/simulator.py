@@ -26,12 +26,11 @@ from pathlib import Path
 
 import mosaik_api_v3
 import numpy as np
-
-from agents.client import CoordinatorClient
-from agents.data import OperatorData, data_from_dict
-from agents.market_agent import MarketAgent
-from agents.realise import Actuals
-from coordinator.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT_S, merge_meters
+from lemgrid.agents.client import CoordinatorClient
+from lemgrid.agents.data import OperatorData, data_from_dict
+from lemgrid.agents.market_agent import MarketAgent
+from lemgrid.agents.realise import Actuals
+from lemgrid.coordinator.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT_S, merge_meters
 
 SETTLEMENT_WAIT_S = 10.0  # at the end, how long to wait for the last day's settlements
 # The realised day, per period (the runner adds the market's quantities and the bill).
@@ -133,7 +132,7 @@ class AgentSimulator(mosaik_api_v3.Simulator):
             if isinstance(data, OperatorData):
                 # imported here: its network models (pandapower, cvxpy) would add 270 MB
                 # and 1.4 s to every agent process forked from the launcher
-                from agents.operator import OperatorAgent
+                from lemgrid.agents.operator import OperatorAgent
                 self.agents[name] = OperatorAgent(data)
             else:
                 self.agents[name] = MarketAgent(data, self.family, self.actuals[name],

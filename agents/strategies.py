@@ -25,9 +25,8 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
-
-from agents.admm_peer import PeerModel, connection_limits, heat_limits
-from coordinator.protocol import HEAT, NET, P2P, POWER, OfferBody, Signal
+from lemgrid.agents.admm_peer import PeerModel, connection_limits, heat_limits
+from lemgrid.coordinator.protocol import HEAT, NET, P2P, POWER, OfferBody, Signal
 
 
 def _series(value, periods: int) -> list[float]:

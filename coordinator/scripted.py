@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import zmq
-
-from coordinator.protocol import (
+from lemgrid.coordinator.protocol import (
     Clearing,
     Error,
     Heartbeat,

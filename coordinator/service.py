@@ -43,10 +43,9 @@ from pathlib import Path
 
 import numpy as np
 import zmq
-
-from coordinator.auth import CurveServer, is_loopback
-from coordinator.mechanisms.base import MarketCore, load_market
-from coordinator.protocol import (
+from lemgrid.coordinator.auth import CurveServer, is_loopback
+from lemgrid.coordinator.mechanisms.base import MarketCore, load_market
+from lemgrid.coordinator.protocol import (
     HEARTBEAT_EXPIRY_S,
     HEARTBEAT_INTERVAL_S,
     ROUND_DEADLINE_S,
@@ -60,8 +59,8 @@ from coordinator.protocol import (
     clean_text,
     decode,
 )
-from coordinator.records import write_day
-from coordinator.session import MarketSession
+from lemgrid.coordinator.records import write_day
+from lemgrid.coordinator.session import MarketSession
 
 REGISTRATION_TIMEOUT_S = ROUND_DEADLINE_S  # agent processes start up within one round deadline
 POLL_INTERVAL_S = HEARTBEAT_INTERVAL_S / 10  # longest poll, so deadlines and stop() are prompt

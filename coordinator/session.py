@@ -13,9 +13,8 @@ realised power per agent and period) → ``settle`` (the day's bills).
 from __future__ import annotations
 
 import numpy as np
-
-from coordinator.mechanisms.base import MarketCore, horizon
-from coordinator.protocol import (
+from lemgrid.coordinator.mechanisms.base import MarketCore, horizon
+from lemgrid.coordinator.protocol import (
     Clearing,
     Meter,
     Offer,

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandapower as pp
-
-from grid.branchflow import radial_network
+from lemgrid.grid.branchflow import radial_network
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,7 +21,7 @@ The network's own published loads (e.g. case33bw's 3.7 MW) are dropped unless
 `keep_network_loads=True`: consumption is the agents' plus the scenario's `background_kw`
 (per bus in net.bus order, constant or one row per period) plus the buses' inputs.
 
-Start it in-process with ``{"python": "grid.simulator:GridSimulator"}`` or as a process
+Start it in-process with ``{"python": "lemgrid.grid.simulator:GridSimulator"}`` or as a process
 with ``{"cmd": "%(python)s -m grid.simulator %(addr)s"}``.
 """
 
@@ -30,9 +30,8 @@ from dataclasses import fields
 
 import mosaik_api_v3
 import numpy as np
-
-from grid.networks import load_network
-from grid.powerflow import GridLimits, GridModel, PeriodResult, grid_summary
+from lemgrid.grid.networks import load_network
+from lemgrid.grid.powerflow import GridLimits, GridModel, PeriodResult, grid_summary
 
 DEFAULT_PERIOD_S = 900
 GRID_EID = "grid"

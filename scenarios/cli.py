@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 
 import zmq
-
-from coordinator.auth import add_arguments as add_key_arguments
-from coordinator.auth import write_keys
-from coordinator.service import add_arguments as add_coordinator_arguments
-from coordinator.service import serve as serve_coordinator
-from scenarios.run.errors import as_interrupt
-from scenarios.schema import ScenarioError, agent_count, load_scenario, resolve_scenario
+from lemgrid.coordinator.auth import add_arguments as add_key_arguments
+from lemgrid.coordinator.auth import write_keys
+from lemgrid.coordinator.service import add_arguments as add_coordinator_arguments
+from lemgrid.coordinator.service import serve as serve_coordinator
+from lemgrid.scenarios.run.errors import as_interrupt
+from lemgrid.scenarios.schema import ScenarioError, agent_count, load_scenario, resolve_scenario
 
 EXIT_INVALID = 2
 SERVE_AGENTS_PORT = 5600  # default first port of `lemgrid serve-agents`
@@ -129,7 +128,7 @@ def _load(args):
 
 
 def cmd_validate(args) -> int:
-    from scenarios.community.builder import build_actuals, build_community
+    from lemgrid.scenarios.community.builder import build_actuals, build_community
 
     scenario = _load(args)
     build_actuals(scenario, build_community(scenario))  # data the file asks for can be made
@@ -167,10 +166,10 @@ def cmd_run(args) -> int:
     if keys and starts_coordinator and not Path(keys).is_dir():
         raise ScenarioError([(f"{scenario.source}: runtime.curve_keys: no folder {keys}; "
                              f"allowed: a folder made by `lemgrid keys {keys}`")])
-    from scenarios.results.checkpoint import CheckpointError
-    from scenarios.results.report import print_summary
-    from scenarios.run.errors import interrupts_raised
-    from scenarios.run.world import run_scenario
+    from lemgrid.scenarios.results.checkpoint import CheckpointError
+    from lemgrid.scenarios.results.report import print_summary
+    from lemgrid.scenarios.run.errors import interrupts_raised
+    from lemgrid.scenarios.run.world import run_scenario
 
     start = time.perf_counter()
     try:
@@ -187,7 +186,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_mechanisms(args) -> int:
-    from scenarios.mechanisms.listing import describe, overview
+    from lemgrid.scenarios.mechanisms.listing import describe, overview
 
     try:
         print(overview() if args.name is None else describe(args.name))
@@ -205,8 +204,8 @@ def cmd_coordinator(args) -> int:
             raise ScenarioError([("coordinator: give --scenario SCENARIO (the market, its "
                                  "parameters and roster) or --params FILE")])
         return serve_coordinator(args)
-    from scenarios.community.builder import build_community
-    from scenarios.run.distributed import coordinator_argv
+    from lemgrid.scenarios.community.builder import build_community
+    from lemgrid.scenarios.run.distributed import coordinator_argv
 
     s = load_scenario(resolve_scenario(args.scenario), args.overrides)
     community = build_community(s)  # a scenario error before anything is written
@@ -220,7 +219,7 @@ def cmd_coordinator(args) -> int:
 def cmd_serve_agents(args) -> int:
     """Serve this shard's process groups: replace this process by the agent launcher, so
     the simulators inherit only the agent stack."""
-    from scenarios.run.topology import group_count, parse_shard, shard_groups
+    from lemgrid.scenarios.run.topology import group_count, parse_shard, shard_groups
 
     s = load_scenario(resolve_scenario(args.scenario), args.overrides)
     try:
@@ -234,15 +233,15 @@ def cmd_serve_agents(args) -> int:
           f"{args.host}:{args.port}..{args.port + max(count - 1, 0)}", flush=True)
     if count == 0:
         return 0
-    argv = [sys.executable, "-m", "agents.launcher", str(count), args.host, "--port",
+    argv = [sys.executable, "-m", "lemgrid.agents.launcher", str(count), args.host, "--port",
             str(args.port), "--accept-timeout-s", str(args.accept_timeout_s)]
     os.execv(sys.executable, argv)  # does not return
 
 
 def cmd_grid(args) -> int:
     """Serve the grid simulator until a runner has connected and finished."""
-    from agents.serve import listen_and_serve
-    from grid.simulator import GridSimulator
+    from lemgrid.agents.serve import listen_and_serve
+    from lemgrid.grid.simulator import GridSimulator
 
     return listen_and_serve(GridSimulator(), args.host, args.port, args.accept_timeout_s,
                             "grid simulator")
@@ -252,20 +251,20 @@ def cmd_bench(args) -> int:
     if args.load is not None:
         import tempfile
 
-        from scenarios.bench.load import print_load, run_load
+        from lemgrid.scenarios.bench.load import print_load, run_load
 
         with tempfile.TemporaryDirectory() as tmp:
             result = run_load(args.load, args.load_days, max(args.load // 100, 1), Path(tmp))
         print_load(result)
         return 0 if set(result.late) <= set(result.dropped) else 1
-    from scenarios.bench.market import run_bench
+    from lemgrid.scenarios.bench.market import run_bench
 
     return run_bench(args)
 
 
 def _from_results(action) -> int:
     """Run ``action`` on results folders; a missing folder or file is one line, exit 2."""
-    from scenarios.results.report import ResultsMissing
+    from lemgrid.scenarios.results.report import ResultsMissing
 
     try:
         action()
@@ -276,13 +275,13 @@ def _from_results(action) -> int:
 
 
 def cmd_report(args) -> int:
-    from scenarios.results.report import write_report
+    from lemgrid.scenarios.results.report import write_report
 
     return _from_results(lambda: print(f"report: {write_report(args.dir)}"))
 
 
 def cmd_compare(args) -> int:
-    from scenarios.results.compare import run_compare
+    from lemgrid.scenarios.results.compare import run_compare
 
     if not args.csv.parent.is_dir():
         print(f"error: {args.csv.parent}: no such folder for --csv", file=sys.stderr)

@@ -1,6 +1,6 @@
 """A coordinator session's day played in this process, for tests and the wire fuzzer."""
 
-from coordinator.session import MarketSession
+from lemgrid.coordinator.session import MarketSession
 
 
 def run_session(agents: dict, mech, params, day: int = 0, settle: bool = False

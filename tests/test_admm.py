@@ -8,13 +8,12 @@ community balance solved by HiGHS in one model.
 import numpy as np
 import pyomo.environ as pyo
 import pytest
-
-from agents.admm_peer import PeerModel, connection_limits
-from agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
-from agents.market_agent import MarketAgent
-from agents.solver import OPTIMAL, PersistentMILP, define_agent
-from coordinator.mechanisms.admm import CORE as ADMM
-from coordinator.mechanisms.admm import (
+from lemgrid.agents.admm_peer import PeerModel, connection_limits
+from lemgrid.agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
+from lemgrid.agents.market_agent import MarketAgent
+from lemgrid.agents.solver import OPTIMAL, PersistentMILP, define_agent
+from lemgrid.coordinator.mechanisms.admm import CORE as ADMM
+from lemgrid.coordinator.mechanisms.admm import (
     ADMMParams,
     _signals,
     init_admm,
@@ -22,8 +21,8 @@ from coordinator.mechanisms.admm import (
     step_admm,
     trade_pairs,
 )
-from coordinator.mechanisms.base import MarketData
-from coordinator.protocol import OfferBody, RegisterBody
+from lemgrid.coordinator.mechanisms.base import MarketData
+from lemgrid.coordinator.protocol import OfferBody, RegisterBody
 
 from .conftest import run_session
 
@@ -232,9 +231,8 @@ def test_aggregated_terms_match_the_per_counterparty_problem():
     mean λ_m, M = 2): the same net purchase s, and the coordinator's split of s gives the
     per-counterparty optimum's P_m."""
     import cvxpy as cp
-
-    from agents.admm_peer import bound_constraints, local_lp
-    from grid.branchflow import clarabel
+    from lemgrid.agents.admm_peer import bound_constraints, local_lp
+    from lemgrid.grid.branchflow import clarabel
 
     consumer = _community()[1]
     rho_mw, rho = 5e4, 5e4 / 1e6
@@ -275,7 +273,7 @@ def test_fix_mode_keeps_the_plan_without_the_market():
 def test_interior_point_solves_the_same_qp():
     """The fallback for a stalled HiGHS QP (Clarabel on the same matrices) reaches the
     objective HiGHS reaches (a second solver on the same problem)."""
-    from agents.admm_peer import interior_point
+    from lemgrid.agents.admm_peer import interior_point
 
     seller = _community()[0]
     model = PeerModel(seller, 2)

@@ -11,13 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from lemgrid.scenarios.results import figures
+from lemgrid.scenarios.results.admm import ADMM_TITLE
+from lemgrid.scenarios.results.report import write_report
+from lemgrid.scenarios.run.world import run_scenario
+from lemgrid.scenarios.schema import load_scenario
 from matplotlib.patches import StepPatch
-
-from scenarios.results import figures
-from scenarios.results.admm import ADMM_TITLE
-from scenarios.results.report import write_report
-from scenarios.run.world import run_scenario
-from scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 

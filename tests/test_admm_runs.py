@@ -11,8 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
-from scenarios.cli import main
+from lemgrid.scenarios.cli import main
 
 from .conftest import SCENARIOS
 
@@ -116,7 +115,7 @@ def test_operator_process_dies(tmp_path):
     out = tmp_path / "op"
     env = {**os.environ, "LEMGRID_FAULT_KILL": "operator:3"}
     runner = subprocess.run(
-        [sys.executable, "-m", "scenarios.cli", "run", TINY, "--out", str(out), "--quiet",
+        [sys.executable, "-m", "lemgrid.scenarios.cli", "run", TINY, "--out", str(out), "--quiet",
          "--set", "market.mechanism=admm", "--set", "runtime.round_deadline_s=3"],
         check=False, capture_output=True, text=True, env=env, timeout=180)
     assert runner.returncode == 0, runner.stderr

@@ -2,8 +2,8 @@
 a coordinator process runs every round to the bound, and the signals grow with the
 peers, not with the pairs (a peer's trades travel aggregated)."""
 
-from coordinator.records import read_days
-from scenarios.bench.admm_wire import run_wire
+from lemgrid.coordinator.records import read_days
+from lemgrid.scenarios.bench.admm_wire import run_wire
 
 
 def test_scripted_peers_run_every_round_and_settle(tmp_path):

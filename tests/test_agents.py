@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
-from agents.solver import AgentInfeasible, AgentModel
+from lemgrid.agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
+from lemgrid.agents.solver import AgentInfeasible, AgentModel
 
 
 def prosumer(limit=(0.0, 1.0, 0.0)):

@@ -24,7 +24,7 @@ PURE = ["agents/data.py", "agents/equipment.py", "agents/formulations.py", "agen
         "grid/branchflow.py", "grid/paths.py"]
 
 
-def imports(path: Path) -> set[str]:
+def raw_imports(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -32,6 +32,12 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module)
     return names
+
+
+def imports(path: Path) -> set[str]:
+    """What a module imports, the project's own modules without their ``lemgrid.``
+    (``lemgrid.grid.paths`` -> ``grid.paths``, as the folders are named)."""
+    return {n.removeprefix("lemgrid.") for n in raw_imports(path)}
 
 
 def modules(rel: str):
@@ -130,7 +136,7 @@ def _own_modules(mech) -> set[Path]:
 def test_no_mechanism_name_outside_its_own_modules():
     """A registered mechanism's name, as a string, appears only in its own modules: the
     runtime, schema, results, report, bench and command line ask the plug-in instead."""
-    from scenarios.mechanisms import registry
+    from lemgrid.scenarios.mechanisms import registry
 
     own = {name: _own_modules(mech) for name, mech in registry().items()}
     bad = []
@@ -154,3 +160,13 @@ def test_wide_calls_name_their_arguments():
            for node in ast.walk(ast.parse(path.read_text()))
            if isinstance(node, ast.Call) and len(node.args) >= WIDE_CALL]
     assert not bad, bad
+
+
+def test_the_project_is_imported_through_its_namespace():
+    """Installed, the four folders are ``lemgrid.agents``, ``lemgrid.coordinator``,
+    ``lemgrid.grid`` and ``lemgrid.scenarios``: no module imports them by their bare
+    folder names (which would load a second copy of each module)."""
+    bare = [f"{path.relative_to(ROOT)} imports {name}"
+            for rel in (*PRODUCT, "tests", "lemgrid") for path in modules(rel)
+            for name in raw_imports(path) if name.split(".")[0] in PRODUCT]
+    assert not bare, bare

@@ -3,8 +3,7 @@ and no temporary file behind."""
 
 import pandas as pd
 import pytest
-
-from scenarios.results.atomic import write_atomic, write_parquet, write_text
+from lemgrid.scenarios.results.atomic import write_atomic, write_parquet, write_text
 
 
 def test_a_failed_write_keeps_the_previous_file(tmp_path):

@@ -13,14 +13,18 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import zmq
-
-from agents.client import CoordinatorClient, CoordinatorUnavailable, curve_client_keys, run_agent
-from coordinator.auth import is_loopback, make_keys
-from coordinator.protocol import Heartbeat, Meter, MeterBody, Offer, OfferBody
-from scenarios.cli import main
-from scenarios.community.builder import build_community
-from scenarios.run.market import mechanism_setup
-from scenarios.schema import load_scenario
+from lemgrid.agents.client import (
+    CoordinatorClient,
+    CoordinatorUnavailable,
+    curve_client_keys,
+    run_agent,
+)
+from lemgrid.coordinator.auth import is_loopback, make_keys
+from lemgrid.coordinator.protocol import Heartbeat, Meter, MeterBody, Offer, OfferBody
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.community.builder import build_community
+from lemgrid.scenarios.run.market import mechanism_setup
+from lemgrid.scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 from .test_service import (  # noqa: F401 - sockets and dealer are fixtures

@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from scenarios.cli import main
-from scenarios.schema import MAX_FILE_BYTES, ScenarioError, load_scenario, shipped_scenarios
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.schema import MAX_FILE_BYTES, ScenarioError, load_scenario, shipped_scenarios
 
 from .conftest import SCENARIOS
 
@@ -302,7 +301,7 @@ SETS = [
 @pytest.fixture
 def no_run(monkeypatch):
     """Fail loudly if a bad scenario ever got as far as running its days."""
-    from scenarios.run import world
+    from lemgrid.scenarios.run import world
 
     def reached(*args, **kwargs):
         raise AssertionError("a bad scenario reached the run")
@@ -415,7 +414,7 @@ def test_shipped_scenarios_stay_valid(name, capsys):
 
 def _lemgrid() -> list[str]:
     script = Path(sys.executable).with_name("lemgrid")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "scenarios.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lemgrid.scenarios.cli"]
 
 
 def test_a_real_lemgrid_run_prints_no_traceback(tmp_path):

@@ -3,8 +3,7 @@
 import json
 
 import pytest
-
-from scenarios.cli import main
+from lemgrid.scenarios.cli import main
 
 
 def test_bench_quick(tmp_path, capsys):
@@ -40,8 +39,8 @@ def test_bench_scale_packs_agents_as_asked():
     """``--agents-per-process 100`` packs the sized community 100 to a process (10,000
     agents: 5556 prosumers and 4444 EVs in the 5:4 ratio, 100 processes); without it the
     scenario's 25 stand."""
-    from scenarios.bench.scaling import sized
-    from scenarios.schema import resolve_scenario
+    from lemgrid.scenarios.bench.scaling import sized
+    from lemgrid.scenarios.schema import resolve_scenario
 
     path = resolve_scenario("scale")
     packed = sized(path, 10_000, 100)
@@ -56,7 +55,7 @@ def test_power_flow_levers_give_the_same_voltages():
     installed is named, not run."""
     import importlib.util
 
-    from scenarios.bench.powerflow import VARIANTS, bench_power_flow, power_flow_table
+    from lemgrid.scenarios.bench.powerflow import VARIANTS, bench_power_flow, power_flow_table
 
     rows = bench_power_flow("feeder11", 1)
     assert [r["variant"] for r in rows] == list(VARIANTS)

@@ -12,8 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from coordinator.mechanisms.bilateral import (
+from lemgrid.coordinator.mechanisms.bilateral import (
     HEAT,
     POWER,
     BilateralParams,
@@ -24,15 +23,15 @@ from coordinator.mechanisms.bilateral import (
     net_trades,
     settle_bilateral,
 )
-from grid.networks import load_network
-from grid.paths import feeder_paths, path_penalties
-from scenarios.community.builder import build_community
-from scenarios.run.central_bilateral import solve_central_bilateral
-from scenarios.run.inprocess import make_agents
-from scenarios.run.market import mechanism_setup
-from scenarios.run.network import place_agents
-from scenarios.run.world import run_scenario
-from scenarios.schema import load_scenario
+from lemgrid.grid.networks import load_network
+from lemgrid.grid.paths import feeder_paths, path_penalties
+from lemgrid.scenarios.community.builder import build_community
+from lemgrid.scenarios.run.central_bilateral import solve_central_bilateral
+from lemgrid.scenarios.run.inprocess import make_agents
+from lemgrid.scenarios.run.market import mechanism_setup
+from lemgrid.scenarios.run.network import place_agents
+from lemgrid.scenarios.run.world import run_scenario
+from lemgrid.scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS, run_session
 
@@ -95,8 +94,8 @@ def test_losses_fall_from_the_pool_to_the_loss_penalties(runs):
 def test_compare_plots_the_losses_against_alpha(runs, tmp_path):
     """``lemgrid compare --against market.loss_price`` over the α sweep: the points are
     each run's α (its config) and AC losses (its summary), and the figure is written."""
-    from scenarios.cli import main
-    from scenarios.results.compare import compare_table, sweep_points
+    from lemgrid.scenarios.cli import main
+    from lemgrid.scenarios.results.compare import compare_table, sweep_points
 
     folders = [runs[k][0]["out"] for k in ("basic", "alpha5", "alpha35")]
     csv = tmp_path / "sweep.csv"
@@ -194,7 +193,7 @@ def test_prosumers_and_evs_trade_bilaterally_with_loss_penalties():
 
 
 def test_path_penalties_need_a_radial_feeder(capsys):
-    from scenarios.cli import main
+    from lemgrid.scenarios.cli import main
     code = main(["validate", str(VAH), "--set", "grid.network=cigre_lv", "--set",
                  "market.loss_price=0.005", "--set", "grid.buses={}", "--set",
                  "grid.ampacity_ka=null"])

@@ -12,8 +12,7 @@ import math
 import numpy as np
 import pandapower as pp
 import pytest
-
-from grid.branchflow import (
+from lemgrid.grid.branchflow import (
     NetworkInfeasible,
     OperatorModel,
     add_network,
@@ -21,7 +20,7 @@ from grid.branchflow import (
     radial_network,
     solve_flow,
 )
-from grid.networks import load_network
+from lemgrid.grid.networks import load_network
 
 AC_OPTIONS = {"algorithm": "nr", "numba": False, "tolerance_mva": 1e-10}
 

@@ -5,9 +5,7 @@ import json
 import numpy as np
 import pyomo.environ as pyo
 import pytest
-from pyomo.contrib.solver.solvers.highs import Highs
-
-from agents.data import (
+from lemgrid.agents.data import (
     BatterySpec,
     BuildingData,
     FlexibleLoad,
@@ -17,8 +15,9 @@ from agents.data import (
     data_to_dict,
     net_load_kw,
 )
-from agents.formulations import define_building
-from agents.solver import AgentInfeasible, AgentModel
+from lemgrid.agents.formulations import define_building
+from lemgrid.agents.solver import AgentInfeasible, AgentModel
+from pyomo.contrib.solver.solvers.highs import Highs
 
 EXACT = {"abs": 1e-9}
 

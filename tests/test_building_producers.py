@@ -8,8 +8,7 @@ import textwrap
 import numpy as np
 import pyomo.environ as pyo
 import pytest
-
-from agents.data import (
+from lemgrid.agents.data import (
     BuildingData,
     ChpSpec,
     GeneratorSpec,
@@ -20,19 +19,19 @@ from agents.data import (
     polygon_halfplanes,
     polygon_problem,
 )
-from agents.days import day_slice
-from agents.diagnose import explain_infeasible
-from agents.equipment import EPIGRAPH_SEGMENTS, quadratic_terms
-from agents.formulations import REPORTED, define_building, flow_components
-from agents.solver import (
+from lemgrid.agents.days import day_slice
+from lemgrid.agents.diagnose import explain_infeasible
+from lemgrid.agents.equipment import EPIGRAPH_SEGMENTS, quadratic_terms
+from lemgrid.agents.formulations import REPORTED, define_building, flow_components
+from lemgrid.agents.solver import (
     OPTIMAL,
     AgentInfeasible,
     AgentModel,
     PersistentMILP,
     schedule_from_values,
 )
-from scenarios.community.builder import build_community
-from scenarios.schema import ScenarioError, load_scenario
+from lemgrid.scenarios.community.builder import build_community
+from lemgrid.scenarios.schema import ScenarioError, load_scenario
 
 EXACT = {"abs": 1e-9}
 SQUARE = ((0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0))

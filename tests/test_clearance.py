@@ -14,9 +14,8 @@ import numpy as np
 import pandapower as pp
 import pandapower.networks as pn
 import pytest
-
-from coordinator.mechanisms.matching import Order, match_buses, match_orders
-from grid.clearance import (
+from lemgrid.coordinator.mechanisms.matching import Order, match_buses, match_orders
+from lemgrid.grid.clearance import (
     ANGLE_LIMIT_RAD,
     ClearanceInfeasible,
     Trade,
@@ -26,14 +25,14 @@ from grid.clearance import (
     node_injection_mw,
     residual_injection_mw,
 )
-from grid.community_lv import (
+from lemgrid.grid.community_lv import (
     community_net,
     hourly_mw,
     leaf_buses,
     place_community,
     read_profiles,
 )
-from scenarios.bench.clearance import bench_clearance, clear_day, clear_hour
+from lemgrid.scenarios.bench.clearance import bench_clearance, clear_day, clear_hour
 
 PUBLISHED = Path(__file__).parent / "data" / "fernandes2024_published.json"
 DATA_DIR = Path(__file__).resolve().parents[1] / "scenarios" / "data" / "fernandes2024"

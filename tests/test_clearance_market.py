@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from agents.data import Horizon, OperatorData
-from agents.operator import OperatorAgent
-from coordinator.mechanisms.clearance import CORE as CLEARANCE
-from coordinator.mechanisms.clearance import ClearanceParams, init_clearance, step_clearance
-from coordinator.protocol import (
+from lemgrid.agents.data import Horizon, OperatorData
+from lemgrid.agents.operator import OperatorAgent
+from lemgrid.coordinator.mechanisms.clearance import CORE as CLEARANCE
+from lemgrid.coordinator.mechanisms.clearance import ClearanceParams, init_clearance, step_clearance
+from lemgrid.coordinator.protocol import (
     Offer,
     OfferBody,
     ProtocolError,
@@ -22,12 +21,12 @@ from coordinator.protocol import (
     Signal,
     SignalBody,
 )
-from coordinator.session import MarketSession
-from scenarios.bench.clearance import ac_residue
-from scenarios.results.clearance import clearance_frame, trades_frame
-from scenarios.results.outcome import DayResult, RoundStats
-from scenarios.run.world import run_scenario
-from scenarios.schema import load_scenario
+from lemgrid.coordinator.session import MarketSession
+from lemgrid.scenarios.bench.clearance import ac_residue
+from lemgrid.scenarios.results.clearance import clearance_frame, trades_frame
+from lemgrid.scenarios.results.outcome import DayResult, RoundStats
+from lemgrid.scenarios.run.world import run_scenario
+from lemgrid.scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 

@@ -5,10 +5,9 @@ import json
 
 import pandas as pd
 import pytest
-
-from scenarios.cli import main
-from scenarios.run.world import run_scenario
-from scenarios.schema import load_scenario
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.run.world import run_scenario
+from lemgrid.scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from scenarios.cli import _parser
-from scenarios.schema import load_scenario, resolve_scenario
+from lemgrid.scenarios.cli import _parser
+from lemgrid.scenarios.schema import load_scenario, resolve_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -106,7 +105,7 @@ def test_the_agent_hosts_scale_without_editing_the_file():
 def test_a_replica_finds_its_shard_by_its_address():
     """A replica's shard is the position of the address it can bind among the service's;
     a name that resolves to too few or too many is one line."""
-    from scenarios.run.topology import own_position, parse_shard, replica_addresses
+    from lemgrid.scenarios.run.topology import own_position, parse_shard, replica_addresses
 
     assert own_position(["10.255.255.1", "127.0.0.1"]) == 1  # only loopback is ours
     assert replica_addresses("127.0.0.1", 1) == ["127.0.0.1"]  # a name given as an address
@@ -119,7 +118,7 @@ def test_a_replica_finds_its_shard_by_its_address():
 
 
 def test_agent_service_or_agent_hosts_not_both():
-    from scenarios.schema import ScenarioError
+    from lemgrid.scenarios.schema import ScenarioError
 
     with pytest.raises(ScenarioError, match="give it or runtime.agent_hosts, not both"):
         load_scenario(resolve_scenario("tiny"), ["runtime.agent_service=agents:5600",
@@ -127,7 +126,7 @@ def test_agent_service_or_agent_hosts_not_both():
 
 
 def test_an_agent_service_that_never_resolves_is_one_line(tmp_path, capsys):
-    from scenarios.cli import main
+    from lemgrid.scenarios.cli import main
 
     code = main(["run", "tiny", "--out", str(tmp_path / "o"), "--quiet",
                  "--set", "runtime.agent_service=nosuchservice.invalid:5600",

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from scenarios.cli import main
+from lemgrid.scenarios.cli import main
 
 from .conftest import SCENARIOS
 from .test_compose import COMPOSE, dotenv, interpolate
@@ -103,7 +102,7 @@ def _services(results: Path) -> dict:
 
 
 def _lemgrid(command: str) -> list[str]:
-    return [sys.executable, "-m", "scenarios.cli", *shlex.split(command)]
+    return [sys.executable, "-m", "lemgrid.scenarios.cli", *shlex.split(command)]
 
 
 def _wait_healthy(hosts: Hosts, name: str, test: list[str], proc) -> None:

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from scenarios.cli import main
-from scenarios.schema import ScenarioError, load_scenario
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.schema import ScenarioError, load_scenario
 
 from .conftest import SCENARIOS
 
@@ -110,7 +109,7 @@ class Sim(Simulator):
         setattr(self, "sid", sid)  # a method's setattr binds nothing at the top level
 
 
-from scenarios.cosim.monitor import VoltageMonitor as Monitor2
+from lemgrid.scenarios.cosim.monitor import VoltageMonitor as Monitor2
 """
 
 

@@ -10,11 +10,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from scenarios.cli import main
-from scenarios.community.builder import build_actuals, build_community
-from scenarios.run.inprocess import run_decentralized
-from scenarios.schema import load_scenario
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.community.builder import build_actuals, build_community
+from lemgrid.scenarios.run.inprocess import run_decentralized
+from lemgrid.scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 

@@ -6,12 +6,17 @@ import numpy as np
 import pandapower.networks as pn
 import pytest
 import yaml
-
-from agents.data import EVData, ProsumerData
-from grid.community_lv import KW_PER_MW, Placement, hourly_mw, place_community, read_profiles
-from grid.networks import load_network
-from scenarios.community.builder import build_community, network_buses
-from scenarios.schema import ScenarioError, bus_profile_agents, load_scenario
+from lemgrid.agents.data import EVData, ProsumerData
+from lemgrid.grid.community_lv import (
+    KW_PER_MW,
+    Placement,
+    hourly_mw,
+    place_community,
+    read_profiles,
+)
+from lemgrid.grid.networks import load_network
+from lemgrid.scenarios.community.builder import build_community, network_buses
+from lemgrid.scenarios.schema import ScenarioError, bus_profile_agents, load_scenario
 
 from .conftest import SCENARIOS
 

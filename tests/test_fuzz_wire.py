@@ -15,11 +15,10 @@ import pytest
 import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from coordinator import service as service_module
-from coordinator.mechanisms.p2v_rules import CORE as P2V
-from coordinator.mechanisms.p2v_rules import P2VParams
-from coordinator.protocol import (
+from lemgrid.coordinator import service as service_module
+from lemgrid.coordinator.mechanisms.p2v_rules import CORE as P2V
+from lemgrid.coordinator.mechanisms.p2v_rules import P2VParams
+from lemgrid.coordinator.protocol import (
     MAX_DETAIL,
     MAX_KW,
     MESSAGE_CLASSES,
@@ -34,7 +33,8 @@ from coordinator.protocol import (
     decode,
     encode,
 )
-from coordinator.session import MarketSession
+from lemgrid.coordinator.session import MarketSession
+
 from tests.wire.fuzz import P2V_PARAMS
 
 from .conftest import run_session

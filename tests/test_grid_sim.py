@@ -5,8 +5,7 @@ from typing import ClassVar
 import mosaik
 import mosaik_api_v3
 import pytest
-
-from grid.simulator import META, GridSimulator, agent_name
+from lemgrid.grid.simulator import META, GridSimulator, agent_name
 
 BUS_OF = {"alice": 3, "bob": 8, "carol": 10}
 P_KW = {"alice": 40.0, "bob": 120.0, "carol": -30.0}
@@ -165,7 +164,7 @@ class Collector(mosaik_api_v3.Simulator):
 def test_grid_simulator_in_a_mosaik_world():
     Collector.records = []
     world = mosaik.World({
-        "Grid": {"python": "grid.simulator:GridSimulator"},
+        "Grid": {"python": "lemgrid.grid.simulator:GridSimulator"},
         "Agents": {"python": "tests.test_grid_sim:FakeAgents"},
         "Collector": {"python": "tests.test_grid_sim:Collector"},
     }, skip_greetings=True)

@@ -20,14 +20,19 @@ import numpy as np
 import pandapower as pp
 import pandas as pd
 import pytest
-
-from grid.networks import case33bw
-from grid.powerflow import GridLimits, GridModel, grid_summary, trafo_rating_mva, trafo_table
-from grid.simulator import OUTPUT_ATTRS, GridSimulator
-from scenarios.results.report import Run, read_trafo_table, violations
-from scenarios.run.distributed import GRID_OUTPUTS, _grid_results
-from scenarios.run.network import grid_limits
-from scenarios.schema import load_scenario
+from lemgrid.grid.networks import case33bw
+from lemgrid.grid.powerflow import (
+    GridLimits,
+    GridModel,
+    grid_summary,
+    trafo_rating_mva,
+    trafo_table,
+)
+from lemgrid.grid.simulator import OUTPUT_ATTRS, GridSimulator
+from lemgrid.scenarios.results.report import Run, read_trafo_table, violations
+from lemgrid.scenarios.run.distributed import GRID_OUTPUTS, _grid_results
+from lemgrid.scenarios.run.network import grid_limits
+from lemgrid.scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from scenarios.community.households import (
+from lemgrid.scenarios.community.households import (
     APPLIANCES,
     CUT_IN_M_S,
     CUT_OUT_M_S,

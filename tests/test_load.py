@@ -2,8 +2,8 @@
 once and send heartbeats, and the late ones are dropped at the round deadline and named;
 over 30 days its memory stays flat, because finished days go to disk (one file each)."""
 
-from coordinator.records import read_days
-from scenarios.bench.load import run_load
+from lemgrid.coordinator.records import read_days
+from lemgrid.scenarios.bench.load import run_load
 
 
 def test_a_thousand_agents_at_once_and_the_late_ones_named(tmp_path):

@@ -4,12 +4,11 @@ Grid prices λb = 0.2 and λs = 0.05 €/kWh throughout, so m = (λb + λs) / 2 
 
 import numpy as np
 import pytest
-
-from coordinator.mechanisms.amc import amc_prices
-from coordinator.mechanisms.base import MarketData
-from coordinator.mechanisms.gdrmc import gdrmc_prices
-from coordinator.protocol import OfferBody, RegisterBody
-from scenarios import mechanisms
+from lemgrid.coordinator.mechanisms.amc import amc_prices
+from lemgrid.coordinator.mechanisms.base import MarketData
+from lemgrid.coordinator.mechanisms.gdrmc import gdrmc_prices
+from lemgrid.coordinator.protocol import OfferBody, RegisterBody
+from lemgrid.scenarios import mechanisms
 
 BUY, SELL = np.array([0.2]), np.array([0.05])
 

@@ -3,11 +3,10 @@
 import json
 
 import pytest
-
-from scenarios.cli import main
-from scenarios.community.builder import build_community
-from scenarios.run.inprocess import run_centralized, run_decentralized
-from scenarios.schema import load_scenario
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.community.builder import build_community
+from lemgrid.scenarios.run.inprocess import run_centralized, run_decentralized
+from lemgrid.scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 
@@ -188,7 +187,7 @@ def test_packed_and_connected_agent_simulators(tmp_path):
     outside the run (``runtime.connect``, as on another host): same market as in-process."""
     import subprocess
     import sys
-    launcher = subprocess.Popen([sys.executable, "-m", "agents.launcher", "1"],
+    launcher = subprocess.Popen([sys.executable, "-m", "lemgrid.agents.launcher", "1"],
                                 stdout=subprocess.PIPE, text=True)
     try:
         address = json.loads(launcher.stdout.readline())[0]

@@ -7,19 +7,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from agents.market_agent import MarketAgent, asks_planned_net
-from coordinator.mechanisms.base import (
+from lemgrid.agents.market_agent import MarketAgent, asks_planned_net
+from lemgrid.coordinator.mechanisms.base import (
     MarketCore,
     MarketData,
     dump_market,
     load_market,
     zero_settlement,
 )
-from coordinator.mechanisms.network_check import bilateral_trades, checked
-from coordinator.mechanisms.p2v_rules import CORE as P2V
-from coordinator.mechanisms.p2v_rules import P2VParams
-from coordinator.protocol import (
+from lemgrid.coordinator.mechanisms.network_check import bilateral_trades, checked
+from lemgrid.coordinator.mechanisms.p2v_rules import CORE as P2V
+from lemgrid.coordinator.mechanisms.p2v_rules import P2VParams
+from lemgrid.coordinator.protocol import (
     NET,
     Clearing,
     ClearingBody,
@@ -33,11 +32,11 @@ from coordinator.protocol import (
     SignalBody,
     Terms,
 )
-from coordinator.session import MarketSession
-from scenarios import mechanisms
-from scenarios.community.builder import build_community
-from scenarios.run.world import run_scenario
-from scenarios.schema import ScenarioError, load_scenario
+from lemgrid.coordinator.session import MarketSession
+from lemgrid.scenarios import mechanisms
+from lemgrid.scenarios.community.builder import build_community
+from lemgrid.scenarios.run.world import run_scenario
+from lemgrid.scenarios.schema import ScenarioError, load_scenario
 
 from .conftest import SCENARIOS
 

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from coordinator.mechanisms.base import MarketData
-from coordinator.mechanisms.p2v_rules import CORE
-from coordinator.protocol import OfferBody, RegisterBody
+from lemgrid.coordinator.mechanisms.base import MarketData
+from lemgrid.coordinator.mechanisms.p2v_rules import CORE
+from lemgrid.coordinator.protocol import OfferBody, RegisterBody
 
 MECH = CORE
 PARAMS = MECH.params_type(tolerance_kw=0.001, max_rounds=5).with_data(

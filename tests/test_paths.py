@@ -6,9 +6,8 @@ L(k+1))."""
 import numpy as np
 import pandapower as pp
 import pytest
-
-from grid.networks import load_network
-from grid.paths import feeder_paths, path_penalties
+from lemgrid.grid.networks import load_network
+from lemgrid.grid.paths import feeder_paths, path_penalties
 
 TRUNK, LATERAL = 0.1828, 0.5426
 

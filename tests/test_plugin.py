@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from lemgrid.coordinator.mechanisms.base import MarketData
+from lemgrid.coordinator.protocol import OfferBody, RegisterBody
 
-from coordinator.mechanisms.base import MarketData
-from coordinator.protocol import OfferBody, RegisterBody
 from tests.plugins import call_auction
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ def install(site: Path) -> None:
 
 def lemgrid(site: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
-    return subprocess.run([sys.executable, "-m", "scenarios.cli", *args], check=False, env=env,
+    return subprocess.run([sys.executable, "-m", "lemgrid.scenarios.cli", *args], check=False, env=env,
                           cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
 

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from coordinator.records import read_days
-from scenarios.cli import main
+from lemgrid.coordinator.records import read_days
+from lemgrid.scenarios.cli import main
 
 from .conftest import SCENARIOS
 
@@ -45,7 +44,7 @@ def tagged(tag: str) -> list[int]:
 
 def start_run(out: Path, tag: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "scenarios.cli", "run", SCENARIO, "--out", str(out), "--quiet",
+        [sys.executable, "-m", "lemgrid.scenarios.cli", "run", SCENARIO, "--out", str(out), "--quiet",
          *DAYS, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, TAG: tag})
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from scenarios.catalog import (
+from lemgrid.scenarios.catalog import (
     BATTERY_TYPES,
     EV_MODELS,
     FAIA2021_BATTERY_COUNTS,
     FAIA2021_EV_COUNTS,
 )
-from scenarios.community.profiles import (
+from lemgrid.scenarios.community.profiles import (
     generate_ev_trips,
     generate_prosumers,
     period_index,

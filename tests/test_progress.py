@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
-from scenarios.bench.memory import PeakMemory, tree_memory_mb, tree_pids
-from scenarios.run.progress import DayProgress, RoundWatcher
+from lemgrid.scenarios.bench.memory import PeakMemory, tree_memory_mb, tree_pids
+from lemgrid.scenarios.run.progress import DayProgress, RoundWatcher
 
 
 def _line(msg_type: str, round_: int, day: int = 0) -> str:

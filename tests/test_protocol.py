@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
-
-from coordinator.mechanisms.base import MarketData
-from coordinator.mechanisms.p2v_rules import CORE as P2V
-from coordinator.protocol import (
+from lemgrid.coordinator.mechanisms.base import MarketData
+from lemgrid.coordinator.mechanisms.p2v_rules import CORE as P2V
+from lemgrid.coordinator.protocol import (
     PROTOCOL_VERSION,
     Meter,
     MeterBody,
@@ -20,7 +19,7 @@ from coordinator.protocol import (
     encode,
     merge_meters,
 )
-from coordinator.session import MarketSession
+from lemgrid.coordinator.session import MarketSession
 
 P2V_PARAMS = P2V.params_type().with_data(MarketData(p2v_eur_per_kwh=0.0686))  # faia2021's
 

@@ -4,13 +4,12 @@ retail bill charges κ × the price above the consumer demand limit."""
 
 import numpy as np
 import pytest
-
-from agents.billing import day_bill, retail_eur
-from agents.data import BatterySpec, BuildingData, Horizon, ProsumerData, Tariff
-from agents.realise import realise_period
-from coordinator.mechanisms.base import MarketData
-from coordinator.mechanisms.gdrmc import CORE as GDRMC
-from coordinator.protocol import (
+from lemgrid.agents.billing import day_bill, retail_eur
+from lemgrid.agents.data import BatterySpec, BuildingData, Horizon, ProsumerData, Tariff
+from lemgrid.agents.realise import realise_period
+from lemgrid.coordinator.mechanisms.base import MarketData
+from lemgrid.coordinator.mechanisms.gdrmc import CORE as GDRMC
+from lemgrid.coordinator.protocol import (
     OfferBody,
     RegisterBody,
     SettlementBody,
@@ -150,7 +149,7 @@ def test_a_co_simulators_report_is_the_realisation():
     """What a co-simulator reports of the period replaces the forecast: load 1.5 and PV
     1.8 reported (the case of test_battery_absorbs_the_forecast_error) give its charge
     0.3 kW and net 0; a report the agent cannot take is one ValueError naming it."""
-    from agents.realise import observe
+    from lemgrid.agents.realise import observe
 
     d = prosumer()
     f = realise_period(d, plan(), 0, 5.0, {"load_kw": 1.0, "pv_kw": 2.0}
@@ -168,8 +167,8 @@ def test_a_co_simulators_report_is_the_realisation():
 def test_an_ev_reported_unplugged_neither_charges_nor_feeds_in():
     """Planned: charge 3.7 kW from retail in the period. Reported not plugged in: no
     purchase, no charge, net 0, and the state of charge stays where it was (no trip)."""
-    from agents.data import EVData
-    from agents.realise import observe
+    from lemgrid.agents.data import EVData
+    from lemgrid.agents.realise import observe
 
     ev_bat = BatterySpec(40.0, 4.0, 7.0, 0.0, 0.95, 0.95, 20.0, 25.7)
     ev = EVData("e", H1, Tariff(np.array([0.2]), 0.05, 0.0), np.array([False]),
@@ -191,8 +190,8 @@ def test_the_operator_realises_a_period_as_the_agent_simulator_asks():
     whatever is reported. Regression: it took the period only, so in a distributed run
     of a market with an operator (ADMM, bilateral, clearance) it never metered and the
     coordinator dropped it after the day's silence."""
-    from agents.data import OperatorData
-    from agents.operator import OperatorAgent
+    from lemgrid.agents.data import OperatorData
+    from lemgrid.agents.operator import OperatorAgent
 
     agent = OperatorAgent(OperatorData(name="op", horizon=Horizon(2, 1.0), network="cigre_lv",
                                          buses={"s": 36}))

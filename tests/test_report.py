@@ -8,11 +8,10 @@ import re
 
 import pandas as pd
 import pytest
-
-from scenarios.cli import main
-from scenarios.results.report import print_summary
-from scenarios.run.world import run_scenario
-from scenarios.schema import load_scenario
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.results.report import print_summary
+from lemgrid.scenarios.run.world import run_scenario
+from lemgrid.scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 

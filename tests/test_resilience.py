@@ -15,7 +15,7 @@ def test_agent_process_killed_mid_round(tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "LEMGRID_FAULT_KILL": "ev1:2"}  # dies on its round-2 signal
     runner = subprocess.Popen(
-        [sys.executable, "-m", "scenarios.cli", "run", str(SCENARIOS / "tiny.yaml"), "--out",
+        [sys.executable, "-m", "lemgrid.scenarios.cli", "run", str(SCENARIOS / "tiny.yaml"), "--out",
          str(out), "--quiet", "--set", "runtime.round_deadline_s=2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

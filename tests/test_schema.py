@@ -4,10 +4,9 @@ import json
 
 import pytest
 import yaml
-
-from grid.networks import load_network
-from scenarios.cli import main
-from scenarios.schema import SCHEMA_PATH, ScenarioError, _spans, json_schema, load_scenario
+from lemgrid.grid.networks import load_network
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.schema import SCHEMA_PATH, ScenarioError, _spans, json_schema, load_scenario
 
 from .conftest import SCENARIOS
 
@@ -135,7 +134,7 @@ def test_every_network_reference_is_checked_against_the_network(tmp_path):
     def mutate(r):
         r["grid"] = {"network": "feeder11", "ampacity_ka": {9: 0.1, 10: 0.1},
                      "buses": {"p1": 10, "p2": 11}}
-        r["cosimulators"] = [{"name": "Watch", "python": "scenarios.cosim.monitor:VoltageMonitor",
+        r["cosimulators"] = [{"name": "Watch", "python": "lemgrid.scenarios.cosim.monitor:VoltageMonitor",
                               "model": "Monitor", "entities": [{"path": "{out}/v.csv"}],
                               "links": [{"from": "bus:11", "attrs": {"vm_pu": "vm_pu"}},
                                         {"from": "line:9", "attrs": {"loading_pct": "x"}},
@@ -154,7 +153,7 @@ def test_one_network_build_per_validation(monkeypatch):
     """mosaik_ecosystem names buses and lines of feeder11 four times (grid.buses and three
     links), here with an ampacity line too: the network is built once; tiny names none and
     builds none."""
-    from scenarios import schema
+    from lemgrid.scenarios import schema
 
     built = []
     monkeypatch.setattr(schema, "load_network", lambda name: built.append(name)

@@ -5,8 +5,7 @@ tests, and the scripted agent knows no mechanism (a bench passes its answers in)
 import re
 
 import pytest
-
-from coordinator.protocol import (
+from lemgrid.coordinator.protocol import (
     Clearing,
     ClearingBody,
     Error,
@@ -21,8 +20,8 @@ from coordinator.protocol import (
     SignalBody,
     Terms,
 )
-from coordinator.scripted import ScriptedAgent
-from scenarios.mechanisms import registry
+from lemgrid.coordinator.scripted import ScriptedAgent
+from lemgrid.scenarios.mechanisms import registry
 
 from .test_architecture import ROOT, imports, modules
 
@@ -98,7 +97,7 @@ def test_the_product_imports_no_test_harness(package):
 
 def test_the_scripted_agent_knows_no_mechanism():
     path = ROOT / "coordinator" / "scripted.py"
-    assert not [n for n in imports(path) if n.startswith("coordinator.mechanisms")]
+    assert not [n for n in imports(path) if n.startswith("lemgrid.coordinator.mechanisms")]
     text = path.read_text()
     named = [m for m in registry() if re.search(rf"\b{re.escape(m)}\b", text, re.IGNORECASE)]
     assert not named, named

@@ -15,15 +15,14 @@ from contextlib import ExitStack, contextmanager
 import numpy as np
 import pytest
 import zmq
-
-from agents.client import CoordinatorClient, CoordinatorUnavailable
-from agents.market_agent import MarketAgent
-from agents.realise import Actuals
-from agents.solver import AgentInfeasible
-from coordinator.mechanisms.base import MarketData, dump_market
-from coordinator.mechanisms.p2v_rules import CORE as P2V
-from coordinator.mechanisms.p2v_rules import P2VParams
-from coordinator.protocol import (
+from lemgrid.agents.client import CoordinatorClient, CoordinatorUnavailable
+from lemgrid.agents.market_agent import MarketAgent
+from lemgrid.agents.realise import Actuals
+from lemgrid.agents.solver import AgentInfeasible
+from lemgrid.coordinator.mechanisms.base import MarketData, dump_market
+from lemgrid.coordinator.mechanisms.p2v_rules import CORE as P2V
+from lemgrid.coordinator.mechanisms.p2v_rules import P2VParams
+from lemgrid.coordinator.protocol import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
     Error,
@@ -43,18 +42,18 @@ from coordinator.protocol import (
     decode,
     encode,
 )
-from coordinator.records import read_days
-from coordinator.service import (
+from lemgrid.coordinator.records import read_days
+from lemgrid.coordinator.service import (
     CoordinatorService,
     add_arguments,
     build_service,
     day_summary,
     read_roster,
 )
-from scenarios.community.builder import build_community
-from scenarios.run.inprocess import run_decentralized
-from scenarios.run.market import mechanism_setup, plugin
-from scenarios.schema import load_scenario
+from lemgrid.scenarios.community.builder import build_community
+from lemgrid.scenarios.run.inprocess import run_decentralized
+from lemgrid.scenarios.run.market import mechanism_setup, plugin
+from lemgrid.scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 
@@ -767,8 +766,7 @@ def test_a_rounds_deadline_runs_from_its_last_signal_sent(monkeypatch):
     """Sending takes time (10,000 signals took a coordinator 27 s on 2 cores its agents
     kept busy): the round's 30 s count from the last signal, not the first. A clock that
     the two sends advance by 5 s each: sent at 100, last out at 110, deadline 140."""
-    import coordinator.service as service_module
-
+    import lemgrid.coordinator.service as service_module
     clock = [100.0]
     monkeypatch.setattr(service_module.time, "monotonic", lambda: clock[0])
     service = CoordinatorService(P2V, P2VParams(), ["a", "b"], round_deadline_s=30.0)
@@ -802,7 +800,7 @@ def test_client_re_sends_a_held_offer_ever_more_patiently(sockets):
     offer; the round is long): the client waits 0.1, 0.2, 0.4, 0.8 s (doubling up to
     HELD_PATIENCE_MAX = 8 timeouts) before the next re-send, so a 1.8 s round sees 4
     re-sends where one every 0.1 s would make 17; the clearing still reaches it."""
-    from coordinator.protocol import Clearing, ClearingBody, Error, ErrorBody
+    from lemgrid.coordinator.protocol import Clearing, ClearingBody, Error, ErrorBody
 
     router = sockets(zmq.ROUTER)
     port = router.bind_to_random_port("tcp://127.0.0.1")

@@ -10,11 +10,10 @@ import time
 
 import pandas as pd
 import pytest
-
-from coordinator.records import read_days
-from scenarios.cli import main
-from scenarios.run.topology import group_addresses, parse_shard, shard_range
-from scenarios.schema import load_scenario
+from lemgrid.coordinator.records import read_days
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.run.topology import group_addresses, parse_shard, shard_range
+from lemgrid.scenarios.schema import load_scenario
 
 from .conftest import SCENARIOS
 
@@ -43,7 +42,7 @@ def free_block(count: int) -> int:
 
 
 def lemgrid(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "scenarios.cli", *args],
+    return subprocess.Popen([sys.executable, "-m", "lemgrid.scenarios.cli", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

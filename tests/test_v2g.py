@@ -7,9 +7,7 @@ import numpy as np
 import pyomo.environ as pyo
 import pytest
 import yaml
-from pyomo.contrib.solver.solvers.highs import Highs
-
-from agents.data import (
+from lemgrid.agents.data import (
     BatterySpec,
     EVData,
     Horizon,
@@ -18,14 +16,15 @@ from agents.data import (
     data_to_dict,
     net_load_kw,
 )
-from agents.formulations import define_ev
-from agents.market_agent import MarketAgent, export_cap_kw
-from agents.solver import AgentModel
-from grid.simulator import GridSimulator
-from scenarios.cli import main
-from scenarios.community.builder import build_community
-from scenarios.run.inprocess import run_centralized, run_decentralized
-from scenarios.schema import ScenarioError, load_scenario
+from lemgrid.agents.formulations import define_ev
+from lemgrid.agents.market_agent import MarketAgent, export_cap_kw
+from lemgrid.agents.solver import AgentModel
+from lemgrid.grid.simulator import GridSimulator
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.community.builder import build_community
+from lemgrid.scenarios.run.inprocess import run_centralized, run_decentralized
+from lemgrid.scenarios.schema import ScenarioError, load_scenario
+from pyomo.contrib.solver.solvers.highs import Highs
 
 from .conftest import SCENARIOS
 

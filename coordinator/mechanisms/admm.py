@@ -67,10 +67,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
-from scipy import sparse
-
-from coordinator.mechanisms.base import (
+from lemgrid.coordinator.mechanisms.base import (
     NETWORK_KINDS,
     MarketCore,
     MarketParams,
@@ -81,7 +78,7 @@ from coordinator.mechanisms.base import (
     limit,
     peers_and_operator,
 )
-from coordinator.protocol import (
+from lemgrid.coordinator.protocol import (
     KW_PER_MW,
     NET,
     P2P,
@@ -91,6 +88,8 @@ from coordinator.protocol import (
     SignalBody,
     Terms,
 )
+from pydantic import Field
+from scipy import sparse
 
 KINDS = NETWORK_KINDS
 KEY = P2P  # the commodity peers trade; NET: a peer's net import, the network's consensus

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
+from lemgrid.coordinator.protocol import ClearingBody, RegisterBody, SettlementBody
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-
-from coordinator.protocol import ClearingBody, RegisterBody, SettlementBody
 
 
 @dataclass(frozen=True)

@@ -69,10 +69,7 @@ from itertools import pairwise
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
-from scipy import sparse
-
-from coordinator.mechanisms.admm import (
+from lemgrid.coordinator.mechanisms.admm import (
     ConsensusParams,
     Residuals,
     balance_rho,
@@ -81,8 +78,8 @@ from coordinator.mechanisms.admm import (
     relaxed,
     trade_pairs,
 )
-from coordinator.mechanisms.admm import check_offer as check_admm_offer
-from coordinator.mechanisms.base import (
+from lemgrid.coordinator.mechanisms.admm import check_offer as check_admm_offer
+from lemgrid.coordinator.mechanisms.base import (
     PEER_KINDS,
     MarketCore,
     RoundRecord,
@@ -91,7 +88,7 @@ from coordinator.mechanisms.base import (
     horizon,
     peers_and_operator,
 )
-from coordinator.protocol import (
+from lemgrid.coordinator.protocol import (
     HEAT,
     KW_PER_MW,
     NET,
@@ -102,6 +99,8 @@ from coordinator.protocol import (
     Terms,
     TradeTerms,
 )
+from pydantic import Field
+from scipy import sparse
 
 KINDS = frozenset({*PEER_KINDS, "operator"})
 COMMODITY_LIMITS = {POWER: ("import", "export"), HEAT: ("heat_import", "heat_export")}

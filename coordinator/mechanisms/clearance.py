@@ -31,9 +31,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
-
-from coordinator.mechanisms.base import (
+from lemgrid.coordinator.mechanisms.base import (
     NETWORK_KINDS,
     MarketCore,
     MarketParams,
@@ -43,8 +41,8 @@ from coordinator.mechanisms.base import (
     horizon,
     peers_and_operator,
 )
-from coordinator.mechanisms.matching import match_buses
-from coordinator.protocol import (
+from lemgrid.coordinator.mechanisms.matching import match_buses
+from lemgrid.coordinator.protocol import (
     NET,
     P2P,
     ClearingBody,
@@ -54,6 +52,7 @@ from coordinator.protocol import (
     Terms,
     TradeTerms,
 )
+from pydantic import Field
 
 KINDS = NETWORK_KINDS
 CUT_TOL_KW = 1e-3  # curtailment below 1 W is HiGHS's tolerance (1e-7 MW), not the network

@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-
-from coordinator.mechanisms import locality
-from coordinator.mechanisms.base import MarketCore
+from lemgrid.coordinator.mechanisms import locality
+from lemgrid.coordinator.mechanisms.base import MarketCore
 
 
 def gdrmc_prices(buy: np.ndarray, sell: np.ndarray, D: np.ndarray, G: np.ndarray):

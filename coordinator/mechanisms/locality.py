@@ -41,10 +41,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from lemgrid.coordinator.mechanisms.base import MarketParams, RoundRecord, horizon, limit, realised
+from lemgrid.coordinator.protocol import (
+    ClearingBody,
+    OfferBody,
+    RegisterBody,
+    SettlementBody,
+    SignalBody,
+)
 from pydantic import Field
-
-from coordinator.mechanisms.base import MarketParams, RoundRecord, horizon, limit, realised
-from coordinator.protocol import ClearingBody, OfferBody, RegisterBody, SettlementBody, SignalBody
 
 KINDS = frozenset({"prosumer", "ev", "building"})
 KEY = "net"  # offers quote the signed net demand

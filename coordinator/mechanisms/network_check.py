@@ -29,15 +29,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from coordinator.mechanisms.base import (
+from lemgrid.coordinator.mechanisms.base import (
     MarketCore,
     RoundRecord,
     horizon,
     operator_clearing,
     operator_settlement,
 )
-from coordinator.mechanisms.clearance import (
+from lemgrid.coordinator.mechanisms.clearance import (
     ClearanceParams,
     ClearanceState,
     PairSeries,
@@ -51,8 +50,15 @@ from coordinator.mechanisms.clearance import (
     trade_positions,
     with_export_caps,
 )
-from coordinator.mechanisms.clearance import check_offer as check_quantities
-from coordinator.protocol import NET, ClearingBody, OfferBody, SettlementBody, SignalBody, Terms
+from lemgrid.coordinator.mechanisms.clearance import check_offer as check_quantities
+from lemgrid.coordinator.protocol import (
+    NET,
+    ClearingBody,
+    OfferBody,
+    SettlementBody,
+    SignalBody,
+    Terms,
+)
 
 OPERATOR_KIND = "operator"
 MIN_TRADE_KW = 1e-9  # positions and trades below this are rounding, not trades

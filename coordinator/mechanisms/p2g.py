@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
-
-from coordinator.mechanisms import locality
-from coordinator.mechanisms.base import MarketCore, MarketParams, zero_settlement
-from coordinator.protocol import ClearingBody
+from lemgrid.coordinator.mechanisms import locality
+from lemgrid.coordinator.mechanisms.base import MarketCore, MarketParams, zero_settlement
+from lemgrid.coordinator.protocol import ClearingBody
 
 
 class P2GParams(MarketParams):

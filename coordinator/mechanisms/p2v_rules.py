@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
-
-from coordinator.mechanisms.base import (
+from lemgrid.coordinator.mechanisms.base import (
     MarketCore,
     MarketParams,
     RoundRecord,
@@ -28,7 +26,8 @@ from coordinator.mechanisms.base import (
     limit,
     zero_settlement,
 )
-from coordinator.protocol import ClearingBody, OfferBody, RegisterBody, SignalBody
+from lemgrid.coordinator.protocol import ClearingBody, OfferBody, RegisterBody, SignalBody
+from pydantic import Field
 
 KINDS = frozenset({"prosumer", "ev"})
 SIDE = {"prosumer": "seller", "ev": "buyer"}

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from coordinator.records import read_days
-from scenarios.bench.admm_wire import print_wire, run_wire
+from lemgrid.coordinator.records import read_days
+from lemgrid.scenarios.bench.admm_wire import print_wire, run_wire
 
 POSTER = {"rounds": 1169, "wall_s": 3927.0, "gap_to_centralized_pct": 9.12,
           "ev_discharge_share_of_imports_pct": 3.75}
@@ -58,7 +57,7 @@ def overhead_ms(out: Path) -> tuple[float, float, int]:
 
 
 def one_run(s, out: Path) -> dict[str, float]:
-    from scenarios.run.world import run_scenario
+    from lemgrid.scenarios.run.world import run_scenario
 
     summary = run_scenario(s, out)
     m = summary["market"]
@@ -119,10 +118,10 @@ def wire_ms_per_round(s) -> dict[str, float]:
     import dataclasses
     import time
 
-    from coordinator.protocol import Offer, Signal, decode, encode
-    from scenarios.community.builder import build_actuals, build_community
-    from scenarios.run.inprocess import make_agents, run_day
-    from scenarios.run.market import mechanism_setup, plugin
+    from lemgrid.coordinator.protocol import Offer, Signal, decode, encode
+    from lemgrid.scenarios.community.builder import build_actuals, build_community
+    from lemgrid.scenarios.run.inprocess import make_agents, run_day
+    from lemgrid.scenarios.run.market import mechanism_setup, plugin
 
     community = build_community(s)
     mech, params = mechanism_setup(s, community)

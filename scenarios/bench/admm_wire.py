@@ -24,11 +24,17 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-
-from coordinator.mechanisms.admm import CORE, ADMMParams
-from coordinator.protocol import HEARTBEAT_INTERVAL_S, NET, P2P, OfferBody, RegisterBody, Signal
-from coordinator.scripted import ScriptedAgent, Swarm
-from scenarios.bench.load import PERIOD_H, PERIODS, net_demand_kw, start_coordinator
+from lemgrid.coordinator.mechanisms.admm import CORE, ADMMParams
+from lemgrid.coordinator.protocol import (
+    HEARTBEAT_INTERVAL_S,
+    NET,
+    P2P,
+    OfferBody,
+    RegisterBody,
+    Signal,
+)
+from lemgrid.coordinator.scripted import ScriptedAgent, Swarm
+from lemgrid.scenarios.bench.load import PERIOD_H, PERIODS, net_demand_kw, start_coordinator
 
 OPERATOR = "operator"
 

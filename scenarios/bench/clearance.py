@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from coordinator.mechanisms.matching import (
+from lemgrid.coordinator.mechanisms.matching import (
     ASK_EUR_PER_KWH,
     BID_EUR_PER_KWH,
     MIN_TRADE_MW,
     match_buses,
 )
-from grid.clearance import (
+from lemgrid.grid.clearance import (
     Clearance,
     ClearanceInfeasible,
     DcNetwork,
@@ -29,8 +28,15 @@ from grid.clearance import (
     dc_network,
     residual_injection_mw,
 )
-from grid.community_lv import HOURS, Placement, Profiles, hourly_mw, place_community, read_profiles
-from grid.networks import load_network
+from lemgrid.grid.community_lv import (
+    HOURS,
+    Placement,
+    Profiles,
+    hourly_mw,
+    place_community,
+    read_profiles,
+)
+from lemgrid.grid.networks import load_network
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "fernandes2024"
 NETWORKS = {"cigre_lv": 44, "village_1": 80}  # the paper's networks and their buses
@@ -191,8 +197,7 @@ def ac_residue(network_name: str, scale: float) -> list[dict]:
     against its rating, the AC loading of every transformer and line (the highest), and
     the lowest and highest AC voltage."""
     import pandapower as pp
-
-    from grid.community_lv import with_injections
+    from lemgrid.grid.community_lv import with_injections
 
     net = load_network(network_name)
     network, placement = dc_network(net), place_community(net)

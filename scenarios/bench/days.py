@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from coordinator.records import read_days
-from scenarios.community.builder import build_actuals, build_community
-from scenarios.run.inprocess import run_decentralized
+from lemgrid.coordinator.records import read_days
+from lemgrid.scenarios.community.builder import build_actuals, build_community
+from lemgrid.scenarios.run.inprocess import run_decentralized
 
 GOALS = {"distributed_wall_s": "≤ 60"}
 
@@ -35,7 +34,7 @@ def inprocess_run(s) -> dict[str, float]:
 
 
 def distributed_run(s, out: Path) -> dict[str, float]:
-    from scenarios.run.world import run_scenario
+    from lemgrid.scenarios.run.world import run_scenario
 
     summary = run_scenario(s, out)
     records = read_days(out / "rounds")

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from coordinator.mechanisms import gdrmc
-from coordinator.mechanisms.base import MarketCore, MarketData, dump_market
-from coordinator.protocol import HEARTBEAT_INTERVAL_S, RegisterBody
-from coordinator.records import read_days
-from coordinator.scripted import ScriptedAgent, Swarm
-from scenarios.run.distributed import spawn_coordinator
+from lemgrid.coordinator.mechanisms import gdrmc
+from lemgrid.coordinator.mechanisms.base import MarketCore, MarketData, dump_market
+from lemgrid.coordinator.protocol import HEARTBEAT_INTERVAL_S, RegisterBody
+from lemgrid.coordinator.records import read_days
+from lemgrid.coordinator.scripted import ScriptedAgent, Swarm
+from lemgrid.scenarios.run.distributed import spawn_coordinator
 
 PERIODS = 24
 PERIOD_H = 1.0

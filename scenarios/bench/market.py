@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from agents.solver import agent_kind
-from scenarios import mechanisms
-from scenarios.community.builder import build_community
-from scenarios.results.outcome import DayResult
-from scenarios.run.inprocess import run_centralized, run_decentralized
+from lemgrid.agents.solver import agent_kind
+from lemgrid.scenarios import mechanisms
+from lemgrid.scenarios.community.builder import build_community
+from lemgrid.scenarios.results.outcome import DayResult
+from lemgrid.scenarios.run.inprocess import run_centralized, run_decentralized
 
 # Faia et al. 2021 (seed 000), scenario B.
 PAPER = {"gap_pct": 0.15, "prosumer_mean_vs_central_pct": -2.04,
@@ -51,7 +50,7 @@ def _costs(result: DayResult, community) -> dict:
 
 def _time_power_flows(s, result: DayResult, community) -> float:
     """Seconds for one AC power flow per period of the settled day, in-process."""
-    from scenarios.run.network import place_agents, run_grid_inprocess
+    from lemgrid.scenarios.run.network import place_agents, run_grid_inprocess
 
     bus_of = place_agents(s, community)
     start = time.perf_counter()
@@ -120,7 +119,7 @@ def table(stats: dict[str, list[float]]) -> list[str]:
 
 def runtime_run(s, tmp: Path) -> dict[str, float]:
     """One distributed run: each agent its own process."""
-    from scenarios.run.world import run_scenario
+    from lemgrid.scenarios.run.world import run_scenario
 
     summary = run_scenario(s, tmp)
     t = summary["timing_s"]
@@ -133,7 +132,7 @@ def runtime_run(s, tmp: Path) -> dict[str, float]:
 def inprocess_run(s, tmp: Path) -> float:
     """One in-process run of the whole day (market, realisation, power flows, results):
     its wall time, the distributed runtime's yardstick."""
-    from scenarios.run.world import run_scenario
+    from lemgrid.scenarios.run.world import run_scenario
 
     return run_scenario(s.model_copy(update={"runtime": s.runtime.model_copy(
         update={"kind": "inprocess"})}), tmp)["timing_s"]["wall"]
@@ -144,8 +143,8 @@ def runtime_metrics(rows: list[dict]) -> dict[str, list[float]]:
 
 
 def bench_scaling(args, info: dict) -> int:
-    from scenarios.bench.scaling import run_scaling, scaling_figure, scaling_table
-    from scenarios.schema import resolve_scenario
+    from lemgrid.scenarios.bench.scaling import run_scaling, scaling_figure, scaling_table
+    from lemgrid.scenarios.schema import resolve_scenario
 
     path = resolve_scenario(args.scale_scenario)
     rows = run_scaling(path, args.scale, args.runs, args.agents_per_process, args.keep)
@@ -160,13 +159,13 @@ def bench_scaling(args, info: dict) -> int:
 
 
 def run_bench(args) -> int:
-    from scenarios.schema import load_scenario, resolve_scenario
+    from lemgrid.scenarios.schema import load_scenario, resolve_scenario
 
     if args.scale:
         args.out = args.out or "bench_scaling.json"
         return bench_scaling(args, machine())
     if args.power_flow:
-        from scenarios.bench.powerflow import bench_power_flow, power_flow_table
+        from lemgrid.scenarios.bench.powerflow import bench_power_flow, power_flow_table
 
         info, rows = machine(), bench_power_flow(args.power_flow, args.runs)
         print(f"lemgrid bench --power-flow: {args.power_flow}, 96 periods, {args.runs} run(s); "
@@ -185,7 +184,7 @@ def run_bench(args) -> int:
     if mech.bench is not None:
         return mech.bench(scenario=s, runs=runs_n, info=machine(), out=args.out)
     if s.horizon.days > 1 or mech.run_centralized is None:
-        from scenarios.bench.days import bench_days
+        from lemgrid.scenarios.bench.days import bench_days
         return bench_days(s, runs_n, machine(), args.out)
     runs = [one_run(s, with_central=True) for _ in range(runs_n)]
     stats = metrics(runs)

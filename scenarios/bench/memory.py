@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from scenarios.run.periodic import PeriodicThread
+from lemgrid.scenarios.run.periodic import PeriodicThread
 
 SAMPLE_S = 0.5  # seconds between samples
 

@@ -17,9 +17,8 @@ import warnings
 
 import numpy as np
 import pandapower as pp
-
-from grid.networks import load_network
-from grid.powerflow import RECYCLE, RUNPP_OPTIONS
+from lemgrid.grid.networks import load_network
+from lemgrid.grid.powerflow import RECYCLE, RUNPP_OPTIONS
 
 PERIODS = 96
 VARIANTS = {  # name -> (extra runpp options, package it needs)

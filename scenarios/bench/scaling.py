@@ -8,8 +8,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from scenarios.bench.memory import PeakMemory
-from scenarios.schema import Scenario, load_scenario
+from lemgrid.scenarios.bench.memory import PeakMemory
+from lemgrid.scenarios.schema import Scenario, load_scenario
 
 GOALS = {"wall_s": 60.0, "memory_pss_mb": 8192.0}  # a 1000-agent day: ≤ 60 s, ≤ 8 GB
 COLUMNS = ("agents", "processes", "rounds", "startup_s", "market_s", "rest_s", "wall_s",
@@ -30,7 +30,7 @@ def sized(path: Path, agents: int, per_process: int | None = None) -> Scenario:
 
 
 def one_size(s: Scenario, tmp: Path) -> dict:
-    from scenarios.run.world import run_scenario
+    from lemgrid.scenarios.run.world import run_scenario
 
     with PeakMemory() as mem:
         summary = run_scenario(s, tmp)

@@ -16,8 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
-from agents.data import (
+from lemgrid.agents.data import (
     BatterySpec,
     BuildingData,
     ChpSpec,
@@ -28,18 +27,18 @@ from agents.data import (
     ProsumerData,
     Tariff,
 )
-from agents.realise import Actuals
-from grid.networks import published_loads
-from scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
-from scenarios.community.households import (
+from lemgrid.agents.realise import Actuals
+from lemgrid.grid.networks import published_loads
+from lemgrid.scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
+from lemgrid.scenarios.community.households import (
     forecast_actual,
     month_prices_eur_per_kwh,
     nonflexible_load_kw,
     pv_available_kw,
     wind_available_kw,
 )
-from scenarios.community.profiles import generate_ev_trips, generate_prosumers, period_index
-from scenarios.schema import (
+from lemgrid.scenarios.community.profiles import generate_ev_trips, generate_prosumers, period_index
+from lemgrid.scenarios.schema import (
     EV_SOC_MIN_FRAC,
     BuildingTemplate,
     BusProfilesTemplate,

@@ -45,8 +45,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-
-from scenarios.catalog import APPLIANCES, HOURS_PER_DAY, Appliance, clock_h
+from lemgrid.scenarios.catalog import APPLIANCES, HOURS_PER_DAY, Appliance, clock_h
 
 BASE_LOAD_KW = 0.04  # RECON: router, set-top box, chargers and standby electronics
 DAY_FACTOR_SD = 0.075  # RECON: day-to-day energy factor N(1, 7.5 %) clipped to +-15 %

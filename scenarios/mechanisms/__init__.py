@@ -14,20 +14,20 @@ import sys
 from dataclasses import replace
 from importlib.metadata import entry_points
 
-from scenarios.mechanisms.base import Mechanism, RunContext
+from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "Mechanism", "RunContext", "get", "network_checks",
            "registry", "serving"]
 
 ENTRY_POINT_GROUP = "lemgrid.mechanisms"
 BUILTIN = (  # the first is a scenario's mechanism where it names none
-    "scenarios.plugins.p2v_rules:MECHANISM",
-    "scenarios.plugins.locality:AMC",
-    "scenarios.plugins.locality:GDRMC",
-    "scenarios.plugins.locality:P2G",
-    "scenarios.plugins.admm:MECHANISM",
-    "scenarios.plugins.clearance:MECHANISM",
-    "scenarios.plugins.bilateral:MECHANISM",
+    "lemgrid.scenarios.plugins.p2v_rules:MECHANISM",
+    "lemgrid.scenarios.plugins.locality:AMC",
+    "lemgrid.scenarios.plugins.locality:GDRMC",
+    "lemgrid.scenarios.plugins.locality:P2G",
+    "lemgrid.scenarios.plugins.admm:MECHANISM",
+    "lemgrid.scenarios.plugins.clearance:MECHANISM",
+    "lemgrid.scenarios.plugins.bilateral:MECHANISM",
 )
 
 

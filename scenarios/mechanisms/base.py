@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordinator.mechanisms.base import MarketCore, MarketParams
+from lemgrid.coordinator.mechanisms.base import MarketCore, MarketParams
 
 
 @dataclass(frozen=True, kw_only=True)

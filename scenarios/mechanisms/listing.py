@@ -3,7 +3,7 @@ it came from; with a name, its parameters (name, default, description) too."""
 
 from __future__ import annotations
 
-from scenarios.mechanisms import registry
+from lemgrid.scenarios.mechanisms import registry
 
 COMMON = ("mechanism",)  # fields a listing leaves out: the name itself
 

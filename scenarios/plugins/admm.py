@@ -4,16 +4,16 @@ same peers and network in one second-order cone program."""
 
 from __future__ import annotations
 
-from coordinator.mechanisms.admm import CORE
-from scenarios.mechanisms.base import Mechanism, RunContext
+from lemgrid.coordinator.mechanisms.admm import CORE
+from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext
 
 
 def precheck(ctx: RunContext) -> dict:
     """The first day's centralized optimum before the market opens: limits no dispatch
     can meet are a one-line error here, not a market that cannot converge."""
-    from grid.branchflow import NetworkInfeasible
-    from scenarios.run.central_p2p import check_feasible
-    from scenarios.run.errors import RunError
+    from lemgrid.grid.branchflow import NetworkInfeasible
+    from lemgrid.scenarios.run.central_p2p import check_feasible
+    from lemgrid.scenarios.run.errors import RunError
     first = len(ctx.days)  # the days before are finished (a resumed run)
     try:
         return {first: check_feasible(ctx.scenario, ctx.community, ctx.bus_of, first)}
@@ -24,8 +24,8 @@ def precheck(ctx: RunContext) -> dict:
 def results(ctx: RunContext) -> dict:
     """Iterations and trades; the gap to the centralized optimum and the network model's
     voltage gap to the AC power flow."""
-    from scenarios.results.admm import write_admm
-    from scenarios.run.central_p2p import central_days, relaxation_gap_pu
+    from lemgrid.scenarios.results.admm import write_admm
+    from lemgrid.scenarios.run.central_p2p import central_days, relaxation_gap_pu
     s = ctx.scenario
     figures = write_admm(ctx.out, ctx.days,
                          central_days(s, ctx.community, ctx.days, ctx.bus_of, ctx.known))
@@ -34,17 +34,17 @@ def results(ctx: RunContext) -> dict:
 
 
 def bench(*, scenario, runs, info, out) -> int:
-    from scenarios.bench.admm import bench_admm
+    from lemgrid.scenarios.bench.admm import bench_admm
     return bench_admm(scenario, runs, info, out)
 
 
 def sections(run) -> list:
-    from scenarios.results.admm import report_sections
+    from lemgrid.scenarios.results.admm import report_sections
     return report_sections(run)
 
 
 def figures() -> list:
-    from scenarios.results.admm import figure_specs
+    from lemgrid.scenarios.results.admm import figure_specs
     return figure_specs()
 
 

@@ -4,25 +4,25 @@ peer and pair."""
 
 from __future__ import annotations
 
-from coordinator.mechanisms.bilateral import CORE
-from scenarios.mechanisms.base import Mechanism, RunContext
+from lemgrid.coordinator.mechanisms.bilateral import CORE
+from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext
 
 
 def results(ctx: RunContext) -> dict:
-    from scenarios.results.bilateral import write_bilateral
-    from scenarios.run.central_bilateral import central_bilateral_days
+    from lemgrid.scenarios.results.bilateral import write_bilateral
+    from lemgrid.scenarios.run.central_bilateral import central_bilateral_days
     return write_bilateral(ctx.out, ctx.days, ctx.period_h,
                            central_bilateral_days(ctx.scenario, ctx.community, ctx.days,
                                                   ctx.bus_of))
 
 
 def sections(run) -> list:
-    from scenarios.results.bilateral import report_sections
+    from lemgrid.scenarios.results.bilateral import report_sections
     return report_sections(run)
 
 
 def figures() -> list:
-    from scenarios.results.bilateral import figure_specs
+    from lemgrid.scenarios.results.bilateral import figure_specs
     return figure_specs()
 
 
@@ -31,8 +31,8 @@ def scenario_problems(scenario) -> list[str]:
     m = scenario.market
     if not m.path_penalties():
         return []
-    from grid.networks import load_network
-    from grid.paths import feeder_paths
+    from lemgrid.grid.networks import load_network
+    from lemgrid.grid.paths import feeder_paths
     field = "loss_price" if m.loss_price > 0 else "congestion_price"
     network = scenario.grid.network  # its paths, whatever the lines' ampacities
     try:

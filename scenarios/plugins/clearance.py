@@ -4,28 +4,28 @@ clearance``)."""
 
 from __future__ import annotations
 
-from coordinator.mechanisms.clearance import CORE
-from coordinator.mechanisms.network_check import checked
-from scenarios.mechanisms.base import Mechanism, RunContext
+from lemgrid.coordinator.mechanisms.clearance import CORE
+from lemgrid.coordinator.mechanisms.network_check import checked
+from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext
 
 
 def results(ctx: RunContext) -> dict:
-    from scenarios.results.clearance import write_clearance
+    from lemgrid.scenarios.results.clearance import write_clearance
     return write_clearance(ctx.out, ctx.days, ctx.period_h)
 
 
 def bench(*, scenario, runs, info, out) -> int:
-    from scenarios.bench.clearance import run_clearance_bench
+    from lemgrid.scenarios.bench.clearance import run_clearance_bench
     return run_clearance_bench(runs, info, out)
 
 
 def sections(run) -> list:
-    from scenarios.results.clearance import report_sections
+    from lemgrid.scenarios.results.clearance import report_sections
     return report_sections(run)
 
 
 def figures() -> list:
-    from scenarios.results.clearance import figure_specs
+    from lemgrid.scenarios.results.clearance import figure_specs
     return figure_specs()
 
 

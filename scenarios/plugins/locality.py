@@ -4,8 +4,8 @@ participant quotes its planned net demand (the ``quote`` strategy)."""
 
 from __future__ import annotations
 
-from coordinator.mechanisms import amc, gdrmc, p2g
-from scenarios.mechanisms.base import Mechanism
+from lemgrid.coordinator.mechanisms import amc, gdrmc, p2g
+from lemgrid.scenarios.mechanisms.base import Mechanism
 
 CITATION = ("the 2023 study of transactive energy management systems (TEMS) with local "
             "energy market clearing strategies; lemgrid's tems2023 scenario")

@@ -4,12 +4,12 @@ P2V balance (``market.mode: centralized``)."""
 
 from __future__ import annotations
 
-from coordinator.mechanisms.p2v_rules import CORE
-from scenarios.mechanisms.base import Mechanism
+from lemgrid.coordinator.mechanisms.p2v_rules import CORE
+from lemgrid.scenarios.mechanisms.base import Mechanism
 
 
 def run_centralized(*, scenario, start, actuals, progress, first_day, finished):
-    from scenarios.run.inprocess import run_centralized as run
+    from lemgrid.scenarios.run.inprocess import run_centralized as run
     return run(scenario, start, actuals, progress, first_day, finished)
 
 

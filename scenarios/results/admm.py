@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
-from coordinator.protocol import P2P
-from scenarios.results import atomic, figures
-from scenarios.results.outcome import DayResult
-from scenarios.results.sections import FigureSpec, Section, format_value
+from lemgrid.coordinator.protocol import P2P
+from lemgrid.scenarios.results import atomic, figures
+from lemgrid.scenarios.results.outcome import DayResult
+from lemgrid.scenarios.results.sections import FigureSpec, Section, format_value
 
 ITERATION_COLUMNS = ["day", "round", "primal_residual", "dual_residual", "rho", "rho_net",
                      "primal_trade", "dual_trade", "primal_net", "dual_net", "objective_eur"]

@@ -12,12 +12,11 @@ import re
 from pathlib import Path
 
 import pandas as pd
-
-from coordinator.mechanisms.bilateral import HEAT, POWER
-from scenarios.results import atomic, figures
-from scenarios.results.admm import TRADE_COLUMNS, TRADE_MIN_KW, gap_figures
-from scenarios.results.outcome import DayResult, RoundStats
-from scenarios.results.sections import FigureSpec, Section, format_value
+from lemgrid.coordinator.mechanisms.bilateral import HEAT, POWER
+from lemgrid.scenarios.results import atomic, figures
+from lemgrid.scenarios.results.admm import TRADE_COLUMNS, TRADE_MIN_KW, gap_figures
+from lemgrid.scenarios.results.outcome import DayResult, RoundStats
+from lemgrid.scenarios.results.sections import FigureSpec, Section, format_value
 
 ITERATION_COLUMNS = ["day", "round", "primal_residual", "dual_residual", "rho",
                      "welfare_eur", "congestion_check", "congested", "losses_kw"]

@@ -15,8 +15,8 @@ import dataclasses
 import pickle
 from pathlib import Path
 
-from scenarios.results import atomic
-from scenarios.results.outcome import DayResult
+from lemgrid.scenarios.results import atomic
+from lemgrid.scenarios.results.outcome import DayResult
 
 CHECKPOINT = "checkpoint.pkl"
 FORMAT = 1

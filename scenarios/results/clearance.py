@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from coordinator.protocol import INFEASIBLE, KW_PER_MW, P2P
-from scenarios.results import atomic, figures
-from scenarios.results.outcome import DayResult
-from scenarios.results.sections import FigureSpec, Section
+from lemgrid.coordinator.protocol import INFEASIBLE, KW_PER_MW, P2P
+from lemgrid.scenarios.results import atomic, figures
+from lemgrid.scenarios.results.outcome import DayResult
+from lemgrid.scenarios.results.sections import FigureSpec, Section
 
 CLEARANCE_COLUMNS = ["day", "hour", "period", "total_load_mw", "offered_mw", "accepted_mw",
                      "curtailed_mw", "binding"]

@@ -40,9 +40,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
-from scenarios.results.figures import consumption_kw, sweep, with_step
-from scenarios.results.report import (
+from lemgrid.scenarios.results.figures import consumption_kw, sweep, with_step
+from lemgrid.scenarios.results.report import (
     ResultsMissing,
     format_value,
     read_config,

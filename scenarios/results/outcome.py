@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agents.data import Schedule
-from coordinator.mechanisms.base import RoundRecord
+from lemgrid.agents.data import Schedule
+from lemgrid.coordinator.mechanisms.base import RoundRecord
 
 
 @dataclass

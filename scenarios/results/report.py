@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-
-from coordinator.records import read_days
-from grid.networks import load_network
-from grid.powerflow import REVERSE_TOLERANCE_MW, GridLimits, trafo_rating_mva
-from scenarios import mechanisms
-from scenarios.results import atomic, figures
-from scenarios.results.sections import FIGURES_SECTION, FigureSpec, format_value
+from lemgrid.coordinator.records import read_days
+from lemgrid.grid.networks import load_network
+from lemgrid.grid.powerflow import REVERSE_TOLERANCE_MW, GridLimits, trafo_rating_mva
+from lemgrid.scenarios import mechanisms
+from lemgrid.scenarios.results import atomic, figures
+from lemgrid.scenarios.results.sections import FIGURES_SECTION, FigureSpec, format_value
 
 FIGURE_DPI = 100
 TABLES = ("agents", "market", "agent_rounds", "grid_bus", "grid_line")

@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-
-from agents.billing import COST_COLUMNS
-from agents.solver import agent_kind
-from coordinator.protocol import KINDS
-from grid.powerflow import bus_table, line_table, trafo_table
-from scenarios.results import atomic
-from scenarios.results.figures import traded_inside_kwh
-from scenarios.results.outcome import DayResult, failed_in
-from scenarios.schema import Scenario
+from lemgrid.agents.billing import COST_COLUMNS
+from lemgrid.agents.solver import agent_kind
+from lemgrid.coordinator.protocol import KINDS
+from lemgrid.grid.powerflow import bus_table, line_table, trafo_table
+from lemgrid.scenarios.results import atomic
+from lemgrid.scenarios.results.figures import traded_inside_kwh
+from lemgrid.scenarios.results.outcome import DayResult, failed_in
+from lemgrid.scenarios.schema import Scenario
 
 FLOW_COLUMNS = ["buy_kw", "sell_kw", "p2v_kw", "p2v_offered_kw", "pv_kw", "wind_kw", "load_kw",
                 "flex_kw", "ch_kw", "dis_kw", "gen_kw", "chp_kw", "chp_heat_kw", "heat_in_kw",

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 import scipy.sparse as sp
-
-from agents.admm_peer import OBJECTIVE_SCALE, QP_ITERATION_LIMIT, PeerModel, interior_point
-from agents.days import day_slice
-from coordinator.protocol import HEAT, POWER
+from lemgrid.agents.admm_peer import OBJECTIVE_SCALE, QP_ITERATION_LIMIT, PeerModel, interior_point
+from lemgrid.agents.days import day_slice
+from lemgrid.coordinator.protocol import HEAT, POWER
 
 INF = highspy.kHighsInf
 # Where no penalty tells two paths apart the optimal split of a peer's trades is not
@@ -189,7 +188,7 @@ def central_bilateral_days(s, community, days, bus_of: dict[str, int]) -> list[f
     batteries as the day before left them), the pairs it cleared and the loss penalties
     α·R of their paths (None where the congestion checks added penalties, or where it
     cannot be computed: the reason goes to the day's notes)."""
-    from scenarios.results.checkpoint import carried_over
+    from lemgrid.scenarios.results.checkpoint import carried_over
 
     out: list[float | None] = []
     paths = _feeder(s) if s.market.loss_price > 0 else None
@@ -235,9 +234,9 @@ def _cleared_pairs(day, index: dict[str, int]) -> dict[str, np.ndarray]:
 
 def _feeder(s):
     """(the feeder's paths, its root bus), as the network operator builds them."""
-    from grid.networks import load_network
-    from grid.paths import feeder_paths, root_bus
-    from scenarios.run.network import network_options
+    from lemgrid.grid.networks import load_network
+    from lemgrid.grid.paths import feeder_paths, root_bus
+    from lemgrid.scenarios.run.network import network_options
 
     net = load_network(s.grid.network, **network_options(s))
     return feeder_paths(net, s.grid.network), root_bus(net)
@@ -247,7 +246,7 @@ def _loss_penalties(s, paths, pairs: dict[str, np.ndarray], buses: list[int]):
     """α·R per power pair and per peer's retail path (€/kWh per period), as the network
     operator computes them (``grid.paths``; ``paths``: ``_feeder``'s, None without a loss
     price); heat trades carry none."""
-    from grid.paths import path_penalties
+    from lemgrid.grid.paths import path_penalties
 
     T = s.horizon.periods
     penalty = {key: np.zeros((len(kp), T)) for key, kp in pairs.items()}

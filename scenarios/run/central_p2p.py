@@ -17,12 +17,11 @@ from dataclasses import dataclass
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
-
-from agents.admm_peer import PeerModel, bound_constraints, local_lp
-from agents.data import OperatorData
-from agents.days import day_slice
-from agents.operator import bus_background, day_loss_price, operator_network
-from grid.branchflow import (
+from lemgrid.agents.admm_peer import PeerModel, bound_constraints, local_lp
+from lemgrid.agents.data import OperatorData
+from lemgrid.agents.days import day_slice
+from lemgrid.agents.operator import bus_background, day_loss_price, operator_network
+from lemgrid.grid.branchflow import (
     OBJECTIVE_SCALE,
     NetworkInfeasible,
     add_network,
@@ -31,7 +30,7 @@ from grid.branchflow import (
     loss_price,
     radial_network,
 )
-from grid.networks import load_network
+from lemgrid.grid.networks import load_network
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def _day_of(data, day: int):
 def check_feasible(s, community, bus_of: dict[str, int], first_day: int = 0) -> float:
     """Before the market opens: the first day's centralized optimum, or NetworkInfeasible
     naming the hour and the limit no dispatch of the peers can meet."""
-    from scenarios.run.market import needs_operator, operator_data
+    from lemgrid.scenarios.run.market import needs_operator, operator_data
 
     operator = operator_data(s, bus_of, community) if needs_operator(s) else None
     data = [_day_of(d, first_day) for d in community]
@@ -109,8 +108,8 @@ def central_days(s, community, days, bus_of: dict[str, int], known: dict | None 
     """The centralized optimum of each market day, from the batteries' state the day
     before left (None where it cannot be computed: the reason goes to the day's notes);
     ``known``: day -> an optimum already computed for the whole community."""
-    from scenarios.results.checkpoint import carried_over
-    from scenarios.run.market import needs_operator, operator_data
+    from lemgrid.scenarios.results.checkpoint import carried_over
+    from lemgrid.scenarios.run.market import needs_operator, operator_data
 
     operator = operator_data(s, bus_of, community) if needs_operator(s) else None
     out = []
@@ -135,9 +134,9 @@ def relaxation_gap_pu(s, days, bus_of: dict[str, int], grid_days) -> float | Non
     the largest |v_model − v_AC| over buses and periods, the model solved with every
     agent's realised power fixed at its bus (limits lifted, so a dispatch that breaks
     them is still measured). None without an operator."""
-    from grid.branchflow import solve_flow
-    from scenarios.run.market import needs_operator, operator_data
-    from scenarios.run.network import network_options
+    from lemgrid.grid.branchflow import solve_flow
+    from lemgrid.scenarios.run.market import needs_operator, operator_data
+    from lemgrid.scenarios.run.network import network_options
 
     if not needs_operator(s) or not days:
         return None

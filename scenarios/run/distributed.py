@@ -16,23 +16,20 @@ from pathlib import Path
 
 import mosaik
 import numpy as np
-from loguru import logger
-from mosaik.exceptions import SimulationError
-
-from agents.data import data_to_dict
-from agents.days import day_slice
-from agents.market_agent import settle_schedule
-from agents.simulator import agent_to_dict
-from agents.solver import agent_kind
-from coordinator import records
-from coordinator.mechanisms.base import RoundRecord, dump_market
-from coordinator.protocol import ClearingBody, SettlementBody
-from grid.powerflow import PeriodResult
-from grid.simulator import child_eid
-from scenarios.results.outcome import DayResult, RoundStats
-from scenarios.run import collector, grid_process, mosaik_compat
-from scenarios.run.errors import RunError, RunStopped, as_interrupt
-from scenarios.run.market import (
+from lemgrid.agents.data import data_to_dict
+from lemgrid.agents.days import day_slice
+from lemgrid.agents.market_agent import settle_schedule
+from lemgrid.agents.simulator import agent_to_dict
+from lemgrid.agents.solver import agent_kind
+from lemgrid.coordinator import records
+from lemgrid.coordinator.mechanisms.base import RoundRecord, dump_market
+from lemgrid.coordinator.protocol import ClearingBody, SettlementBody
+from lemgrid.grid.powerflow import PeriodResult
+from lemgrid.grid.simulator import child_eid
+from lemgrid.scenarios.results.outcome import DayResult, RoundStats
+from lemgrid.scenarios.run import collector, grid_process, mosaik_compat
+from lemgrid.scenarios.run.errors import RunError, RunStopped, as_interrupt
+from lemgrid.scenarios.run.market import (
     OPERATOR,
     check_wrapper,
     market_params,
@@ -40,11 +37,13 @@ from scenarios.run.market import (
     operator_data,
     plugin,
 )
-from scenarios.run.network import grid_limits, n_buses, network_options
-from scenarios.run.progress import RoundWatcher
-from scenarios.run.topology import group_addresses, group_count, process_groups
-from scenarios.run.watchdog import shutdown_each, start_watchdog
-from scenarios.schema import Scenario
+from lemgrid.scenarios.run.network import grid_limits, n_buses, network_options
+from lemgrid.scenarios.run.progress import RoundWatcher
+from lemgrid.scenarios.run.topology import group_addresses, group_count, process_groups
+from lemgrid.scenarios.run.watchdog import shutdown_each, start_watchdog
+from lemgrid.scenarios.schema import Scenario
+from loguru import logger
+from mosaik.exceptions import SimulationError
 
 GRID_OUTPUTS = ["vm_pu", "loading_pct", "trafo_p_mw", "trafo_loading_pct",
                 "voltage_violations", "line_violations", "trafo_violations", "converged",
@@ -55,7 +54,7 @@ RECORDS_DIR = "rounds"  # the coordinator's record of every finished day (one fi
 PARAMS_FILE = "mechanism.json"  # the mechanism and its parameters, for the coordinator
 # ``lemgrid coordinator`` without the command line's imports (the scenario schema brings
 # pandapower: 2.3 s of start-up against 0.2 s)
-COORDINATOR_CMD = [sys.executable, "-m", "coordinator.service"]
+COORDINATOR_CMD = [sys.executable, "-m", "lemgrid.coordinator.service"]
 
 
 @dataclass
@@ -191,13 +190,13 @@ def start_grid(host: str) -> subprocess.Popen:
     """Start the grid simulator as its own process listening on a free port of ``host``
     (``Helpers.grid_address`` reads its address): its imports (pandapower) overlap the
     coordinator's and the agents' start-up instead of following them."""
-    return subprocess.Popen([sys.executable, "-m", "scenarios.run.grid_process", host],
+    return subprocess.Popen([sys.executable, "-m", "lemgrid.scenarios.run.grid_process", host],
                             stdout=subprocess.PIPE, text=True)
 
 
 def start_launcher(count: int, nice: int = 0):
     """Start ``python -m agents.launcher``; return it and the forked simulators' addresses."""
-    proc = subprocess.Popen([sys.executable, "-m", "agents.launcher", str(count),
+    proc = subprocess.Popen([sys.executable, "-m", "lemgrid.agents.launcher", str(count),
                              "--nice", str(nice)],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     line = proc.stdout.readline()
@@ -221,7 +220,7 @@ def _sim_config(s: Scenario, addresses: list[str | None], forked: list[str]) -> 
         config[f"Agents{i}"] = {"connect": address} if address else {"cmd": cmd}
     config["Grid"] = ({"connect": s.runtime.grid_host} if s.runtime.grid_host else
                       {"cmd": f"{sys.executable} -m grid.simulator %(addr)s"})
-    config["Collector"] = {"python": "scenarios.run.collector:Collector"}
+    config["Collector"] = {"python": "lemgrid.scenarios.run.collector:Collector"}
     config |= {c.name: c.start() for c in s.cosimulators}
     return config
 

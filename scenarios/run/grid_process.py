@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from agents.serve import listen_and_serve
-from grid.simulator import GridSimulator
+from lemgrid.agents.serve import listen_and_serve
+from lemgrid.grid.simulator import GridSimulator
 
 ACCEPT_TIMEOUT_S = 120.0  # exit if no runner has connected by then
 READY = "grid simulator listening on "

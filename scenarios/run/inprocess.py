@@ -12,13 +12,12 @@ import time
 from functools import partial
 
 import numpy as np
-
-from agents.days import day_slice
-from agents.formulations import flow_components
-from agents.market_agent import MarketAgent, settle_schedule
-from agents.operator import OperatorAgent
-from agents.realise import Actuals
-from agents.solver import (
+from lemgrid.agents.days import day_slice
+from lemgrid.agents.formulations import flow_components
+from lemgrid.agents.market_agent import MarketAgent, settle_schedule
+from lemgrid.agents.operator import OperatorAgent
+from lemgrid.agents.realise import Actuals
+from lemgrid.agents.solver import (
     OPTIMAL,
     AgentInfeasible,
     AgentModel,
@@ -28,16 +27,22 @@ from agents.solver import (
     define_agent,
     schedule_from_values,
 )
-from coordinator.centralized import build_centralized
-from coordinator.mechanisms.base import zero_settlement
-from coordinator.protocol import ClearingBody
-from coordinator.session import MarketSession
-from scenarios.community.builder import p2v_price
-from scenarios.results.outcome import DayResult, RoundStats
-from scenarios.run.errors import RunError
-from scenarios.run.market import OPERATOR, mechanism_setup, needs_operator, operator_data, plugin
-from scenarios.run.network import place_agents
-from scenarios.schema import Scenario
+from lemgrid.coordinator.centralized import build_centralized
+from lemgrid.coordinator.mechanisms.base import zero_settlement
+from lemgrid.coordinator.protocol import ClearingBody
+from lemgrid.coordinator.session import MarketSession
+from lemgrid.scenarios.community.builder import p2v_price
+from lemgrid.scenarios.results.outcome import DayResult, RoundStats
+from lemgrid.scenarios.run.errors import RunError
+from lemgrid.scenarios.run.market import (
+    OPERATOR,
+    mechanism_setup,
+    needs_operator,
+    operator_data,
+    plugin,
+)
+from lemgrid.scenarios.run.network import place_agents
+from lemgrid.scenarios.schema import Scenario
 
 AGENT_ERRORS = (AgentInfeasible, AgentSolveError, ValueError)  # ValueError: data too short
 

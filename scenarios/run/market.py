@@ -6,17 +6,16 @@ market's own agents (the network operator where it takes part)."""
 from __future__ import annotations
 
 import numpy as np
-
-from agents.admm_peer import connection_limits
-from agents.data import Horizon
-from agents.operator import OperatorData
-from coordinator.mechanisms.base import MarketCore, MarketData, MarketParams
-from grid.networks import load_network
-from scenarios import mechanisms
-from scenarios.community.builder import grid_prices, horizon_of, p2v_price
-from scenarios.mechanisms import Mechanism
-from scenarios.run.network import network_options
-from scenarios.schema import Scenario
+from lemgrid.agents.admm_peer import connection_limits
+from lemgrid.agents.data import Horizon
+from lemgrid.agents.operator import OperatorData
+from lemgrid.coordinator.mechanisms.base import MarketCore, MarketData, MarketParams
+from lemgrid.grid.networks import load_network
+from lemgrid.scenarios import mechanisms
+from lemgrid.scenarios.community.builder import grid_prices, horizon_of, p2v_price
+from lemgrid.scenarios.mechanisms import Mechanism
+from lemgrid.scenarios.run.network import network_options
+from lemgrid.scenarios.schema import Scenario
 
 OPERATOR = "operator"  # the network operator's agent name
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-
-from grid.mapping import assign_buses
-from grid.networks import load_network
-from grid.powerflow import GridLimits, GridModel, PeriodResult, trafo_rating_mva
-from scenarios.community.builder import network_buses
-from scenarios.run.errors import RunError
-from scenarios.schema import Scenario
+from lemgrid.grid.mapping import assign_buses
+from lemgrid.grid.networks import load_network
+from lemgrid.grid.powerflow import GridLimits, GridModel, PeriodResult, trafo_rating_mva
+from lemgrid.scenarios.community.builder import network_buses
+from lemgrid.scenarios.run.errors import RunError
+from lemgrid.scenarios.schema import Scenario
 
 BUS_SEED_STREAM = 1_000_003  # the rng stream of bus assignment: [seed, BUS_SEED_STREAM]
 

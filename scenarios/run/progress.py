@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lemgrid.scenarios.run.periodic import PeriodicThread
 from tqdm import tqdm
-
-from scenarios.run.periodic import PeriodicThread
 
 TAIL_S = 0.2  # seconds between looks at messages.jsonl
 

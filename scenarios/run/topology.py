@@ -15,9 +15,9 @@ import ipaddress
 import socket
 import time
 
-from scenarios.run.errors import RunError
-from scenarios.run.market import needs_operator
-from scenarios.schema import Scenario, agent_count
+from lemgrid.scenarios.run.errors import RunError
+from lemgrid.scenarios.run.market import needs_operator
+from lemgrid.scenarios.schema import Scenario, agent_count
 
 
 def group_count(s: Scenario) -> int:

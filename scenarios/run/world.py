@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from grid.powerflow import grid_summary
-from scenarios.community.builder import build_actuals, build_community
-from scenarios.mechanisms import RunContext
-from scenarios.results import checkpoint
-from scenarios.results.checkpoint import carried_over
-from scenarios.results.outcome import DayResult, failed_in
-from scenarios.results.report import slowest_agent_s, write_report
-from scenarios.results.tables import (
+from lemgrid.grid.powerflow import grid_summary
+from lemgrid.scenarios.community.builder import build_actuals, build_community
+from lemgrid.scenarios.mechanisms import RunContext
+from lemgrid.scenarios.results import checkpoint
+from lemgrid.scenarios.results.checkpoint import carried_over
+from lemgrid.scenarios.results.outcome import DayResult, failed_in
+from lemgrid.scenarios.results.report import slowest_agent_s, write_report
+from lemgrid.scenarios.results.tables import (
     scenario_config,
     trim_messages,
     write_config,
@@ -20,18 +20,23 @@ from scenarios.results.tables import (
     write_messages,
     write_results,
 )
-from scenarios.run.errors import (
+from lemgrid.scenarios.run.errors import (
     CheckedProgress,
     RunError,
     RunStopped,
     as_interrupt,
     deferred,
 )
-from scenarios.run.inprocess import run_decentralized
-from scenarios.run.market import plugin, run_plugins
-from scenarios.run.network import grid_limits, place_agents, run_grid_inprocess, trafo_ratings
-from scenarios.run.progress import DayProgress
-from scenarios.schema import Scenario, ScenarioError
+from lemgrid.scenarios.run.inprocess import run_decentralized
+from lemgrid.scenarios.run.market import plugin, run_plugins
+from lemgrid.scenarios.run.network import (
+    grid_limits,
+    place_agents,
+    run_grid_inprocess,
+    trafo_ratings,
+)
+from lemgrid.scenarios.run.progress import DayProgress
+from lemgrid.scenarios.schema import Scenario, ScenarioError
 
 
 def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress,
@@ -60,7 +65,7 @@ def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress,
                 run_decentralized(s, start, actuals, CheckedProgress(bar), first, gone,
                                   finished)
         else:
-            from scenarios.run.distributed import run_distributed
+            from lemgrid.scenarios.run.distributed import run_distributed
             outcome = run_distributed(s, start, actuals, bus_of, out, bar=bar, first_day=first,
                                       gone=gone)
             new, interrupted = outcome.days, outcome.interrupted

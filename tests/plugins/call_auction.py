@@ -19,18 +19,17 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
-
-from coordinator.mechanisms.base import (
+from lemgrid.coordinator.mechanisms.base import (
     MarketCore,
     MarketParams,
     RoundRecord,
     horizon,
     zero_settlement,
 )
-from coordinator.protocol import ClearingBody, OfferBody, SignalBody
-from scenarios.mechanisms import Mechanism, RunContext
-from scenarios.results.sections import Section
+from lemgrid.coordinator.protocol import ClearingBody, OfferBody, SignalBody
+from lemgrid.scenarios.mechanisms import Mechanism, RunContext
+from lemgrid.scenarios.results.sections import Section
+from pydantic import Field
 
 KEY = "net"  # what the quote strategy answers
 TITLE = "Call auction"

@@ -47,12 +47,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import zmq
-from zmq.auth import load_certificate
-
-from coordinator.auth import make_keys
-from coordinator.mechanisms.base import MarketData
-from coordinator.mechanisms.p2v_rules import CORE as P2V
-from coordinator.protocol import (
+from lemgrid.coordinator.auth import make_keys
+from lemgrid.coordinator.mechanisms.base import MarketData
+from lemgrid.coordinator.mechanisms.p2v_rules import CORE as P2V
+from lemgrid.coordinator.protocol import (
     CURVE_CLIENTS_DIR,
     CURVE_DEFAULT_CLIENT,
     CURVE_PRIVATE_DIR,
@@ -78,8 +76,10 @@ from coordinator.protocol import (
     decode,
     encode,
 )
-from coordinator.scripted import ScriptedAgent, Swarm
-from coordinator.service import CoordinatorService
+from lemgrid.coordinator.scripted import ScriptedAgent, Swarm
+from lemgrid.coordinator.service import CoordinatorService
+from zmq.auth import load_certificate
+
 from tests.inprocess_day import run_session
 
 PERIODS, PERIOD_H = 96, 0.25  # the wire agents' day
