@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 import pyomo.environ as pyo
+
 from lemgrid.agents.data import AgentData, Schedule
 from lemgrid.agents.diagnose import explain_infeasible
 from lemgrid.agents.equipment import quadratic_terms

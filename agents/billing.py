@@ -15,6 +15,7 @@ the feed-in price.
 from __future__ import annotations
 
 import numpy as np
+
 from lemgrid.coordinator.protocol import P2P, POWER, ClearingBody, SettlementBody
 
 COST_COLUMNS = ("traded_eur", "deviation_eur", "violation_eur", "retail_eur", "fixed_eur",

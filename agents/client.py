@@ -23,6 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import zmq
+from zmq.auth import load_certificate
+
 from lemgrid.agents.data import Schedule
 from lemgrid.agents.solver import AgentInfeasible, AgentSolveError
 from lemgrid.coordinator.protocol import (
@@ -44,7 +46,6 @@ from lemgrid.coordinator.protocol import (
     encode,
     merge_meters,
 )
-from zmq.auth import load_certificate
 
 SERVER_PUBLIC_KEY = f"{CURVE_SERVER_KEY}{CURVE_PUBLIC}"
 CLIENT_KEY_PAIR = f"{CURVE_PRIVATE_DIR}/{{}}{CURVE_SECRET}"

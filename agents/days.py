@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
 from lemgrid.agents.diagnose import greedy_energy_kwh
 
 

@@ -7,6 +7,7 @@ simple bounds (greedy charging, power headroom) to name the first cause it finds
 from __future__ import annotations
 
 import numpy as np
+
 from lemgrid.agents.data import (
     AgentData,
     BatterySpec,

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyomo.environ as pyo
+
 from lemgrid.agents.data import (
     BatterySpec,
     ChpSpec,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyomo.environ as pyo
+
 from lemgrid.agents.data import BuildingData, EVData, ProsumerData
 from lemgrid.agents.equipment import (
     add_battery,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+
 from lemgrid.agents.billing import day_bill, settled_flows
 from lemgrid.agents.data import Schedule, net_load_kw
 from lemgrid.agents.days import day_slice, days_covered

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
 from lemgrid.agents.data import OperatorData
 from lemgrid.coordinator.protocol import (
     INFEASIBLE,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import mosaik_api_v3
 import numpy as np
+
 from lemgrid.agents.client import CoordinatorClient
 from lemgrid.agents.data import OperatorData, data_from_dict
 from lemgrid.agents.market_agent import MarketAgent

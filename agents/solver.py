@@ -24,6 +24,9 @@ import time
 import highspy
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.contrib.solver.solvers.highs import Highs
+from pyomo.core.expr.visitor import identify_mutable_parameters
+
 from lemgrid.agents.data import AgentData, BuildingData, EVData, ProsumerData, Schedule, kind_of
 from lemgrid.agents.diagnose import explain_infeasible
 from lemgrid.agents.formulations import (
@@ -33,8 +36,6 @@ from lemgrid.agents.formulations import (
     define_prosumer,
     flow_components,
 )
-from pyomo.contrib.solver.solvers.highs import Highs
-from pyomo.core.expr.visitor import identify_mutable_parameters
 
 FLOW_ON_KW = 1e-9  # a flow above this counts as "on" when the LP relaxation is checked
 INTEGRAL_TOL = 1e-9  # an integer decision this close to an integer counts as integral

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
+
 from lemgrid.agents.admm_peer import PeerModel, connection_limits, heat_limits
 from lemgrid.coordinator.protocol import HEAT, NET, P2P, POWER, OfferBody, Signal
 

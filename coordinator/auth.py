@@ -26,6 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import zmq
+from zmq.auth import create_certificates, load_certificate
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+from zmq.utils.monitor import recv_monitor_message
+
 from lemgrid.coordinator.protocol import (
     CURVE_CLIENTS_DIR,
     CURVE_DEFAULT_CLIENT,
@@ -34,10 +39,6 @@ from lemgrid.coordinator.protocol import (
     CURVE_SECRET,
     CURVE_SERVER_KEY,
 )
-from zmq.auth import create_certificates, load_certificate
-from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils import z85
-from zmq.utils.monitor import recv_monitor_message
 
 SERVER_KEY, DEFAULT_CLIENT = CURVE_SERVER_KEY, CURVE_DEFAULT_CLIENT
 CLIENTS_DIR, PRIVATE_DIR = CURVE_CLIENTS_DIR, CURVE_PRIVATE_DIR

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import zmq
+
 from lemgrid.coordinator.protocol import (
     Clearing,
     Error,

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import zmq
+
 from lemgrid.coordinator.auth import CurveServer, is_loopback
 from lemgrid.coordinator.mechanisms.base import MarketCore, load_market
 from lemgrid.coordinator.protocol import (

@@ -13,6 +13,7 @@ realised power per agent and period) → ``settle`` (the day's bills).
 from __future__ import annotations
 
 import numpy as np
+
 from lemgrid.coordinator.mechanisms.base import MarketCore, horizon
 from lemgrid.coordinator.protocol import (
     Clearing,

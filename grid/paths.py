@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandapower as pp
+
 from lemgrid.grid.branchflow import radial_network
 
 

@@ -30,6 +30,7 @@ from dataclasses import fields
 
 import mosaik_api_v3
 import numpy as np
+
 from lemgrid.grid.networks import load_network
 from lemgrid.grid.powerflow import GridLimits, GridModel, PeriodResult, grid_summary
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import zmq
+
 from lemgrid.coordinator.auth import add_arguments as add_key_arguments
 from lemgrid.coordinator.auth import write_keys
 from lemgrid.coordinator.service import add_arguments as add_coordinator_arguments

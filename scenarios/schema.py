@@ -20,12 +20,6 @@ from pathlib import Path
 from typing import Annotated, Literal, NamedTuple, Union
 
 import yaml
-from lemgrid.agents.data import polygon_problem
-from lemgrid.coordinator.mechanisms.base import MarketParams
-from lemgrid.grid.community_lv import place_community
-from lemgrid.grid.networks import NETWORKS, load_network, published_loads
-from lemgrid.scenarios import mechanisms
-from lemgrid.scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,6 +29,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from lemgrid.agents.data import polygon_problem
+from lemgrid.coordinator.mechanisms.base import MarketParams
+from lemgrid.grid.community_lv import place_community
+from lemgrid.grid.networks import NETWORKS, load_network, published_loads
+from lemgrid.scenarios import mechanisms
+from lemgrid.scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 
 SCHEMA_PATH = Path(__file__).with_name("scenario.schema.json")
 HOURS = 24  # rows of an hourly profile file

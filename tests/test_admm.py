@@ -8,6 +8,7 @@ community balance solved by HiGHS in one model.
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+
 from lemgrid.agents.admm_peer import PeerModel, connection_limits
 from lemgrid.agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
 from lemgrid.agents.market_agent import MarketAgent
@@ -231,6 +232,7 @@ def test_aggregated_terms_match_the_per_counterparty_problem():
     mean λ_m, M = 2): the same net purchase s, and the coordinator's split of s gives the
     per-counterparty optimum's P_m."""
     import cvxpy as cp
+
     from lemgrid.agents.admm_peer import bound_constraints, local_lp
     from lemgrid.grid.branchflow import clarabel
 

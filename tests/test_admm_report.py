@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.patches import StepPatch
+
 from lemgrid.scenarios.results import figures
 from lemgrid.scenarios.results.admm import ADMM_TITLE
 from lemgrid.scenarios.results.report import write_report
 from lemgrid.scenarios.run.world import run_scenario
 from lemgrid.scenarios.schema import load_scenario
-from matplotlib.patches import StepPatch
 
 from .conftest import SCENARIOS
 

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+
 from lemgrid.scenarios.cli import main
 
 from .conftest import SCENARIOS

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from lemgrid.agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
 from lemgrid.agents.solver import AgentInfeasible, AgentModel
 

@@ -3,6 +3,7 @@ and no temporary file behind."""
 
 import pandas as pd
 import pytest
+
 from lemgrid.scenarios.results.atomic import write_atomic, write_parquet, write_text
 
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import zmq
+
 from lemgrid.agents.client import (
     CoordinatorClient,
     CoordinatorUnavailable,

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.schema import MAX_FILE_BYTES, ScenarioError, load_scenario, shipped_scenarios
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from lemgrid.scenarios.cli import main
 
 

@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from lemgrid.coordinator.mechanisms.bilateral import (
     HEAT,
     POWER,

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandapower as pp
 import pytest
+
 from lemgrid.grid.branchflow import (
     NetworkInfeasible,
     OperatorModel,

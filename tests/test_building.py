@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from pyomo.contrib.solver.solvers.highs import Highs
+
 from lemgrid.agents.data import (
     BatterySpec,
     BuildingData,
@@ -17,7 +19,6 @@ from lemgrid.agents.data import (
 )
 from lemgrid.agents.formulations import define_building
 from lemgrid.agents.solver import AgentInfeasible, AgentModel
-from pyomo.contrib.solver.solvers.highs import Highs
 
 EXACT = {"abs": 1e-9}
 

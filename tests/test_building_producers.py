@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+
 from lemgrid.agents.data import (
     BuildingData,
     ChpSpec,

@@ -14,6 +14,7 @@ import numpy as np
 import pandapower as pp
 import pandapower.networks as pn
 import pytest
+
 from lemgrid.coordinator.mechanisms.matching import Order, match_buses, match_orders
 from lemgrid.grid.clearance import (
     ANGLE_LIMIT_RAD,

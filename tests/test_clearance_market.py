@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from lemgrid.agents.data import Horizon, OperatorData
 from lemgrid.agents.operator import OperatorAgent
 from lemgrid.coordinator.mechanisms.clearance import CORE as CLEARANCE

@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+
 from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.run.world import run_scenario
 from lemgrid.scenarios.schema import load_scenario

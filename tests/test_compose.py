@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from lemgrid.scenarios.cli import _parser
 from lemgrid.scenarios.schema import load_scenario, resolve_scenario
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from lemgrid.scenarios.cli import main
 
 from .conftest import SCENARIOS

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
 from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.schema import ScenarioError, load_scenario
 

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.community.builder import build_actuals, build_community
 from lemgrid.scenarios.run.inprocess import run_decentralized

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from lemgrid.scenarios.cli import main
 
 from .conftest import SCENARIOS

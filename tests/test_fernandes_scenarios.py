@@ -6,6 +6,7 @@ import numpy as np
 import pandapower.networks as pn
 import pytest
 import yaml
+
 from lemgrid.agents.data import EVData, ProsumerData
 from lemgrid.grid.community_lv import (
     KW_PER_MW,

@@ -15,6 +15,7 @@ import pytest
 import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from lemgrid.coordinator import service as service_module
 from lemgrid.coordinator.mechanisms.p2v_rules import CORE as P2V
 from lemgrid.coordinator.mechanisms.p2v_rules import P2VParams
@@ -34,7 +35,6 @@ from lemgrid.coordinator.protocol import (
     encode,
 )
 from lemgrid.coordinator.session import MarketSession
-
 from tests.wire.fuzz import P2V_PARAMS
 
 from .conftest import run_session

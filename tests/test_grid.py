@@ -8,6 +8,7 @@ import numpy as np
 import pandapower as pp
 import pandapower.topology as top
 import pytest
+
 from lemgrid.grid.mapping import assign_buses, load_buses
 from lemgrid.grid.networks import NETWORKS, case33bw, cigre_lv, feeder11, load_network
 from lemgrid.grid.powerflow import GridLimits, GridModel, bus_table, grid_summary, line_table

@@ -5,6 +5,7 @@ from typing import ClassVar
 import mosaik
 import mosaik_api_v3
 import pytest
+
 from lemgrid.grid.simulator import META, GridSimulator, agent_name
 
 BUS_OF = {"alice": 3, "bob": 8, "carol": 10}

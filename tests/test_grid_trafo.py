@@ -20,6 +20,7 @@ import numpy as np
 import pandapower as pp
 import pandas as pd
 import pytest
+
 from lemgrid.grid.networks import case33bw
 from lemgrid.grid.powerflow import (
     GridLimits,

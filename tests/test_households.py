@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from lemgrid.scenarios.community.households import (
     APPLIANCES,
     CUT_IN_M_S,

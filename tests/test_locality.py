@@ -4,6 +4,7 @@ Grid prices λb = 0.2 and λs = 0.05 €/kWh throughout, so m = (λb + λs) / 2 
 
 import numpy as np
 import pytest
+
 from lemgrid.coordinator.mechanisms.amc import amc_prices
 from lemgrid.coordinator.mechanisms.base import MarketData
 from lemgrid.coordinator.mechanisms.gdrmc import gdrmc_prices

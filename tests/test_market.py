@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.community.builder import build_community
 from lemgrid.scenarios.run.inprocess import run_centralized, run_decentralized

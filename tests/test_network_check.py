@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from lemgrid.agents.market_agent import MarketAgent, asks_planned_net
 from lemgrid.coordinator.mechanisms.base import (
     MarketCore,

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from lemgrid.coordinator.mechanisms.base import MarketData
 from lemgrid.coordinator.mechanisms.p2v_rules import CORE
 from lemgrid.coordinator.protocol import OfferBody, RegisterBody

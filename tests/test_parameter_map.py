@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lemgrid.agents.solver import AgentModel
 from scipy import sparse
 
+from lemgrid.agents.solver import AgentModel
 from tests.test_agents import ev, prosumer
 from tests.test_building import building, lossless, pil_case
 
@@ -78,6 +78,7 @@ def test_a_model_the_map_cannot_hold_keeps_pyomo():
     solver keeps the Pyomo model and sets the parameter through it. min x, x ≥ lo: 2,
     then 5 after the change."""
     import pyomo.environ as pyo
+
     from lemgrid.agents.solver import PersistentMILP
 
     m = pyo.ConcreteModel()

@@ -6,6 +6,7 @@ L(k+1))."""
 import numpy as np
 import pandapower as pp
 import pytest
+
 from lemgrid.grid.networks import load_network
 from lemgrid.grid.paths import feeder_paths, path_penalties
 

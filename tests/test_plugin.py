@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from lemgrid.coordinator.mechanisms.base import MarketData
 from lemgrid.coordinator.protocol import OfferBody, RegisterBody
-
 from tests.plugins import call_auction
 
 ROOT = Path(__file__).resolve().parent.parent

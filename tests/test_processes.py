@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from lemgrid.coordinator.records import read_days
 from lemgrid.scenarios.cli import main
 

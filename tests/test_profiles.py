@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from lemgrid.scenarios.catalog import (
     BATTERY_TYPES,
     EV_MODELS,

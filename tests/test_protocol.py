@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from lemgrid.coordinator.mechanisms.base import MarketData
 from lemgrid.coordinator.mechanisms.p2v_rules import CORE as P2V
 from lemgrid.coordinator.protocol import (

@@ -4,6 +4,7 @@ retail bill charges κ × the price above the consumer demand limit."""
 
 import numpy as np
 import pytest
+
 from lemgrid.agents.billing import day_bill, retail_eur
 from lemgrid.agents.data import BatterySpec, BuildingData, Horizon, ProsumerData, Tariff
 from lemgrid.agents.realise import realise_period

@@ -8,6 +8,7 @@ import re
 
 import pandas as pd
 import pytest
+
 from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.results.report import print_summary
 from lemgrid.scenarios.run.world import run_scenario

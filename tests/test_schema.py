@@ -4,6 +4,7 @@ import json
 
 import pytest
 import yaml
+
 from lemgrid.grid.networks import load_network
 from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.schema import SCHEMA_PATH, ScenarioError, _spans, json_schema, load_scenario

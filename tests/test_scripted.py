@@ -5,6 +5,7 @@ tests, and the scripted agent knows no mechanism (a bench passes its answers in)
 import re
 
 import pytest
+
 from lemgrid.coordinator.protocol import (
     Clearing,
     ClearingBody,

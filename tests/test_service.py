@@ -15,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 import numpy as np
 import pytest
 import zmq
+
 from lemgrid.agents.client import CoordinatorClient, CoordinatorUnavailable
 from lemgrid.agents.market_agent import MarketAgent
 from lemgrid.agents.realise import Actuals

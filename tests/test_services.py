@@ -10,6 +10,7 @@ import time
 
 import pandas as pd
 import pytest
+
 from lemgrid.coordinator.records import read_days
 from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.run.topology import group_addresses, parse_shard, shard_range

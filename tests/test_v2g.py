@@ -7,6 +7,8 @@ import numpy as np
 import pyomo.environ as pyo
 import pytest
 import yaml
+from pyomo.contrib.solver.solvers.highs import Highs
+
 from lemgrid.agents.data import (
     BatterySpec,
     EVData,
@@ -24,7 +26,6 @@ from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.community.builder import build_community
 from lemgrid.scenarios.run.inprocess import run_centralized, run_decentralized
 from lemgrid.scenarios.schema import ScenarioError, load_scenario
-from pyomo.contrib.solver.solvers.highs import Highs
 
 from .conftest import SCENARIOS
 

@@ -67,6 +67,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
+from scipy import sparse
+
 from lemgrid.coordinator.mechanisms.base import (
     NETWORK_KINDS,
     MarketCore,
@@ -88,8 +91,6 @@ from lemgrid.coordinator.protocol import (
     SignalBody,
     Terms,
 )
-from pydantic import Field
-from scipy import sparse
 
 KINDS = NETWORK_KINDS
 KEY = P2P  # the commodity peers trade; NET: a peer's net import, the network's consensus

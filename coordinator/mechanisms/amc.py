@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+
 from lemgrid.coordinator.mechanisms import locality
 from lemgrid.coordinator.mechanisms.base import MarketCore
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
-from lemgrid.coordinator.protocol import ClearingBody, RegisterBody, SettlementBody
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from lemgrid.coordinator.protocol import ClearingBody, RegisterBody, SettlementBody
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,9 @@ from itertools import pairwise
 from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
+from scipy import sparse
+
 from lemgrid.coordinator.mechanisms.admm import (
     ConsensusParams,
     Residuals,
@@ -99,8 +102,6 @@ from lemgrid.coordinator.protocol import (
     Terms,
     TradeTerms,
 )
-from pydantic import Field
-from scipy import sparse
 
 KINDS = frozenset({*PEER_KINDS, "operator"})
 COMMODITY_LIMITS = {POWER: ("import", "export"), HEAT: ("heat_import", "heat_export")}

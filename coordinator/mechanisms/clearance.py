@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
+
 from lemgrid.coordinator.mechanisms.base import (
     NETWORK_KINDS,
     MarketCore,
@@ -52,7 +54,6 @@ from lemgrid.coordinator.protocol import (
     Terms,
     TradeTerms,
 )
-from pydantic import Field
 
 KINDS = NETWORK_KINDS
 CUT_TOL_KW = 1e-3  # curtailment below 1 W is HiGHS's tolerance (1e-7 MW), not the network

@@ -41,6 +41,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import Field
+
 from lemgrid.coordinator.mechanisms.base import MarketParams, RoundRecord, horizon, limit, realised
 from lemgrid.coordinator.protocol import (
     ClearingBody,
@@ -49,7 +51,6 @@ from lemgrid.coordinator.protocol import (
     SettlementBody,
     SignalBody,
 )
-from pydantic import Field
 
 KINDS = frozenset({"prosumer", "ev", "building"})
 KEY = "net"  # offers quote the signed net demand

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from lemgrid.coordinator.mechanisms.base import (
     MarketCore,
     RoundRecord,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
+
 from lemgrid.coordinator.mechanisms import locality
 from lemgrid.coordinator.mechanisms.base import MarketCore, MarketParams, zero_settlement
 from lemgrid.coordinator.protocol import ClearingBody

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
+
 from lemgrid.coordinator.mechanisms.base import (
     MarketCore,
     MarketParams,
@@ -27,7 +29,6 @@ from lemgrid.coordinator.mechanisms.base import (
     zero_settlement,
 )
 from lemgrid.coordinator.protocol import ClearingBody, OfferBody, RegisterBody, SignalBody
-from pydantic import Field
 
 KINDS = frozenset({"prosumer", "ev"})
 SIDE = {"prosumer": "seller", "ev": "buyer"}

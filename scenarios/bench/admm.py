@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from lemgrid.coordinator.records import read_days
 from lemgrid.scenarios.bench.admm_wire import print_wire, run_wire
 

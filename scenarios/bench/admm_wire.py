@@ -24,6 +24,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
+
 from lemgrid.coordinator.mechanisms.admm import CORE, ADMMParams
 from lemgrid.coordinator.protocol import (
     HEARTBEAT_INTERVAL_S,

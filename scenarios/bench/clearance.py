@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from lemgrid.coordinator.mechanisms.matching import (
     ASK_EUR_PER_KWH,
     BID_EUR_PER_KWH,
@@ -197,6 +198,7 @@ def ac_residue(network_name: str, scale: float) -> list[dict]:
     against its rating, the AC loading of every transformer and line (the highest), and
     the lowest and highest AC voltage."""
     import pandapower as pp
+
     from lemgrid.grid.community_lv import with_injections
 
     net = load_network(network_name)

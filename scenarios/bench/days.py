@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from lemgrid.coordinator.records import read_days
 from lemgrid.scenarios.community.builder import build_actuals, build_community
 from lemgrid.scenarios.run.inprocess import run_decentralized

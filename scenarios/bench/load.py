@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from lemgrid.coordinator.mechanisms import gdrmc
 from lemgrid.coordinator.mechanisms.base import MarketCore, MarketData, dump_market
 from lemgrid.coordinator.protocol import HEARTBEAT_INTERVAL_S, RegisterBody

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from lemgrid.agents.solver import agent_kind
 from lemgrid.scenarios import mechanisms
 from lemgrid.scenarios.community.builder import build_community

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import pandapower as pp
+
 from lemgrid.grid.networks import load_network
 from lemgrid.grid.powerflow import RECYCLE, RUNPP_OPTIONS
 

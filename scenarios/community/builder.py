@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
 from lemgrid.agents.data import (
     BatterySpec,
     BuildingData,

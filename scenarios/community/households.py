@@ -45,6 +45,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
 from lemgrid.scenarios.catalog import APPLIANCES, HOURS_PER_DAY, Appliance, clock_h
 
 BASE_LOAD_KW = 0.04  # RECON: router, set-top box, chargers and standby electronics

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+
 from lemgrid.coordinator.protocol import P2P
 from lemgrid.scenarios.results import atomic, figures
 from lemgrid.scenarios.results.outcome import DayResult

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+
 from lemgrid.coordinator.mechanisms.bilateral import HEAT, POWER
 from lemgrid.scenarios.results import atomic, figures
 from lemgrid.scenarios.results.admm import TRADE_COLUMNS, TRADE_MIN_KW, gap_figures

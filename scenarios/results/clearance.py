@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from lemgrid.coordinator.protocol import INFEASIBLE, KW_PER_MW, P2P
 from lemgrid.scenarios.results import atomic, figures
 from lemgrid.scenarios.results.outcome import DayResult

@@ -40,6 +40,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+
 from lemgrid.scenarios.results.figures import consumption_kw, sweep, with_step
 from lemgrid.scenarios.results.report import (
     ResultsMissing,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+
 from lemgrid.coordinator.records import read_days
 from lemgrid.grid.networks import load_network
 from lemgrid.grid.powerflow import REVERSE_TOLERANCE_MW, GridLimits, trafo_rating_mva

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+
 from lemgrid.agents.billing import COST_COLUMNS
 from lemgrid.agents.solver import agent_kind
 from lemgrid.coordinator.protocol import KINDS

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 import scipy.sparse as sp
+
 from lemgrid.agents.admm_peer import OBJECTIVE_SCALE, QP_ITERATION_LIMIT, PeerModel, interior_point
 from lemgrid.agents.days import day_slice
 from lemgrid.coordinator.protocol import HEAT, POWER

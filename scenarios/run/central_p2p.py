@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
+
 from lemgrid.agents.admm_peer import PeerModel, bound_constraints, local_lp
 from lemgrid.agents.data import OperatorData
 from lemgrid.agents.days import day_slice

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import mosaik
 import numpy as np
+from loguru import logger
+from mosaik.exceptions import SimulationError
+
 from lemgrid.agents.data import data_to_dict
 from lemgrid.agents.days import day_slice
 from lemgrid.agents.market_agent import settle_schedule
@@ -42,8 +45,6 @@ from lemgrid.scenarios.run.progress import RoundWatcher
 from lemgrid.scenarios.run.topology import group_addresses, group_count, process_groups
 from lemgrid.scenarios.run.watchdog import shutdown_each, start_watchdog
 from lemgrid.scenarios.schema import Scenario
-from loguru import logger
-from mosaik.exceptions import SimulationError
 
 GRID_OUTPUTS = ["vm_pu", "loading_pct", "trafo_p_mw", "trafo_loading_pct",
                 "voltage_violations", "line_violations", "trafo_violations", "converged",

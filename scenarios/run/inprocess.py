@@ -12,6 +12,7 @@ import time
 from functools import partial
 
 import numpy as np
+
 from lemgrid.agents.days import day_slice
 from lemgrid.agents.formulations import flow_components
 from lemgrid.agents.market_agent import MarketAgent, settle_schedule

@@ -6,6 +6,7 @@ market's own agents (the network operator where it takes part)."""
 from __future__ import annotations
 
 import numpy as np
+
 from lemgrid.agents.admm_peer import connection_limits
 from lemgrid.agents.data import Horizon
 from lemgrid.agents.operator import OperatorData

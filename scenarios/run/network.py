@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from lemgrid.grid.mapping import assign_buses
 from lemgrid.grid.networks import load_network
 from lemgrid.grid.powerflow import GridLimits, GridModel, PeriodResult, trafo_rating_mva

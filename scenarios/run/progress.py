@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lemgrid.scenarios.run.periodic import PeriodicThread
 from tqdm import tqdm
+
+from lemgrid.scenarios.run.periodic import PeriodicThread
 
 TAIL_S = 0.2  # seconds between looks at messages.jsonl
 

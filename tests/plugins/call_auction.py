@@ -19,17 +19,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from lemgrid.coordinator.mechanisms.base import (
-    MarketCore,
-    MarketParams,
-    RoundRecord,
-    horizon,
-    zero_settlement,
-)
-from lemgrid.coordinator.protocol import ClearingBody, OfferBody, SignalBody
-from lemgrid.scenarios.mechanisms import Mechanism, RunContext
-from lemgrid.scenarios.results.sections import Section
 from pydantic import Field
+
+from lemgrid import MarketCore, MarketParams, Mechanism, RunContext
+from lemgrid.coordinator.mechanisms.base import RoundRecord, horizon, zero_settlement
+from lemgrid.coordinator.protocol import ClearingBody, OfferBody, SignalBody
+from lemgrid.scenarios.results.sections import Section
 
 KEY = "net"  # what the quote strategy answers
 TITLE = "Call auction"

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import zmq
+from zmq.auth import load_certificate
+
 from lemgrid.coordinator.auth import make_keys
 from lemgrid.coordinator.mechanisms.base import MarketData
 from lemgrid.coordinator.mechanisms.p2v_rules import CORE as P2V
@@ -78,8 +80,6 @@ from lemgrid.coordinator.protocol import (
 )
 from lemgrid.coordinator.scripted import ScriptedAgent, Swarm
 from lemgrid.coordinator.service import CoordinatorService
-from zmq.auth import load_certificate
-
 from tests.inprocess_day import run_session
 
 PERIODS, PERIOD_H = 96, 0.25  # the wire agents' day
