@@ -227,8 +227,8 @@ def test_mechanism_that_cannot_serve_the_community(capsys):
 
 def test_centralized_mode_needs_a_centralized_counterpart(capsys):
     code, err = _errors(["validate", str(LOCALITY), "--set", "market.mode=centralized"], capsys)
-    assert code == 2 and err == [(f"{LOCALITY}: market.mode: centralized is the counterpart of "
-                                 "p2v_rules only; gdrmc has none (use decentralized)")]
+    assert code == 2 and err == [(f"{LOCALITY}: market.mode: gdrmc has no centralized mode (use "
+                                 "decentralized); mechanisms with one: p2v_rules")]
 
 
 def test_agent_data_covering_fewer_days(capsys):

@@ -94,6 +94,8 @@ def _market_costs(agents: pd.DataFrame) -> dict[str, float | None]:
 
 def mechanism_kpis(folders: list[Path]) -> dict:
     """KPI -> summary.json (section, key) that the runs' mechanisms add, in registry order."""
+    for f in folders:  # a folder without its summary is no results folder: said first
+        read_summary(f)
     found = {m.name: m for f in folders for m in run_mechanisms(read_config(f))}
     return {k: v for m in found.values() for k, v in m.kpis.items()}
 
