@@ -1,5 +1,5 @@
 """The scenario schema: one strict pydantic model; ``scenario.schema.json`` is generated
-from it (``python -m scenarios.schema``) and checked in.
+from it (``python -m lemgrid.scenarios.schema``) and checked in.
 
 Unknown keys are errors. Loading reports every problem as one line naming the file,
 the field path, what is wrong and what is allowed.
@@ -1201,7 +1201,7 @@ def _cosim_code(c: Cosimulator) -> list[tuple[str, str]]:
         match = PYTHON_START.fullmatch(c.python)
         if match is None:
             return [("python", (f"{c.python!r} is not of the form module:Class; allowed: "
-                                "module:Class, e.g. scenarios.cosim.monitor:VoltageMonitor"))]
+                                "module:Class, e.g. lemgrid.scenarios.cosim.monitor:VoltageMonitor"))]
         module, cls = match.groups()
         spec, problem = _find_module(module)
         if problem:

@@ -224,14 +224,14 @@ EXPECT = {
          "allowed: lines 0–9")],
     "108_cosimulator_module_missing": [
         ("cosimulators.0.python: co-simulator Monitor: no module named "
-         "'scenarios.cosim.voltage_monitor'; allowed: module:Class, a module this Python "
+         "'lemgrid.scenarios.cosim.voltage_monitor'; allowed: module:Class, a module this Python "
          "can import")],
     "109_cosimulator_class_missing": [
-        ("cosimulators.0.python: co-simulator Monitor: module scenarios.cosim.monitor has no "
+        ("cosimulators.0.python: co-simulator Monitor: module lemgrid.scenarios.cosim.monitor has no "
          "'VoltageMonitr'; allowed: a class it defines: VoltageMonitor")],
     "110_cosimulator_cmd_module_missing": [
         ("cosimulators.0.cmd: co-simulator Profiles: no module named "
-         "'scenarios.cosim.csv_profiles'; allowed: a module this Python can import")],
+         "'lemgrid.scenarios.cosim.csv_profiles'; allowed: a module this Python can import")],
     "111_cosimulator_file_missing": [
         "cosimulators.0.entities.1.path: co-simulator Profiles: no file ",
         ("scenarios/data/fernandes2024/cluster_medians_pv.csv; allowed: an existing file (a "

@@ -128,13 +128,13 @@ def test_a_python_start_is_found_without_importing_it(tmp_path, monkeypatch):
     assert not (tmp_path / "mysims.imported").exists()
     assert _problems(_with_cosim(tmp_path, python="mysims.Sim")) == [
         ("cosimulators.0.python: co-simulator Sim: 'mysims.Sim' is not of the form "
-         "module:Class; allowed: module:Class, e.g. scenarios.cosim.monitor:VoltageMonitor")]
+         "module:Class; allowed: module:Class, e.g. lemgrid.scenarios.cosim.monitor:VoltageMonitor")]
     assert _problems(_with_cosim(tmp_path, python="nopackage.mysims:Sim")) == [
         ("cosimulators.0.python: co-simulator Sim: no module named 'nopackage.mysims'; "
          "allowed: module:Class, a module this Python can import")]
 
 
-@pytest.mark.parametrize("source", ["from scenarios.cosim.monitor import *\n",
+@pytest.mark.parametrize("source", ["from lemgrid.scenarios.cosim.monitor import *\n",
                                     "def __getattr__(name):\n    return object\n",
                                     "globals()['Sim'] = object\n"])
 def test_a_module_whose_source_cannot_tell_is_left_to_the_run(source, tmp_path, monkeypatch):

@@ -116,7 +116,7 @@ def test_coordinator_killed_mid_run(tmp_path):
     tag, out = uuid.uuid4().hex, tmp_path / "run"
     runner = start_run(out, tag)
     wait_for_day(out, runner)
-    kill_tagged(tag, "-m coordinator.service")
+    kill_tagged(tag, "-m lemgrid.coordinator.service")
     err, took = finish(runner, tag)
     assert runner.returncode == 1, err
     lines = err.strip().splitlines()
@@ -135,7 +135,7 @@ def test_a_run_stopped_by_its_coordinator_resumes(tmp_path, whole):
     tag, out = uuid.uuid4().hex, tmp_path / "run"
     runner = start_run(out, tag)
     wait_for_day(out, runner)
-    kill_tagged(tag, "-m coordinator.service")
+    kill_tagged(tag, "-m lemgrid.coordinator.service")
     finish(runner, tag)
     assert runner.returncode == 1
     assert main(["run", "--resume", str(out), "--quiet"]) == 0
@@ -190,7 +190,7 @@ def test_grid_simulator_killed_mid_run(tmp_path, uninterrupted):
     tag, out = uuid.uuid4().hex, tmp_path / "run"
     runner = start_run(out, tag)
     wait_for_day(out, runner)
-    kill_tagged(tag, "-m scenarios.run.grid_process")
+    kill_tagged(tag, "-m lemgrid.scenarios.run.grid_process")
     err, _ = finish(runner, tag)
     assert runner.returncode == 0, err
     summary = json.loads((out / "summary.json").read_text())

@@ -6,8 +6,8 @@ scenario's periods (24 hourly rows → each held for 4 quarter-hours). Every ste
 outputs ``p_kw`` (this period's value) and ``profile_kw`` (the whole day, one value per
 period: what an agent plans the day with).
 
-Start it as mosaik ``cmd``: ``%(python)s -m scenarios.cosim.csv_profile %(addr)s``, or
-in-process as ``python: scenarios.cosim.csv_profile:CSVProfile``.
+Start it as mosaik ``cmd``: ``%(python)s -m lemgrid.scenarios.cosim.csv_profile %(addr)s``, or
+in-process as ``python: lemgrid.scenarios.cosim.csv_profile:CSVProfile``.
 """
 
 from __future__ import annotations

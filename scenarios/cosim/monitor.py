@@ -2,8 +2,8 @@
 simulator's ``vm_pu`` (one value per bus) every period and appends one CSV row: period,
 lowest and highest voltage, and how many buses are below or above its limits.
 
-Start it in-process as ``python: scenarios.cosim.monitor:VoltageMonitor`` or as mosaik
-``cmd``: ``%(python)s -m scenarios.cosim.monitor %(addr)s``.
+Start it in-process as ``python: lemgrid.scenarios.cosim.monitor:VoltageMonitor`` or as mosaik
+``cmd``: ``%(python)s -m lemgrid.scenarios.cosim.monitor %(addr)s``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m scenarios.run.grid_process HOST``: the grid simulator as its own process,
+"""``python -m lemgrid.scenarios.run.grid_process HOST``: the grid simulator as its own process,
 listening on a free port of HOST (printed first as ``grid simulator listening on
 HOST:PORT``) for one runner's mosaik ``connect``. The distributed runner starts it beside
 the coordinator and the agent launcher, so that its imports (pandapower) overlap theirs
@@ -18,7 +18,7 @@ READY = "grid simulator listening on "
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m scenarios.run.grid_process HOST", file=sys.stderr)
+        print("usage: python -m lemgrid.scenarios.run.grid_process HOST", file=sys.stderr)
         return 2
     return listen_and_serve(GridSimulator(), argv[0], 0, ACCEPT_TIMEOUT_S, READY.strip())
 

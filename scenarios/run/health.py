@@ -1,4 +1,4 @@
-"""Container health check that does not touch the service: ``python -m scenarios.run.health
+"""Container health check that does not touch the service: ``python -m lemgrid.scenarios.run.health
 PORT [PORT ...]`` exits 0 when this host has a socket listening on every port.
 
 The served mosaik simulators accept exactly one connection (the runner's), so a probe

@@ -28,7 +28,7 @@ What each connection sends is the same for a seed; how the connections interleav
 a few counts of the insiders' days and of the CURVE refusals) depends on timing.
 
 ``--endpoint`` floods a coordinator running elsewhere instead (``run_against``), then plays
-the wire agents' day on it: serve them with ``python -m coordinator.service --roster
+the wire agents' day on it: serve them with ``python -m lemgrid.coordinator.service --roster
 p1,p2,p3,ev1,ev2 --registration-timeout-s 600``; a crash there is one that stops answering.
 """
 
