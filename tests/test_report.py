@@ -124,3 +124,24 @@ def test_run_summary_prints_key_figures_and_the_report_path(decentral, capsys):
     assert rows["rounds"] == f"{summary['market']['rounds']}, converged"
     assert rows["violations"].startswith(f"voltage {summary['grid']['voltage_violations']},")
     assert lines[-1] == f"results: {decentral}  report: {decentral / 'report.html'}"
+
+
+def test_a_run_without_p2v_offers_writes_its_report(tmp_path, capsys):
+    """`lemgrid run ... --set market.p2v=false` (retail and export only): no agent offers
+    P2V, so by hand every period's sold and bought are 0, the error |S − B| summed is 0 ≤
+    the tolerance, and round 1 ends the market: no rule applied (—), no limit changed.
+    market.parquet then has no rule_applied column (no round set one); the report is still
+    written, and the convergence figure says why it is absent."""
+    out = tmp_path / "no_p2v"
+    assert main(["run", str(SCENARIOS / "tiny.yaml"), "--quiet", "--out", str(out),
+                 "--set", "runtime.kind=inprocess", "--set", "market.p2v=false"]) == 0
+    assert "rule_applied" not in pd.read_parquet(out / "market.parquet")
+    table = section((out / "report.html").read_text(), "Convergence")
+    rows = re.findall(r"<tr>((?:<td>[^<]*</td>)+)</tr>", table)
+    cells = [re.findall(r"<td>([^<]*)</td>", row)[:6] for row in rows]
+    assert cells == [["1", "0.0000", "0.000", "0.000", "—", "0"]]
+    page = (out / "report.html").read_text()
+    assert "No P2V offers: nothing was offered to sell or buy in 1 round (as with " \
+        "market.p2v false" in page
+    assert not (out / "figures" / "convergence.png").exists()
+    assert (out / "figures" / "planned_cost.png").exists()  # one round's plans are drawn

@@ -210,16 +210,21 @@ def p2v_trades(agents: pd.DataFrame) -> Figure:
     return fig
 
 
+# market_rounds' columns: how each is taken from a round's rows of market.parquet
+ROUND_COLUMNS = {"error_kw": "first", "sold_kw": "sum", "bought_kw": "sum",
+                 "rule_applied": "first", "limits_changed": "first"}
+
+
 def market_rounds(market: pd.DataFrame, day: int | None = None) -> pd.DataFrame:
     """One row per round (of ``day``, default the first): the round's error and its
-    offers summed over the periods (the paper's Eq. 35 quantities)."""
+    offers summed over the periods (the paper's Eq. 35 quantities), the rule it applied
+    and the limits it changed. A column the run did not write is NaN: market.parquet
+    leaves out a column no round filled (``rule_applied`` where the first round ended the
+    market, as without P2V trade)."""
     day = market["day"].min() if day is None else day
     rows = market[market["day"] == day]
-    return rows.groupby("round").agg(error_kw=("error_kw", "first"),
-                                     sold_kw=("sold_kw", "sum"),
-                                     bought_kw=("bought_kw", "sum"),
-                                     rule_applied=("rule_applied", "first"),
-                                     limits_changed=("limits_changed", "first"))
+    found = {c: (c, how) for c, how in ROUND_COLUMNS.items() if c in rows}
+    return rows.groupby("round").agg(**found).reindex(columns=list(ROUND_COLUMNS))
 
 
 def convergence(market: pd.DataFrame) -> Figure:

@@ -292,6 +292,20 @@ def _no_rounds(run: Run) -> str | None:
             "step.")
 
 
+def _no_offers(run: Run) -> str | None:
+    """Why the convergence figure is absent: no rounds, or no round offered anything."""
+    reason = _no_rounds(run)
+    if reason:
+        return reason
+    rounds = figures.market_rounds(run.market)
+    if (rounds[["sold_kw", "bought_kw"]].abs() > 0).any(axis=None):
+        return None
+    n = len(rounds)
+    return (f"No P2V offers: nothing was offered to sell or buy in {n} round"
+            f"{'' if n == 1 else 's'} (as with market.p2v false: retail and export only); "
+            "the Convergence table lists the rounds.")
+
+
 def _no_agents(run: Run) -> str | None:
     return None if len(run.agents) else "No agent results."
 
@@ -343,7 +357,7 @@ FIGURES = [
     FigureSpec("p2v_trades", "P2V sold and bought per period, settled and offered (kW)",
                lambda run: figures.p2v_trades(run.agents)),
     FigureSpec("convergence", "Convergence per round: offers summed over periods and error",
-               lambda run: figures.convergence(run.market), _no_rounds),
+               lambda run: figures.convergence(run.market), _no_offers),
     FigureSpec("planned_cost", "Mean planned cost of the day per agent type and round",
                lambda run: figures.planned_cost(run.agent_rounds), _no_rounds),
     FigureSpec("state_of_charge", "Battery and EV state of charge at the end of each period "
