@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.results.report import format_value
 from lemgrid.scenarios.run.world import run_scenario
 from lemgrid.scenarios.schema import load_scenario
 
@@ -88,3 +89,13 @@ def test_a_sweep_needs_a_numeric_field(runs, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and field in err[0] and why in err[0]
         assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize(("value", "cell"), [
+    (-1e-17, "0.0000"), (-4.9e-5, "0.0000"), (-5.1e-5, "-0.0001"), (0.12345678, "0.1235"),
+    (-123.456, "-123.46"), (1234567.891, "1,234,567.89"), (float("nan"), "—"), (None, "—"),
+    (3, "3")])
+def test_a_cell_that_rounds_to_zero_has_no_sign(value, cell):
+    """The KPI table's cells (format_value): 4 decimals below 100, else 2, by hand; a
+    deviation cost summed to −1e-17 (costs that cancel) is 0.0000, not −0.0000."""
+    assert format_value(value) == cell

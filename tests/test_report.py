@@ -5,11 +5,14 @@ to be violated, and centralized)."""
 import base64
 import json
 import re
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.results import figures
+from lemgrid.scenarios.results.report import FIGURES as FIGURE_SPECS
 from lemgrid.scenarios.results.report import print_summary
 from lemgrid.scenarios.run.world import run_scenario
 from lemgrid.scenarios.schema import load_scenario
@@ -145,3 +148,43 @@ def test_a_run_without_p2v_offers_writes_its_report(tmp_path, capsys):
         "market.p2v false" in page
     assert not (out / "figures" / "convergence.png").exists()
     assert (out / "figures" / "planned_cost.png").exists()  # one round's plans are drawn
+
+
+@pytest.mark.parametrize(("mode", "mechanism", "days", "rounds", "why"), [
+    ("centralized", "p2v_rules", 1, None,
+     "No market rounds: a centralized run clears the market in one step."),
+    ("decentralized", "amc", 1, 1,
+     "No market rounds: the amc market cleared the day in one round."),
+    ("decentralized", "gdrmc", 30, 30,
+     "No market rounds: the gdrmc market cleared each day in one round."),
+    ("decentralized", "bilateral", 1, 3,
+     "No P2V offer rounds: the bilateral market's 3 rounds have no P2V offers to draw."),
+], ids=["centralized", "one-round", "one-round-a-day", "rounds-without-offers"])
+def test_round_figures_say_truly_why_they_are_absent(mode, mechanism, days, rounds, why):
+    """A run without P2V offer rounds (no sold_kw in market.parquet): the round figures'
+    sentence follows summary.json — a bilateral market's 3 rounds are rounds, not one
+    step; 30 rounds over 30 days is one a day."""
+    run = SimpleNamespace(has_rounds=False, has_admm=False,
+                          summary={"mode": mode, "mechanism": mechanism, "days": days,
+                                   "market": {"rounds": rounds}})
+    specs = {spec.name: spec for spec in FIGURE_SPECS}
+    assert specs["planned_cost"].absent(run) == why
+    assert specs["convergence"].absent(run) == why
+
+
+def test_market_rounds_leave_what_a_round_lacks_empty():
+    """market.parquet of a P2V day of two periods whose market ended in round 1 (no rule
+    applied, so no rule_applied column), then a network check's round without P2V totals:
+    round 1 sums to 1 + 2 = 3 kW sold and 4 + 0 = 4 kW bought, round 2 has none (NaN,
+    shown as — in the convergence table), and the absent rule is NaN (—)."""
+    market = pd.DataFrame({"day": 0, "round": [1, 1, 2, 2], "period": [0, 1, 0, 1],
+                           "error_kw": [1.0, 1.0, 0.5, 0.5],
+                           "sold_kw": [1.0, 2.0, None, None],
+                           "bought_kw": [4.0, 0.0, None, None],
+                           "limits_changed": [0, 0, None, None]})
+    rounds = figures.market_rounds(market)
+    assert rounds.index.tolist() == [1, 2]
+    assert rounds["sold_kw"].tolist()[0] == 3.0 and rounds["bought_kw"].tolist()[0] == 4.0
+    assert rounds.loc[2, ["sold_kw", "bought_kw", "limits_changed"]].isna().all()
+    assert rounds["rule_applied"].isna().all()
+    assert rounds["error_kw"].tolist() == [1.0, 0.5]

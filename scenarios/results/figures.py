@@ -210,17 +210,23 @@ def p2v_trades(agents: pd.DataFrame) -> Figure:
     return fig
 
 
+def _total(values: pd.Series) -> float:
+    """The sum; NaN where every value is (a round without the quantity)."""
+    return values.sum(min_count=1)
+
+
 # market_rounds' columns: how each is taken from a round's rows of market.parquet
-ROUND_COLUMNS = {"error_kw": "first", "sold_kw": "sum", "bought_kw": "sum",
+ROUND_COLUMNS = {"error_kw": "first", "sold_kw": _total, "bought_kw": _total,
                  "rule_applied": "first", "limits_changed": "first"}
 
 
 def market_rounds(market: pd.DataFrame, day: int | None = None) -> pd.DataFrame:
     """One row per round (of ``day``, default the first): the round's error and its
     offers summed over the periods (the paper's Eq. 35 quantities), the rule it applied
-    and the limits it changed. A column the run did not write is NaN: market.parquet
-    leaves out a column no round filled (``rule_applied`` where the first round ended the
-    market, as without P2V trade)."""
+    and the limits it changed. NaN where a round has none (a network check's rounds have
+    no P2V offers), and in a column the run did not write: market.parquet leaves out a
+    column no round filled (``rule_applied`` where the first round ended the market, as
+    without P2V trade)."""
     day = market["day"].min() if day is None else day
     rows = market[market["day"] == day]
     found = {c: (c, how) for c, how in ROUND_COLUMNS.items() if c in rows}

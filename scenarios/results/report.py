@@ -284,12 +284,21 @@ def _html_table(header: list[str], rows: list) -> str:
 # ---- figures -----------------------------------------------------------------------------
 
 def _no_rounds(run: Run) -> str | None:
+    """Why a run has no P2V offer rounds to draw: a centralized run has no rounds, a
+    market may clear in one round a day, or run its rounds without P2V offers."""
     if run.has_rounds:
         return None
     if run.tables:
         return "No P2V offer rounds: the market's own rounds are in its section above."
-    return (f"No market rounds: a {run.summary['mode']} run clears the market in one "
-            "step.")
+    summary = run.summary
+    rounds, days = summary["market"]["rounds"], summary.get("days", 1)
+    if rounds is None:
+        return f"No market rounds: a {summary['mode']} run clears the market in one step."
+    if rounds <= days:
+        return (f"No market rounds: the {summary['mechanism']} market cleared "
+                f"{'the day' if days == 1 else 'each day'} in one round.")
+    return (f"No P2V offer rounds: the {summary['mechanism']} market's {rounds} rounds "
+            "have no P2V offers to draw.")
 
 
 def _no_offers(run: Run) -> str | None:

@@ -18,11 +18,13 @@ class Section(NamedTuple):
 
 
 def format_value(value) -> str:
-    """A table cell: — for null, 4 decimals below 100, else 2."""
+    """A table cell: — for null, 4 decimals below 100, else 2 (a value that rounds to 0
+    is 0, without a sign: a sum of costs that cancel is often −1e-17)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 100 else f"{value:,.2f}"
+        decimals = 4 if abs(value) < 100 else 2
+        return f"{round(value, decimals) + 0.0:,.{decimals}f}"
     return str(value)
 
 
