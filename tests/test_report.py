@@ -144,8 +144,8 @@ def test_a_run_without_p2v_offers_writes_its_report(tmp_path, capsys):
     cells = [re.findall(r"<td>([^<]*)</td>", row)[:6] for row in rows]
     assert cells == [["1", "0.0000", "0.000", "0.000", "—", "0"]]
     page = (out / "report.html").read_text()
-    assert "No P2V offers: nothing was offered to sell or buy in 1 round (as with " \
-        "market.p2v false" in page
+    assert ("No P2V offers: nothing was offered to sell or buy in 1 round (market.p2v "
+            "false: retail and export only); the Convergence table lists the rounds.") in page
     assert not (out / "figures" / "convergence.png").exists()
     assert (out / "figures" / "planned_cost.png").exists()  # one round's plans are drawn
 

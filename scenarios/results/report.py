@@ -302,7 +302,8 @@ def _no_rounds(run: Run) -> str | None:
 
 
 def _no_offers(run: Run) -> str | None:
-    """Why the convergence figure is absent: no rounds, or no round offered anything."""
+    """Why the convergence figure is absent: no rounds, or no round offered anything (P2V
+    off, or no agent to sell or to buy)."""
     reason = _no_rounds(run)
     if reason:
         return reason
@@ -310,9 +311,10 @@ def _no_offers(run: Run) -> str | None:
     if (rounds[["sold_kw", "bought_kw"]].abs() > 0).any(axis=None):
         return None
     n = len(rounds)
+    off = (" (market.p2v false: retail and export only)"
+           if run.config["market"].get("p2v") is False else "")
     return (f"No P2V offers: nothing was offered to sell or buy in {n} round"
-            f"{'' if n == 1 else 's'} (as with market.p2v false: retail and export only); "
-            "the Convergence table lists the rounds.")
+            f"{'' if n == 1 else 's'}{off}; the Convergence table lists the rounds.")
 
 
 def _no_agents(run: Run) -> str | None:
