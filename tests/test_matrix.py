@@ -36,9 +36,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scenarios.cli import main
-from scenarios.run.topology import group_count
-from scenarios.schema import AGENT_KIND, Counts, Scenario, load_scenario
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.run.topology import group_count
+from lemgrid.scenarios.schema import Counts, Scenario, agent_kinds, load_scenario
 
 from .conftest import SCENARIOS
 
@@ -50,9 +50,9 @@ INPROCESS, DISTRIBUTED_KIND = "inprocess", "distributed"
 def mechanisms() -> list[tuple[str, frozenset[str]]]:
     """Every registered mechanism's name and the agent kinds it serves: the test's one tie
     to the mechanism registry."""
-    from coordinator.mechanisms import MECHANISMS
+    from lemgrid.scenarios.mechanisms import registry
 
-    return [(name, frozenset(m.kinds)) for name, m in MECHANISMS.items()]
+    return [(name, frozenset(m.kinds)) for name, m in registry().items()]
 
 
 def market_overrides(mechanism: str) -> list[str]:
@@ -63,8 +63,8 @@ def market_overrides(mechanism: str) -> list[str]:
 
 def scenario_kinds(s: Scenario) -> frozenset[str]:
     """The agent kinds of a scenario's templates and agents, as the schema's mechanism
-    check takes them (a template kind through ``AGENT_KIND``)."""
-    return frozenset(AGENT_KIND.get(a.kind, a.kind) for a in [*s.templates, *s.agents])
+    check takes them."""
+    return frozenset(agent_kinds(s))
 
 
 # ---- the slice ---------------------------------------------------------------------------
@@ -269,8 +269,8 @@ def lemgrid_here(argv: list[str]) -> Done:
 
 def run_steps(steps: tuple[Step, ...]) -> dict[Path, list[Done]]:
     """A job, in a worker: its steps one after the other, each command until one fails."""
-    from scenarios.results import report
-    from scenarios.run import world
+    from lemgrid.scenarios.results import report
+    from lemgrid.scenarios.run import world
 
     done = {}
     for step in steps:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from lemgrid.scenarios.schema.checks import (
     _spans,
     agent_count,
+    agent_kinds,
     bus_profile_agents,
     is_path_key,
     network_consumers,
@@ -78,6 +79,7 @@ __all__ = [
     "Uniform",
     "_spans",
     "agent_count",
+    "agent_kinds",
     "apply_overrides",
     "bus_profile_agents",
     "json_schema",

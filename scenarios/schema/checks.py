@@ -120,6 +120,11 @@ def _check_chp(s: ScenarioFields) -> list[str]:
     return out
 
 
+def agent_kinds(s: ScenarioFields) -> set[str]:
+    """The kinds of agent the scenario's templates and explicit agents make."""
+    return {AGENT_KIND.get(a.kind, a.kind) for a in [*s.templates, *s.agents]}
+
+
 def _check_mechanism(s: ScenarioFields) -> list[str]:
     """The mechanism serves every agent kind of the scenario, has the mode asked for, its
     network check is one, and its own problems (its plug-in's ``scenario_problems``)."""
@@ -140,7 +145,7 @@ def _check_mechanism(s: ScenarioFields) -> list[str]:
         elif m.model_copy(update={"network_check": "none"}).operator_takes_part():
             out.append(f"market.network_check: in this {mech.name} market the network "
                        "operator already takes part; the check is for markets without it")
-    kinds = {AGENT_KIND.get(a.kind, a.kind) for a in [*s.templates, *s.agents]}
+    kinds = agent_kinds(s)
     wrong = sorted(kinds - mech.kinds)
     if wrong:
         out.append(f"market.mechanism: {mech.name} does not serve {', '.join(wrong)} agents "
