@@ -120,3 +120,13 @@ def test_locality_markets_keep_individual_pils(name):
     assert signals["b"].terms["export"].limit_kw == [1.5]
     signals = market(name, {"a": 2.0, "b": -1.0}, pil_kw=[3.0, 1.5], pil=False)[2]
     assert signals["b"].terms["export"].limit_kw == [9.0]
+
+
+def test_gdrmc_prices_with_a_feed_in_price_of_zero():
+    """λb 0.2, λs 0 (vahidinasab's retail: no feed-in price). GDR = 0 (D = 1, G = 0): the
+    formula is 0/0; its value at GDR = 0 is λb for both prices. GDR = 0.5: π_ex = 0.2·0 /
+    (0.2·0.5) = 0, π_im = 0·0.5 + 0.2·0.5 = 0.1."""
+    buy, sell = np.array([0.2, 0.2]), np.array([0.0, 0.0])
+    im, ex = gdrmc_prices(buy, sell, np.array([1.0, 2.0]), np.array([0.0, 1.0]))
+    assert im.tolist() == pytest.approx([0.2, 0.1], abs=1e-15)
+    assert ex.tolist() == pytest.approx([0.2, 0.0], abs=1e-15)

@@ -4,7 +4,7 @@ run`` in-process on a small slice of the scenario, then ``lemgrid report`` on it
 folder, and ``lemgrid compare`` on each scenario's runs side by side.
 
 A mechanism that does not serve the scenario's agent kinds, and a combination invalid by
-design (``REFUSED``, ``TO_REFUSE``), must be refused by validation: one line, exit 2,
+design (``REFUSED``), must be refused by validation: one line, exit 2,
 nothing run. The scenarios with mosaik co-simulators need the distributed runtime, so
 their in-process combinations are refused too; they (with their own mechanism) and the
 cheapest other combination run distributed (``DISTRIBUTED``). A combination that fails
@@ -150,36 +150,21 @@ def slice_overrides(name: str) -> tuple[str, ...]:
 SHIPPED = sorted(p.stem for p in SCENARIOS.glob("*.yaml"))
 
 REFUSED = {  # invalid by design: what validation says
-    ("faia2021_cigre", "admm"): "market.network_check: admm already has the network "
-                                "operator clear its trades",
-    ("faia2021_cigre", "clearance"): "market.network_check: clearance already has the "
-                                     "network operator clear its trades",
-}
-HEAT_MARKET = "heat"  # heat demand needs a market that trades heat (bilateral)
-RADIAL = "radial"  # admm's network model needs a single-voltage radial feeder
-# invalid by design but not refused by validation today: what the refusal should name
-TO_REFUSE = {("fernandes2024_cigre", "admm"): RADIAL, ("fernandes2024_village", "admm"): RADIAL,
-             **{("vahidinasab_heat", m): HEAT_MARKET
-                for m in ("amc", "gdrmc", "p2g", "admm", "clearance")}}
-DEFECTS = {  # (scenario, mechanism) -> the defect that makes the combination fail today
-    ("fernandes2024_cigre", "admm"):
-        "not refused by validation: admm with market.network on a network with "
-        "transformers ends in a ValueError traceback (grid/branchflow.py _check_supported)",
-    ("fernandes2024_village", "admm"):
-        "not refused by validation: admm with market.network on a network with "
-        "transformers ends in a ValueError traceback (grid/branchflow.py _check_supported)",
-    ("vahidinasab", "admm"):
-        "stopped at max_rounds before converging, the realised dispatch breaks line 8's "
-        "0.05 kA limit and relaxation_gap_pu (scenarios/run/central_p2p.py) ends the run in "
-        "a NetworkInfeasible traceback, no results written",
-    ("vahidinasab", "gdrmc"):
-        "gdrmc_prices (coordinator/mechanisms/gdrmc.py) is 0/0 = NaN with a feed-in price "
-        "of 0 and no local generation: a pydantic ValidationError traceback",
-    **{("vahidinasab_heat", m):
-       "not refused by validation: buildings with heat demand and no CHP under a market "
-       "that trades no heat (only bilateral does) run with 11 failed agents (admm: exit 1)"
+    ("faia2021_cigre", "admm"): "market.network_check: in this admm market the network "
+                                "operator already takes part",
+    ("faia2021_cigre", "clearance"): "market.network_check: in this clearance market the "
+                                     "network operator already takes part",
+    # the network operator's branch-flow model holds single-voltage radial feeders only
+    ("fernandes2024_cigre", "admm"): "market.network: the network operator's model needs a "
+                                     "radial feeder; network cigre_lv has transformers",
+    ("fernandes2024_village", "admm"): "market.network: the network operator's model needs a "
+                                       "radial feeder; network village_1 has transformers",
+    # buildings with heat demand and no CHP unit need a heat market (bilateral's)
+    **{("vahidinasab_heat", m): (f"agents.0.heat_demand_kw: building C1 needs up to 210 "
+                                 f"kW_th, it has no CHP unit, and {m} trades no heat")
        for m in ("amc", "gdrmc", "p2g", "admm", "clearance")},
 }
+DEFECTS: dict = {}  # (scenario, mechanism) -> the defect that makes it fail today: none
 COSIM_REFUSAL = "cosimulators: need runtime.kind distributed"
 DISTRIBUTED = [("csv_profiles", "p2v_rules"), ("mosaik_ecosystem", "p2v_rules"),
                ("tiny_locality", "gdrmc")]  # the cheapest; the first two only run so
@@ -206,7 +191,7 @@ def expected_refusal(scenario: str, mechanism: str, kinds: frozenset[str]) -> st
         return REFUSED[scenario, mechanism]
     if s.cosimulators:
         return COSIM_REFUSAL
-    return TO_REFUSE.get((scenario, mechanism))
+    return None
 
 
 def combinations() -> list:

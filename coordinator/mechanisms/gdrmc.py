@@ -7,7 +7,8 @@ With GDR = G / D on the shared demand D and generation G of a period:
   - GDR ≥ 1 (exporter locality): π_im = π_ex = λs.
 At GDR = 0 both prices are λb, at GDR = 1 both are λs: the prices move with the
 locality's balance, so every participant's price reflects how much the locality
-supplies itself.
+supplies itself. With a feed-in price λs = 0 the formula is 0/0 at GDR = 0; the prices
+are its value there, λb.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def gdrmc_prices(buy: np.ndarray, sell: np.ndarray, D: np.ndarray, G: np.ndarray
     """(π_import, π_export) per period."""
     gdr = np.divide(G, D, out=np.full(len(D), np.inf), where=D > 0)
     ratio = np.minimum(gdr, 1.0)
-    pi_ex = buy * sell / ((buy - sell) * ratio + sell)
+    den = (buy - sell) * ratio + sell
+    pi_ex = np.divide(buy * sell, den, out=np.array(buy, float), where=den != 0)
     pi_im = pi_ex * ratio + buy * (1 - ratio)
     exporter = gdr >= 1
     none = (D == 0) & (G == 0)

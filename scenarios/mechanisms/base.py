@@ -54,6 +54,7 @@ class Mechanism:
     figures: Callable | None = None
     kpis: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # compare KPI -> summary.json (section, key)
     traded_label: str = "traded kWh"  # what summary.json market.traded_kwh is, for a reader
+    commodities: frozenset[str] = frozenset({"power"})  # what it trades (heat: a heat market)
     scenario_problems: Callable | None = None
     bench: Callable | None = None
     check: Callable | None = None

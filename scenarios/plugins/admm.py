@@ -33,6 +33,25 @@ def results(ctx: RunContext) -> dict:
                                                              ctx.grid_days)}
 
 
+def scenario_problems(scenario) -> list[str]:
+    """The network operator's branch-flow model holds a single-voltage radial feeder."""
+    if not scenario.market.network:
+        return []
+    from lemgrid.grid.branchflow import radial_network
+    from lemgrid.grid.networks import load_network
+    from lemgrid.scenarios.run.network import network_options
+
+    g = scenario.grid
+    try:
+        radial_network(load_network(g.network, **network_options(scenario)), g.v_min_pu,
+                       g.v_max_pu, g.max_loading_pct, name=g.network)
+    except ValueError as exc:
+        return [(f"market.network: the network operator's model needs a radial feeder; {exc}; "
+                "allowed: a radial network (grid.network case33bw or feeder11), or "
+                "market.network: false")]
+    return []
+
+
 def bench(*, scenario, runs, info, out) -> int:
     from lemgrid.scenarios.bench.admm import bench_admm
     return bench_admm(scenario, runs, info, out)
@@ -55,7 +74,7 @@ MECHANISM = Mechanism(
     "with Electric Vehicles",
     strategy="peer_consensus",
     precheck=precheck, results=results, tables=("admm_iterations", "trades"),
-    sections=sections, figures=figures, bench=bench,
+    sections=sections, figures=figures, bench=bench, scenario_problems=scenario_problems,
     kpis={"gap_to_centralized_pct": ("market", "gap_to_centralized_pct"),
           "primal_residual": ("market", "primal_residual"),
           "dual_residual": ("market", "dual_residual")},

@@ -48,7 +48,7 @@ MECHANISM = Mechanism(
     "operator's loss and congestion penalties",
     citation="Vahidinasab, Nasimifar, Mohammadi-Ivatloo, Participation of Active Buildings in "
     "Peer-to-Peer and Local Transactive Energy Markets (book chapter 12)",
-    strategy="commodity_consensus",
+    strategy="commodity_consensus", commodities=frozenset({"power", "heat"}),
     results=results, tables=("bilateral_iterations", "trades"), sections=sections,
     figures=figures, scenario_problems=scenario_problems,
     kpis={"gap_to_centralized_pct": ("market", "gap_to_centralized_pct"),

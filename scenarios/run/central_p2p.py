@@ -130,6 +130,10 @@ def central_days(s, community, days, bus_of: dict[str, int], known: dict | None 
     return out
 
 
+LIFTED_V_PU = (0.5, 1.5)  # the voltage band of a model whose limits are lifted
+LIFTED_LOADING_PCT = 1e6  # and its line limit: a current no dispatch reaches
+
+
 def relaxation_gap_pu(s, days, bus_of: dict[str, int], grid_days) -> float | None:
     """The operator's network model against the AC power flow at the realised dispatch:
     the largest |v_model − v_AC| over buses and periods, the model solved with every
@@ -142,7 +146,8 @@ def relaxation_gap_pu(s, days, bus_of: dict[str, int], grid_days) -> float | Non
     if not needs_operator(s) or not days:
         return None
     op = operator_data(s, bus_of, [])
-    net = radial_network(load_network(s.grid.network, **network_options(s)), 0.5, 1.5)
+    net = radial_network(load_network(s.grid.network, **network_options(s)), *LIFTED_V_PU,
+                         max_loading_pct=LIFTED_LOADING_PCT)
     tan_phi = float(np.tan(np.arccos(s.grid.power_factor)))
     worst = 0.0
     for day, periods in zip(days, grid_days, strict=False):

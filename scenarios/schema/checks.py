@@ -151,9 +151,44 @@ def _check_mechanism(s: ScenarioFields) -> list[str]:
         out.append(f"market.mechanism: {mech.name} does not serve {', '.join(wrong)} agents "
                    f"(it serves {', '.join(sorted(mech.kinds))}); mechanisms for this "
                    f"community: {', '.join(mechanisms.serving(kinds)) or 'none'}")
+    if not out and "heat" not in mech.commodities:
+        out += _heat_without_market(s, mech.name)
     if not out and mech.scenario_problems is not None:
         out += mech.scenario_problems(s)
     return out
+
+
+def _most_heat_kw(chp) -> float:
+    """The most heat a CHP unit makes: its polygon's highest vertex (0 without one)."""
+    return max((h for _, h in chp.vertices_kw), default=0.0) if chp is not None else 0.0
+
+
+def _heat_without_market(s: ScenarioFields, name: str) -> list[str]:
+    """Buildings whose heat demand their own CHP unit cannot meet need a heat market."""
+    trading = [n for n, m in mechanisms.registry().items() if "heat" in m.commodities]
+    out = []
+    for where, items in (("templates", s.templates), ("agents", s.agents)):
+        for i, a in enumerate(items):
+            demand = getattr(a, "heat_demand_kw", None)
+            if demand is None:
+                continue
+            most = (max(demand, default=0.0) if isinstance(demand, list)
+                    else max(_bounds(demand)))
+            chp = getattr(a, "chp", None)
+            if most > _most_heat_kw(chp) + 1e-9:
+                who = a.name if where == "agents" else f"{a.name_prefix}*"
+                own = ("it has no CHP unit" if chp is None
+                       else f"its CHP unit makes at most {_most_heat_kw(chp):g}")
+                out.append(f"{where}.{i}.heat_demand_kw: building {who} needs up to "
+                           f"{most:g} kW_th, {own}, and {name} trades no heat; allowed: a "
+                           f"mechanism with a heat market ({', '.join(trading) or 'none'}), "
+                           "or a CHP unit that meets it")
+    return out
+
+
+def _bounds(value) -> tuple[float, ...]:
+    """A number, or a uniform draw's bounds."""
+    return tuple(value.uniform) if hasattr(value, "uniform") else (float(value),)
 
 
 def _check_times(s: ScenarioFields) -> list[str]:
