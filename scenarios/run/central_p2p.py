@@ -44,6 +44,12 @@ class CentralResult:
     status: str
 
 
+def _quadratic(lp, x):
+    """½ Σ quad_diag·x² over the columns that have a quadratic cost (producers')."""
+    nz = np.flatnonzero(lp.quad_diag)
+    return 0.5 * lp.quad_diag[nz] @ cp.square(x[nz]) if len(nz) else 0.0
+
+
 def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
                   binaries: str = "relax") -> CentralResult:
     """One day of the whole market in one problem; ``operator`` None: no network."""
@@ -55,7 +61,7 @@ def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
     cons = [c for lp, x in zip(lps, xs) for c in bound_constraints(
         x, lp.a, lp.col_lower, lp.col_upper, lp.row_lower, lp.row_upper)]
     cons.append(sum(x[lp.p2p] for lp, x in zip(lps, xs)) == 0)
-    cost = sum(lp.cost @ x + lp.offset for lp, x in zip(lps, xs))
+    cost = sum(lp.cost @ x + lp.offset + _quadratic(lp, x) for lp, x in zip(lps, xs))
     block = None
     if operator is not None:
         net = operator_network(operator)
