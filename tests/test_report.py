@@ -164,7 +164,7 @@ def test_round_figures_say_truly_why_they_are_absent(mode, mechanism, days, roun
     """A run without P2V offer rounds (no sold_kw in market.parquet): the round figures'
     sentence follows summary.json — a bilateral market's 3 rounds are rounds, not one
     step; 30 rounds over 30 days is one a day."""
-    run = SimpleNamespace(has_rounds=False, has_admm=False,
+    run = SimpleNamespace(has_rounds=False, tables={},
                           summary={"mode": mode, "mechanism": mechanism, "days": days,
                                    "market": {"rounds": rounds}})
     specs = {spec.name: spec for spec in FIGURE_SPECS}
