@@ -296,8 +296,14 @@ class OperatorAgent:
             quantities_kw={} if losses is None else {"losses": losses.tolist()},
             penalties_eur_per_kwh=penalties, binding=binding or None))
 
-    def on_clearing(self, msg) -> OperatorPlan | None:
+    def on_clearing(self, msg) -> OperatorPlan:
+        """The day is cleared. A market that never asked the operator (no trade to clear,
+        say) leaves it an idle plan: no losses of its own, nothing to solve."""
         self.clearing = msg.body
+        if self.plan is None:
+            periods = self.data.horizon.periods
+            self.plan = OperatorPlan(0.0, np.zeros(periods), np.zeros(periods),
+                                     np.zeros((0, periods)), 0.0)
         return self.plan
 
     def planned_net_kw(self) -> np.ndarray:

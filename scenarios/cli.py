@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--agents-per-process", type=int, default=None, metavar="N",
                        help="with --scale: N agents to a simulator process (default: the "
                        "scenario's)")
+    bench.add_argument("--mechanism", action="append", default=None, metavar="NAME",
+                       help="with --scale: the curve under this mechanism (repeat for "
+                       "several; all: every one that serves the scale scenario's agents); "
+                       "default: the scenario's own")
     bench.add_argument("--keep", default=None, metavar="DIR",
                        help="with --scale: keep each run's results in DIR/AGENTS/RUN")
     bench.add_argument("--load", type=int, default=None, metavar="AGENTS",

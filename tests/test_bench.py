@@ -36,6 +36,22 @@ def test_bench_scale_sizes_the_community(tmp_path, capsys):
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_scale_draws_a_curve_per_mechanism(tmp_path, capsys):
+    """``--mechanism`` twice: the 9-agent community under each, one row each with its
+    mechanism, time per round = market time ÷ rounds, and one figure of the curves."""
+    out = tmp_path / "scale.json"
+    assert main(["bench", "--scale", "9", "--runs", "1", "--mechanism", "gdrmc",
+                 "--mechanism", "clearance", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["scaling"]
+    assert [(r["mechanism"], r["agents"]) for r in rows] == [("gdrmc", 9), ("clearance", 9)]
+    for r in rows:
+        assert r["round_s"] == pytest.approx(r["market_s"] / r["rounds"])
+        assert r["failed_agents"] == 0
+    printed = capsys.readouterr().out
+    assert "gdrmc" in printed and "clearance" in printed
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_bench_scale_packs_agents_as_asked():
     """``--agents-per-process 100`` packs the sized community 100 to a process (10,000
     agents: 5556 prosumers and 4444 EVs in the 5:4 ratio, 100 processes); without it the

@@ -143,12 +143,26 @@ def runtime_metrics(rows: list[dict]) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in rows] for k in rows[0]}
 
 
+def scaled_mechanisms(path: Path, named: list[str] | None) -> list[str | None]:
+    """The mechanisms ``--mechanism`` names (``all``: every one that serves the scenario's
+    agents); none named: the scenario's own (None)."""
+    if not named:
+        return [None]
+    if "all" not in named:
+        return list(named)
+    from lemgrid.scenarios.schema import agent_kinds, load_scenario
+
+    return mechanisms.serving(agent_kinds(load_scenario(path)))
+
+
 def bench_scaling(args, info: dict) -> int:
     from lemgrid.scenarios.bench.scaling import run_scaling, scaling_figure, scaling_table
     from lemgrid.scenarios.schema import resolve_scenario
 
     path = resolve_scenario(args.scale_scenario)
-    rows = run_scaling(path, args.scale, args.runs, args.agents_per_process, args.keep)
+    rows = [row for mech in scaled_mechanisms(path, args.mechanism)
+            for row in run_scaling(path, args.scale, args.runs, args.agents_per_process,
+                                   args.keep, mech)]
     print(f"lemgrid bench --scale: {path.stem}, {args.runs} run(s) per size; machine: "
           f"{info['cpu']}, {info['cores']} cores, Python {info['python']}")
     print("\n".join(scaling_table(rows)))
