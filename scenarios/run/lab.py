@@ -211,6 +211,7 @@ def run_lab(path: Path, overrides: list[str], out: Path, asked: str = "all",
     if base is None:
         notes.append("no registered mechanism is marked as the retail baseline: no savings")
     bar = tqdm(total=len(jobs) + 1, desc=f"lab {s.name}", unit="run", disable=not progress)
+    say = bar.write if progress else (lambda _line: None)
     try:
         for name, role in jobs:
             bar.set_postfix_str(name)
@@ -218,7 +219,7 @@ def run_lab(path: Path, overrides: list[str], out: Path, asked: str = "all",
             outcome, ran = run_one(path, overrides, name, role, out / name)
             outcomes.append(outcome)
             made += [name] if ran else []
-            bar.write(f"{name}: {outcome.status}, "
+            say(f"{name}: {outcome.status}, "
                       f"{f'{time.perf_counter() - start:.1f} s' if ran else 'kept (same settings)'}")
             bar.update()
         bar.set_postfix_str(OPTIMUM)
@@ -226,7 +227,7 @@ def run_lab(path: Path, overrides: list[str], out: Path, asked: str = "all",
         outcomes.append(optimum)
         notes += opt_notes
         made += [OPTIMUM] if ran else []
-        bar.write(f"{OPTIMUM}: {optimum.status}{'' if ran else ', kept (same settings)'}")
+        say(f"{OPTIMUM}: {optimum.status}{'' if ran else ', kept (same settings)'}")
         bar.update()
     finally:
         bar.close()
