@@ -263,7 +263,7 @@ def answers(table: pd.DataFrame) -> list[str]:
                ".")
     fast = runs.loc[runs["wall_s"].astype(float).idxmin()]
     out.append(f"Fastest: {fast['mechanism']} ({_cell(fast['wall_s'], ' s')} wall time, "
-               f"{format_value(fast['rounds'])} rounds).")
+               f"{_format('rounds', fast['rounds'])} rounds).")
     return out
 
 
