@@ -1,4 +1,4 @@
-"""The ``lemgrid`` command line: run, validate, bench."""
+"""The ``lemgrid`` command line: run, validate, bench, lab."""
 
 from __future__ import annotations
 
@@ -105,6 +105,17 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--plot", action="append", metavar="KPI", default=None,
                          help="with --against: a KPI to plot (repeatable; default "
                          "network_losses_kwh and total_cost_eur)")
+    lab = sub.add_parser("lab", help="run a scenario under every mechanism that serves it, "
+                         "beside the retail baseline and the community optimum; one report")
+    lab.add_argument("scenario")
+    lab.add_argument("--mechanisms", default="all", metavar="all|NAME,...",
+                     help="the mechanisms to run (default all: every one serving the "
+                     "scenario's agent kinds); the retail baseline always runs")
+    lab.add_argument("--runtime", choices=["distributed", "inprocess"], default=None,
+                     help="agents as processes (default) or all in this process")
+    lab.add_argument("--out", default=None, help="lab folder (default results/<name>_lab)")
+    add_set_argument(lab)
+    lab.add_argument("--quiet", action="store_true", help="no progress bar or lines")
     return p
 
 
@@ -295,13 +306,29 @@ def cmd_compare(args) -> int:
                                              args.plot))
 
 
+def cmd_lab(args) -> int:
+    """``lemgrid lab``: every serving mechanism's run, the yardsticks and lab.html."""
+    from lemgrid.scenarios.run.errors import interrupts_raised
+    from lemgrid.scenarios.run.lab import run_lab
+
+    path = resolve_scenario(args.scenario)
+    overrides = [*args.overrides, *([f"runtime.kind={args.runtime}"] if args.runtime else [])]
+    scenario = load_scenario(path, overrides)  # a bad scenario is one line, nothing run
+    out = Path(args.out or Path("results") / f"{scenario.name}_lab")
+    with interrupts_raised():
+        run_lab(path, overrides, out, args.mechanisms, progress=not args.quiet)
+    if not args.quiet:
+        print(f"lab: {out / 'lab.html'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "validate": cmd_validate, "bench": cmd_bench,
                 "coordinator": cmd_coordinator, "serve-agents": cmd_serve_agents,
                 "mechanisms": cmd_mechanisms,
                 "grid": cmd_grid, "keys": write_keys,
-                "report": cmd_report, "compare": cmd_compare}
+                "report": cmd_report, "compare": cmd_compare, "lab": cmd_lab}
     try:
         return commands[args.command](args)
     except ScenarioError as exc:

@@ -29,6 +29,10 @@ Hook signatures (every argument by keyword):
   against the centralized market where it has a centralized mode.
 - ``check``: a coordinator-side wrapper ``(MarketCore) -> MarketCore`` that lets this
   mechanism check another one's trades (``market.network_check: <name>``).
+
+One flag: ``retail_baseline`` marks a mechanism with no local market at all (every
+participant buys and sells at its own tariff): ``lemgrid lab`` runs it as the yardstick
+every participant's saving is measured against.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class Mechanism:
     scenario_problems: Callable | None = None
     bench: Callable | None = None
     check: Callable | None = None
+    retail_baseline: bool = False  # no local market: the lab's retail baseline
     origin: str = "built-in"  # where it was registered from (set by the registry)
     source: str = ""  # module:attribute it was loaded from (set by the registry)
 

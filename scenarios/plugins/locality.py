@@ -15,4 +15,5 @@ AMC = Mechanism(core=amc.CORE, strategy="quote", citation=CITATION,
 GDRMC = Mechanism(core=gdrmc.CORE, strategy="quote", citation=CITATION,
                   description="locality market, generation-to-demand-ratio prices")
 P2G = Mechanism(core=p2g.CORE, strategy="quote", citation=CITATION,
-                description="no local market: every participant trades with the retailer")
+                description="no local market: every participant trades with the retailer",
+                retail_baseline=True)

@@ -1,0 +1,177 @@
+"""``lemgrid lab``: the tiny community (3 prosumers, 2 EVs) under every mechanism that
+serves it, cut to 24 hourly periods and at most ROUNDS market rounds (the two iterative
+markets then stop unconverged: their rows say so), beside the retail baseline and the
+community optimum. Every number of lab.csv checked here is read again from the run's own
+summary.json or recomputed from its agents.parquet and messages.jsonl."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+
+from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.mechanisms import registry, serving
+from lemgrid.scenarios.results.lab import BASELINE, OPTIMUM, fairness
+from lemgrid.scenarios.run.lab import OPTIMUM_DIR, OPTIMUM_FILE, baseline_mechanism
+from lemgrid.scenarios.schema import agent_kinds, load_scenario, resolve_scenario
+
+ROUNDS = 40
+HOURLY = ["horizon.periods=24", "horizon.period_minutes=60",
+          'tariffs.time_of_use.peak_start="08:00"', 'tariffs.time_of_use.peak_end="22:00"',
+          'templates.1.trips.first_away="06:00"', 'templates.1.trips.last_away="23:00"',
+          'templates.1.trips.peak_times=["08:00", "19:00"]',
+          "templates.1.trips.mean_away_periods=4.875", "templates.1.trips.away_periods_total=null",
+          f"market.max_rounds={ROUNDS}"]
+SETS = [arg for item in HOURLY for arg in ("--set", item)]
+TOL_EUR = 1e-6
+
+
+def lab_argv(out) -> list[str]:
+    return ["lab", "tiny", "--runtime", "inprocess", "--quiet", "--out", str(out), *SETS]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lab")
+    start = time.perf_counter()
+    assert main(lab_argv(out)) == 0
+    print(f"\nlemgrid lab tiny: {time.perf_counter() - start:.1f} s")
+    return out, pd.read_csv(out / "lab.csv").set_index("mechanism")
+
+
+def test_fairness_by_hand():
+    """The three-agent case of ``fairness``'s docstring: baseline bills 10, 4, −2 €, bills
+    8, 5, −3 €."""
+    idx = ["a", "b", "c"]
+    got = fairness(pd.Series([8.0, 5.0, -3.0], idx), pd.Series([10.0, 4.0, -2.0], idx),
+                   pd.Series(["prosumer", "prosumer", "ev"], idx))
+    assert got == pytest.approx({
+        "better_off_share": 2 / 3, "saving_pct_min": -25.0, "saving_pct_p10": -20.5,
+        "saving_pct_median": -2.5, "saving_pct_mean": -2.5, "saving_pct_p90": 15.5,
+        "saving_pct_max": 20.0, "worst_change_eur_ev": -1.0,
+        "worst_change_eur_prosumer": 1.0, "apart_count": 1, "apart_saving_eur_min": 1.0})
+
+
+def test_every_serving_mechanism_has_its_row(lab):
+    out, table = lab
+    s = load_scenario(resolve_scenario("tiny"))
+    expected = set(serving(agent_kinds(s))) | {baseline_mechanism(), OPTIMUM}
+    assert set(table.index) == expected
+    assert table.loc[baseline_mechanism(), "role"] == BASELINE
+    assert table.loc[OPTIMUM, "role"] == OPTIMUM
+    for name in expected - {OPTIMUM}:  # every run finished; its report is linked
+        assert not table.loc[name, "status"].startswith("failed"), table.loc[name, "status"]
+        assert (out / name / "report.html").is_file()
+        assert f'href="{name}/report.html"' in (out / "lab.html").read_text()
+    for name in ("lab.md", "lab.html"):  # the four questions first
+        text = (out / name).read_text()
+        for question in ("Saves most:", "Fairest:", "Keeps the grid within limits:",
+                         "Fastest:"):
+            assert question in text.split("|")[0], (name, question)
+
+
+def _bills(folder) -> pd.Series:
+    return pd.read_parquet(folder / "agents.parquet").groupby("agent")["cost_eur"].sum()
+
+
+def test_numbers_are_the_runs_own(lab):
+    """summary.json's figures as they are; the rest recomputed from the parquet files."""
+    out, table = lab
+    base = _bills(out / baseline_mechanism())
+    for name, row in table.drop(OPTIMUM).iterrows():
+        folder = out / name
+        summary = json.loads((folder / "summary.json").read_text())
+        assert row["total_bill_eur"] == pytest.approx(summary["costs_eur"]["total"], abs=1e-12)
+        assert row["traded_kwh"] == pytest.approx(summary["market"]["traded_kwh"], abs=1e-12)
+        assert row["rounds"] == summary["market"]["rounds"] <= ROUNDS
+        assert bool(row["converged"]) == summary["market"]["converged"]
+        assert (row["status"] == "ok") == summary["market"]["converged"]
+        assert row["wall_s"] == pytest.approx(summary["timing_s"]["wall"])
+        assert row["critical_path_s"] == pytest.approx(summary["timing_s"]["critical_path"])
+        assert row["v_min_pu"] == pytest.approx(summary["grid"]["v_min_pu"])
+        assert row["losses_kwh"] == pytest.approx(summary["grid"]["losses_kwh"])
+        assert row["voltage_violations"] == summary["grid"]["voltage_violations"]
+        agents = pd.read_parquet(folder / "agents.parquet")  # hourly: kWh = kW
+        ev = agents["kind"] == "ev"
+        consumption = agents["load_kw"].sum() + agents["flex_kw"].sum() + agents.loc[
+            ev, "ch_kw"].sum()
+        assert row["self_sufficiency"] == pytest.approx(1 - agents["buy_kw"].sum() / consumption)
+        lines = (folder / "messages.jsonl").read_text().splitlines()
+        assert row["messages_per_participant"] == pytest.approx(len(lines) / 5)
+        bills = _bills(folder)
+        assert row["saving_pct"] == pytest.approx(100 * (base.sum() - bills.sum())
+                                                  / abs(base.sum()))
+        positive = base > 0
+        pct = (100 * (base - bills) / base)[positive]
+        assert row["saving_pct_median"] == pytest.approx(pct.median())
+        assert row["saving_pct_mean"] == pytest.approx(pct.mean())
+        assert row["saving_pct_min"] == pytest.approx(pct.min())
+        assert row["saving_pct_max"] == pytest.approx(pct.max())
+        assert row["saving_pct_p10"] == pytest.approx(pct.quantile(0.1))  # pandas: linear
+        assert row["saving_pct_p90"] == pytest.approx(pct.quantile(0.9))
+        assert row["better_off_share"] == pytest.approx(((bills - base) < -TOL_EUR).mean())
+        kinds = agents.groupby("agent")["kind"].first()
+        for kind in ("prosumer", "ev"):
+            assert row[f"worst_change_eur_{kind}"] == pytest.approx(
+                (bills - base)[kinds == kind].max())
+        assert row["apart_count"] == (~positive).sum()
+    assert table.loc[baseline_mechanism(), "saving_pct"] == 0
+
+
+def test_the_optimum_is_not_above_any_mechanism(lab):
+    """What is compared: the optimum's bill (the centralized model's objective minus the
+    operator's loss cost: the peers' day bills, retail energy and fixed costs, binaries
+    relaxed) against each run's total bill (Σ agents.parquet cost_eur: what the community
+    pays, its internal payments cancelling). With no forecast error in tiny, a run's
+    realised bill is its day-ahead plan's. Each run is a dispatch the relaxed model could
+    choose, so the optimum cannot be above it; and its efficiency is then at most 100 %."""
+    out, table = lab
+    opt = json.loads((out / OPTIMUM_DIR / OPTIMUM_FILE).read_text())["optimum"]
+    assert opt["network"]  # tiny's feeder (case33bw) is radial without transformers
+    assert table.loc[OPTIMUM, "total_bill_eur"] == pytest.approx(opt["bill_eur"])
+    assert table.loc[OPTIMUM, "efficiency_pct"] == pytest.approx(100.0)
+    base_bill = table.loc[baseline_mechanism(), "total_bill_eur"]
+    for name, row in table.drop(OPTIMUM).iterrows():
+        assert opt["bill_eur"] <= row["total_bill_eur"] + TOL_EUR, name
+        assert row["efficiency_pct"] == pytest.approx(
+            100 * (base_bill - row["total_bill_eur"]) / (base_bill - opt["bill_eur"]))
+        assert row["efficiency_pct"] <= 100 + 1e-4, name
+
+
+def test_a_rerun_runs_nothing(lab):
+    out, table = lab
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+    stamps[out / OPTIMUM_DIR / OPTIMUM_FILE] = (out / OPTIMUM_DIR / OPTIMUM_FILE).stat(
+    ).st_mtime_ns
+    assert len(stamps) == len(table)
+    start = time.perf_counter()
+    assert main(lab_argv(out)) == 0
+    seconds = time.perf_counter() - start
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    pd.testing.assert_frame_equal(pd.read_csv(out / "lab.csv").set_index("mechanism")
+                                  .drop(columns="wall_s"), table.drop(columns="wall_s"))
+    print(f"\nrerun: {seconds:.1f} s")
+
+
+def test_a_mechanism_that_cannot_serve_gets_its_row(tmp_path, capsys):
+    """tiny_locality (buildings) under a mechanism that serves no building: refused by the
+    scenario's checks, its row says why, and the lab goes on (baseline and optimum)."""
+    foreign = next(n for n, m in registry().items() if "building" not in m.kinds)
+    assert main(["lab", "tiny_locality", "--runtime", "inprocess", "--quiet", "--out",
+                 str(tmp_path), "--mechanisms", foreign, "--set", "horizon.days=1"]) == 0
+    table = pd.read_csv(tmp_path / "lab.csv").set_index("mechanism")
+    assert table.loc[foreign, "status"].startswith("failed: ")
+    assert "does not serve building" in table.loc[foreign, "status"]
+    assert table.loc[baseline_mechanism(), "status"] == "ok"
+    assert set(table.index) == {foreign, baseline_mechanism(), OPTIMUM}
+
+
+def test_an_unknown_mechanism_is_one_line(tmp_path, capsys):
+    assert main(["lab", "tiny", "--mechanisms", "nonesuch", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("--mechanisms: unknown nonesuch; allowed: all or")
+    assert "\n" not in err
+    assert not (tmp_path / "lab.csv").exists()
