@@ -175,3 +175,19 @@ def test_index_spans():
     assert _spans([8, 0, 1, 2, 5, 7]) == "0–2, 5, 7–8"
     assert _spans(range(44)) == "0–43"
     assert _spans([]) == "none"
+
+
+def test_switching_the_mechanism_leaves_the_old_ones_parameters_behind():
+    """antunes2024 is an ADMM market (network, rho0, residual_tolerance, max_rounds 500).
+    Switched to the P2V market: those are left behind, its round limit too (the P2V
+    market's own default, 5, applies), while the fields every market has stay and what
+    the command line sets is kept and checked against the new mechanism."""
+    s = load_scenario(SCENARIOS / "antunes2024.yaml", ["market.mechanism=p2v_rules"])
+    assert s.market.mechanism == "p2v_rules" and s.market.max_rounds is None
+    assert s.market.rounds == 5 and s.market.network_model == "socp"
+    s = load_scenario(SCENARIOS / "antunes2024.yaml",
+                      ["market.mechanism=p2v_rules", "market.max_rounds=3"])
+    assert s.market.rounds == 3
+    with pytest.raises(ScenarioError, match="market.rho0: not a parameter of p2v_rules"):
+        load_scenario(SCENARIOS / "antunes2024.yaml",
+                      ["market.mechanism=p2v_rules", "market.rho0=50"])

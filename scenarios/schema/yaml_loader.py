@@ -194,10 +194,14 @@ def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
     return _switched_mechanism(raw, [o.partition("=")[0] for o in overrides])
 
 
+PER_MECHANISM = ("max_rounds",)  # fields every market has whose value suits one mechanism
+
+
 def _switched_mechanism(raw: dict, keys: list[str]) -> dict:
     """Where ``--set market.mechanism=NAME`` switches the mechanism, the file's parameters
-    of the mechanism it had are left behind (those set on the command line stay, and are
-    checked against the new one's)."""
+    of the mechanism it had are left behind, its round limit too (5 rounds of a P2V
+    market are no limit for an ADMM market); those set on the command line stay, and are
+    checked against the new one's."""
     market = raw.get("market")
     if "market.mechanism" not in keys or not isinstance(market, dict):
         return raw
@@ -205,6 +209,6 @@ def _switched_mechanism(raw: dict, keys: list[str]) -> dict:
     if mech is None:
         return raw
     given = {k.split(".", 2)[1] for k in keys if k.startswith("market.")}
-    raw["market"] = {k: v for k, v in market.items()
-                     if k in mech.params.model_fields or k in given}
+    raw["market"] = {k: v for k, v in market.items() if k in given
+                     or (k in mech.params.model_fields and k not in PER_MECHANISM)}
     return raw
