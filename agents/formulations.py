@@ -1,5 +1,5 @@
-"""Prosumer and EV cost-minimisation models (MODELS.md §A; RECON of Eqs 1–33) and the
-building's HEMS (MODELS.md §E, RECON).
+"""Prosumer and EV cost-minimisation models (README, "Models" and "The P2V market"; RECON of Eqs 1–33) and the
+building's HEMS (README, "The locality market", RECON).
 
 ``define_prosumer``, ``define_ev`` and ``define_building`` fill any Pyomo block, so the
 same code builds a standalone agent model and a block of the centralized benchmark.
@@ -104,7 +104,7 @@ def define_ev(b: pyo.Block, d: EVData) -> pyo.Block:
 
 
 def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
-    """An active household's HEMS MILP (MODELS.md §E). RECON: the paper's equations are
+    """An active household's HEMS MILP (README, "The locality market"). RECON: the paper's equations are
     images in the source; this is the standard formulation its text describes.
 
     min Σ_t Δt (λb_t buy_t + (κ − 1) λb_t above_t − λs_t sell_t) + fixed, s.t.
@@ -114,7 +114,7 @@ def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
     sell_t ≤ min(Smax, PIL_t)·xs_t, buy_t ≤ Bmax·xb_t, xb + xs ≤ 1, and the battery
     (charge / discharge / float). PV and wind may be curtailed.
 
-    With a generator and a CHP unit (MODELS.md §C) their power gen_t, chp_t joins the
+    With a generator and a CHP unit (README, "Bilateral P2P with path penalties") their power gen_t, chp_t joins the
     supply and their costs (``add_generator``, ``add_chp``) the objective; with a CHP
     unit or heat demand, chp_h_t + heat_in_t = heat_t (``add_heat_balance``).
     """

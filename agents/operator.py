@@ -1,4 +1,4 @@
-"""The network operator as a market agent (kind ``operator``, MODELS.md §B).
+"""The network operator as a market agent (kind ``operator``, README, "The ADMM P2P market").
 
 It holds the network model (``grid.branchflow``: the relaxed branch-flow SOCP, or the
 LinDistFlow LP) and answers an ADMM market's signals: given the agreed net import y_n of
@@ -77,6 +77,13 @@ class OperatorPlan:
     import_kw: np.ndarray
     v_pu: np.ndarray
     solve_time_s: float
+
+    @classmethod
+    def idle(cls, periods: int, solve_time_s: float = 0.0) -> OperatorPlan:
+        """No loss cost of its own and no network state: a clearance answer, or a market
+        that never asked the operator."""
+        zero = np.zeros(periods)
+        return cls(0.0, zero, zero.copy(), np.zeros((0, periods)), solve_time_s)
 
 
 class OperatorAgent:
@@ -225,8 +232,7 @@ class OperatorAgent:
             if result.binding:
                 binding[str(t)] = [b.label[:200] for b in result.binding]
         self.last_solve_s = solve
-        self.plan = OperatorPlan(0.0, np.zeros(periods), np.zeros(periods),
-                                 np.zeros((0, periods)), solve)
+        self.plan = OperatorPlan.idle(periods, solve)
         self.round_costs_eur[(msg.day, msg.round)] = 0.0
         self.round_solve_s[(msg.day, msg.round)] = time.perf_counter() - begin
         return Offer(sender=self.name, day=msg.day, round=msg.round,
@@ -301,9 +307,7 @@ class OperatorAgent:
         say) leaves it an idle plan: no losses of its own, nothing to solve."""
         self.clearing = msg.body
         if self.plan is None:
-            periods = self.data.horizon.periods
-            self.plan = OperatorPlan(0.0, np.zeros(periods), np.zeros(periods),
-                                     np.zeros((0, periods)), 0.0)
+            self.plan = OperatorPlan.idle(self.data.horizon.periods)
         return self.plan
 
     def planned_net_kw(self) -> np.ndarray:

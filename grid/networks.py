@@ -121,7 +121,7 @@ def cigre_lv() -> pp.pandapowerNet:
 
 def village_1(keep_sgens: bool = False) -> pp.pandapowerNet:
     """The synthetic LV network 'village_1' of Lindner et al. (Symposium Energieinnovation,
-    TU Graz 2014) as pandapower builds it, the 80-bus network of seed 003 (MODELS.md §D).
+    TU Graz 2014) as pandapower builds it, the 80-bus network of seed 003 (README, "DSO clearance of P2P trades").
 
     pandapower gives: 80 buses (bus 0 at 20 kV, with the ext_grid; 79 at 0.4 kV), one
     20/0.4 kV transformer of sn_mva = 0.25 (vk 4 %), 78 cables and no switches: four

@@ -1,4 +1,4 @@
-"""Package boundaries of DESIGN.md, checked by parsing every module's imports."""
+"""Package boundaries (README, "Layout"), checked by parsing every module's imports."""
 
 import ast
 from pathlib import Path

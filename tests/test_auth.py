@@ -188,7 +188,7 @@ def market_day(tiny, curve_keys=None, extra=(), play=None, **kwargs):
     meanwhile. Returns each agent's clearing and settlement bodies, its settled schedule,
     the session and what ``play`` returned."""
     s, community = tiny
-    mech, params = mechanism_setup(s, community)
+    mech, params = mechanism_setup(s)
     agents = [Recording(a) for a in market_agents(s, community)]
     for a in agents:  # one at a time: building Pyomo models is not thread-safe
         a.agent.start_day(0)

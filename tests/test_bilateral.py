@@ -136,7 +136,7 @@ def _market_at(path, sets=()):
     s = load_scenario(path, ["runtime.kind=inprocess", *sets])
     community = build_community(s)
     agents = make_agents(s, community, {}, "commodity_consensus")
-    session = run_session(agents, *mechanism_setup(s, community))
+    session = run_session(agents, *mechanism_setup(s))
     return s, community, agents, session.state
 
 

@@ -1,4 +1,4 @@
-"""Building (HEMS) model on tiny hand-computed cases (MODELS.md §E, RECON)."""
+"""Building (HEMS) model on tiny hand-computed cases (README, "The locality market", RECON)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Producing buildings (MODELS.md §C): a generator, a CHP unit and heat demand, on tiny
+"""Producing buildings (README, "Bilateral P2P with path penalties"): a generator, a CHP unit and heat demand, on tiny
 hand-computed cases. Quadratic costs are tangent epigraphs in the MILP
 (``agents.equipment.add_epigraph``): exact at the tangent points, at most a·Δ²/8 low."""
 

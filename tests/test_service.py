@@ -237,7 +237,7 @@ def run_days(s, community, actuals=None, extra=(), play=None, **kwargs):
     ``play(endpoint)`` acts out the roster members ``extra`` meanwhile on the first day.
     Returns each agent's settled days, the (closed) clients that kept every settlement
     and error, the agents and the (closed) service."""
-    mech, params = mechanism_setup(s, community)
+    mech, params = mechanism_setup(s)
     agents = {a.name: a for a in market_agents(s, community, actuals)}
     settled = {n: [] for n in agents}
     with (serving([*agents, *extra], params, mech, days=s.horizon.days,

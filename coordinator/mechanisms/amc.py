@@ -1,4 +1,4 @@
-"""Average market clearing (AMC) of a locality market (MODELS.md §E, RECON of the
+"""Average market clearing (AMC) of a locality market (README, "The locality market", RECON of the
 paper's strategies 1 and 2; its equations are images).
 
 With m = (λb + λs) / 2, on the shared demand D and generation G of a period:

@@ -149,11 +149,19 @@ def core_path(core: MarketCore) -> str:
                      f"{module.__name__}, beside its parameter model")
 
 
+def load_object(path: str):
+    """What ``module:name`` (a dotted name inside the module) names, importing it."""
+    module, _, attr = path.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def load_core(path: str) -> MarketCore:
     """The core at ``module:attribute``; a one-line error for anything else."""
-    module, _, attr = path.partition(":")
     try:
-        core = getattr(importlib.import_module(module), attr)
+        core = load_object(path)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ValueError(f"no mechanism core at {path!r} ({exc})") from None
     if not isinstance(core, MarketCore):
@@ -273,14 +281,6 @@ def _path_of(fn: Callable) -> str:
     return f"{fn.__module__}:{fn.__qualname__}"
 
 
-def _load(path: str):
-    module, _, attr = path.partition(":")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def dump_market(core: MarketCore, params: MarketParams, check: Callable | None = None) -> dict:
     """A market (its core, wrapped by a network ``check`` where one follows it) and its
     parameters as JSON-ready data, for a coordinator process."""
@@ -297,7 +297,7 @@ def load_market(raw: dict) -> tuple[MarketCore, MarketParams]:
     try:
         core = load_core(raw["core"])
         if raw.get("check"):
-            core = _load(raw["check"])(core)
+            core = load_object(raw["check"])(core)
         data = MarketData(**{k: tuple(v) if isinstance(v, list) else v
                              for k, v in raw.get("data", {}).items()})
         return core, core.params_type.model_validate(raw["params"]).with_data(data)

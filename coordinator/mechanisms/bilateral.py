@@ -1,4 +1,4 @@
-"""Bilateral P2P trading of power and heat with network path penalties (MODELS.md §C,
+"""Bilateral P2P trading of power and heat with network path penalties (README, "Bilateral P2P with path penalties",
 seed 002, eqs. 12.1–12.38), cleared by consensus ADMM on the trades.
 
 Peers (any kind; buildings may produce power with a generator or a CHP unit, and heat)

@@ -125,7 +125,7 @@ def wire_ms_per_round(s) -> dict[str, float]:
     from lemgrid.scenarios.run.market import mechanism_setup, plugin
 
     community = build_community(s)
-    mech, params = mechanism_setup(s, community)
+    mech, params = mechanism_setup(s)
     steps: list[float] = []
 
     def timed_step(offers, state, p):

@@ -9,15 +9,15 @@ read while the scenario schema is built, and a plug-in's hooks use the schema's 
 from __future__ import annotations
 
 import functools
-import importlib
 import sys
 from dataclasses import replace
 from importlib.metadata import entry_points
 
-from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext
+from lemgrid.coordinator.mechanisms.base import load_object
+from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext, lazy
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "Mechanism", "RunContext", "get", "network_checks",
-           "registry", "serving"]
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "Mechanism", "RunContext", "get", "lazy",
+           "network_checks", "of_market", "registry", "serving"]
 
 ENTRY_POINT_GROUP = "lemgrid.mechanisms"
 BUILTIN = (  # the first is a scenario's mechanism where it names none
@@ -29,11 +29,6 @@ BUILTIN = (  # the first is a scenario's mechanism where it names none
     "lemgrid.scenarios.plugins.clearance:MECHANISM",
     "lemgrid.scenarios.plugins.bilateral:MECHANISM",
 )
-
-
-def _load(path: str) -> object:
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def _entry_points() -> list[tuple[str, str, object]]:
@@ -55,7 +50,7 @@ def _entry_points() -> list[tuple[str, str, object]]:
 def registry() -> dict[str, Mechanism]:
     """Every registered mechanism by name, the built-ins first."""
     out: dict[str, Mechanism] = {}
-    found = [("built-in", p, _load(p)) for p in BUILTIN] + _entry_points()
+    found = [("built-in", p, load_object(p)) for p in BUILTIN] + _entry_points()
     for origin, source, mech in found:
         if not isinstance(mech, Mechanism):
             print(f"warning: {origin} is not a lemgrid Mechanism; left out", file=sys.stderr)
@@ -83,3 +78,10 @@ def serving(kinds: set[str]) -> list[str]:
 def network_checks() -> list[str]:
     """The mechanisms that can check another one's trades (``market.network_check``)."""
     return [n for n, m in registry().items() if m.check is not None]
+
+
+def of_market(mechanism: str | None, network_check: str = "none") -> list[Mechanism]:
+    """The plug-ins of a market: its mechanism, then the one that checks its trades
+    (``network_check``); a name no longer registered is left out."""
+    known = registry()
+    return [known[n] for n in dict.fromkeys((mechanism, network_check)) if n in known]

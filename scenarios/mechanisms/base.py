@@ -41,7 +41,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lemgrid.coordinator.mechanisms.base import MarketCore, MarketParams
+from lemgrid.coordinator.mechanisms.base import MarketCore, MarketParams, load_object
+
+
+def lazy(path: str) -> Callable:
+    """A hook that is the function at ``module:name``, imported at its first call (a
+    plug-in module imports its hooks' modules no earlier: module docstring)."""
+    def hook(*args, **kwargs):
+        return load_object(path)(*args, **kwargs)
+
+    hook.__qualname__ = f"lazy({path})"
+    return hook
 
 
 @dataclass(frozen=True, kw_only=True)

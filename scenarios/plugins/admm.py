@@ -5,7 +5,7 @@ same peers and network in one second-order cone program."""
 from __future__ import annotations
 
 from lemgrid.coordinator.mechanisms.admm import CORE
-from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext
+from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext, lazy
 
 
 def precheck(ctx: RunContext) -> dict:
@@ -57,16 +57,6 @@ def bench(*, scenario, runs, info, out) -> int:
     return bench_admm(scenario, runs, info, out)
 
 
-def sections(run) -> list:
-    from lemgrid.scenarios.results.admm import report_sections
-    return report_sections(run)
-
-
-def figures() -> list:
-    from lemgrid.scenarios.results.admm import figure_specs
-    return figure_specs()
-
-
 MECHANISM = Mechanism(
     core=CORE,
     description="bilateral P2P trades cleared by ADMM, with the network operator's limits",
@@ -74,7 +64,9 @@ MECHANISM = Mechanism(
     "with Electric Vehicles",
     strategy="peer_consensus",
     precheck=precheck, results=results, tables=("admm_iterations", "trades"),
-    sections=sections, figures=figures, bench=bench, scenario_problems=scenario_problems,
+    sections=lazy("lemgrid.scenarios.results.admm:report_sections"),
+    figures=lazy("lemgrid.scenarios.results.admm:figure_specs"),
+    bench=bench, scenario_problems=scenario_problems,
     kpis={"gap_to_centralized_pct": ("market", "gap_to_centralized_pct"),
           "primal_residual": ("market", "primal_residual"),
           "dual_residual": ("market", "dual_residual")},

@@ -5,7 +5,7 @@ peer and pair."""
 from __future__ import annotations
 
 from lemgrid.coordinator.mechanisms.bilateral import CORE
-from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext
+from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext, lazy
 
 
 def results(ctx: RunContext) -> dict:
@@ -14,16 +14,6 @@ def results(ctx: RunContext) -> dict:
     return write_bilateral(ctx.out, ctx.days, ctx.period_h,
                            central_bilateral_days(ctx.scenario, ctx.community, ctx.days,
                                                   ctx.bus_of))
-
-
-def sections(run) -> list:
-    from lemgrid.scenarios.results.bilateral import report_sections
-    return report_sections(run)
-
-
-def figures() -> list:
-    from lemgrid.scenarios.results.bilateral import figure_specs
-    return figure_specs()
 
 
 def scenario_problems(scenario) -> list[str]:
@@ -49,8 +39,10 @@ MECHANISM = Mechanism(
     citation="Vahidinasab, Nasimifar, Mohammadi-Ivatloo, Participation of Active Buildings in "
     "Peer-to-Peer and Local Transactive Energy Markets (book chapter 12)",
     strategy="commodity_consensus", commodities=frozenset({"power", "heat"}),
-    results=results, tables=("bilateral_iterations", "trades"), sections=sections,
-    figures=figures, scenario_problems=scenario_problems,
+    results=results, tables=("bilateral_iterations", "trades"),
+    sections=lazy("lemgrid.scenarios.results.bilateral:report_sections"),
+    figures=lazy("lemgrid.scenarios.results.bilateral:figure_specs"),
+    scenario_problems=scenario_problems,
     kpis={"gap_to_centralized_pct": ("market", "gap_to_centralized_pct"),
           "traded_kwh_heat": ("market", "traded_kwh_heat")},
 )

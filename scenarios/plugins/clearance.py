@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from lemgrid.coordinator.mechanisms.clearance import CORE
 from lemgrid.coordinator.mechanisms.network_check import checked
-from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext
+from lemgrid.scenarios.mechanisms.base import Mechanism, RunContext, lazy
 
 
 def results(ctx: RunContext) -> dict:
@@ -19,16 +19,6 @@ def bench(*, scenario, runs, info, out) -> int:
     return run_clearance_bench(runs, info, out)
 
 
-def sections(run) -> list:
-    from lemgrid.scenarios.results.clearance import report_sections
-    return report_sections(run)
-
-
-def figures() -> list:
-    from lemgrid.scenarios.results.clearance import figure_specs
-    return figure_specs()
-
-
 MECHANISM = Mechanism(
     core=CORE,
     description="P2P trades matched by double auction, cleared by the network operator's "
@@ -36,7 +26,9 @@ MECHANISM = Mechanism(
     citation="Vieira Fernandes, Christin, Kar (2024), Peer-to-Peer (P2P) Electricity Markets "
     "for Low Voltage Networks, SmartGridComm",
     strategy="quote",
-    results=results, tables=("clearance", "trades"), sections=sections, figures=figures,
+    results=results, tables=("clearance", "trades"),
+    sections=lazy("lemgrid.scenarios.results.clearance:report_sections"),
+    figures=lazy("lemgrid.scenarios.results.clearance:figure_specs"),
     bench=bench,
     kpis={"accepted_kwh": ("market", "accepted_kwh"),
           "curtailed_kwh": ("market", "curtailed_kwh")},

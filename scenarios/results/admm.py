@@ -1,4 +1,4 @@
-"""The ADMM market's own results (MODELS.md §B): ``admm_iterations.parquet`` (one row per
+"""The ADMM market's own results (README, "The ADMM P2P market"): ``admm_iterations.parquet`` (one row per
 day and round: scaled primal and dual residuals, ρ of each constraint group, the community's objective that
 round) and ``trades.parquet`` (one row per day, period and bilateral trade), and its
 figures for ``summary.json`` (final residuals, the gap to the centralized optimum)."""

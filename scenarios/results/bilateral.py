@@ -1,4 +1,4 @@
-"""The bilateral market's own results (MODELS.md §C): ``trades.parquet`` (one row per day,
+"""The bilateral market's own results (README, "Bilateral P2P with path penalties"): ``trades.parquet`` (one row per day,
 period and cleared trade, commodity ``power`` or ``heat``, the ADMM market's columns:
 every trade from a net seller to a net buyer of its period),
 ``bilateral_iterations.parquet`` (one row per day and round: the ADMM residuals and ρ, or

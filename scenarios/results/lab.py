@@ -57,7 +57,7 @@ from matplotlib.figure import Figure
 from lemgrid.scenarios.results import atomic
 from lemgrid.scenarios.results.compare import mechanism_kpis, run_kpis
 from lemgrid.scenarios.results.report import STYLE, read_summary, read_table
-from lemgrid.scenarios.results.sections import format_value
+from lemgrid.scenarios.results.sections import format_value, markdown_table
 
 BASELINE, OPTIMUM, MECHANISM = "retail baseline", "community optimum", "mechanism"
 OK, NOT_CONVERGED = "ok", "not converged"
@@ -316,8 +316,7 @@ def write_markdown(out: Path, title: str, sentences: list[str], table: pd.DataFr
                    notes: list[str]) -> Path:
     header, rows = _rows(table)
     lines = [f"# {title}", "", *[f"- {s}" for s in sentences], "",
-             f"| {' | '.join(header)} |", "|" + "---|" * len(header),
-             *[f"| {' | '.join(r)} |" for r in rows]]
+             *markdown_table(header, rows)]
     lines += ["", "Each run's report: " + ", ".join(
         f"[{n}]({r})" for n, r in zip(table["mechanism"], table.get("report", []), strict=False)
         if isinstance(r, str))]

@@ -21,7 +21,12 @@ from lemgrid.grid.networks import load_network
 from lemgrid.grid.powerflow import REVERSE_TOLERANCE_MW, GridLimits, trafo_rating_mva
 from lemgrid.scenarios import mechanisms
 from lemgrid.scenarios.results import atomic, figures
-from lemgrid.scenarios.results.sections import FIGURES_SECTION, FigureSpec, format_value
+from lemgrid.scenarios.results.sections import (
+    FIGURES_SECTION,
+    FigureSpec,
+    format_value,
+    markdown_table,
+)
 
 FIGURE_DPI = 100
 TABLES = ("agents", "market", "agent_rounds", "grid_bus", "grid_line")
@@ -115,9 +120,7 @@ def run_mechanisms(config: dict) -> list:
     """The registered plug-ins a run's resolved config names (its mechanism and its
     network check; one no longer installed is left out)."""
     market = config.get("market", {})
-    names = [market.get("mechanism"), market.get("network_check", "none")]
-    known = mechanisms.registry()
-    return [known[n] for n in dict.fromkeys(names) if n in known]
+    return mechanisms.of_market(market.get("mechanism"), market.get("network_check", "none"))
 
 
 # ---- tables ------------------------------------------------------------------------------
@@ -263,13 +266,6 @@ def bill_rows(run: Run) -> list[list[str]]:
 def violation_rows(run: Run) -> list[list[str]]:
     return [[str(r.day), str(r.period), r.element, f"{r.value:.6g}", r.limit]
             for r in violations(run).itertuples()]
-
-
-def _markdown(header: list[str], rows: list) -> list[str]:
-    if not rows:
-        return ["none"]
-    return ([f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
-            + [f"| {' | '.join(map(str, row))} |" for row in rows])
 
 
 def _html_table(header: list[str], rows: list) -> str:
@@ -474,7 +470,7 @@ def _sections(run: Run, slowest_agent_s) -> list[tuple[str, list[str], list]]:
 def write_markdown(run: Run, sections) -> Path:
     lines = [f"# lemgrid run: {run.summary['scenario']} ({run.summary['mode']})"]
     for title, header, rows in sections:
-        lines += ["", f"## {title}", "", *_markdown(header, rows)]
+        lines += ["", f"## {title}", "", *markdown_table(header, rows)]
     path = run.out / "report.md"
     atomic.write_text(path, "\n".join(lines) + "\n")
     return path

@@ -28,6 +28,14 @@ def format_value(value) -> str:
     return str(value)
 
 
+def markdown_table(header: list[str], rows: list) -> list[str]:
+    """A Markdown table's lines; ``none`` without rows."""
+    if not rows:
+        return ["none"]
+    return ([f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
+            + [f"| {' | '.join(map(str, row))} |" for row in rows])
+
+
 @dataclass
 class FigureSpec:
     name: str

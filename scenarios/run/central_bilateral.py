@@ -1,5 +1,5 @@
 """The centralized counterpart of the bilateral market (``coordinator.mechanisms.bilateral``,
-MODELS.md §C): every peer's own problem and every pair's trades in one convex QP, solved
+README, "Bilateral P2P with path penalties"): every peer's own problem and every pair's trades in one convex QP, solved
 by HiGHS.
 
 Each peer enters as its settled model (``agents.admm_peer.PeerModel``: binaries relaxed

@@ -1,4 +1,4 @@
-"""The centralized counterpart of the ADMM market (MODELS.md §B): the same peers and the
+"""The centralized counterpart of the ADMM market (README, "The ADMM P2P market"): the same peers and the
 same network in one second-order cone program (cvxpy + Clarabel).
 
 Every peer's local problem enters as its matrices (``agents.admm_peer.local_lp``: the

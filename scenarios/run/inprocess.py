@@ -130,7 +130,7 @@ def run_decentralized(s: Scenario, community, actuals: dict[str, Actuals] | None
     """The run's days from ``first_day`` (the community's batteries hold what the day
     before left; ``gone``: agents that left the run before it); agents that fail a day
     leave the run. ``on_day(day_result)`` follows every finished day."""
-    mech, params = mechanism_setup(s, community)
+    mech, params = mechanism_setup(s)
     agents = make_agents(s, community, actuals or {}, plugin(s).strategy)
     gone = dict(gone or {})
     days = []

@@ -33,7 +33,7 @@ def check_plugin(s: Scenario) -> Mechanism | None:
 
 def run_plugins(s: Scenario) -> list[Mechanism]:
     """The plug-ins of the run: its mechanism, then its network check."""
-    return [m for m in (plugin(s), check_plugin(s)) if m is not None]
+    return mechanisms.of_market(s.market.mechanism, s.market.network_check)
 
 
 def market_params(s: Scenario) -> MarketParams:
@@ -44,7 +44,7 @@ def market_params(s: Scenario) -> MarketParams:
     return s.market.with_data(data)
 
 
-def mechanism_setup(s: Scenario, community=None) -> tuple[MarketCore, MarketParams]:
+def mechanism_setup(s: Scenario) -> tuple[MarketCore, MarketParams]:
     """The market's core (checked where ``market.network_check`` says so) and its
     parameters."""
     core, check = plugin(s).core, check_plugin(s)

@@ -36,6 +36,7 @@ from lemgrid.scenarios.schema.models import (
     Runtime,
     Tariffs,
     Template,
+    Uniform,
 )
 
 MAX_SERIES_VALUES = 50_000_000  # agents × days × periods of a run
@@ -175,10 +176,10 @@ def _heat_without_market(s: ScenarioFields, name: str) -> list[str]:
             most = (max(demand, default=0.0) if isinstance(demand, list)
                     else max(_bounds(demand)))
             chp = getattr(a, "chp", None)
-            if most > _most_heat_kw(chp) + 1e-9:
+            made = _most_heat_kw(chp)
+            if most > made + 1e-9:
                 who = a.name if where == "agents" else f"{a.name_prefix}*"
-                own = ("it has no CHP unit" if chp is None
-                       else f"its CHP unit makes at most {_most_heat_kw(chp):g}")
+                own = "it has no CHP unit" if chp is None else f"its CHP unit makes at most {made:g}"
                 out.append(f"{where}.{i}.heat_demand_kw: building {who} needs up to "
                            f"{most:g} kW_th, {own}, and {name} trades no heat; allowed: a "
                            f"mechanism with a heat market ({', '.join(trading) or 'none'}), "
@@ -188,7 +189,7 @@ def _heat_without_market(s: ScenarioFields, name: str) -> list[str]:
 
 def _bounds(value) -> tuple[float, ...]:
     """A number, or a uniform draw's bounds."""
-    return tuple(value.uniform) if hasattr(value, "uniform") else (float(value),)
+    return tuple(value.uniform) if isinstance(value, Uniform) else (float(value),)
 
 
 def _check_times(s: ScenarioFields) -> list[str]:

@@ -439,7 +439,7 @@ class ExplicitEV(Strict):
 
 
 class GeneratorConfig(Strict):
-    """A dispatchable generator (MODELS.md §C): output in [p_min_kw, p_max_kw] in every
+    """A dispatchable generator (README, "Bilateral P2P with path penalties"): output in [p_min_kw, p_max_kw] in every
     period (no on/off: p_min_kw > 0 makes it must-run) at ½·a·g² + b·g + c €/h."""
 
     p_min_kw: NonNeg = 0.0
@@ -457,7 +457,7 @@ class GeneratorConfig(Strict):
 
 
 class ChpConfig(Strict):
-    """A CHP unit (MODELS.md §C, Fig. 12.9): power and heat inside a convex polygon, at
+    """A CHP unit (README, "Bilateral P2P with path penalties", Fig. 12.9): power and heat inside a convex polygon, at
     ½·a_p·p² + b_p·p + ½·a_h·h² + b_h·h + c €/h."""
 
     vertices_kw: list[tuple[NonNeg, NonNeg]] = Field(
@@ -475,7 +475,7 @@ PER_PERIOD = ("one value for every period, or one per period of the run "
 
 
 class ExplicitBuilding(Strict):
-    """A building that produces (MODELS.md §C): a load, a heat demand, a generator and a
+    """A building that produces (README, "Bilateral P2P with path penalties"): a load, a heat demand, a generator and a
     CHP unit; no PV, wind, battery, flexible loads or consumer demand limit."""
 
     kind: Literal["building"]
@@ -577,7 +577,7 @@ AGENT_KIND = {"network_loads": "prosumer", "bus_profiles": "prosumer"}
 
 
 class BuildingTemplate(Strict):
-    """Active buildings (MODELS.md §E): non-flexible load, flexible loads, PV, a small
+    """Active buildings (README, "The locality market"): non-flexible load, flexible loads, PV, a small
     wind turbine, a battery, a consumer demand limit and a power injection limit."""
 
     kind: Literal["building"]
@@ -722,7 +722,7 @@ class BusPlacement(Strict):
 
 class BusProfilesTemplate(Strict):
     """Agents on buses of the grid's network with hourly profiles from CSV files (the
-    community of MODELS.md §D): a prosumer agent named ``<name_prefix><bus>`` per bus, a
+    community of README, "DSO clearance of P2P trades"): a prosumer agent named ``<name_prefix><bus>`` per bus, a
     consumer (the ``load`` profile, no PV) on a load bus, a PV-only prosumer (the ``pv``
     profile, no load) on a PV bus, both in one agent on a bus that is both. Every load bus
     has the same profile, every PV bus the same. No battery, no fixed cost; retail prices
