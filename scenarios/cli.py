@@ -114,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--runtime", choices=["distributed", "inprocess"], default=None,
                      help="agents as processes (default) or all in this process")
     lab.add_argument("--out", default=None, help="lab folder (default results/<name>_lab)")
+    lab.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="N runs at a time, each in a process of its own (default 1; their "
+                     "wall times then share the machine)")
+    lab.add_argument("--sweep", default=None, metavar="FIELD=V1,V2,...",
+                     help="the lab at each value of a scenario field (a market parameter: "
+                     "the mechanisms that have it), DIR/FIELD=V each, and the KPIs against "
+                     "the value in DIR/sweep.html")
     add_set_argument(lab)
     lab.add_argument("--quiet", action="store_true", help="no progress bar or lines")
     return p
@@ -309,16 +316,24 @@ def cmd_compare(args) -> int:
 def cmd_lab(args) -> int:
     """``lemgrid lab``: every serving mechanism's run, the yardsticks and lab.html."""
     from lemgrid.scenarios.run.errors import interrupts_raised
-    from lemgrid.scenarios.run.lab import run_lab
+    from lemgrid.scenarios.run.lab import run_lab, run_sweep
 
     path = resolve_scenario(args.scenario)
     overrides = [*args.overrides, *([f"runtime.kind={args.runtime}"] if args.runtime else [])]
     scenario = load_scenario(path, overrides)  # a bad scenario is one line, nothing run
     out = Path(args.out or Path("results") / f"{scenario.name}_lab")
+    if args.jobs < 1:
+        print(f"error: --jobs {args.jobs}: allowed: 1 or more", file=sys.stderr)
+        return EXIT_INVALID
     with interrupts_raised():
-        run_lab(path, overrides, out, args.mechanisms, progress=not args.quiet)
+        if args.sweep:
+            run_sweep(path, overrides, out, args.sweep, args.mechanisms,
+                      progress=not args.quiet, jobs=args.jobs)
+        else:
+            run_lab(path, overrides, out, args.mechanisms, progress=not args.quiet,
+                    jobs=args.jobs)
     if not args.quiet:
-        print(f"lab: {out / 'lab.html'}")
+        print(f"lab: {out / ('sweep.html' if args.sweep else 'lab.html')}")
     return 0
 
 

@@ -6,6 +6,7 @@ summary.json or recomputed from its agents.parquet and messages.jsonl."""
 
 from __future__ import annotations
 
+import html
 import json
 import time
 
@@ -14,7 +15,9 @@ import pytest
 
 from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.mechanisms import registry, serving
-from lemgrid.scenarios.results.lab import BASELINE, OPTIMUM, fairness
+from lemgrid.scenarios.results import lab_figures
+from lemgrid.scenarios.results.lab import BASELINE, CAPTIONS, OPTIMUM, fairness
+from lemgrid.scenarios.results.lab_figures import bill_parts_eur
 from lemgrid.scenarios.run.lab import OPTIMUM_DIR, OPTIMUM_FILE, baseline_mechanism
 from lemgrid.scenarios.schema import agent_kinds, load_scenario, resolve_scenario
 
@@ -175,3 +178,71 @@ def test_an_unknown_mechanism_is_one_line(tmp_path, capsys):
     assert err.startswith("--mechanisms: unknown nonesuch; allowed: all or")
     assert "\n" not in err
     assert not (tmp_path / "lab.csv").exists()
+
+
+def test_the_figures_are_drawn_from_the_runs(lab):
+    """Every figure is in lab.html and figures/; the bill's parts add up to each run's
+    total bill (agents.parquet: cost_eur is their sum) and the lowest-voltage lines reach
+    summary.json's lowest voltage."""
+    out, table = lab
+    page = (out / "lab.html").read_text()
+    for stem, caption in CAPTIONS.items():
+        assert (out / "figures" / f"{stem}.png").stat().st_size > 1000, stem
+        assert html.escape(caption) in page, stem
+    runs = [(name, out / name) for name in table.drop(OPTIMUM).index]
+    for name, folder in runs:
+        assert bill_parts_eur(folder).sum() == pytest.approx(table.loc[name, "total_bill_eur"])
+    lowest = lab_figures._per_step(runs, "grid_bus", "vm_pu", "min")
+    for name, series in lowest.items():
+        assert series.min() == pytest.approx(table.loc[name, "v_min_pu"])
+        assert len(series) == 24 + 1  # 24 hours, the last drawn to its end
+
+
+def test_what_a_participant_reveals(lab):
+    """``revealed_fields`` against messages.jsonl read here: the fields of the messages
+    the participants (not the network operator) sent, with their keys."""
+    out, table = lab
+    for name in table.drop(OPTIMUM).index:
+        sent = {}
+        operators = set()
+        for line in (out / name / "messages.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            msg = record["msg"]
+            if record["dir"] != "in":
+                continue
+            if msg["type"] == "register" and msg["body"]["kind"] == "operator":
+                operators.add(msg["sender"])
+            sent.setdefault(msg["sender"], []).append(msg)
+        fields = set()
+        for sender, msgs in sent.items():
+            for msg in msgs if sender not in operators else []:
+                for field, value in msg["body"].items():
+                    if value is not None and field not in ("kind", "periods", "period_h",
+                                                           "period"):
+                        keys = ", ".join(sorted(value)) if isinstance(value, dict) else ""
+                        fields.add(f"{msg['type']}.{field}" + (f"[{keys}]" if keys else ""))
+        assert set(table.loc[name, "revealed_fields"].split("; ")) == fields, name
+        assert table.loc[name, "reveals"].startswith("limits, quantities")
+
+
+def test_a_sweep_in_two_processes(lab, tmp_path):
+    """``--sweep market.p2v=true,false --jobs 2`` over p2v_rules (the one mechanism with
+    the parameter) and the baseline: each value's lab is a lab of its own, sweep.csv holds
+    their rows, and the run at the scenario's own value (true) equals the sequential lab's
+    to the last digit."""
+    _out, table = lab
+    assert main([*lab_argv(tmp_path), "--mechanisms", "p2v_rules", "--jobs", "2",
+                 "--sweep", "market.p2v=true,false"]) == 0
+    sweep = pd.read_csv(tmp_path / "sweep.csv")
+    assert list(sweep.columns[:2]) == ["market.p2v", "mechanism"]
+    for value in (True, False):
+        own = pd.read_csv(tmp_path / f"market.p2v={str(value).lower()}" / "lab.csv")
+        rows = sweep[sweep["market.p2v"] == value].drop(columns=["market.p2v", "lab"])
+        pd.testing.assert_frame_equal(rows.reset_index(drop=True), own, check_dtype=False)
+        assert set(own["mechanism"]) == {baseline_mechanism(), "p2v_rules", OPTIMUM}
+    same = pd.read_csv(tmp_path / "market.p2v=true" / "lab.csv").set_index("mechanism")
+    for name in (baseline_mechanism(), "p2v_rules"):
+        assert same.loc[name, "total_bill_eur"] == table.loc[name, "total_bill_eur"]
+    off = sweep[~sweep["market.p2v"].astype(bool) & (sweep["mechanism"] == "p2v_rules")]
+    assert off["traded_kwh"].iloc[0] == 0  # no P2V market: nothing traded
+    assert "sweep_total_bill_eur.png" in (tmp_path / "sweep.md").read_text()

@@ -5,9 +5,11 @@ mechanism: every number is a run's own (summary.json, agents.parquet, messages.j
 the community optimum's.
 
 Writes ``lab.csv`` (one row per mechanism and yardstick), ``lab.md`` and ``lab.html``
-(self-contained): one sentence per question first (which mechanism saves most, which is
-fairest, which keeps the grid within limits, which is fastest), then the table, then the
-figure of every participant's saving per mechanism, and a link to each run's report.
+(self-contained), with their figures in ``figures/lab_*.png``: one sentence per question
+first (which mechanism saves most, which is fairest, which keeps the grid within limits,
+which is fastest), then the table, then the figures (``lab_figures``: each participant's
+saving, the bill's parts, the community's import and the lowest voltage per period, the
+iterative mechanisms' convergence), and a link to each run's report.
 
 The yardsticks:
 
@@ -38,6 +40,8 @@ The columns (every money figure over the whole run, €):
 - fairness (``fairness``): against each participant's bill in the baseline;
 - ``messages_per_participant``, ``bytes_per_participant``: messages.jsonl's lines (both
   directions) and their messages' compact JSON size, over the participants;
+  ``reveals`` and ``revealed_fields``: what the participants' own messages carried
+  (``message_load``);
 - then each mechanism's own KPIs (its plug-in's ``kpis``), empty in the other rows.
 """
 
@@ -45,25 +49,24 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from lemgrid.scenarios.results import atomic
+from lemgrid.scenarios.results import lab_figures as figs
 from lemgrid.scenarios.results.compare import mechanism_kpis, run_kpis
-from lemgrid.scenarios.results.report import STYLE, read_summary, read_table
+from lemgrid.scenarios.results.lab_figures import bills
+from lemgrid.scenarios.results.report import STYLE, read_summary
 from lemgrid.scenarios.results.sections import format_value, markdown_table
 
 BASELINE, OPTIMUM, MECHANISM = "retail baseline", "community optimum", "mechanism"
 OK, NOT_CONVERGED = "ok", "not converged"
 BETTER_EUR = 1e-6  # a participant is better off when its bill falls by more than this
 QUANTILES = {"min": 0, "p10": 10, "median": 50, "p90": 90, "max": 100}
-KIND_COLORS = {"prosumer": "#3969ac", "ev": "#e73f74", "building": "#11a579"}
 
 
 @dataclass(frozen=True)
@@ -122,30 +125,65 @@ def fairness(bills: pd.Series, baseline: pd.Series, kinds: pd.Series) -> dict:
 
 # ---- one row per run --------------------------------------------------------------------
 
-def bills_of(folder: Path) -> tuple[pd.Series, pd.Series]:
-    """Each participant's bill over the run (€) and its kind."""
-    agents = read_table(folder, "agents")
-    return (agents.groupby("agent")["cost_eur"].sum(),
-            agents.groupby("agent")["kind"].first())
+BOOKKEEPING = {"kind", "periods", "period_h", "period"}  # message fields that reveal nothing
+REVEAL_ORDER = ("limits", "quantities", "prices", "per-counterparty terms", "meter readings")
+
+
+def reveal_category(msg_type: str, field: str) -> str:
+    """What a message field sent by a participant reveals, by its name in the protocol
+    (``coordinator.protocol``): limits, quantities, prices, per-counterparty terms (any
+    field per counterparty) or meter readings (a meter message's power)."""
+    if "counterparty" in field:
+        return "per-counterparty terms"
+    if "limit" in field:
+        return "limits"
+    if "price" in field or "penalt" in field:
+        return "prices"
+    return "meter readings" if msg_type == "meter" else "quantities"
 
 
 def message_load(folder: Path, participants: int) -> dict:
-    """Messages (both directions) and their bytes (each message's compact JSON) per
-    participant, from messages.jsonl; null where the run wrote none."""
+    """From messages.jsonl: messages (both directions) and their bytes (each message's
+    compact JSON) per participant, and what the participants revealed: ``reveals``, the
+    categories of the fields they sent (``reveal_category``), and ``revealed_fields``,
+    each message type's fields with the keys they carried (``offer.quantities_kw[net,
+    p2p]``); the network operator's own messages are not a participant's. Null where the
+    run wrote no messages."""
     path = folder / "messages.jsonl"
     if not path.is_file() or not participants:
-        return {"messages_per_participant": None, "bytes_per_participant": None}
+        return dict.fromkeys(("messages_per_participant", "bytes_per_participant", "reveals",
+                              "revealed_fields"))
     count = size = 0
+    operators, fields = set(), {}
     with path.open(encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
-                msg = json.loads(line)["msg"]
-            except (ValueError, KeyError, TypeError):
+                record = json.loads(line)
+                msg = record["msg"]
+                body = msg.get("body") or {}
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
             count += 1
             size += len(json.dumps(msg, separators=(",", ":")).encode())
+            if record.get("dir") != "in" or not isinstance(body, dict):
+                continue
+            if msg.get("type") == "register" and body.get("kind") == "operator":
+                operators.add(msg.get("sender"))
+            for name, value in body.items():
+                if value is not None and name not in BOOKKEEPING:
+                    keys = fields.setdefault((msg.get("type"), name, msg.get("sender")), set())
+                    keys |= set(value) if isinstance(value, dict) else set()
+    shown: dict[tuple[str, str], set] = {}
+    for (kind, name, sender), keys in fields.items():
+        if sender not in operators:
+            shown.setdefault((kind, name), set()).update(keys)
+    found = {reveal_category(kind, name) for kind, name in shown}
     return {"messages_per_participant": count / participants,
-            "bytes_per_participant": size / participants}
+            "bytes_per_participant": size / participants,
+            "reveals": ", ".join(c for c in REVEAL_ORDER if c in found) or None,
+            "revealed_fields": "; ".join(
+                f"{kind}.{name}" + (f"[{', '.join(sorted(keys))}]" if keys else "")
+                for (kind, name), keys in sorted(shown.items())) or None}
 
 
 def run_row(outcome: Outcome, extra: dict) -> dict:
@@ -185,7 +223,7 @@ def lab_table(outcomes: list[Outcome]) -> pd.DataFrame:
     runs = [o for o in outcomes if o.has_results]
     extra = mechanism_kpis([o.folder for o in runs]) if runs else {}
     base = next((o for o in runs if o.role == BASELINE), None)
-    base_bills = bills_of(base.folder)[0] if base else None
+    base_bills = bills(base.folder)[0] if base else None
     opt = next((o for o in outcomes if o.role == OPTIMUM and o.optimum), None)
     rows = []
     for o in outcomes:
@@ -193,8 +231,8 @@ def lab_table(outcomes: list[Outcome]) -> pd.DataFrame:
         if o.has_results:
             row |= run_row(o, extra)
             if base_bills is not None:
-                bills, kinds = bills_of(o.folder)
-                row |= fairness(bills, base_bills, kinds)
+                bill, kinds = bills(o.folder)
+                row |= fairness(bill, base_bills, kinds)
             row["report"] = f"{o.folder.name}/report.html"
         elif o.optimum:
             row |= optimum_row(o.optimum)
@@ -216,7 +254,7 @@ FAIRNESS_PREFIXES = ("better_off_share", "saving_pct_", "worst_change_eur_", "ap
 GRID = ["voltage_violations", "line_violations", "trafo_violations", "v_min_pu",
         "max_loading_pct", "losses_kwh"]
 PROCESS = ["rounds", "converged", "wall_s", "critical_path_s", "messages_per_participant",
-           "bytes_per_participant"]
+           "bytes_per_participant", "reveals", "revealed_fields"]
 COUNTS = {"voltage_violations", "line_violations", "trafo_violations", "rounds", "apart_count"}
 
 
@@ -267,36 +305,6 @@ def answers(table: pd.DataFrame) -> list[str]:
     return out
 
 
-# ---- the figure -------------------------------------------------------------------------
-
-def savings_figure(outcomes: list[Outcome]) -> Figure | None:
-    """Each participant's saving against the retail baseline (€, baseline − bill) per
-    mechanism: one point per participant, one colour per kind."""
-    runs = [o for o in outcomes if o.has_results and o.role == MECHANISM]
-    base = next((o for o in outcomes if o.has_results and o.role == BASELINE), None)
-    if base is None or not runs:
-        return None
-    base_bills = bills_of(base.folder)[0]
-    fig = Figure(figsize=(max(4.0, 1.1 * len(runs) + 2), 3.8), layout="constrained")
-    ax = fig.add_subplot()
-    ax.set(title="Each participant's saving against the retail baseline", ylabel="€")
-    ax.grid(alpha=0.3)
-    ax.axhline(0, color="black", linewidth=0.8)
-    jitter = np.random.default_rng(0)  # fixed: the same lab draws the same figure
-    seen = set()
-    for i, o in enumerate(runs):
-        bills, kinds = bills_of(o.folder)
-        saving = (base_bills - bills).reindex(bills.index)
-        for kind in sorted(kinds.unique()):
-            values = saving[kinds == kind].to_numpy(float)
-            ax.scatter(i + jitter.uniform(-0.15, 0.15, len(values)), values, s=14, alpha=0.75,
-                       color=KIND_COLORS.get(kind), label=None if kind in seen else kind)
-            seen.add(kind)
-    ax.set_xticks(range(len(runs)), [o.name for o in runs], rotation=30, ha="right")
-    ax.legend(title="kind", fontsize="small")
-    return fig
-
-
 # ---- writing ----------------------------------------------------------------------------
 
 def _rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -312,28 +320,70 @@ def _format(column: str, value) -> str:
     return format_value(value)
 
 
+FIGURES_DIR = "figures"
+CAPTIONS = {
+    "lab_savings": ("Each participant's saving against the retail baseline (€, baseline bill − "
+                    "bill) per mechanism: the box of their distribution and one point per "
+                    "participant, one colour per kind."),
+    "lab_bill_parts": ("The community's bill over the run in its parts (€; earnings below "
+                       "zero), its total marked, the community optimum's bill dashed."),
+    "lab_import": ("The community's purchase from the retailer per period (kW), the retail "
+                   "baseline dashed."),
+    "lab_voltage": ("The lowest bus voltage of the network per period (pu), the lower limit "
+                    "dotted."),
+    "lab_convergence": ("The error of each iterative mechanism per round of the first day (its "
+                        "own stopping measure, log scale)."),
+}
+
+
+def lab_figures(outcomes: list[Outcome], v_min_pu: float | None) -> dict[str, tuple]:
+    """The lab's figures (``scenarios.results.lab_figures``), by file stem: each a
+    ``(Figure, caption)``; a figure with nothing to show is left out."""
+    base = next((o.folder for o in outcomes if o.has_results and o.role == BASELINE), None)
+    mechs = [(o.name, o.folder) for o in outcomes if o.has_results and o.role == MECHANISM]
+    every = ([(o.name, o.folder) for o in outcomes if o.has_results and o.role == BASELINE]
+             + mechs)
+    best = next((o.optimum["bill_eur"] for o in outcomes if o.role == OPTIMUM and o.optimum),
+                None)
+    made = {"lab_savings": figs.savings(mechs, base),
+            "lab_bill_parts": figs.bill_parts(every, best), "lab_import": figs.community_import(every),
+            "lab_voltage": figs.lowest_voltage(every, v_min_pu),
+            "lab_convergence": figs.convergence(mechs)}
+    return {stem: (fig, CAPTIONS[stem]) for stem, fig in made.items() if fig is not None}
+
+
+def write_figures(out: Path, figures: dict[str, tuple]) -> dict[str, Path]:
+    """Each figure as ``out/figures/<stem>.png``."""
+    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for stem, (fig, _caption) in figures.items():
+        paths[stem] = out / FIGURES_DIR / f"{stem}.png"
+        fig.savefig(paths[stem], dpi=100)
+    return paths
+
+
 def write_markdown(out: Path, title: str, sentences: list[str], table: pd.DataFrame,
-                   notes: list[str]) -> Path:
+                   notes: list[str], figures: dict[str, tuple]) -> Path:
     header, rows = _rows(table)
     lines = [f"# {title}", "", *[f"- {s}" for s in sentences], "",
              *markdown_table(header, rows)]
     lines += ["", "Each run's report: " + ", ".join(
         f"[{n}]({r})" for n, r in zip(table["mechanism"], table.get("report", []), strict=False)
         if isinstance(r, str))]
+    for stem, (_fig, caption) in figures.items():
+        lines += ["", f"![{stem}]({FIGURES_DIR}/{stem}.png)", "", caption]
     lines += ["", *[f"- {n}" for n in notes]] if notes else []
     path = out / "lab.md"
     atomic.write_text(path, "\n".join(lines) + "\n")
     return path
 
 
-def _png(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+def _png(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def write_html(out: Path, title: str, sentences: list[str], table: pd.DataFrame,
-               notes: list[str], figure: Figure | None) -> Path:
+               notes: list[str], figures: dict[str, tuple], pngs: dict[str, Path]) -> Path:
     header, rows = _rows(table)
     reports = table["report"].tolist() if "report" in table else [None] * len(table)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -350,11 +400,11 @@ def write_html(out: Path, title: str, sentences: list[str], table: pd.DataFrame,
              "report.</p>"),
              (f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
              "</table></div>")]
-    if figure is not None:
-        parts.append(f"<figure><img alt='savings per participant' src='data:image/png;base64,"
-                     f"{_png(figure)}'><figcaption>Each participant's saving against the "
-                     "retail baseline (€, baseline bill − bill), one point per participant, "
-                     "one colour per kind.</figcaption></figure>")
+    if figures:
+        parts.append("<h2>Figures</h2>")
+    for stem, (_fig, caption) in figures.items():
+        parts.append(f"<figure><img alt='{stem}' src='data:image/png;base64,{_png(pngs[stem])}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     if notes:
         parts += ["<h2>Notes</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"]
     parts.append("</body></html>")
@@ -363,13 +413,61 @@ def write_html(out: Path, title: str, sentences: list[str], table: pd.DataFrame,
     return path
 
 
-def write_lab(out: Path, scenario: str, outcomes: list[Outcome],
-              notes: list[str]) -> pd.DataFrame:
-    """lab.csv, lab.md and lab.html in ``out``; returns the table."""
+def write_lab(out: Path, scenario: str, outcomes: list[Outcome], notes: list[str],
+              v_min_pu: float | None = None) -> pd.DataFrame:
+    """lab.csv, lab.md, lab.html and figures/lab_*.png in ``out``; returns the table."""
     table = lab_table(outcomes)
     sentences = answers(table)
     title = f"lemgrid lab: {scenario}"
+    out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "lab.csv", index=False)
-    write_markdown(out, title, sentences, table, notes)
-    write_html(out, title, sentences, table, notes, savings_figure(outcomes))
+    figures = lab_figures(outcomes, v_min_pu)
+    pngs = write_figures(out, figures)
+    write_markdown(out, title, sentences, table, notes, figures)
+    write_html(out, title, sentences, table, notes, figures, pngs)
+    return table
+
+
+# ---- a sweep ------------------------------------------------------------------------------
+
+SWEEP_KPIS = ("total_bill_eur", "saving_pct", "efficiency_pct", "better_off_share",
+              "traded_kwh", "v_min_pu", "losses_kwh", "rounds", "wall_s")
+
+
+def sweep_table(field: str, labs: list[tuple]) -> pd.DataFrame:
+    """The labs' tables one under the other, each row with the swept value (``labs``:
+    ``(value, folder, table)`` per value)."""
+    columns = list(dict.fromkeys(c for _, _, table in labs for c in table.columns))
+    return pd.concat([table.assign(value=[value] * len(table), lab=f"{folder.name}/lab.html")
+                      for value, folder, table in labs], ignore_index=True)[
+        ["value", *columns, "lab"]].rename(columns={"value": field})
+
+
+def write_sweep(out: Path, scenario: str, field: str, labs: list[tuple]) -> pd.DataFrame:
+    """``sweep.csv`` (every lab's rows with the value of ``field``), ``sweep.md`` and
+    ``sweep.html``: the KPIs against the value, one line per mechanism and yardstick
+    (figures ``figures/sweep_<kpi>.png``), and a link to each value's lab."""
+    table = sweep_table(field, labs)
+    table.to_csv(out / "sweep.csv", index=False)
+    points = table.rename(columns={field: "value"})
+    figures = {}
+    for kpi in SWEEP_KPIS:
+        if kpi in points and pd.to_numeric(points[kpi], errors="coerce").notna().any():
+            figures[f"sweep_{kpi}"] = (figs.sweep(points, field, kpi), f"{kpi} against {field}")
+    pngs = write_figures(out, figures)
+    title = f"lemgrid lab: {scenario}, {field} swept"
+    links = [(f"{field} = {value}", f"{folder.name}/lab.html") for value, folder, _ in labs]
+    md = [f"# {title}", "", "Each value's lab: " + ", ".join(f"[{t}]({h})" for t, h in links)]
+    for stem, (_fig, caption) in figures.items():
+        md += ["", f"![{stem}]({FIGURES_DIR}/{stem}.png)", "", caption]
+    atomic.write_text(out / "sweep.md", "\n".join(md) + "\n")
+    page = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
+             f"{html.escape(title)}</title><style>{STYLE}</style></head><body>"
+             f"<h1>{html.escape(title)}</h1><p>Each value's lab: "),
+            ", ".join(f'<a href="{html.escape(h)}">{html.escape(t)}</a>' for t, h in links),
+            "</p>",
+            *[f"<figure><img alt='{stem}' src='data:image/png;base64,{_png(pngs[stem])}'>"
+              f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+              for stem, (_fig, caption) in figures.items()], "</body></html>"]
+    atomic.write_text(out / "sweep.html", "\n".join(page) + "\n")
     return table

@@ -14,6 +14,7 @@ settings (``lab_failed.json``), nor the optimum (``optimum.json``).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -34,10 +35,11 @@ from lemgrid.scenarios.results.lab import (
     OPTIMUM,
     Outcome,
     write_lab,
+    write_sweep,
 )
 from lemgrid.scenarios.results.tables import scenario_config
 from lemgrid.scenarios.run.central_p2p import solve_central
-from lemgrid.scenarios.run.errors import RunStopped
+from lemgrid.scenarios.run.errors import RunStopped, interrupts_raised
 from lemgrid.scenarios.run.market import operator_data
 from lemgrid.scenarios.run.network import place_agents
 from lemgrid.scenarios.run.world import run_scenario
@@ -54,20 +56,34 @@ def baseline_mechanism() -> str | None:
     return next((n for n, m in mechanisms.registry().items() if m.retail_baseline), None)
 
 
-def lab_mechanisms(s: Scenario, asked: str = "all") -> list[str]:
+def lab_mechanisms(s: Scenario, asked: str = "all", sweep_field: str | None = None) -> list[str]:
     """The mechanisms to run: ``all`` (every one serving the scenario's agent kinds) or
-    a comma-separated list of registered names; ScenarioError naming an unknown one."""
+    a comma-separated list of registered names; ScenarioError naming an unknown one.
+    Swept over a market parameter, those that have it (ScenarioError where none does)."""
     serving = mechanisms.serving(agent_kinds(s))
     if asked == "all":
-        return serving
-    names = [n.strip() for n in asked.split(",") if n.strip()]
-    unknown = [n for n in names if n not in mechanisms.registry()]
-    if unknown or not names:
-        raise ScenarioError([(f"--mechanisms: unknown {', '.join(unknown) or 'empty list'}; "
-                             f"allowed: all or a comma-separated list of "
-                             f"{', '.join(mechanisms.registry())} (serving {s.name}: "
-                             f"{', '.join(serving)})")])
-    return list(dict.fromkeys(names))
+        names = serving
+    else:
+        names = [n.strip() for n in asked.split(",") if n.strip()]
+        unknown = [n for n in names if n not in mechanisms.registry()]
+        if unknown or not names:
+            raise ScenarioError([(f"--mechanisms: unknown {', '.join(unknown) or 'empty list'}; "
+                                 f"allowed: all or a comma-separated list of "
+                                 f"{', '.join(mechanisms.registry())} (serving {s.name}: "
+                                 f"{', '.join(serving)})")])
+        names = list(dict.fromkeys(names))
+    if sweep_field is None or not sweep_field.startswith("market."):
+        return names
+    key = sweep_field.split(".", 2)[1]
+    having = [n for n in names if key in mechanisms.get(n).params.model_fields]
+    if not having:
+        owners = ", ".join(n for n, m in mechanisms.registry().items()
+                           if key in m.params.model_fields)
+        where = f" ({key} is one of {owners})" if owners else ""
+        raise ScenarioError([(f"--sweep {sweep_field}: no mechanism of the lab "
+                             f"({', '.join(names)}) has the parameter {key}; allowed: a "
+                             f"parameter of one of them{where}")])
+    return having
 
 
 def _same_config(path: Path, config: dict) -> bool:
@@ -199,36 +215,122 @@ def community_optimum(s: Scenario, out: Path) -> tuple[Outcome, bool, list[str]]
 
 # ---- the lab ------------------------------------------------------------------------------
 
-def run_lab(path: Path, overrides: list[str], out: Path, asked: str = "all",
-            progress: bool = True):
-    """Run the lab of the scenario file ``path`` (with ``overrides``) into ``out``; write
-    its report; returns the table (pandas) and the names of the runs made now."""
-    s = load_scenario(path, overrides)
-    names = lab_mechanisms(s, asked)
+def _job(task: tuple) -> tuple[str, tuple]:
+    """One task of a lab, in a worker process (``--jobs``): SIGINT and SIGTERM stop its run
+    as they stop ``lemgrid run`` (its children stopped, what is finished written)."""
+    with interrupts_raised():
+        return _do(task)
+
+
+def _do(task: tuple) -> tuple[str, tuple]:
+    kind, *args = task
+    return kind, (community_optimum(*args) if kind == OPTIMUM else run_one(*args))
+
+
+def _tasks(s: Scenario, path: Path, overrides: list[str], out: Path, names: list[str],
+           sweep_field: str | None) -> list[tuple]:
     base = baseline_mechanism()
-    jobs = ([(base, BASELINE)] if base else []) + [(n, MECHANISM) for n in names if n != base]
-    outcomes, made, notes = [], [], []
-    if base is None:
-        notes.append("no registered mechanism is marked as the retail baseline: no savings")
-    bar = tqdm(total=len(jobs) + 1, desc=f"lab {s.name}", unit="run", disable=not progress)
+    runs = ([(base, BASELINE)] if base else []) + [(n, MECHANISM) for n in names if n != base]
+    return [*[(MECHANISM, path, for_mechanism(overrides, name, sweep_field), name, role,
+               out / name) for name, role in runs],
+            (OPTIMUM, s, out / OPTIMUM_DIR)]
+
+
+def for_mechanism(overrides: list[str], name: str, field: str | None) -> list[str]:
+    """The settings of a mechanism's run: a swept market parameter only where the
+    mechanism has it (the retail baseline runs as it is)."""
+    if field is None or not field.startswith("market."):
+        return overrides
+    key = field.split(".", 2)[1]
+    if key in mechanisms.get(name).params.model_fields:
+        return overrides
+    return [o for o in overrides if o.partition("=")[0] != field]
+
+
+def run_lab(path: Path, overrides: list[str], out: Path, asked: str = "all",
+            progress: bool = True, jobs: int = 1, sweep_field: str | None = None):
+    """Run the lab of the scenario file ``path`` (with ``overrides``) into ``out``, ``jobs``
+    runs at a time (each in a worker process of its own where jobs > 1: their wall times
+    then share the machine); write its report; returns the table (pandas) and the names
+    of the runs made now. ``sweep_field``: the setting a sweep varies (a market parameter
+    is set only in the mechanisms that have it, and only those run besides the
+    baseline)."""
+    s = load_scenario(path, [o for o in overrides if o.partition("=")[0] != sweep_field]
+                      if sweep_field and sweep_field.startswith("market.") else overrides)
+    names = lab_mechanisms(s, asked, sweep_field)
+    tasks = _tasks(s, path, overrides, out, names, sweep_field)
+    notes = ([] if baseline_mechanism() else
+             ["no registered mechanism is marked as the retail baseline: no savings"])
+    results: dict[int, tuple] = {}
+    bar = tqdm(total=len(tasks), desc=f"lab {s.name}", unit="run", disable=not progress)
     say = bar.write if progress else (lambda _line: None)
-    try:
-        for name, role in jobs:
-            bar.set_postfix_str(name)
-            start = time.perf_counter()
-            outcome, ran = run_one(path, overrides, name, role, out / name)
-            outcomes.append(outcome)
-            made += [name] if ran else []
-            say(f"{name}: {outcome.status}, "
-                      f"{f'{time.perf_counter() - start:.1f} s' if ran else 'kept (same settings)'}")
-            bar.update()
-        bar.set_postfix_str(OPTIMUM)
-        optimum, ran, opt_notes = community_optimum(s, out / OPTIMUM_DIR)
-        outcomes.append(optimum)
-        notes += opt_notes
-        made += [OPTIMUM] if ran else []
-        say(f"{OPTIMUM}: {optimum.status}{'' if ran else ', kept (same settings)'}")
+
+    def done(i: int, kind: str, result: tuple, seconds: float | None) -> None:
+        results[i] = result
+        outcome, ran = result[0], result[1]
+        took = f", {seconds:.1f} s" if ran and seconds is not None else ""
+        say(f"{outcome.name}: {outcome.status}{took if ran else ', kept (same settings)'}")
         bar.update()
+
+    try:
+        if jobs <= 1:
+            for i, task in enumerate(tasks):
+                bar.set_postfix_str(task[3] if task[0] == MECHANISM else OPTIMUM)
+                start = time.perf_counter()
+                kind, result = _do(task)
+                done(i, kind, result, time.perf_counter() - start)
+        else:
+            with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+                try:
+                    pending = {i: pool.apply_async(_job, (task,)) for i, task in enumerate(tasks)}
+                    while pending:
+                        for i in [i for i, r in pending.items() if r.ready()]:
+                            kind, result = pending.pop(i).get()
+                            done(i, kind, result, None)
+                        time.sleep(0.2)
+                except BaseException:
+                    pool.terminate()  # each worker stops its run as lemgrid run stops
+                    raise
     finally:
         bar.close()
-    return write_lab(out, s.name, outcomes, notes), made
+    outcomes = [results[i][0] for i in range(len(tasks))]
+    made = [results[i][0].name for i in range(len(tasks)) if results[i][1]]
+    notes += [n for i in range(len(tasks)) if len(results[i]) > 2 for n in results[i][2]]
+    return write_lab(out, s.name, outcomes, notes, s.grid.v_min_pu), made
+
+
+# ---- a sweep --------------------------------------------------------------------------------
+
+def sweep_values(text: str) -> tuple[str, list[str]]:
+    """``FIELD=v1,v2,...`` as the field and its values (each read as YAML by ``--set``);
+    ScenarioError where it is not that."""
+    field, sep, values = text.partition("=")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not field.strip() or not items:
+        raise ScenarioError([(f"--sweep {text!r}: expected FIELD=v1,v2,... (a dotted scenario "
+                             "field and at least one value)")])
+    return field.strip(), list(dict.fromkeys(items))
+
+
+def run_sweep(path: Path, overrides: list[str], out: Path, sweep: str, asked: str = "all",
+              progress: bool = True, jobs: int = 1):
+    """The lab at each value of a setting, ``out/FIELD=VALUE/`` each, then the sweep's
+    report in ``out`` (``scenarios.results.lab.write_sweep``); returns the sweep's table.
+    A value the scenario refuses is one ScenarioError before anything runs (a market
+    parameter: checked with each mechanism that has it)."""
+    field, values = sweep_values(sweep)
+    for value in values:
+        settings = [*overrides, f"{field}={value}"]
+        if field.startswith("market."):
+            s = load_scenario(path, overrides)
+            for name in lab_mechanisms(s, asked, field):
+                load_scenario(path, [*settings, f"market.mechanism={name}"])
+        else:
+            load_scenario(path, settings)
+    labs = []
+    for value in values:
+        folder = out / f"{field}={value}".replace("/", "_")
+        table, _made = run_lab(path, [*overrides, f"{field}={value}"], folder, asked, progress,
+                               jobs, field)
+        labs.append((yaml.safe_load(value), folder, table))
+    return write_sweep(out, load_scenario(path, overrides).name, field, labs)
