@@ -86,7 +86,7 @@ def reap(pids: list[int], timeout_s: float = REAP_TIMEOUT_S) -> list[int]:
 def parser():
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m agents.launcher", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m lemgrid.agents.launcher", description=main.__doc__)
     p.add_argument("count", type=int, help="number of agent simulator processes")
     p.add_argument("host", nargs="?", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=0,

@@ -10,7 +10,7 @@ simulation if mosaik stops). If the co-simulation stops early (another simulator
 the agents finish the day and play the run's remaining days with the coordinator on
 their own, so the market finishes without the co-simulation.
 
-Start it as a mosaik ``cmd`` simulator: ``python -m agents.simulator %(addr)s``.
+Start it as a mosaik ``cmd`` simulator: ``python -m lemgrid.agents.simulator %(addr)s``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ The network's own published loads (e.g. case33bw's 3.7 MW) are dropped unless
 (per bus in net.bus order, constant or one row per period) plus the buses' inputs.
 
 Start it in-process with ``{"python": "lemgrid.grid.simulator:GridSimulator"}`` or as a process
-with ``{"cmd": "%(python)s -m grid.simulator %(addr)s"}``.
+with ``{"cmd": "%(python)s -m lemgrid.grid.simulator %(addr)s"}``.
 """
 
 import math
@@ -185,7 +185,7 @@ class GridSimulator(mosaik_api_v3.Simulator):
 
 
 def main():
-    """Entry point for mosaik's `cmd` starter: `python -m grid.simulator ADDR`."""
+    """Entry point for mosaik's `cmd` starter: `python -m lemgrid.grid.simulator ADDR`."""
     return mosaik_api_v3.start_simulation(GridSimulator(), "lemgrid grid simulator",
                                          configure_logging=False)
 

@@ -201,3 +201,18 @@ def test_grid_simulator_killed_mid_run(tmp_path, uninterrupted):
     assert summary["grid"]["losses_kwh"] == pytest.approx(
         uninterrupted["grid"]["losses_kwh"], rel=1e-9)
     assert tagged(tag) == []
+
+
+def test_mosaik_started_simulators_run_from_any_folder(tmp_path):
+    """``runtime.launcher: cmd`` has mosaik start each agent group as ``python -m
+    lemgrid.agents.simulator``: run from a folder outside the repository (so that no
+    top-level ``agents`` package is importable from the working directory), one day of
+    tiny_locality finishes with every agent."""
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "lemgrid.scenarios.cli", "run", SCENARIO, "--out", str(out),
+         "--quiet", "--set", "horizon.days=1", "--set", "runtime.launcher=cmd"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["days"] == 1 and not summary["failed_agents"]

@@ -196,7 +196,7 @@ def start_grid(host: str) -> subprocess.Popen:
 
 
 def start_launcher(count: int, nice: int = 0):
-    """Start ``python -m agents.launcher``; return it and the forked simulators' addresses."""
+    """Start ``python -m lemgrid.agents.launcher``; return it and the forked simulators' addresses."""
     proc = subprocess.Popen([sys.executable, "-m", "lemgrid.agents.launcher", str(count),
                              "--nice", str(nice)],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
@@ -213,14 +213,14 @@ def _sim_config(s: Scenario, addresses: list[str | None], forked: list[str]) -> 
     (``launcher: fork``) or mosaik-started processes (``launcher: cmd``); the grid
     simulator at the scenario's ``grid_host``, else started by mosaik (``_populate``
     points it at the runner's own grid process instead when there is one)."""
-    cmd = f"{sys.executable} -m agents.simulator %(addr)s"
+    cmd = f"{sys.executable} -m lemgrid.agents.simulator %(addr)s"
     forks = iter(forked)
     config = {}
     for i, address in enumerate(addresses):
         address = address or next(forks, None)
         config[f"Agents{i}"] = {"connect": address} if address else {"cmd": cmd}
     config["Grid"] = ({"connect": s.runtime.grid_host} if s.runtime.grid_host else
-                      {"cmd": f"{sys.executable} -m grid.simulator %(addr)s"})
+                      {"cmd": f"{sys.executable} -m lemgrid.grid.simulator %(addr)s"})
     config["Collector"] = {"python": "lemgrid.scenarios.run.collector:Collector"}
     config |= {c.name: c.start() for c in s.cosimulators}
     return config
