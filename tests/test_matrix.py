@@ -16,8 +16,8 @@ The slice (``slice_overrides``): one day; a template of more than ``SMALL`` agen
 the scenario places on named buses stays whole); a quarter-hourly day coarsened to hours
 (the time-of-use peak and the EVs' trips to the hour); at most ``ROUNDS`` market rounds.
 One number is asserted beyond the structure of the results: the shipped faia2021 day,
-whole, costs 167.0396 € in 5 rounds (README, worked example), which no other test
-asserts. The runs are shared out to ``WORKERS`` processes (the budget: the module in
+whole, costs 167.0396 € in 5 rounds (docs/getting-started.md#worked-example), which no
+other test asserts. The runs are shared out to ``WORKERS`` processes (the budget: the module in
 under 4 minutes on 2 cores); each test waits for its own."""
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ DEFECTS: dict = {}  # (scenario, mechanism) -> the defect that makes it fail tod
 COSIM_REFUSAL = "cosimulators: need runtime.kind distributed"
 DISTRIBUTED = [("csv_profiles", "p2v_rules"), ("mosaik_ecosystem", "p2v_rules"),
                ("tiny_locality", "gdrmc")]  # the cheapest; the first two only run so
-SUMMARY_KEYS = {  # README, "summary.json": section -> its documented keys
+SUMMARY_KEYS = {  # docs/reference/results.md, summary.json: section -> its documented keys
     None: {"scenario", "mechanism", "mode", "agents", "days", "periods", "costs_eur",
            "market", "grid", "timing_s", "processes", "failed_agents", "notes"},
     "costs_eur": {"total", "prosumer_mean", "ev_mean", "building_mean"},
@@ -324,7 +324,7 @@ def jobs_of(items, root: Path) -> list[tuple[Step, ...]]:
         name = getattr(item, "originalname", "")
         if getattr(item.module, "__name__", None) != __name__:
             continue
-        if name == "test_faia2021_day_costs_what_the_readme_says":
+        if name == "test_faia2021_day_costs_what_the_docs_say":
             day.append(Step((*FAIA_DAY, "--out", str(root / "faia2021_day")),
                             root / "faia2021_day", report=False))
         elif name == "test_distributed":
@@ -426,10 +426,10 @@ def test_distributed(matrix, root, scenario, mechanism):
     assert summary["processes"]["agents"] == group_count(sliced)  # no operator in these
 
 
-def test_faia2021_day_costs_what_the_readme_says(matrix, root):
+def test_faia2021_day_costs_what_the_docs_say(matrix, root):
     """The shipped faia2021 day, whole and in-process, the run writing its own report:
-    167.0396 € in 5 rounds (README, worked example: the distributed run prints 167.04 €,
-    its bench 167.0396 € in both runtimes)."""
+    167.0396 € in 5 rounds (docs/getting-started.md#worked-example: the distributed run
+    prints 167.04 €, its bench 167.0396 € in both runtimes)."""
     summary = check_results(matrix.results(root / "faia2021_day"))
     assert summary["costs_eur"]["total"] == pytest.approx(167.0396, abs=5e-5)
     assert summary["market"]["rounds"] == 5
