@@ -54,7 +54,7 @@ class BatterySpec:
 
 @dataclass(frozen=True)
 class ProsumerData:
-    """A PV + battery household (README, "Models" and "The P2V market", prosumer)."""
+    """A PV + battery household (docs/models.md#prosumer, docs/mechanisms/p2v_rules.md)."""
 
     name: str
     horizon: Horizon
@@ -69,7 +69,8 @@ class ProsumerData:
 
 @dataclass(frozen=True)
 class EVData:
-    """An electric vehicle with its day of trips (README, "Models" and "The P2V market", EV).
+    """An electric vehicle with its day of trips (docs/models.md#electric-vehicle,
+    docs/mechanisms/p2v_rules.md).
 
     ``sell_max_kw`` > 0 makes it a V2G EV: while plugged in it may discharge its battery
     (at most ``battery.discharge_max_kw``) and export up to ``sell_max_kw`` at its
@@ -242,9 +243,10 @@ class ChpSpec:
 
 @dataclass(frozen=True)
 class BuildingData:
-    """An active building (README, "The locality market", HEMS): non-flexible load, flexible loads,
+    """An active building (docs/models.md#building, HEMS): non-flexible load, flexible loads,
     battery, PV, wind, consumer demand limit (CDL) and power injection limit (PIL); and
-    (README, "Bilateral P2P with path penalties") a generator, a CHP unit and a heat demand."""
+    (docs/models.md#producing-buildings-generator-chp-unit-and-heat) a generator, a CHP unit
+    and a heat demand."""
 
     name: str
     horizon: Horizon

@@ -1,5 +1,5 @@
-"""Prosumer and EV cost-minimisation models (README, "Models" and "The P2V market"; RECON of Eqs 1–33) and the
-building's HEMS (README, "The locality market", RECON).
+"""Prosumer and EV cost-minimisation models (docs/models.md, docs/mechanisms/p2v_rules.md;
+RECON of Eqs 1–33) and the building's HEMS (docs/models.md#building, RECON).
 
 ``define_prosumer``, ``define_ev`` and ``define_building`` fill any Pyomo block, so the
 same code builds a standalone agent model and a block of the centralized benchmark.
@@ -104,8 +104,9 @@ def define_ev(b: pyo.Block, d: EVData) -> pyo.Block:
 
 
 def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
-    """An active household's HEMS MILP (README, "The locality market"). RECON: the paper's equations are
-    images in the source; this is the standard formulation its text describes.
+    """An active household's HEMS MILP (docs/models.md#building). RECON: the paper's
+    equations are images in the source; this is the standard formulation its text
+    describes.
 
     min Σ_t Δt (λb_t buy_t + (κ − 1) λb_t above_t − λs_t sell_t) + fixed, s.t.
     pv_t + wind_t + dis_t + buy_t = load_t + flex_t + ch_t + sell_t,
@@ -114,9 +115,10 @@ def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
     sell_t ≤ min(Smax, PIL_t)·xs_t, buy_t ≤ Bmax·xb_t, xb + xs ≤ 1, and the battery
     (charge / discharge / float). PV and wind may be curtailed.
 
-    With a generator and a CHP unit (README, "Bilateral P2P with path penalties") their power gen_t, chp_t joins the
-    supply and their costs (``add_generator``, ``add_chp``) the objective; with a CHP
-    unit or heat demand, chp_h_t + heat_in_t = heat_t (``add_heat_balance``).
+    With a generator and a CHP unit
+    (docs/models.md#producing-buildings-generator-chp-unit-and-heat) their power gen_t,
+    chp_t joins the supply and their costs (``add_generator``, ``add_chp``) the objective;
+    with a CHP unit or heat demand, chp_h_t + heat_in_t = heat_t (``add_heat_balance``).
     """
     T = range(d.horizon.periods)
     pv = add_pv(b, d.horizon, d.pv_kw)

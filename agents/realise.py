@@ -1,8 +1,8 @@
 """Real time: what an agent actually does in a period, given its day-ahead plan and what
 really happened (load, PV and wind differ from their forecasts).
 
-RECON (README, "The locality market": households reschedule their batteries in real time to cut deviation
-penalties): flexible loads run as planned; PV and wind produce their actual availability
+RECON (docs/models.md#real-time-realisation; the locality market's households reschedule
+their batteries in real time to cut deviation penalties): flexible loads run as planned; PV and wind produce their actual availability
 less the curtailment the plan chose; the battery absorbs the difference between actual
 and forecast net demand as far as its power and energy allow, so the realised power at
 the connection tracks the planned one; where the export would exceed the

@@ -79,7 +79,7 @@ BATTERY_TYPES: dict[str, BatteryType] = {
         _battery("lg_resu16h_prime", "RESU16H Prime", "LG Energy Solution", 16.0, 7.0, 0.90,
                  "LG Energy Solution RESU Prime datasheet (2020)"),
         # 5.9 kWh usable of 6.5 kWh, 4.2 kW continuous, round trip >= 95 %: a home battery
-        # of the size a household of the seed-004 locality would install.
+        # of the size a household of the transactive-energy locality would install.
         _battery("lg_resu6_5", "RESU 6.5", "LG Chem", 5.9, 4.2, 0.95,
                  "LG Chem RESU 6.5 datasheet (2018)"),
         # 5 HVM modules: 13.8 kWh usable; 40 A max current at 256 V nominal = 10.24 kW;
@@ -136,7 +136,8 @@ FAIA2021_EV_COUNTS: dict[str, int] = {
 
 
 # ---------------------------------------------------------------- household appliances
-# Typical household appliances of the transactive-energy locality (seed 004): its table of
+# Typical household appliances of the transactive-energy locality (Math. Problems in
+# Engineering 2023, 3979662; docs/models.md#the-localitys-households): its table of
 # appliances is an image, so these are typical published ratings, each with its source
 # (DOE: U.S. Department of Energy, Energy Saver, "Estimating Appliance and Home Electronic
 # Energy Use") or marked RECON with its reasoning. ``scenarios/community/households.py``

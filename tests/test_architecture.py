@@ -1,4 +1,5 @@
-"""Package boundaries (README, "Layout"), checked by parsing every module's imports."""
+"""Package boundaries (docs/reference/layout.md#import-rules), checked by parsing every
+module's imports."""
 
 import ast
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Building (HEMS) model on tiny hand-computed cases (README, "The locality market", RECON)."""
+"""Building (HEMS) model on tiny hand-computed cases (docs/models.md#building, RECON)."""
 
 import json
 

@@ -1,5 +1,5 @@
-"""Producing buildings (README, "Bilateral P2P with path penalties"): a generator, a CHP unit and heat demand, on tiny
-hand-computed cases. Quadratic costs are tangent epigraphs in the MILP
+"""Producing buildings (docs/models.md#producing-buildings-generator-chp-unit-and-heat): a
+generator, a CHP unit and heat demand, on tiny hand-computed cases. Quadratic costs are tangent epigraphs in the MILP
 (``agents.equipment.add_epigraph``): exact at the tangent points, at most a·Δ²/8 low."""
 
 import json

@@ -3,7 +3,7 @@ locality market on buildings, and the bad input of such runs.
 
 Expected figures are worked out independently of the settlement code: from the result
 tables' own columns (realised power, quotes, cleared prices) with the formulas of
-README, "The locality market", or by hand."""
+docs/mechanisms/locality.md, or by hand."""
 
 import json
 

@@ -52,7 +52,7 @@ def blocks(away: np.ndarray) -> list[tuple[int, int]]:
 
 
 def test_catalog_has_four_batteries_and_seven_evs():
-    """Faia et al.'s three home batteries, a smaller one for seed 004's households
+    """Faia et al.'s three home batteries, a smaller one for the locality's households
     (LG RESU 6.5: 5.9 kWh usable, 4.2 kW, one-way √0.95), and seven EV models."""
     assert len(BATTERY_TYPES) == 4 and len(EV_MODELS) == 7
     small = BATTERY_TYPES["lg_resu6_5"]

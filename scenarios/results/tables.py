@@ -130,7 +130,8 @@ def summary(s: Scenario, days: list[DayResult], community, agents: pd.DataFrame,
             market: pd.DataFrame, wall_s: float, grid: dict | None = None,
             grid_s: float | None = None, processes: dict | None = None,
             market_figures: dict | None = None) -> dict:
-    """summary.json: every key the README documents ("Reading the results"), null where not applicable."""
+    """summary.json: every key docs/reference/results.md#summaryjson documents, null where
+    not applicable."""
     h = s.horizon.period_minutes / 60
     decentral = bool(days) and days[0].mode == "decentralized"
     counts = {k: sum(1 for d in community if agent_kind(d) == k) for k in AGENT_KINDS}

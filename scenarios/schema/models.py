@@ -439,8 +439,8 @@ class ExplicitEV(Strict):
 
 
 class GeneratorConfig(Strict):
-    """A dispatchable generator (README, "Bilateral P2P with path penalties"): output in [p_min_kw, p_max_kw] in every
-    period (no on/off: p_min_kw > 0 makes it must-run) at ½·a·g² + b·g + c €/h."""
+    """A dispatchable generator (docs/models.md#generator): output in [p_min_kw, p_max_kw] in
+    every period (no on/off: p_min_kw > 0 makes it must-run) at ½·a·g² + b·g + c €/h."""
 
     p_min_kw: NonNeg = 0.0
     p_max_kw: NonNeg
@@ -457,8 +457,8 @@ class GeneratorConfig(Strict):
 
 
 class ChpConfig(Strict):
-    """A CHP unit (README, "Bilateral P2P with path penalties", Fig. 12.9): power and heat inside a convex polygon, at
-    ½·a_p·p² + b_p·p + ½·a_h·h² + b_h·h + c €/h."""
+    """A CHP unit (docs/models.md#chp-unit; Vahidinasab et al., Fig. 12.9): power and heat
+    inside a convex polygon, at ½·a_p·p² + b_p·p + ½·a_h·h² + b_h·h + c €/h."""
 
     vertices_kw: list[tuple[NonNeg, NonNeg]] = Field(
         description="the feasible polygon's vertices [power kW_el, heat kW_th] in order "
@@ -475,8 +475,9 @@ PER_PERIOD = ("one value for every period, or one per period of the run "
 
 
 class ExplicitBuilding(Strict):
-    """A building that produces (README, "Bilateral P2P with path penalties"): a load, a heat demand, a generator and a
-    CHP unit; no PV, wind, battery, flexible loads or consumer demand limit."""
+    """A building that produces (docs/models.md#producing-buildings-generator-chp-unit-and-heat):
+    a load, a heat demand, a generator and a CHP unit; no PV, wind, battery, flexible loads
+    or consumer demand limit."""
 
     kind: Literal["building"]
     name: str
@@ -577,8 +578,8 @@ AGENT_KIND = {"network_loads": "prosumer", "bus_profiles": "prosumer"}
 
 
 class BuildingTemplate(Strict):
-    """Active buildings (README, "The locality market"): non-flexible load, flexible loads, PV, a small
-    wind turbine, a battery, a consumer demand limit and a power injection limit."""
+    """Active buildings (docs/models.md#building): non-flexible load, flexible loads, PV, a
+    small wind turbine, a battery, a consumer demand limit and a power injection limit."""
 
     kind: Literal["building"]
     count: int = Field(gt=0)
@@ -722,8 +723,8 @@ class BusPlacement(Strict):
 
 class BusProfilesTemplate(Strict):
     """Agents on buses of the grid's network with hourly profiles from CSV files (the
-    community of README, "DSO clearance of P2P trades"): a prosumer agent named ``<name_prefix><bus>`` per bus, a
-    consumer (the ``load`` profile, no PV) on a load bus, a PV-only prosumer (the ``pv``
+    community of Vieira Fernandes et al. 2024, docs/mechanisms/clearance.md): a prosumer
+    agent named ``<name_prefix><bus>`` per bus, a consumer (the ``load`` profile, no PV) on a load bus, a PV-only prosumer (the ``pv``
     profile, no load) on a PV bus, both in one agent on a bus that is both. Every load bus
     has the same profile, every PV bus the same. No battery, no fixed cost; retail prices
     from ``tariffs``."""
