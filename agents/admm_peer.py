@@ -1,4 +1,5 @@
-"""A peer's local problem in an ADMM peer-to-peer market (README, "The ADMM P2P market"), held in HiGHS.
+"""A peer's local problem in an ADMM peer-to-peer market (docs/mechanisms/admm.md), held in
+HiGHS.
 
 The peer's own model (any kind: prosumer, EV, building) gets a net P2P purchase
 s = Σ_m P_m in its energy balance (P_m: kW bought from counterparty m, − sold) and its

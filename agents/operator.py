@@ -1,4 +1,4 @@
-"""The network operator as a market agent (kind ``operator``, README, "The ADMM P2P market").
+"""The network operator as a market agent (kind ``operator``, docs/mechanisms/admm.md).
 
 It holds the network model (``grid.branchflow``: the relaxed branch-flow SOCP, or the
 LinDistFlow LP) and answers an ADMM market's signals: given the agreed net import y_n of

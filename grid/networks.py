@@ -83,11 +83,12 @@ def case33bw(ampacity_ka: float | dict[int, float] | None = None) -> pp.pandapow
 def feeder11(ampacity_ka: float | dict[int, float] | None = None) -> pp.pandapowerNet:
     """The 11-bus radial feeder of the P2P-among-active-buildings chapter, built here.
 
-    The chapter (seed 002, Fig. 12.10) publishes no line data; it says the feeder is radial
-    with 11 buses, lines L1-L10, consumers C1-C11 and producers G12-G20 (G20 the main grid),
-    that L6 and L9 congest, that C9-G12/G13 transactions cross L6 and that C9-G17 crosses L8
-    only. RECON consistent with that: 11 kV (the consumer totals sum to 5.55 MW, far beyond
-    a 0.4 kV feeder), ext_grid (G20) at bus 0, no line shunts, every segment 1 km:
+    The chapter (Vahidinasab et al., Fig. 12.10; docs/mechanisms/bilateral.md) publishes no
+    line data; it says the feeder is radial with 11 buses, lines L1-L10, consumers C1-C11
+    and producers G12-G20 (G20 the main grid), that L6 and L9 congest, that C9-G12/G13
+    transactions cross L6 and that C9-G17 crosses L8 only. RECON consistent with that: 11 kV
+    (the consumer totals sum to 5.55 MW, far beyond a 0.4 kV feeder), ext_grid (G20) at
+    bus 0, no line shunts, every segment 1 km:
 
     - trunk 0-1-2-3-4-5 (L1-L5): ACSR "Wolf" 150 mm2, r 0.1828, x 0.33 ohm/km, 0.35 kA;
     - lateral A 3-6-7-8 (L6-L8) and lateral B 2-9-10 (L9-L10): ACSR "Rabbit" 50 mm2,
@@ -121,7 +122,8 @@ def cigre_lv() -> pp.pandapowerNet:
 
 def village_1(keep_sgens: bool = False) -> pp.pandapowerNet:
     """The synthetic LV network 'village_1' of Lindner et al. (Symposium Energieinnovation,
-    TU Graz 2014) as pandapower builds it, the 80-bus network of seed 003 (README, "DSO clearance of P2P trades").
+    TU Graz 2014) as pandapower builds it, the 80-bus network of Vieira Fernandes, Christin,
+    Kar (SmartGridComm 2024; docs/mechanisms/clearance.md).
 
     pandapower gives: 80 buses (bus 0 at 20 kV, with the ext_grid; 79 at 0.4 kV), one
     20/0.4 kV transformer of sn_mva = 0.25 (vk 4 %), 78 cables and no switches: four

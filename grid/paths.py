@@ -1,5 +1,6 @@
 """Paths between buses of a radial feeder: the lines a bilateral trade crosses and their
-series resistance (README, "Bilateral P2P with path penalties", seed 002 eq. 12.11: R_ij = Σ_{l ∈ Λ_ij} r_l).
+series resistance (docs/mechanisms/bilateral.md; Vahidinasab et al., eq. 12.11:
+R_ij = Σ_{l ∈ Λ_ij} r_l).
 
 Pure: pandapower in, numbers out. A trade from bus i to bus j is taken to flow along the
 unique path between them on the radial feeder (``grid.branchflow.radial_network`` reads

@@ -11,7 +11,7 @@ The public API, imported on first use (``import lemgrid`` itself is light):
   result tables).
 - ``mechanisms() -> dict[str, Mechanism]``: the mechanism registry; ``Mechanism``,
   ``MarketCore``, ``MarketParams``, ``MarketData`` and ``RunContext`` are what a
-  mechanism plug-in is written with (see the README's "Writing a mechanism").
+  mechanism plug-in is written with (docs/mechanisms/writing.md).
 
 The packages are ``lemgrid.agents``, ``lemgrid.coordinator``, ``lemgrid.grid`` and
 ``lemgrid.scenarios``.

@@ -1,4 +1,5 @@
-"""The bilateral market of seed 002 (coordinator/mechanisms/bilateral.py) on
+"""The bilateral market of Vahidinasab et al. (coordinator/mechanisms/bilateral.py,
+docs/mechanisms/bilateral.md) on
 scenarios/vahidinasab.yaml: 11 consumers and 8 producers on the 11-bus feeder, one period.
 
 Second methods: the centralized QP of the same peers (scenarios/run/central_bilateral.py,
@@ -424,7 +425,7 @@ def test_no_agent_buys_and_sells_and_positions_and_costs_stand(runs):
 
 
 def test_admm_centralized_model_keeps_the_producers_quadratic_costs():
-    """Two centralized models of seed 002's community trading freely (no network, no
+    """Two centralized models of Vahidinasab et al.'s community trading freely (no network, no
     path penalty), built independently, must agree: the ADMM market's counterpart (every
     peer's convex problem in one cvxpy/Clarabel model, ``solve_central``) and the bilateral
     market's (one HiGHS QP over the pairs, ``solve_central_bilateral``): 11,305.14 € both.

@@ -1,4 +1,5 @@
-"""The seed 003 communities as scenarios (fernandes2024_cigre, fernandes2024_village): the
+"""The communities of Vieira Fernandes, Christin, Kar (SmartGridComm 2024;
+docs/mechanisms/clearance.md) as scenarios (fernandes2024_cigre, fernandes2024_village): the
 ``bus_profiles`` template places the authors' community and reads their profiles, the
 ``village_1`` network, ``community.scale`` on every kind of template, and bad input."""
 

@@ -1,4 +1,5 @@
-"""The locality market of seed 004 (AMC, GDRMC, P2G) on toy quotes worked out by hand.
+"""The locality market of the 2023 locality market paper (AMC, GDRMC, P2G;
+docs/mechanisms/locality.md) on toy quotes worked out by hand.
 
 Grid prices λb = 0.2 and λs = 0.05 €/kWh throughout, so m = (λb + λs) / 2 = 0.125."""
 

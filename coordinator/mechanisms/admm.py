@@ -372,7 +372,7 @@ def relaxed(local: np.ndarray, agreed: np.ndarray, alpha: float) -> np.ndarray:
     """Over-relaxation (Boyd et al. 2011, §3.4.3): the local copy the agreement and the
     price update see, α·x + (1 − α)·z with z the agreement before this round; α = 1 is
     plain ADMM (with residual balancing, 1.3–1.8 took fewer or more rounds case by case:
-    README, the bilateral market)."""
+    docs/mechanisms/bilateral.md)."""
     return local if alpha == 1.0 else alpha * local + (1.0 - alpha) * agreed
 
 

@@ -1,5 +1,5 @@
-"""Average market clearing (AMC) of a locality market (README, "The locality market", RECON of the
-paper's strategies 1 and 2; its equations are images).
+"""Average market clearing (AMC) of a locality market (docs/mechanisms/locality.md, RECON of
+the paper's strategies 1 and 2; its equations are images).
 
 With m = (λb + λs) / 2, on the shared demand D and generation G of a period:
   - importer locality (D > G): exporters get m; importers pay the volume-weighted mix

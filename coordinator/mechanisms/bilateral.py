@@ -1,5 +1,6 @@
-"""Bilateral P2P trading of power and heat with network path penalties (README, "Bilateral P2P with path penalties",
-seed 002, eqs. 12.1–12.38), cleared by consensus ADMM on the trades.
+"""Bilateral P2P trading of power and heat with network path penalties (Vahidinasab,
+Nasimifar, Mohammadi-Ivatloo, book chapter 12, eqs. 12.1–12.38;
+docs/mechanisms/bilateral.md), cleared by consensus ADMM on the trades.
 
 Peers (any kind; buildings may produce power with a generator or a CHP unit, and heat)
 trade with each other: P_nm is the power peer n buys from peer m (kW, − when it sells),

@@ -1,5 +1,5 @@
-"""Generation-to-demand-ratio market clearing (GDRMC) of a locality market (README,
-"The locality market"; the supply–demand-ratio rule).
+"""Generation-to-demand-ratio market clearing (GDRMC) of a locality market
+(docs/mechanisms/locality.md; the supply–demand-ratio rule).
 
 With GDR = G / D on the shared demand D and generation G of a period:
   - GDR < 1 (importer locality): π_ex = λb·λs / ((λb − λs)·GDR + λs),

@@ -1,4 +1,4 @@
-"""The local energy market of a locality (README, "The locality market"): participants quote their
+"""The local energy market of a locality (docs/mechanisms/locality.md): participants quote their
 expected net demand per period day-ahead, the market operator (LEMO) sets one importer
 and one exporter price per period from the locality totals, and settles each period on
 the realised power.
@@ -28,7 +28,8 @@ setting to study, off by default. The day clears at
 the prices of the last quotes, so the operator's budget balances on them. One round is
 the paper's one-shot market: quotes planned against the grid's prices.
 
-Settlement of period t for participant i with realised power a_i (README, "The locality market"):
+Settlement of period t for participant i with realised power a_i
+(docs/mechanisms/locality.md#equations):
   traded    = Δt (q⁺ π_im − q⁻ π_ex)                   (the quote at the cleared prices)
   deviation = Δt [(a⁺ π_im − a⁻ π_ex) − (q⁺ π_im − q⁻ π_ex)]   (actual − quoted)
   violation = ρ · |a − q| · π · Δt, π = π_im for an importer (by its quote), else π_ex

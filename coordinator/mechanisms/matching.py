@@ -1,8 +1,8 @@
 """Double-auction matching of surplus and deficit participants into bilateral trades.
 
 Vieira Fernandes, Christin, Kar, "Peer-to-Peer (P2P) Electricity Markets for Low Voltage
-Networks", SmartGridComm 2024, arXiv 2407.21403 (the README's "Matching_algo" of their
-repository github.com/d-vf/P2PEnergyTrading). Pure: no network, no solver, no files.
+Networks", SmartGridComm 2024, arXiv 2407.21403 ("Matching_algo" in the README of the
+authors' repository github.com/d-vf/P2PEnergyTrading). Pure: no network, no solver, no files.
 The paper matches buses; a market matches its participants (``bus`` is whatever integer
 names one: a bus, or an agent's index), in whatever unit of power its caller uses
 (``q_mw`` names the paper's).
@@ -19,8 +19,8 @@ are dropped after matching (the quantity they would have moved is not re-offered
 
 Two deviations of the authors' code (``match_orders`` in
 ``implementation/P2P_24_hour_block_LP_DC_aprox_21072024.ipynb``), kept out of the default:
-it sorts buyers by *increasing* bid and sellers by *decreasing* ask (the opposite of its
-README; with the uniform prices of the paper this changes nothing), and it moves on to the
+it sorts buyers by *increasing* bid and sellers by *decreasing* ask (the opposite of the
+authors' README; with the uniform prices of the paper this changes nothing), and it moves on to the
 next buyer as soon as the current seller is exhausted, so each buyer trades with one
 seller at most (``one_seller_per_buyer=True`` reproduces it). Its 1e-5 MW filter builds a
 filtered list that is then not used: its published hours include trades of 1e-6 MW

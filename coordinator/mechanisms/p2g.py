@@ -1,7 +1,7 @@
-"""Peer-to-grid (P2G, README, "The locality market" cases 1 and 2): no local market. Every participant
-plans under its own power injection limit (when the utility imposes PILs) and trades
-its whole realised power with the retailer at its own tariff; the market takes nothing
-and bills nothing."""
+"""Peer-to-grid (P2G, docs/mechanisms/locality.md, cases 1 and 2): no local market. Every
+participant plans under its own power injection limit (when the utility imposes PILs) and
+trades its whole realised power with the retailer at its own tariff; the market takes
+nothing and bills nothing."""
 
 from __future__ import annotations
 

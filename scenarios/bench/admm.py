@@ -1,5 +1,6 @@
 """``lemgrid bench`` of an ADMM scenario (e.g. antunes2024): the whole run distributed,
-with and without residual balancing, beside the figures of the poster (seed 001).
+with and without residual balancing, beside the figures of the poster (Antunes, Soares,
+Morais 2024; docs/mechanisms/admm.md#reproduction).
 
 Per run: ADMM rounds, wall time end to end, the gap to the centralized optimum, EV
 discharge as a share of the community's imports, and the wire and coordinator overhead

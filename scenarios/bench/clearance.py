@@ -1,4 +1,5 @@
-"""The DSO clearance of seed 003 without agents: the authors' community, hour by hour
+"""The DSO clearance of Vieira Fernandes, Christin, Kar (SmartGridComm 2024;
+docs/mechanisms/clearance.md) without agents: the authors' community, hour by hour
 (matching, the residual baseline, the DSO's LP), for reproducing their published days
 and for ``lemgrid bench --clearance`` (clearance time per hour on CIGRE LV, village_1 and
 a case of 1000 trades). A run of the market mechanism ``clearance`` does the same work
@@ -160,7 +161,7 @@ def hour_times(network_name: str, scale: float, runs: int) -> dict[str, float]:
 def run_clearance_bench(runs: int, info: dict, out: str, scales=(1.0, 6.0)) -> int:
     """``lemgrid bench fernandes2024_cigre`` (or _village): the clearance time per hour on
     both networks at each scale, and on 1000 random trades."""
-    print(f"lemgrid bench: DSO clearance (seed 003), {runs} run(s); machine: {info['cpu']}, "
+    print(f"lemgrid bench: DSO clearance, {runs} run(s); machine: {info['cpu']}, "
           f"{info['cores']} cores, Python {info['python']}\n")
     rows = {}
     print(f"{'network':12} {'buses':>5} {'scale':>6} {'ms per hour':>12} {'curtailed MWh':>14} "

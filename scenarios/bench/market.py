@@ -20,7 +20,7 @@ from lemgrid.scenarios.community.builder import build_community
 from lemgrid.scenarios.results.outcome import DayResult
 from lemgrid.scenarios.run.inprocess import run_centralized, run_decentralized
 
-# Faia et al. 2021 (seed 000), scenario B.
+# Faia et al. 2021, scenario B (docs/mechanisms/p2v_rules.md#reproduction).
 PAPER = {"gap_pct": 0.15, "prosumer_mean_vs_central_pct": -2.04,
          "ev_mean_vs_central_pct": 1.45, "central_over_critical_path": 144.0, "rounds": 5}
 GOALS = {"gap_pct": "≤ 0.5", "agent_solve_median_ms": "≤ 20", "startup_s": "≤ 10",

@@ -61,7 +61,7 @@ MECHANISM = Mechanism(
     core=CORE,
     description="bilateral P2P trades cleared by ADMM, with the network operator's limits",
     citation="Antunes, Soares, Morais (2024), P2P Markets to Support Trading in Smart Grids "
-    "with Electric Vehicles",
+    "with Electric Vehicles (poster)",
     strategy="peer_consensus",
     precheck=precheck, results=results, tables=("admm_iterations", "trades"),
     sections=lazy("lemgrid.scenarios.results.admm:report_sections"),

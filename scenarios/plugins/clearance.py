@@ -24,7 +24,7 @@ MECHANISM = Mechanism(
     description="P2P trades matched by double auction, cleared by the network operator's "
     "DC limits",
     citation="Vieira Fernandes, Christin, Kar (2024), Peer-to-Peer (P2P) Electricity Markets "
-    "for Low Voltage Networks, SmartGridComm",
+    "for Low Voltage Networks, SmartGridComm 2024, arXiv 2407.21403",
     strategy="quote",
     results=results, tables=("clearance", "trades"),
     sections=lazy("lemgrid.scenarios.results.clearance:report_sections"),

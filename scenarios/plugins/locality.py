@@ -7,8 +7,9 @@ from __future__ import annotations
 from lemgrid.coordinator.mechanisms import amc, gdrmc, p2g
 from lemgrid.scenarios.mechanisms.base import Mechanism
 
-CITATION = ("the 2023 study of transactive energy management systems (TEMS) with local "
-            "energy market clearing strategies; lemgrid's tems2023 scenario")
+CITATION = ("Transactive energy management systems (TEMS) with local energy market clearing "
+            "strategies (AMC, GDRMC), Hindawi Mathematical Problems in Engineering (2023), "
+            "article 3979662")
 
 AMC = Mechanism(core=amc.CORE, strategy="quote", citation=CITATION,
                 description="locality market, average market clearing prices")

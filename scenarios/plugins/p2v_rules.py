@@ -16,7 +16,8 @@ def run_centralized(*, scenario, start, actuals, progress, first_day, finished):
 MECHANISM = Mechanism(
     core=CORE,
     description="prosumers sell PV surplus to EVs at a fixed price, four coordination rules",
-    citation="Faia et al. (2021), a local electricity market of prosumers and EVs with "
+    citation="Faia, Soares, Fotouhi Ghazvini, Franco, Vale (2021), Frontiers in Energy "
+    "Research 9:705066: a local electricity market of prosumers and EVs with "
     "prosumer-to-vehicle (P2V) trading",
     strategy="limits",
     run_centralized=run_centralized,

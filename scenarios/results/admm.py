@@ -1,7 +1,8 @@
-"""The ADMM market's own results (README, "The ADMM P2P market"): ``admm_iterations.parquet`` (one row per
-day and round: scaled primal and dual residuals, ρ of each constraint group, the community's objective that
-round) and ``trades.parquet`` (one row per day, period and bilateral trade), and its
-figures for ``summary.json`` (final residuals, the gap to the centralized optimum)."""
+"""The ADMM market's own results (docs/mechanisms/admm.md): ``admm_iterations.parquet`` (one
+row per day and round: scaled primal and dual residuals, ρ of each constraint group, the
+community's objective that round) and ``trades.parquet`` (one row per day, period and
+bilateral trade), and its figures for ``summary.json`` (final residuals, the gap to the
+centralized optimum)."""
 
 from __future__ import annotations
 

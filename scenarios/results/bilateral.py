@@ -1,5 +1,5 @@
-"""The bilateral market's own results (README, "Bilateral P2P with path penalties"): ``trades.parquet`` (one row per day,
-period and cleared trade, commodity ``power`` or ``heat``, the ADMM market's columns:
+"""The bilateral market's own results (docs/mechanisms/bilateral.md): ``trades.parquet`` (one
+row per day, period and cleared trade, commodity ``power`` or ``heat``, the ADMM market's columns:
 every trade from a net seller to a net buyer of its period),
 ``bilateral_iterations.parquet`` (one row per day and round: the ADMM residuals and ρ, or
 a congestion check's congested lines and the network's AC losses) and the figures for

@@ -1,5 +1,5 @@
-"""The clearance market's own results (README, "DSO clearance of P2P trades"): ``clearance.parquet`` (one row per
-day and period: the community's load, what the double auction offered, what the network
+"""The clearance market's own results (docs/mechanisms/clearance.md): ``clearance.parquet``
+(one row per day and period: the community's load, what the double auction offered, what the network
 operator accepted and curtailed, in MW, and the limits that bound) and ``trades.parquet``
 (one row per day, period and trade, with what was offered and accepted), and its figures
 for ``summary.json``."""

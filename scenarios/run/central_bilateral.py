@@ -1,6 +1,6 @@
 """The centralized counterpart of the bilateral market (``coordinator.mechanisms.bilateral``,
-README, "Bilateral P2P with path penalties"): every peer's own problem and every pair's trades in one convex QP, solved
-by HiGHS.
+docs/mechanisms/bilateral.md#centralized-counterpart): every peer's own problem and every
+pair's trades in one convex QP, solved by HiGHS.
 
 Each peer enters as its settled model (``agents.admm_peer.PeerModel``: binaries relaxed
 or fixed as in the market, the P2P power and heat purchases open), as the matrices HiGHS

@@ -1,5 +1,6 @@
-"""The centralized counterpart of the ADMM market (README, "The ADMM P2P market"): the same peers and the
-same network in one second-order cone program (cvxpy + Clarabel).
+"""The centralized counterpart of the ADMM market
+(docs/mechanisms/admm.md#centralized-counterpart): the same peers and the same network in
+one second-order cone program (cvxpy + Clarabel).
 
 Every peer's local problem enters as its matrices (``agents.admm_peer.local_lp``: the
 binaries settled the way the market settles them), the peers' net P2P purchases sum to
