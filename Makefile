@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SCENARIO ?= faia2021
 OUT ?= results/$(SCENARIO)
 
-.PHONY: install run test bench bench-month bench-admm bench-clearance bench-scale bench-load fuzz lint schema compose clean
+.PHONY: install run test bench bench-month bench-admm bench-clearance bench-scale bench-load fuzz lint schema docs compose clean
 
 install: $(STAMP)
 
@@ -26,11 +26,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/lemgrid bench $(SCENARIO) --out bench.json
 
-# A month of seed 004's locality (10 buildings, 30 days), distributed and in-process.
+# A month of the locality market (Mathematical Problems in Engineering 2023; 10 buildings,
+# 30 days), distributed and in-process.
 bench-month: $(STAMP)
 	$(BIN)/lemgrid bench tems2023 --runs 3 --out bench_month.json
 
-# Seed 001's ADMM market distributed, with and without residual balancing.
+# The ADMM market of Antunes et al. 2024 distributed, with and without residual balancing.
 bench-admm: $(STAMP)
 	$(BIN)/lemgrid bench antunes2024 --runs 3 --out bench_admm.json
 
@@ -64,5 +65,11 @@ compose:
 schema: $(STAMP)
 	$(BIN)/python -m lemgrid.scenarios.schema
 
+# The documentation site into site/: the generated reference pages first (the CLI, the
+# scenario schema, the mechanisms' parameters), then a build that fails on any warning.
+docs: $(STAMP)
+	$(BIN)/python -m lemgrid.scenarios.reference docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) results bench.json bench_month.json bench_admm.json bench_clearance.json bench_scaling.json bench_scaling.png
+	rm -rf $(VENV) results site bench.json bench_month.json bench_admm.json bench_clearance.json bench_scaling.json bench_scaling.png
