@@ -328,7 +328,8 @@ class LocalLP:
     """A peer's convex local problem without the market's terms, as matrices: min
     cost·x + ½ Σ quad_diag·x² + offset s.t. row_lower ≤ A x ≤ row_upper, col_lower ≤ x ≤
     col_upper (``quad_diag``: its producers' quadratic costs, zero elsewhere); ``net``
-    and ``p2p`` are the columns of its net import q and net P2P purchase s per period."""
+    and ``p2p`` are the columns of its net import q and net P2P purchase s per period,
+    ``soc`` those of its battery's energy (empty without a battery)."""
 
     name: str
     cost: np.ndarray
@@ -341,6 +342,7 @@ class LocalLP:
     net: np.ndarray
     p2p: np.ndarray
     quad_diag: np.ndarray
+    soc: np.ndarray
 
 
 def local_lp(model: PeerModel) -> LocalLP:
@@ -355,7 +357,8 @@ def local_lp(model: PeerModel) -> LocalLP:
                    col_upper=np.asarray(lp.col_upper_, float),
                    row_lower=np.asarray(lp.row_lower_, float),
                    row_upper=np.asarray(lp.row_upper_, float), net=model._q.copy(),
-                   p2p=model._p2p.copy(), quad_diag=model.quadratic_diag())
+                   p2p=model._p2p.copy(), quad_diag=model.quadratic_diag(),
+                   soc=model._flows.get("soc_kwh", np.zeros(0, np.int32)).copy())
 
 
 def bound_constraints(x, a, col_lower, col_upper, row_lower, row_upper) -> list:

@@ -20,8 +20,11 @@ The yardsticks:
   network). Its bill ``B_opt`` is the objective minus the operator's loss cost: the
   peers' day bills (retail energy and the daily fixed cost) at the optimal dispatch, with
   the indicator binaries relaxed (a lower bound of what any dispatch of the community
-  pays the retailer). Losses are not in any mechanism's bill, so they are not in it
-  either; the optimum's losses are shown in the losses column.
+  pays the retailer on that day). The days follow each other with the batteries' energy
+  carried (``scenarios.run.lab.optimum_days``), as the participants plan them, so over
+  several days it is the day-ahead optimum, not a bound on every multi-day dispatch.
+  Losses are not in any mechanism's bill, so they are not in it either; the optimum's
+  losses are shown in the losses column.
 
 The columns (every money figure over the whole run, €):
 

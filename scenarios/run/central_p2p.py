@@ -43,6 +43,7 @@ class CentralResult:
     v_pu: np.ndarray | None  # buses × periods
     seconds: float
     status: str
+    end_kwh: dict[str, float]  # each battery's energy at the end of the day
 
 
 def _quadratic(lp, x):
@@ -92,7 +93,9 @@ def solve_central(day_data: list, operator: OperatorData | None, day: int = 0,
     v = None if block is None else np.sqrt(np.maximum(np.asarray(block.v.value), 0))
     return CentralResult(float(problem.value) / OBJECTIVE_SCALE,
                          {lp.name: np.asarray(x.value)[lp.net] for lp, x in zip(lps, xs)},
-                         losses, v, time.perf_counter() - start, problem.status)
+                         losses, v, time.perf_counter() - start, problem.status,
+                         {lp.name: float(np.asarray(x.value)[lp.soc[-1]])
+                          for lp, x in zip(lps, xs) if len(lp.soc)})
 
 
 def _day_of(data, day: int):

@@ -48,6 +48,7 @@ from lemgrid.scenarios.schema import Scenario, ScenarioError, agent_kinds, load_
 FAILED = "lab_failed.json"  # a failed run's settings and reason, in its folder
 OPTIMUM_FILE = "optimum.json"
 OPTIMUM_DIR = "optimum"
+OPTIMUM_METHOD = "days in sequence, batteries carried"  # a kept optimum of another is redone
 INTERRUPTED_CODE = 128  # a run stopped by a signal exits above this
 
 
@@ -157,16 +158,18 @@ def _outcome(name: str, role: str, out: Path) -> Outcome:
 def optimum_days(s: Scenario, with_network: bool) -> dict:
     """The community optimum of every day: ``bill_eur`` (Σ over days of the objective
     minus the operator's loss cost: the peers' day bills with fixed costs), its loss cost,
-    the model's losses (kWh) and seconds. Every day starts from the batteries' initial
-    energy (each day's plan ends at least there, as the peers' own do)."""
+    the model's losses (kWh) and seconds. The days are planned one after another, as the
+    mechanisms' participants plan them: each day's batteries start with the energy the
+    optimum's own day before left them (the first day with the scenario's)."""
     community = build_community(s)
     bus_of = place_agents(s, community)
     operator = operator_data(s, bus_of, community) if with_network else None
+    start = {d.name: d.battery.e0_kwh for d in community if d.battery is not None}
     bill = loss_cost = losses = seconds = 0.0
     for day in range(s.horizon.days):
-        data = [day_slice(d, day, d.battery.e0_kwh if d.battery is not None else None)
-                for d in community]
+        data = [day_slice(d, day, start.get(d.name)) for d in community]
         result = solve_central(data, operator, day)
+        start |= result.end_kwh
         h = data[0].horizon.period_h
         cost = 0.0 if operator is None else float(
             h * loss_price(day_loss_price(operator, day), data[0].horizon.periods,
@@ -190,9 +193,10 @@ def community_optimum(s: Scenario, out: Path) -> tuple[Outcome, bool, list[str]]
         kept = json.loads(path.read_text())
     except (OSError, ValueError):
         kept = None
-    ran = kept is None or kept.get("config") != config
+    ran = (kept is None or kept.get("config") != config
+           or kept.get("method") != OPTIMUM_METHOD)
     if ran:
-        kept = {"config": config, "notes": []}
+        kept = {"config": config, "method": OPTIMUM_METHOD, "notes": []}
         try:
             kept["optimum"] = optimum_days(s, with_network=True)
         except (ValueError, NetworkInfeasible) as exc:
