@@ -61,8 +61,12 @@ function tableAfter(title) {
   var h2 = Array.from(document.querySelectorAll("h2")).find(function (h) {
     return h.textContent === title;
   });
-  var next = h2 && h2.nextElementSibling;
-  return next && (next.matches("table") ? next : next.querySelector("table"));
+  for (var next = h2 && h2.nextElementSibling; next && next.tagName !== "H2";
+       next = next.nextElementSibling) {
+    var table = next.matches("table") ? next : next.querySelector("table");
+    if (table) { return table; }
+  }
+  return null;
 }
 function rows(table) {
   return Array.from(table.tBodies[0].rows).map(function (row) {
