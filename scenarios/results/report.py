@@ -524,11 +524,15 @@ def _clock(period: int, period_minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def _joined(items: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
+
+
 def agents_in_words(summary: dict) -> str:
     """The participants by kind in words: "3 prosumers and 2 EVs"."""
-    kinds = [(n, KIND_WORDS.get(kind, kind)) for kind, n in summary["agents"].items() if n]
-    named = [_plural(n, words) for n, words in kinds]
-    return " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
+    return _joined([_plural(n, KIND_WORDS.get(kind, kind))
+                    for kind, n in summary["agents"].items() if n])
 
 
 def _run_line(run: Run) -> str:
@@ -588,7 +592,7 @@ def _grid_line(run: Run) -> str:
     counts = [(grid.get("voltage_violations"), "voltage"), (grid.get("line_violations"), "line"),
               (grid.get("trafo_violations"), "transformer")]
     found = [f"{n} {what}" for n, what in counts if n]
-    text = (f"{', '.join(found)} violations (element-periods)" if found else
+    text = (f"{_joined(found)} violations (element-periods)" if found else
             "no voltage, line or transformer limit violated")
     if grid.get("pf_failures"):
         text += f"; no power-flow solution in {_plural(grid['pf_failures'], 'period')}"
@@ -645,7 +649,8 @@ def _figure_markdown(figure: Rendered) -> list[str]:
     return [f"![{figure.spec.name}](figures/{figure.spec.name}.png)", "", figure.caption]
 
 
-LONG_WHAT = {"Bills per participant over the run": "participants",
+LONG_WHAT = {"Summary": "figures of summary.json",
+             "Bills per participant over the run": "participants",
              "Grid limit violations": "violations", "Days": "days",
              "Convergence": "rounds"}
 
