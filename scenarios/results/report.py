@@ -645,7 +645,7 @@ def _figure_html(figure: Rendered) -> str:
 
 def _figure_markdown(figure: Rendered) -> list[str]:
     if isinstance(figure.content, str):
-        return [f"{figure.caption} {figure.content}"]
+        return [f"{figure.caption.rstrip('.')}: {figure.content}"]
     return [f"![{figure.spec.name}](figures/{figure.spec.name}.png)", "", figure.caption]
 
 
