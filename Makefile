@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/lemgrid run $(SCENARIO) --out $(OUT)
 
 # pytest exits 5 when it collects no tests; make treats that as a failure too.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
@@ -73,3 +73,11 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) results site bench.json bench_month.json bench_admm.json bench_clearance.json bench_scaling.json bench_scaling.png
+
+# Headless Chromium for tests/test_browser.py (report.html in a real browser): installed
+# with apt-get where missing, as root or through sudo.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	{ if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }

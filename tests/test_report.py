@@ -1,8 +1,10 @@
-"""``lemgrid report``: report.html with every figure embedded, figures/*.png, and the
-violations table, on tiny.yaml run in-process (decentralized with grid limits tight enough
-to be violated, and centralized)."""
+"""``lemgrid report``: report.html with every figure embedded, figures/*.png, the
+headline first, every summary key in words, and the violations table, on tiny.yaml run
+in-process (decentralized with grid limits tight enough to be violated, and
+centralized). tests/test_browser.py opens the report in a browser."""
 
 import base64
+import html
 import json
 import re
 from types import SimpleNamespace
@@ -13,7 +15,8 @@ import pytest
 from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.results import figures
 from lemgrid.scenarios.results.report import FIGURES as FIGURE_SPECS
-from lemgrid.scenarios.results.report import print_summary
+from lemgrid.scenarios.results.report import print_summary, summary_label, summary_rows
+from lemgrid.scenarios.results.sections import LONG_ROWS, key_words
 from lemgrid.scenarios.run.world import run_scenario
 from lemgrid.scenarios.schema import load_scenario
 
@@ -66,9 +69,92 @@ def test_every_figure_is_embedded_and_written(decentral):
 
 
 def test_report_is_self_contained(decentral):
+    """Nothing fetched: figures embedded, no stylesheet link, one inline script (the
+    tables' sorting) and no script from elsewhere."""
     page = (decentral / "report.html").read_text()
-    assert not re.search(r'(src|href)="(?!data:)', page)
-    assert "<link" not in page and "<script" not in page
+    assert not re.search(r'(src|href)=["\'](?!data:)', page)
+    assert "<link" not in page
+    assert re.findall(r"<script[^>]*>", page) == ["<script>"]
+
+
+def test_the_headline_comes_first(decentral):
+    """report.html and report.md: the headline, the key figures, the tables, the other
+    figures. The headline's figures, each worked out here: the bill and the traded energy
+    from summary.json, the violations counted in the parquet files against TIGHT's limits,
+    the lowest voltage and where it was in grid_bus.parquet, the rounds in
+    market.parquet."""
+    page = (decentral / "report.html").read_text()
+    md = (decentral / "report.md").read_text()
+    order = ["<section class='headline' id='headline'><h2>Headline</h2>",
+             "<h2>Key figures</h2>", "<h2>Summary</h2>", "<h2>Convergence</h2>",
+             "<h2>Bills per participant over the run</h2>", "<h2>Figures</h2>"]
+    at = [page.index(mark) for mark in order]
+    assert at == sorted(at) and page.index("<h1>") < at[0] < page.index("<table")
+    titles = re.findall(r"^## (.+)$", md, re.MULTILINE)
+    assert titles[:3] == ["Headline", "Key figures", "Summary"] and titles[-1] == "Figures"
+    key = section(page, "Key figures")
+    assert [n for n in embedded_pngs(key)] == ["supply_mix", "cost_distribution", "voltage",
+                                                "convergence"]
+    headline = dict(re.findall(r"^- \*\*(.+?)\*\*: (.+)$", md.split("## Key figures")[0],
+                               re.MULTILINE))
+    summary = json.loads((decentral / "summary.json").read_text())
+    bus = pd.read_parquet(decentral / "grid_bus.parquet")
+    line = pd.read_parquet(decentral / "grid_line.parquet")
+    voltage = int(((bus["vm_pu"] < V_MIN_PU) | (bus["vm_pu"] > V_MAX_PU)).sum())
+    lines = int((line["loading_pct"] > MAX_LOADING_PCT).sum())
+    low = bus.loc[bus["vm_pu"].idxmin()]
+    rounds = pd.read_parquet(decentral / "market.parquet")["round"].nunique()
+    assert headline["The community's bill"].startswith(
+        f"{summary['costs_eur']['total']:.4f} € over 1 day; on average ")
+    assert headline["Traded energy"] == f"{summary['market']['traded_kwh']:.4f} kWh P2V traded"
+    minutes = 15 * int(low["period"])
+    assert headline["Grid"] == (
+        f"{voltage} voltage and {lines} line violations (element-periods); lowest voltage "
+        f"{low['vm_pu']:.4f} pu at bus {int(low['bus'])} (period {int(low['period'])}, "
+        f"{minutes // 60:02d}:{minutes % 60:02d}; lower limit {V_MIN_PU} pu)")
+    assert headline["Market"] == f"converged in {rounds} rounds"
+    assert headline["Saving against retail"].startswith("not measured by a single run")
+    assert headline["Wall time"].startswith(f"{summary['timing_s']['wall']:.1f} s")
+    assert html.escape(headline["Grid"]) in section(page, "Headline")
+
+
+def test_every_summary_key_is_in_words(decentral):
+    """The Summary table: one row per summary.json figure (7 about the run, each key of
+    its five sections, the failed agents), none shown as a key."""
+    summary = json.loads((decentral / "summary.json").read_text())
+    rows = summary_rows(summary)
+    sections = ("costs_eur", "market", "grid", "timing_s", "processes")
+    assert len(rows) == 7 + sum(len(summary[s]) for s in sections) + 1
+    for words, _value, _unit in rows:  # no snake_case or dotted key
+        assert not re.search(r"\w[._]\w", words), words
+    table = section((decentral / "report.html").read_text(), "Summary")
+    assert "<tr><td>the community&#x27;s bill</td><td>" in table
+    assert not re.search(r"<td>\w+_\w+\.\w+", table)  # no costs_eur.total
+
+
+def test_words_for_keys():
+    """Worked by hand: a label table's key, a mechanism's own key read from its name, and
+    the section's unit for a key whose name has none."""
+    assert summary_label("grid", "v_min_pu") == ("lowest bus voltage", "pu")
+    assert summary_label("market", "matched_kwh") == ("matched", "kWh")
+    assert summary_label("timing_s", "checks") == ("checks", "s")
+    assert key_words("max_reverse_flow_kw") == ("max reverse flow", "kW")
+    assert key_words("worst_change_eur_prosumer") == ("worst change prosumer", "€")
+    assert key_words("rounds") == ("rounds", "")
+
+
+def test_long_tables_are_collapsed_and_sortable(decentral):
+    """The violations (hundreds of rows under TIGHT) are collapsed and sortable; the
+    bills (5 participants) are sortable and shown; the summary is neither."""
+    page = (decentral / "report.html").read_text()
+    violations = section(page, "Grid limit violations")
+    rows = violations.count("<tr><td>")
+    assert rows > LONG_ROWS
+    assert violations.startswith(f"<details><summary>{rows} violations, sortable")
+    assert "<table class='sortable'>" in violations
+    bills = section(page, "Bills per participant over the run")
+    assert "<details>" not in bills and "<table class='sortable'>" in bills
+    assert "sortable" not in section(page, "Summary")
 
 
 def test_violations_table_lists_exactly_the_violations(decentral):

@@ -5,11 +5,12 @@ mechanism: every number is a run's own (summary.json, agents.parquet, messages.j
 the community optimum's.
 
 Writes ``lab.csv`` (one row per mechanism and yardstick), ``lab.md`` and ``lab.html``
-(self-contained), with their figures in ``figures/lab_*.png``: one sentence per question
-first (which mechanism saves most, which is fairest, which keeps the grid within limits,
-which is fastest), then the table, then the figures (``lab_figures``: each participant's
+(self-contained), with their figures in ``figures/lab_*.png``: first the headline, one
+sentence per question (which mechanism saves most, which is fairest, which keeps the grid
+within limits, which is fastest), then the figures (``lab_figures``: each participant's
 saving, the bill's parts, the community's import and the lowest voltage per period, the
-iterative mechanisms' convergence), and a link to each run's report.
+iterative mechanisms' convergence), then the table (its columns in words and units,
+sortable by a click on a header), and a link to each run's report.
 
 The yardsticks:
 
@@ -63,8 +64,17 @@ from lemgrid.scenarios.results import atomic
 from lemgrid.scenarios.results import lab_figures as figs
 from lemgrid.scenarios.results.compare import mechanism_kpis, run_kpis
 from lemgrid.scenarios.results.lab_figures import bills
-from lemgrid.scenarios.results.report import STYLE, read_summary
-from lemgrid.scenarios.results.sections import format_value, markdown_table
+from lemgrid.scenarios.results.report import HEADLINE, page_head, read_summary
+from lemgrid.scenarios.results.sections import (
+    FIGURES_SECTION,
+    SORT_SCRIPT,
+    STYLE,
+    format_value,
+    html_table,
+    key_words,
+    markdown_table,
+    with_unit,
+)
 
 BASELINE, OPTIMUM, MECHANISM = "retail baseline", "community optimum", "mechanism"
 OK, NOT_CONVERGED = "ok", "not converged"
@@ -310,10 +320,44 @@ def answers(table: pd.DataFrame) -> list[str]:
 
 # ---- writing ----------------------------------------------------------------------------
 
+LAB_LABELS = {  # column -> (words, unit)
+    "mechanism": ("mechanism", ""), "role": ("role", ""), "status": ("status", ""),
+    "total_bill_eur": ("community bill", "€"), "saving_pct": ("saving against retail", "%"),
+    "efficiency_pct": ("efficiency against the optimum", "%"),
+    "self_sufficiency": ("self-sufficiency", "share"),
+    "traded_kwh": ("traded inside the community", "kWh"),
+    "better_off_share": ("participants better off", "share"),
+    **{f"saving_pct_{q}": (f"participant saving, {q}", "%") for q in [*QUANTILES, "mean"]},
+    "apart_count": ("participants with a baseline bill ≤ 0", ""),
+    "apart_saving_eur_min": ("their least saving", "€"),
+    "voltage_violations": ("voltage violations", ""), "line_violations": ("line overloads", ""),
+    "trafo_violations": ("transformer violations", ""), "v_min_pu": ("lowest voltage", "pu"),
+    "max_loading_pct": ("highest line loading", "%"), "losses_kwh": ("network losses", "kWh"),
+    "rounds": ("rounds", ""), "converged": ("converged", ""), "wall_s": ("wall time", "s"),
+    "critical_path_s": ("critical path", "s"),
+    "messages_per_participant": ("messages per participant", ""),
+    "bytes_per_participant": ("bytes per participant", "B"),
+    "reveals": ("what participants reveal", ""), "revealed_fields": ("fields revealed", ""),
+    "gap_to_centralized_pct": ("gap to the centralized optimum", "%"),
+    "p2v_traded_kwh": ("P2V traded", "kWh"),
+}
+WORST_CHANGE = "worst_change_eur_"
+
+
+def column_label(column: str) -> str:
+    """A lab column's header in words with its unit (LAB_LABELS; a worst-off change per
+    kind, a mechanism's own KPI read from its name)."""
+    if column.startswith(WORST_CHANGE):
+        return with_unit(f"worst bill change, {column.removeprefix(WORST_CHANGE)}", "€")
+    return with_unit(*LAB_LABELS.get(column, key_words(column)))
+
+
 def _rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    header = [c for c in table.columns if c != "report"]
-    return header, [[_format(c, v) for c, v in zip(header, row, strict=True)]
-                    for row in table[header].itertuples(index=False)]
+    """The table's header in words and its rows' cells (the report link left out)."""
+    columns = [c for c in table.columns if c != "report"]
+    return [column_label(c) for c in columns], [
+        [_format(c, v) for c, v in zip(columns, row, strict=True)]
+        for row in table[columns].itertuples(index=False)]
 
 
 def _format(column: str, value) -> str:
@@ -365,17 +409,24 @@ def write_figures(out: Path, figures: dict[str, tuple]) -> dict[str, Path]:
     return paths
 
 
+TABLE_TITLE = "Mechanisms and yardsticks"
+
+
 def write_markdown(out: Path, title: str, sentences: list[str], table: pd.DataFrame,
                    notes: list[str], figures: dict[str, tuple]) -> Path:
+    """lab.md in lab.html's order: the four answers (the headline), the figures, the
+    table, the runs' reports, the notes."""
     header, rows = _rows(table)
-    lines = [f"# {title}", "", *[f"- {s}" for s in sentences], "",
-             *markdown_table(header, rows)]
+    lines = [f"# {title}", "", f"## {HEADLINE}", "", *[f"- {s}" for s in sentences]]
+    if figures:
+        lines += ["", f"## {FIGURES_SECTION}"]
+    for stem, (_fig, caption) in figures.items():
+        lines += ["", f"![{stem}]({FIGURES_DIR}/{stem}.png)", "", caption]
+    lines += ["", f"## {TABLE_TITLE}", "", *markdown_table(header, rows)]
     lines += ["", "Each run's report: " + ", ".join(
         f"[{n}]({r})" for n, r in zip(table["mechanism"], table.get("report", []), strict=False)
         if isinstance(r, str))]
-    for stem, (_fig, caption) in figures.items():
-        lines += ["", f"![{stem}]({FIGURES_DIR}/{stem}.png)", "", caption]
-    lines += ["", *[f"- {n}" for n in notes]] if notes else []
+    lines += ["", "## Notes", "", *[f"- {n}" for n in notes]] if notes else []
     path = out / "lab.md"
     atomic.write_text(path, "\n".join(lines) + "\n")
     return path
@@ -387,30 +438,25 @@ def _png(path: Path) -> str:
 
 def write_html(out: Path, title: str, sentences: list[str], table: pd.DataFrame,
                notes: list[str], figures: dict[str, tuple], pngs: dict[str, Path]) -> Path:
+    """lab.html: the four answers in the headline block, the figures, the table (sortable
+    by a click on a header; a mechanism's name links to its run's report), the notes."""
     header, rows = _rows(table)
     reports = table["report"].tolist() if "report" in table else [None] * len(table)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(
-            f'<td><a href="{html.escape(rep)}">{html.escape(c)}</a></td>' if j == 0 and
-            isinstance(rep, str) else f"<td>{html.escape(c)}</td>" for j, c in enumerate(row))
-        + "</tr>" for row, rep in zip(rows, reports, strict=True))
-    parts = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
-             f"{html.escape(title)}</title><style>{STYLE}.wide{{overflow-x:auto}}</style>"
-             f"</head><body><h1>{html.escape(title)}</h1><ul>"),
-             *[f"<li>{html.escape(s)}</li>" for s in sentences], "</ul>",
-             ("<h2>Mechanisms and yardsticks</h2><p>A mechanism's name links to its run's own "
-             "report.</p>"),
-             (f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
-             "</table></div>")]
+    links = [rep if isinstance(rep, str) else None for rep in reports]
+    parts = [page_head(title),
+             (f"<section class='headline' id='headline'><h2>{HEADLINE}</h2><ul>"
+              + "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul></section>")]
     if figures:
-        parts.append("<h2>Figures</h2>")
+        parts.append(f"<h2>{FIGURES_SECTION}</h2>")
     for stem, (_fig, caption) in figures.items():
         parts.append(f"<figure><img alt='{stem}' src='data:image/png;base64,{_png(pngs[stem])}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts += [(f"<h2>{TABLE_TITLE}</h2><p>A mechanism's name links to its run's own report; "
+               "a click on a column's header sorts the rows.</p>"),
+              html_table(header, rows, links=links, what="rows")]
     if notes:
         parts += ["<h2>Notes</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"]
-    parts.append("</body></html>")
+    parts += [SORT_SCRIPT, "</body></html>"]
     path = out / "lab.html"
     atomic.write_text(path, "\n".join(parts) + "\n")
     return path

@@ -1,5 +1,9 @@
-"""The run's summary table (terminal) and its report: ``report.md`` (tables),
-``report.html`` (tables and figures, self-contained) and ``figures/*.png``. The report is
+"""The run's summary table (terminal) and its report: ``report.md`` and ``report.html``
+(self-contained: its figures embedded, its style and table-sorting script inline) and
+``figures/*.png``. Both open with the headline (the community's bill, what the run says
+about its saving against retail, the traded energy, the grid's violations and lowest
+voltage, the market's convergence, the wall time), then the key figures, then the tables
+(every summary.json key in words and units), then the other figures. The report is
 read back from the results folder, so ``lemgrid report DIR`` and the end of ``lemgrid run``
 write the same one. A run of the ADMM market (``admm_iterations.parquet``, and
 ``trades.parquet`` where written) adds its section: residuals per round, per day."""
@@ -23,8 +27,12 @@ from lemgrid.scenarios import mechanisms
 from lemgrid.scenarios.results import atomic, figures
 from lemgrid.scenarios.results.sections import (
     FIGURES_SECTION,
+    SORT_SCRIPT,
+    STYLE,
     FigureSpec,
     format_value,
+    html_table,
+    key_words,
     markdown_table,
 )
 
@@ -129,13 +137,89 @@ def agent_counts(summary: dict) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in summary["agents"].items() if n)
 
 
-def summary_rows(summary: dict) -> list[tuple[str, str]]:
-    rows = [("scenario", summary["scenario"]), ("mode", summary["mode"]),
-            ("mechanism", format_value(summary["mechanism"])),
-            ("agents", agent_counts(summary))]
-    for section in ("costs_eur", "market", "grid", "timing_s", "processes"):
-        rows += [(f"{section}.{k}", format_value(v)) for k, v in summary[section].items()]
-    rows.append(("failed agents", ", ".join(summary["failed_agents"]) or "none"))
+KIND_WORDS = {"prosumer": "prosumer", "ev": "EV", "building": "building"}
+SUMMARY_LABELS = {  # (summary.json section, key) -> (words, unit)
+    ("costs_eur", "total"): ("the community's bill", "€"),
+    **{("costs_eur", f"{kind}_mean"): (f"mean bill per {words}", "€")
+       for kind, words in KIND_WORDS.items()},
+    ("market", "traded_kwh"): ("energy traded inside the community", "kWh"),
+    ("market", "rounds"): ("market rounds", ""),
+    ("market", "converged"): ("market converged", ""),
+    ("market", "max_imbalance_kw"): ("largest imbalance after the last round", "kW"),
+    ("market", "primal_residual"): ("final primal residual", ""),
+    ("market", "dual_residual"): ("final dual residual", ""),
+    ("market", "rho"): ("final penalty ρ", "€/MW²h"),
+    ("market", "rho_net"): ("final penalty ρ of the network operator", "€/MW²h"),
+    ("market", "objective_eur"): ("the market's objective", "€"),
+    ("market", "centralized_eur"): ("the centralized optimum's objective", "€"),
+    ("market", "gap_to_centralized_pct"): ("gap to the centralized optimum", "%"),
+    ("market", "relaxation_gap_pu"): ("network model's voltage gap to the AC power flow",
+                                      "pu"),
+    ("market", "offered_kwh"): ("energy offered to the network operator", "kWh"),
+    ("market", "accepted_kwh"): ("energy the network operator accepted", "kWh"),
+    ("market", "curtailed_kwh"): ("energy the network operator curtailed", "kWh"),
+    ("market", "binding_periods"): ("periods with a binding network limit", ""),
+    ("market", "infeasible_periods"): ("periods the network operator could not clear", ""),
+    ("market", "traded_kwh_power"): ("power traded bilaterally", "kWh"),
+    ("market", "traded_kwh_heat"): ("heat traded bilaterally", "kWh"),
+    ("market", "congestion_checks"): ("congestion checks", ""),
+    ("market", "congested_after_checks"): ("lines congested after the last check", ""),
+    ("grid", "network"): ("network", ""),
+    ("grid", "v_min_pu"): ("lowest bus voltage", "pu"),
+    ("grid", "v_max_pu"): ("highest bus voltage", "pu"),
+    ("grid", "max_loading_pct"): ("highest line loading", "%"),
+    ("grid", "voltage_violations"): ("voltage violations (bus-periods)", ""),
+    ("grid", "line_violations"): ("line overloads (line-periods)", ""),
+    ("grid", "max_trafo_loading_pct"): ("highest transformer loading", "%"),
+    ("grid", "max_reverse_flow_kw"): ("largest reverse flow through a transformer", "kW"),
+    ("grid", "trafo_violations"): ("transformer violations (transformer-periods)", ""),
+    ("grid", "pf_failures"): ("periods without a power-flow solution", ""),
+    ("grid", "losses_kwh"): ("network losses", "kWh"),
+    ("timing_s", "wall"): ("wall time", "s"),
+    ("timing_s", "startup"): ("start-up time", "s"),
+    ("timing_s", "market"): ("market time", "s"),
+    ("timing_s", "grid"): ("power-flow time", "s"),
+    ("timing_s", "critical_path"): ("critical path (slowest agent solve per round, summed)",
+                                    "s"),
+    ("processes", "agents"): ("agent processes", ""),
+    ("processes", "agent_peak_rss_mb"): ("peak memory of an agent process", "MB"),
+}
+SUMMARY_SECTIONS = ("costs_eur", "market", "grid", "timing_s", "processes")
+SECTION_UNITS = {"costs_eur": "€", "timing_s": "s"}  # a section's unit for a key without one
+
+
+def summary_label(section: str, key: str) -> tuple[str, str]:
+    """A summary.json key in words and its unit: SUMMARY_LABELS, else read from the key's
+    name (a mechanism's own figure), the section's unit where the name has none."""
+    if (section, key) in SUMMARY_LABELS:
+        return SUMMARY_LABELS[(section, key)]
+    words, unit = key_words(key)
+    return words, unit or SECTION_UNITS.get(section, "")
+
+
+def _summary_value(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return format_value(value)
+
+
+SUMMARY_HEADER = ["quantity", "value", "unit"]
+
+
+def summary_rows(summary: dict) -> list[list[str]]:
+    """Every figure of summary.json as a row: its words, its value, its unit."""
+    rows = [["scenario", summary["scenario"], ""], ["mode", summary["mode"], ""],
+            ["mechanism", format_value(summary["mechanism"]), ""],
+            ["agents", agent_counts(summary), ""],
+            ["days run", str(summary.get("days", 1)), ""],
+            ["days planned", format_value(summary.get("days_planned")), ""],
+            ["periods per day", format_value(summary.get("periods")), ""]]
+    for section in SUMMARY_SECTIONS:
+        rows += [[*summary_label(section, k)[:1], _summary_value(v),
+                  summary_label(section, k)[1]] for k, v in summary[section].items()]
+    rows.append(["failed agents", ", ".join(summary["failed_agents"]) or "none", ""])
     return rows
 
 
@@ -266,15 +350,6 @@ def bill_rows(run: Run) -> list[list[str]]:
 def violation_rows(run: Run) -> list[list[str]]:
     return [[str(r.day), str(r.period), r.element, f"{r.value:.6g}", r.limit]
             for r in violations(run).itertuples()]
-
-
-def _html_table(header: list[str], rows: list) -> str:
-    if not rows:
-        return "<p>none</p>"
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 # ---- figures -----------------------------------------------------------------------------
@@ -432,14 +507,131 @@ def render_figures(run: Run) -> list[Rendered]:
     return rendered
 
 
+# ---- the headline ------------------------------------------------------------------------
+
+HEADLINE = "Headline"
+KEY_FIGURES_SECTION = "Key figures"
+KEY_FIGURES = ("supply_mix", "cost_distribution", "voltage", "convergence")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _clock(period: int, period_minutes: int) -> str:
+    """A period's start as hh:mm (a day of periods starts at 00:00)."""
+    minutes = period * period_minutes
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _joined(items: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
+
+
+def agents_in_words(summary: dict) -> str:
+    """The participants by kind in words: "3 prosumers and 2 EVs"."""
+    return _joined([_plural(n, KIND_WORDS.get(kind, kind))
+                    for kind, n in summary["agents"].items() if n])
+
+
+def _run_line(run: Run) -> str:
+    summary = run.summary
+    mech = mechanisms.registry().get(summary["mechanism"])
+    market = (f"the {summary['mechanism']} market ({mech.description})" if mech else
+              f"the {summary['mechanism']} market" if summary["mechanism"] else
+              "no local market")
+    return (f"{summary['scenario']}: {agents_in_words(summary)} in {market}, "
+            f"{summary['mode']}; {_plural(summary.get('days', 1), 'day')} of "
+            f"{run.periods} periods of {run.config['horizon']['period_minutes']} min")
+
+
+def _bill_line(summary: dict) -> str:
+    costs = summary["costs_eur"]
+    days = summary.get("days", 1)
+    means = [f"{format_value(costs[f'{kind}_mean'])} € per {words}"
+             for kind, words in KIND_WORDS.items() if costs.get(f"{kind}_mean") is not None]
+    text = f"{format_value(costs['total'])} € over {_plural(days, 'day')}"
+    return text + (f"; on average {', '.join(means)}" if means else "")
+
+
+def _saving_line(run: Run) -> str:
+    """What a single run can say about the saving against retail: nothing to measure it
+    against, unless the run is the retail baseline itself."""
+    summary = run.summary
+    mech = mechanisms.registry().get(summary["mechanism"])
+    if mech is not None and mech.retail_baseline:
+        return ("none by definition: this run is the retail baseline (no local market, every "
+                "participant at its own tariff)")
+    return ("not measured by a single run, nor the share of participants better off: "
+            f"“lemgrid lab {summary['scenario']}” runs the retail baseline beside this "
+            "market and reports both")
+
+
+def _traded_line(summary: dict) -> str:
+    words = traded_label(summary).removesuffix(" kWh")
+    words = "traded inside the community" if words == "traded" else words
+    return f"{format_value(summary['market']['traded_kwh'])} kWh {words}"
+
+
+def _lowest_voltage(run: Run) -> str:
+    """The lowest bus voltage, where and when (the first such bus and period)."""
+    bus = run.grid_bus.dropna(subset=["vm_pu"])
+    if bus.empty:
+        return "no power flow converged"
+    low = bus.loc[bus["vm_pu"].idxmin()]
+    minutes = run.config["horizon"]["period_minutes"]
+    day = f"day {int(low['day']) + 1}, " if run.summary.get("days", 1) > 1 else ""
+    return (f"lowest voltage {low['vm_pu']:.4f} pu at bus {int(low['bus'])} ({day}period "
+            f"{int(low['period'])}, {_clock(int(low['period']), minutes)}; lower limit "
+            f"{run.config['grid']['v_min_pu']} pu)")
+
+
+def _grid_line(run: Run) -> str:
+    grid = run.summary["grid"]
+    counts = [(grid.get("voltage_violations"), "voltage"), (grid.get("line_violations"), "line"),
+              (grid.get("trafo_violations"), "transformer")]
+    found = [f"{n} {what}" for n, what in counts if n]
+    text = (f"{_joined(found)} violations (element-periods)" if found else
+            "no voltage, line or transformer limit violated")
+    if grid.get("pf_failures"):
+        text += f"; no power-flow solution in {_plural(grid['pf_failures'], 'period')}"
+    return f"{text}; {_lowest_voltage(run)}"
+
+
+def _market_line(summary: dict) -> str:
+    market, days = summary["market"], summary.get("days", 1)
+    rounds = market["rounds"]
+    if rounds is None:
+        return "cleared in one centralized step (no market rounds)"
+    over = f" over {_plural(days, 'day')}" if days > 1 else ""
+    if market["converged"]:
+        return f"converged in {_plural(rounds, 'round')}{over}"
+    return f"did not converge: stopped after {_plural(rounds, 'round')}{over}"
+
+
+def _wall_line(summary: dict) -> str:
+    timing = summary["timing_s"]
+    parts = [f"{what} {timing[key]:.1f} s" for key, what in
+             (("market", "market"), ("grid", "power flow")) if timing.get(key) is not None]
+    return f"{timing['wall']:.1f} s" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def headline(run: Run) -> list[tuple[str, str]]:
+    """The run's answers first, each a label and a sentence in words and units: the run,
+    the community's bill, its saving against retail (where the run can say it), the
+    traded energy, the grid, the market's convergence, the wall time, failed agents."""
+    summary = run.summary
+    rows = [("Run", _run_line(run)), ("The community's bill", _bill_line(summary)),
+            ("Saving against retail", _saving_line(run)),
+            ("Traded energy", _traded_line(summary)), ("Grid", _grid_line(run)),
+            ("Market", _market_line(summary)), ("Wall time", _wall_line(summary))]
+    if summary["failed_agents"]:
+        rows.append(("Failed agents", ", ".join(summary["failed_agents"])))
+    return rows
+
+
 # ---- documents ---------------------------------------------------------------------------
-
-STYLE = ("body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em}"
-         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
-         "padding:.15em .5em;text-align:right}td:first-child{text-align:left}"
-         "th{background:#eee}img{max-width:100%}figure{margin:1em 0}"
-         "figcaption{font-style:italic}")
-
 
 def _figure_html(figure: Rendered) -> str:
     spec, content = figure.spec, figure.content
@@ -451,11 +643,23 @@ def _figure_html(figure: Rendered) -> str:
             f'src="data:image/png;base64,{data}">{caption}</figure>')
 
 
+def _figure_markdown(figure: Rendered) -> list[str]:
+    if isinstance(figure.content, str):
+        return [f"{figure.caption.rstrip('.')}: {figure.content}"]
+    return [f"![{figure.spec.name}](figures/{figure.spec.name}.png)", "", figure.caption]
+
+
+LONG_WHAT = {"Summary": "figures of summary.json",
+             "Bills per participant over the run": "participants",
+             "Grid limit violations": "violations", "Days": "days",
+             "Convergence": "rounds"}
+
+
 def _sections(run: Run, slowest_agent_s) -> list[tuple[str, list[str], list]]:
     summary = run.summary
     found = violation_rows(run)
     failed = [[name, reason] for name, reason in summary["failed_agents"].items()]
-    sections = [("Summary", ["key", "value"], summary_rows(summary))]
+    sections = [("Summary", SUMMARY_HEADER, summary_rows(summary))]
     if run.has_rounds:
         sections.append(("Convergence", *convergence_table(run, slowest_agent_s)))
     sections += [sec for m in run.mechanisms if m.sections for sec in m.sections(run)]
@@ -467,26 +671,78 @@ def _sections(run: Run, slowest_agent_s) -> list[tuple[str, list[str], list]]:
     return sections
 
 
-def write_markdown(run: Run, sections) -> Path:
-    lines = [f"# lemgrid run: {run.summary['scenario']} ({run.summary['mode']})"]
+def place_figures(rendered: list[Rendered], titles: list[str]) -> dict[str, list[Rendered]]:
+    """Where each figure is drawn: the key figures that exist first (KEY_FIGURES_SECTION),
+    a figure of a table section under its table, every other under FIGURES_SECTION (a key
+    figure that is absent too, with the sentence saying why)."""
+    placed: dict[str, list[Rendered]] = {KEY_FIGURES_SECTION: [], FIGURES_SECTION: []}
+    for name in KEY_FIGURES:
+        placed[KEY_FIGURES_SECTION] += [f for f in rendered if f.spec.name == name
+                                        and f.spec.section == FIGURES_SECTION
+                                        and not isinstance(f.content, str)]
+    for f in rendered:
+        if f in placed[KEY_FIGURES_SECTION]:
+            continue
+        where = f.spec.section if f.spec.section in titles else FIGURES_SECTION
+        placed.setdefault(where, []).append(f)
+    return placed
+
+
+def _title(run: Run) -> str:
+    return f"lemgrid run: {run.summary['scenario']} ({run.summary['mode']})"
+
+
+def write_markdown(run: Run, sections, rendered: list[Rendered]) -> Path:
+    """report.md in report.html's order: headline, key figures, tables (each with its
+    figures), the other figures; the figures as links to figures/*.png."""
+    placed = place_figures(rendered, [t for t, _, _ in sections])
+    lines = [f"# {_title(run)}", "", f"## {HEADLINE}", "",
+             *[f"- **{label}**: {text}" for label, text in headline(run)]]
+    lines += ["", f"## {KEY_FIGURES_SECTION}"]
+    for figure in placed[KEY_FIGURES_SECTION]:
+        lines += ["", *_figure_markdown(figure)]
     for title, header, rows in sections:
         lines += ["", f"## {title}", "", *markdown_table(header, rows)]
+        for figure in placed.get(title, []):
+            lines += ["", *_figure_markdown(figure)]
+    lines += ["", f"## {FIGURES_SECTION}"]
+    for figure in placed[FIGURES_SECTION]:
+        lines += ["", *_figure_markdown(figure)]
     path = run.out / "report.md"
     atomic.write_text(path, "\n".join(lines) + "\n")
     return path
 
 
-def write_html(run: Run, sections, rendered) -> Path:
-    title = html.escape(f"lemgrid run: {run.summary['scenario']} ({run.summary['mode']})")
-    head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}"
-            f"</title><style>{STYLE}</style></head><body><h1>{title}</h1>")
-    parts = [head]
+def headline_html(rows: list[tuple[str, str]], title: str = HEADLINE) -> str:
+    """The headline block: a box of label and sentence pairs."""
+    items = "".join(f"<dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd>"
+                    for label, text in rows)
+    return (f"<section class='headline' id='headline'><h2>{html.escape(title)}</h2>"
+            f"<dl>{items}</dl></section>")
+
+
+def page_head(title: str) -> str:
+    """A self-contained page's start: its style inline, its title as the heading."""
+    title = html.escape(title)
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{title}</title><style>{STYLE}</style></head><body><h1>{title}</h1>")
+
+
+def write_html(run: Run, sections, rendered: list[Rendered]) -> Path:
+    """report.html: the headline, the key figures, the tables (each with its figures),
+    the other figures; long tables collapsed, every table but the summary sortable."""
+    placed = place_figures(rendered, [t for t, _, _ in sections])
+    parts = [page_head(_title(run)), headline_html(headline(run)),
+             f"<h2>{KEY_FIGURES_SECTION}</h2>",
+             *[_figure_html(f) for f in placed[KEY_FIGURES_SECTION]]]
     for t, h, rows in sections:
-        parts.append(f"<h2>{html.escape(t)}</h2>{_html_table(h, rows)}")
-        parts += [_figure_html(f) for f in rendered if f.spec.section == t]
+        table = html_table(h, rows, sortable=t != "Summary", what=LONG_WHAT.get(t, "rows"))
+        parts.append(f"<h2>{html.escape(t)}</h2>{table}")
+        parts += [_figure_html(f) for f in placed.get(t, [])]
     parts.append(f"<h2>{FIGURES_SECTION}</h2>")
-    parts += [_figure_html(f) for f in rendered if f.spec.section == FIGURES_SECTION]
-    parts.append("</body></html>")
+    parts += [_figure_html(f) for f in placed[FIGURES_SECTION]]
+    parts += [SORT_SCRIPT, "</body></html>"]
     path = run.out / "report.html"
     atomic.write_text(path, "\n".join(parts) + "\n")
     return path
@@ -498,8 +754,9 @@ def write_report(out: Path, slowest_agent_s: list[float] | None = None) -> Path:
     in-process run knows (a distributed run's round times are in rounds/)."""
     run = Run.load(out)
     sections = _sections(run, slowest_agent_s)
-    write_markdown(run, sections)
-    return write_html(run, sections, render_figures(run))
+    rendered = render_figures(run)
+    write_markdown(run, sections, rendered)
+    return write_html(run, sections, rendered)
 
 
 def slowest_agent_s(days) -> list[float]:
