@@ -55,7 +55,7 @@ def savings(runs: Runs, baseline: Path | None) -> Figure | None:
         return None
     base = bills(baseline)[0]
     fig, ax = _figure((max(4.0, 1.1 * len(runs) + 2), 3.8),
-                      "Each participant's saving against the retail baseline", "", "€")
+                      "Saving per participant against retail", "", "€")
     ax.axhline(0, color="black", linewidth=0.8)
     jitter, seen = np.random.default_rng(0), set()
     for i, (_name, folder) in enumerate(runs):
