@@ -154,10 +154,11 @@ def test_one_network_build_per_validation(monkeypatch):
     """mosaik_ecosystem names buses and lines of feeder11 four times (grid.buses and three
     links), here with an ampacity line too: the network is built once; tiny names none and
     builds none."""
+    from lemgrid.grid import networks
     from lemgrid.scenarios.schema import checks as schema
 
     built = []
-    monkeypatch.setattr(schema, "load_network", lambda name: built.append(name)
+    monkeypatch.setattr(networks, "load_network", lambda name: built.append(name)
                         or load_network(name))
     schema._plain_network.cache_clear()
     try:

@@ -18,8 +18,6 @@ from typing import NamedTuple, Protocol
 
 from lemgrid.agents.data import polygon_problem
 from lemgrid.coordinator.mechanisms.base import MarketParams
-from lemgrid.grid.community_lv import place_community
-from lemgrid.grid.networks import NETWORKS, load_network, published_loads
 from lemgrid.scenarios import mechanisms
 from lemgrid.scenarios.catalog import BATTERY_TYPES, EV_MODELS, clock_h
 from lemgrid.scenarios.schema.models import (
@@ -251,6 +249,18 @@ def _check_size(s: ScenarioFields) -> list[str]:
             f"= {values:.3g} values per series; allowed: at most {MAX_SERIES_VALUES:,}")]
 
 
+def _networks():
+    """The network registry (``grid.networks``), imported when a check needs a network:
+    it imports pandapower, which the command line does not need before then."""
+    from lemgrid.grid import networks
+
+    return networks
+
+
+def published_loads(network: str) -> tuple[tuple[int, float, float], ...]:
+    return _networks().published_loads(network)
+
+
 def agent_count(s: ScenarioFields) -> int:
     """How many agents the scenario makes (without naming them: a count may be huge)."""
     sizes = {"network_loads": lambda t: len(published_loads(s.grid.network)),
@@ -284,12 +294,14 @@ def network_consumers(s: ScenarioFields, tpl: NetworkLoadsTemplate) -> list[tupl
 def _plain_network(network: str):
     """A registered network as its builder makes it without options, built once per
     process (validation reads its tables and graph; nothing may change it)."""
-    return load_network(network)
+    return _networks().load_network(network)
 
 
 @functools.cache
 def leaf_placement(network: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(load buses, PV buses) of the authors' rule on a registered network."""
+    from lemgrid.grid.community_lv import place_community
+
     placement = place_community(_plain_network(network))
     return placement.load_buses, placement.pv_buses
 
@@ -342,7 +354,7 @@ def _link_targets(c: Cosimulator):
 
 
 def _takes_ampacity(network: str) -> bool:
-    return "ampacity_ka" in inspect.signature(NETWORKS[network]).parameters
+    return "ampacity_ka" in inspect.signature(_networks().NETWORKS[network]).parameters
 
 
 def _check_network(s: ScenarioFields) -> list[str]:
@@ -351,7 +363,7 @@ def _check_network(s: ScenarioFields) -> list[str]:
     The network is built (once per process) only when the scenario names one."""
     g, out, refs = s.grid, [], []  # refs: (field, kind, index)
     if g.ampacity_ka is not None and not _takes_ampacity(g.network):
-        takers = [n for n in NETWORKS if _takes_ampacity(n)]
+        takers = [n for n in _networks().NETWORKS if _takes_ampacity(n)]
         out.append(f"grid.ampacity_ka: {g.network} keeps its own line ratings (its builder "
                    f"takes no ampacity_ka); allowed: null, or a network that takes it: "
                    f"{', '.join(takers)}")
