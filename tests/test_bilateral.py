@@ -28,6 +28,7 @@ from lemgrid.coordinator.mechanisms.bilateral import (
 from lemgrid.grid.networks import load_network
 from lemgrid.grid.paths import feeder_paths, path_penalties
 from lemgrid.scenarios.community.builder import build_community
+from lemgrid.scenarios.run import central_bilateral
 from lemgrid.scenarios.run.central_bilateral import solve_central_bilateral
 from lemgrid.scenarios.run.inprocess import make_agents
 from lemgrid.scenarios.run.market import mechanism_setup
@@ -159,6 +160,14 @@ def test_admm_equals_the_centralized_qp_with_loss_penalties():
                                       {POWER: book.pairs}, {POWER: book.penalty},
                                       state.retail_penalty)
     assert _welfare(agents, state) == pytest.approx(central.welfare_eur, rel=1e-4)
+    # a QP above ACTIVE_SET_MAX_COLUMNS goes to interior point (Clarabel) at once: the
+    # same optimum by a second method
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(central_bilateral, "ACTIVE_SET_MAX_COLUMNS", 0)
+        by_ipm = solve_central_bilateral([agents[p].day_data for p in state.peers],
+                                         {POWER: book.pairs}, {POWER: book.penalty},
+                                         state.retail_penalty)
+    assert by_ipm.welfare_eur == pytest.approx(central.welfare_eur, rel=1e-6)
     for i, p in enumerate(state.peers):
         assert agents[p].model.net_kw()[0] == pytest.approx(central.net_kw[p][0], abs=1.0)
 
