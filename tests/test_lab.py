@@ -260,3 +260,20 @@ def test_a_sweep(lab, tmp_path):
     off = sweep[~sweep["market.p2v"].astype(bool) & (sweep["mechanism"] == "p2v_rules")]
     assert off["traded_kwh"].iloc[0] == 0  # no P2V market: nothing traded
     assert "sweep_total_bill_eur.png" in (tmp_path / "sweep.md").read_text()
+
+
+def test_fairest_reads_float_noise_as_no_change():
+    """Two mechanisms whose worst-off participant's bill changes by float noise (4e-16 €
+    and 0 €) leave nobody worse off: the tie goes to the one with more participants
+    better off (0.67 against 0.03), not to the exact zero; a worst change of +5e-5 € is
+    a loss and ranks after them."""
+    from lemgrid.scenarios.results.lab import MECHANISM, answers
+
+    rows = [("a", 4e-16, 0.67), ("b", 0.0, 0.03), ("c", 5e-5, 0.56)]
+    table = pd.DataFrame([{
+        "mechanism": n, "role": MECHANISM, "total_bill_eur": 1.0, "saving_pct": 0.0,
+        "efficiency_pct": 0.0, "worst_change_eur_prosumer": w, "better_off_share": b,
+        "voltage_violations": 0, "line_violations": 0, "trafo_violations": 0,
+        "wall_s": 1.0, "rounds": 1} for n, w, b in rows])
+    fair = next(s for s in answers(table) if s.startswith("Fairest:"))
+    assert fair.startswith("Fairest: a,")

@@ -297,6 +297,7 @@ def answers(table: pd.DataFrame) -> list[str]:
            f"the retail baseline, efficiency {_cell(cheap['efficiency_pct'], ' %')} of the "
            "community optimum's saving).")]
     worst = runs.filter(like="worst_change_eur_").astype(float).max(axis=1)
+    worst = worst.where(worst.abs() > BETTER_EUR, 0.0)  # within BETTER_EUR: no change
     if worst.notna().any():
         fair = runs.assign(worst=worst).sort_values(
             ["worst", "better_off_share"], ascending=[True, False]).iloc[0]
