@@ -57,6 +57,19 @@ def baseline_mechanism() -> str | None:
     return next((n for n, m in mechanisms.registry().items() if m.retail_baseline), None)
 
 
+def market_key(field: str | None) -> str | None:
+    """The market parameter a swept ``market.KEY`` field sets; None for any other field."""
+    return field.split(".", 2)[1] if field and field.startswith("market.") else None
+
+
+def has_parameter(name: str, key: str) -> bool:
+    return key in mechanisms.get(name).params.model_fields
+
+
+def without(overrides: list[str], field: str) -> list[str]:
+    return [o for o in overrides if o.partition("=")[0] != field]
+
+
 def lab_mechanisms(s: Scenario, asked: str = "all", sweep_field: str | None = None) -> list[str]:
     """The mechanisms to run: ``all`` (every one serving the scenario's agent kinds) or
     a comma-separated list of registered names; ScenarioError naming an unknown one.
@@ -73,13 +86,12 @@ def lab_mechanisms(s: Scenario, asked: str = "all", sweep_field: str | None = No
                                  f"{', '.join(mechanisms.registry())} (serving {s.name}: "
                                  f"{', '.join(serving)})")])
         names = list(dict.fromkeys(names))
-    if sweep_field is None or not sweep_field.startswith("market."):
+    key = market_key(sweep_field)
+    if key is None:
         return names
-    key = sweep_field.split(".", 2)[1]
-    having = [n for n in names if key in mechanisms.get(n).params.model_fields]
+    having = [n for n in names if has_parameter(n, key)]
     if not having:
-        owners = ", ".join(n for n, m in mechanisms.registry().items()
-                           if key in m.params.model_fields)
+        owners = ", ".join(n for n in mechanisms.registry() if has_parameter(n, key))
         where = f" ({key} is one of {owners})" if owners else ""
         raise ScenarioError([(f"--sweep {sweep_field}: no mechanism of the lab "
                              f"({', '.join(names)}) has the parameter {key}; allowed: a "
@@ -219,16 +231,17 @@ def community_optimum(s: Scenario, out: Path) -> tuple[Outcome, bool, list[str]]
 
 # ---- the lab ------------------------------------------------------------------------------
 
-def _job(task: tuple) -> tuple[str, tuple]:
+def _job(task: tuple) -> tuple[Outcome, bool, list[str]]:
     """One task of a lab, in a worker process (``--jobs``): SIGINT and SIGTERM stop its run
     as they stop ``lemgrid run`` (its children stopped, what is finished written)."""
     with interrupts_raised():
         return _do(task)
 
 
-def _do(task: tuple) -> tuple[str, tuple]:
+def _do(task: tuple) -> tuple[Outcome, bool, list[str]]:
+    """A task's outcome, whether it ran now, and its notes."""
     kind, *args = task
-    return kind, (community_optimum(*args) if kind == OPTIMUM else run_one(*args))
+    return community_optimum(*args) if kind == OPTIMUM else (*run_one(*args), [])
 
 
 def _tasks(s: Scenario, path: Path, overrides: list[str], out: Path, names: list[str],
@@ -243,12 +256,8 @@ def _tasks(s: Scenario, path: Path, overrides: list[str], out: Path, names: list
 def for_mechanism(overrides: list[str], name: str, field: str | None) -> list[str]:
     """The settings of a mechanism's run: a swept market parameter only where the
     mechanism has it (the retail baseline runs as it is)."""
-    if field is None or not field.startswith("market."):
-        return overrides
-    key = field.split(".", 2)[1]
-    if key in mechanisms.get(name).params.model_fields:
-        return overrides
-    return [o for o in overrides if o.partition("=")[0] != field]
+    key = market_key(field)
+    return overrides if key is None or has_parameter(name, key) else without(overrides, field)
 
 
 def run_lab(path: Path, overrides: list[str], out: Path, asked: str = "all",
@@ -259,8 +268,8 @@ def run_lab(path: Path, overrides: list[str], out: Path, asked: str = "all",
     of the runs made now. ``sweep_field``: the setting a sweep varies (a market parameter
     is set only in the mechanisms that have it, and only those run besides the
     baseline)."""
-    s = load_scenario(path, [o for o in overrides if o.partition("=")[0] != sweep_field]
-                      if sweep_field and sweep_field.startswith("market.") else overrides)
+    s = load_scenario(path, without(overrides, sweep_field) if market_key(sweep_field)
+                      else overrides)
     names = lab_mechanisms(s, asked, sweep_field)
     tasks = _tasks(s, path, overrides, out, names, sweep_field)
     notes = ([] if baseline_mechanism() else
@@ -269,9 +278,9 @@ def run_lab(path: Path, overrides: list[str], out: Path, asked: str = "all",
     bar = tqdm(total=len(tasks), desc=f"lab {s.name}", unit="run", disable=not progress)
     say = bar.write if progress else (lambda _line: None)
 
-    def done(i: int, kind: str, result: tuple, seconds: float | None) -> None:
+    def done(i: int, result: tuple, seconds: float | None) -> None:
         results[i] = result
-        outcome, ran = result[0], result[1]
+        outcome, ran, _notes = result
         took = f", {seconds:.1f} s" if ran and seconds is not None else ""
         say(f"{outcome.name}: {outcome.status}{took if ran else ', kept (same settings)'}")
         bar.update()
@@ -281,25 +290,24 @@ def run_lab(path: Path, overrides: list[str], out: Path, asked: str = "all",
             for i, task in enumerate(tasks):
                 bar.set_postfix_str(task[3] if task[0] == MECHANISM else OPTIMUM)
                 start = time.perf_counter()
-                kind, result = _do(task)
-                done(i, kind, result, time.perf_counter() - start)
+                done(i, _do(task), time.perf_counter() - start)
         else:
             with multiprocessing.get_context("spawn").Pool(jobs) as pool:
                 try:
                     pending = {i: pool.apply_async(_job, (task,)) for i, task in enumerate(tasks)}
                     while pending:
                         for i in [i for i, r in pending.items() if r.ready()]:
-                            kind, result = pending.pop(i).get()
-                            done(i, kind, result, None)
+                            done(i, pending.pop(i).get(), None)
                         time.sleep(0.2)
                 except BaseException:
                     pool.terminate()  # each worker stops its run as lemgrid run stops
                     raise
     finally:
         bar.close()
-    outcomes = [results[i][0] for i in range(len(tasks))]
-    made = [results[i][0].name for i in range(len(tasks)) if results[i][1]]
-    notes += [n for i in range(len(tasks)) if len(results[i]) > 2 for n in results[i][2]]
+    ordered = [results[i] for i in range(len(tasks))]
+    made = [outcome.name for outcome, ran, _ in ordered if ran]
+    notes += [n for _, _, more in ordered for n in more]
+    outcomes = [outcome for outcome, _, _ in ordered]
     return write_lab(out, s.name, outcomes, notes, s.grid.v_min_pu), made
 
 
@@ -323,13 +331,13 @@ def run_sweep(path: Path, overrides: list[str], out: Path, sweep: str, asked: st
     A value the scenario refuses is one ScenarioError before anything runs (a market
     parameter: checked with each mechanism that has it)."""
     field, values = sweep_values(sweep)
+    base = load_scenario(path, overrides)
+    swept = lab_mechanisms(base, asked, field) if market_key(field) else []
     for value in values:
         settings = [*overrides, f"{field}={value}"]
-        if field.startswith("market."):
-            s = load_scenario(path, overrides)
-            for name in lab_mechanisms(s, asked, field):
-                load_scenario(path, [*settings, f"market.mechanism={name}"])
-        else:
+        for name in swept:
+            load_scenario(path, [*settings, f"market.mechanism={name}"])
+        if not swept:
             load_scenario(path, settings)
     labs = []
     for value in values:
@@ -337,4 +345,4 @@ def run_sweep(path: Path, overrides: list[str], out: Path, sweep: str, asked: st
         table, _made = run_lab(path, [*overrides, f"{field}={value}"], folder, asked, progress,
                                jobs, field)
         labs.append((yaml.safe_load(value), folder, table))
-    return write_sweep(out, load_scenario(path, overrides).name, field, labs)
+    return write_sweep(out, base.name, field, labs)
