@@ -53,10 +53,11 @@ import highspy
 import numpy as np
 import pyomo.environ as pyo
 
-from lemgrid.agents.data import AgentData, Schedule
+from lemgrid.agents.data import MODEL_BUILDS, AgentData, Schedule
 from lemgrid.agents.diagnose import explain_infeasible
-from lemgrid.agents.equipment import quadratic_terms
-from lemgrid.agents.formulations import flow_components
+from lemgrid.agents.equipment import numbers_of, quadratic_terms
+from lemgrid.agents.formulations import model_numbers
+from lemgrid.agents.model import Variant, flow_columns, template_for
 from lemgrid.agents.solver import (
     BUILD_LOCK,
     FLOW_ON_KW,
@@ -114,21 +115,82 @@ def _retail_net(m: pyo.Block, t: int):
     return g.buy_kw[t] - (sell[t] if sell is not None else 0)
 
 
+def define_peer(m: pyo.Block, d: AgentData, parametric: bool = False) -> None:
+    """The peer's own model with its net P2P purchase s (``p2p_in_kw``, closed until the
+    binaries are settled) and its net import q = retail purchase − sale + s within its
+    connection's limits; no P2V trade (its limit and its most are 0: ``peer_numbers``)."""
+    T = range(d.horizon.periods)
+    m.p2p_in_kw = pyo.Var(T, bounds=(0, 0))  # opened once the binaries are settled
+    define_agent(m, d, parametric)
+    if m.component("p2v_limit_kw") is not None and not parametric:
+        for t in T:  # a parametric model has them in its numbers
+            m.p2v_limit_kw[t] = 0.0
+            m.grid.p2v_kw[t].setub(0.0)
+    imp, exp = connection_limits(d)
+    v = numbers_of(m, {"q_import_kw": imp[:len(T)], "q_export_kw": exp[:len(T)]}, parametric)
+    m.q_kw = pyo.Var(T, bounds=lambda m, t: (-v.q_export_kw[t], v.q_import_kw[t]))
+    m.q_def = pyo.Constraint(T, rule=lambda m, t: m.q_kw[t]
+                             == _retail_net(m, t) + m.p2p_in_kw[t])
+    m.obj = pyo.Objective(expr=m.cost_eur)
+
+
+def peer_numbers(d: AgentData) -> dict[str, np.ndarray]:
+    """The numbers of ``define_peer``'s model: the agent's own with no P2V trade, and its
+    connection's limits."""
+    numbers = model_numbers(d).flat()
+    for name in ("p2v_limit_kw", "grid.p2v_max_kw", "grid.p2v_cap_kw"):
+        if name in numbers:
+            numbers[name] = np.zeros_like(numbers[name])
+    imp, exp = connection_limits(d)
+    n = d.horizon.periods
+    numbers["q_import_kw"], numbers["q_export_kw"] = imp[:n], exp[:n]
+    return numbers
+
+
+def peer_columns(m: pyo.Block, milp: PersistentMILP) -> dict[str, np.ndarray]:
+    """The peer's flows (``flow_columns``) and its P2P purchase, net import and heat
+    purchase (``PEER_COLUMNS``)."""
+    heat = m.find_component("heat_in_kw")
+    return {**flow_columns(m, milp), "p2p:power": milp.columns(m.p2p_in_kw),
+            "p2p:net": milp.columns(m.q_kw),
+            "p2p:heat": milp.columns(heat) if heat is not None else np.zeros(0, np.int32)}
+
+
+PEER = Variant("peer", define_peer, peer_numbers, peer_columns)
+PEER_COLUMNS = ("p2p:power", "p2p:net", "p2p:heat")
+
+
 class PeerModel:
-    """One peer's day in the ADMM market: build once, update the market's terms, solve."""
+    """One peer's day in the ADMM market: build once, update the market's terms, solve.
+    ``build`` as ``AgentModel``'s: from its structure's template or directly."""
 
     def __init__(self, data: AgentData, counterparties: int, mip_rel_gap: float = 1e-6,
-                 time_limit_s: float = 60.0, binaries: str = "relax", heat: bool = False):
+                 time_limit_s: float = 60.0, binaries: str = "relax", heat: bool = False,
+                 build: str = MODEL_BUILDS[0]):
         if binaries not in BINARIES:
             raise ValueError(f"binaries {binaries!r}; allowed: {', '.join(BINARIES)}")
+        if build not in MODEL_BUILDS:
+            raise ValueError(f"build {build!r}; allowed: {', '.join(MODEL_BUILDS)}")
         self.data, self.kind = data, agent_kind(data)
         self.counterparties = int(counterparties)
         self.heat = heat  # open the P2P heat purchase (a heat market)
         self.binaries = binaries
-        with BUILD_LOCK:
-            self._build(mip_rel_gap, time_limit_s)
-            self.m = None  # HiGHS holds the problem (as AgentModel)
-            self.solver.drop_model()
+        self.m = None  # HiGHS holds the problem (as AgentModel)
+        if build == "template":
+            template = template_for(data, PEER)
+            numbers = PEER.numbers(data)
+            solver = template.instantiate(data, mip_rel_gap, time_limit_s, numbers)
+            self._hold(solver, template.columns, template.quadratic_costs(numbers),
+                       time_limit_s)
+        else:
+            with BUILD_LOCK:
+                m = pyo.ConcreteModel(name=data.name)
+                define_peer(m, data)
+                solver = PersistentMILP(m, mip_rel_gap, time_limit_s)
+                quadratic = [(solver.columns(x), solver.columns(z), a)
+                             for x, z, a in quadratic_terms(m)]
+                self._hold(solver, peer_columns(m, solver), quadratic, time_limit_s)
+                solver.drop_model()
         self._rho = None  # (ρ, quadratic column counts) of the Hessian in HiGHS
         self.x = None  # the last solution (at first the day planned without the market)
         self._settle_binaries()
@@ -139,33 +201,17 @@ class PeerModel:
     def name(self) -> str:
         return self.data.name
 
-    def _build(self, mip_rel_gap: float, time_limit_s: float) -> None:
+    def _hold(self, solver: PersistentMILP, columns: dict[str, np.ndarray], quadratic: list,
+              time_limit_s: float) -> None:
+        """Take the model HiGHS holds: its columns, its retail bill as the costs."""
         d = self.data
-        T = range(d.horizon.periods)
-        imp, exp = connection_limits(d)
-        self.m = m = pyo.ConcreteModel(name=d.name)
-        m.p2p_in_kw = pyo.Var(T, bounds=(0, 0))  # opened once the binaries are settled
-        define_agent(m, d)
-        if m.component("p2v_limit_kw") is not None:  # no P2V sales in a P2P market
-            for t in T:
-                m.p2v_limit_kw[t] = 0.0
-            for t in T:
-                m.grid.p2v_kw[t].setub(0.0)
-        m.q_kw = pyo.Var(T, bounds=lambda m, t: (-float(exp[t]), float(imp[t])))
-        m.q_def = pyo.Constraint(T, rule=lambda m, t: m.q_kw[t]
-                                 == _retail_net(m, t) + m.p2p_in_kw[t])
-        m.obj = pyo.Objective(expr=m.cost_eur)
-        self.solver = s = PersistentMILP(m, mip_rel_gap, time_limit_s)
-        self.highs = s.highs
-        self._flows = {k: s.columns(v) for k, v in flow_components(m).items()}
-        self._p2p = s.columns(m.p2p_in_kw)
-        self._q = s.columns(m.q_kw)
-        heat = m.find_component("heat_in_kw")
-        self._heat = s.columns(heat) if heat is not None else np.zeros(0, np.int32)
+        self.solver = solver
+        self.highs = solver.highs
+        self._flows = {k: c for k, c in columns.items() if k not in PEER_COLUMNS}
+        self._p2p, self._q, self._heat = (columns[k] for k in PEER_COLUMNS)
         # quadratic costs (generators, CHP): (power columns, epigraph columns, a €/kW²h)
-        self._quadratic = [(s.columns(power), s.columns(epi), float(a))
-                           for power, epi, a in quadratic_terms(m)]
-        self._limits = (imp, exp)
+        self._quadratic = quadratic
+        self._limits = connection_limits(d)
         lp = self.highs.getLp()
         self._cost = np.asarray(lp.col_cost_, float).copy()  # the retail bill
         self._offset = float(lp.offset_)

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+MODEL_BUILDS = ("template", "pyomo")  # how an agent's model is built (agents.model)
+
 
 @dataclass(frozen=True)
 class Horizon:

@@ -16,15 +16,22 @@ A building with a CHP unit or heat demand also has ``b.heat_in_kw`` (net P2P hea
 purchase per period, kW_th, − a sale), bounded to (0, 0) until a heat market opens it
 (``add_heat_balance``). Producers' quadratic costs are tangent epigraphs in the MILP;
 ``agents.equipment.quadratic_terms`` lists them for an exact convex phase.
+
+Every number a model takes from the agent's data comes from ``model_numbers`` (by block;
+see ``agents.equipment``), so a model built ``parametric`` once per ``structure_key``
+serves every agent of that structure (``agents.templates``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyomo.environ as pyo
 
-from lemgrid.agents.data import BuildingData, EVData, ProsumerData
+from lemgrid.agents.data import AgentData, BuildingData, EVData, ProsumerData, kind_of
 from lemgrid.agents.equipment import (
+    Numbers,
     add_battery,
     add_chp,
     add_ev_charger,
@@ -36,7 +43,102 @@ from lemgrid.agents.equipment import (
     add_pv,
     add_retail_connection,
     add_wind,
+    battery_numbers,
+    charger_numbers,
+    chp_numbers,
+    export_limit_numbers,
+    flexible_numbers,
+    flexible_windows,
+    generation_numbers,
+    generator_numbers,
+    grid_numbers,
+    numbers_of,
+    p2v_limit_numbers,
+    plugged_mask,
+    price_numbers,
+    retail_numbers,
 )
+
+MARKET_SET = ("p2v_limit_kw", "export_limit_kw")  # the agent's own numbers a market sets
+
+
+@dataclass(frozen=True)
+class ModelNumbers:
+    """Every number of an agent's model by block (``""``: the agent's own block) and what
+    else shapes the model (``structure``: a flexible load's window)."""
+
+    blocks: dict[str, Numbers]
+    structure: tuple = ()
+
+    def flat(self) -> dict[str, np.ndarray]:
+        """Each number by its parameter's name in a parametric model (``battery.e0_kwh``,
+        ``prices.buy``, ``load_kw``), as an array (a scalar has shape ())."""
+        return {(f"{block}.{name}" if block else name): np.asarray(value, float)
+                for block, numbers in self.blocks.items() for name, value in numbers.items()}
+
+
+def model_numbers(d: AgentData) -> ModelNumbers:
+    """Every number of ``d``'s model (see ``ModelNumbers``)."""
+    return NUMBERS[type(d)](d)
+
+
+def structure_key(d: AgentData, numbers: ModelNumbers | None = None) -> tuple:
+    """What two agents must share for one parametric model to serve both: kind, horizon,
+    the blocks and their numbers' names and sizes, and the structure."""
+    numbers = model_numbers(d) if numbers is None else numbers
+    sizes = tuple((block, tuple((name, np.shape(v)) for name, v in n.items()))
+                  for block, n in numbers.blocks.items())
+    return (kind_of(d), d.horizon.periods, d.horizon.period_h, sizes, numbers.structure)
+
+
+def _own(d, **more) -> Numbers:
+    tr = d.tariff
+    return {"fixed_eur_per_day": tr.fixed_eur_per_day, **more}
+
+
+def prosumer_numbers(d: ProsumerData) -> ModelNumbers:
+    blocks = {"": _own(d, load_kw=d.load_kw, p2v_eur_per_kwh=d.tariff.p2v_eur_per_kwh,
+                       **p2v_limit_numbers(d.horizon, d.p2v_max_kw)),
+              "pv": generation_numbers(d.pv_kw),
+              "grid": grid_numbers(d.horizon, d.buy_max_kw, d.sell_max_kw, d.p2v_max_kw),
+              "prices": price_numbers(d.tariff)}
+    if d.battery is not None:
+        blocks["battery"] = battery_numbers(d.horizon, d.battery)
+    return ModelNumbers(blocks)
+
+
+def ev_numbers(d: EVData) -> ModelNumbers:
+    v2g = d.v2g
+    sell = d.sell_max_kw if v2g else 0.0
+    discharge = d.battery.discharge_max_kw * plugged_mask(d.horizon, d.away) if v2g else None
+    return ModelNumbers({
+        "": _own(d, p2v_eur_per_kwh=d.tariff.p2v_eur_per_kwh,
+                 **p2v_limit_numbers(d.horizon, d.p2v_max_kw)),
+        "battery": battery_numbers(d.horizon, d.battery, drain_kwh=d.trip_kwh,
+                                   with_discharge=v2g, discharge_kw=discharge),
+        "grid": charger_numbers(d.horizon, d.away, d.buy_max_kw, d.p2v_max_kw, sell),
+        "prices": price_numbers(d.tariff)})
+
+
+def building_numbers(d: BuildingData) -> ModelNumbers:
+    own = _own(d, load_kw=d.load_kw, **export_limit_numbers(d.horizon, d.sell_max_kw, d.pil_kw))
+    if d.has_heat:
+        own["heat_demand_kw"] = (d.heat_demand_kw if d.heat_demand_kw is not None
+                                 else np.zeros(d.horizon.periods))
+    blocks = {"": own, "pv": generation_numbers(d.pv_kw), "wind": generation_numbers(d.wind_kw),
+              "flexible": flexible_numbers(d.flexible),
+              "grid": retail_numbers(d.horizon, d.buy_max_kw, d.sell_max_kw, d.cdl_kw),
+              "prices": price_numbers(d.tariff, d.cdl_factor)}
+    if d.battery is not None:
+        blocks["battery"] = battery_numbers(d.horizon, d.battery)
+    if d.generator is not None:
+        blocks["generator"] = generator_numbers(d.generator)
+    if d.chp is not None:
+        blocks["chp"] = chp_numbers(d.chp)
+    return ModelNumbers(blocks, structure=(flexible_windows(d.horizon, d.flexible),))
+
+
+NUMBERS = {ProsumerData: prosumer_numbers, EVData: ev_numbers, BuildingData: building_numbers}
 
 
 def p2p_supply(b: pyo.Block, t: int):
@@ -45,65 +147,69 @@ def p2p_supply(b: pyo.Block, t: int):
     return 0 if p2p is None else p2p[t]
 
 
-def define_prosumer(b: pyo.Block, d: ProsumerData) -> pyo.Block:
+def define_prosumer(b: pyo.Block, d: ProsumerData, parametric: bool = False) -> pyo.Block:
     """min Σ Δt (λToU buy − λFiT sell − λP2V p2v) + fixed, s.t. the balance
     gen + dis + buy = load + ch + sell + p2v and the equipment constraints."""
-    T, h, tr = range(d.horizon.periods), d.horizon.period_h, d.tariff
-    pv = add_pv(b, d.horizon, d.pv_kw)
-    g = add_grid_connection(b, d.horizon, d.buy_max_kw, d.sell_max_kw, d.p2v_max_kw)
-    bat = add_battery(b, d.horizon, d.battery) if d.battery is not None else None
+    n = prosumer_numbers(d)
+    T, h = range(d.horizon.periods), d.horizon.period_h
+    own = numbers_of(b, n.blocks[""], parametric, mutable=MARKET_SET)
+    pv = add_pv(b, d.horizon, n.blocks["pv"], parametric)
+    g = add_grid_connection(b, d.horizon, n.blocks["grid"], parametric)
+    bat = add_battery(b, d.horizon, n.blocks["battery"], parametric) \
+        if "battery" in n.blocks else None
 
     def balance(b, t):
         ch = bat.ch_kw[t] if bat is not None else 0
         dis = bat.dis_kw[t] if bat is not None else 0
         supply = pv.gen_kw[t] + dis + g.buy_kw[t] + p2p_supply(b, t)
-        return supply == float(d.load_kw[t]) + ch + g.sell_kw[t] + g.p2v_kw[t]
+        return supply == own.load_kw[t] + ch + g.sell_kw[t] + g.p2v_kw[t]
 
     b.balance = pyo.Constraint(T, rule=balance)
     b.p2v_kw = pyo.Reference(g.p2v_kw)
-    price = add_prices(b, d.horizon, tr)
+    price = add_prices(b, n.blocks["prices"])
     b.cost_eur = pyo.Expression(
         expr=sum(
             h
             * (
                 price.buy[t] * g.buy_kw[t]
                 - price.sell[t] * g.sell_kw[t]
-                - tr.p2v_eur_per_kwh * g.p2v_kw[t]
+                - own.p2v_eur_per_kwh * g.p2v_kw[t]
             )
             for t in T
         )
-        + tr.fixed_eur_per_day
+        + own.fixed_eur_per_day
     )
     return b
 
 
-def define_ev(b: pyo.Block, d: EVData) -> pyo.Block:
+def define_ev(b: pyo.Block, d: EVData, parametric: bool = False) -> pyo.Block:
     """min Σ Δt (λToU buy + λP2V p2v) + fixed, s.t. buy + p2v = ch, the trips drain
     the battery, and the EV charges only while plugged.
 
     A V2G EV (``d.sell_max_kw`` > 0) also discharges while plugged (never while charging)
     and sells at the feed-in price: min Σ Δt (λToU buy + λP2V p2v − λFiT sell) + fixed,
     s.t. buy + p2v = ch − dis + sell (``add_ev_charger``)."""
-    T, h, tr = range(d.horizon.periods), d.horizon.period_h, d.tariff
-    v2g = d.v2g
-    add_battery(b, d.horizon, d.battery, drain_kwh=d.trip_kwh, with_discharge=v2g)
-    g = add_ev_charger(b, d.horizon, d.away, d.buy_max_kw, d.p2v_max_kw,
-                       p2p_in=lambda t: p2p_supply(b, t),
-                       sell_max_kw=d.sell_max_kw if v2g else 0.0)
+    n = ev_numbers(d)
+    T, h = range(d.horizon.periods), d.horizon.period_h
+    v2g = "sell_max_kw" in n.blocks["grid"]
+    own = numbers_of(b, n.blocks[""], parametric, mutable=MARKET_SET)
+    add_battery(b, d.horizon, n.blocks["battery"], parametric)
+    g = add_ev_charger(b, d.horizon, n.blocks["grid"], p2p_in=lambda t: p2p_supply(b, t),
+                       parametric=parametric)
     b.p2v_kw = pyo.Reference(g.p2v_kw)
-    price = add_prices(b, d.horizon, tr)
+    price = add_prices(b, n.blocks["prices"])
 
     def period_eur(t):
-        eur = price.buy[t] * g.buy_kw[t] + tr.p2v_eur_per_kwh * g.p2v_kw[t]
+        eur = price.buy[t] * g.buy_kw[t] + own.p2v_eur_per_kwh * g.p2v_kw[t]
         return eur - price.sell[t] * g.sell_kw[t] if v2g else eur
 
     b.cost_eur = pyo.Expression(
-        expr=sum(h * period_eur(t) for t in T) + tr.fixed_eur_per_day
+        expr=sum(h * period_eur(t) for t in T) + own.fixed_eur_per_day
     )
     return b
 
 
-def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
+def define_building(b: pyo.Block, d: BuildingData, parametric: bool = False) -> pyo.Block:
     """An active household's HEMS MILP (docs/models.md#building). RECON: the paper's
     equations are images in the source; this is the standard formulation its text
     describes.
@@ -120,18 +226,23 @@ def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
     chp_t joins the supply and their costs (``add_generator``, ``add_chp``) the objective;
     with a CHP unit or heat demand, chp_h_t + heat_in_t = heat_t (``add_heat_balance``).
     """
+    n = building_numbers(d)
     T = range(d.horizon.periods)
-    pv = add_pv(b, d.horizon, d.pv_kw)
-    wind = add_wind(b, d.horizon, d.wind_kw)
-    flex = add_flexible_loads(b, d.horizon, d.flexible)
-    g = add_retail_connection(b, d.horizon, d.buy_max_kw, d.sell_max_kw, d.cdl_kw, d.pil_kw)
-    bat = add_battery(b, d.horizon, d.battery) if d.battery is not None else None
-    producers = [add_generator(b, d.horizon, d.generator)] if d.generator is not None else []
-    if d.chp is not None:
-        producers.append(add_chp(b, d.horizon, d.chp))
-    if d.has_heat:
-        demand = d.heat_demand_kw if d.heat_demand_kw is not None else np.zeros(len(T))
-        add_heat_balance(b, d.horizon, demand)
+    own_numbers = {k: v for k, v in n.blocks[""].items() if k != "heat_demand_kw"}
+    own = numbers_of(b, own_numbers, parametric, mutable=MARKET_SET)
+    pv = add_pv(b, d.horizon, n.blocks["pv"], parametric)
+    wind = add_wind(b, d.horizon, n.blocks["wind"], parametric)
+    flex = add_flexible_loads(b, d.horizon, n.blocks["flexible"], n.structure[0], parametric)
+    g = add_retail_connection(b, d.horizon, n.blocks["grid"], parametric)
+    bat = add_battery(b, d.horizon, n.blocks["battery"], parametric) \
+        if "battery" in n.blocks else None
+    producers = [add_generator(b, d.horizon, d.generator, parametric)] \
+        if "generator" in n.blocks else []
+    if "chp" in n.blocks:
+        producers.append(add_chp(b, d.horizon, d.chp, parametric))
+    if "heat_demand_kw" in n.blocks[""]:
+        add_heat_balance(b, d.horizon, {"heat_demand_kw": n.blocks[""]["heat_demand_kw"]},
+                         parametric)
     # A Var, not only the Expression flex.kw, so a Schedule can report it.
     b.flex_kw = pyo.Var(T, bounds=(0, None))
     b.flex_total = pyo.Constraint(T, rule=lambda b, t: b.flex_kw[t] == flex.kw[t])
@@ -141,18 +252,18 @@ def define_building(b: pyo.Block, d: BuildingData) -> pyo.Block:
         dis = bat.dis_kw[t] if bat is not None else 0
         supply = pv.gen_kw[t] + wind.gen_kw[t] + dis + g.buy_kw[t] + p2p_supply(b, t)
         supply += sum(u.p_kw[t] for u in producers)
-        return supply == float(d.load_kw[t]) + b.flex_kw[t] + ch + g.sell_kw[t]
+        return supply == own.load_kw[t] + b.flex_kw[t] + ch + g.sell_kw[t]
 
     b.balance = pyo.Constraint(T, rule=balance)
     b.net_kw = pyo.Expression(T, rule=lambda b, t: g.buy_kw[t] - g.sell_kw[t])
-    price = add_prices(b, d.horizon, d.tariff, d.cdl_factor)
-    b.cost_eur = pyo.Expression(expr=_building_cost_eur(g, d, price)
+    price = add_prices(b, n.blocks["prices"])
+    b.cost_eur = pyo.Expression(expr=_building_cost_eur(g, d, price, own)
                                 + sum(u.cost_eur for u in producers))
     return b
 
 
-def _building_cost_eur(g: pyo.Block, d: BuildingData, price: pyo.Block):
-    h, tr = d.horizon.period_h, d.tariff
+def _building_cost_eur(g: pyo.Block, d: BuildingData, price: pyo.Block, own):
+    h = d.horizon.period_h
     return sum(
         h
         * (
@@ -160,7 +271,7 @@ def _building_cost_eur(g: pyo.Block, d: BuildingData, price: pyo.Block):
             - price.sell[t] * g.sell_kw[t]
         )
         for t in range(d.horizon.periods)
-    ) + tr.fixed_eur_per_day
+    ) + own.fixed_eur_per_day
 
 
 # Result column -> component path inside an agent's block, in report order; an agent

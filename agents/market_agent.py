@@ -15,10 +15,11 @@ import time
 import numpy as np
 
 from lemgrid.agents.billing import day_bill, settled_flows
-from lemgrid.agents.data import Schedule, net_load_kw
+from lemgrid.agents.data import MODEL_BUILDS, Schedule, net_load_kw
 from lemgrid.agents.days import day_slice, days_covered
+from lemgrid.agents.model import AgentModel
 from lemgrid.agents.realise import Actuals, observe, realise_period
-from lemgrid.agents.solver import AgentModel, agent_kind
+from lemgrid.agents.solver import agent_kind
 from lemgrid.agents.strategies import strategy
 from lemgrid.coordinator.protocol import (
     NET,
@@ -83,11 +84,12 @@ class MarketAgent:
 
     def __init__(self, data, family: str = "limits", actuals: Actuals | None = None,
                  mip_rel_gap: float = 1e-6, time_limit_s: float = 60.0, lp_first: bool = True,
-                 binaries: str = "relax"):
+                 binaries: str = "relax", agent_models: str = MODEL_BUILDS[0]):
         self.data, self.strategy = data, strategy(family)
         self.binaries = binaries  # how a convex market's local problem treats binaries
         self.actuals = actuals or Actuals()
-        self.options = {"mip_rel_gap": mip_rel_gap, "time_limit_s": time_limit_s}
+        self.options = {"mip_rel_gap": mip_rel_gap, "time_limit_s": time_limit_s,
+                        "build": agent_models}
         self.lp_first = lp_first
         self.days = days_covered(data)
         self.soc_kwh = data.battery.e0_kwh if data.battery is not None else None

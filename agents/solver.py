@@ -18,8 +18,8 @@ therefore MILP-optimal. Otherwise the MILP is solved by branch and bound.
 
 from __future__ import annotations
 
+import copy
 import threading
-import time
 
 import highspy
 import numpy as np
@@ -28,13 +28,11 @@ from pyomo.contrib.solver.solvers.highs import Highs
 from pyomo.core.expr.visitor import identify_mutable_parameters
 
 from lemgrid.agents.data import AgentData, BuildingData, EVData, ProsumerData, Schedule, kind_of
-from lemgrid.agents.diagnose import explain_infeasible
 from lemgrid.agents.formulations import (
     SIGNED,
     define_building,
     define_ev,
     define_prosumer,
-    flow_components,
 )
 
 FLOW_ON_KW = 1e-9  # a flow above this counts as "on" when the LP relaxation is checked
@@ -59,20 +57,30 @@ class NotAffine(ValueError):
     """A model whose parameters set HiGHS entries other than affinely (it keeps Pyomo)."""
 
 
+SLOT_KINDS = ("coef", "cost", "offset", "row_lo", "row_hi", "col_lo", "col_hi")
+
+
 class ParameterMap:
     """Every HiGHS entry that depends on the model's mutable parameters, as c0 + Σ g·θ over
     the parameters θ (read from the persistent interface's update helpers at build time;
-    the agent models' parameters enter linearly: coefficients ``limit·x`` and prices).
-    ``set(name, values)`` changes a parameter family (``p2v_limit_kw``, ``prices.buy``,
-    ...); ``push`` writes the changed entries to HiGHS."""
+    the agent models' parameters enter linearly: coefficients ``limit·x``, prices, bounds;
+    a variable bound is then held within its domain's). ``set(name, values)`` changes a
+    parameter family (``p2v_limit_kw``, ``prices.buy``, ...); ``push`` writes the changed
+    entries to HiGHS. ``instance(theta)`` is the same map at other parameter values (the
+    arrays are shared): how a parametric model serves another agent (``agents.templates``).
+    """
 
     def __init__(self, opt: Highs):
-        if opt._mutable_bounds:  # variable bounds in parameters: min/max, not affine
-            raise NotAffine("a variable bound set by a parameter")
         self.index: dict[tuple[str, object], int] = {}
         values: list[float] = []
         slots: list[tuple[str, tuple, object]] = []  # (kind, target, expression)
         con_row, var_col = opt._pyomo_con_to_solver_con_map, opt._pyomo_var_to_solver_var_map
+        domain_lo, domain_hi = [], []  # a variable's domain bounds, per bound slot
+        for var_id, (_, h) in opt._mutable_bounds.items():
+            (lo, dom_lo), (hi, dom_hi) = h.lower_expr.args, h.upper_expr.args
+            slots += [("col_lo", (var_col[var_id],), lo), ("col_hi", (var_col[var_id],), hi)]
+            domain_lo.append(float(pyo.value(dom_lo)))
+            domain_hi.append(float(pyo.value(dom_hi)))
         for con, helpers in opt._mutable_helpers.items():
             for h in helpers:
                 row = con_row[con]
@@ -105,6 +113,11 @@ class ParameterMap:
                 p.value = 0.0
             for p, old in zip(params, saved, strict=True):
                 p.value = old
+            if params:  # affine: the map gives the entry's value at the parameters' own
+                given = c0[-1] + sum(g * old for g, old in
+                                     zip(grads[len(grads) - len(params):], saved, strict=True))
+                if not np.isclose(given, pyo.value(expr), rtol=1e-9, atol=1e-12):
+                    raise NotAffine(f"{expr} is not affine in its parameters")
         self.theta = np.asarray(values, float)
         # ∂slot/∂θ as (slot, parameter, g) triples (no scipy: agent processes do not import
         # it, and a copy of it in each cost them 45 MB a process at 1000 agents)
@@ -113,25 +126,38 @@ class ParameterMap:
         self.c0 = np.asarray(c0, float)
         kinds = [k for k, _, _ in slots]
         pick = {k: np.array([i for i, kind in enumerate(kinds) if kind == k], np.int64)
-                for k in ("coef", "cost", "offset", "row_lo", "row_hi")}
+                for k in SLOT_KINDS}
         self._coef, self._cost, self._offset = pick["coef"], pick["cost"], pick["offset"]
         self._coef_at = np.array([slots[i][1] for i in self._coef], np.int32).reshape(-1, 2)
         self._cost_col = np.array([slots[i][1][0] for i in self._cost], np.int32)
         self._lo, self._hi = pick["row_lo"], pick["row_hi"]  # a row's two bounds, in pairs
         self._row = np.array([slots[i][1][0] for i in self._lo], np.int32)
+        self._col_lo, self._col_hi = pick["col_lo"], pick["col_hi"]  # in pairs, as rows
+        self._col = np.array([slots[i][1][0] for i in self._col_lo], np.int32)
+        self._domain = (np.asarray(domain_lo, float), np.asarray(domain_hi, float))
         self._written = self.values()  # what HiGHS holds
+
+    def instance(self, theta: np.ndarray) -> ParameterMap:
+        """This map at parameters ``theta`` (in ``index`` order), HiGHS holding them."""
+        other = copy.copy(self)
+        other.theta = np.asarray(theta, float).copy()
+        other._written = other.values()
+        return other
 
     def values(self) -> np.ndarray:
         rows, cols, grads = self._grad
         out = self.c0.copy()
         np.add.at(out, rows, grads * self.theta[cols])
+        if len(self._col_lo):  # a variable's bound within its domain's
+            out[self._col_lo] = np.maximum(out[self._col_lo], self._domain[0])
+            out[self._col_hi] = np.minimum(out[self._col_hi], self._domain[1])
         return out
 
     def set(self, name: str, values) -> None:
-        """Set parameter family ``name`` (indexed 0..n−1) to ``values``; a family no entry
-        depends on is not recorded and changes nothing."""
+        """Set parameter family ``name`` (indexed 0..n−1; a scalar: one value) to
+        ``values``; a family no entry depends on is not recorded and changes nothing."""
         for t, v in enumerate(values):
-            k = self.index.get((name, t))
+            k = self.index.get((name, t), self.index.get((name, None)) if t == 0 else None)
             if k is not None:
                 self.theta[k] = float(v)
 
@@ -150,6 +176,10 @@ class ParameterMap:
         r = np.flatnonzero(changed[self._lo] | changed[self._hi])
         if len(r):
             highs.changeRowsBounds(len(r), self._row[r], value[self._lo[r]], value[self._hi[r]])
+        c = np.flatnonzero(changed[self._col_lo] | changed[self._col_hi])
+        if len(c):
+            highs.changeColsBounds(len(c), self._col[c], value[self._col_lo[c]],
+                                   value[self._col_hi[c]])
         self._written = value
 
 
@@ -169,12 +199,8 @@ class PersistentMILP:
                  time_limit_s: float = 60.0):
         self._opt = Highs()
         self._opt.set_instance(model)
-        self.highs = h = self._opt._solver_model
-        # No "threads" option: HiGHS sizes its scheduler once per process and a later
-        # instance asking for another thread count fails to run.
-        for key, value in (("output_flag", False), ("mip_rel_gap", mip_rel_gap),
-                           ("time_limit", time_limit_s)):
-            h.setOptionValue(key, value)
+        self.highs = self._opt._solver_model
+        self._options(mip_rel_gap, time_limit_s)
         indicators, exclusive, integers = [], [], []
         for blk in model.block_data_objects():
             indicators += getattr(blk, "indicators", [])
@@ -188,6 +214,28 @@ class PersistentMILP:
         self._binaries = np.concatenate(
             [self._stack([self.columns(x) for x, _ in indicators]), self._integers]
         )
+
+    def layout(self) -> tuple:
+        """What the LP-first proof needs besides the numbers (``held``)."""
+        return self._flows, self._exclusive, self._integers, self._binaries
+
+    @classmethod
+    def held(cls, highs: highspy.Highs, layout: tuple, params: ParameterMap,
+             mip_rel_gap: float = 1e-6, time_limit_s: float = 60.0) -> PersistentMILP:
+        """A model HiGHS already holds (``agents.model``), its parameters set through
+        ``params``, its LP-first layout as ``layout`` gives it."""
+        self = cls.__new__(cls)
+        self._opt, self.highs, self.params = None, highs, params
+        self._flows, self._exclusive, self._integers, self._binaries = layout
+        self._options(mip_rel_gap, time_limit_s)
+        return self
+
+    def _options(self, mip_rel_gap: float, time_limit_s: float) -> None:
+        # No "threads" option: HiGHS sizes its scheduler once per process and a later
+        # instance asking for another thread count fails to run.
+        for key, value in (("output_flag", False), ("mip_rel_gap", mip_rel_gap),
+                           ("time_limit", time_limit_s)):
+            self.highs.setOptionValue(key, value)
 
     @staticmethod
     def _stack(columns: list[np.ndarray]) -> np.ndarray:
@@ -296,79 +344,7 @@ def agent_kind(data: AgentData) -> str:
     return kind_of(data)
 
 
-def define_agent(block: pyo.Block, data: AgentData) -> pyo.Block:
-    """Fill ``block`` with the agent's constraints and ``cost_eur`` expression."""
-    return DEFINE[type(data)](block, data)
-
-
-class AgentModel:
-    """One agent's MILP, built once per day and re-solved as its P2V limit changes.
-
-    ``keep_pyomo``: keep the Pyomo model (``m``) after HiGHS holds it (to inspect it);
-    by default it is released (module docstring) and ``m`` is None."""
-
-    def __init__(self, data: AgentData, mip_rel_gap: float = 1e-6,
-                 time_limit_s: float = 60.0, keep_pyomo: bool = False):
-        with BUILD_LOCK:  # Pyomo's model set-up is not thread-safe
-            self._build(data, mip_rel_gap, time_limit_s)
-            self._export = self.m.component("export_limit_kw") is not None
-            if not keep_pyomo and self.solver.release_model():
-                self.m = None
-
-    def _build(self, data: AgentData, mip_rel_gap: float, time_limit_s: float) -> None:
-        self.data, self.kind = data, agent_kind(data)
-        self.m = m = pyo.ConcreteModel(name=data.name)
-        define_agent(m, data)
-        m.obj = pyo.Objective(expr=m.cost_eur)
-        self.solver = PersistentMILP(m, mip_rel_gap, time_limit_s)
-        self._cols = {k: self.solver.columns(v) for k, v in flow_components(m).items()}
-
-    @property
-    def name(self) -> str:
-        return self.data.name
-
-    def _series(self, values) -> np.ndarray:
-        return np.broadcast_to(np.asarray(values, float), (self.data.horizon.periods,))
-
-    def set_p2v_limit(self, limit_kw) -> None:
-        """Set the coordinator's per-period P2V limit (kW) and push it to HiGHS.
-
-        A building takes no part in the P2V market and has no such limit: TypeError.
-        """
-        if self.kind == "building":
-            raise TypeError(f"building {self.name}: has no P2V limit to set")
-        self.solver.set_parameters(self.m, {"p2v_limit_kw": self._series(limit_kw)})
-
-    def set_prices(self, buy_eur_per_kwh, sell_eur_per_kwh, demand_limit: bool = True) -> None:
-        """Plan against a market's prices (per period) instead of the retail tariff; with
-        ``demand_limit`` False the agent's own consumer demand limit is not billed (a
-        locality market bills the locality's limit in its prices)."""
-        factor = getattr(self.data, "cdl_factor", 1.0) if demand_limit else 1.0
-        buy, sell = np.asarray(buy_eur_per_kwh, float), np.asarray(sell_eur_per_kwh, float)
-        if len(buy) != len(sell):
-            raise ValueError(f"{self.name}: {len(buy)} buy prices but {len(sell)} sell prices")
-        self.solver.set_parameters(self.m, {"prices.buy": buy, "prices.sell": sell,
-                                            "prices.above_cdl": (factor - 1.0) * buy})
-
-    def set_export_limit(self, limit_kw) -> None:
-        """Set the per-period export limit (kW; a PIL, or the connection's limit where the
-        utility imposes none), capped at the connection. A model without a settable export
-        limit (prosumer, EV: their export limit is their contract's) is left as it is."""
-        if not self._export:
-            return
-        cap = float(self.data.sell_max_kw)
-        self.solver.set_parameters(self.m, {"export_limit_kw":
-                                            np.minimum(self._series(limit_kw), cap)})
-
-    def solve(self, lp_first: bool = True) -> Schedule:
-        """Solve for the current limits; raise AgentInfeasible or AgentSolveError."""
-        start = time.perf_counter()
-        status, method = self.solver.solve(lp_first)
-        if status in INFEASIBLE:
-            raise AgentInfeasible(explain_infeasible(self.data))
-        if status != OPTIMAL:
-            raise AgentSolveError(f"{self.kind} {self.name}: solver stopped with status "
-                                  f"{self.solver.status_text(status)}")
-        values = {k: self.solver.values(c) for k, c in self._cols.items()}
-        return schedule_from_values(self.data, values, self.solver.objective(), method,
-                                    time.perf_counter() - start)
+def define_agent(block: pyo.Block, data: AgentData, parametric: bool = False) -> pyo.Block:
+    """Fill ``block`` with the agent's constraints and ``cost_eur`` expression (every number
+    a mutable parameter where ``parametric``: ``agents.model``)."""
+    return DEFINE[type(data)](block, data, parametric)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from lemgrid.agents.data import BatterySpec, EVData, Horizon, ProsumerData, Tariff
-from lemgrid.agents.solver import AgentInfeasible, AgentModel
+from lemgrid.agents.model import AgentModel
+from lemgrid.agents.solver import AgentInfeasible
 
 
 def prosumer(limit=(0.0, 1.0, 0.0)):

@@ -18,7 +18,8 @@ from lemgrid.agents.data import (
     net_load_kw,
 )
 from lemgrid.agents.formulations import define_building
-from lemgrid.agents.solver import AgentInfeasible, AgentModel
+from lemgrid.agents.model import AgentModel
+from lemgrid.agents.solver import AgentInfeasible
 
 EXACT = {"abs": 1e-9}
 

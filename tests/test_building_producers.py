@@ -24,10 +24,10 @@ from lemgrid.agents.days import day_slice
 from lemgrid.agents.diagnose import explain_infeasible
 from lemgrid.agents.equipment import EPIGRAPH_SEGMENTS, quadratic_terms
 from lemgrid.agents.formulations import REPORTED, define_building, flow_components
+from lemgrid.agents.model import AgentModel
 from lemgrid.agents.solver import (
     OPTIMAL,
     AgentInfeasible,
-    AgentModel,
     PersistentMILP,
     schedule_from_values,
 )

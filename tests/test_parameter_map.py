@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import sparse
 
-from lemgrid.agents.solver import AgentModel
+from lemgrid.agents.model import AgentModel
 from tests.test_agents import ev, prosumer
 from tests.test_building import building, lossless, pil_case
 
@@ -73,22 +73,47 @@ def test_released_model_hand_computed_resolve():
     assert m.solve().objective_eur == pytest.approx(1.45, abs=1e-9)
 
 
-def test_a_model_the_map_cannot_hold_keeps_pyomo():
-    """A variable bound set by a parameter enters HiGHS as max/min, not affinely: the
-    solver keeps the Pyomo model and sets the parameter through it. min x, x ≥ lo: 2,
-    then 5 after the change."""
+def test_a_variable_bound_set_by_a_parameter_is_held_by_the_map():
+    """min x, x ≥ lo: the map sets the column's bound once Pyomo is gone (2, then 5). A
+    binary's bound stays within its domain: y ≤ up with up = 3 is still y ≤ 1, so max y
+    is 1 (min −y = −1)."""
     import pyomo.environ as pyo
 
     from lemgrid.agents.solver import PersistentMILP
 
     m = pyo.ConcreteModel()
     m.lo = pyo.Param([0], initialize=2.0, mutable=True)
+    m.up = pyo.Param(initialize=0.0, mutable=True)
     m.x = pyo.Var([0], bounds=lambda m, t: (m.lo[t], None))
-    m.obj = pyo.Objective(expr=m.x[0])
+    m.y = pyo.Var(domain=pyo.Binary, bounds=(0, m.up))
+    m.obj = pyo.Objective(expr=m.x[0] - m.y)
+    solver = PersistentMILP(m)
+    assert solver.release_model() is True
+    solver.solve()
+    assert solver.objective() == pytest.approx(2.0)
+    solver.set_parameters(None, {"lo": [5.0], "up": [3.0]})
+    solver.solve()
+    assert solver.objective() == pytest.approx(5.0 - 1.0)
+
+
+def test_a_model_the_map_cannot_hold_keeps_pyomo():
+    """A row bound set by a product of two parameters is not affine in them: the solver
+    keeps the Pyomo model and sets the parameters through it. min x, x ≥ a·b: 2·3 = 6,
+    then 2·5 = 10 after the change."""
+    import pyomo.environ as pyo
+
+    from lemgrid.agents.solver import PersistentMILP
+
+    m = pyo.ConcreteModel()
+    m.a = pyo.Param(initialize=2.0, mutable=True)
+    m.b = pyo.Param([0], initialize=3.0, mutable=True)
+    m.x = pyo.Var()
+    m.floor = pyo.Constraint(expr=m.x >= m.a * m.b[0])
+    m.obj = pyo.Objective(expr=m.x)
     solver = PersistentMILP(m)
     assert solver.release_model() is False
     solver.solve()
-    assert solver.objective() == pytest.approx(2.0)
-    solver.set_parameters(m, {"lo": [5.0]})
+    assert solver.objective() == pytest.approx(6.0)
+    solver.set_parameters(m, {"b": [5.0]})
     solver.solve()
-    assert solver.objective() == pytest.approx(5.0)
+    assert solver.objective() == pytest.approx(10.0)

@@ -20,7 +20,7 @@ from lemgrid.agents.data import (
 )
 from lemgrid.agents.formulations import define_ev
 from lemgrid.agents.market_agent import MarketAgent, export_cap_kw
-from lemgrid.agents.solver import AgentModel
+from lemgrid.agents.model import AgentModel
 from lemgrid.grid.simulator import GridSimulator
 from lemgrid.scenarios.cli import main
 from lemgrid.scenarios.community.builder import build_community

@@ -324,7 +324,8 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
     so, period_s = s.solver, s.horizon.period_minutes * 60
     family = plugin(s).strategy
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
-              "lp_first": so.lp_first, **s.market.agent_options()}
+              "lp_first": so.lp_first, "agent_models": so.agent_models,
+              **s.market.agent_options()}
     agents = {}
     for i, group in enumerate(groups):
         sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,

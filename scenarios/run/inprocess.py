@@ -16,12 +16,12 @@ import numpy as np
 from lemgrid.agents.days import day_slice
 from lemgrid.agents.formulations import flow_components
 from lemgrid.agents.market_agent import MarketAgent, settle_schedule
+from lemgrid.agents.model import AgentModel
 from lemgrid.agents.operator import OperatorAgent
 from lemgrid.agents.realise import Actuals
 from lemgrid.agents.solver import (
     OPTIMAL,
     AgentInfeasible,
-    AgentModel,
     AgentSolveError,
     PersistentMILP,
     agent_kind,
@@ -63,7 +63,7 @@ def make_agents(s: Scenario, community, actuals: dict[str, Actuals], family: str
     so = s.solver
     agents = {d.name: MarketAgent(d, family, actuals.get(d.name), so.mip_rel_gap,
                                   so.time_limit_s, so.lp_first,
-                                  **s.market.agent_options())
+                                  agent_models=so.agent_models, **s.market.agent_options())
               for d in community}
     if needs_operator(s):
         agents[OPERATOR] = OperatorAgent(operator_data(s, place_agents(s, community),

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from lemgrid.agents.data import MODEL_BUILDS
 from lemgrid.coordinator.mechanisms.base import MarketParams
 from lemgrid.scenarios import mechanisms
 from lemgrid.scenarios.catalog import APPLIANCES, clock_h
@@ -204,6 +205,10 @@ class Solver(Strict):
     lp_first: bool = True
     centralized_mip_rel_gap: NonNeg = 1e-6
     centralized_time_limit_s: float = Field(900.0, gt=0)
+    agent_models: Literal[MODEL_BUILDS] = Field(
+        MODEL_BUILDS[0], description="template: each agent's model is filled in from its "
+        "structure's model, built once per process (docs/concepts/agents.md#how-an-agents-"
+        "model-is-built); pyomo: built directly, agent by agent (the reference, slower)")
 
 
 class GridConfig(Strict):
