@@ -99,6 +99,7 @@ class ModelTemplate:
         self.integrality = np.asarray(lp.integrality_, np.int32)
         if len(self.integrality) != self.num_col:
             self.integrality = np.zeros(self.num_col, np.int32)
+        self._integrality = [highspy.HighsVarType(int(k)) for k in self.integrality]
         self._pattern(lp)
         self._families(data)
 
@@ -170,11 +171,18 @@ class ModelTemplate:
         keep = value != 0  # as the direct build: a zero coefficient is no entry
         start = np.zeros(self.num_col + 1, np.int32)
         np.cumsum(np.bincount(self._cols[keep], minlength=self.num_col), out=start[1:])
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_, lp.offset_ = self.num_col, self.num_row, offset
+        lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, col_lo, col_hi
+        lp.row_lower_, lp.row_upper_ = row_lo, row_hi
+        lp.integrality_ = self._integrality
+        a = lp.a_matrix_
+        a.format_, a.num_col_, a.num_row_ = highspy.MatrixFormat.kColwise, self.num_col, \
+            self.num_row
+        a.start_, a.index_, a.value_ = start, self._rows[keep], value[keep]
+        lp.a_matrix_ = a
         h = highspy.Highs()
-        h.passModel(self.num_col, self.num_row, int(keep.sum()),
-                    int(highspy.MatrixFormat.kColwise), int(highspy.ObjSense.kMinimize),
-                    offset, cost, col_lo, col_hi, row_lo, row_hi, start,
-                    self._rows[keep], value[keep], self.integrality)
+        h.passModel(lp)
         return PersistentMILP.held(h, self.layout, params, mip_rel_gap, time_limit_s)
 
 

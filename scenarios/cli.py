@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="instead: the coordinator under AGENTS scripted agents "
                        "(1 %% of them late)")
     bench.add_argument("--load-days", type=int, default=1, metavar="DAYS")
+    bench.add_argument("--models", action="store_true",
+                       help="instead: agents' models built from their structure's template "
+                       "against directly in Pyomo (build per agent, the in-process day)")
     bench.add_argument("--power-flow", metavar="NETWORK", default=None,
                        help="instead: a day's 96 power flows of NETWORK with pandapower's "
                        "levers (numba, lightsim2grid, recycle)")

@@ -173,6 +173,22 @@ def bench_scaling(args, info: dict) -> int:
     return 0
 
 
+def bench_models(args, info: dict) -> int:
+    from lemgrid.scenarios.bench.models import models_table, run_models_bench
+    from lemgrid.scenarios.schema import load_scenario, resolve_scenario
+
+    name = args.scenario or "faia2021"
+    pairs = run_models_bench(load_scenario(resolve_scenario(name)), args.runs)
+    print(f"lemgrid bench --models: {name}, {args.runs} run pair(s); machine: {info['cpu']}, "
+          f"{info['cores']} cores, Python {info['python']}")
+    print("\n".join(models_table(pairs)))
+    args.out = args.out or "bench_models.json"
+    Path(args.out).write_text(json.dumps({"scenario": name, "runs": args.runs,
+                                          "machine": info, "pairs": pairs}, indent=2) + "\n")
+    print(f"written: {args.out}")
+    return 0
+
+
 def run_bench(args) -> int:
     from lemgrid.scenarios.schema import load_scenario, resolve_scenario
 
@@ -191,6 +207,8 @@ def run_bench(args) -> int:
                                               "variants": rows}, indent=2) + "\n")
         print(f"written: {args.out}")
         return 0
+    if args.models:
+        return bench_models(args, machine())
     args.out = args.out or "bench.json"
     name = "tiny" if args.quick else (args.scenario or "faia2021")
     runs_n = 1 if args.quick else args.runs

@@ -1,0 +1,94 @@
+"""``lemgrid bench --models [SCENARIO]``: how agents' models are built, from their
+structure's template against directly in Pyomo (``solver.agent_models``), measured in one
+run pair by pair: the build per agent of the first day's models (templates built cold,
+as a fresh process does), the build of a later day's (templates at hand), and the whole
+day in-process under each, with its bill (which must not change)."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from lemgrid.agents.data import MODEL_BUILDS
+from lemgrid.scenarios.schema import Scenario
+
+DAY_FIGURES = ("wall_s", "startup_s", "market_s", "rounds", "total_eur")
+
+
+def build_times(s: Scenario) -> dict[str, dict[str, float]]:
+    """Per build way: ms per agent to build every agent's first-day model with no template
+    at hand (``cold``: each structure's template is built on the way) and again (``warm``),
+    and the number of templates."""
+    from lemgrid.agents import model
+    from lemgrid.agents.days import day_slice
+    from lemgrid.scenarios.community.builder import build_community
+
+    datas = [day_slice(d, 0, d.battery.e0_kwh if d.battery is not None else None)
+             for d in build_community(s)]
+    out = {}
+    for build in MODEL_BUILDS:
+        model._TEMPLATES.clear()
+        row = {}
+        for phase in ("cold", "warm"):
+            t0 = time.perf_counter()
+            for d in datas:
+                model.AgentModel(d, build=build)
+            row[f"{phase}_ms_per_agent"] = 1e3 * (time.perf_counter() - t0) / len(datas)
+        row["templates"] = len(model._TEMPLATES)
+        out[build] = row
+    model._TEMPLATES.clear()
+    return out
+
+
+def day_in_process(s: Scenario, build: str, out: Path) -> dict[str, float]:
+    """One in-process run of the scenario with its agents' models built ``build``."""
+    from lemgrid.scenarios.run.world import run_scenario
+
+    s = s.model_copy(update={
+        "runtime": s.runtime.model_copy(update={"kind": "inprocess"}),
+        "solver": s.solver.model_copy(update={"agent_models": build})})
+    summary = run_scenario(s, out)
+    t = summary["timing_s"]
+    return {"wall_s": t["wall"], "startup_s": t["startup"], "market_s": t["market"],
+            "rounds": summary["market"]["rounds"], "total_eur": summary["costs_eur"]["total"]}
+
+
+def run_models_bench(s: Scenario, runs: int) -> list[dict]:
+    """``runs`` pairs, alternating which build goes first; per pair each way's figures."""
+    pairs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            order = MODEL_BUILDS if i % 2 == 0 else MODEL_BUILDS[::-1]
+            pair = {"build": build_times(s)}
+            for build in order:
+                pair[build] = day_in_process(s, build, Path(tmp) / f"{i}-{build}")
+            pairs.append(pair)
+    return pairs
+
+
+def _stats(values: list[float]) -> str:
+    return (f"{statistics.median(values):.4g} ({min(values):.4g}–{max(values):.4g})"
+            if values else "")
+
+
+def models_table(pairs: list[dict]) -> list[str]:
+    """One line per figure: each way's median (min–max) and the median of the pairs'
+    ratios pyomo ÷ template."""
+    old, new = MODEL_BUILDS[1], MODEL_BUILDS[0]
+    rows = []
+    for key in ("cold_ms_per_agent", "warm_ms_per_agent", "templates"):
+        rows.append((f"model build, {key.replace('_', ' ')}",
+                     [p["build"][old][key] for p in pairs], [p["build"][new][key] for p in pairs]))
+    for key in DAY_FIGURES:
+        rows.append((f"in-process day, {key.replace('_', ' ')}",
+                     [p[old][key] for p in pairs], [p[new][key] for p in pairs]))
+    lines = [f"{'figure':<40} {old + ' median (min–max)':>30} "
+             f"{new + ' median (min–max)':>30} {old + ' ÷ ' + new:>18}"]
+    for name, a, b in rows:
+        timed = name.endswith((" s", " ms per agent"))
+        ratios = [x / y for x, y in zip(a, b, strict=True) if y and timed]
+        ratio = f"{statistics.median(ratios):.3g}" if ratios else ""
+        lines.append(f"{name:<40} {_stats(a):>30} {_stats(b):>30} {ratio:>18}")
+    return lines
