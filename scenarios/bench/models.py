@@ -84,8 +84,8 @@ def models_table(pairs: list[dict]) -> list[str]:
     for key in DAY_FIGURES:
         rows.append((f"in-process day, {key.replace('_', ' ')}",
                      [p[old][key] for p in pairs], [p[new][key] for p in pairs]))
-    lines = [f"{'figure':<40} {old + ' median (min–max)':>30} "
-             f"{new + ' median (min–max)':>30} {old + ' ÷ ' + new:>18}"]
+    lines = [(f"{'figure':<40} {old + ' median (min–max)':>30} "
+             f"{new + ' median (min–max)':>30} {old + ' ÷ ' + new:>18}")]
     for name, a, b in rows:
         timed = name.endswith((" s", " ms per agent"))
         ratios = [x / y for x, y in zip(a, b, strict=True) if y and timed]
