@@ -16,7 +16,6 @@ service. Every admitted frame carries its key's name as ZAP ``User-Id``.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import logging
 import os
@@ -192,15 +191,6 @@ def is_loopback(endpoint: str) -> bool:
 
 
 # -- command line ------------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("directory", help="key directory (coordinator.key, clients/, private/)")
-    p.add_argument("--clients", nargs="+", default=[DEFAULT_CLIENT], metavar="NAME",
-                   help=f"client key names: an agent host or one agent (default "
-                   f"{DEFAULT_CLIENT})")
-    p.add_argument("--force", action="store_true", help="replace keys that exist")
-    return p
-
-
 def write_keys(args) -> int:
     """``lemgrid keys``: write the keys and name every file written."""
     try:

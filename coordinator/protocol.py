@@ -24,21 +24,23 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from lemgrid.coordinator.constants import (  # noqa: F401 (carried to the rest)
+    CURVE_CLIENTS_DIR,
+    CURVE_DEFAULT_CLIENT,
+    CURVE_PRIVATE_DIR,
+    CURVE_PUBLIC,
+    CURVE_SECRET,
+    CURVE_SERVER_KEY,
+    HEARTBEAT_EXPIRY_S,
+    HEARTBEAT_INTERVAL_S,
+    HEARTBEAT_LIVENESS,
+    REQUEST_RETRIES,
+    REQUEST_TIMEOUT_S,
+    ROUND_DEADLINE_S,
+)
+
 PROTOCOL_VERSION = 6
 
-# Timing (seconds). Name the base constants, derive the rest.
-HEARTBEAT_INTERVAL_S = 1.0
-HEARTBEAT_LIVENESS = 5
-HEARTBEAT_EXPIRY_S = HEARTBEAT_INTERVAL_S * HEARTBEAT_LIVENESS
-REQUEST_TIMEOUT_S = 10.0
-REQUEST_RETRIES = 3
-ROUND_DEADLINE_S = REQUEST_TIMEOUT_S * REQUEST_RETRIES
-
-# The CURVE key directory that ``lemgrid keys`` writes; both sides find keys by these.
-CURVE_SERVER_KEY = "coordinator"  # DIR/coordinator.key (public), .key_secret (pair)
-CURVE_CLIENTS_DIR, CURVE_PRIVATE_DIR = "clients", "private"  # public keys; key pairs
-CURVE_PUBLIC, CURVE_SECRET = ".key", ".key_secret"
-CURVE_DEFAULT_CLIENT = "agents"  # one key for a whole agent host
 
 # Commodity keys that both sides of a mechanism use.
 NET = "net"  # an agent's signed net demand at its connection (+ import)

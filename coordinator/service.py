@@ -44,7 +44,9 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from lemgrid.coordinator.arguments import add_coordinator_arguments
 from lemgrid.coordinator.auth import CurveServer, is_loopback
+from lemgrid.coordinator.constants import REALISATION_TIMEOUT_S, REGISTRATION_TIMEOUT_S
 from lemgrid.coordinator.mechanisms.base import MarketCore, load_market
 from lemgrid.coordinator.protocol import (
     HEARTBEAT_EXPIRY_S,
@@ -63,11 +65,9 @@ from lemgrid.coordinator.protocol import (
 from lemgrid.coordinator.records import write_day
 from lemgrid.coordinator.session import MarketSession
 
-REGISTRATION_TIMEOUT_S = ROUND_DEADLINE_S  # agent processes start up within one round deadline
 POLL_INTERVAL_S = HEARTBEAT_INTERVAL_S / 10  # longest poll, so deadlines and stop() are prompt
 DRAIN_S = HEARTBEAT_INTERVAL_S  # served after the clearings so they leave the socket
 JOIN_TIMEOUT_S = 10 * POLL_INTERVAL_S  # close() waits this long for the serving thread
-REALISATION_TIMEOUT_S = ROUND_DEADLINE_S  # longest silence between meter readings
 MAX_FRAME_BYTES = 64 << 20  # a longer frame closes its connection (no valid message comes near)
 LOGGED_RAW_BYTES = 64 << 10  # of a frame that does not decode, kept in messages.jsonl
 LOG = logging.getLogger("lemgrid.coordinator.service")
@@ -489,28 +489,6 @@ def read_roster(value: str | None) -> list[str] | None:
     return [n.strip() for n in (line.split("#")[0] for line in lines) if n.strip()]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--params", default=None, metavar="FILE",
-                   help="the market, its mechanism and parameters, as JSON (written by "
-                   "lemgrid run, or by lemgrid coordinator --scenario)")
-    p.add_argument("--roster", default=None, help="roster file or comma-separated agent names")
-    p.add_argument("--endpoint", default="tcp://127.0.0.1:0",
-                   help="where to bind (default: loopback only, a free port); "
-                   "tcp://0.0.0.0:PORT listens on every interface: use --curve-keys then")
-    p.add_argument("--curve-keys", default=None, metavar="DIR",
-                   help="admit only the CURVE client keys of DIR/clients (see lemgrid keys)")
-    p.add_argument("--log", default="messages.jsonl", help="messages.jsonl path")
-    p.add_argument("--day", type=int, default=0, help="the first day served")
-    p.add_argument("--days", type=int, default=1, help="how many days to serve")
-    p.add_argument("--round-deadline-s", type=float, default=ROUND_DEADLINE_S)
-    p.add_argument("--registration-timeout-s", type=float, default=REGISTRATION_TIMEOUT_S)
-    p.add_argument("--realisation-timeout-s", type=float, default=REALISATION_TIMEOUT_S)
-    p.add_argument("--records", default=None,
-                   help="write every finished day's record into this folder (one JSON "
-                   "file per day)")
-    return p
-
-
 def day_record(service: CoordinatorService) -> dict:
     """What the day saw, for the runner's results (JSON-ready): its rounds (the
     mechanism's round records with their wall time), who failed, every agent's clearing
@@ -574,8 +552,8 @@ def serve(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="lemgrid coordinator",
-                                                   description=__doc__.splitlines()[0]))
+    parser = add_coordinator_arguments(argparse.ArgumentParser(
+        prog="lemgrid coordinator", description=__doc__.splitlines()[0]))
     return serve(parser.parse_args(argv))
 
 

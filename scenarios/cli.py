@@ -1,4 +1,7 @@
-"""The ``lemgrid`` command line: run, validate, bench, lab."""
+"""The ``lemgrid`` command line: run, validate, bench, lab.
+
+A command imports what it needs when it runs: building the parser and ``--help`` load
+nothing beyond the standard library and the coordinator's constants."""
 
 from __future__ import annotations
 
@@ -8,14 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-import zmq
-
-from lemgrid.coordinator.auth import add_arguments as add_key_arguments
-from lemgrid.coordinator.auth import write_keys
-from lemgrid.coordinator.service import add_arguments as add_coordinator_arguments
-from lemgrid.coordinator.service import serve as serve_coordinator
+from lemgrid.coordinator.arguments import add_coordinator_arguments, add_key_arguments
 from lemgrid.scenarios.run.errors import as_interrupt
-from lemgrid.scenarios.schema import ScenarioError, agent_count, load_scenario, resolve_scenario
 
 EXIT_INVALID = 2
 SERVE_AGENTS_PORT = 5600  # default first port of `lemgrid serve-agents`
@@ -144,6 +141,8 @@ def add_server_arguments(p: argparse.ArgumentParser, port: int) -> None:
 
 
 def _load(args):
+    from lemgrid.scenarios.schema import load_scenario, resolve_scenario
+
     overrides = list(args.overrides)
     if getattr(args, "mode", None):
         overrides.append(f"market.mode={args.mode}")
@@ -155,6 +154,7 @@ def _load(args):
 
 def cmd_validate(args) -> int:
     from lemgrid.scenarios.community.builder import build_actuals, build_community
+    from lemgrid.scenarios.schema import agent_count
 
     scenario = _load(args)
     build_actuals(scenario, build_community(scenario))  # data the file asks for can be made
@@ -165,6 +165,8 @@ def cmd_validate(args) -> int:
 
 def _resumed(args):
     """``run --resume DIR``: the scenario DIR was run with, and DIR as the results folder."""
+    from lemgrid.scenarios.schema import ScenarioError, load_scenario
+
     given = [flag for flag, value in (("SCENARIO", args.scenario), ("--set", args.overrides),
                                       ("--mode", args.mode), ("--runtime", args.runtime),
                                       ("--out", args.out)) if value]
@@ -179,6 +181,8 @@ def _resumed(args):
 
 
 def cmd_run(args) -> int:
+    from lemgrid.scenarios.schema import ScenarioError
+
     if args.resume is None and args.scenario is None:
         raise ScenarioError(["run: give a SCENARIO (a file or a shipped name) or --resume DIR"])
     if args.resume is not None:
@@ -225,6 +229,9 @@ def cmd_mechanisms(args) -> int:
 def cmd_coordinator(args) -> int:
     """``lemgrid coordinator``: a market from ``--params`` (written by a run), or from
     ``--scenario``."""
+    from lemgrid.coordinator.service import serve as serve_coordinator
+    from lemgrid.scenarios.schema import ScenarioError, load_scenario, resolve_scenario
+
     if args.scenario is None:
         if args.params is None:
             raise ScenarioError([("coordinator: give --scenario SCENARIO (the market, its "
@@ -246,6 +253,7 @@ def cmd_serve_agents(args) -> int:
     """Serve this shard's process groups: replace this process by the agent launcher, so
     the simulators inherit only the agent stack."""
     from lemgrid.scenarios.run.topology import group_count, parse_shard, shard_groups
+    from lemgrid.scenarios.schema import load_scenario, resolve_scenario
 
     s = load_scenario(resolve_scenario(args.scenario), args.overrides)
     try:
@@ -320,6 +328,7 @@ def cmd_lab(args) -> int:
     """``lemgrid lab``: every serving mechanism's run, the yardsticks and lab.html."""
     from lemgrid.scenarios.run.errors import interrupts_raised
     from lemgrid.scenarios.run.lab import run_lab, run_sweep
+    from lemgrid.scenarios.schema import load_scenario, resolve_scenario
 
     path = resolve_scenario(args.scenario)
     overrides = [*args.overrides, *([f"runtime.kind={args.runtime}"] if args.runtime else [])]
@@ -340,31 +349,50 @@ def cmd_lab(args) -> int:
     return 0
 
 
+def cmd_keys(args) -> int:
+    from lemgrid.coordinator.auth import write_keys
+
+    return write_keys(args)
+
+
+def _raised(exc: BaseException, module: str, name: str) -> bool:
+    """``exc`` is ``module.name``'s (a module never imported raised nothing)."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(exc, getattr(loaded, name))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "validate": cmd_validate, "bench": cmd_bench,
                 "coordinator": cmd_coordinator, "serve-agents": cmd_serve_agents,
                 "mechanisms": cmd_mechanisms,
-                "grid": cmd_grid, "keys": write_keys,
+                "grid": cmd_grid, "keys": cmd_keys,
                 "report": cmd_report, "compare": cmd_compare, "lab": cmd_lab}
     try:
         return commands[args.command](args)
-    except ScenarioError as exc:
-        print("\n".join(exc.lines), file=sys.stderr)
-        return EXIT_INVALID
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 1)
     except KeyboardInterrupt as exc:
         print(f"error: {as_interrupt(exc)}", file=sys.stderr)
         return 128 + as_interrupt(exc).signum
-    except zmq.ZMQError as exc:  # e.g. the coordinator's endpoint in use
+    except Exception as exc:  # noqa: BLE001 (_failed raises again what it does not know)
+        return _failed(exc)
+
+
+def _failed(exc: Exception) -> int:
+    """A command's failure as one line and its exit code (anything else goes up)."""
+    if _raised(exc, "lemgrid.scenarios.schema.scenario_error", "ScenarioError"):
+        print("\n".join(exc.lines), file=sys.stderr)
+        return EXIT_INVALID
+    if isinstance(exc, RuntimeError):
+        print(f"error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
+    if _raised(exc, "zmq", "ZMQError"):  # e.g. the coordinator's endpoint in use
         print(f"error: coordinator: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:  # e.g. a port in use
+    if isinstance(exc, OSError):  # e.g. a port in use
         print(f"error: {exc.strerror or exc}"
               f"{f' ({exc.filename})' if exc.filename else ''}", file=sys.stderr)
         return 1
+    raise exc
 
 
 if __name__ == "__main__":

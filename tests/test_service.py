@@ -20,6 +20,7 @@ from lemgrid.agents.client import CoordinatorClient, CoordinatorUnavailable
 from lemgrid.agents.market_agent import MarketAgent
 from lemgrid.agents.realise import Actuals
 from lemgrid.agents.solver import AgentInfeasible
+from lemgrid.coordinator.arguments import add_coordinator_arguments
 from lemgrid.coordinator.mechanisms.base import MarketData, dump_market
 from lemgrid.coordinator.mechanisms.p2v_rules import CORE as P2V
 from lemgrid.coordinator.mechanisms.p2v_rules import P2VParams
@@ -46,7 +47,6 @@ from lemgrid.coordinator.protocol import (
 from lemgrid.coordinator.records import read_days
 from lemgrid.coordinator.service import (
     CoordinatorService,
-    add_arguments,
     build_service,
     day_summary,
     read_roster,
@@ -678,7 +678,7 @@ def test_service_from_arguments(tmp_path):
     roster = tmp_path / "roster.txt"
     roster.write_text("p1\n# a comment\nev1  # the EV\n\n")
     assert read_roster(str(roster)) == ["p1", "ev1"] == read_roster("p1, ev1")
-    parse = add_arguments(argparse.ArgumentParser()).parse_args
+    parse = add_coordinator_arguments(argparse.ArgumentParser()).parse_args
     params = P2VParams(tolerance_kw=0.01, max_rounds=3).with_data(
         MarketData(p2v_eur_per_kwh=0.07))
     (tmp_path / "params.json").write_text(json.dumps(dump_market(P2V, params)))

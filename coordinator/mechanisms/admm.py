@@ -68,7 +68,6 @@ from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy import sparse
 
 from lemgrid.coordinator.mechanisms.base import (
     NETWORK_KINDS,
@@ -199,6 +198,8 @@ def init_admm(roster: Mapping[str, RegisterBody], params: ADMMParams, day: int =
     for k, (n, m) in enumerate(pairs):
         state.partners.setdefault(peers[n], []).append((k, peers[m], +1))
         state.partners.setdefault(peers[m], []).append((k, peers[n], -1))
+    from scipy import sparse  # here: the scenario schema imports this module's parameters
+
     rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
     cols = np.concatenate([np.arange(K), np.arange(K)])
     sign = np.concatenate([np.ones(K), -np.ones(K)])

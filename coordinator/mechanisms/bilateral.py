@@ -71,7 +71,6 @@ from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy import sparse
 
 from lemgrid.coordinator.mechanisms.admm import (
     ConsensusParams,
@@ -149,12 +148,14 @@ class Book:
     price_n: np.ndarray  # (K, T) n's price (the dual of P_nm = a)
     price_m: np.ndarray  # (K, T) m's price (the dual of P_mn = −a)
     penalty: np.ndarray  # (K, T)
-    ends_n: sparse.csr_matrix  # (N, K) 1 at (n, k)
-    ends_m: sparse.csr_matrix  # (N, K) 1 at (m, k)
+    ends_n: object  # (N, K) scipy.sparse.csr_matrix, 1 at (n, k)
+    ends_m: object  # (N, K) scipy.sparse.csr_matrix, 1 at (m, k)
     degree: np.ndarray  # (N,) pairs per peer
 
     @classmethod
     def empty(cls, key: str, pairs: np.ndarray, peers: int, periods: int) -> Book:
+        from scipy import sparse  # here: the scenario schema imports this module's parameters
+
         k = len(pairs)
         ends = [sparse.csr_matrix((np.ones(k), (pairs[:, side], np.arange(k))),
                                   shape=(peers, k)) for side in (0, 1)]

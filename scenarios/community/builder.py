@@ -29,7 +29,6 @@ from lemgrid.agents.data import (
     Tariff,
 )
 from lemgrid.agents.realise import Actuals
-from lemgrid.grid.networks import published_loads
 from lemgrid.scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 from lemgrid.scenarios.community.households import (
     forecast_actual,
@@ -59,6 +58,7 @@ from lemgrid.scenarios.schema import (
     bus_profile_agents,
     network_consumers,
 )
+from lemgrid.scenarios.schema.checks import published_loads
 
 ACTUALS_STREAM = 1_000_007  # the rng stream of forecast errors: [seed, ACTUALS_STREAM, k]
 PRICES_STREAM = 1_000_009  # the rng stream of dynamic prices: [seed, PRICES_STREAM]

@@ -258,7 +258,10 @@ def _networks():
 
 
 def published_loads(network: str) -> tuple[tuple[int, float, float], ...]:
-    return _networks().published_loads(network)
+    """The network case's own loads per bus, from the table (no network is built)."""
+    from lemgrid.grid.network_loads import PUBLISHED_LOADS
+
+    return PUBLISHED_LOADS[network]
 
 
 def agent_count(s: ScenarioFields) -> int:
