@@ -207,8 +207,9 @@ class Solver(Strict):
     centralized_time_limit_s: float = Field(900.0, gt=0)
     agent_models: Literal[MODEL_BUILDS] = Field(
         MODEL_BUILDS[0], description="template: each agent's model is filled in from its "
-        "structure's model, built once per process (docs/concepts/agents.md#how-an-agents-"
-        "model-is-built); pyomo: built directly, agent by agent (the reference, slower)")
+        "structure's model, built once per process; pyomo: built directly, agent by agent "
+        "(the reference, slower); see "
+        "docs/concepts/agents.md#how-an-agents-model-is-built")
 
 
 class GridConfig(Strict):
