@@ -68,8 +68,8 @@ def run_models_bench(s: Scenario, runs: int) -> list[dict]:
     return pairs
 
 
-def _stats(values: list[float]) -> str:
-    return (f"{statistics.median(values):.4g} ({min(values):.4g}–{max(values):.4g})"
+def _stats(values: list[float], fmt: str = ".4g") -> str:
+    return (f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
             if values else "")
 
 
@@ -90,5 +90,6 @@ def models_table(pairs: list[dict]) -> list[str]:
         timed = name.endswith((" s", " ms per agent"))
         ratios = [x / y for x, y in zip(a, b, strict=True) if y and timed]
         ratio = f"{statistics.median(ratios):.3g}" if ratios else ""
-        lines.append(f"{name:<40} {_stats(a):>30} {_stats(b):>30} {ratio:>18}")
+        fmt = ".4f" if name.endswith(" eur") else ".4g"  # a bill to the cent and beyond
+        lines.append(f"{name:<40} {_stats(a, fmt):>30} {_stats(b, fmt):>30} {ratio:>18}")
     return lines
