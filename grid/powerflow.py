@@ -18,6 +18,8 @@ import pandapower as pp
 import pandas as pd
 from pandapower.powerflow import LoadflowNotConverged
 
+from lemgrid.grid import POWER_FLOW_SOLVERS
+
 # Newton-Raphson, warm-started from the previous period's results (2 iterations instead of
 # 4 from flat, ~20 % faster). numba off: it is not installed, and its JIT start-up would
 # outweigh the gain over one day. Angles are not needed on radial nets without phase
@@ -31,6 +33,7 @@ from pandapower.powerflow import LoadflowNotConverged
 RUNPP_OPTIONS = {"algorithm": "nr", "calculate_voltage_angles": False, "numba": False,
                  "tolerance_mva": 1e-10}
 RECYCLE = {"bus_pq": True, "trafo": False, "gen": False}
+SOLVER_OPTIONS = {"pandapower": {}, "lightsim2grid": {"lightsim2grid": True}}
 BRANCH_TABLES = ("res_line", "res_trafo", "res_trafo3w", "res_impedance")
 REVERSE_TOLERANCE_MW = 1e-9  # a reverse flow counts as a violation above its limit + this
 
@@ -125,9 +128,13 @@ class GridModel:
 
     def __init__(self, net: pp.pandapowerNet, bus_of: Mapping[str, int], background_kw=None,
                  power_factor: float = 1.0, limits: GridLimits | None = None,
-                 keep_network_loads: bool = True):
+                 keep_network_loads: bool = True, solver: str = POWER_FLOW_SOLVERS[0]):
         if not 0 < power_factor <= 1:
             raise ValueError(f"power_factor must be in (0, 1], got {power_factor}")
+        if solver not in SOLVER_OPTIONS:
+            raise ValueError(f"power-flow solver {solver!r}; allowed: "
+                             f"{', '.join(POWER_FLOW_SOLVERS)}")
+        self._options = RUNPP_OPTIONS | SOLVER_OPTIONS[solver]
         self.net = copy.deepcopy(net)
         if not keep_network_loads:
             self.net.load = self.net.load.drop(self.net.load.index)
@@ -220,7 +227,7 @@ class GridModel:
         recycle = None if self._rebuild else RECYCLE
         self._rebuild = False
         try:
-            pp.runpp(self.net, init=self._init, recycle=recycle, **RUNPP_OPTIONS)
+            pp.runpp(self.net, init=self._init, recycle=recycle, **self._options)
         except LoadflowNotConverged:
             self._init = "flat"  # the failed iterate is no starting point
             self._rebuild = True  # nor its internal case

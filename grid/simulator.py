@@ -32,6 +32,7 @@ import mosaik_api_v3
 import numpy as np
 
 from lemgrid.grid.networks import load_network
+from lemgrid.grid import POWER_FLOW_SOLVERS
 from lemgrid.grid.powerflow import GridLimits, GridModel, PeriodResult, grid_summary
 
 DEFAULT_PERIOD_S = 900
@@ -49,7 +50,7 @@ META = {
         "Grid": {
             "public": True,
             "params": ["network", "network_options", "bus_of", "limits", "period_s",
-                       "background_kw", "power_factor", "keep_network_loads"],
+                       "background_kw", "power_factor", "keep_network_loads", "solver"],
             "attrs": ["p_kw", *OUTPUT_ATTRS],
         },
         "Bus": {"public": False, "params": [], "attrs": ["p_kw", *BUS_ATTRS]},
@@ -107,7 +108,7 @@ class GridSimulator(mosaik_api_v3.Simulator):
 
     def create(self, num, model, network="case33bw", network_options=None, bus_of=None,
                limits=None, period_s=DEFAULT_PERIOD_S, background_kw=None, power_factor=1.0,
-               keep_network_loads=False):
+               keep_network_loads=False, solver=POWER_FLOW_SOLVERS[0]):
         if model != "Grid" or num != 1 or self.model is not None:
             raise ValueError(f"GridSimulator hosts exactly one Grid entity; asked for {num} "
                              f"{model!r} with {0 if self.model is None else 1} existing")
@@ -118,7 +119,7 @@ class GridSimulator(mosaik_api_v3.Simulator):
         bus_of = {str(agent): int(bus) for agent, bus in (bus_of or {}).items()}
         self.model = GridModel(net, bus_of, background_kw=background_kw,
                                power_factor=power_factor, limits=limits_from_dict(limits),
-                               keep_network_loads=keep_network_loads)
+                               keep_network_loads=keep_network_loads, solver=solver)
         self.network_name = network
         self._position = {child_eid("bus", b): i for i, b in enumerate(self.model.bus_ids)}
         self._position |= {child_eid("line", k): i for i, k in enumerate(self.model.line_ids)}

@@ -344,6 +344,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
         network=g.network, network_options=network_options(s), bus_of=bus_of,
         limits=asdict(grid_limits(s)),
         period_s=period_s, power_factor=g.power_factor, keep_network_loads=g.keep_network_loads,
+        solver=g.solver,
         background_kw=[g.background_kw_per_bus] * n_buses(g.network) if g.background_kw_per_bus
         else None)
     sink = world.start("Collector", period_s=period_s).Collector()

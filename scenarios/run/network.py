@@ -39,7 +39,8 @@ def grid_model(s: Scenario, bus_of: dict[str, int]) -> GridModel:
         net.load.drop(net.load.index, inplace=True)
     background = np.full(len(net.bus), s.grid.background_kw_per_bus) \
         if s.grid.background_kw_per_bus else None
-    return GridModel(net, bus_of, background, s.grid.power_factor, grid_limits(s))
+    return GridModel(net, bus_of, background, s.grid.power_factor, grid_limits(s),
+                     solver=s.grid.solver)
 
 
 def run_grid_inprocess(s: Scenario, days, bus_of, on_period=None) -> list[list[PeriodResult]]:

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from lemgrid.agents.data import MODEL_BUILDS
+from lemgrid.grid import POWER_FLOW_SOLVERS
 from lemgrid.coordinator.mechanisms.base import MarketParams
 from lemgrid.scenarios import mechanisms
 from lemgrid.scenarios.catalog import APPLIANCES, clock_h
@@ -234,6 +235,20 @@ class GridConfig(Strict):
         "forward); the AC check counts a period above it as a transformer violation and the "
         "network operator's clearance keeps trades below it")
     power_factor: float = Field(1.0, gt=0, le=1)
+    solver: Literal[POWER_FLOW_SOLVERS] = Field(
+        POWER_FLOW_SOLVERS[0], description="the AC power flow's solver: pandapower's "
+        "Newton-Raphson, or lightsim2grid's (the same voltages to 1e-6 pu; an optional "
+        "package: pip install 'lemgrid[grid]')")
+
+    @field_validator("solver")
+    @classmethod
+    def _installed(cls, value):
+        import importlib.util
+
+        if value != POWER_FLOW_SOLVERS[0] and importlib.util.find_spec(value) is None:
+            raise ValueError(f"{value} is not installed; allowed: {POWER_FLOW_SOLVERS[0]}, "
+                             f"or install it (pip install 'lemgrid[grid]')")
+        return value
 
     @field_validator("ampacity_ka", mode="before")
     @classmethod
