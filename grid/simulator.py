@@ -31,8 +31,8 @@ from dataclasses import fields
 import mosaik_api_v3
 import numpy as np
 
-from lemgrid.grid.networks import load_network
 from lemgrid.grid import POWER_FLOW_SOLVERS
+from lemgrid.grid.networks import load_network
 from lemgrid.grid.powerflow import GridLimits, GridModel, PeriodResult, grid_summary
 
 DEFAULT_PERIOD_S = 900

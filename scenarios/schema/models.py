@@ -20,8 +20,8 @@ from pydantic import (
 )
 
 from lemgrid.agents.data import MODEL_BUILDS
-from lemgrid.grid import POWER_FLOW_SOLVERS
 from lemgrid.coordinator.mechanisms.base import MarketParams
+from lemgrid.grid import POWER_FLOW_SOLVERS
 from lemgrid.scenarios import mechanisms
 from lemgrid.scenarios.catalog import APPLIANCES, clock_h
 from lemgrid.scenarios.schema.scenario_error import _show
