@@ -18,10 +18,12 @@ before templates: the reference the templates are measured and tested against.
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import highspy
 import numpy as np
@@ -59,6 +61,12 @@ class Variant:
     numbers: Callable[[AgentData], dict[str, np.ndarray]]
     columns: Callable[[pyo.Block, PersistentMILP], dict[str, np.ndarray]]
 
+    def __post_init__(self):
+        VARIANTS[self.name] = self
+
+
+VARIANTS: dict[str, Variant] = {}  # every variant by name (a template names its own)
+
 
 def _define_agent_model(m: pyo.Block, data: AgentData, parametric: bool) -> None:
     define_agent(m, data, parametric)
@@ -80,7 +88,7 @@ class ModelTemplate:
         m = pyo.ConcreteModel(name="template")
         variant.define(m, data, True)
         milp = PersistentMILP(m)
-        self.variant = variant
+        self.variant_name = variant.name
         self.columns = variant.columns(m, milp)
         self.export = m.component("export_limit_kw") is not None
         # quadratic costs: (power columns, epigraph columns, the name of a's number)
@@ -99,9 +107,9 @@ class ModelTemplate:
         self.integrality = np.asarray(lp.integrality_, np.int32)
         if len(self.integrality) != self.num_col:
             self.integrality = np.zeros(self.num_col, np.int32)
-        self._integrality = [highspy.HighsVarType(int(k)) for k in self.integrality]
+        self._var_types()
         self._pattern(lp)
-        self._families(data)
+        self._families(data, variant)
 
     def _pattern(self, lp) -> None:
         """The matrix's entries, the fixed ones and those the map sets, column-wise: an
@@ -128,10 +136,24 @@ class ModelTemplate:
         self._fixed_at, self._fixed_value = where[:n_fixed], value[fixed]
         self._coef_at = where[n_fixed:]
 
-    def _families(self, data: AgentData) -> None:
+    def _var_types(self) -> None:
+        self._integrality = [highspy.HighsVarType(int(k)) for k in self.integrality]
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_integrality"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._var_types()
+
+    @property
+    def variant(self) -> Variant:
+        return VARIANTS[self.variant_name]
+
+    def _families(self, data: AgentData, variant: Variant) -> None:
         """Where each number goes in θ: per parameter family, θ's positions and the
         flattened indices of the number that fill them."""
-        numbers = self.variant.numbers(data)
+        numbers = variant.numbers(data)
         by_name: dict[str, tuple[list, list]] = {}
         for (name, idx), k in self.map.index.items():
             shape = numbers[name].shape
@@ -189,6 +211,29 @@ class ModelTemplate:
     def quadratic_costs(self, numbers: dict[str, np.ndarray]) -> list:
         """(power columns, epigraph columns, a) of an agent's quadratic costs."""
         return [(x, z, float(numbers[a])) for x, z, a in self.quadratic]
+
+
+def write_templates(datas, variant: Variant, path: Path) -> int:
+    """The templates of every structure among ``datas`` in ``variant``, built here and
+    written to ``path`` for other processes (``read_templates``); how many."""
+    templates = {}
+    for d in datas:
+        key = (variant.name, structure_key(d))
+        if key not in templates:
+            templates[key] = template_for(d, variant)
+    with open(path, "wb") as f:
+        pickle.dump(templates, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(templates)
+
+
+def read_templates(path: Path) -> int:
+    """Take the templates ``write_templates`` wrote into this process's; how many."""
+    with open(path, "rb") as f:
+        templates = pickle.load(f)  # written by this run's own runner
+    with _LOCK:
+        for key, template in templates.items():
+            _TEMPLATES.setdefault(key, template)
+    return len(templates)
 
 
 def template_for(data: AgentData, variant: Variant = AGENT) -> ModelTemplate:

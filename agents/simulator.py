@@ -30,6 +30,7 @@ import numpy as np
 from lemgrid.agents.client import CoordinatorClient
 from lemgrid.agents.data import OperatorData, data_from_dict
 from lemgrid.agents.market_agent import MarketAgent
+from lemgrid.agents.model import read_templates
 from lemgrid.agents.realise import Actuals
 from lemgrid.coordinator.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT_S, merge_meters
 
@@ -90,8 +91,11 @@ class AgentSimulator(mosaik_api_v3.Simulator):
 
     def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
              solver=None, results_dir=None, curve_keys=None, key_name=None, family="limits",
-             days=1, coordinator_timeout_s=None, first_day=0, meter_periods=1):
+             days=1, coordinator_timeout_s=None, first_day=0, meter_periods=1,
+             templates=None):
         self.endpoint, self.period_s, self.solver = endpoint, int(period_s), solver or {}
+        if templates and Path(templates).is_file():  # the runner's; elsewhere built here
+            read_templates(Path(templates))
         self.curve_keys, self.key_name, self.family = curve_keys, key_name, family
         self.results_dir = Path(results_dir) if results_dir else None
         self.days, self.first_day = int(days), int(first_day)

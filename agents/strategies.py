@@ -26,7 +26,8 @@ import importlib
 
 import numpy as np
 
-from lemgrid.agents.admm_peer import PeerModel, connection_limits, heat_limits
+from lemgrid.agents.admm_peer import PEER, PeerModel, connection_limits, heat_limits
+from lemgrid.agents.model import AGENT
 from lemgrid.coordinator.protocol import HEAT, NET, P2P, POWER, OfferBody, Signal
 
 
@@ -37,6 +38,7 @@ def _series(value, periods: int) -> list[float]:
 
 class LimitsStrategy:
     family = "limits"
+    variant = AGENT  # the model it solves (agents.model)
     KEY = "p2v"
 
     def limits(self, day_data) -> dict[str, list[float]]:
@@ -55,6 +57,7 @@ class LimitsStrategy:
 
 class QuoteStrategy:
     family = "quote"
+    variant = AGENT  # the model it solves (agents.model)
 
     def limits(self, day_data) -> dict[str, list[float]]:
         n = day_data.horizon.periods
@@ -85,6 +88,7 @@ class QuoteStrategy:
 
 class ADMMStrategy:
     family = "peer_consensus"
+    variant = PEER  # the model it solves (agents.model)
 
     def limits(self, day_data) -> dict[str, list[float]]:
         imp, exp = connection_limits(day_data)
@@ -115,6 +119,7 @@ class ADMMStrategy:
 
 class BilateralStrategy:
     family = "commodity_consensus"
+    variant = PEER  # the model it solves (agents.model)
 
     def limits(self, day_data) -> dict[str, list[float]]:
         imp, exp = connection_limits(day_data)

@@ -121,3 +121,23 @@ def test_a_community_needs_few_templates():
     """faia2021's 90 agents (30 prosumers with batteries, 60 EVs) have 2 structures."""
     keys = {structure_key(d) for d in day_data("faia2021")}
     assert len(keys) == 2
+
+
+def test_templates_written_by_the_runner_serve_another_process(tmp_path, monkeypatch):
+    """The runner writes the community's templates once (write_templates); a process that
+    reads them builds no template of its own, and its models equal the direct build's."""
+    from lemgrid.agents import model
+
+    datas = day_data("tiny")
+    path = tmp_path / "templates.pkl"
+    assert model.write_templates(datas, model.AGENT, path) == len(
+        {structure_key(d) for d in datas})
+    monkeypatch.setattr(model, "_TEMPLATES", {})
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a template was built although the runner's were read")
+
+    monkeypatch.setattr(model.ModelTemplate, "__init__", no_build)
+    model.read_templates(path)
+    for d in datas:
+        assert_same_lp(AgentModel(d, build="pyomo"), AgentModel(d), f"tiny {d.name}")

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 from loguru import logger
 from mosaik.exceptions import SimulationError
 
-from lemgrid.agents.data import data_to_dict
+from lemgrid.agents.data import MODEL_BUILDS, data_to_dict
 from lemgrid.agents.days import day_slice
 from lemgrid.agents.market_agent import settle_schedule
 from lemgrid.agents.simulator import agent_to_dict
@@ -296,12 +297,28 @@ def start_sim(world, name: str, s: Scenario, **params):
                          None if address else 1)
 
 
+def write_agent_templates(s: Scenario, community, first_day: int, folder: Path) -> Path | None:
+    """The templates of the agents' models (``agents.model``), built once here for every
+    agent process on this host to read instead of building its own; None where models
+    are built directly."""
+    from lemgrid.agents.model import write_templates
+    from lemgrid.agents.strategies import strategy
+
+    if s.solver.agent_models != MODEL_BUILDS[0]:
+        return None
+    path = folder / "templates.pkl"
+    write_templates([day_slice(d, first_day) for d in community],
+                    strategy(plugin(s).strategy).variant, path)
+    return path
+
+
 def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoint: str,
                 forked: list[str], results_dir: Path, first_day: int = 0,
-                grid_address=None):
+                grid_address=None, templates: Path | None = None):
     """Start every simulator, create the entities and connect them. ``grid_address()``:
     the address of a grid simulator the runner started (asked for once the agents are
-    created), None: mosaik starts it or the scenario names one."""
+    created), None: mosaik starts it or the scenario names one; ``templates``: the agents'
+    model templates (``write_agent_templates``)."""
     groups = process_groups(community, s.runtime.agents_per_process)
     if needs_operator(s):  # the network operator: a process of its own
         groups.append([operator_data(s, bus_of, community)])
@@ -310,7 +327,7 @@ def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoin
     try:
         _populate(world=world, s=s, groups=groups, actuals=actuals, bus_of=bus_of,
                   endpoint=endpoint, results_dir=results_dir, first_day=first_day,
-                  grid_address=grid_address)
+                  grid_address=grid_address, templates=templates)
     except BaseException:
         world.shutdown()  # the simulators started so far
         raise
@@ -318,7 +335,8 @@ def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoin
 
 
 def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
-              results_dir: Path, first_day: int, grid_address=None) -> None:
+              results_dir: Path, first_day: int, grid_address=None,
+              templates: Path | None = None) -> None:
     """The agents first (each process builds its models from its ``create`` on), then
     the grid simulator and the collector, then the links."""
     so, period_s = s.solver, s.horizon.period_minutes * 60
@@ -333,7 +351,8 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
                         curve_keys=s.runtime.curve_keys, family=family, days=s.horizon.days,
                         first_day=first_day,
                         coordinator_timeout_s=s.runtime.coordinator_timeout_s,
-                        meter_periods=s.runtime.meter_periods)
+                        meter_periods=s.runtime.meter_periods,
+                        templates=None if templates is None else str(templates))
         hosted = [agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in group]
         for ent in sim.Agent.create(len(group), agents=hosted):
             agents[ent.eid] = ent
@@ -566,11 +585,14 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
     active = [d for d in community if d.name not in gone]
     helpers, endpoint, forked = _start_helpers(s, community, out, first_day, gone)
     proc = helpers.coordinator
+    scratch = tempfile.TemporaryDirectory(prefix="lemgrid-")
     try:
+        templates = write_agent_templates(s, active, first_day, Path(scratch.name))
         world = build_world(s=s, community=active, actuals=actuals, bus_of=bus_of,
                             endpoint=endpoint, forked=forked, results_dir=out / "agent_results",
                             first_day=first_day,
-                            grid_address=helpers.grid_address if helpers.grid else None)
+                            grid_address=helpers.grid_address if helpers.grid else None,
+                            templates=templates)
         startup_s = time.perf_counter() - t0
         sid = next(k for k in collector.RECORDS if k.startswith("Collector"))
         t_run = time.perf_counter()
@@ -591,6 +613,7 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
                              128 + interrupted.signum) from None
         normal = aborted is None  # the helpers exit by themselves: the caller waits later
     finally:
+        scratch.cleanup()
         if not normal:
             helpers.stop(at_once=aborted is not None)
     rows = collector.RECORDS.pop(sid)
