@@ -1,5 +1,9 @@
 # lemgrid — every target installs into its own virtual environment first.
-PYTHON ?= python3
+# The newest supported interpreter present: Python 3.12 (where mosaik 3.7.1 installs),
+# else 3.11; each as python3.X on the PATH or in pyenv's versions. PYTHON=... overrides.
+PYTHON ?= $(shell for v in 3.12 3.11; do \
+	for p in python$$v $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python$$v; do \
+	$$p -c "" 2>/dev/null && { echo $$p; exit 0; }; done; done; echo python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
