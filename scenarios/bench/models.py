@@ -82,7 +82,7 @@ def models_table(pairs: list[dict]) -> list[str]:
         rows.append((f"model build, {key.replace('_', ' ')}",
                      [p["build"][old][key] for p in pairs], [p["build"][new][key] for p in pairs]))
     for key in DAY_FIGURES:
-        rows.append((f"in-process day, {key.replace('_', ' ')}",
+        rows.append((f"in-process run, {key.replace('_', ' ')}",
                      [p[old][key] for p in pairs], [p[new][key] for p in pairs]))
     lines = [(f"{'figure':<40} {old + ' median (min–max)':>30} "
              f"{new + ' median (min–max)':>30} {old + ' ÷ ' + new:>18}")]
