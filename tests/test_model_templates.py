@@ -121,7 +121,7 @@ def test_a_flexible_load_window_is_structure():
 
 
 def test_a_community_needs_few_templates():
-    """faia2021's 90 agents (30 prosumers with batteries, 60 EVs) have 2 structures."""
+    """faia2021's 90 agents (50 prosumers with batteries, 40 EVs) have 2 structures."""
     keys = {structure_key(d) for d in day_data("faia2021")}
     assert len(keys) == 2
 
