@@ -32,3 +32,29 @@ def test_a_dropped_agent_is_told_gone_and_sits_the_next_day_out(tmp_path):
     assert r.late == ["a00000"] and r.gone == r.late
     assert r.settled == [19, 19] and r.errors == 0
     assert set(r.dropped) == set(r.late)
+
+
+def test_a_swarm_that_cannot_open_leaves_no_coordinator_behind(tmp_path, monkeypatch):
+    """`--load 10000` ran out of file descriptors while opening its agents' sockets and
+    left its coordinator running: the coordinator is stopped whatever fails after it
+    started."""
+    import pytest
+
+    from lemgrid.scenarios.bench import load
+
+    started = []
+
+    def recorded(*args, **kwargs):
+        proc, endpoint = start(*args, **kwargs)
+        started.append(proc)
+        return proc, endpoint
+
+    def no_swarm(*args, **kwargs):
+        raise OSError(24, "Too many open files")
+
+    start = load.start_coordinator
+    monkeypatch.setattr(load, "start_coordinator", recorded)
+    monkeypatch.setattr(load, "Swarm", no_swarm)
+    with pytest.raises(OSError, match="Too many open files"):
+        run_load(3, 1, 0, tmp_path)
+    assert started and started[0].wait(timeout=10) is not None

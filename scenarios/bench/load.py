@@ -112,8 +112,9 @@ def run_load(agents: int, days: int, late: int, out: Path, round_deadline_s: flo
     late_names = names[:: max(agents // late, 1)][:late] if late else []
     proc, endpoint = start_coordinator(out, names, days, round_deadline_s)
     result = LoadResult(agents, days, late_names)
-    swarm = Swarm(endpoint, swarm_agents(names, set(late_names)))
-    try:
+    swarm = None
+    try:  # from here the coordinator is stopped whatever happens (a swarm that cannot open)
+        swarm = Swarm(endpoint, swarm_agents(names, set(late_names)))
         t0 = time.monotonic()
         for day in range(days):
             start = time.monotonic()
@@ -129,9 +130,10 @@ def run_load(agents: int, days: int, late: int, out: Path, round_deadline_s: flo
         for d in read_days(out / "rounds"):
             result.dropped.update(d["failed"])
     finally:
-        result.frames_out, result.frames_in, result.errors = (swarm.frames_out,
-                                                              swarm.frames_in, swarm.errors)
-        swarm.close()
+        if swarm is not None:
+            result.frames_out, result.frames_in, result.errors = (
+                swarm.frames_out, swarm.frames_in, swarm.errors)
+            swarm.close()
         if proc.poll() is None:
             proc.kill()
     return result
