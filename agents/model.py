@@ -122,7 +122,7 @@ class ModelTemplate:
             rows, cols = index, outer
         else:
             rows, cols = outer, index
-        coef = self.map._coef_at.astype(np.int64)
+        coef = self.map.coefficient_entries.astype(np.int64)
         set_by_map = {(int(r), int(c)) for r, c in coef}
         fixed = np.array([(int(r), int(c)) not in set_by_map for r, c in zip(rows, cols)],
                          bool)
@@ -178,18 +178,14 @@ class ModelTemplate:
         (``numbers``: the variant's numbers of ``data``, if already at hand)."""
         numbers = self.variant.numbers(data) if numbers is None else numbers
         params = self.map.instance(self.theta(numbers))
-        v = params._written
-        m = params
         cost = self.col_cost.copy()
-        cost[m._cost_col] = v[m._cost]
-        offset = float(v[m._offset[0]]) if len(m._offset) else self.offset
         col_lo, col_hi = self.col_lower.copy(), self.col_upper.copy()
-        col_lo[m._col], col_hi[m._col] = v[m._col_lo], v[m._col_hi]
         row_lo, row_hi = self.row_lower.copy(), self.row_upper.copy()
-        row_lo[m._row], row_hi[m._row] = v[m._lo], v[m._hi]
+        coefficients, offset = params.fill(cost, col_lo, col_hi, row_lo, row_hi)
+        offset = self.offset if offset is None else offset
         value = np.empty(len(self._rows))
         value[self._fixed_at] = self._fixed_value
-        value[self._coef_at] = v[m._coef]
+        value[self._coef_at] = coefficients
         keep = value != 0  # as the direct build: a zero coefficient is no entry
         start = np.zeros(self.num_col + 1, np.int32)
         np.cumsum(np.bincount(self._cols[keep], minlength=self.num_col), out=start[1:])
@@ -206,7 +202,6 @@ class ModelTemplate:
         h = highspy.Highs()
         h.passModel(lp)
         return PersistentMILP.held(h, self.layout, params, mip_rel_gap, time_limit_s)
-
 
     def quadratic_costs(self, numbers: dict[str, np.ndarray]) -> list:
         """(power columns, epigraph columns, a) of an agent's quadratic costs."""

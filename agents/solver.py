@@ -137,6 +137,25 @@ class ParameterMap:
         self._domain = (np.asarray(domain_lo, float), np.asarray(domain_hi, float))
         self._written = self.values()  # what HiGHS holds
 
+    @property
+    def coefficient_entries(self) -> np.ndarray:
+        """(row, column) of each matrix coefficient the parameters set, in ``fill``'s
+        order."""
+        return self._coef_at
+
+    def fill(self, cost: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
+             row_lower: np.ndarray, row_upper: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """Write the costs and bounds the parameters set, at their values, into a model's
+        arrays (in place); return the matrix coefficients they set (in
+        ``coefficient_entries`` order) and the objective's offset (None: no parameter
+        sets it)."""
+        v = self._written
+        cost[self._cost_col] = v[self._cost]
+        col_lower[self._col], col_upper[self._col] = v[self._col_lo], v[self._col_hi]
+        row_lower[self._row], row_upper[self._row] = v[self._lo], v[self._hi]
+        offset = float(v[self._offset[0]]) if len(self._offset) else None
+        return v[self._coef], offset
+
     def instance(self, theta: np.ndarray) -> ParameterMap:
         """This map at parameters ``theta`` (in ``index`` order), HiGHS holding them."""
         other = copy.copy(self)
