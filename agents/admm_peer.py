@@ -56,8 +56,8 @@ import pyomo.environ as pyo
 from lemgrid.agents.data import MODEL_BUILDS, AgentData, Schedule
 from lemgrid.agents.diagnose import explain_infeasible
 from lemgrid.agents.equipment import numbers_of, quadratic_terms
-from lemgrid.agents.formulations import model_numbers
-from lemgrid.agents.model import Variant, flow_columns, template_for
+from lemgrid.agents.formulations import ModelNumbers
+from lemgrid.agents.model import Variant, flow_columns, from_template
 from lemgrid.agents.solver import (
     BUILD_LOCK,
     FLOW_ON_KW,
@@ -134,10 +134,10 @@ def define_peer(m: pyo.Block, d: AgentData, parametric: bool = False) -> None:
     m.obj = pyo.Objective(expr=m.cost_eur)
 
 
-def peer_numbers(d: AgentData) -> dict[str, np.ndarray]:
-    """The numbers of ``define_peer``'s model: the agent's own with no P2V trade, and its
-    connection's limits."""
-    numbers = model_numbers(d).flat()
+def peer_numbers(d: AgentData, own: ModelNumbers) -> dict[str, np.ndarray]:
+    """The numbers of ``define_peer``'s model: the agent's own (``own``) with no P2V
+    trade, and its connection's limits."""
+    numbers = own.flat()
     for name in ("p2v_limit_kw", "grid.p2v_max_kw", "grid.p2v_cap_kw"):
         if name in numbers:
             numbers[name] = np.zeros_like(numbers[name])
@@ -177,9 +177,7 @@ class PeerModel:
         self.binaries = binaries
         self.m = None  # HiGHS holds the problem (as AgentModel)
         if build == "template":
-            template = template_for(data, PEER)
-            numbers = PEER.numbers(data)
-            solver = template.instantiate(data, mip_rel_gap, time_limit_s, numbers)
+            template, solver, numbers = from_template(data, PEER, mip_rel_gap, time_limit_s)
             self._hold(solver, template.columns, template.quadratic_costs(numbers),
                        time_limit_s)
         else:

@@ -17,7 +17,7 @@ Every number a block takes from an agent's data comes from its ``*_numbers`` fun
 (pure numpy: a dict of scalars and per-period arrays) and enters the block through
 ``numbers_of``: as plain floats, or, in a ``parametric`` build, as mutable Pyomo
 parameters, so that one built model serves every agent of the same structure
-(``agents.templates``). Nothing else in a block may depend on the data's values; what
+(``agents.model``). Nothing else in a block may depend on the data's values; what
 does (which blocks exist, the number of tangents, a flexible load's window) is the
 model's structure.
 """
@@ -388,57 +388,60 @@ def epigraph_numbers(lo_kw: float, hi_kw: float, a: float) -> Numbers:
 
 
 def add_epigraph(top: pyo.Block, b: pyo.Block, name: str, x: pyo.Var, numbers: Numbers,
-                 parametric: bool = False) -> pyo.Var:
-    """z_t ≥ ½·a·x_t² for x_t ∈ [lo, hi] as K + 1 tangents (``epigraph_numbers``) at
-    x_k = lo + k·Δ, Δ = (hi − lo)/K (a MILP solver takes no quadratic cost): z_t ≥
-    a·x_k·x_t − ½·a·x_k². At its optimum z_t is the largest tangent: exact at the x_k and
-    below ½·a·x_t² between them, by at most a·Δ²/8 (midway between two of them). Adds ``b.<name>``
-    (€/h per period) and registers (x, z, a) on ``top`` (``quadratic_terms``; a is a number
-    of the epigraph's, so a parametric model has it as a parameter)."""
+                 parametric: bool = False):
+    """z_t ≥ ½·a·x_t² for x_t ∈ [lo, hi] as K + 1 tangents (``epigraph_numbers``, among the
+    producer's ``numbers`` as ``<name>_slope`` ...) at x_k = lo + k·Δ, Δ = (hi − lo)/K (a
+    MILP solver takes no quadratic cost): z_t ≥ a·x_k·x_t − ½·a·x_k². At its optimum z_t
+    is the largest tangent: exact at the x_k and below ½·a·x_t² between them, by at most
+    a·Δ²/8 (midway between two of them). Adds ``b.<name>`` (€/h per period) and registers
+    (x, z, a) on ``top`` (``quadratic_terms``; a is a number of the epigraph's, so a
+    parametric model has it as a parameter). Numbers without tangents (a = 0): z = 0."""
     T = sorted(x.keys())
-    v = numbers_of(b, {f"{name}_{k}": n for k, n in numbers.items()}, parametric)
+    if f"{name}_slope" not in numbers:
+        return {t: 0 for t in T}
+    v = numbers_of(b, {k: n for k, n in numbers.items() if k.startswith(f"{name}_")},
+                   parametric)
     slope, intercept = getattr(v, f"{name}_slope"), getattr(v, f"{name}_intercept")
-    a = getattr(v, f"{name}_a")
     z = pyo.Var(T)
     b.add_component(name, z)
     b.add_component(f"{name}_tangent", pyo.Constraint(
-        T, range(len(numbers["slope"])),
+        T, range(len(numbers[f"{name}_slope"])),
         rule=lambda b, t, k: z[t] >= slope[k] * x[t] + intercept[k]))
-    _register(top, quadratic=[(x, z, a)])
+    _register(top, quadratic=[(x, z, getattr(v, f"{name}_a"))])
     return z
+
+
+def _tangent_numbers(name: str, lo: float, hi: float, a: float) -> Numbers:
+    """``epigraph_numbers`` named for the epigraph ``name`` (none for a = 0)."""
+    return {f"{name}_{k}": n for k, n in epigraph_numbers(lo, hi, a).items()} if a > 0 else {}
+
+
+def _own(numbers: Numbers) -> Numbers:
+    """A producer's numbers without its epigraphs' (``add_epigraph`` takes those)."""
+    return {k: x for k, x in numbers.items() if not k.startswith("quad")}
 
 
 def generator_numbers(spec: GeneratorSpec) -> Numbers:
     """A generator's numbers: its range and cost coefficients, and its tangents (a > 0)."""
-    out = {"p_min_kw": spec.p_min_kw, "p_max_kw": spec.p_max_kw,
-           "b_eur_per_kwh": spec.b_eur_per_kwh, "c_eur_per_h": spec.c_eur_per_h}
-    if spec.a_eur_per_kw2h > 0:
-        out |= {f"quad_eur_per_h_{k}": n for k, n in epigraph_numbers(
-            spec.p_min_kw, spec.p_max_kw, spec.a_eur_per_kw2h).items()}
-    return out
+    return {"p_min_kw": spec.p_min_kw, "p_max_kw": spec.p_max_kw,
+            "b_eur_per_kwh": spec.b_eur_per_kwh, "c_eur_per_h": spec.c_eur_per_h,
+            **_tangent_numbers("quad_eur_per_h", spec.p_min_kw, spec.p_max_kw,
+                               spec.a_eur_per_kw2h)}
 
 
-def add_generator(top: pyo.Block, horizon: Horizon, spec: GeneratorSpec,
+def add_generator(top: pyo.Block, horizon: Horizon, numbers: Numbers,
                   parametric: bool = False) -> pyo.Block:
     """A generator's output p_t ∈ [p_min, p_max] (kW) and its cost
     ``cost_eur`` = Σ_t Δt (z_t + b·p_t + c), z_t ≥ ½·a·p_t² by tangents (``add_epigraph``;
-    none for a = 0)."""
+    none for a = 0); ``numbers``: ``generator_numbers``."""
     T, h = range(horizon.periods), horizon.period_h
-    numbers = generator_numbers(spec)
     top.generator = b = pyo.Block()
-    v = numbers_of(b, {k: x for k, x in numbers.items() if not k.startswith("quad")},
-                   parametric)
+    v = numbers_of(b, _own(numbers), parametric)
     b.p_kw = pyo.Var(T, bounds=(v.p_min_kw, v.p_max_kw))
-    a = spec.a_eur_per_kw2h
-    z = add_epigraph(top, b, "quad_eur_per_h", b.p_kw, _tangents(numbers, "quad_eur_per_h"),
-                     parametric) if a > 0 else {t: 0 for t in T}
+    z = add_epigraph(top, b, "quad_eur_per_h", b.p_kw, numbers, parametric)
     b.cost_eur = pyo.Expression(expr=sum(
         h * (z[t] + v.b_eur_per_kwh * b.p_kw[t] + v.c_eur_per_h) for t in T))
     return b
-
-
-def _tangents(numbers: Numbers, name: str) -> Numbers:
-    return {k: numbers[f"{name}_{k}"] for k in ("slope", "intercept", "a")}
 
 
 def chp_numbers(spec: ChpSpec) -> Numbers:
@@ -446,39 +449,30 @@ def chp_numbers(spec: ChpSpec) -> Numbers:
     cost coefficients and its tangents (a_p, a_h > 0)."""
     (p_lo, p_hi), (h_lo, h_hi) = spec.power_range_kw(), spec.heat_range_kw()
     edges = np.array(polygon_halfplanes(spec.vertices), float).reshape(-1, 3)
-    out = {"p_lo_kw": p_lo, "p_hi_kw": p_hi, "h_lo_kw": h_lo, "h_hi_kw": h_hi,
-           "edge_p": edges[:, 0], "edge_h": edges[:, 1], "edge_rhs": edges[:, 2],
-           "b_p": spec.b_p, "b_h": spec.b_h, "c": spec.c}
-    for name, lo, hi, a in (("quad_p_eur_per_h", p_lo, p_hi, spec.a_p),
-                            ("quad_h_eur_per_h", h_lo, h_hi, spec.a_h)):
-        if a > 0:
-            out |= {f"{name}_{k}": n for k, n in epigraph_numbers(lo, hi, a).items()}
-    return out
+    return {"p_lo_kw": p_lo, "p_hi_kw": p_hi, "h_lo_kw": h_lo, "h_hi_kw": h_hi,
+            "edge_p": edges[:, 0], "edge_h": edges[:, 1], "edge_rhs": edges[:, 2],
+            "b_p": spec.b_p, "b_h": spec.b_h, "c": spec.c,
+            **_tangent_numbers("quad_p_eur_per_h", p_lo, p_hi, spec.a_p),
+            **_tangent_numbers("quad_h_eur_per_h", h_lo, h_hi, spec.a_h)}
 
 
-def add_chp(top: pyo.Block, horizon: Horizon, spec: ChpSpec,
+def add_chp(top: pyo.Block, horizon: Horizon, numbers: Numbers,
             parametric: bool = False) -> pyo.Block:
     """A CHP unit's power p_t (kW_el) and heat h_t (kW_th) inside its polygon, one
     half-plane cp·p_t + ch·h_t ≤ rhs per edge (``polygon_halfplanes``; Eqs 12.24–12.26),
     and its cost ``cost_eur`` = Σ_t Δt (zp_t + b_p·p_t + zh_t + b_h·h_t + c) with
-    zp_t ≥ ½·a_p·p_t², zh_t ≥ ½·a_h·h_t² by tangents (``add_epigraph``)."""
+    zp_t ≥ ½·a_p·p_t², zh_t ≥ ½·a_h·h_t² by tangents (``add_epigraph``); ``numbers``:
+    ``chp_numbers``."""
     T, dt = range(horizon.periods), horizon.period_h
-    numbers = chp_numbers(spec)
     top.chp = b = pyo.Block()
-    v = numbers_of(b, {k: x for k, x in numbers.items() if not k.startswith("quad")},
-                   parametric)
+    v = numbers_of(b, _own(numbers), parametric)
     b.p_kw = pyo.Var(T, bounds=(v.p_lo_kw, v.p_hi_kw))
     b.h_kw = pyo.Var(T, bounds=(v.h_lo_kw, v.h_hi_kw))
     b.polygon = pyo.Constraint(T, range(len(numbers["edge_rhs"])), rule=lambda b, t, e:
                                v.edge_p[e] * b.p_kw[t] + v.edge_h[e] * b.h_kw[t]
                                <= v.edge_rhs[e])
-    none = {t: 0 for t in T}
-    zp = add_epigraph(top, b, "quad_p_eur_per_h", b.p_kw,
-                      _tangents(numbers, "quad_p_eur_per_h"), parametric) \
-        if spec.a_p > 0 else none
-    zh = add_epigraph(top, b, "quad_h_eur_per_h", b.h_kw,
-                      _tangents(numbers, "quad_h_eur_per_h"), parametric) \
-        if spec.a_h > 0 else none
+    zp = add_epigraph(top, b, "quad_p_eur_per_h", b.p_kw, numbers, parametric)
+    zh = add_epigraph(top, b, "quad_h_eur_per_h", b.h_kw, numbers, parametric)
     b.cost_eur = pyo.Expression(expr=sum(
         dt * (zp[t] + v.b_p * b.p_kw[t] + zh[t] + v.b_h * b.h_kw[t] + v.c)
         for t in T))

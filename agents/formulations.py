@@ -19,7 +19,7 @@ purchase per period, kW_th, − a sale), bounded to (0, 0) until a heat market o
 
 Every number a model takes from the agent's data comes from ``model_numbers`` (by block;
 see ``agents.equipment``), so a model built ``parametric`` once per ``structure_key``
-serves every agent of that structure (``agents.templates``).
+serves every agent of that structure (``agents.model``).
 """
 
 from __future__ import annotations
@@ -236,10 +236,10 @@ def define_building(b: pyo.Block, d: BuildingData, parametric: bool = False) -> 
     g = add_retail_connection(b, d.horizon, n.blocks["grid"], parametric)
     bat = add_battery(b, d.horizon, n.blocks["battery"], parametric) \
         if "battery" in n.blocks else None
-    producers = [add_generator(b, d.horizon, d.generator, parametric)] \
+    producers = [add_generator(b, d.horizon, n.blocks["generator"], parametric)] \
         if "generator" in n.blocks else []
     if "chp" in n.blocks:
-        producers.append(add_chp(b, d.horizon, d.chp, parametric))
+        producers.append(add_chp(b, d.horizon, n.blocks["chp"], parametric))
     if "heat_demand_kw" in n.blocks[""]:
         add_heat_balance(b, d.horizon, {"heat_demand_kw": n.blocks[""]["heat_demand_kw"]},
                          parametric)

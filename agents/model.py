@@ -10,8 +10,8 @@ affine map from the numbers to every entry they set (``ParameterMap``). Each age
 then its numbers θ, the entries c0 + G·θ written into copies of those arrays, and one
 ``passModel``: the same LP, entry for entry, as building it directly.
 
-``ModelTemplate.instantiate`` returns the ``PersistentMILP`` an ``AgentModel`` solves; a
-process keeps one template per structure it has met (``template_for``). ``build="pyomo"``
+``from_template`` gives the ``PersistentMILP`` an ``AgentModel`` solves; a process keeps
+one template per structure it has met (``template_for``). ``build="pyomo"``
 (the scenario's ``solver.agent_models``) builds each agent's model directly instead, as
 before templates: the reference the templates are measured and tested against.
 """
@@ -32,7 +32,12 @@ import pyomo.environ as pyo
 from lemgrid.agents.data import MODEL_BUILDS, AgentData, Schedule
 from lemgrid.agents.diagnose import explain_infeasible
 from lemgrid.agents.equipment import quadratic_terms
-from lemgrid.agents.formulations import flow_components, model_numbers, structure_key
+from lemgrid.agents.formulations import (
+    ModelNumbers,
+    flow_components,
+    model_numbers,
+    structure_key,
+)
 from lemgrid.agents.solver import (
     BUILD_LOCK,
     INFEASIBLE,
@@ -54,18 +59,13 @@ _LOCK = threading.Lock()
 class Variant:
     """A model around an agent's own: ``define`` fills a Pyomo model with it (objective
     included; every number a parameter where parametric), ``numbers`` gives its numbers
-    by parameter name, ``columns`` its column groups by name."""
+    by parameter name from the agent's data and its own model's numbers
+    (``model_numbers``), ``columns`` its column groups by name."""
 
     name: str
     define: Callable[[pyo.Block, AgentData, bool], None]
-    numbers: Callable[[AgentData], dict[str, np.ndarray]]
+    numbers: Callable[[AgentData, ModelNumbers], dict[str, np.ndarray]]
     columns: Callable[[pyo.Block, PersistentMILP], dict[str, np.ndarray]]
-
-    def __post_init__(self):
-        VARIANTS[self.name] = self
-
-
-VARIANTS: dict[str, Variant] = {}  # every variant by name (a template names its own)
 
 
 def _define_agent_model(m: pyo.Block, data: AgentData, parametric: bool) -> None:
@@ -78,7 +78,7 @@ def flow_columns(m: pyo.Block, milp: PersistentMILP) -> dict[str, np.ndarray]:
     return {k: milp.columns(v) for k, v in flow_components(m).items()}
 
 
-AGENT = Variant("agent", _define_agent_model, lambda d: model_numbers(d).flat(), flow_columns)
+AGENT = Variant("agent", _define_agent_model, lambda d, own: own.flat(), flow_columns)
 
 
 class ModelTemplate:
@@ -88,7 +88,6 @@ class ModelTemplate:
         m = pyo.ConcreteModel(name="template")
         variant.define(m, data, True)
         milp = PersistentMILP(m)
-        self.variant_name = variant.name
         self.columns = variant.columns(m, milp)
         self.export = m.component("export_limit_kw") is not None
         # quadratic costs: (power columns, epigraph columns, the name of a's number)
@@ -146,14 +145,10 @@ class ModelTemplate:
         self.__dict__.update(state)
         self._var_types()
 
-    @property
-    def variant(self) -> Variant:
-        return VARIANTS[self.variant_name]
-
     def _families(self, data: AgentData, variant: Variant) -> None:
         """Where each number goes in θ: per parameter family, θ's positions and the
         flattened indices of the number that fill them."""
-        numbers = variant.numbers(data)
+        numbers = variant.numbers(data, model_numbers(data))
         by_name: dict[str, tuple[list, list]] = {}
         for (name, idx), k in self.map.index.items():
             shape = numbers[name].shape
@@ -171,12 +166,10 @@ class ModelTemplate:
             theta[pos] = np.ravel(numbers[name])[at]
         return theta
 
-    def instantiate(self, data: AgentData, mip_rel_gap: float = 1e-6,
-                    time_limit_s: float = 60.0, numbers: dict[str, np.ndarray] | None = None
-                    ) -> PersistentMILP:
-        """``data``'s model in a new HiGHS instance, its parameters in a ``ParameterMap``
-        (``numbers``: the variant's numbers of ``data``, if already at hand)."""
-        numbers = self.variant.numbers(data) if numbers is None else numbers
+    def instantiate(self, numbers: dict[str, np.ndarray], mip_rel_gap: float = 1e-6,
+                    time_limit_s: float = 60.0) -> PersistentMILP:
+        """The model of an agent with these ``numbers`` (its variant's) in a new HiGHS
+        instance, its parameters in a ``ParameterMap``."""
         params = self.map.instance(self.theta(numbers))
         cost = self.col_cost.copy()
         col_lo, col_hi = self.col_lower.copy(), self.col_upper.copy()
@@ -231,10 +224,11 @@ def read_templates(path: Path) -> int:
     return len(templates)
 
 
-def template_for(data: AgentData, variant: Variant = AGENT) -> ModelTemplate:
+def template_for(data: AgentData, variant: Variant = AGENT,
+                 own: ModelNumbers | None = None) -> ModelTemplate:
     """The process's template of ``data``'s structure in ``variant``, built the first time
-    it is met."""
-    key = (variant.name, structure_key(data))
+    it is met (``own``: ``model_numbers(data)``, if at hand)."""
+    key = (variant.name, structure_key(data, own))
     template = _TEMPLATES.get(key)
     if template is None:
         with _LOCK, BUILD_LOCK:
@@ -242,6 +236,17 @@ def template_for(data: AgentData, variant: Variant = AGENT) -> ModelTemplate:
             if template is None:
                 template = _TEMPLATES[key] = ModelTemplate(data, variant)
     return template
+
+
+def from_template(data: AgentData, variant: Variant = AGENT, mip_rel_gap: float = 1e-6,
+                  time_limit_s: float = 60.0
+                  ) -> tuple[ModelTemplate, PersistentMILP, dict[str, np.ndarray]]:
+    """``data``'s model in ``variant`` from its structure's template: the template, the
+    model, and the numbers it was filled in with (the agent's own computed once)."""
+    own = model_numbers(data)
+    template = template_for(data, variant, own)
+    numbers = variant.numbers(data, own)
+    return template, template.instantiate(numbers, mip_rel_gap, time_limit_s), numbers
 
 
 class AgentModel:
@@ -258,8 +263,7 @@ class AgentModel:
             raise ValueError(f"build {build!r}; allowed: {', '.join(MODEL_BUILDS)}")
         if build == "template" and not keep_pyomo:
             self.data, self.kind, self.m = data, agent_kind(data), None
-            template = template_for(data)
-            self.solver = template.instantiate(data, mip_rel_gap, time_limit_s)
+            template, self.solver, _ = from_template(data, AGENT, mip_rel_gap, time_limit_s)
             self._cols, self._export = template.columns, template.export
             return
         with BUILD_LOCK:  # Pyomo's model set-up is not thread-safe

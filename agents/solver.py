@@ -67,7 +67,7 @@ class ParameterMap:
     a variable bound is then held within its domain's). ``set(name, values)`` changes a
     parameter family (``p2v_limit_kw``, ``prices.buy``, ...); ``push`` writes the changed
     entries to HiGHS. ``instance(theta)`` is the same map at other parameter values (the
-    arrays are shared): how a parametric model serves another agent (``agents.templates``).
+    arrays are shared): how a parametric model serves another agent (``agents.model``).
     """
 
     def __init__(self, opt: Highs):
