@@ -230,7 +230,7 @@ def cmd_coordinator(args) -> int:
     """``lemgrid coordinator``: a market from ``--params`` (written by a run), or from
     ``--scenario``."""
     from lemgrid.coordinator.service import serve as serve_coordinator
-    from lemgrid.scenarios.schema import ScenarioError, load_scenario, resolve_scenario
+    from lemgrid.scenarios.schema import ScenarioError
 
     if args.scenario is None:
         if args.params is None:
@@ -240,7 +240,7 @@ def cmd_coordinator(args) -> int:
     from lemgrid.scenarios.community.builder import build_community
     from lemgrid.scenarios.run.distributed import coordinator_argv
 
-    s = load_scenario(resolve_scenario(args.scenario), args.overrides)
+    s = _load(args)
     community = build_community(s)  # a scenario error before anything is written
     out = Path(args.out or Path("results") / s.name)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,9 +253,8 @@ def cmd_serve_agents(args) -> int:
     """Serve this shard's process groups: replace this process by the agent launcher, so
     the simulators inherit only the agent stack."""
     from lemgrid.scenarios.run.topology import group_count, parse_shard, shard_groups
-    from lemgrid.scenarios.schema import load_scenario, resolve_scenario
 
-    s = load_scenario(resolve_scenario(args.scenario), args.overrides)
+    s = _load(args)
     try:
         shard, shards = parse_shard(args.shard, s.runtime.connect_retries,
                                     s.runtime.connect_retry_s)
