@@ -224,6 +224,14 @@ def read_templates(path: Path) -> int:
     return len(templates)
 
 
+def forget_templates() -> int:
+    """Drop the process's templates (a benchmark's cold start); how many there were."""
+    with _LOCK:
+        count = len(_TEMPLATES)
+        _TEMPLATES.clear()
+    return count
+
+
 def template_for(data: AgentData, variant: Variant = AGENT,
                  own: ModelNumbers | None = None) -> ModelTemplate:
     """The process's template of ``data``'s structure in ``variant``, built the first time

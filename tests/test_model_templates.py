@@ -46,8 +46,7 @@ def assert_same_lp(a: AgentModel | PeerModel, b: AgentModel | PeerModel, who: st
 
 def day_data(name: str) -> list:
     s = load_scenario(f"scenarios/{name}.yaml")
-    return [day_slice(d, 0, d.battery.e0_kwh if d.battery is not None else None)
-            for d in build_community(s)]
+    return [day_slice(d, 0) for d in build_community(s)]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -25,20 +25,18 @@ def build_times(s: Scenario) -> dict[str, dict[str, float]]:
     from lemgrid.agents.days import day_slice
     from lemgrid.scenarios.community.builder import build_community
 
-    datas = [day_slice(d, 0, d.battery.e0_kwh if d.battery is not None else None)
-             for d in build_community(s)]
+    datas = [day_slice(d, 0) for d in build_community(s)]
     out = {}
     for build in MODEL_BUILDS:
-        model._TEMPLATES.clear()
+        model.forget_templates()
         row = {}
         for phase in ("cold", "warm"):
             t0 = time.perf_counter()
             for d in datas:
                 model.AgentModel(d, build=build)
             row[f"{phase}_ms_per_agent"] = 1e3 * (time.perf_counter() - t0) / len(datas)
-        row["templates"] = len(model._TEMPLATES)
+        row["templates"] = model.forget_templates()
         out[build] = row
-    model._TEMPLATES.clear()
     return out
 
 
