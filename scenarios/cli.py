@@ -381,8 +381,9 @@ def _failed(exc: Exception) -> int:
     if _raised(exc, "lemgrid.scenarios.schema.scenario_error", "ScenarioError"):
         print("\n".join(exc.lines), file=sys.stderr)
         return EXIT_INVALID
-    if isinstance(exc, RuntimeError):
-        print(f"error: {exc}", file=sys.stderr)
+    if isinstance(exc, RuntimeError):  # one line per problem, each marked
+        print("\n".join(f"error: {line}" for line in str(exc).splitlines() or [""]),
+              file=sys.stderr)
         return getattr(exc, "exit_code", 1)
     if _raised(exc, "zmq", "ZMQError"):  # e.g. the coordinator's endpoint in use
         print(f"error: coordinator: {exc}", file=sys.stderr)

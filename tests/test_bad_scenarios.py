@@ -197,7 +197,7 @@ EXPECT = {
     "95_name_escapes_results": [("name: '../../etc' cannot name the results folder "
                                 "results/<name>; allowed: a name without '/'")],
     "96_cosimulator_link_unknown_key": [("cosimulators.0.links.0.every: unknown key; allowed: "
-                                        "entity, to, from, attrs")],
+                                        "entity, each, to, from, attrs, unit, scale")],
     "97_kva_keys_unquoted": [("tariffs.fixed_eur_per_day.10.35: key 10.35 is a number, not "
                               "text; allowed: text keys (put it in quotes)")],
     "98_cosimulator_key_a_number": [("cosimulators.0.entities: parameter 1 is not a name; "
@@ -240,6 +240,20 @@ EXPECT = {
     "112_cosimulator_link_to_no_agent": [
         ("cosimulators.0.links.0.to: co-simulator Profiles: agent:p999 names no agent of the "
          "scenario; allowed: agent:NAME with an agent's name, e.g. p1, p2, p3")],
+    "115_cosimulator_link_unit_of_another_quantity": [
+        "cosimulators.0.links.0: attrs.P_out: Wh is energy, kW is power: they do not convert"],
+    "116_cosimulator_link_unit_unknown": [
+        "cosimulators.0.links.0: unit: 'watts' is not a unit lemgrid knows; allowed: W, kW, MW"],
+    "117_cosimulator_link_bracket_unit_without_conversion": [
+        "cosimulators.0.links.0: attrs.P[MW]: MW is power, kWh is energy: they do not convert"],
+    "118_cosimulator_link_template_missing": [
+        ("cosimulators.0.links.0.to: co-simulator Loads: template:ev names no template of the "
+         "scenario; allowed: template:N with N from 0 to 0 or a name_prefix (p)")],
+    "119_cosimulator_link_list_without_each": [
+        "cosimulators.0.links.0: to: a list or template takes each (one entity per target)"],
+    "120_cosimulator_link_to_itself": [
+        ("cosimulators.0.links.0.to: co-simulator Loads: cosim:Loads/0 names no other "
+         "co-simulator; allowed: cosim:NAME/ENTITY with NAME one of Panels")],
     "113_network_loads_pv_on_a_bus_without_load": [
         ("templates.0: pv_kw names bus 0, which has no load in network case33bw; allowed: 1, "
          "2, 3,")],

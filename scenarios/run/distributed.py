@@ -29,9 +29,9 @@ from lemgrid.coordinator import records
 from lemgrid.coordinator.mechanisms.base import RoundRecord, dump_market
 from lemgrid.coordinator.protocol import ClearingBody, SettlementBody
 from lemgrid.grid.powerflow import PeriodResult
-from lemgrid.grid.simulator import child_eid
 from lemgrid.scenarios.results.outcome import DayResult, RoundStats
 from lemgrid.scenarios.run import collector, grid_process, mosaik_compat
+from lemgrid.scenarios.run.cosimulators import connect_cosimulators, start_cosimulators
 from lemgrid.scenarios.run.errors import RunError, RunStopped, as_interrupt
 from lemgrid.scenarios.run.market import (
     OPERATOR,
@@ -227,52 +227,6 @@ def _sim_config(s: Scenario, addresses: list[str | None], forked: list[str]) -> 
     return config
 
 
-def _fill_out(value, out: Path):
-    """``{out}`` in string values → the run's results folder."""
-    if isinstance(value, dict):
-        return {k: _fill_out(v, out) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fill_out(v, out) for v in value]
-    return value.replace("{out}", str(out)) if isinstance(value, str) else value
-
-
-def add_cosimulators(world, s: Scenario, out: Path, agents: dict, grid) -> None:
-    """Start the scenario's co-simulators, create their entities, link them."""
-    for c in s.cosimulators:
-        sim = start_sim(world, c.name, s, **_fill_out(c.sim_params, out))
-        try:
-            factory = getattr(sim, c.model)
-            entities = [factory(**_fill_out(params, out)) for params in c.entities]
-        except Exception as exc:  # noqa: BLE001 - mosaik's or the simulator's complaint
-            raise RunError(f"cosimulators.{c.name}: {exc}".splitlines()[0]) from None
-        for i, link in enumerate(c.links):
-            target = link.to or link.from_
-            other = link_target(target, agents, grid)
-            if other is None:
-                what = (f"agent {target.removeprefix('agent:')!r} in the community"
-                        if target.startswith("agent:")
-                        else f"{target.replace(':', ' ')} in network {s.grid.network}")
-                raise RunError(f"cosimulators.{c.name}.links.{i}: no {what}")
-            src, dest = (entities[link.entity], other) if link.to else (other,
-                                                                         entities[link.entity])
-            try:
-                world.connect(src, dest, *link.attrs.items())
-            except Exception as exc:  # noqa: BLE001 - e.g. an attribute the model lacks
-                raise RunError(f"cosimulators.{c.name}.links.{i}: {exc}".splitlines()[0]) \
-                    from None
-
-
-def link_target(target: str, agents: dict, grid):
-    """The mosaik entity a co-simulator link names: ``grid``, ``bus:N``/``line:N`` (the
-    grid's child entities) or ``agent:NAME``; None if there is none."""
-    if target == "grid":
-        return grid
-    kind, _, key = target.partition(":")
-    if kind in ("bus", "line"):
-        return grid.children_dict.get(child_eid(kind, int(key)))
-    return agents.get(key)
-
-
 def _with_retries(s: Scenario, attempt, errors, what: str, tries: int | None = None):
     """``attempt()`` up to ``tries`` times (default ``runtime.connect_retries``),
     ``runtime.connect_retry_s`` apart, while it raises one of ``errors``; then a RunError
@@ -337,9 +291,11 @@ def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoin
 def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
               results_dir: Path, first_day: int, grid_address=None,
               templates: Path | None = None) -> None:
-    """The agents first (each process builds its models from its ``create`` on), then
-    the grid simulator and the collector, then the links."""
+    """The co-simulators' entities first (a wrong name stops the run before any agent
+    starts), the agents (each process builds its models from its ``create`` on), then the
+    grid simulator and the collector, then the links."""
     so, period_s = s.solver, s.horizon.period_minutes * 60
+    cosim_entities = start_cosimulators(world, s, results_dir.parent, start_sim)
     family = plugin(s).strategy
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
               "lp_first": so.lp_first, "agent_models": so.agent_models,
@@ -371,7 +327,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
         if eid in bus_of:  # every agent but the operator has a connection
             world.connect(ent, grid, "p_kw")
     world.connect(grid, sink, *GRID_OUTPUTS)
-    add_cosimulators(world, s, results_dir.parent, agents, grid)
+    connect_cosimulators(world, s, cosim_entities, agents, grid)
 
 
 def _agent_files(results_dir: Path) -> dict[str, dict]:

@@ -273,17 +273,21 @@ def agent_count(s: ScenarioFields) -> int:
 
 def agent_names(s: ScenarioFields) -> list[str]:
     """Every agent's name, as the community builder gives them (templates, then agents)."""
-    names = []
+    return [n for names in _per_template(s) for n in names] + [a.name for a in s.agents]
+
+
+def _per_template(s: ScenarioFields) -> list[list[str]]:
+    """The names of each template's agents."""
+    out = []
     for tpl in s.templates:
         if tpl.kind == "network_loads":
-            names += [name for name, _ in network_consumers(s, tpl)]
-            continue
-        if tpl.kind == "bus_profiles":
-            names += [a.name for a in bus_profile_agents(s, tpl)]
-            continue
-        width = len(str(tpl.count))
-        names += [f"{tpl.name_prefix}{k + 1:0{width}d}" for k in range(tpl.count)]
-    return names + [a.name for a in s.agents]
+            out.append([name for name, _ in network_consumers(s, tpl)])
+        elif tpl.kind == "bus_profiles":
+            out.append([a.name for a in bus_profile_agents(s, tpl)])
+        else:
+            width = len(str(tpl.count))
+            out.append([f"{tpl.name_prefix}{k + 1:0{width}d}" for k in range(tpl.count)])
+    return out
 
 
 def network_consumers(s: ScenarioFields, tpl: NetworkLoadsTemplate) -> list[tuple[str, int]]:
@@ -351,9 +355,23 @@ def _no_such(network: str, kind: str, index: int) -> str | None:
 
 
 def _link_targets(c: Cosimulator):
-    """(link index, field, target) of each of a co-simulator's links."""
+    """(link index, field, target) of every target of a co-simulator's links (field
+    ``to.2`` for a list's third)."""
     for j, link in enumerate(c.links):
-        yield (j, "to", link.to) if link.to is not None else (j, "from", link.from_)
+        if isinstance(link.target, list):
+            yield from ((j, f"{link.field}.{k}", t) for k, t in enumerate(link.target))
+        else:
+            yield j, link.field, link.target
+
+
+def template_agents(s: ScenarioFields, ref: str) -> list[str] | None:
+    """The agents of the template ``template:REF`` names (REF its index in ``templates`` or
+    its name_prefix), in the community's order; None if it names none."""
+    names = _per_template(s)
+    if ref.isdigit():
+        return names[int(ref)] if int(ref) < len(names) else None
+    return next((n for t, n in zip(s.templates, names)
+                 if getattr(t, "name_prefix", None) == ref), None)
 
 
 def _takes_ampacity(network: str) -> bool:
@@ -408,11 +426,17 @@ def _check_names(s: ScenarioFields) -> list[str]:
     if unknown:
         out.append(f"grid.buses.{unknown[0]}: no agent of that name; allowed: agent names, "
                    f"e.g. {', '.join(names[:3])}")
+    prefixes = [t.name_prefix for t in s.templates if hasattr(t, "name_prefix")]
     for i, c in enumerate(s.cosimulators):
         out += [f"cosimulators.{i}.links.{j}.{field}: co-simulator {c.name}: {target} names no "
                 f"agent of the scenario; allowed: agent:NAME with an agent's name, e.g. "
                 f"{', '.join(names[:3])}" for j, field, target in _link_targets(c)
                 if target.startswith("agent:") and target.removeprefix("agent:") not in seen]
+        out += [f"cosimulators.{i}.links.{j}.{field}: co-simulator {c.name}: {target} names no "
+                f"template of the scenario; allowed: template:N with N from 0 to "
+                f"{len(s.templates) - 1} or a name_prefix ({', '.join(prefixes)})"
+                for j, field, target in _link_targets(c) if target.startswith("template:")
+                and template_agents(s, target.removeprefix("template:")) is None]
     return out
 
 
@@ -459,6 +483,15 @@ def _check_cosims(s: ScenarioFields) -> list[str]:
         names.add(c.name)
         out += [f"cosimulators.{i}.{field}: co-simulator {c.name}: {problem}"
                 for field, problem in [*_cosim_code(c), *_cosim_files(c)]]
+    others = [c.name for c in s.cosimulators]
+    for i, c in enumerate(s.cosimulators):
+        for j, field, target in _link_targets(c):
+            name = target.removeprefix("cosim:").split("/")[0]
+            if target.startswith("cosim:") and (name == c.name or name not in others):
+                rest = ", ".join(n for n in others if n != c.name) or "none (it is the only one)"
+                out.append(f"cosimulators.{i}.links.{j}.{field}: co-simulator {c.name}: "
+                           f"{target} names no other co-simulator; allowed: cosim:NAME/ENTITY "
+                           f"with NAME one of {rest}")
     if s.runtime.agent_service and s.runtime.agent_hosts:
         out.append("runtime.agent_service: give it or runtime.agent_hosts, not both")
     if s.cosimulators and (s.runtime.kind != "distributed" or s.market.mode != "decentralized"):

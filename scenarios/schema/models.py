@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -24,6 +25,9 @@ from lemgrid.coordinator.mechanisms.base import MarketParams
 from lemgrid.grid import POWER_FLOW_SOLVERS
 from lemgrid.scenarios import mechanisms
 from lemgrid.scenarios.catalog import APPLIANCES, clock_h
+from lemgrid.scenarios.cosim.entities import entity_index
+from lemgrid.scenarios.cosim.units import allowed as allowed_units
+from lemgrid.scenarios.cosim.units import End, check_scale, conversion, known
 from lemgrid.scenarios.schema.scenario_error import _show
 
 HOURS = 24  # rows of an hourly profile file
@@ -516,26 +520,96 @@ class ExplicitBuilding(Strict):
                                        "(its fixed cost); null: no fixed cost")
 
 
-LINK_TARGET = r"^(agent:\S+|grid|bus:\d+|line:\d+)$"
+LINK_TARGET = r"^(agent:\S+|grid|bus:\d+|line:\d+|cosim:[A-Za-z]\w*/\S+|template:\S+)$"
 LINK_TARGETS = ("agent:NAME, grid (the network's totals), bus:N or line:N (a bus or line of "
-                "the network by its index)")
+                "the network by its index), cosim:NAME/ENTITY (an entity of another "
+                "co-simulator, named as in entity), or with each: template:N (template N's "
+                "agents, N its index or name_prefix) or a list of these")
+ENTITY_REF = ("an index into the co-simulator's entities (0), an index path to a child "
+              "(0/3: entity 0's child 3), or an entity's eid (House_3)")
 
 
 class CosimLink(Strict):
-    """Connect one of the co-simulator's entities with an agent or the grid simulator:
-    ``to`` sends the entity's attributes there, ``from`` brings theirs to the entity."""
+    """Connect one of the co-simulator's entities (``entity``), or every entity of a type
+    (``each``), with agents, the grid simulator or another co-simulator's entities: ``to``
+    sends the entity's attributes there, ``from`` brings theirs to the entity. With
+    ``each``, the entities are paired in order with the targets (a list or a template's
+    agents; extra entities stay unlinked), or all go to one target. Values are converted
+    where both attribute names state a unit (``P[MW]`` → ``pv_kw``: × 1000), by ``unit``
+    (the unit of this co-simulator's attributes in the link) or by ``scale``."""
 
-    entity: int = Field(0, ge=0, description="index into the co-simulator's entities")
-    to: str | None = Field(None, pattern=LINK_TARGET, description=LINK_TARGETS)
-    from_: str | None = Field(None, alias="from", pattern=LINK_TARGET, description=LINK_TARGETS)
+    entity: int | str | None = Field(None, description=ENTITY_REF + "; null: 0 (or each)")
+    each: str | None = Field(None, pattern=r"^\S+$", description="every entity of this type "
+                             "(model name) the co-simulator created, children included, in "
+                             "order")
+    to: str | list[str] | None = Field(None, description=LINK_TARGETS)
+    from_: str | list[str] | None = Field(None, alias="from", description=LINK_TARGETS)
     attrs: dict[str, str] = Field(min_length=1, description="source attribute → destination "
                                   "attribute")
+    unit: str | None = Field(None, description="the unit of this co-simulator's attributes "
+                             "in the link (W, kW, MW, W/m2, ...); null: from their names")
+    scale: float | None = Field(None, description="factor every value is multiplied by "
+                                "(replaces unit conversion); null: by units")
 
     @model_validator(mode="after")
     def _one_direction(self):
         if (self.to is None) == (self.from_ is None):
             raise ValueError("give exactly one of 'to' and 'from'")
+        if self.each is not None and self.entity is not None:
+            raise ValueError("give entity or each, not both")
+        if self.unit is not None and self.scale is not None:
+            raise ValueError("give unit or scale, not both")
+        if self.scale is not None:
+            check_scale(self.scale)
+        if self.unit is not None and known(self.unit) is None:
+            raise ValueError(f"unit: {self.unit!r} is not a unit lemgrid knows; allowed: "
+                             f"{allowed_units()}")
+        field = "to" if self.to is not None else "from"
+        for target in self.targets:
+            if not re.match(LINK_TARGET, target):
+                raise ValueError(f"{field}: {target!r} is not a link target; allowed: "
+                                 f"{LINK_TARGETS}")
+        if self.each is None and (isinstance(self.target, list)
+                                  or self.target.startswith("template:")):
+            raise ValueError(f"{field}: a list or template takes each (one entity per "
+                             "target)")
+        if (isinstance(self.entity, str) and not self.entity.strip()) or (
+                isinstance(self.entity, int) and self.entity < 0):
+            raise ValueError(f"entity: {self.entity!r}; allowed: {ENTITY_REF}")
+        for target in self.targets:
+            for attr in self.attrs:
+                self.factor(attr, target)
         return self
+
+    def factor(self, attr: str, target: str) -> float:
+        """What the values of source attribute ``attr`` are multiplied by on their way
+        to (``from``: from) ``target``; ValueError naming the attribute where the units
+        do not fit."""
+        mine = End(attr if self.to is not None else self.attrs[attr], False,
+                   self.stated_unit)
+        theirs = End(self.attrs[attr] if self.to is not None else attr,
+                     not target.startswith("cosim:"))
+        src, dest = (mine, theirs) if self.to is not None else (theirs, mine)
+        try:
+            return conversion(src, dest, self.scale)
+        except ValueError as exc:
+            raise ValueError(f"attrs.{attr}: {exc}") from None
+
+    @property
+    def target(self) -> str | list[str]:
+        return self.to if self.to is not None else self.from_
+
+    @property
+    def targets(self) -> list[str]:
+        return self.target if isinstance(self.target, list) else [self.target]
+
+    @property
+    def field(self) -> str:
+        return "to" if self.to is not None else "from"
+
+    @property
+    def stated_unit(self) -> str | None:
+        return None if self.unit is None else known(self.unit)
 
 
 class Cosimulator(Strict):
@@ -574,7 +648,8 @@ class Cosimulator(Strict):
             raise ValueError(f"give exactly one of python, cmd, connect (got "
                              f"{', '.join(given) or 'none'})")
         for i, link in enumerate(self.links):
-            if link.entity >= len(self.entities):
+            first = entity_index(link.entity)
+            if first is not None and first >= len(self.entities):
                 raise ValueError(f"links.{i}.entity: {link.entity} but only "
                                  f"{len(self.entities)} entities")
         return self
