@@ -110,7 +110,9 @@ def test_a_wrong_entity_and_a_wrong_attribute_stop_before_the_first_period(files
          "'House_7'; allowed: 0 resid_0 (ResidentialLoads) with 0/0–0/2 House_0–House_2 "
          "(House)"),
         ("error: cosimulators.Households.links.1: Households-0.resid_0.P_out → agent:p2.load_kw: "
-         "Households-0.resid_0 (ResidentialLoads) has no output 'P_out'; allowed: none")]
+         "Households-0.resid_0 (ResidentialLoads) has no output 'P_out'; allowed: none (its "
+         "children of type House have it: name one by its eid or index path, or link each: "
+         "House)")]
     assert not (tmp_path / "o" / "agents.parquet").exists()
 
 

@@ -171,12 +171,22 @@ def _missing(src, dest, src_attr: str, dest_attr: str) -> str | None:
     out = []
     if not isinstance(src, str) and src_attr not in src.model_mock.output_attrs:
         out.append(f"{src.full_id} ({src.type}) has no output {src_attr!r}; allowed: "
-                   f"{_attrs(src.model_mock.output_attrs)}")
+                   f"{_attrs(src.model_mock.output_attrs)}{_children_with(src, src_attr)}")
     if not isinstance(dest, str) and dest_attr not in dest.model_mock.input_attrs:
         out.append(f"{dest.full_id} ({dest.type}) takes no input {dest_attr!r}; allowed: "
                    f"{_attrs(dest.model_mock.input_attrs)}")
     return (f"{_name(src)}.{src_attr} → {_name(dest)}.{dest_attr}: {'; '.join(out)}"
             if out else None)
+
+
+def _children_with(entity, attr: str) -> str:
+    """Where a parent lacks an output its children have, how to name them."""
+    kinds = list(dict.fromkeys(c.type for c in entity.children
+                               if attr in c.model_mock.output_attrs))
+    if not kinds:
+        return ""
+    return (f" (its children of type {', '.join(kinds)} have it: name one by its eid or "
+            f"index path, or link each: {kinds[0]})")
 
 
 def _name(end) -> str:

@@ -564,14 +564,15 @@ class CosimLink(Strict):
         if self.unit is not None and known(self.unit) is None:
             raise ValueError(f"unit: {self.unit!r} is not a unit lemgrid knows; allowed: "
                              f"{allowed_units()}")
-        field = "to" if self.to is not None else "from"
+        if not self.targets:
+            raise ValueError(f"{self.field}: an empty list; allowed: {LINK_TARGETS}")
         for target in self.targets:
             if not re.match(LINK_TARGET, target):
-                raise ValueError(f"{field}: {target!r} is not a link target; allowed: "
+                raise ValueError(f"{self.field}: {target!r} is not a link target; allowed: "
                                  f"{LINK_TARGETS}")
         if self.each is None and (isinstance(self.target, list)
                                   or self.target.startswith("template:")):
-            raise ValueError(f"{field}: a list or template takes each (one entity per "
+            raise ValueError(f"{self.field}: a list or template takes each (one entity per "
                              "target)")
         if (isinstance(self.entity, str) and not self.entity.strip()) or (
                 isinstance(self.entity, int) and self.entity < 0):
