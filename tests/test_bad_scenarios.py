@@ -407,9 +407,9 @@ def test_messages_are_one_printable_line(tmp_path):
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
     assert info.value.lines == [(f"{path}: bad\\nkey\\x1b[31m: unknown key; allowed: name, "
-                                "description, seed, horizon, tariffs, market, solver, grid, "
-                                "runtime, forecast_error, community, templates, agents, "
-                                "cosimulators")]
+                                "description, seed, horizon, site, weather, tariffs, market, "
+                                "solver, grid, runtime, forecast_error, community, templates, "
+                                "agents, cosimulators")]
 
 
 def test_many_problems_are_capped(tmp_path, capsys):

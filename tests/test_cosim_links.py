@@ -102,8 +102,9 @@ def test_a_wrong_entity_and_a_wrong_attribute_stop_before_the_first_period(files
     P_out (the issue's own example, where mosaik's list of errors was cut off): the line
     says which attributes it has. Both at once, exit 2, before any period ran."""
     code = main(["run", EXAMPLE, "--out", str(tmp_path / "o"), "--quiet", *_sets(files),
-                 "--set", 'cosimulators.0.links=[{entity: House_7, to: "agent:p1", unit: W, '
-                 'attrs: {P_out: load_kw}}, {entity: 0, to: "agent:p2", attrs: {P_out: load_kw}}]'])
+                 "--set", ('cosimulators.0.links=[{entity: House_7, to: "agent:p1", unit: W, '
+                           'attrs: {P_out: load_kw}}, {entity: 0, to: "agent:p2", '
+                           'attrs: {P_out: load_kw}}]')])
     assert code == 2
     assert capsys.readouterr().err.splitlines() == [
         ("error: cosimulators.Households.links.0.entity: Households: no entity with eid "

@@ -37,6 +37,16 @@ from lemgrid.scenarios.community.households import (
     pv_available_kw,
     wind_available_kw,
 )
+from lemgrid.scenarios.community.library import (
+    clear_sky,
+    daily_clearness,
+    middles,
+    period_starts,
+    pvwatts_kw,
+    run_dates,
+    standard_loads,
+    tmy_sky,
+)
 from lemgrid.scenarios.community.profiles import generate_ev_trips, generate_prosumers, period_index
 from lemgrid.scenarios.schema import (
     EV_SOC_MIN_FRAC,
@@ -59,10 +69,15 @@ from lemgrid.scenarios.schema import (
     network_consumers,
 )
 from lemgrid.scenarios.schema.checks import published_loads
+from lemgrid.scenarios.schema.models import LoadProfile, PVProfile
+from lemgrid.scenarios.schema.profiles import PVWatts, StandardLoad, TMYWeather
 
 ACTUALS_STREAM = 1_000_007  # the rng stream of forecast errors: [seed, ACTUALS_STREAM, k]
 PRICES_STREAM = 1_000_009  # the rng stream of dynamic prices: [seed, PRICES_STREAM]
 WEATHER_STREAM = 1_000_011  # the locality's sun and wind: [seed, WEATHER_STREAM]
+LOAD_STREAM = 1_000_013  # a template's standard-profile households: [seed, template, ...]
+PV_STREAM = 1_000_015  # a template's PVWatts arrays' sizes: [seed, template, PV_STREAM]
+SKY_STREAM = 1_000_017  # the community's cloudy days: [seed, SKY_STREAM]
 DAY_LOAD_SPREAD = 0.1  # RECON: a household's daily load energy varies ±10 % around day 1
 
 
@@ -215,15 +230,57 @@ def _from_prosumer_template(s: Scenario, tpl: ProsumerTemplate, rng, i: int, pri
     kinds = draw_keys(tpl.battery, n, rng)
     kvas = draw_keys(tpl.contracted_kva, n, rng)
     soc0 = draw_numbers(tpl.battery_initial_soc, n, rng)
-    first = _prosumer_profiles(s, tpl, rng, n)
+    synthetic = tpl.model_copy(update={  # what lemgrid's own synthesizer draws
+        "load": LoadProfile() if isinstance(tpl.load, StandardLoad) else tpl.load,
+        "pv": PVProfile(mean_installed_kw=0.0) if isinstance(tpl.pv, PVWatts) else tpl.pv})
+    first = _prosumer_profiles(s, synthetic, rng, n)
     later = _later_days(s, i, lambda r: [_same_household(f, x, r) for f, x in
-                                         zip(first, _prosumer_profiles(s, tpl, r, n))])
+                                         zip(first, _prosumer_profiles(s, synthetic, r, n))])
+    loads = [np.concatenate([p.load_kw, *(day[k][0] for day in later)])
+             for k, p in enumerate(first)]
+    pvs = [np.concatenate([p.pv_kw, *(day[k][1] for day in later)]) for k, p in enumerate(first)]
+    if isinstance(tpl.load, StandardLoad):
+        loads = list(standard_loads(tpl.load, n, run_dates(s.horizon.start, s.horizon.days),
+                                    s.horizon.period_minutes,
+                                    np.random.default_rng([s.seed, i, LOAD_STREAM]),
+                                    tuple(s.horizon.holidays)))
+    if isinstance(tpl.pv, PVWatts):
+        kwp = draw_numbers(tpl.pv.kwp, n, np.random.default_rng([s.seed, i, PV_STREAM]))
+        pvs = [community_pv(s, tpl.pv, k) for k in kwp]
     width = len(str(n))
-    return [_prosumer(s, f"{tpl.name_prefix}{k + 1:0{width}d}", kvas[k],
-                      np.concatenate([p.load_kw, *(day[k][0] for day in later)]),
-                      np.concatenate([p.pv_kw, *(day[k][1] for day in later)]),
+    return [_prosumer(s, f"{tpl.name_prefix}{k + 1:0{width}d}", kvas[k], loads[k], pvs[k],
                       _battery(kinds[k], soc0[k], tpl.battery_end_soc_min), prices)
-            for k, p in enumerate(first)]
+            for k in range(n)]
+
+
+def _community_sky(s: Scenario):
+    """The sky the whole community shares over the run's periods (their middles, in the
+    site's zone): irradiance, air temperature and wind; made once per scenario content."""
+    key = (s.seed, *(part.model_dump_json() for part in (s.horizon, s.site, s.weather)))
+    if key not in _SKIES:
+        _SKIES.clear()  # one scenario's sky at a time
+        _SKIES[key] = _sky(s.seed, s.horizon, s.site, s.weather)
+    return _SKIES[key]
+
+
+_SKIES: dict = {}
+
+
+def _sky(seed: int, h, site, w):
+    dates = run_dates(h.start, h.days)
+    times = middles(period_starts(dates, h.period_minutes), h.period_minutes, site)
+    if isinstance(w, TMYWeather):
+        sky = tmy_sky(w.file, times)
+        return sky, sky["temp_air"], sky["wind_speed"], sky["albedo"]
+    clear = daily_clearness(h.days, np.random.default_rng([seed, SKY_STREAM]), w.clearness)
+    sky = clear_sky(site, times, np.repeat(clear, h.periods))
+    return sky, w.temp_air_c, w.wind_speed_m_s, w.albedo
+
+
+def community_pv(s: Scenario, array: PVWatts, kwp: float) -> np.ndarray:
+    """A PVWatts array of ``kwp`` under the community's sky, kW per period of the run."""
+    sky, temp, wind, albedo = _community_sky(s)
+    return pvwatts_kw(array, kwp, s.site, sky, temp, wind, albedo)
 
 
 def _ev_trips(s: Scenario, tpl: EVTemplate, rng, models: list[str]):

@@ -47,6 +47,7 @@ from lemgrid.scenarios.schema.models import (
     ProsumerTemplate,
     Uniform,
 )
+from lemgrid.scenarios.schema.profiles import TMY_SHIPPED
 from lemgrid.scenarios.schema.scenario import Scenario
 from lemgrid.scenarios.schema.scenario_error import ScenarioError, _show
 from lemgrid.scenarios.schema.yaml_loader import (
@@ -114,6 +115,10 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     raw = apply_overrides(raw, overrides or [], str(path))
     if isinstance(raw.get("cosimulators"), list):
         raw["cosimulators"] = _resolve_paths(raw["cosimulators"], path.resolve().parent)
+    weather = raw.get("weather")
+    if isinstance(weather, dict) and isinstance(weather.get("file"), str) \
+            and weather["file"] not in TMY_SHIPPED:
+        raw["weather"] = _resolve_paths(weather, path.resolve().parent)
     if isinstance(raw.get("templates"), list):
         raw["templates"] = [_resolve_paths(t, path.resolve().parent) if isinstance(t, dict)
                             and t.get("kind") == "bus_profiles" else t for t in raw["templates"]]

@@ -36,6 +36,14 @@ from lemgrid.scenarios.schema.models import (
     Template,
     Uniform,
 )
+from lemgrid.scenarios.schema.profiles import (
+    TMY_SHIPPED,
+    ClearSkyWeather,
+    PVWatts,
+    Site,
+    StandardLoad,
+    TMYWeather,
+)
 
 MAX_SERIES_VALUES = 50_000_000  # agents × days × periods of a run
 
@@ -52,6 +60,8 @@ class ScenarioFields(Protocol):
     templates: list[Template]
     agents: list[Explicit]
     cosimulators: list[Cosimulator]
+    site: Site | None
+    weather: ClearSkyWeather | TMYWeather | None
 
 
 def _keys(dist) -> list[str]:
@@ -605,3 +615,31 @@ def is_path_key(key) -> bool:
     """A parameter that names a file: ``path``, ``*_path`` or ``*file`` (mosaik-csv's
     ``datafile``, its writer's ``output_file``)."""
     return isinstance(key, str) and (key == "path" or key.endswith(("_path", "file")))
+
+
+def _check_calendar(s: ScenarioFields) -> list[str]:
+    """Standard load profiles need a calendar and periods the quarter hours fit; PVWatts
+    arrays need a calendar, a site and weather; a TMY file must exist."""
+    out, h = [], s.horizon
+    for i, tpl in enumerate(s.templates):
+        where = f"templates.{i}"
+        if isinstance(getattr(tpl, "load", None), StandardLoad):
+            if h.start is None:
+                out.append(f"{where}.load: profile {tpl.load.profile} is drawn for dates; "
+                           "allowed: with horizon.start (YYYY-MM-DD)")
+            if h.period_minutes % 15 and 15 % h.period_minutes:
+                out.append(f"{where}.load: profile {tpl.load.profile} is given per quarter "
+                           f"hour, horizon.period_minutes is {h.period_minutes}; allowed: a "
+                           "multiple of 15 or a divisor of 15")
+        if isinstance(getattr(tpl, "pv", None), PVWatts):
+            missing = [name for name, value in (("horizon.start", h.start), ("site", s.site),
+                                                ("weather", s.weather)) if value is None]
+            if missing:
+                out.append(f"{where}.pv: a pvwatts array needs {', '.join(missing)}; allowed: "
+                           "a scenario with horizon.start, site and weather")
+    w = s.weather
+    if isinstance(w, TMYWeather) and w.file not in TMY_SHIPPED and not Path(w.file).exists():
+        out.append(f"weather.file: no file {w.file}; allowed: an existing TMY3 CSV or EPW "
+                   f"file (relative to the scenario's folder) or one pvlib ships: "
+                   f"{', '.join(TMY_SHIPPED)}")
+    return out

@@ -6,14 +6,13 @@ the checks across fields are ``checks``'s, the whole scenario is ``scenario.Scen
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import math
 import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     field_validator,
@@ -26,8 +25,10 @@ from lemgrid.grid import POWER_FLOW_SOLVERS
 from lemgrid.scenarios import mechanisms
 from lemgrid.scenarios.catalog import APPLIANCES, clock_h
 from lemgrid.scenarios.cosim.entities import entity_index
-from lemgrid.scenarios.cosim.units import allowed as allowed_units
 from lemgrid.scenarios.cosim.units import End, check_scale, conversion, known
+from lemgrid.scenarios.cosim.units import allowed as allowed_units
+from lemgrid.scenarios.schema.base import Fraction, NonNeg, Strict, Uniform
+from lemgrid.scenarios.schema.profiles import load_field, pv_field
 from lemgrid.scenarios.schema.scenario_error import _show
 
 HOURS = 24  # rows of an hourly profile file
@@ -36,27 +37,7 @@ EV_SOC_MIN_FRAC = 0.10  # RECON: an EV is never driven below 10 % of its usable 
 HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="time as HH:MM")]
 HHMM24 = Annotated[str, Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$",
                               description="time as HH:MM, 24:00 the end of the day")]
-NonNeg = Annotated[float, Field(ge=0)]
 HostPort = Annotated[str, Field(pattern=r"^[^:\s]+:\d+$", description="host:port")]
-Fraction = Annotated[float, Field(ge=0, le=1)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class Uniform(Strict):
-    """A value drawn uniformly from [lo, hi] with the scenario's seed."""
-
-    uniform: tuple[float, float]
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        lo, hi = self.uniform
-        if lo > hi:
-            raise ValueError(f"uniform: [{lo:g}, {hi:g}] has its low above its high; allowed: "
-                             "[low, high] with low ≤ high")
-        return self
 
 
 def _check_range(value, lo: float, hi: float | None = None, why: str = ""):
@@ -91,6 +72,11 @@ class Horizon(Strict):
     periods: int = Field(96, gt=0)
     period_minutes: int = Field(15, gt=0)
     days: int = Field(1, ge=1)
+    start: dt.date | None = Field(None, description="the first day's date (YYYY-MM-DD): "
+                                  "standard load profiles and PVWatts draw every day for its "
+                                  "date; null: no calendar (day 1, 2, ...)")
+    holidays: list[dt.date] = Field(default_factory=list, description="dates the standard "
+                                    "load profiles treat as Sundays")
 
     @model_validator(mode="after")
     def _one_day(self):
@@ -349,7 +335,7 @@ class Trips(Strict):
     peak_count: int | None = Field(None, ge=0)
     first_away: HHMM = "06:15"
     last_away: HHMM = "23:30"
-    peak_times: list[HHMM] = ["08:15", "19:45"]
+    peak_times: list[HHMM] = ["08:15", "19:45"]  # noqa: RUF012 - a pydantic field
     mean_speed_km_per_h: NonNeg = 30.0
     mean_away_periods: NonNeg = 19.5
 
@@ -381,8 +367,8 @@ class ProsumerTemplate(Strict):
     contracted_kva: KeyDist
     battery_initial_soc: Fraction | Uniform = 0.5
     battery_end_soc_min: Fraction | None = Field(None, description="null: the initial SoC")
-    load: LoadProfile = LoadProfile()
-    pv: PVProfile = PVProfile()
+    load: load_field(LoadProfile) = LoadProfile()
+    pv: pv_field(PVProfile) = PVProfile()
 
     @field_validator("battery_initial_soc")
     @classmethod

@@ -8,6 +8,7 @@ import re
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from lemgrid.scenarios.schema.checks import (
+    _check_calendar,
     _check_chp,
     _check_cosims,
     _check_flexible,
@@ -36,6 +37,7 @@ from lemgrid.scenarios.schema.models import (
     Template,
     _default_market,
 )
+from lemgrid.scenarios.schema.profiles import Site, Weather
 
 
 class Scenario(Strict):
@@ -43,6 +45,9 @@ class Scenario(Strict):
     description: str = ""
     seed: int = Field(ge=0)
     horizon: Horizon = Horizon()
+    site: Site | None = Field(None, description="where the community is (PVWatts arrays); "
+                              "null: nowhere in particular")
+    weather: Weather | None = Field(None, description="the sky every PVWatts array shares")
     tariffs: Tariffs = Tariffs()
     market: Market = Field(default_factory=_default_market)
     solver: Solver = Solver()
@@ -81,7 +86,8 @@ class Scenario(Strict):
     def _cross_checks(self):
         problems = [*_check_keys(self), *_check_lengths(self), *_check_cosims(self),
                     *_check_flexible(self), *_check_mechanism(self), *_check_times(self),
-                    *_check_trips(self), *_check_network(self), *_check_chp(self)]
+                    *_check_trips(self), *_check_network(self), *_check_chp(self),
+                    *_check_calendar(self)]
         problems = problems or _check_size(self) or _check_names(self)
         if problems:
             raise ValueError("\n".join(problems))
