@@ -7,6 +7,7 @@ arithmetic by hand."""
 import datetime as dt
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import demandlib.bdew
 import numpy as np
@@ -25,6 +26,7 @@ from lemgrid.scenarios.community.library import (
     standard_loads,
     year_shape,
 )
+from lemgrid.scenarios.results.report import month_rows
 from lemgrid.scenarios.schema import Scenario, ScenarioError, load_scenario
 from lemgrid.scenarios.schema.profiles import PVWatts, Site, StandardLoad
 
@@ -192,3 +194,45 @@ def test_a_calendar_profile_without_a_date_is_one_line(tmp_path):
          "(YYYY-MM-DD)"),
         ("templates.0.pv: a pvwatts array needs horizon.start, site, weather; allowed: a "
          "scenario with horizon.start, site and weather")]
+
+
+def test_a_building_takes_a_standard_profile(tmp_path):
+    """A building template's non-flexible load from g25 over a week from Monday 15 June
+    2026: Saturday's day has the shape of demandlib's June Saturday column, and the
+    weekdays' the June workday column (each × one factor)."""
+    s = _year_scenario(tmp_path, horizon={"periods": 96, "period_minutes": 15, "days": 7,
+                                          "start": "2026-06-15"},
+                       market={"mechanism": "gdrmc"},
+                       templates=[{"kind": "building", "count": 1, "contracted_kva": "6.90",
+                                   "cdl_kw": 50, "load": {"profile": "g25",
+                                                          "annual_kwh": 20000}}])
+    (building,) = build_community(s)
+    days = building.load_kw.reshape(7, 96)
+    table = _table("g25")
+    for day, kind in ((0, "WT"), (4, "WT"), (5, "SA"), (6, "FT")):
+        ratio = days[day] / table[("Juni", kind)].to_numpy(float)
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)
+
+
+def test_the_month_view_by_hand():
+    """Two agents over 30 January to 2 February 2026, one-hour periods, one period a day
+    each: January has 2 days, February 2; self-sufficiency = 1 − import ÷ consumption."""
+    agents = pd.DataFrame({
+        "agent": ["p1", "e1"] * 4, "kind": ["prosumer", "ev"] * 4,
+        "day": [0, 0, 1, 1, 2, 2, 3, 3], "period": 0,
+        "cost_eur": [1.0, 2.0, 1.0, 2.0, 0.5, 0.5, 0.5, 0.5],
+        "traded_eur": 0.0, "retail_eur": [1.0, 2.0, 1.0, 2.0, 0.5, 0.5, 0.5, 0.5],
+        "buy_kw": [2.0, 1.0, 2.0, 1.0, 0.0, 1.0, 0.0, 1.0],
+        "sell_kw": [0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 3.0, 0.0],
+        "load_kw": [4.0, 0.0, 4.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+        "ch_kw": [0.0, 2.0, 0.0, 2.0, 0.0, 1.0, 0.0, 1.0]})
+    run = SimpleNamespace(agents=agents, period_h=1.0,
+                          config={"horizon": {"start": "2026-01-30"}})
+    assert month_rows(run) == [
+        # January: bill 6, import 6 kWh, consumption 12 kWh → 50 %
+        ["2026-01", "2", "6.00", "0.00", "6.00", "6.00", "0.00", "12.00", "50.0"],
+        # February: bill 2, import 2, export 6, consumption 4 → 50 %
+        ["2026-02", "2", "2.00", "0.00", "2.00", "2.00", "6.00", "4.00", "50.0"],
+        ["total", "4", "8.00", "0.00", "8.00", "8.00", "6.00", "16.00", "50.0"]]
+    run.config = {"horizon": {}}
+    assert month_rows(run) == []  # no calendar, no months

@@ -358,12 +358,20 @@ def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int, pri
     pil = None if tpl.pil_kw is None or not s.market.pil else draw_numbers(tpl.pil_kw, n, rng)
     sun, breeze = locality_weather(s, tpl)
     flexible = _flexible_loads(tpl, h.period_h)
+    standard = None if tpl.load is None else standard_loads(
+        tpl.load, n, run_dates(s.horizon.start, days), s.horizon.period_minutes,
+        np.random.default_rng([s.seed, i, LOAD_STREAM]), tuple(s.horizon.holidays))
+    kwp = None if tpl.pv is None else draw_numbers(
+        tpl.pv.kwp, n, np.random.default_rng([s.seed, i, PV_STREAM]))
     width, out = len(str(n)), []
     for k in range(n):
         name = f"{tpl.name_prefix}{k + 1:0{width}d}"
         nfl = nonflexible_load_kw(rng, days, h.periods, mean_kwh_per_day=float(load[k]))
+        if standard is not None:
+            nfl = standard[k]
+        pv_kw = sun * pv[k] if kwp is None else community_pv(s, tpl.pv, float(kwp[k]))
         out.append(BuildingData(name=name, horizon=h, tariff=tariff_for(s, kvas[k], prices),
-                                load_kw=nfl, pv_kw=sun * pv[k], wind_kw=breeze * wind[k],
+                                load_kw=nfl, pv_kw=pv_kw, wind_kw=breeze * wind[k],
                                 flexible=flexible,
                                 battery=_battery(kinds[k], soc0[k], tpl.battery_end_soc_min),
                                 buy_max_kw=float(kvas[k]), sell_max_kw=float(kvas[k]),

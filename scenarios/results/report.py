@@ -336,6 +336,39 @@ def day_rows(run: Run) -> list[list[str]]:
     return rows
 
 
+MONTH_HEADER = ["month", "days", "bill €", "traded €", "retail €", "import kWh",
+                "export kWh", "consumption kWh", "self-sufficiency %"]
+
+
+def month_rows(run: Run) -> list[list[str]]:
+    """The year view of a run on a calendar (horizon.start) over two months or more: one
+    row per calendar month, then the run's total. Self-sufficiency = 1 − import ÷
+    consumption (consumption: loads, flexible loads and EV charging)."""
+    a, h, start = run.agents, run.period_h, run.config["horizon"].get("start")
+    if a.empty or start is None:
+        return []
+    month = (pd.Timestamp(start) + pd.to_timedelta(a["day"], unit="D")).dt.strftime("%Y-%m")
+    if month.nunique() < 2:
+        return []
+    ev = a["kind"] == "ev"
+    use = a["load_kw"] + a.get("flex_kw", 0.0) + a["ch_kw"].where(ev, 0.0)
+    frame = pd.DataFrame({"month": month, "day": a["day"], "bill": a["cost_eur"],
+                          "traded": a["traded_eur"], "retail": a["retail_eur"],
+                          "import": a["buy_kw"] * h, "export": a["sell_kw"] * h,
+                          "use": use.fillna(0.0) * h})
+    per = frame.groupby("month").agg(days=("day", "nunique"), bill=("bill", "sum"),
+                                     traded=("traded", "sum"), retail=("retail", "sum"),
+                                     imp=("import", "sum"), exp=("export", "sum"),
+                                     use=("use", "sum"))
+    per.loc["total"] = per.sum()
+
+    def row(name, r):
+        share = f"{100 * (1 - r['imp'] / r['use']):.1f}" if r["use"] > 0 else "—"
+        return [name, str(int(r["days"])), *(f"{r[c]:.2f}" for c in ("bill", "traded",
+                "retail", "imp", "exp", "use")), share]
+    return [row(m, r) for m, r in per.iterrows()]
+
+
 def bill_rows(run: Run) -> list[list[str]]:
     """Each participant's bill over the run, by part."""
     a = run.agents
@@ -651,7 +684,7 @@ def _figure_markdown(figure: Rendered) -> list[str]:
 
 LONG_WHAT = {"Summary": "figures of summary.json",
              "Bills per participant over the run": "participants",
-             "Grid limit violations": "violations", "Days": "days",
+             "Grid limit violations": "violations", "Days": "days", "Months": "months",
              "Convergence": "rounds"}
 
 
@@ -663,6 +696,8 @@ def _sections(run: Run, slowest_agent_s) -> list[tuple[str, list[str], list]]:
     if run.has_rounds:
         sections.append(("Convergence", *convergence_table(run, slowest_agent_s)))
     sections += [sec for m in run.mechanisms if m.sections for sec in m.sections(run)]
+    months = month_rows(run)
+    sections += [("Months", MONTH_HEADER, months)] if months else []
     sections += [("Days", DAY_HEADER, day_rows(run)),
                  ("Bills per participant over the run", BILL_HEADER, bill_rows(run)),
                  ("Grid limit violations", VIOLATION_HEADER, found),
