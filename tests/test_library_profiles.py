@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pvlib
 import pytest
+import windpowerlib
 import yaml
 
 from lemgrid.scenarios.community.builder import build_community, community_pv
@@ -24,11 +25,12 @@ from lemgrid.scenarios.community.library import (
     pvwatts_kw,
     run_dates,
     standard_loads,
+    wind_kw,
     year_shape,
 )
 from lemgrid.scenarios.results.report import month_rows
 from lemgrid.scenarios.schema import Scenario, ScenarioError, load_scenario
-from lemgrid.scenarios.schema.profiles import PVWatts, Site, StandardLoad
+from lemgrid.scenarios.schema.profiles import PVWatts, Site, StandardLoad, WindTurbine
 
 MONTHS = ["Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August",
           "September", "Oktober", "November", "Dezember"]
@@ -236,3 +238,44 @@ def test_the_month_view_by_hand():
         ["total", "4", "8.00", "0.00", "8.00", "8.00", "6.00", "16.00", "50.0"]]
     run.config = {"horizon": {}}
     assert month_rows(run) == []  # no calendar, no months
+
+
+def test_a_small_turbines_own_curve_by_hand():
+    """6 m/s measured at 10 m, hub at 20 m over roughness 0.15 m: the logarithmic profile
+    gives 6 · ln(20/0.15) / ln(10/0.15) = 6.989 m/s; the curve is 0 kW at 3 m/s rising
+    linearly to 10 kW at 11 m/s: 10 · (6.989 − 3) / 8 = 4.986 kW. Outside the curve:
+    0 (2 m/s and 30 m/s at 10 m)."""
+    turbine = WindTurbine(power_curve={"wind_speed_m_s": [3, 11], "kw": [0, 10]},
+                          hub_height_m=20)
+    hub = 6 * math.log(20 / 0.15) / math.log(10 / 0.15)
+    np.testing.assert_allclose(wind_kw(turbine, np.array([6.0, 2.0, 30.0]), 10.0),
+                               [10 * (hub - 3) / 8, 0.0, 0.0], rtol=1e-12)
+
+
+def test_a_library_turbine_is_windpowerlibs_curve(tmp_path):
+    """An E-53/800 at 60 m in a building template under a TMY year's wind (10 m, the
+    file's hourly speeds read here with pvlib's reader): every period's power is
+    windpowerlib's own curve for that turbine at the hub speed of the logarithmic profile
+    computed here."""
+    s = _year_scenario(tmp_path, market={"mechanism": "gdrmc"}, templates=[
+        {"kind": "building", "count": 1, "contracted_kva": "6.90", "cdl_kw": 50,
+         "wind": {"turbine": "E-53/800", "hub_height_m": 60}}])
+    (building,) = build_community(s)
+    data, _ = pvlib.iotools.read_tmy3(str(Path(pvlib.__file__).parent / "data" /
+                                          "703165TY.csv"), map_variables=True)
+    speed = data["wind_speed"].to_numpy(float)  # its rows are 2026's hours in order
+    hub = speed * np.log(60 / 0.15) / np.log(10 / 0.15)
+    curve = windpowerlib.WindTurbine(hub_height=60, turbine_type="E-53/800").power_curve
+    expected = np.interp(hub, curve["wind_speed"], curve["value"] / 1000, left=0, right=0)
+    np.testing.assert_allclose(building.wind_kw, expected, rtol=1e-9, atol=1e-9)
+    assert building.wind_kw.max() > 100  # the file's wind turns it: not zeros against zeros
+
+
+def test_a_turbine_not_in_the_library_is_one_line(tmp_path):
+    with pytest.raises(ScenarioError) as exc:
+        _year_scenario(tmp_path, market={"mechanism": "gdrmc"}, templates=[
+            {"kind": "building", "count": 1, "contracted_kva": "6.90", "cdl_kw": 50,
+             "wind": {"turbine": "Bergey Excel 10", "hub_height_m": 20}}])
+    assert exc.value.lines[0].split(": ", 1)[1].startswith(
+        "templates.0.wind.turbine: 'Bergey Excel 10' is not a turbine of windpowerlib's "
+        "library with a power curve; allowed: AD116/5000, ")

@@ -14,6 +14,7 @@ a scale changes no draw.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,12 +33,15 @@ from lemgrid.agents.realise import Actuals
 from lemgrid.scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 from lemgrid.scenarios.community.households import (
     forecast_actual,
+    hourly_to_periods,
     month_prices_eur_per_kwh,
     nonflexible_load_kw,
     pv_available_kw,
     wind_available_kw,
+    wind_speed_m_s,
 )
 from lemgrid.scenarios.community.library import (
+    TMY_WIND_HEIGHT_M,
     clear_sky,
     daily_clearness,
     middles,
@@ -46,6 +50,7 @@ from lemgrid.scenarios.community.library import (
     run_dates,
     standard_loads,
     tmy_sky,
+    wind_kw,
 )
 from lemgrid.scenarios.community.profiles import generate_ev_trips, generate_prosumers, period_index
 from lemgrid.scenarios.schema import (
@@ -70,7 +75,7 @@ from lemgrid.scenarios.schema import (
 )
 from lemgrid.scenarios.schema.checks import published_loads
 from lemgrid.scenarios.schema.models import LoadProfile, PVProfile
-from lemgrid.scenarios.schema.profiles import PVWatts, StandardLoad, TMYWeather
+from lemgrid.scenarios.schema.profiles import PVWatts, StandardLoad, TMYWeather, WindTurbine
 
 ACTUALS_STREAM = 1_000_007  # the rng stream of forecast errors: [seed, ACTUALS_STREAM, k]
 PRICES_STREAM = 1_000_009  # the rng stream of dynamic prices: [seed, PRICES_STREAM]
@@ -271,16 +276,40 @@ def _sky(seed: int, h, site, w):
     times = middles(period_starts(dates, h.period_minutes), h.period_minutes, site)
     if isinstance(w, TMYWeather):
         sky = tmy_sky(w.file, times)
-        return sky, sky["temp_air"], sky["wind_speed"], sky["albedo"]
-    clear = daily_clearness(h.days, np.random.default_rng([seed, SKY_STREAM]), w.clearness)
+        return Sky(sky, sky["temp_air"], sky["wind_speed"], sky["albedo"],
+                   sky["wind_speed"].to_numpy(float), TMY_WIND_HEIGHT_M)
+    rng = np.random.default_rng([seed, SKY_STREAM])
+    clear = daily_clearness(h.days, rng, w.clearness)
     sky = clear_sky(site, times, np.repeat(clear, h.periods))
-    return sky, w.temp_air_c, w.wind_speed_m_s, w.albedo
+    m = w.wind
+    hourly = wind_speed_m_s(rng, h.days * 24, mean_speed_m_s=m.mean_speed_m_s,
+                            weibull_k=m.weibull_k, autocorr=m.autocorr)
+    return Sky(sky, w.temp_air_c, w.wind_speed_m_s, w.albedo,
+               hourly_to_periods(hourly, h.periods), m.height_m)
+
+
+class Sky(NamedTuple):
+    """The weather the whole community shares over the run's periods."""
+
+    irradiance: object  # pandas DataFrame: ghi, dni, dhi (W/m²), index the periods' middles
+    temp_air_c: object  # °C: a number or one value per period
+    cooling_wind_m_s: object  # m/s at the cells
+    albedo: object
+    wind_m_s: np.ndarray  # per period, at wind_height_m
+    wind_height_m: float
 
 
 def community_pv(s: Scenario, array: PVWatts, kwp: float) -> np.ndarray:
     """A PVWatts array of ``kwp`` under the community's sky, kW per period of the run."""
-    sky, temp, wind, albedo = _community_sky(s)
-    return pvwatts_kw(array, kwp, s.site, sky, temp, wind, albedo)
+    sky = _community_sky(s)
+    return pvwatts_kw(array, kwp, s.site, sky.irradiance, sky.temp_air_c,
+                      sky.cooling_wind_m_s, sky.albedo)
+
+
+def community_wind(s: Scenario, turbine: WindTurbine) -> np.ndarray:
+    """A wind turbine under the community's wind, kW per period of the run."""
+    sky = _community_sky(s)
+    return wind_kw(turbine, sky.wind_m_s, sky.wind_height_m)
 
 
 def _ev_trips(s: Scenario, tpl: EVTemplate, rng, models: list[str]):
@@ -370,8 +399,9 @@ def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int, pri
         if standard is not None:
             nfl = standard[k]
         pv_kw = sun * pv[k] if kwp is None else community_pv(s, tpl.pv, float(kwp[k]))
+        turbine_kw = breeze * wind[k] if tpl.wind is None else community_wind(s, tpl.wind)
         out.append(BuildingData(name=name, horizon=h, tariff=tariff_for(s, kvas[k], prices),
-                                load_kw=nfl, pv_kw=pv_kw, wind_kw=breeze * wind[k],
+                                load_kw=nfl, pv_kw=pv_kw, wind_kw=turbine_kw,
                                 flexible=flexible,
                                 battery=_battery(kinds[k], soc0[k], tpl.battery_end_soc_min),
                                 buy_max_kw=float(kvas[k]), sell_max_kw=float(kvas[k]),

@@ -109,7 +109,7 @@ def _mid_hours(periods: int) -> np.ndarray:
     return (np.arange(periods) + 0.5) * HOURS_PER_DAY / periods
 
 
-def _hourly_to_periods(hourly: np.ndarray, periods: int) -> np.ndarray:
+def hourly_to_periods(hourly: np.ndarray, periods: int) -> np.ndarray:
     """An hourly series held over shorter periods, or averaged over longer ones."""
     hours = hourly.reshape(-1, HOURS_PER_DAY)
     if periods % HOURS_PER_DAY == 0:
@@ -263,7 +263,7 @@ def wind_available_kw(rng: np.random.Generator, days: int, periods: int, *, rate
     _period_h(days, periods)
     speed = wind_speed_m_s(rng, days * HOURS_PER_DAY, mean_speed_m_s=mean_speed_m_s,
                            weibull_k=weibull_k, autocorr=autocorr)
-    return _hourly_to_periods(power_curve_kw(speed, rated_kw), periods)
+    return hourly_to_periods(power_curve_kw(speed, rated_kw), periods)
 
 
 # --------------------------------------------------------------------------- prices
@@ -297,7 +297,7 @@ def month_prices_eur_per_kwh(rng: np.random.Generator, days: int, periods: int, 
     hourly = hourly * rng.lognormal(0.0, PRICE_NOISE_SD, hourly.shape)
     buy = hourly * (buy_mean_eur_per_kwh / hourly.mean())
     sell = buy * rng.uniform(low, high, days)[:, None]
-    return _hourly_to_periods(buy, periods), _hourly_to_periods(sell, periods)
+    return hourly_to_periods(buy, periods), hourly_to_periods(sell, periods)
 
 
 # --------------------------------------------------------------------------- forecasts

@@ -26,6 +26,7 @@ from lemgrid.scenarios.schema.profiles import (
     PVWatts,
     Site,
     StandardLoad,
+    WindTurbine,
 )
 
 QUARTER_MIN = 15  # the BDEW profiles' resolution
@@ -197,3 +198,33 @@ def pvwatts_kw(array: PVWatts, kwp: float, site: Site, sky: pd.DataFrame,
     dc = dc * (1 - array.losses_pct / 100)
     ac = pvlib.inverter.pvwatts(dc, pdc0, array.inverter_efficiency)
     return np.clip(np.nan_to_num(np.asarray(ac, float) / 1000), 0.0, None)
+
+
+# --- wind: windpowerlib ----------------------------------------------------------------
+
+TMY_WIND_HEIGHT_M = 10.0  # TMY3 and EPW give the wind speed at 10 m
+
+
+def turbine_curve(turbine: WindTurbine) -> tuple[np.ndarray, np.ndarray]:
+    """(wind speeds m/s, kW) of the turbine's power curve: windpowerlib's library curve
+    of the turbine named, or the scenario's own."""
+    if turbine.power_curve is not None:
+        return (np.asarray(turbine.power_curve.wind_speed_m_s, float),
+                np.asarray(turbine.power_curve.kw, float))
+    from windpowerlib import WindTurbine as LibraryTurbine
+
+    curve = LibraryTurbine(hub_height=turbine.hub_height_m,
+                           turbine_type=turbine.turbine).power_curve
+    return curve["wind_speed"].to_numpy(float), curve["value"].to_numpy(float) / 1000
+
+
+def wind_kw(turbine: WindTurbine, speed_m_s: np.ndarray, height_m: float) -> np.ndarray:
+    """The turbine's power (kW) at wind speeds measured at ``height_m``: carried to the hub
+    by windpowerlib's logarithmic profile, then through the power curve (windpowerlib's
+    power_curve: interpolated, 0 outside the curve)."""
+    from windpowerlib import power_output, wind_speed
+
+    hub = wind_speed.logarithmic_profile(pd.Series(speed_m_s, dtype=float), height_m,
+                                         turbine.hub_height_m, turbine.roughness_length_m)
+    speeds, kw = turbine_curve(turbine)
+    return np.asarray(power_output.power_curve(hub, speeds, kw), float)

@@ -43,6 +43,7 @@ from lemgrid.scenarios.schema.profiles import (
     Site,
     StandardLoad,
     TMYWeather,
+    library_turbines,
 )
 
 MAX_SERIES_VALUES = 50_000_000  # agents × days × periods of a run
@@ -637,9 +638,21 @@ def _check_calendar(s: ScenarioFields) -> list[str]:
             if missing:
                 out.append(f"{where}.pv: a pvwatts array needs {', '.join(missing)}; allowed: "
                            "a scenario with horizon.start, site and weather")
+        turbine = getattr(tpl, "wind", None)
+        if turbine is not None:
+            missing = [name for name, value in (("horizon.start", h.start),
+                                                ("weather", s.weather)) if value is None]
+            if missing:
+                out.append(f"{where}.wind: a wind turbine needs {', '.join(missing)}; "
+                           "allowed: a scenario with horizon.start and weather")
+            if turbine.turbine is not None and turbine.turbine not in library_turbines():
+                out.append(f"{where}.wind.turbine: {turbine.turbine!r} is not a turbine of "
+                           f"windpowerlib's library with a power curve; allowed: "
+                           f"{', '.join(library_turbines()[:8])}, ... or a power_curve")
     w = s.weather
     if isinstance(w, TMYWeather) and w.file not in TMY_SHIPPED and not Path(w.file).exists():
         out.append(f"weather.file: no file {w.file}; allowed: an existing TMY3 CSV or EPW "
                    f"file (relative to the scenario's folder) or one pvlib ships: "
                    f"{', '.join(TMY_SHIPPED)}")
     return out
+

@@ -28,7 +28,13 @@ from lemgrid.scenarios.cosim.entities import entity_index
 from lemgrid.scenarios.cosim.units import End, check_scale, conversion, known
 from lemgrid.scenarios.cosim.units import allowed as allowed_units
 from lemgrid.scenarios.schema.base import Fraction, NonNeg, Strict, Uniform
-from lemgrid.scenarios.schema.profiles import PVWatts, StandardLoad, load_field, pv_field
+from lemgrid.scenarios.schema.profiles import (
+    PVWatts,
+    StandardLoad,
+    WindTurbine,
+    load_field,
+    pv_field,
+)
 from lemgrid.scenarios.schema.scenario_error import _show
 
 HOURS = 24  # rows of an hourly profile file
@@ -672,6 +678,8 @@ class BuildingTemplate(Strict):
     load: StandardLoad | None = Field(None, description="the non-flexible load from a "
                                       "standard profile instead (replaces load_kwh_per_day)")
     pv: PVWatts | None = Field(None, description="PV by PVWatts instead (replaces pv_kw)")
+    wind: WindTurbine | None = Field(None, description="a wind turbine by windpowerlib "
+                                     "instead (replaces wind_kw)")
     flexible: list[str | FlexibleLoadSpec] = Field(
         default_factory=list, description="catalogue keys (" + ", ".join(FLEXIBLE)
         + ") or loads of their own; each building has all of them")

@@ -5,6 +5,8 @@ by PVWatts (pvlib). Each is the one definition of its parameters and defaults;
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
@@ -36,6 +38,17 @@ class Clearness(Strict):
     cloudy_range: tuple[Fraction, Fraction] = (0.2, 0.8)
 
 
+class WindModel(Strict):
+    """lemgrid's seeded wind: hourly speeds at ``height_m`` from a stationary AR(1)
+    Gaussian process (lag-1 correlation ``autocorr``) mapped to a Weibull(``weibull_k``)
+    of mean ``mean_speed_m_s`` (``scenarios.community.households.wind_speed_m_s``)."""
+
+    mean_speed_m_s: NonNeg = 4.0
+    height_m: float = Field(10.0, gt=0)
+    weibull_k: float = Field(2.0, gt=0)
+    autocorr: float = Field(0.9, ge=0, lt=1)
+
+
 class ClearSkyWeather(Strict):
     """pvlib's Ineichen clear sky (its shipped Linke turbidity) × each day's clearness;
     air at ``temp_air_c``, wind at ``wind_speed_m_s``, the ground's ``albedo``."""
@@ -45,6 +58,8 @@ class ClearSkyWeather(Strict):
     temp_air_c: float = 20.0
     wind_speed_m_s: NonNeg = 1.0
     albedo: Fraction = Field(0.25, description="the ground's reflectance (pvlib's default)")
+    wind: WindModel = Field(WindModel(), description="the wind the turbines see (the cells "
+                            "are cooled by wind_speed_m_s)")
 
 
 class TMYWeather(Strict):
@@ -118,3 +133,56 @@ def pv_field(synthetic):
     """A template's ``pv``: lemgrid's synthesizer, or PVWatts where it names a model."""
     return Annotated[Annotated[synthetic, Tag("default")] | Annotated[PVWatts, Tag("pvwatts")],
                      _by_key("model", "pvwatts")]
+
+
+class PowerCurve(Strict):
+    """A turbine's power curve: kW at each wind speed (m/s), speeds increasing; power is
+    interpolated between them and 0 outside."""
+
+    wind_speed_m_s: list[NonNeg] = Field(min_length=2)
+    kw: list[NonNeg] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _pairs(self):
+        if len(self.kw) != len(self.wind_speed_m_s):
+            raise ValueError(f"kw has {len(self.kw)} values, wind_speed_m_s "
+                             f"{len(self.wind_speed_m_s)}; allowed: one kw per speed")
+        if any(b <= a for a, b in zip(self.wind_speed_m_s, self.wind_speed_m_s[1:])):
+            raise ValueError("wind_speed_m_s: not increasing; allowed: increasing speeds")
+        return self
+
+
+class WindTurbine(Strict):
+    """A wind turbine by windpowerlib: a turbine of its library by name (``turbine``, e.g.
+    E-53/800; the library holds utility-scale turbines of 800 kW and more) or a power
+    curve of one's own (``power_curve``, for a small turbine), at ``hub_height_m``; the
+    weather's wind speed is carried to the hub by the logarithmic wind profile over
+    ``roughness_length_m``. Needs horizon.start and weather."""
+
+    turbine: str | None = None
+    power_curve: PowerCurve | None = None
+    hub_height_m: float = Field(gt=0)
+    roughness_length_m: float = Field(0.15, gt=0, description="0.15 m: farmland with "
+                                      "hedges, scattered buildings (windpowerlib's example)")
+
+    @model_validator(mode="after")
+    def _one_curve(self):
+        if (self.turbine is None) == (self.power_curve is None):
+            raise ValueError("give exactly one of turbine and power_curve")
+        return self
+
+
+@functools.cache
+def library_turbines() -> list[str]:
+    """The turbines of windpowerlib's library that have a power curve (its shipped data,
+    read without importing windpowerlib)."""
+    import csv
+    import importlib.util
+
+    spec = importlib.util.find_spec("windpowerlib")
+    if spec is None or spec.origin is None:
+        return []
+    table = Path(spec.origin).parent / "data" / "default_turbine_data" / "turbine_data.csv"
+    with table.open(newline="") as f:
+        return sorted(row["turbine_type"] for row in csv.DictReader(f)
+                      if row["has_power_curve"] == "True")
