@@ -254,6 +254,18 @@ EXPECT = {
     "120_cosimulator_link_to_itself": [
         ("cosimulators.0.links.0.to: co-simulator Loads: cosim:Loads/0 names no other "
          "co-simulator; allowed: cosim:NAME/ENTITY with NAME one of Panels")],
+    "121_standard_profile_without_a_date": [
+        ("templates.0.load: profile h25 is drawn for dates; allowed: with horizon.start "
+         "(YYYY-MM-DD)")],
+    "122_pvwatts_without_site_and_weather": [
+        ("templates.0.pv: a pvwatts array needs site, weather; allowed: a scenario with "
+         "horizon.start, site and weather")],
+    "123_tmy_file_missing": [
+        "weather.file: no file ", ("no_such_tmy.csv; allowed: an existing TMY3 CSV or EPW "
+                                   "file (relative to the scenario's folder) or one pvlib "
+                                   "ships: 703165TY.csv, 723170TYA.CSV")],
+    "124_standard_profile_unknown": [
+        "templates.0.load.profile: Input should be 'h25', 'g25', ", "(got 'h99')"],
     "113_network_loads_pv_on_a_bus_without_load": [
         ("templates.0: pv_kw names bus 0, which has no load in network case33bw; allowed: 1, "
          "2, 3,")],

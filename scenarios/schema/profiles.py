@@ -114,25 +114,26 @@ class PVWatts(Strict):
         return self
 
 
-def _by_key(key: str, tag: str):
-    """A union's discriminator: ``tag`` where the value has ``key``, else ``default``."""
+def _either(synthetic, library, key: str):
+    """A template's field that is lemgrid's synthesizer (``synthetic``) or, where the
+    value has ``key``, a model from the libraries (``library``); the union's tags are the
+    models' names, as pydantic's own, so error lines name the field alone."""
     def pick(value):
         has = key in value if isinstance(value, dict) else hasattr(value, key)
-        return tag if has else "default"
-    return Discriminator(pick)
+        return library.__name__ if has else synthetic.__name__
+    return Annotated[Annotated[synthetic, Tag(synthetic.__name__)]
+                     | Annotated[library, Tag(library.__name__)], Discriminator(pick)]
 
 
 def load_field(synthetic):
-    """A template's ``load``: lemgrid's synthesizer (``synthetic``), or a standard
-    profile where it names one."""
-    return Annotated[Annotated[synthetic, Tag("default")] | Annotated[StandardLoad, Tag("standard")],
-                     _by_key("profile", "standard")]
+    """A template's ``load``: lemgrid's synthesizer, or a standard profile where it names
+    one."""
+    return _either(synthetic, StandardLoad, "profile")
 
 
 def pv_field(synthetic):
     """A template's ``pv``: lemgrid's synthesizer, or PVWatts where it names a model."""
-    return Annotated[Annotated[synthetic, Tag("default")] | Annotated[PVWatts, Tag("pvwatts")],
-                     _by_key("model", "pvwatts")]
+    return _either(synthetic, PVWatts, "model")
 
 
 class PowerCurve(Strict):
