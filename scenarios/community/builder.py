@@ -14,7 +14,6 @@ a scale changes no draw.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import numpy as np
 
@@ -33,23 +32,17 @@ from lemgrid.agents.realise import Actuals
 from lemgrid.scenarios.catalog import APPLIANCES, BATTERY_TYPES, EV_MODELS, clock_h
 from lemgrid.scenarios.community.households import (
     forecast_actual,
-    hourly_to_periods,
     month_prices_eur_per_kwh,
     nonflexible_load_kw,
     pv_available_kw,
     wind_available_kw,
-    wind_speed_m_s,
 )
 from lemgrid.scenarios.community.library import (
-    TMY_WIND_HEIGHT_M,
-    clear_sky,
-    daily_clearness,
-    middles,
-    period_starts,
+    Sky,
+    community_sky,
     pvwatts_kw,
     run_dates,
     standard_loads,
-    tmy_sky,
     wind_kw,
 )
 from lemgrid.scenarios.community.profiles import generate_ev_trips, generate_prosumers, period_index
@@ -75,14 +68,13 @@ from lemgrid.scenarios.schema import (
 )
 from lemgrid.scenarios.schema.checks import published_loads
 from lemgrid.scenarios.schema.models import LoadProfile, PVProfile
-from lemgrid.scenarios.schema.profiles import PVWatts, StandardLoad, TMYWeather, WindTurbine
+from lemgrid.scenarios.schema.profiles import PVWatts, StandardLoad, WindTurbine
 
 ACTUALS_STREAM = 1_000_007  # the rng stream of forecast errors: [seed, ACTUALS_STREAM, k]
 PRICES_STREAM = 1_000_009  # the rng stream of dynamic prices: [seed, PRICES_STREAM]
 WEATHER_STREAM = 1_000_011  # the locality's sun and wind: [seed, WEATHER_STREAM]
 LOAD_STREAM = 1_000_013  # a template's standard-profile households: [seed, template, ...]
 PV_STREAM = 1_000_015  # a template's PVWatts arrays' sizes: [seed, template, PV_STREAM]
-SKY_STREAM = 1_000_017  # the community's cloudy days: [seed, SKY_STREAM]
 DAY_LOAD_SPREAD = 0.1  # RECON: a household's daily load energy varies ±10 % around day 1
 
 
@@ -258,45 +250,9 @@ def _from_prosumer_template(s: Scenario, tpl: ProsumerTemplate, rng, i: int, pri
             for k in range(n)]
 
 
-def _community_sky(s: Scenario):
-    """The sky the whole community shares over the run's periods (their middles, in the
-    site's zone): irradiance, air temperature and wind; made once per scenario content."""
-    key = (s.seed, *(part.model_dump_json() for part in (s.horizon, s.site, s.weather)))
-    if key not in _SKIES:
-        _SKIES.clear()  # one scenario's sky at a time
-        _SKIES[key] = _sky(s.seed, s.horizon, s.site, s.weather)
-    return _SKIES[key]
-
-
-_SKIES: dict = {}
-
-
-def _sky(seed: int, h, site, w):
-    dates = run_dates(h.start, h.days)
-    times = middles(period_starts(dates, h.period_minutes), h.period_minutes, site)
-    if isinstance(w, TMYWeather):
-        sky = tmy_sky(w.file, times)
-        return Sky(sky, sky["temp_air"], sky["wind_speed"], sky["albedo"],
-                   sky["wind_speed"].to_numpy(float), TMY_WIND_HEIGHT_M)
-    rng = np.random.default_rng([seed, SKY_STREAM])
-    clear = daily_clearness(h.days, rng, w.clearness)
-    sky = clear_sky(site, times, np.repeat(clear, h.periods))
-    m = w.wind
-    hourly = wind_speed_m_s(rng, h.days * 24, mean_speed_m_s=m.mean_speed_m_s,
-                            weibull_k=m.weibull_k, autocorr=m.autocorr)
-    return Sky(sky, w.temp_air_c, w.wind_speed_m_s, w.albedo,
-               hourly_to_periods(hourly, h.periods), m.height_m)
-
-
-class Sky(NamedTuple):
-    """The weather the whole community shares over the run's periods."""
-
-    irradiance: object  # pandas DataFrame: ghi, dni, dhi (W/m²), index the periods' middles
-    temp_air_c: object  # °C: a number or one value per period
-    cooling_wind_m_s: object  # m/s at the cells
-    albedo: object
-    wind_m_s: np.ndarray  # per period, at wind_height_m
-    wind_height_m: float
+def _community_sky(s: Scenario) -> Sky:
+    """The sky the whole community shares (made once per scenario content)."""
+    return community_sky(s.seed, s.horizon, s.site, s.weather)
 
 
 def community_pv(s: Scenario, array: PVWatts, kwp: float) -> np.ndarray:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from lemgrid.scenarios.community.households import hourly_to_periods, wind_speed_m_s
 from lemgrid.scenarios.schema.profiles import (
     STANDARD_PROFILES,
     TMY_SHIPPED,
@@ -228,3 +230,48 @@ def wind_kw(turbine: WindTurbine, speed_m_s: np.ndarray, height_m: float) -> np.
                                          turbine.hub_height_m, turbine.roughness_length_m)
     speeds, kw = turbine_curve(turbine)
     return np.asarray(power_output.power_curve(hub, speeds, kw), float)
+
+
+# --- the community's one sky ------------------------------------------------------------
+
+SKY_STREAM = 1_000_017  # the community's cloudy days and wind: [seed, SKY_STREAM]
+
+
+class Sky(NamedTuple):
+    """The weather the whole community shares over the run's periods."""
+
+    irradiance: pd.DataFrame  # ghi, dni, dhi (W/m²); index: the periods' middles
+    temp_air_c: pd.Series | float  # °C
+    cooling_wind_m_s: pd.Series | float  # m/s at the cells
+    albedo: pd.Series | float
+    wind_m_s: np.ndarray  # per period, at wind_height_m: what turbines see
+    wind_height_m: float
+
+
+def community_sky(seed: int, horizon, site: Site, weather) -> Sky:
+    """The sky over the run's periods: a TMY file's, or the clear sky × seeded cloudy days
+    with lemgrid's seeded hourly wind (``households.wind_speed_m_s``); the last one made
+    is kept (every template of a scenario shares it)."""
+    key = (seed, *(part.model_dump_json() for part in (horizon, site, weather)))
+    if _LAST[0] != key:
+        _LAST[:] = [key, _make_sky(seed, horizon, site, weather)]
+    return _LAST[1]
+
+
+_LAST: list = [None, None]
+
+
+def _make_sky(seed: int, h, site: Site, w) -> Sky:
+    times = middles(period_starts(run_dates(h.start, h.days), h.period_minutes),
+                    h.period_minutes, site)
+    if w.source == "tmy":
+        sky = tmy_sky(w.file, times)
+        return Sky(sky, sky["temp_air"], sky["wind_speed"], sky["albedo"],
+                   sky["wind_speed"].to_numpy(float), TMY_WIND_HEIGHT_M)
+    rng = np.random.default_rng([seed, SKY_STREAM])
+    clear = daily_clearness(h.days, rng, w.clearness)
+    sky = clear_sky(site, times, np.repeat(clear, h.periods))
+    hourly = wind_speed_m_s(rng, h.days * 24, mean_speed_m_s=w.wind.mean_speed_m_s,
+                            weibull_k=w.wind.weibull_k, autocorr=w.wind.autocorr)
+    return Sky(sky, w.temp_air_c, w.wind_speed_m_s, w.albedo,
+               hourly_to_periods(hourly, h.periods), w.wind.height_m)
