@@ -170,7 +170,7 @@ def _write_run(*, s: Scenario, out: Path, t0: float, community, bus_of, known, k
                                 scenario=s, out=out, community=community, bus_of=bus_of,
                                 days=days, grid_days=grid_days, known=known)))
     write_report(out, slowest_agent_s(days))
-    checkpoint.save(out, scenario_config(s), days)
+    checkpoint.save(out, scenario_config(s), days, whole=True)
     if len(days) < s.horizon.days:
         raise RunStopped(f"{why}; days 1-{len(days)} of {s.horizon.days} kept in {out} "
                          f"(lemgrid run --resume {out} continues)", code)
