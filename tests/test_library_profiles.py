@@ -88,6 +88,21 @@ def test_the_day_shapes_are_demandlibs_tables(day, kind):
         np.testing.assert_allclose(ratio, ratio[0], rtol=rtol)
 
 
+@pytest.mark.parametrize(("day", "season", "weekday"), [
+    (dt.date(2026, 7, 15), "summer", 3),  # a Wednesday between 15 May and 14 September
+    (dt.date(2026, 1, 10), "winter", 6),  # a Saturday between 1 November and 20 March
+    (dt.date(2026, 4, 19), "transition", 7)])  # a Sunday in the transition
+def test_the_1999_profiles_are_demandlibs_series(day, season, weekday):
+    """h0, g0 and l0 (static): a day is the matching season and weekday of demandlib's
+    selp_series.csv, read here, to a constant factor."""
+    table = pd.read_csv(Path(demandlib.bdew.__file__).parent / "bdew_data" / "selp_series.csv")
+    rows = table[(table["period"] == season) & (table["weekday"] == weekday)]
+    first = (day - dt.date(2026, 1, 1)).days * 96
+    for name in ("h0", "g0", "l0"):
+        ratio = year_shape(name, 2026)[first:first + 96] / rows[name].to_numpy(float)
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)
+
+
 def _solar_noon_period(times: pd.DatetimeIndex) -> int:
     zenith = pvlib.solarposition.get_solarposition(times, LISBON.latitude,
                                                    LISBON.longitude)["zenith"]
