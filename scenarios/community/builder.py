@@ -227,27 +227,42 @@ def _from_prosumer_template(s: Scenario, tpl: ProsumerTemplate, rng, i: int, pri
     kinds = draw_keys(tpl.battery, n, rng)
     kvas = draw_keys(tpl.contracted_kva, n, rng)
     soc0 = draw_numbers(tpl.battery_initial_soc, n, rng)
-    synthetic = tpl.model_copy(update={  # what lemgrid's own synthesizer draws
-        "load": LoadProfile() if isinstance(tpl.load, StandardLoad) else tpl.load,
-        "pv": PVProfile(mean_installed_kw=0.0) if isinstance(tpl.pv, PVWatts) else tpl.pv})
-    first = _prosumer_profiles(s, synthetic, rng, n)
-    later = _later_days(s, i, lambda r: [_same_household(f, x, r) for f, x in
-                                         zip(first, _prosumer_profiles(s, synthetic, r, n))])
-    loads = [np.concatenate([p.load_kw, *(day[k][0] for day in later)])
-             for k, p in enumerate(first)]
-    pvs = [np.concatenate([p.pv_kw, *(day[k][1] for day in later)]) for k, p in enumerate(first)]
-    if isinstance(tpl.load, StandardLoad):
-        loads = list(standard_loads(tpl.load, n, run_dates(s.horizon.start, s.horizon.days),
-                                    s.horizon.period_minutes,
-                                    np.random.default_rng([s.seed, i, LOAD_STREAM]),
-                                    tuple(s.horizon.holidays)))
-    if isinstance(tpl.pv, PVWatts):
-        kwp = draw_numbers(tpl.pv.kwp, n, np.random.default_rng([s.seed, i, PV_STREAM]))
-        pvs = [community_pv(s, tpl.pv, k) for k in kwp]
+    loads, pvs = _library_profiles(s, tpl, i, n)
+    if loads is None or pvs is None:  # what lemgrid's own synthesizer draws
+        synthetic = tpl.model_copy(update={
+            "load": LoadProfile() if loads is not None else tpl.load,
+            "pv": PVProfile(mean_installed_kw=0.0) if pvs is not None else tpl.pv})
+        first = _prosumer_profiles(s, synthetic, rng, n)
+        later = _later_days(s, i, lambda r: [
+            _same_household(f, x, r) for f, x in zip(first, _prosumer_profiles(s, synthetic, r, n))])
+        if loads is None:
+            loads = [np.concatenate([p.load_kw, *(day[k][0] for day in later)])
+                     for k, p in enumerate(first)]
+        if pvs is None:
+            pvs = [np.concatenate([p.pv_kw, *(day[k][1] for day in later)])
+                   for k, p in enumerate(first)]
     width = len(str(n))
     return [_prosumer(s, f"{tpl.name_prefix}{k + 1:0{width}d}", kvas[k], loads[k], pvs[k],
                       _battery(kinds[k], soc0[k], tpl.battery_end_soc_min), prices)
             for k in range(n)]
+
+
+def _library_profiles(s: Scenario, tpl, i: int, n: int):
+    """Template ``i``'s loads from its standard profile and PV from its PVWatts array, kW
+    per period of the run (None where it names neither), each from the template's own
+    stream; the array is computed once at 1 kWp and scaled to each agent's size (PVWatts
+    is linear in it: DC, losses and the inverter sized at the DC rating all scale)."""
+    h = s.horizon
+    loads = pvs = None
+    if isinstance(tpl.load, StandardLoad):
+        loads = standard_loads(tpl.load, n, run_dates(h.start, h.days), h.period_minutes,
+                               np.random.default_rng([s.seed, i, LOAD_STREAM]),
+                               tuple(h.holidays))
+    if isinstance(tpl.pv, PVWatts):
+        kwp = draw_numbers(tpl.pv.kwp, n, np.random.default_rng([s.seed, i, PV_STREAM]))
+        per_kwp = community_pv(s, tpl.pv, 1.0)
+        pvs = [float(k) * per_kwp for k in kwp]
+    return loads, pvs
 
 
 def _community_sky(s: Scenario) -> Sky:
@@ -343,21 +358,17 @@ def _from_building_template(s: Scenario, tpl: BuildingTemplate, rng, i: int, pri
     pil = None if tpl.pil_kw is None or not s.market.pil else draw_numbers(tpl.pil_kw, n, rng)
     sun, breeze = locality_weather(s, tpl)
     flexible = _flexible_loads(tpl, h.period_h)
-    standard = None if tpl.load is None else standard_loads(
-        tpl.load, n, run_dates(s.horizon.start, days), s.horizon.period_minutes,
-        np.random.default_rng([s.seed, i, LOAD_STREAM]), tuple(s.horizon.holidays))
-    kwp = None if tpl.pv is None else draw_numbers(
-        tpl.pv.kwp, n, np.random.default_rng([s.seed, i, PV_STREAM]))
+    standard, arrays = _library_profiles(s, tpl, i, n)
+    turbine = None if tpl.wind is None else community_wind(s, tpl.wind)
     width, out = len(str(n)), []
     for k in range(n):
         name = f"{tpl.name_prefix}{k + 1:0{width}d}"
         nfl = nonflexible_load_kw(rng, days, h.periods, mean_kwh_per_day=float(load[k]))
         if standard is not None:
             nfl = standard[k]
-        pv_kw = sun * pv[k] if kwp is None else community_pv(s, tpl.pv, float(kwp[k]))
-        turbine_kw = breeze * wind[k] if tpl.wind is None else community_wind(s, tpl.wind)
         out.append(BuildingData(name=name, horizon=h, tariff=tariff_for(s, kvas[k], prices),
-                                load_kw=nfl, pv_kw=pv_kw, wind_kw=turbine_kw,
+                                load_kw=nfl, pv_kw=sun * pv[k] if arrays is None else arrays[k],
+                                wind_kw=breeze * wind[k] if turbine is None else turbine.copy(),
                                 flexible=flexible,
                                 battery=_battery(kinds[k], soc0[k], tpl.battery_end_soc_min),
                                 buy_max_kw=float(kvas[k]), sell_max_kw=float(kvas[k]),

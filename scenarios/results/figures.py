@@ -42,11 +42,18 @@ def community_kw(agents: pd.DataFrame, column: str, kind: str | None = None) -> 
     return rows.groupby(T)[column].sum().reindex(periods, fill_value=0.0)
 
 
+def consumption_rows(agents: pd.DataFrame) -> pd.Series:
+    """Each row's consumption (kW): the agent's load, a building's flexible loads and an
+    EV's charging (a stationary battery's charging is storage, not consumption)."""
+    flex = agents["flex_kw"].fillna(0.0) if "flex_kw" in agents else 0.0
+    ev_charge = agents["ch_kw"].where(agents["kind"] == "ev", 0.0).fillna(0.0)
+    return agents["load_kw"].fillna(0.0) + flex + ev_charge
+
+
 def consumption_kw(agents: pd.DataFrame) -> pd.Series:
-    """Community consumption per period: every agent's load, buildings' flexible loads and
-    EV charging (a stationary battery's charging is storage, not consumption)."""
-    flex = community_kw(agents, "flex_kw") if "flex_kw" in agents else 0.0
-    return community_kw(agents, "load_kw") + flex + community_kw(agents, "ch_kw", "ev")
+    """Community consumption per period (``consumption_rows`` summed over the agents)."""
+    periods = np.sort(agents[T].unique())
+    return consumption_rows(agents).groupby(agents[T]).sum().reindex(periods, fill_value=0.0)
 
 
 def traded_inside_kwh(agents: pd.DataFrame, period_h: float) -> pd.Series:

@@ -343,19 +343,17 @@ MONTH_HEADER = ["month", "days", "bill €", "traded €", "retail €", "import
 def month_rows(run: Run) -> list[list[str]]:
     """The year view of a run on a calendar (horizon.start) over two months or more: one
     row per calendar month, then the run's total. Self-sufficiency = 1 − import ÷
-    consumption (consumption: loads, flexible loads and EV charging)."""
+    consumption (``figures.consumption_rows``)."""
     a, h, start = run.agents, run.period_h, run.config["horizon"].get("start")
     if a.empty or start is None:
         return []
     month = (pd.Timestamp(start) + pd.to_timedelta(a["day"], unit="D")).dt.strftime("%Y-%m")
     if month.nunique() < 2:
         return []
-    ev = a["kind"] == "ev"
-    use = a["load_kw"] + a.get("flex_kw", 0.0) + a["ch_kw"].where(ev, 0.0)
     frame = pd.DataFrame({"month": month, "day": a["day"], "bill": a["cost_eur"],
                           "traded": a["traded_eur"], "retail": a["retail_eur"],
                           "import": a["buy_kw"] * h, "export": a["sell_kw"] * h,
-                          "use": use.fillna(0.0) * h})
+                          "use": figures.consumption_rows(a) * h})
     per = frame.groupby("month").agg(days=("day", "nunique"), bill=("bill", "sum"),
                                      traded=("traded", "sum"), retail=("retail", "sum"),
                                      imp=("import", "sum"), exp=("export", "sum"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lemgrid.grid.simulator import child_eid
 from lemgrid.scenarios.cosim.entities import find, of_type
 from lemgrid.scenarios.run.errors import RunError
 from lemgrid.scenarios.schema import Scenario
@@ -49,18 +50,10 @@ def start_cosimulators(world, s: Scenario, out: Path, start) -> dict[str, list]:
             created[c.name] = [factory(**fill_out(params, out)) for params in c.entities]
         except Exception as exc:  # noqa: BLE001 - mosaik's or the simulator's complaint
             raise CosimError(f"cosimulators.{c.name}: {one_line(exc)}") from None
-    problems = []
-    for c in s.cosimulators:
-        for i, link in enumerate(c.links):
-            try:  # agents and the grid do not exist yet: their targets stand for them
-                pairs = _pairs(s, c, link, created, lambda target: target)
-            except LookupError as exc:
-                problems.append(f"cosimulators.{c.name}.links.{i}.{exc.args[0]}")
-                continue
-            for entity, other, _ in pairs:
-                src, dest = (entity, other) if link.to is not None else (other, entity)
-                problems += [f"cosimulators.{c.name}.links.{i}: {p}"
-                             for a, b in link.attrs.items() if (p := _missing(src, dest, a, b))]
+    problems = []  # agents and the grid do not exist yet: their targets stand for them
+    for where, link, src, dest, _ in _connections(s, created, lambda t: t, problems):
+        problems += [f"{where}: {p}" for a, b in link.attrs.items()
+                     if (p := _missing(src, dest, a, b))]
     if problems:
         raise CosimError("\n".join(problems))
     return created
@@ -77,6 +70,17 @@ def connect_cosimulators(world, s: Scenario, created: dict[str, list], agents: d
         return found
 
     problems = []
+    for where, link, src, dest, target in _connections(s, created, resolve, problems):
+        problems += [f"{where}: {p}" for a, b in link.attrs.items()
+                     if (p := _connect(world, src, dest, a, b, link.factor(a, target)))]
+    if problems:
+        raise CosimError("\n".join(problems))
+
+
+def _connections(s: Scenario, created: dict[str, list], resolve, problems: list[str]):
+    """Every connection the links make, in order: (the link's field name, the link, the
+    source and destination entities, the target as named); a link whose entity or target
+    is missing adds its line to ``problems`` instead."""
     for c in s.cosimulators:
         for i, link in enumerate(c.links):
             where = f"cosimulators.{c.name}.links.{i}"
@@ -87,10 +91,7 @@ def connect_cosimulators(world, s: Scenario, created: dict[str, list], agents: d
                 continue
             for entity, other, target in pairs:
                 src, dest = (entity, other) if link.to is not None else (other, entity)
-                problems += [f"{where}: {p}" for a, b in link.attrs.items()
-                             if (p := _connect(world, src, dest, a, b, link.factor(a, target)))]
-    if problems:
-        raise CosimError("\n".join(problems))
+                yield where, link, src, dest, target
 
 
 def _pairs(s: Scenario, c: Cosimulator, link: CosimLink, created: dict[str, list],
@@ -138,8 +139,6 @@ def cosim_entity(target: str, created: dict[str, list]):
 def link_target(target: str, agents: dict, grid):
     """The mosaik entity a link names: ``grid``, ``bus:N``/``line:N`` (the grid's child
     entities) or ``agent:NAME``; None if there is none."""
-    from lemgrid.grid.simulator import child_eid
-
     if target == "grid":
         return grid
     kind, _, key = target.partition(":")
