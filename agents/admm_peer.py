@@ -18,7 +18,9 @@ quadratic columns per period (s and q) — the same optimum as one column per
 counterparty, at a fraction of the solve time (the per-trade bounds of that form would
 only repeat the connection limits, which bound s and q). The model is built once a day;
 a round rewrites the linear costs of s and q and, when ρ changes, their Hessian
-diagonal.
+diagonal. With ``qp: osqp`` (the default) the round's QP goes to OSQP, which keeps its
+factorization and last iterates between rounds (``agents.qp``); a round OSQP does not
+solve, and every round with ``qp: highs``, goes to HiGHS's active-set QP below.
 
 ADMM needs a convex local problem, so the binaries are settled before the market opens.
 The peer first plans its day without the market (the MILP, at retail); then
@@ -58,6 +60,7 @@ from lemgrid.agents.diagnose import explain_infeasible
 from lemgrid.agents.equipment import numbers_of, quadratic_terms
 from lemgrid.agents.formulations import ModelNumbers
 from lemgrid.agents.model import Variant, flow_columns, from_template
+from lemgrid.agents.qp import QP_METHODS, KeptQP
 from lemgrid.agents.solver import (
     BUILD_LOCK,
     FLOW_ON_KW,
@@ -166,9 +169,11 @@ class PeerModel:
 
     def __init__(self, data: AgentData, counterparties: int, mip_rel_gap: float = 1e-6,
                  time_limit_s: float = 60.0, binaries: str = "relax", heat: bool = False,
-                 build: str = MODEL_BUILDS[0]):
+                 build: str = MODEL_BUILDS[0], qp: str = QP_METHODS[0]):
         if binaries not in BINARIES:
             raise ValueError(f"binaries {binaries!r}; allowed: {', '.join(BINARIES)}")
+        if qp not in QP_METHODS:
+            raise ValueError(f"qp {qp!r}; allowed: {', '.join(QP_METHODS)}")
         if build not in MODEL_BUILDS:
             raise ValueError(f"build {build!r}; allowed: {', '.join(MODEL_BUILDS)}")
         self.data, self.kind = data, agent_kind(data)
@@ -194,6 +199,10 @@ class PeerModel:
         self._settle_binaries()
         self.relaxation_conflicts = 0
         self.fallbacks = 0  # QP solves HiGHS stalled on, solved by Clarabel instead
+        self.qp = qp  # the round's QP method: HiGHS from scratch, or OSQP kept (agents.qp)
+        self._kept: KeptQP | None = None
+        self._terms = (None, None)  # the round's (cost, Hessian diagonal) as HiGHS holds them
+        self.qp_fallbacks = 0  # rounds OSQP did not solve, solved by HiGHS instead
 
     @property
     def name(self) -> str:
@@ -289,6 +298,7 @@ class PeerModel:
             diag[c] += q
         all_cols = np.arange(self._ncols, dtype=np.int32)
         self.highs.changeColsCost(self._ncols, all_cols, OBJECTIVE_SCALE * cost)
+        self._terms = (OBJECTIVE_SCALE * cost, OBJECTIVE_SCALE * diag)
         key = (rho, rho_net, tuple(len(c) for c in cols), self.x is not None)
         if key != self._rho:
             self.pass_hessian(OBJECTIVE_SCALE * diag)
@@ -332,6 +342,9 @@ class PeerModel:
         """Solve the round's problem; the Schedule's objective is the peer's retail bill
         (the market's terms and trade payments left out)."""
         start = time.perf_counter()
+        x = self._kept_solve() if self.qp == "osqp" else None
+        if x is not None:
+            return self._plan(x, start)
         status = self._run()
         if status in INFEASIBLE:
             raise AgentInfeasible(explain_infeasible(self.data))
@@ -341,6 +354,28 @@ class PeerModel:
             self.fallbacks += 1
             self.highs.clearSolver()
             x = interior_point(self.highs, f"{self.kind} {self.name}")
+        return self._plan(x, start)
+
+    def _kept_solve(self) -> np.ndarray | None:
+        """The round's QP by OSQP, kept from the last round (``agents.qp``); None where
+        it did not solve (HiGHS then solves the round, counted in ``qp_fallbacks``)."""
+        cost, diag = self._terms
+        if cost is None:
+            return None
+        if self._kept is None:
+            lp = self.highs.getLp()
+            a = sparse_matrix(lp)
+            self._kept = KeptQP(diag, cost, a, col_lower=lp.col_lower_,
+                                col_upper=lp.col_upper_, row_lower=lp.row_lower_,
+                                row_upper=lp.row_upper_, infinity=highspy.kHighsInf)
+        else:
+            self._kept.update(cost, diag)
+        x = self._kept.solve()
+        if x is None:
+            self.qp_fallbacks += 1
+        return x
+
+    def _plan(self, x: np.ndarray, start: float) -> Schedule:
         self.x = x
         values = {k: x[c] for k, c in self._flows.items()}
         bill = self.own_cost_eur(x)
@@ -391,11 +426,8 @@ class LocalLP:
 
 def local_lp(model: PeerModel) -> LocalLP:
     """The peer's settled local problem (binaries relaxed or fixed as in the market)."""
-    from scipy import sparse
-
     lp = model.highs.getLp()
-    a = sparse.csc_matrix((lp.a_matrix_.value_, lp.a_matrix_.index_, lp.a_matrix_.start_),
-                          shape=(lp.num_row_, lp.num_col_))
+    a = sparse_matrix(lp)
     return LocalLP(name=model.name, cost=model._cost.copy(), offset=model._offset, a=a,
                    col_lower=np.asarray(lp.col_lower_, float),
                    col_upper=np.asarray(lp.col_upper_, float),
@@ -403,6 +435,14 @@ def local_lp(model: PeerModel) -> LocalLP:
                    row_upper=np.asarray(lp.row_upper_, float), net=model._q.copy(),
                    p2p=model._p2p.copy(), quad_diag=model.quadratic_diag(),
                    soc=model._flows.get("soc_kwh", np.zeros(0, np.int32)).copy())
+
+
+def sparse_matrix(lp: highspy.HighsLp):
+    """The constraint matrix HiGHS holds (column-wise) as a scipy CSC matrix."""
+    from scipy import sparse
+
+    return sparse.csc_matrix((lp.a_matrix_.value_, lp.a_matrix_.index_, lp.a_matrix_.start_),
+                             shape=(lp.num_row_, lp.num_col_))
 
 
 def bound_constraints(x, a, col_lower, col_upper, row_lower, row_upper) -> list:
@@ -437,8 +477,7 @@ def interior_point(highs: highspy.Highs, who: str) -> np.ndarray:
     model = highs.getModel()
     lp, hess = model.lp_, model.hessian_
     n = lp.num_col_
-    a = sparse.csc_matrix((lp.a_matrix_.value_, lp.a_matrix_.index_, lp.a_matrix_.start_),
-                          shape=(lp.num_row_, n))
+    a = sparse_matrix(lp)
     diag = np.zeros(n)
     start = list(hess.start_) + [len(hess.value_)]
     for j in range(min(hess.dim_, n)):

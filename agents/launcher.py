@@ -93,6 +93,9 @@ def parser():
                    help="first port; the others follow it (default: any free ports)")
     p.add_argument("--accept-timeout-s", type=float, default=ACCEPT_TIMEOUT_S,
                    help="each process exits if mosaik has not connected within this")
+    p.add_argument("--preload", action="append", default=[], metavar="MODULE",
+                   help="import MODULE before forking (what the agents' answers need: "
+                   "each process importing it on its own costs every one of them)")
     p.add_argument("--nice", type=int, default=0,
                    help="lower the simulators' CPU priority by this much (0-19), so that "
                    "the coordinator and mosaik, which every agent waits for, keep theirs")
@@ -103,10 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     """Fork COUNT agent simulators, print their addresses as one JSON line, wait for
     them to finish. Run as its own lean process so the children inherit only the agent
     stack (not the runner's pandas/pandapower)."""
+    import importlib
     import json
     import sys
 
     args = parser().parse_args(argv)
+    for module in args.preload:
+        importlib.import_module(module)
     try:
         addresses, pids = launch(args.count, args.host, args.port, args.accept_timeout_s,
                                  args.nice)

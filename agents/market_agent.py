@@ -18,6 +18,7 @@ from lemgrid.agents.billing import day_bill, settled_flows
 from lemgrid.agents.data import MODEL_BUILDS, Schedule, net_load_kw
 from lemgrid.agents.days import day_slice, days_covered
 from lemgrid.agents.model import AgentModel
+from lemgrid.agents.qp import QP_METHODS
 from lemgrid.agents.realise import Actuals, observe, realise_period
 from lemgrid.agents.solver import agent_kind
 from lemgrid.agents.strategies import strategy
@@ -84,9 +85,11 @@ class MarketAgent:
 
     def __init__(self, data, family: str = "limits", actuals: Actuals | None = None,
                  mip_rel_gap: float = 1e-6, time_limit_s: float = 60.0, lp_first: bool = True,
-                 binaries: str = "relax", agent_models: str = MODEL_BUILDS[0]):
+                 binaries: str = "relax", agent_models: str = MODEL_BUILDS[0],
+                 qp: str = QP_METHODS[0]):
         self.data, self.strategy = data, strategy(family)
         self.binaries = binaries  # how a convex market's local problem treats binaries
+        self.qp = qp  # and how it solves its rounds' QPs (agents.qp)
         self.actuals = actuals or Actuals()
         self.options = {"mip_rel_gap": mip_rel_gap, "time_limit_s": time_limit_s,
                         "build": agent_models}

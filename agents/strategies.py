@@ -17,7 +17,9 @@ and ``answer`` as here).
   round re-solves its local problem (``agents.admm_peer``) with the round's trade
   target, mean pair price and ρ and offers its net P2P purchase and its net import.
 
-A strategy also says which connection limits the agent registers with.
+A strategy also says which connection limits the agent registers with, and which
+modules its answers import (``preload``): the agent launcher imports them once before it
+forks the agent processes, instead of every process on its first answer.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from lemgrid.agents.admm_peer import PEER, PeerModel, connection_limits, heat_limits
 from lemgrid.agents.model import AGENT
+from lemgrid.agents.qp import PRELOAD
 from lemgrid.coordinator.protocol import HEAT, NET, P2P, POWER, OfferBody, Signal
 
 
@@ -89,6 +92,7 @@ class QuoteStrategy:
 class ADMMStrategy:
     family = "peer_consensus"
     variant = PEER  # the model it solves (agents.model)
+    preload = PRELOAD  # the rounds' QP solver (agents.qp)
 
     def limits(self, day_data) -> dict[str, list[float]]:
         imp, exp = connection_limits(day_data)
@@ -103,7 +107,7 @@ class ADMMStrategy:
         model = agent.model
         if not isinstance(model, PeerModel) or model.counterparties != count:
             agent.model = model = PeerModel(agent.day_data, count, binaries=agent.binaries,
-                                            **agent.options)
+                                            qp=agent.qp, **agent.options)
         trade, net = body.terms.get(P2P), body.terms.get(NET)
         model.set_terms(body.rho or 0.0,
                         None if trade is None else (trade.price_eur_per_kwh, trade.target_kw),
@@ -120,6 +124,7 @@ class ADMMStrategy:
 class BilateralStrategy:
     family = "commodity_consensus"
     variant = PEER  # the model it solves (agents.model)
+    preload = PRELOAD
 
     def limits(self, day_data) -> dict[str, list[float]]:
         imp, exp = connection_limits(day_data)
@@ -139,7 +144,8 @@ class BilateralStrategy:
         if (not isinstance(model, PeerModel) or model.counterparties != count
                 or model.heat != bool(heat_count)):
             agent.model = model = PeerModel(agent.day_data, count, binaries=agent.binaries,
-                                            heat=bool(heat_count), **agent.options)
+                                            heat=bool(heat_count), qp=agent.qp,
+                                            **agent.options)
         retail = body.terms.get("retail")
         model.set_terms(body.rho or 0.0,
                         (power.price_eur_per_kwh, power.target_kw) if count else None,

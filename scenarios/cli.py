@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--models", action="store_true",
                        help="instead: agents' models built from their structure's template "
                        "against directly in Pyomo (build per agent, the in-process day)")
+    bench.add_argument("--qp", action="store_true",
+                       help="instead: a consensus market's peer QPs solved by HiGHS from "
+                       "scratch against OSQP kept between rounds (market.qp), the whole run "
+                       "each way")
+    bench.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="with --models, --qp or a scenario's own "
+                       "bench: override a scenario field, e.g. market.mechanism=bilateral")
     bench.add_argument("--power-flow", metavar="NETWORK", default=None,
                        help="instead: a day's 96 power flows of NETWORK with pandapower's "
                        "levers (numba, lightsim2grid, recycle)")

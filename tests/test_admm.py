@@ -203,17 +203,22 @@ def _centralized_cost(community) -> float:
 
 
 def _run_admm(community, params):
-    agents = {d.name: MarketAgent(d, "peer_consensus") for d in community}
+    agents = {d.name: MarketAgent(d, "peer_consensus", **params.agent_options())
+              for d in community}
     return agents, run_session(agents, ADMM, params)
 
 
-def test_admm_matches_the_centralized_optimum():
+@pytest.mark.parametrize("qp", ["highs", "osqp"])
+def test_admm_matches_the_centralized_optimum(qp):
+    """Both QP methods of the peers' rounds (HiGHS from scratch, OSQP kept between
+    rounds) reach the centralized MILP's cost."""
     community = _community()
     central = _centralized_cost(community)
-    params = ADMMParams(network=False, max_rounds=500, residual_tolerance=1e-5).with_data(
-        MarketData(tuple(BUY.tolist()), tuple(SELL.tolist())))
+    params = ADMMParams(network=False, max_rounds=500, residual_tolerance=1e-5,
+                        qp=qp).with_data(MarketData(tuple(BUY.tolist()), tuple(SELL.tolist())))
     agents, session = _run_admm(community, params)
     assert session.state.converged, session.state.stopped
+    assert all(a.model.qp == qp and a.model.qp_fallbacks == 0 for a in agents.values())
     admm = sum(a.plan.objective_eur for a in agents.values())
     # the retail bills' total: trade payments cancel between the peers
     assert admm == pytest.approx(central, abs=1e-3)

@@ -115,9 +115,13 @@ class ConsensusParams(MarketParams):
     binaries: Literal["relax", "fix"] = Field(
         "relax", description="the peers' binaries, relaxed (genuine on/off decisions kept "
         "from the plan without the market) or all fixed from that plan")
+    qp: Literal["osqp", "highs"] = Field(
+        "osqp", description="how a peer solves each round's QP: OSQP with its factorization "
+        "and last iterates kept between rounds (HiGHS solves a round OSQP does not), or "
+        "HiGHS's active-set method from scratch every round")
 
     def agent_options(self) -> dict:
-        return {"binaries": self.binaries}
+        return {"binaries": self.binaries, "qp": self.qp}
 
 
 class ADMMParams(ConsensusParams):

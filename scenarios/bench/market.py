@@ -178,13 +178,35 @@ def bench_models(args, info: dict) -> int:
     from lemgrid.scenarios.schema import load_scenario, resolve_scenario
 
     name = args.scenario or "faia2021"
-    pairs = run_models_bench(load_scenario(resolve_scenario(name)), args.runs)
+    pairs = run_models_bench(load_scenario(resolve_scenario(name), args.overrides), args.runs)
     print(f"lemgrid bench --models: {name}, {args.runs} run pair(s); machine: {info['cpu']}, "
           f"{info['cores']} cores, Python {info['python']}")
     print("\n".join(models_table(pairs)))
     args.out = args.out or "bench_models.json"
     Path(args.out).write_text(json.dumps({"scenario": name, "runs": args.runs,
                                           "machine": info, "pairs": pairs}, indent=2) + "\n")
+    print(f"written: {args.out}")
+    return 0
+
+
+def bench_qp(args, info: dict) -> int:
+    from lemgrid.scenarios.bench.qp import qp_problem, qp_table, run_qp_bench
+    from lemgrid.scenarios.run.errors import RunError
+    from lemgrid.scenarios.schema import load_scenario, resolve_scenario
+
+    s = load_scenario(resolve_scenario(args.scenario or "faia2021"), args.overrides)
+    problem = qp_problem(s)
+    if problem:
+        raise RunError(problem)
+    pairs = run_qp_bench(s, args.runs)
+    print(f"lemgrid bench --qp: {s.name}, {s.market.mechanism}, residual tolerance "
+          f"{s.market.residual_tolerance:g}, {s.runtime.kind}, {args.runs} run pair(s); "
+          f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}")
+    print("\n".join(qp_table(pairs)))
+    args.out = args.out or "bench_qp.json"
+    Path(args.out).write_text(json.dumps({"scenario": s.name, "runs": args.runs,
+                                          "mechanism": s.market.mechanism, "machine": info,
+                                          "pairs": pairs}, indent=2) + "\n")
     print(f"written: {args.out}")
     return 0
 
@@ -209,10 +231,12 @@ def run_bench(args) -> int:
         return 0
     if args.models:
         return bench_models(args, machine())
+    if args.qp:
+        return bench_qp(args, machine())
     args.out = args.out or "bench.json"
     name = "tiny" if args.quick else (args.scenario or "faia2021")
     runs_n = 1 if args.quick else args.runs
-    s = load_scenario(resolve_scenario(name))
+    s = load_scenario(resolve_scenario(name), args.overrides)
     mech = mechanisms.get(s.market.mechanism)
     if mech.bench is not None:
         return mech.bench(scenario=s, runs=runs_n, info=machine(), out=args.out)

@@ -82,10 +82,18 @@ def models_table(pairs: list[dict]) -> list[str]:
     for key in DAY_FIGURES:
         rows.append((f"in-process run, {key.replace('_', ' ')}",
                      [p[old][key] for p in pairs], [p[new][key] for p in pairs]))
+    return pair_table(rows, old, new)
+
+
+def pair_table(rows: list[tuple[str, list[float], list[float]]], old: str, new: str
+               ) -> list[str]:
+    """Figures measured pair by pair two ways (name, the old way's values, the new way's):
+    one line each with each way's median (min–max) and, for times (names ending " s" or
+    " ms per agent"), the median of the pairs' ratios old ÷ new."""
     lines = [(f"{'figure':<40} {old + ' median (min–max)':>30} "
              f"{new + ' median (min–max)':>30} {old + ' ÷ ' + new:>18}")]
     for name, a, b in rows:
-        timed = name.endswith((" s", " ms per agent"))
+        timed = name.endswith((" s", " ms per agent", " s per round"))
         ratios = [x / y for x, y in zip(a, b, strict=True) if y and timed]
         ratio = f"{statistics.median(ratios):.3g}" if ratios else ""
         fmt = ".4f" if name.endswith(" eur") else ".4g"  # a bill to the cent and beyond

@@ -196,10 +196,11 @@ def start_grid(host: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
 
 
-def start_launcher(count: int, nice: int = 0):
-    """Start ``python -m lemgrid.agents.launcher``; return it and the forked simulators' addresses."""
+def start_launcher(count: int, nice: int = 0, preload: tuple[str, ...] = ()):
+    """Start ``python -m lemgrid.agents.launcher`` (importing ``preload`` before it forks);
+    return it and the forked simulators' addresses."""
     proc = subprocess.Popen([sys.executable, "-m", "lemgrid.agents.launcher", str(count),
-                             "--nice", str(nice)],
+                             "--nice", str(nice), *(f"--preload={m}" for m in preload)],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     line = proc.stdout.readline()
     try:
@@ -480,7 +481,10 @@ def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=(
         forked = []
         missing = group_addresses(s, group_count(s)).count(None)
         if s.runtime.launcher == "fork" and missing:
-            helpers.launcher, forked = start_launcher(missing, s.runtime.agent_nice)
+            from lemgrid.agents.strategies import strategy
+
+            preload = getattr(strategy(plugin(s).strategy), "preload", ())
+            helpers.launcher, forked = start_launcher(missing, s.runtime.agent_nice, preload)
         if helpers.coordinator is not None:
             helpers.coordinator, endpoint = coordinator_ready(helpers.coordinator)
     except BaseException:
