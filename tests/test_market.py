@@ -153,6 +153,28 @@ def test_infeasible_agent_is_reported_and_the_run_goes_on(tmp_path, capsys):
     assert list(summary["failed_agents"]) == ["evbad"] and summary["agents"]["ev"] == 3
 
 
+def test_a_run_every_agent_left_still_writes_its_results(tmp_path, capsys):
+    """The same EV as the only agent: the run ends, names it, writes agents.parquet with
+    its columns and no row, and a report whose agent figures say why they are absent
+    (the report once stopped at a KeyError on an agents table without columns)."""
+    import pandas as pd
+
+    away = [False] * 40 + [True] * 8 + [False] * 48
+    ev = {"kind": "ev", "name": "evbad", "model": "nissan_leaf_40", "contracted_kva": "6.90",
+          "away": away, "trip_kwh": [5.0 if a else 0.0 for a in away]}
+    out = tmp_path / "o"
+    code = main(["run", str(SCENARIOS / "tiny.yaml"), "--out", str(out), "--quiet",
+                 "--runtime", "inprocess", "--set", "templates=[]",
+                 "--set", f"agents=[{json.dumps(ev)}]"])
+    assert code == 0
+    assert "agent evbad left the market" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["failed_agents"]) == ["evbad"] and summary["costs_eur"]["total"] == 0
+    agents = pd.read_parquet(out / "agents.parquet")
+    assert agents.empty and {"kind", "cost_eur", "net_kw"} <= set(agents.columns)
+    assert "No agent results." in (out / "report.html").read_text()
+
+
 def test_distributed_infeasible_agent_tells_the_coordinator(tmp_path):
     """The same EV as its own process: it tells the coordinator that it leaves, with the
     in-process run's reason (not "missed the round-1 deadline" after the deadline), and

@@ -454,7 +454,8 @@ def supply_mix_caption(run: Run) -> str:
 
 
 def _no_soc(run: Run) -> str | None:
-    return None if run.agents["soc_kwh"].notna().any() else "No agent has a storage."
+    return _no_agents(run) or (None if run.agents["soc_kwh"].notna().any()
+                               else "No agent has a storage.")
 
 
 def _no_power_flow(run: Run) -> str | None:
@@ -468,7 +469,7 @@ FIGURES = [
                lambda run: figures.supply_mix(run.agents, run.period_h), _no_agents,
                supply_mix_caption),
     FigureSpec("p2v_trades", "P2V sold and bought per period, settled and offered (kW)",
-               lambda run: figures.p2v_trades(run.agents)),
+               lambda run: figures.p2v_trades(run.agents), _no_agents),
     FigureSpec("convergence", "Convergence per round: offers summed over periods and error",
                lambda run: figures.convergence(run.market), _no_offers),
     FigureSpec("planned_cost", "Mean planned cost of the day per agent type and round",
@@ -486,11 +487,11 @@ FIGURES = [
                                                     run.config["grid"]["max_loading_pct"]),
                _no_power_flow),
     FigureSpec("cost_distribution", "Cost per agent over the run, by kind",
-               lambda run: figures.cost_distribution(run.agents)),
+               lambda run: figures.cost_distribution(run.agents), _no_agents),
     FigureSpec("daily_bills", "The community's bill per day, by part",
-               lambda run: figures.daily_bills(run.agents)),
+               lambda run: figures.daily_bills(run.agents), _no_agents),
     FigureSpec("daily_energy", "Energy per day",
-               lambda run: figures.daily_energy(run.agents, run.period_h)),
+               lambda run: figures.daily_energy(run.agents, run.period_h), _no_agents),
     FigureSpec("locality_prices", "Locality market prices beside the grid's",
                lambda run: figures.locality_prices(run.market, run.periods),
                lambda run: None if "import_price_eur_per_kwh" in run.market else

@@ -89,7 +89,15 @@ def agents_frame(days: list[DayResult], community, bus_of: dict[str, int] | None
                 cols[key] = sc.costs_eur.get(key, np.zeros(n))
             cols["cost_eur"] = sc.cost_eur
             frames.append(pd.DataFrame(cols))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return pd.concat(frames, ignore_index=True) if frames else no_agents()
+
+
+def no_agents() -> pd.DataFrame:
+    """``agents_frame``'s columns without a row: a run in which every agent failed (its
+    report and comparisons read the columns they expect, and find no agent)."""
+    cols = {"day": int, "agent": str, "kind": str, "bus": float, "period": int,
+            **dict.fromkeys((*FLOW_COLUMNS, "soc_kwh", *COST_COLUMNS, "cost_eur"), float)}
+    return pd.DataFrame({k: pd.Series(dtype=t) for k, t in cols.items()})
 
 
 def market_frame(days: list[DayResult], periods: int) -> pd.DataFrame:
