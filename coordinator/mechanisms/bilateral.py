@@ -487,10 +487,11 @@ def clear_bilateral(state: BilateralState, params: BilateralParams) -> dict[str,
     by_kw: dict[str, dict] = {p: {} for p in state.peers}
     by_price: dict[str, dict] = {p: {} for p in state.peers}
     book, a = state.books[POWER], cleared[POWER]
+    price = book.price  # once: the property computes every pair's (K × T)
     for k, (n, m) in enumerate(book.pairs):
         pn, pm = state.peers[n], state.peers[m]
         by_kw[pn][pm], by_kw[pm][pn] = a[k].tolist(), (-a[k]).tolist()
-        by_price[pn][pm] = by_price[pm][pn] = book.price[k].tolist()
+        by_price[pn][pm] = by_price[pm][pn] = price[k].tolist()
     out = bilateral_clearings(key=POWER, peers=state.peers, operator=state.operator,
                               periods=state.periods, period_h=state.period_h, pos=positions(state),
                               pay=traded_eur(state, cleared), by_kw=by_kw, by_price=by_price,
@@ -498,14 +499,12 @@ def clear_bilateral(state: BilateralState, params: BilateralParams) -> dict[str,
     heat, heat_a = state.books[HEAT], cleared[HEAT]
     if len(heat.pairs):
         held = positions(state, HEAT)
+        heat_of: dict[str, dict] = {p: {} for p in state.peers}
+        for k, (n, m) in enumerate(heat.pairs):
+            pn, pm = state.peers[n], state.peers[m]
+            heat_of[pn][pm], heat_of[pm][pn] = heat_a[k].tolist(), (-heat_a[k]).tolist()
         for p in state.peers:
-            body = out[p]
-            heat_by = {}
-            for k, (n, m) in enumerate(heat.pairs):
-                if state.peers[n] == p:
-                    heat_by[state.peers[m]] = heat_a[k].tolist()
-                elif state.peers[m] == p:
-                    heat_by[state.peers[n]] = (-heat_a[k]).tolist()
+            body, heat_by = out[p], heat_of[p]
             out[p] = body.model_copy(update={
                 "quantities_kw": {**body.quantities_kw, HEAT: held[p].tolist()},
                 "by_counterparty_kw": {**(body.by_counterparty_kw or {}), HEAT: heat_by}
