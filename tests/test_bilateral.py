@@ -265,6 +265,16 @@ def test_heat_and_power_from_a_chp_unit_by_hand(tmp_path):
                                       {k: b.penalty for k, b in state.books.items()},
                                       state.retail_penalty)
     assert central.welfare_eur == pytest.approx(720.75, rel=1e-9)
+    # no penalty tells the pairs apart: one balance row per period and connected group of
+    # peers stands for the pairs' columns; with the pairs' columns (split) the same optimum
+    assert not central.trades_kw
+    split = solve_central_bilateral([agents[p].day_data for p in state.peers],
+                                    {k: b.pairs for k, b in state.books.items()},
+                                    {k: b.penalty for k, b in state.books.items()},
+                                    state.retail_penalty, split=True)
+    assert split.welfare_eur == pytest.approx(720.75, rel=1e-9)
+    assert sorted(np.abs(split.trades_kw["heat"]).ravel()) == pytest.approx([100.0, 200.0],
+                                                                            abs=1e-6)
 
 
 def test_heat_variant_meets_table_12_4_heat_demands():

@@ -22,7 +22,13 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from lemgrid.agents.admm_peer import OBJECTIVE_SCALE, QP_ITERATION_LIMIT, PeerModel, interior_point
+from lemgrid.agents.admm_peer import (
+    OBJECTIVE_SCALE,
+    QP_ITERATION_LIMIT,
+    PeerModel,
+    interior_point,
+    sparse_matrix,
+)
 from lemgrid.agents.days import day_slice
 from lemgrid.coordinator.protocol import HEAT, POWER
 
@@ -41,7 +47,8 @@ SPLIT_EPS_EUR_PER_KW2H = 1e-9
 @dataclass(frozen=True)
 class CentralBilateral:
     welfare_eur: float  # Σ own costs + penalties
-    trades_kw: dict[str, np.ndarray]  # commodity -> (K, T) P of each pair (n buys from m)
+    # commodity -> (K, T) P of each pair (n buys from m), where a penalty tells pairs apart
+    trades_kw: dict[str, np.ndarray]
     net_kw: dict[str, np.ndarray]  # each peer's net import per period
     own_cost_eur: dict[str, float]
     seconds: float
@@ -55,9 +62,15 @@ def _pair_count(pairs: dict[str, np.ndarray], n: int) -> tuple[dict[str, int], d
 
 def solve_central_bilateral(day_data: list, pairs: dict[str, np.ndarray],
                             penalty: dict[str, np.ndarray], retail_penalty: np.ndarray,
-                            binaries: str = "relax") -> CentralBilateral:
+                            binaries: str = "relax", split: bool = False) -> CentralBilateral:
     """One day of the bilateral market in one QP. ``pairs[key]``: (K, 2) peer indices
-    into ``day_data``; ``penalty[key]``: (K, T) €/kWh; ``retail_penalty``: (N, T)."""
+    into ``day_data``; ``penalty[key]``: (K, T) €/kWh; ``retail_penalty``: (N, T).
+
+    A commodity whose pairs carry no penalty at all gets no pair columns (unless
+    ``split``): which pairs carry a trade changes no cost there, so its balance is one row
+    per period and group of peers the pairs connect (their purchases sum to zero), the
+    same feasible purchases as the pairs' columns (any such sums split along the pairs of
+    a connected group), without K·T columns (300 peers: 44,850 pairs × 96 periods)."""
     start = time.perf_counter()
     n_peers = len(day_data)
     degree, heat = _pair_count(pairs, n_peers)
@@ -69,9 +82,7 @@ def solve_central_bilateral(day_data: list, pairs: dict[str, np.ndarray],
     col = 0
     for i, m in enumerate(models):
         lp = m.highs.getLp()
-        a = sp.csc_matrix((lp.a_matrix_.value_, lp.a_matrix_.index_, lp.a_matrix_.start_),
-                          shape=(lp.num_row_, lp.num_col_))
-        blocks.append(a)
+        blocks.append(sparse_matrix(lp))
         costs.append(m.convex_cost())
         retail = np.zeros(lp.num_col_)
         for cols in m.retail_columns():
@@ -86,47 +97,47 @@ def solve_central_bilateral(day_data: list, pairs: dict[str, np.ndarray],
         col += lp.num_col_
     local = sp.block_diag(blocks, format="csc")
     n_local = col
-    # trade columns: per commodity, P (K·T) then u (K·T)
+    first = np.asarray(first)
+    # trade columns of the commodities whose pairs a penalty tells apart: P (K·T), u (K·T)
     trade_cols = {}
     for key, kp in pairs.items():
-        k = len(kp)
-        trade_cols[key] = (col + np.arange(k * T).reshape(k, T),
-                           col + k * T + np.arange(k * T).reshape(k, T))
-        col += 2 * k * T
+        if split or np.any(np.asarray(penalty[key], float) != 0):
+            k = len(kp)
+            trade_cols[key] = (col + np.arange(k * T).reshape(k, T),
+                               col + k * T + np.arange(k * T).reshape(k, T))
+            col += 2 * k * T
     n_cols = col
-    rows, cols_, vals, lo, hi = [], [], [], [], []
-    r = local.shape[0]
+    extra = _Rows()
+    tt = np.arange(T)
     for key, kp in pairs.items():
+        kp = np.asarray(kp, int).reshape(-1, 2)
+        if not len(kp):
+            continue
+        purchase = np.array([first[i] + models[i].purchase_columns(key)[:T]
+                             if (degree[i] if key == POWER else heat[i]) else np.full(T, -1)
+                             for i in range(n_peers)])  # (N, T); −1: no such column
+        if key not in trade_cols:  # Σ purchases of a connected group = 0 per period
+            for group in _groups(kp, n_peers):
+                extra.add(np.repeat(tt[None, :], len(group), 0), purchase[group],
+                          np.ones((len(group), T)), 0.0, 0.0)
+            continue
         p, u = trade_cols[key]
-        for i, m in enumerate(models):
-            s = m.purchase_columns(key)
-            if key == POWER and not degree[i] or key == HEAT and not heat[i]:
-                continue
-            for t in range(T):  # s_i,t − Σ_k ±P_k,t = 0
-                rows.append(r)
-                cols_.append(first[i] + int(s[t]))
-                vals.append(1.0)
-                for j, (n, mm) in enumerate(kp):
-                    if i in (n, mm):
-                        rows.append(r)
-                        cols_.append(int(p[j, t]))
-                        vals.append(-1.0 if i == n else 1.0)
-                lo.append(0.0)
-                hi.append(0.0)
-                r += 1
-        for j in range(len(kp)):
-            for t in range(T):
-                for sign in (-1.0, 1.0):  # u ∓ P ≥ 0
-                    rows += [r, r]
-                    cols_ += [int(u[j, t]), int(p[j, t])]
-                    vals += [1.0, sign]
-                    lo.append(0.0)
-                    hi.append(INF)
-                    r += 1
-    extra = sp.csc_matrix((vals, (np.array(rows) - local.shape[0], cols_)),
-                          shape=(r - local.shape[0], n_cols))
+        k = len(kp)
+        # s_i,t − Σ_k ±P_k,t = 0: one row per peer with a purchase column and period
+        peers = np.flatnonzero(purchase[:, 0] >= 0)
+        row_of = np.full(n_peers, -1)
+        row_of[peers] = np.arange(len(peers))
+        base = extra.count
+        extra.add(row_of[peers][:, None] * T + tt, purchase[peers], np.ones((len(peers), T)),
+                  0.0, 0.0)
+        for side, sign in ((0, -1.0), (1, 1.0)):  # −P where the peer is n, +P where m
+            extra.entries(base + row_of[kp[:, side]][:, None] * T + tt, p, np.full((k, T), sign))
+        for sign in (-1.0, 1.0):  # u ∓ P ≥ 0
+            rows = extra.count + np.arange(k * T).reshape(k, T)
+            extra.add(rows - extra.count, u, np.ones((k, T)), 0.0, INF)
+            extra.entries(rows, p, np.full((k, T), sign))
     a = sp.vstack([sp.hstack([local, sp.csc_matrix((local.shape[0], n_cols - n_local))]),
-                   extra]).tocsc()
+                   extra.matrix(n_cols)]).tocsc()
     own_cost = np.zeros(n_cols)  # the peers' own linear costs (their offsets aside)
     own_cost[:n_local] = np.concatenate(costs)
     paid = np.zeros(n_cols)  # the penalties: retail paths, then each side's on the trades
@@ -141,8 +152,8 @@ def solve_central_bilateral(day_data: list, pairs: dict[str, np.ndarray],
         paid[u.ravel()] = 2 * dt * np.asarray(penalty[key], float).ravel()
         if not linear:
             diag[p.ravel()] = dt * SPLIT_EPS_EUR_PER_KW2H
-    row_lo = np.concatenate([*rlows, lo])
-    row_hi = np.concatenate([*rups, hi])
+    row_lo = np.concatenate([*rlows, extra.lower()])
+    row_hi = np.concatenate([*rups, extra.upper()])
     x = _solve_qp(a, own_cost + paid, diag, col_lo, col_hi, row_lo, row_hi)
     own, net = {}, {}
     for i, m in enumerate(models):
@@ -152,6 +163,54 @@ def solve_central_bilateral(day_data: list, pairs: dict[str, np.ndarray],
     welfare = sum(own.values()) + float(paid @ x)
     return CentralBilateral(welfare, {k: x[p] for k, (p, _) in trade_cols.items()}, net, own,
                             time.perf_counter() - start)
+
+
+class _Rows:
+    """Rows appended below the peers' own, as coordinate entries and bounds."""
+
+    def __init__(self):
+        self.count = 0
+        self._r, self._c, self._v, self._lo, self._hi = [], [], [], [], []
+
+    def add(self, rows, cols, vals, lo: float, hi: float) -> None:
+        """New rows numbered ``rows`` from the next free one (0-based among the new);
+        entries (rows, cols, vals) where cols ≥ 0."""
+        rows = np.asarray(rows) + self.count
+        self.entries(rows, cols, vals)
+        n = int(rows.max()) + 1 - self.count if rows.size else 0
+        self._lo.append(np.full(n, lo))
+        self._hi.append(np.full(n, hi))
+        self.count += n
+
+    def entries(self, rows, cols, vals) -> None:
+        rows, cols, vals = (np.asarray(x).ravel() for x in (rows, cols, vals))
+        keep = cols >= 0
+        self._r.append(rows[keep])
+        self._c.append(cols[keep])
+        self._v.append(vals[keep].astype(float))
+
+    def matrix(self, n_cols: int):
+        cat = (lambda xs, dtype: np.concatenate(xs) if xs else np.zeros(0, dtype))
+        return sp.csc_matrix((cat(self._v, float), (cat(self._r, int), cat(self._c, int))),
+                             shape=(self.count, n_cols))
+
+    def lower(self) -> np.ndarray:
+        return np.concatenate(self._lo) if self._lo else np.zeros(0)
+
+    def upper(self) -> np.ndarray:
+        return np.concatenate(self._hi) if self._hi else np.zeros(0)
+
+
+def _groups(pairs: np.ndarray, n: int) -> list[np.ndarray]:
+    """The peers the pairs connect, one array per connected group (peers in no pair left
+    out)."""
+    from scipy.sparse.csgraph import connected_components
+
+    graph = sp.csr_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    used = np.zeros(n, bool)
+    used[pairs.ravel()] = True
+    return [np.flatnonzero((label == g) & used) for g in np.unique(label[used])]
 
 
 # Above this many columns HiGHS's active-set QP solver takes hours (faia2021's 90 peers
