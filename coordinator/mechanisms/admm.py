@@ -100,7 +100,8 @@ TINY_EUR_PER_KWH = 1e-9
 class ConsensusParams(MarketParams):
     """What the consensus ADMM markets (this one and the bilateral market) share: ρ0,
     residual balancing (μ, τ, checked every ``BALANCE_EVERY`` rounds), the stopping
-    tolerance on the scaled residuals and how the peers settle their binaries."""
+    tolerance on the scaled residuals, how the peers settle their binaries and how they
+    solve each round's QP."""
 
     BALANCE_EVERY: ClassVar[int] = 10
     rho0: float = Field(100.0, gt=0, description="initial penalty ρ (€/MW²h)")
