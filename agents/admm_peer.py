@@ -194,14 +194,14 @@ class PeerModel:
                              for x, z, a in quadratic_terms(m)]
                 self._hold(solver, peer_columns(m, solver), quadratic, time_limit_s)
                 solver.drop_model()
-        self._rho = None  # (ρ, quadratic column counts) of the Hessian in HiGHS
+        self._hessian = None  # the Hessian diagonal HiGHS holds (passed when it changes)
         self.x = None  # the last solution (at first the day planned without the market)
         self._settle_binaries()
         self.relaxation_conflicts = 0
         self.fallbacks = 0  # QP solves HiGHS stalled on, solved by Clarabel instead
         self.qp = qp  # the round's QP method: HiGHS from scratch, or OSQP kept (agents.qp)
         self._kept: KeptQP | None = None
-        self._terms = (None, None)  # the round's (cost, Hessian diagonal) as HiGHS holds them
+        self._terms = (None, None)  # the round's (cost, Hessian diagonal), scaled as HiGHS's
         self.qp_fallbacks = 0  # rounds OSQP did not solve, solved by HiGHS instead
 
     @property
@@ -296,13 +296,14 @@ class PeerModel:
         for c, k, q in zip(cols, costs, hess, strict=True):
             cost[c] += k
             diag[c] += q
-        all_cols = np.arange(self._ncols, dtype=np.int32)
-        self.highs.changeColsCost(self._ncols, all_cols, OBJECTIVE_SCALE * cost)
-        self._terms = (OBJECTIVE_SCALE * cost, OBJECTIVE_SCALE * diag)
-        key = (rho, rho_net, tuple(len(c) for c in cols), self.x is not None)
-        if key != self._rho:
-            self.pass_hessian(OBJECTIVE_SCALE * diag)
-            self._rho = key
+        cost, diag = OBJECTIVE_SCALE * cost, OBJECTIVE_SCALE * diag
+        # HiGHS holds every round's problem too: it solves a round OSQP does not, and
+        # Clarabel reads the problem from it
+        self.highs.changeColsCost(self._ncols, np.arange(self._ncols, dtype=np.int32), cost)
+        if self._hessian is None or not np.array_equal(diag, self._hessian):
+            self.pass_hessian(diag)
+            self._hessian = diag
+        self._terms = (cost, diag)
 
     def pass_hessian(self, diag: np.ndarray) -> None:
         """A diagonal Hessian over every column HiGHS holds (lower triangle, CSC)."""

@@ -40,17 +40,22 @@ def build_times(s: Scenario) -> dict[str, dict[str, float]]:
     return out
 
 
-def day_in_process(s: Scenario, build: str, out: Path) -> dict[str, float]:
-    """One in-process run of the scenario with its agents' models built ``build``."""
+def run_figures(s: Scenario, out: Path) -> tuple[dict[str, float], dict]:
+    """One run of ``s``: its ``DAY_FIGURES`` and its summary."""
     from lemgrid.scenarios.run.world import run_scenario
 
-    s = s.model_copy(update={
-        "runtime": s.runtime.model_copy(update={"kind": "inprocess"}),
-        "solver": s.solver.model_copy(update={"agent_models": build})})
     summary = run_scenario(s, out)
     t = summary["timing_s"]
-    return {"wall_s": t["wall"], "startup_s": t["startup"], "market_s": t["market"],
-            "rounds": summary["market"]["rounds"], "total_eur": summary["costs_eur"]["total"]}
+    return ({"wall_s": t["wall"], "startup_s": t["startup"], "market_s": t["market"],
+             "rounds": summary["market"]["rounds"], "total_eur": summary["costs_eur"]["total"]},
+            summary)
+
+
+def day_in_process(s: Scenario, build: str, out: Path) -> dict[str, float]:
+    """One in-process run of the scenario with its agents' models built ``build``."""
+    return run_figures(s.model_copy(update={
+        "runtime": s.runtime.model_copy(update={"kind": "inprocess"}),
+        "solver": s.solver.model_copy(update={"agent_models": build})}), out)[0]
 
 
 def run_models_bench(s: Scenario, runs: int) -> list[dict]:

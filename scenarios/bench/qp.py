@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from lemgrid.scenarios.bench.models import pair_table
+from lemgrid.scenarios.bench.models import pair_table, run_figures
 from lemgrid.scenarios.schema import Scenario
 
 QP_WAYS = ("highs", "osqp")  # the old way, the new
@@ -31,15 +31,10 @@ def qp_problem(s: Scenario) -> str | None:
 
 def qp_run(s: Scenario, qp: str, out: Path) -> dict[str, float]:
     """One run of ``s`` with its peers' QPs solved ``qp``."""
-    from lemgrid.scenarios.run.world import run_scenario
-
-    summary = run_scenario(s.model_copy(update={
+    figures, summary = run_figures(s.model_copy(update={
         "market": s.market.model_copy(update={KEY: qp})}), out)
-    t, rounds = summary["timing_s"], summary["market"]["rounds"]
-    return {"wall_s": t["wall"], "startup_s": t["startup"], "market_s": t["market"],
-            "market_s_per_round": t["market"] / max(rounds, 1), "rounds": rounds,
-            "total_eur": summary["costs_eur"]["total"],
-            "converged": bool(summary["market"].get("converged", False))}
+    return figures | {"market_s_per_round": figures["market_s"] / max(figures["rounds"], 1),
+                      "converged": bool(summary["market"].get("converged", False))}
 
 
 def run_qp_bench(s: Scenario, runs: int) -> list[dict]:

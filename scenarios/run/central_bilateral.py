@@ -127,14 +127,13 @@ def solve_central_bilateral(day_data: list, pairs: dict[str, np.ndarray],
         peers = np.flatnonzero(purchase[:, 0] >= 0)
         row_of = np.full(n_peers, -1)
         row_of[peers] = np.arange(len(peers))
-        base = extra.count
-        extra.add(row_of[peers][:, None] * T + tt, purchase[peers], np.ones((len(peers), T)),
-                  0.0, 0.0)
+        base = extra.add(row_of[peers][:, None] * T + tt, purchase[peers],
+                         np.ones((len(peers), T)), 0.0, 0.0)
         for side, sign in ((0, -1.0), (1, 1.0)):  # −P where the peer is n, +P where m
             extra.entries(base + row_of[kp[:, side]][:, None] * T + tt, p, np.full((k, T), sign))
+        cell = np.arange(k * T).reshape(k, T)
         for sign in (-1.0, 1.0):  # u ∓ P ≥ 0
-            rows = extra.count + np.arange(k * T).reshape(k, T)
-            extra.add(rows - extra.count, u, np.ones((k, T)), 0.0, INF)
+            rows = extra.add(cell, u, np.ones((k, T)), 0.0, INF) + cell
             extra.entries(rows, p, np.full((k, T), sign))
     a = sp.vstack([sp.hstack([local, sp.csc_matrix((local.shape[0], n_cols - n_local))]),
                    extra.matrix(n_cols)]).tocsc()
@@ -172,15 +171,17 @@ class _Rows:
         self.count = 0
         self._r, self._c, self._v, self._lo, self._hi = [], [], [], [], []
 
-    def add(self, rows, cols, vals, lo: float, hi: float) -> None:
-        """New rows numbered ``rows`` from the next free one (0-based among the new);
-        entries (rows, cols, vals) where cols ≥ 0."""
-        rows = np.asarray(rows) + self.count
-        self.entries(rows, cols, vals)
-        n = int(rows.max()) + 1 - self.count if rows.size else 0
+    def add(self, rows, cols, vals, lo: float, hi: float) -> int:
+        """New rows numbered ``rows`` from the next free one (0-based among the new) with
+        entries (rows, cols, vals) where cols ≥ 0; the first new row's index."""
+        base = self.count
+        rows = np.asarray(rows)
+        self.entries(rows + base, cols, vals)
+        n = int(rows.max()) + 1 if rows.size else 0
         self._lo.append(np.full(n, lo))
         self._hi.append(np.full(n, hi))
         self.count += n
+        return base
 
     def entries(self, rows, cols, vals) -> None:
         rows, cols, vals = (np.asarray(x).ravel() for x in (rows, cols, vals))
