@@ -288,6 +288,14 @@ def cmd_grid(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    """``lemgrid bench``; SIGINT and SIGTERM stop a run's helper processes with it."""
+    from lemgrid.scenarios.run.errors import interrupts_raised
+
+    with interrupts_raised():
+        return _bench(args)
+
+
+def _bench(args) -> int:
     if args.load is not None:
         import tempfile
 

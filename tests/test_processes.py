@@ -216,3 +216,28 @@ def test_mosaik_started_simulators_run_from_any_folder(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["days"] == 1 and not summary["failed_agents"]
+
+
+def test_bench_scale_interrupted_keeps_the_finished_sizes(tmp_path):
+    """SIGTERM to ``lemgrid bench --scale 2 3`` as the 3-agent day starts (its coordinator
+    up, the agent launcher forking: a signal there once left the forked simulators
+    running): exit 143 with the signal named, no process of the run left, and the
+    finished 2-agent size written to the JSON with why it stopped. (A signal in the
+    middle of a day takes the path ``test_runner_interrupted_then_resumed`` checks.)"""
+    tag, keep, out = uuid.uuid4().hex, tmp_path / "keep", tmp_path / "scale.json"
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "lemgrid.scenarios.cli", "bench", "--scale", "2", "3",
+         "--runs", "1", "--keep", str(keep), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, TAG: tag})
+    deadline = time.monotonic() + WAIT_S
+    while not (keep / "3" / "0" / "messages.jsonl").exists():
+        assert time.monotonic() < deadline and bench.poll() is None, bench.communicate()
+        time.sleep(0.02)
+    bench.send_signal(signal.SIGTERM)
+    err, took = finish(bench, tag)
+    assert bench.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err.strip().splitlines()[-1]
+    assert took < 30.0 and tagged(tag) == []
+    written = json.loads(out.read_text())
+    assert [r["agents"] for r in written["scaling"]] == [2]
+    assert "SIGTERM" in written["stopped"]

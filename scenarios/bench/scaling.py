@@ -55,11 +55,11 @@ def _median(values: list):
 
 def run_scaling(path: Path, sizes: list[int], runs: int,
                 per_process: int | None = None, keep: Path | None = None,
-                mechanism: str | None = None) -> list[dict]:
-    """Median of ``runs`` runs per size; every value kept under ``values``. ``keep``: a
-    folder that keeps each run's results (``keep/<agents>/<run>``, under
-    ``keep/<mechanism>`` where one is named), else they go."""
-    rows = []
+                mechanism: str | None = None):
+    """One row per size, yielded as each size finishes: the median of ``runs`` runs,
+    every value kept under ``values``. ``keep``: a folder that keeps each run's results
+    (``keep/<agents>/<run>``, under ``keep/<mechanism>`` where one is named), else they
+    go."""
     for n in sizes:
         s = sized(path, n, per_process, mechanism)
         with tempfile.TemporaryDirectory() as tmp:
@@ -69,8 +69,7 @@ def run_scaling(path: Path, sizes: list[int], runs: int,
         row = {k: _median([r[k] for r in results]) for k in COLUMNS}
         row |= {f"{k}_min": min(r[k] for r in results) for k in ("wall_s", "memory_pss_mb")}
         row |= {f"{k}_max": max(r[k] for r in results) for k in ("wall_s", "memory_pss_mb")}
-        rows.append(row | {"mechanism": s.market.mechanism, "values": results})
-    return rows
+        yield row | {"mechanism": s.market.mechanism, "values": results}
 
 
 def scaling_table(rows: list[dict]) -> list[str]:

@@ -202,12 +202,16 @@ def start_launcher(count: int, nice: int = 0, preload: tuple[str, ...] = ()):
     proc = subprocess.Popen([sys.executable, "-m", "lemgrid.agents.launcher", str(count),
                              "--nice", str(nice), *(f"--preload={m}" for m in preload)],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
-    line = proc.stdout.readline()
+    line = ""
     try:
+        line = proc.stdout.readline()
         return proc, json.loads(line)
-    except json.JSONDecodeError:
-        proc.kill()
-        raise RunError(f"agent launcher did not start: {line.strip()!r}") from None
+    except BaseException as exc:  # also interrupted while it forks: its simulators go too
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if isinstance(exc, json.JSONDecodeError):
+            raise RunError(f"agent launcher did not start: {line.strip()!r}") from None
+        raise
 
 
 def _sim_config(s: Scenario, addresses: list[str | None], forked: list[str]) -> dict:
@@ -284,7 +288,7 @@ def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoin
                   endpoint=endpoint, results_dir=results_dir, first_day=first_day,
                   grid_address=grid_address, templates=templates)
     except BaseException:
-        world.shutdown()  # the simulators started so far
+        shutdown_each(world)  # the simulators started so far, mosaik's tasks cancelled
         raise
     return world
 
