@@ -4,7 +4,11 @@ One simulator process hosts one or more agents (entity id = agent name), each wi
 ZeroMQ client for the whole run. At the first step of every day each hosted agent builds
 its day model and joins that day's market (one thread per agent); every step it realises
 the period (battery re-dispatched against what actually happened), sends its meter
-reading to the coordinator and outputs its realised power at the grid connection. At the
+reading to the coordinator and outputs its realised power at the grid connection. A
+process that nothing but the grid reads and nothing feeds (``step="day"``) steps once a
+day instead: it realises the whole day after the market and outputs it as ``p_kw_day``,
+one value per period, which the grid reads period by period (the same flows: no
+co-simulator reports a period to it, and the grid sends it nothing). At the
 end of each day it writes its realised day to ``results_dir`` (a copy that survives the
 simulation if mosaik stops). If the co-simulation stops early (another simulator died),
 the agents finish the day and play the run's remaining days with the coordinator on
@@ -45,13 +49,14 @@ PROFILE_INPUTS = {"load_profile_kw": "load_kw", "pv_profile_kw": "pv_kw"}
 # load and PV availability, kW summed over the sources; an EV plugged in or not). The
 # day-ahead plan stays the agent's quote; the period is realised against these.
 PERIOD_INPUTS = ("load_kw", "pv_kw", "plugged")
+STEPS = ("period", "day")  # how often a process steps (``init``'s ``step``)
 META = {
     "api_version": "3.0",
     "type": "time-based",
     "models": {
         "Agent": {"public": True, "params": ["agents"],
-                  "attrs": ["p_kw", *REALISED_ATTRS, "pid", "rss_mb", "ok", *PROFILE_INPUTS,
-                            "plugged"]},
+                  "attrs": ["p_kw", "p_kw_day", *REALISED_ATTRS, "pid", "rss_mb", "ok",
+                            *PROFILE_INPUTS, "plugged"]},
     },
 }
 
@@ -82,6 +87,7 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         self._prebuild: threading.Thread | None = None  # first-day models built at start-up
         self._prebuilt: set[str] = set()
         self.meter_periods = 1  # periods of readings an agent sends in one meter message
+        self.whole_day = False  # step="day": one step a day realises all its periods
         self._unsent: dict[str, list] = {}  # agent -> its meter readings not sent yet
         self._failures_written: set[str] = set()
         # The hosted agents solve one at a time: HiGHS's time limit is wall-clock, and a
@@ -92,7 +98,10 @@ class AgentSimulator(mosaik_api_v3.Simulator):
     def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
              solver=None, results_dir=None, curve_keys=None, key_name=None, family="limits",
              days=1, coordinator_timeout_s=None, first_day=0, meter_periods=1,
-             templates=None):
+             templates=None, step="period"):
+        if step not in STEPS:
+            raise ValueError(f"step={step!r}; allowed: {', '.join(STEPS)}")
+        self.whole_day = step == "day"
         self.endpoint, self.period_s, self.solver = endpoint, int(period_s), solver or {}
         if templates and Path(templates).is_file():  # the runner's; elsewhere built here
             read_templates(Path(templates))
@@ -154,6 +163,10 @@ class AgentSimulator(mosaik_api_v3.Simulator):
                 self._prebuild = None
             self._apply_profiles(inputs)
             self._plan_day()
+        if self.whole_day:
+            for self.period in range(self.period, self.periods):
+                self._realise()
+            return time + (self.periods - (k % self.periods)) * self.period_s
         self._realise(inputs)
         return time + self.period_s
 
@@ -278,6 +291,10 @@ class AgentSimulator(mosaik_api_v3.Simulator):
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if attr == "ok":
             return live
+        if attr == "p_kw_day":  # what it realised of the day (0 after a failure)
+            realised = agent.realised.get("net_kw") if agent is not None else None
+            took_part = realised is not None and agent.day == self.day
+            return realised.tolist() if took_part else [0.0] * self.periods
         if not live:
             return 0.0 if attr == "p_kw" else None
         if attr == "quote_kw":

@@ -9,9 +9,10 @@ mosaik's pandapower adapter offers them, so that any mosaik component can be wir
 - `Line` ``line-N``: outputs `loading_pct` and `i_ka`.
 
 Every agent entity connects its `p_kw` (net consumption, negative when exporting) to the
-Grid's `p_kw`; mosaik delivers them as ``{"<sid>.<eid>": value}`` and the agent name is the
-part after the last ".", so **agent entity ids must equal the agent names used in
-`bus_of`**. The Grid's outputs per period are the network's: `vm_pu` (list per bus),
+Grid's `p_kw`, or, where its simulator steps once a day, its `p_kw_day` (the day's values,
+one per period) to the Grid's `p_kw_day`, of which each period takes its own; mosaik
+delivers them as ``{"<sid>.<eid>": value}`` and the agent name is the part after the last
+".", so **agent entity ids must equal the agent names used in `bus_of`**. The Grid's outputs per period are the network's: `vm_pu` (list per bus),
 `loading_pct` (list per line), `trafo_p_mw` (list per two-winding transformer: MW
 delivered into its LV network, negative in reverse flow), `trafo_loading_pct` (list per
 transformer), violation counts, `converged`, `losses_kw`, `p_slack_kw`. Values of a
@@ -51,7 +52,7 @@ META = {
             "public": True,
             "params": ["network", "network_options", "bus_of", "limits", "period_s",
                        "background_kw", "power_factor", "keep_network_loads", "solver"],
-            "attrs": ["p_kw", *OUTPUT_ATTRS],
+            "attrs": ["p_kw", "p_kw_day", *OUTPUT_ATTRS],
         },
         "Bus": {"public": False, "params": [], "attrs": ["p_kw", *BUS_ATTRS]},
         "Line": {"public": False, "params": [], "attrs": [*LINE_ATTRS]},
@@ -128,14 +129,18 @@ class GridSimulator(mosaik_api_v3.Simulator):
         return [{"eid": GRID_EID, "type": "Grid", "children": children}]
 
     def step(self, time, inputs, max_advance):
-        sources = inputs.get(GRID_EID, {}).get("p_kw", {})
+        own = inputs.get(GRID_EID, {})
+        period = time // self.period_ticks
         p_kw: dict[str, float] = {}
-        for full_id, value in sources.items():
+        for full_id, value in own.get("p_kw", {}).items():
             name = agent_name(full_id)
             p_kw[name] = p_kw.get(name, 0.0) + float(value)
+        for full_id, day in own.get("p_kw_day", {}).items():  # the period's value of a day
+            name = agent_name(full_id)
+            p_kw[name] = p_kw.get(name, 0.0) + float(day[period % len(day)])
         bus_kw = {int(eid.split("-")[1]): sum(float(v) for v in attrs.get("p_kw", {}).values())
                   for eid, attrs in inputs.items() if eid.startswith("bus-")}
-        self.results.append(self.model.step(time // self.period_ticks, p_kw, bus_kw))
+        self.results.append(self.model.step(period, p_kw, bus_kw))
         return time + self.period_ticks
 
     def get_data(self, outputs):

@@ -6,7 +6,7 @@ import mosaik
 import mosaik_api_v3
 import pytest
 
-from lemgrid.grid.simulator import META, GridSimulator, agent_name
+from lemgrid.grid.simulator import OUTPUT_ATTRS, GridSimulator, agent_name
 
 BUS_OF = {"alice": 3, "bob": 8, "carol": 10}
 P_KW = {"alice": 40.0, "bob": 120.0, "carol": -30.0}
@@ -174,7 +174,7 @@ def test_grid_simulator_in_a_mosaik_world():
     for name, p_kw in P_KW.items():
         world.connect(agent_sim.Agent(name=name, p_kw=p_kw), grid, "p_kw")
     monitor = world.start("Collector").Monitor()
-    world.connect(grid, monitor, *META["models"]["Grid"]["attrs"][1:])
+    world.connect(grid, monitor, *OUTPUT_ATTRS)
     world.run(until=4 * PERIOD_S, print_progress=False)
 
     records = Collector.records
@@ -185,3 +185,58 @@ def test_grid_simulator_in_a_mosaik_world():
         assert isinstance(record["line_violations"], int)
         assert len(record["vm_pu"]) == 11
         assert record["p_slack_kw"] == pytest.approx(130.0 + record["losses_kw"], abs=1e-6)
+
+
+class ScheduleAgents(mosaik_api_v3.Simulator):
+    """Agents that follow a schedule of `p_kw`, one value per period: every period
+    (``day_periods=0``), or a day's values at once as `p_kw_day` at each day's start."""
+
+    def __init__(self):
+        super().__init__({"type": "time-based", "models": {"Agent": {
+            "public": True, "params": ["name", "schedule", "day_periods"],
+            "attrs": ["p_kw", "p_kw_day"]}}})
+        self.schedule, self.day_periods, self.k = {}, 0, 0
+
+    def create(self, num, model, name, schedule, day_periods):
+        self.schedule[name], self.day_periods = schedule, day_periods
+        return [{"eid": name, "type": model}]
+
+    def step(self, time, inputs, max_advance):
+        self.k = time // PERIOD_S
+        return time + PERIOD_S * (self.day_periods or 1)
+
+    def get_data(self, outputs):
+        n = self.day_periods
+        return {eid: {"p_kw": self.schedule[eid][self.k],
+                      "p_kw_day": self.schedule[eid][self.k:self.k + n]} for eid in outputs}
+
+
+def _schedule_world(day_periods: int) -> list[dict]:
+    """Two days of three periods on feeder11, the agents stepping every period or daily."""
+    Collector.records = []
+    world = mosaik.World({
+        "Grid": {"python": "lemgrid.grid.simulator:GridSimulator"},
+        "Agents": {"python": "tests.test_grid_sim:ScheduleAgents"},
+        "Collector": {"python": "tests.test_grid_sim:Collector"},
+    }, skip_greetings=True)
+    grid = world.start("Grid").Grid(network="feeder11", bus_of=BUS_OF, period_s=PERIOD_S)
+    agent_sim = world.start("Agents")
+    attr = "p_kw_day" if day_periods else "p_kw"
+    for i, name in enumerate(BUS_OF):
+        schedule = [10.0 * (i + 1) * (k % 4 - 1) for k in range(6)]  # imports and exports
+        world.connect(agent_sim.Agent(name=name, schedule=schedule, day_periods=day_periods),
+                      grid, attr)
+    world.connect(grid, world.start("Collector").Monitor(), *OUTPUT_ATTRS)
+    world.run(until=6 * PERIOD_S, print_progress=False)
+    return Collector.records
+
+
+def test_a_day_stepping_agent_gives_the_grid_each_period_of_its_day():
+    """An agent stepping once a day sends its day as `p_kw_day`; the grid takes period
+    k's value at each step: every period's power flow equals the one with the same
+    powers sent period by period (a second method: the per-period connection)."""
+    daily, every = _schedule_world(3), _schedule_world(0)
+    assert [r["time"] for r in daily] == [k * PERIOD_S for k in range(6)]
+    assert len({r["losses_kw"] for r in every}) > 2  # the schedule changes the flows
+    for a, b in zip(daily, every, strict=True):
+        assert a == b

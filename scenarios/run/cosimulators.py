@@ -59,6 +59,21 @@ def start_cosimulators(world, s: Scenario, out: Path, start) -> dict[str, list]:
     return created
 
 
+def linked_agents(s: Scenario) -> set[str]:
+    """The agents some co-simulator's link names, either way (their processes step every
+    period: a co-simulator sends or reads their values period by period)."""
+    names = set()
+    for c in s.cosimulators:
+        for link in c.links:
+            for target in link.targets:
+                kind, _, ref = target.partition(":")
+                if kind == "agent":
+                    names.add(ref)
+                elif kind == "template":
+                    names.update(template_agents(s, ref) or ())
+    return names
+
+
 def connect_cosimulators(world, s: Scenario, created: dict[str, list], agents: dict,
                          grid) -> None:
     """Every link of every co-simulator, attribute by attribute (each with its unit

@@ -31,7 +31,11 @@ from lemgrid.coordinator.protocol import ClearingBody, SettlementBody
 from lemgrid.grid.powerflow import PeriodResult
 from lemgrid.scenarios.results.outcome import DayResult, RoundStats
 from lemgrid.scenarios.run import collector, grid_process, mosaik_compat
-from lemgrid.scenarios.run.cosimulators import connect_cosimulators, start_cosimulators
+from lemgrid.scenarios.run.cosimulators import (
+    connect_cosimulators,
+    linked_agents,
+    start_cosimulators,
+)
 from lemgrid.scenarios.run.errors import RunError, RunStopped, as_interrupt
 from lemgrid.scenarios.run.market import (
     OPERATOR,
@@ -305,18 +309,23 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
               "lp_first": so.lp_first, "agent_models": so.agent_models,
               **s.market.agent_options()}
-    agents = {}
+    agents, linked, daily = {}, linked_agents(s), set()
     for i, group in enumerate(groups):
+        step = "period" if s.runtime.agent_step == "period" or any(
+            d.name in linked for d in group) else "day"
         sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,
                         solver=solver, results_dir=str(results_dir),
                         curve_keys=s.runtime.curve_keys, family=family, days=s.horizon.days,
                         first_day=first_day,
                         coordinator_timeout_s=s.runtime.coordinator_timeout_s,
                         meter_periods=s.runtime.meter_periods,
-                        templates=None if templates is None else str(templates))
+                        templates=None if templates is None else str(templates),
+                        step=step)
         hosted = [agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in group]
         for ent in sim.Agent.create(len(group), agents=hosted):
             agents[ent.eid] = ent
+            if step == "day":
+                daily.add(ent.eid)
     if grid_address is not None:
         world.sim_config["Grid"] = {"connect": grid_address()}
     g = s.grid
@@ -330,7 +339,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
     sink = world.start("Collector", period_s=period_s).Collector()
     for eid, ent in agents.items():
         if eid in bus_of:  # every agent but the operator has a connection
-            world.connect(ent, grid, "p_kw")
+            world.connect(ent, grid, "p_kw_day" if eid in daily else "p_kw")
     world.connect(grid, sink, *GRID_OUTPUTS)
     connect_cosimulators(world, s, cosim_entities, agents, grid)
 

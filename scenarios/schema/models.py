@@ -319,6 +319,10 @@ class Runtime(Strict):
                                "an agent sends in one message (1: every period; 4: hourly "
                                "with 15-minute periods; at least the day's periods: once a "
                                "day, after its last period)")
+    agent_step: Literal["auto", "period"] = Field(
+        "auto", description="auto: an agent process no co-simulator links to steps once a "
+        "day (it realises its day after the market at once, the grid reads each period's "
+        "power from that day's series); period: every agent process steps every period")
     coordinator_timeout_s: float = Field(30.0, gt=0, description="an agent that hears "
                                          "nothing from the coordinator this long (its "
                                          "re-sent message unanswered) declares it gone")
