@@ -164,7 +164,8 @@ class AgentSimulator(mosaik_api_v3.Simulator):
             self._apply_profiles(inputs)
             self._plan_day()
         if self.whole_day:
-            for self.period in range(self.period, self.periods):
+            for t in range(self.period, self.periods):
+                self.period = t
                 self._realise()
             return time + (self.periods - (k % self.periods)) * self.period_s
         self._realise(inputs)
