@@ -86,8 +86,9 @@ class MarketAgent:
     def __init__(self, data, family: str = "limits", actuals: Actuals | None = None,
                  mip_rel_gap: float = 1e-6, time_limit_s: float = 60.0, lp_first: bool = True,
                  binaries: str = "relax", agent_models: str = MODEL_BUILDS[0],
-                 qp: str = QP_METHODS[0]):
+                 qp: str = QP_METHODS[0], release_models: bool = False):
         self.data, self.strategy = data, strategy(family)
+        self.release_models = release_models  # its model lets go of HiGHS between solves
         self.binaries = binaries  # how a convex market's local problem treats binaries
         self.qp = qp  # and how it solves its rounds' QPs (agents.qp)
         self.actuals = actuals or Actuals()
@@ -117,7 +118,7 @@ class MarketAgent:
         """Build the day's model from its data and the energy carried over."""
         self.day, self.plan, self.clearing, self.limit, self.settled = day, None, None, None, None
         self.day_data = day_slice(self.data, day, self.soc_kwh)
-        self.model = AgentModel(self.day_data, **self.options)
+        self.model = AgentModel(self.day_data, release=self.release_models, **self.options)
         self.export_limit_kw = export_cap_kw(self.day_data)
         self.realised = {}
 

@@ -171,6 +171,12 @@ class ModelTemplate:
         """The model of an agent with these ``numbers`` (its variant's) in a new HiGHS
         instance, its parameters in a ``ParameterMap``."""
         params = self.map.instance(self.theta(numbers))
+        return PersistentMILP.held(self.highs_for(params), self.layout, params, mip_rel_gap,
+                                   time_limit_s, rebuild=self.highs_for)
+
+    def highs_for(self, params: ParameterMap) -> highspy.Highs:
+        """A new HiGHS instance holding this structure's model at ``params``' values."""
+        params.sync()
         cost = self.col_cost.copy()
         col_lo, col_hi = self.col_lower.copy(), self.col_upper.copy()
         row_lo, row_hi = self.row_lower.copy(), self.row_upper.copy()
@@ -194,7 +200,7 @@ class ModelTemplate:
         lp.a_matrix_ = a
         h = highspy.Highs()
         h.passModel(lp)
-        return PersistentMILP.held(h, self.layout, params, mip_rel_gap, time_limit_s)
+        return h
 
     def quadratic_costs(self, numbers: dict[str, np.ndarray]) -> list:
         """(power columns, epigraph columns, a) of an agent's quadratic costs."""
@@ -262,11 +268,13 @@ class AgentModel:
 
     ``build``: from its structure's template (default) or directly in Pyomo (module
     docstring). ``keep_pyomo``: build directly and keep the Pyomo model (``m``) to inspect
-    it; otherwise ``m`` is None (HiGHS holds the model, ``agents.solver``)."""
+    it; otherwise ``m`` is None (HiGHS holds the model, ``agents.solver``). ``release``:
+    let go of the HiGHS instance after each solve (``PersistentMILP.release``)."""
 
     def __init__(self, data: AgentData, mip_rel_gap: float = 1e-6,
                  time_limit_s: float = 60.0, keep_pyomo: bool = False,
-                 build: str = MODEL_BUILDS[0]):
+                 build: str = MODEL_BUILDS[0], release: bool = False):
+        self._release = release  # let go of HiGHS after each solve (``PersistentMILP.release``)
         if build not in MODEL_BUILDS:
             raise ValueError(f"build {build!r}; allowed: {', '.join(MODEL_BUILDS)}")
         if build == "template" and not keep_pyomo:
@@ -334,5 +342,8 @@ class AgentModel:
             raise AgentSolveError(f"{self.kind} {self.name}: solver stopped with status "
                                   f"{self.solver.status_text(status)}")
         values = {k: self.solver.values(c) for k, c in self._cols.items()}
-        return schedule_from_values(self.data, values, self.solver.objective(), method,
+        objective = self.solver.objective()
+        if self._release:
+            self.solver.release()  # until the next solve (a model from a template)
+        return schedule_from_values(self.data, values, objective, method,
                                     time.perf_counter() - start)

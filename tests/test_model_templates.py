@@ -143,3 +143,23 @@ def test_templates_written_by_the_runner_serve_another_process(tmp_path, monkeyp
     model.read_templates(path)
     for d in datas:
         assert_same_lp(AgentModel(d, build="pyomo"), AgentModel(d), f"tiny {d.name}")
+
+
+def test_a_released_model_solves_as_a_kept_one():
+    """``release``: after each solve the model lets go of HiGHS (its workspace) and the
+    next solve starts from a new instance at the kept basis, with the parameters set
+    meanwhile. Every faia2021 agent (every 3rd) priced again under new P2V limits costs
+    what the kept model (the second method) finds, to 1e-9 €, in every round."""
+    s = load_scenario("scenarios/faia2021.yaml")
+    datas = [day_slice(d, 0) for d in build_community(s)][::EVERY["faia2021"]]
+    rng = np.random.default_rng(7)
+    for d in datas:
+        kept, released = AgentModel(d), AgentModel(d, release=True)
+        for round_ in range(3):
+            if round_ and d.__class__.__name__ != "BuildingData":
+                limit = rng.uniform(0.0, 4.0, d.horizon.periods)
+                kept.set_p2v_limit(limit)
+                released.set_p2v_limit(limit)
+            a, b = kept.solve(), released.solve()
+            assert released.solver.highs is None and kept.solver.highs is not None
+            assert b.objective_eur == pytest.approx(a.objective_eur, abs=1e-9), (d.name, round_)

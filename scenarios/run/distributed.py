@@ -308,6 +308,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
     family = plugin(s).strategy
     solver = {"mip_rel_gap": so.mip_rel_gap, "time_limit_s": so.time_limit_s,
               "lp_first": so.lp_first, "agent_models": so.agent_models,
+              "release_models": so.release_models,
               **s.market.agent_options()}
     agents, linked, daily = {}, linked_agents(s), set()
     for i, group in enumerate(groups):

@@ -63,7 +63,8 @@ def make_agents(s: Scenario, community, actuals: dict[str, Actuals], family: str
     so = s.solver
     agents = {d.name: MarketAgent(d, family, actuals.get(d.name), so.mip_rel_gap,
                                   so.time_limit_s, so.lp_first,
-                                  agent_models=so.agent_models, **s.market.agent_options())
+                                  agent_models=so.agent_models,
+                                  release_models=so.release_models, **s.market.agent_options())
               for d in community}
     if needs_operator(s):
         agents[OPERATOR] = OperatorAgent(operator_data(s, place_agents(s, community),

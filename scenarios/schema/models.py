@@ -207,6 +207,12 @@ class Solver(Strict):
         "structure's model, built once per process; pyomo: built directly, agent by agent "
         "(the reference, slower); see "
         "docs/concepts/agents.md#how-an-agents-model-is-built")
+    release_models: bool = Field(
+        False, description="let go of each agent's HiGHS instance between its solves and "
+        "start the next solve from a new one at the same basis (models from templates): a "
+        "faia2021 household keeps 0.18 MB instead of 1.4 MB, at the same speed; an agent "
+        "may then pick another of its equally cheap plans, so a market's result can differ "
+        "(for communities too large for the memory)")
 
 
 class GridConfig(Strict):
