@@ -50,13 +50,16 @@ PROFILE_INPUTS = {"load_profile_kw": "load_kw", "pv_profile_kw": "pv_kw"}
 # day-ahead plan stays the agent's quote; the period is realised against these.
 PERIOD_INPUTS = ("load_kw", "pv_kw", "plugged")
 STEPS = ("period", "day")  # how often a process steps (``init``'s ``step``)
+# hybrid: it steps by itself (every period, or once a day), no input triggers it, and a
+# day's series (``p_kw_day``) is an event sent once, which the grid keeps for the day
 META = {
     "api_version": "3.0",
-    "type": "time-based",
+    "type": "hybrid",
     "models": {
         "Agent": {"public": True, "params": ["agents"],
                   "attrs": ["p_kw", "p_kw_day", *REALISED_ATTRS, "pid", "rss_mb", "ok",
-                            *PROFILE_INPUTS, "plugged"]},
+                            *PROFILE_INPUTS, "plugged"],
+                  "trigger": [], "non-persistent": ["p_kw_day"]},
     },
 }
 

@@ -10,7 +10,8 @@ mosaik's pandapower adapter offers them, so that any mosaik component can be wir
 
 Every agent entity connects its `p_kw` (net consumption, negative when exporting) to the
 Grid's `p_kw`, or, where its simulator steps once a day, its `p_kw_day` (the day's values,
-one per period) to the Grid's `p_kw_day`, of which each period takes its own; mosaik
+one per period, an event sent once at the day's start) to the Grid's `p_kw_day`, which
+the Grid keeps and of which each period takes its own; mosaik
 delivers them as ``{"<sid>.<eid>": value}`` and the agent name is the part after the last
 ".", so **agent entity ids must equal the agent names used in `bus_of`**. The Grid's outputs per period are the network's: `vm_pu` (list per bus),
 `loading_pct` (list per line), `trafo_p_mw` (list per two-winding transformer: MW
@@ -44,18 +45,23 @@ OUTPUT_ATTRS = ["vm_pu", "loading_pct", "trafo_p_mw", "trafo_loading_pct",
 BUS_ATTRS = {"vm_pu": "vm_pu", "va_degree": "va_degree", "p_mw": "bus_p_mw"}  # -> result
 LINE_ATTRS = {"loading_pct": "loading_pct", "i_ka": "i_ka"}
 CHILDREN = {"bus": ("Bus", BUS_ATTRS), "line": ("Line", LINE_ATTRS)}  # eid prefix -> model
+# hybrid: it steps every period by itself, and a day's series (``p_kw_day``, an event
+# sent once a day) also triggers it; every output holds until the next period's
 META = {
     "api_version": "3.0",
-    "type": "time-based",
+    "type": "hybrid",
     "models": {
         "Grid": {
             "public": True,
             "params": ["network", "network_options", "bus_of", "limits", "period_s",
                        "background_kw", "power_factor", "keep_network_loads", "solver"],
             "attrs": ["p_kw", "p_kw_day", *OUTPUT_ATTRS],
+            "trigger": ["p_kw_day"], "non-persistent": [],
         },
-        "Bus": {"public": False, "params": [], "attrs": ["p_kw", *BUS_ATTRS]},
-        "Line": {"public": False, "params": [], "attrs": [*LINE_ATTRS]},
+        "Bus": {"public": False, "params": [], "attrs": ["p_kw", *BUS_ATTRS],
+                "trigger": [], "non-persistent": []},
+        "Line": {"public": False, "params": [], "attrs": [*LINE_ATTRS],
+                 "trigger": [], "non-persistent": []},
     },
     "extra_methods": ["get_summary"],
 }
@@ -99,6 +105,7 @@ class GridSimulator(mosaik_api_v3.Simulator):
         self.network_name: str | None = None
         self.period_ticks = DEFAULT_PERIOD_S
         self.results: list[PeriodResult] = []
+        self.days: dict[str, list[float]] = {}  # source → its last day's p_kw_day
 
     def init(self, sid, time_resolution=1.0, **sim_params):
         if sim_params:
@@ -135,7 +142,9 @@ class GridSimulator(mosaik_api_v3.Simulator):
         for full_id, value in own.get("p_kw", {}).items():
             name = agent_name(full_id)
             p_kw[name] = p_kw.get(name, 0.0) + float(value)
-        for full_id, day in own.get("p_kw_day", {}).items():  # the period's value of a day
+        for full_id, day in own.get("p_kw_day", {}).items():  # sent at the day's start
+            self.days[full_id] = day
+        for full_id, day in self.days.items():  # the period's value of each agent's day
             name = agent_name(full_id)
             p_kw[name] = p_kw.get(name, 0.0) + float(day[period % len(day)])
         bus_kw = {int(eid.split("-")[1]): sum(float(v) for v in attrs.get("p_kw", {}).values())

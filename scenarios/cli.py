@@ -91,8 +91,9 @@ def _parser() -> argparse.ArgumentParser:
                        "scratch against OSQP kept between rounds (market.qp), the whole run "
                        "each way")
     bench.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help="with --models, --qp or a scenario's own "
-                       "bench: override a scenario field, e.g. market.mechanism=bilateral")
+                       metavar="KEY=VALUE", help="with --scale, --models, --qp or a "
+                       "scenario's own bench: override a scenario field, e.g. "
+                       "market.mechanism=bilateral")
     bench.add_argument("--power-flow", metavar="NETWORK", default=None,
                        help="instead: a day's 96 power flows of NETWORK with pandapower's "
                        "levers (numba, lightsim2grid, recycle)")

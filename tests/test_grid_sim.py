@@ -189,12 +189,13 @@ def test_grid_simulator_in_a_mosaik_world():
 
 class ScheduleAgents(mosaik_api_v3.Simulator):
     """Agents that follow a schedule of `p_kw`, one value per period: every period
-    (``day_periods=0``), or a day's values at once as `p_kw_day` at each day's start."""
+    (``day_periods=0``), or a day's values at once as `p_kw_day` (an event, sent once) at
+    each day's start, as lemgrid's agent simulator does."""
 
     def __init__(self):
-        super().__init__({"type": "time-based", "models": {"Agent": {
+        super().__init__({"type": "hybrid", "models": {"Agent": {
             "public": True, "params": ["name", "schedule", "day_periods"],
-            "attrs": ["p_kw", "p_kw_day"]}}})
+            "attrs": ["p_kw", "p_kw_day"], "trigger": [], "non-persistent": ["p_kw_day"]}}})
         self.schedule, self.day_periods, self.k = {}, 0, 0
 
     def create(self, num, model, name, schedule, day_periods):

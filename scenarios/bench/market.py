@@ -164,17 +164,19 @@ def bench_scaling(args, info: dict) -> int:
     try:  # a size that fails or is interrupted stops the bench; the finished ones are kept
         for mech in scaled_mechanisms(path, args.mechanism):
             rows += run_scaling(path, args.scale, args.runs, args.agents_per_process,
-                                args.keep, mech)
+                                args.keep, mech, tuple(args.overrides))
     except (KeyboardInterrupt, RuntimeError) as exc:
         if not rows:
             raise
         stopped = exc
-    print(f"lemgrid bench --scale: {path.stem}, {args.runs} run(s) per size; machine: "
+    print(f"lemgrid bench --scale: {path.stem}"
+          f"{''.join(f' --set {o}' for o in args.overrides)}, {args.runs} run(s) per size; machine: "
           f"{info['cpu']}, {info['cores']} cores, Python {info['python']}")
     print("\n".join(scaling_table(rows)))
     figure = scaling_figure(rows, Path(args.out).with_suffix(".png"))
     Path(args.out).write_text(json.dumps(
-        {"scenario": path.stem, "runs": args.runs, "machine": info, "scaling": rows,
+        {"scenario": path.stem, "runs": args.runs, "machine": info, "set": args.overrides,
+         "scaling": rows,
          **({"stopped": str(stopped) or type(stopped).__name__} if stopped else {})},
         indent=2) + "\n")
     print(f"written: {args.out}, {figure}")

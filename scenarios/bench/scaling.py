@@ -18,11 +18,11 @@ COLUMNS = ("agents", "processes", "rounds", "startup_s", "market_s", "round_s", 
 
 
 def sized(path: Path, agents: int, per_process: int | None = None,
-          mechanism: str | None = None) -> Scenario:
+          mechanism: str | None = None, overrides: tuple[str, ...] = ()) -> Scenario:
     """The scenario with its two templates' counts set in their ratio to sum ``agents``
-    (``per_process`` agents packed in a simulator process and the market ``mechanism``,
-    where given)."""
-    market = [] if mechanism is None else [f"market.mechanism={mechanism}"]
+    (``per_process`` agents packed in a simulator process, the market ``mechanism`` and
+    the ``overrides`` (``KEY=VALUE``), where given)."""
+    market = [*overrides, *([] if mechanism is None else [f"market.mechanism={mechanism}"])]
     base = load_scenario(path, market)
     counts = [t.count for t in base.templates]
     if len(counts) != 2:
@@ -55,13 +55,13 @@ def _median(values: list):
 
 def run_scaling(path: Path, sizes: list[int], runs: int,
                 per_process: int | None = None, keep: Path | None = None,
-                mechanism: str | None = None):
+                mechanism: str | None = None, overrides: tuple[str, ...] = ()):
     """One row per size, yielded as each size finishes: the median of ``runs`` runs,
     every value kept under ``values``. ``keep``: a folder that keeps each run's results
     (``keep/<agents>/<run>``, under ``keep/<mechanism>`` where one is named), else they
     go."""
     for n in sizes:
-        s = sized(path, n, per_process, mechanism)
+        s = sized(path, n, per_process, mechanism, overrides)
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp) if keep is None else Path(keep) / (mechanism or "")
             where = base / str(n)
