@@ -114,6 +114,7 @@ class CoordinatorService:
         self._leaving_next: dict[str, str] = {}  # ... before the next day's market did
         self._heard: dict[str, float] = {}  # agent -> last message (monotonic s)
         self._beating: set[str] = set()  # agents that sent heartbeats: they may expire
+        self._expiry_due = 0.0  # when heartbeats are next looked at (not after every message)
         self._deadline = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -218,23 +219,27 @@ class CoordinatorService:
         return None if self.roster is None else [
             n for n in self.roster if n not in self.gone and n not in self._leaving]
 
+    def _all_registered(self) -> bool:
+        """Every roster agent still in the run has registered (looked at in full only once
+        enough have: the count first, as it is asked after every message)."""
+        if self.roster is None or \
+                len(self._pending) < len(self.roster) - len(self.gone) - len(self._leaving):
+            return False
+        return set(self._expected()) <= set(self._pending)
+
     def _advance(self, now: float) -> None:
         s = self.session
         if self.phase == "registration":
-            expected = self._expected()
-            if (expected is not None and set(expected) <= set(self._pending)) \
-                    or now >= self._deadline:
+            if now >= self._deadline or self._all_registered():
                 self._open(now)
         elif self.phase == "market":
-            for name in self._expired(now):
+            for name in self._expired(now) if now >= self._expiry_due else ():
                 s.fail(name, f"silent for more than {self.heartbeat_expiry_s:g} s in round "
                        f"{s.round} (heartbeat expired)")
-            waiting = s.waiting_for
-            if waiting and now >= self._deadline:
-                for name in waiting:
+            if s.waiting and now >= self._deadline:
+                for name in s.waiting_for:
                     s.fail(name, f"missed the round-{s.round} deadline")
-                waiting = s.waiting_for
-            if not waiting:
+            if not s.waiting:
                 self._deliver(s.close_round(), now)
         elif self.phase == "realisation":
             if s.unmetered and now >= self._deadline:
@@ -313,8 +318,13 @@ class CoordinatorService:
         self.phase, self._deadline = "registration", now + self.registration_timeout_s
 
     def _expired(self, now: float) -> list[str]:
-        return [n for n in self.session.waiting_for
-                if n in self._beating and now - self._heard[n] > self.heartbeat_expiry_s]
+        """The agents still to offer whose heartbeats stopped, in the roster's order (only
+        agents that ever sent one are looked at: few, where the session has thousands)."""
+        self._expiry_due = now + POLL_INTERVAL_S
+        waiting = self.session.waiting
+        gone = {n for n in self._beating
+                if n in waiting and now - self._heard[n] > self.heartbeat_expiry_s}
+        return [n for n in self.session.active if n in gone] if gone else []
 
     # -- messages ----------------------------------------------------------------------
     def _receive(self, frames: list[bytes], key: str | None = None) -> None:

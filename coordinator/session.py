@@ -58,6 +58,7 @@ class MarketSession:
         self.log: list = [] if keep_log else _Discard()
         self._active: tuple[tuple[int, int], list[str]] = ((-1, -1), [])
         self._signalled: set[str] = set()  # the agents this round's signals went to
+        self._waiting: set[str] = set()  # ... that have neither offered nor failed yet
 
     # -- registration and rounds ---------------------------------------------------------
     def register(self, msg: Register) -> None:
@@ -79,7 +80,7 @@ class MarketSession:
         active = set(self.active)
         out = {n: Signal(sender=self.sender, day=self.day, round=self.round, body=b)
                for n, b in bodies.items() if n in active}
-        self._signalled = set(out)
+        self._signalled, self._waiting = set(out), set(out)
         self.log.extend(out.values())
         return out
 
@@ -123,18 +124,28 @@ class MarketSession:
         if problem:
             raise ProtocolError("malformed", f"body.{problem}", msg.msg_id)
         self.offers[msg.sender] = msg.body
+        self._waiting.discard(msg.sender)
 
     def fail(self, name: str, reason: str) -> None:
         """Drop an agent that cannot take part any more (it offers nothing from now on)."""
         self.failed[name] = reason
         self.offers.pop(name, None)
         self._incomplete.discard(name)
+        self._waiting.discard(name)
+
+    @property
+    def waiting(self) -> set[str]:
+        """Active agents signalled this round that have not offered yet (a mechanism may
+        ask only some agents in a round, e.g. only the network operator); kept up to date
+        as offers and failures come, so asking is cheap however many agents there are (a
+        coordinator asks after every message): a live set, copy it before failing agents
+        while going through it."""
+        return self._waiting
 
     @property
     def waiting_for(self) -> list[str]:
-        """Active agents signalled this round that have not offered yet (a mechanism may
-        ask only some agents in a round, e.g. only the network operator)."""
-        return [n for n in self.active if n in self._signalled and n not in self.offers]
+        """``waiting`` in the roster's order."""
+        return [n for n in self.active if n in self._waiting]
 
     def close_round(self) -> dict[str, Signal]:
         """Run the mechanism on this round's offers; return the next round's signals
@@ -142,6 +153,7 @@ class MarketSession:
         bodies, self.state, self.done = self.mechanism.step(self.offers, self.state, self.params)
         self.offers = {}
         if self.done:
+            self._waiting = set()
             return {}
         self.round += 1
         return self._signals(bodies)

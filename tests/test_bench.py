@@ -55,7 +55,7 @@ def test_bench_scale_draws_a_curve_per_mechanism(tmp_path, capsys):
 def test_bench_scale_packs_agents_as_asked():
     """``--agents-per-process 100`` packs the sized community 100 to a process (10,000
     agents: 5556 prosumers and 4444 EVs in the 5:4 ratio, 100 processes); without it the
-    scenario's 25 stand."""
+    scenario's 25 stand; ``--set`` overrides other fields."""
     from lemgrid.scenarios.bench.scaling import sized
     from lemgrid.scenarios.schema import resolve_scenario
 
@@ -64,6 +64,8 @@ def test_bench_scale_packs_agents_as_asked():
     assert [t.count for t in packed.templates] == [5556, 4444]
     assert packed.runtime.agents_per_process == 100
     assert sized(path, 90).runtime.agents_per_process == 25
+    tuned = sized(path, 90, overrides=("solver.release_models=true",))  # ``--set``
+    assert tuned.solver.release_models and [t.count for t in tuned.templates] == [50, 40]
 
 
 def test_power_flow_levers_give_the_same_voltages():
