@@ -162,15 +162,21 @@ class Collector(mosaik_api_v3.Simulator):
         return {}
 
 
-def test_grid_simulator_in_a_mosaik_world():
+def _world(agents: str):
+    """A world of the grid on feeder11, the agents' simulator class ``agents`` of this
+    module and the collector; the world, the grid entity and the agents' simulator."""
     Collector.records = []
     world = mosaik.World({
         "Grid": {"python": "lemgrid.grid.simulator:GridSimulator"},
-        "Agents": {"python": "tests.test_grid_sim:FakeAgents"},
+        "Agents": {"python": f"tests.test_grid_sim:{agents}"},
         "Collector": {"python": "tests.test_grid_sim:Collector"},
     }, skip_greetings=True)
     grid = world.start("Grid").Grid(network="feeder11", bus_of=BUS_OF, period_s=PERIOD_S)
-    agent_sim = world.start("Agents")
+    return world, grid, world.start("Agents")
+
+
+def test_grid_simulator_in_a_mosaik_world():
+    world, grid, agent_sim = _world("FakeAgents")
     for name, p_kw in P_KW.items():
         world.connect(agent_sim.Agent(name=name, p_kw=p_kw), grid, "p_kw")
     monitor = world.start("Collector").Monitor()
@@ -214,14 +220,7 @@ class ScheduleAgents(mosaik_api_v3.Simulator):
 
 def _schedule_world(day_periods: int) -> list[dict]:
     """Two days of three periods on feeder11, the agents stepping every period or daily."""
-    Collector.records = []
-    world = mosaik.World({
-        "Grid": {"python": "lemgrid.grid.simulator:GridSimulator"},
-        "Agents": {"python": "tests.test_grid_sim:ScheduleAgents"},
-        "Collector": {"python": "tests.test_grid_sim:Collector"},
-    }, skip_greetings=True)
-    grid = world.start("Grid").Grid(network="feeder11", bus_of=BUS_OF, period_s=PERIOD_S)
-    agent_sim = world.start("Agents")
+    world, grid, agent_sim = _world("ScheduleAgents")
     attr = "p_kw_day" if day_periods else "p_kw"
     for i, name in enumerate(BUS_OF):
         schedule = [10.0 * (i + 1) * (k % 4 - 1) for k in range(6)]  # imports and exports
