@@ -167,10 +167,11 @@ class AgentSimulator(mosaik_api_v3.Simulator):
             self._apply_profiles(inputs)
             self._plan_day()
         if self.whole_day:
-            for t in range(self.period, self.periods):
+            first = self.period
+            for t in range(first, self.periods):
                 self.period = t
                 self._realise()
-            return time + (self.periods - (k % self.periods)) * self.period_s
+            return time + (self.periods - first) * self.period_s
         self._realise(inputs)
         return time + self.period_s
 

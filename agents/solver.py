@@ -162,10 +162,10 @@ class ParameterMap:
         self._written = self.values()
 
     def instance(self, theta: np.ndarray) -> ParameterMap:
-        """This map at parameters ``theta`` (in ``index`` order), HiGHS holding them."""
+        """This map at parameters ``theta`` (in ``index`` order); ``sync`` once HiGHS is
+        handed the model at them (``agents.model``'s ``highs_for``)."""
         other = copy.copy(self)
         other.theta = np.asarray(theta, float).copy()
-        other._written = other.values()
         return other
 
     def values(self) -> np.ndarray:
@@ -263,6 +263,9 @@ class PersistentMILP:
         # instance asking for another thread count fails to run.
         self._settings = (("output_flag", False), ("mip_rel_gap", mip_rel_gap),
                           ("time_limit", time_limit_s))
+        self._apply_settings()
+
+    def _apply_settings(self) -> None:
         for key, value in self._settings:
             self.highs.setOptionValue(key, value)
 
@@ -282,8 +285,7 @@ class PersistentMILP:
         """The HiGHS instance, rebuilt (at the last basis) if ``release`` let it go."""
         if self.highs is None:
             self.highs = self._rebuild(self.params)
-            for key, value in self._settings:
-                self.highs.setOptionValue(key, value)
+            self._apply_settings()
             if self._basis is not None:
                 self.highs.setBasis(self._basis)
                 self._basis = None

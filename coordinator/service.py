@@ -233,7 +233,7 @@ class CoordinatorService:
             if now >= self._deadline or self._all_registered():
                 self._open(now)
         elif self.phase == "market":
-            for name in self._expired(now) if now >= self._expiry_due else ():
+            for name in self._expired(now):
                 s.fail(name, f"silent for more than {self.heartbeat_expiry_s:g} s in round "
                        f"{s.round} (heartbeat expired)")
             if s.waiting and now >= self._deadline:
@@ -318,8 +318,11 @@ class CoordinatorService:
         self.phase, self._deadline = "registration", now + self.registration_timeout_s
 
     def _expired(self, now: float) -> list[str]:
-        """The agents still to offer whose heartbeats stopped, in the roster's order (only
-        agents that ever sent one are looked at: few, where the session has thousands)."""
+        """The agents still to offer whose heartbeats stopped, in the roster's order; looked
+        at every ``POLL_INTERVAL_S``, not after every message, and only among agents that
+        ever sent one."""
+        if now < self._expiry_due:
+            return []
         self._expiry_due = now + POLL_INTERVAL_S
         waiting = self.session.waiting
         gone = {n for n in self._beating

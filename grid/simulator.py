@@ -105,7 +105,7 @@ class GridSimulator(mosaik_api_v3.Simulator):
         self.network_name: str | None = None
         self.period_ticks = DEFAULT_PERIOD_S
         self.results: list[PeriodResult] = []
-        self.days: dict[str, list[float]] = {}  # source → its last day's p_kw_day
+        self.days: dict[str, tuple[str, list[float]]] = {}  # source → (agent, its p_kw_day)
 
     def init(self, sid, time_resolution=1.0, **sim_params):
         if sim_params:
@@ -143,9 +143,8 @@ class GridSimulator(mosaik_api_v3.Simulator):
             name = agent_name(full_id)
             p_kw[name] = p_kw.get(name, 0.0) + float(value)
         for full_id, day in own.get("p_kw_day", {}).items():  # sent at the day's start
-            self.days[full_id] = day
-        for full_id, day in self.days.items():  # the period's value of each agent's day
-            name = agent_name(full_id)
+            self.days[full_id] = (agent_name(full_id), day)
+        for name, day in self.days.values():  # the period's value of each agent's day
             p_kw[name] = p_kw.get(name, 0.0) + float(day[period % len(day)])
         bus_kw = {int(eid.split("-")[1]): sum(float(v) for v in attrs.get("p_kw", {}).values())
                   for eid, attrs in inputs.items() if eid.startswith("bus-")}

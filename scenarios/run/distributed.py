@@ -310,7 +310,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
               "lp_first": so.lp_first, "agent_models": so.agent_models,
               "release_models": so.release_models,
               **s.market.agent_options()}
-    agents, linked, daily = {}, linked_agents(s), set()
+    agents, linked, output = {}, linked_agents(s), {}  # output: what it sends the grid
     for i, group in enumerate(groups):
         step = "period" if s.runtime.agent_step == "period" or any(
             d.name in linked for d in group) else "day"
@@ -325,8 +325,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
         hosted = [agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in group]
         for ent in sim.Agent.create(len(group), agents=hosted):
             agents[ent.eid] = ent
-            if step == "day":
-                daily.add(ent.eid)
+            output[ent.eid] = "p_kw_day" if step == "day" else "p_kw"
     if grid_address is not None:
         world.sim_config["Grid"] = {"connect": grid_address()}
     g = s.grid
@@ -340,7 +339,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
     sink = world.start("Collector", period_s=period_s).Collector()
     for eid, ent in agents.items():
         if eid in bus_of:  # every agent but the operator has a connection
-            world.connect(ent, grid, "p_kw_day" if eid in daily else "p_kw")
+            world.connect(ent, grid, output[eid])
     world.connect(grid, sink, *GRID_OUTPUTS)
     connect_cosimulators(world, s, cosim_entities, agents, grid)
 
