@@ -13,6 +13,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lemgrid.coordinator.mechanisms.bilateral import (
     HEAT,
@@ -411,6 +413,41 @@ def test_a_walk_cancels_the_cycle_it_meets_by_hand():
     a = np.array([[-22.0], [12.0], [0.0], [-22.0], [0.0], [-10.0]])
     np.testing.assert_allclose(net_trades(pairs, a), [[0.0], [0.0], [-10.0], [0.0], [0.0],
                                                        [0.0]], atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(peers=st.integers(2, 40), share=st.floats(0.2, 1.0), seed=st.integers(0, 2**32 - 1),
+       rounded=st.booleans())
+def test_netted_trades_keep_positions_and_go_from_net_sellers_to_net_buyers(
+        peers, share, seed, rounded):
+    """Random trades on a random share of all pairs (rounded to 0.1 kW in some draws:
+    ties between arcs): in every period the netting kept, each peer's position is its
+    agreed one (to ``NET_MIN_KW`` per placement), every trade runs from a net seller of
+    the period to a net buyer, and so the traded volume is the net buyers' demand
+    (Σ max(held, 0), worked out from the agreed trades alone). With all pairs present no
+    period can fail to net."""
+    rng = np.random.default_rng(seed)
+    pairs = np.stack(np.triu_indices(peers, 1), axis=1)
+    pairs = pairs[rng.random(len(pairs)) < share] if share < 1.0 else pairs
+    if not len(pairs):
+        return
+    a = rng.normal(0.0, 5.0, (len(pairs), 4)) * (rng.random((len(pairs), 4)) < 0.8)
+    a = np.round(a, 1) if rounded else a
+    netted = net_trades(pairs, a)
+    for t in range(a.shape[1]):
+        held = (np.bincount(pairs[:, 0], a[:, t], minlength=peers)
+                - np.bincount(pairs[:, 1], a[:, t], minlength=peers))
+        now = (np.bincount(pairs[:, 0], netted[:, t], minlength=peers)
+               - np.bincount(pairs[:, 1], netted[:, t], minlength=peers))
+        np.testing.assert_allclose(now, held, atol=1e-6)
+        if np.array_equal(netted[:, t], a[:, t]) and share < 1.0:
+            continue  # kept as agreed: a seller and a buyer that are no pair
+        traded = np.abs(netted[:, t]) > 1e-9
+        buyer = np.where(netted[:, t] > 0, pairs[:, 0], pairs[:, 1])[traded]
+        seller = np.where(netted[:, t] > 0, pairs[:, 1], pairs[:, 0])[traded]
+        assert (held[buyer] > 0).all() and (held[seller] < 0).all()
+        assert np.abs(netted[:, t]).sum() == pytest.approx(np.maximum(held, 0).sum(),
+                                                           abs=1e-6)
 
 
 # before the netting (same runs, same code otherwise): the community's cost (€) and the

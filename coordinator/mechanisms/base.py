@@ -250,16 +250,24 @@ def bilateral_clearings(key: str, peers: list[str], operator: str | None, period
                         converged: bool) -> dict[str, ClearingBody]:
     """Each peer's clearing of a bilateral market: its position (net purchase, kW) in
     commodity ``key``, its average price (€/kWh), and its trades and their prices per
-    counterparty; the operator's, which delivers nothing (it has no connection)."""
+    counterparty; the operator's, which delivers nothing (it has no connection).
+
+    The per-counterparty series are set on the validated body without being validated
+    again: they are the pairs' trades and prices the position and the average price were
+    computed from, and validating them (a copy of 192,000 values a peer at 1000 peers)
+    took half a minute of a 1000-peer clearing."""
     out = {}
     for name in peers:
         with np.errstate(invalid="ignore", divide="ignore"):
             avg = np.where(np.abs(pos[name]) > 1e-9, pay[name] / (period_h * pos[name]), 0.0)
-        out[name] = ClearingBody(
+        body = ClearingBody(
             quantities_kw={key: pos[name].tolist()}, prices_eur_per_kwh={key: avg.tolist()},
-            by_counterparty_kw={key: by_kw[name]} if by_kw.get(name) else None,
-            by_counterparty_price={key: by_price[name]} if by_price.get(name) else None,
             position_kw=pos[name].tolist(), converged=converged)
+        if by_kw.get(name) or by_price.get(name):
+            body = body.model_copy(update={
+                "by_counterparty_kw": {key: by_kw[name]} if by_kw.get(name) else None,
+                "by_counterparty_price": {key: by_price[name]} if by_price.get(name) else None})
+        out[name] = body
     if operator is not None:
         out[operator] = operator_clearing(periods, converged)
     return out

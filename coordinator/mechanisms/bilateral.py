@@ -66,7 +66,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -166,6 +165,11 @@ class Book:
     def price(self) -> np.ndarray:
         """The pair's price λ (€/kWh): n pays λ·a to m."""
         return (self.price_n + self.price_m) / 2
+
+    def per_peer(self, x: np.ndarray) -> np.ndarray:
+        """(N, T): each peer's sum of x (K, T) over its pairs, + where it is n, − where it
+        is m, added in the pairs' order."""
+        return (self.ends_n - self.ends_m) @ x
 
 
 @dataclass
@@ -424,11 +428,7 @@ def _nets(offers, state: BilateralState) -> np.ndarray:
 def positions(state: BilateralState, key: str = POWER) -> dict[str, np.ndarray]:
     """Each peer's net purchase of ``key`` per period (kW) at the agreed trades."""
     book = state.books[key]
-    out = {p: np.zeros(state.periods) for p in state.peers}
-    for k, (n, m) in enumerate(book.pairs):
-        out[state.peers[n]] += book.a[k]
-        out[state.peers[m]] -= book.a[k]
-    return out
+    return dict(zip(state.peers, book.per_peer(book.a)))
 
 
 def cleared_trades(state: BilateralState) -> dict[str, np.ndarray]:
@@ -472,10 +472,10 @@ def traded_eur(state: BilateralState, trades: Mapping[str, np.ndarray]
     book's pairs) at the pair prices (€, + it pays)."""
     out = {p: np.zeros(state.periods) for p in state.peers}
     for key, book in state.books.items():
-        pay = state.period_h * book.price * trades[key]
-        for k, (n, m) in enumerate(book.pairs):
-            out[state.peers[n]] += pay[k]
-            out[state.peers[m]] -= pay[k]
+        if len(book.pairs):
+            for p, paid in zip(state.peers, book.per_peer(state.period_h * book.price
+                                                          * trades[key])):
+                out[p] += paid
     return out
 
 
@@ -487,11 +487,11 @@ def clear_bilateral(state: BilateralState, params: BilateralParams) -> dict[str,
     by_kw: dict[str, dict] = {p: {} for p in state.peers}
     by_price: dict[str, dict] = {p: {} for p in state.peers}
     book, a = state.books[POWER], cleared[POWER]
-    price = book.price  # once: the property computes every pair's (K × T)
-    for k, (n, m) in enumerate(book.pairs):
+    bought, sold, price = a.tolist(), (-a).tolist(), book.price.tolist()
+    for k, (n, m) in enumerate(book.pairs.tolist()):
         pn, pm = state.peers[n], state.peers[m]
-        by_kw[pn][pm], by_kw[pm][pn] = a[k].tolist(), (-a[k]).tolist()
-        by_price[pn][pm] = by_price[pm][pn] = price[k].tolist()
+        by_kw[pn][pm], by_kw[pm][pn] = bought[k], sold[k]
+        by_price[pn][pm] = by_price[pm][pn] = price[k]
     out = bilateral_clearings(key=POWER, peers=state.peers, operator=state.operator,
                               periods=state.periods, period_h=state.period_h, pos=positions(state),
                               pay=traded_eur(state, cleared), by_kw=by_kw, by_price=by_price,
@@ -500,9 +500,10 @@ def clear_bilateral(state: BilateralState, params: BilateralParams) -> dict[str,
     if len(heat.pairs):
         held = positions(state, HEAT)
         heat_of: dict[str, dict] = {p: {} for p in state.peers}
-        for k, (n, m) in enumerate(heat.pairs):
+        bought, sold = heat_a.tolist(), (-heat_a).tolist()
+        for k, (n, m) in enumerate(heat.pairs.tolist()):
             pn, pm = state.peers[n], state.peers[m]
-            heat_of[pn][pm], heat_of[pm][pn] = heat_a[k].tolist(), (-heat_a[k]).tolist()
+            heat_of[pn][pm], heat_of[pm][pn] = bought[k], sold[k]
         for p in state.peers:
             body, heat_by = out[p], heat_of[p]
             out[p] = body.model_copy(update={
@@ -520,32 +521,30 @@ def settle_bilateral(state: BilateralState, params: BilateralParams, meters):
 
 
 # -- the cleared trades: wash trades netted out ---------------------------------------------
-NET_MIN_KW = 1e-9  # flows, supplies and demands below this are rounding
-
-
 def net_trades(pairs: np.ndarray, a: np.ndarray) -> np.ndarray:
     """The agreed trades a (K, T) over ``pairs`` with their circulations and pass-through
-    flows cancelled, period by period: every peer's net purchase stays as agreed (to
-    ``NET_MIN_KW``), and every trade goes from a net seller of that period to a net buyer.
-
-    A flow decomposition of the agreed trades (m sells q to n: an arc m → n carrying q):
-    first every arc from a net seller to a net buyer keeps what both still have to sell
-    and to buy (largest arcs first: the market's own pairs where they can stand); then
-    every net seller's remaining sale follows the arcs (largest first) to the first net
-    buyer with demand left, and the path becomes one trade of the seller with that buyer
-    (``_paths``); a cycle met on the way is cancelled, and what is left once every sale is
-    placed is a circulation, dropped. A period whose trades cannot be placed on the
-    pairs (a seller and a buyer that are no pair) keeps its agreed trades."""
+    flows cancelled, period by period (``netting.net_period``): every peer's net purchase
+    stays as agreed (to ``netting.NET_MIN_KW``), and every trade goes from a net seller of that
+    period to a net buyer. A period whose trades cannot be placed on the pairs (a seller
+    and a buyer that are no pair) keeps its agreed trades."""
     out = a.copy()
     if not len(pairs):
         return out
-    index = {(int(n), int(m)): k for k, (n, m) in enumerate(pairs)}
+    from .netting import net_period  # here: numba loads with the first clearing that nets
+
     peers = int(pairs.max()) + 1
+    keys = pairs[:, 0].astype(np.int64) * peers + pairs[:, 1]
+    order = np.argsort(keys, kind="stable")
     for t in range(a.shape[1]):
         held = _held(pairs, a[:, t], peers)
-        netted = _on_pairs(_paths(pairs, a[:, t], held), index, len(pairs))
-        if netted is not None and np.allclose(_held(pairs, netted, peers), held, rtol=0.0,
-                                              atol=1e-6):
+        sellers, buyers, kw = net_period(pairs, a[:, t], held)
+        wanted = np.minimum(sellers, buyers) * peers + np.maximum(sellers, buyers)
+        at = order[np.minimum(np.searchsorted(keys[order], wanted), len(keys) - 1)]
+        if not np.array_equal(keys[at], wanted):
+            continue  # a seller and a buyer that are no pair
+        netted = np.zeros(len(pairs))
+        np.add.at(netted, at, np.where(buyers < sellers, kw, -kw))
+        if np.allclose(_held(pairs, netted, peers), held, rtol=0.0, atol=1e-6):
             out[:, t] = netted
     return out
 
@@ -554,90 +553,6 @@ def _held(pairs: np.ndarray, a_t: np.ndarray, peers: int) -> np.ndarray:
     """Each peer's net purchase (kW) at one period's trades."""
     return (np.bincount(pairs[:, 0], a_t, minlength=peers)
             - np.bincount(pairs[:, 1], a_t, minlength=peers))
-
-
-def _paths(pairs: np.ndarray, a_t: np.ndarray, held: np.ndarray) -> dict[tuple, float]:
-    """{(seller, buyer): kW}: one period's trades decomposed from net sellers to net
-    buyers (``net_trades``)."""
-    arcs: dict[tuple, float] = {}
-    for (n, m), q in zip(pairs.tolist(), a_t.tolist()):
-        if abs(q) > NET_MIN_KW:
-            arcs[(m, n) if q > 0 else (n, m)] = abs(q)
-    supply, demand = np.maximum(-held, 0.0).tolist(), np.maximum(held, 0.0).tolist()
-    out: dict[tuple, float] = {}
-
-    def place(path: list[int], kw: float) -> None:
-        for arc in pairwise(path):
-            _take(arcs, arc, kw)
-        supply[path[0]] -= kw
-        demand[path[-1]] -= kw
-        out[path[0], path[-1]] = out.get((path[0], path[-1]), 0.0) + kw
-
-    ordered = sorted(arcs.items(), key=lambda item: -item[1])
-    for (u, v), _ in ordered:  # the market's own pairs first
-        kw = min(arcs.get((u, v), 0.0), supply[u], demand[v])
-        if kw > NET_MIN_KW:
-            place([u, v], kw)
-    succ: dict[int, list[int]] = {}
-    for (u, v), _ in ordered:
-        succ.setdefault(u, []).append(v)
-    first = dict.fromkeys(succ, 0)
-    for s in range(len(supply)):
-        while supply[s] > NET_MIN_KW:
-            path = _walk(s, succ, first, arcs, demand)
-            if path is None:
-                break
-            kw = min(supply[s], demand[path[-1]], *(arcs[arc] for arc in pairwise(path)))
-            place(path, kw)
-    return out
-
-
-def _walk(s: int, succ: dict[int, list[int]], first: dict[int, int],
-          arcs: dict[tuple, float], demand: list[float]) -> list[int] | None:
-    """A path of arcs carrying flow from ``s`` to the first peer with demand left,
-    cancelling the cycles it meets; None where the flow runs out (rounding)."""
-    path, at = [s], {s: 0}
-    while len(path) == 1 or demand[path[-1]] <= NET_MIN_KW:
-        u = path[-1]
-        nxt = succ.get(u, [])
-        while first.get(u, 0) < len(nxt) and arcs.get((u, nxt[first[u]]), 0.0) <= NET_MIN_KW:
-            first[u] += 1
-        if first.get(u, 0) >= len(nxt):
-            return None
-        v = nxt[first[u]]
-        if v in at:  # a circulation: cancel it and walk on from v
-            cycle = [*path[at[v]:], v]
-            kw = min(arcs[arc] for arc in pairwise(cycle))
-            for arc in pairwise(cycle):
-                _take(arcs, arc, kw)
-            for w in path[at[v] + 1:]:
-                del at[w]
-            del path[at[v] + 1:]
-        else:
-            at[v] = len(path)
-            path.append(v)
-    return path
-
-
-def _take(arcs: dict[tuple, float], arc: tuple, kw: float) -> None:
-    left = arcs[arc] - kw
-    if left > NET_MIN_KW:
-        arcs[arc] = left
-    else:
-        del arcs[arc]
-
-
-def _on_pairs(trades: Mapping[tuple, float], index: Mapping[tuple, int],
-              pairs: int) -> np.ndarray | None:
-    """The trades {(seller, buyer): kW} as the pairs' purchases a (n's from m, n < m);
-    None if one of them is no pair."""
-    a_t = np.zeros(pairs)
-    for (seller, buyer), kw in trades.items():
-        k = index.get((min(seller, buyer), max(seller, buyer)))
-        if k is None:
-            return None
-        a_t[k] += kw if buyer < seller else -kw
-    return a_t
 
 
 CORE = MarketCore(params_type=BilateralParams, kinds=KINDS, init=init_bilateral,

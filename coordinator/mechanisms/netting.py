@@ -1,0 +1,139 @@
+"""Netting a bilateral market's agreed trades: circulations and pass-through flows out.
+
+The agreed trades of one period are a flow on the pairs' arcs (m sells q to n: an arc
+m → n carrying q). ``net_period`` decomposes it into trades from net sellers to net
+buyers that keep every peer's net purchase: first every arc from a net seller to a net
+buyer keeps what both still have to sell and to buy (largest arcs first: the market's own
+pairs where they can stand); then every net seller's remaining sale follows the arcs
+(largest first) to the first net buyer with demand left, and the path becomes one trade
+of the seller with that buyer; a cycle met on the way is cancelled, and what is left once
+every sale is placed is a circulation, dropped.
+
+The decomposition is compiled by numba (``cache=True``: once per installation, loaded
+from its cache by later processes): a full mesh of 1000 peers has 499,500 arcs a
+period, which the same walk in Python took seconds a period to follow."""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+NET_MIN_KW = 1e-9  # flows, supplies and demands below this are rounding
+
+
+def net_period(pairs: np.ndarray, a_t: np.ndarray, held: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One period's agreed purchases ``a_t`` over ``pairs`` (n buys a from m, n < m)
+    decomposed from net sellers to net buyers at the peers' net purchases ``held``:
+    (sellers, buyers, kW), one entry per placement, in the order placed (a pair may
+    appear more than once)."""
+    keep = np.abs(a_t) > NET_MIN_KW
+    ks = np.flatnonzero(keep)
+    q = a_t[ks]
+    tail = np.where(q > 0, pairs[ks, 1], pairs[ks, 0]).astype(np.int64)
+    head = np.where(q > 0, pairs[ks, 0], pairs[ks, 1]).astype(np.int64)
+    flow = np.abs(q)
+    ordered = np.argsort(-flow, kind="stable")  # largest first, ties in the pairs' order
+    return _decompose(tail, head, flow, ordered, np.maximum(-held, 0.0),
+                      np.maximum(held, 0.0))
+
+
+@njit(cache=True)
+def _by_tail(tail, ordered, peers):  # pragma: no cover
+    """Each peer's arcs in ``ordered``'s order, one after the other, and where each
+    peer's begin (a counting sort)."""
+    start = np.zeros(peers + 1, np.int64)
+    for arc in ordered:
+        start[tail[arc] + 1] += 1
+    for u in range(peers):
+        start[u + 1] += start[u]
+    fill = start[:-1].copy()
+    out = np.empty(len(ordered), np.int64)
+    for arc in ordered:
+        out[fill[tail[arc]]] = arc
+        fill[tail[arc]] += 1
+    return out, start
+
+
+@njit(cache=True)
+def _decompose(tail, head, flow, ordered, supply, demand):  # pragma: no cover
+    peers = len(supply)
+    by_tail, start = _by_tail(tail, ordered, peers)  # each peer's arcs, largest first
+    cap = len(flow) + 2 * peers + 1  # every placement empties an arc, a supply or a demand
+    sellers = np.empty(cap, np.int64)
+    buyers = np.empty(cap, np.int64)
+    kws = np.empty(cap, np.float64)
+    placed = 0
+    for arc in ordered:  # the market's own pairs first
+        u, v = tail[arc], head[arc]
+        kw = min(flow[arc], supply[u], demand[v])
+        if kw > NET_MIN_KW:
+            _take(flow, arc, kw)
+            supply[u] -= kw
+            demand[v] -= kw
+            sellers[placed], buyers[placed], kws[placed] = u, v, kw
+            placed += 1
+    first = start[:-1].copy()  # each peer's next arc to try
+    at = np.full(peers, -1, np.int64)  # a peer's place on the walk's path
+    path = np.empty(peers + 1, np.int64)
+    arcs = np.empty(peers + 1, np.int64)  # arcs[i] leads from path[i] to path[i + 1]
+    for s in range(peers):
+        while supply[s] > NET_MIN_KW:
+            n, found = _walk(s, tail=tail, head=head, flow=flow, by_tail=by_tail,
+                             start=start, first=first, demand=demand, at=at, path=path,
+                             arcs=arcs)
+            for i in range(n):
+                at[path[i]] = -1
+            if not found:
+                break
+            last = path[n - 1]
+            kw = min(supply[s], demand[last])
+            for i in range(n - 1):
+                kw = min(kw, flow[arcs[i]])
+            for i in range(n - 1):
+                _take(flow, arcs[i], kw)
+            supply[s] -= kw
+            demand[last] -= kw
+            sellers[placed], buyers[placed], kws[placed] = s, last, kw
+            placed += 1
+    return sellers[:placed], buyers[:placed], kws[:placed]
+
+
+@njit(cache=True)
+def _walk(s, tail, head, flow, by_tail, start, first, demand, at, path, arcs):  # pragma: no cover
+    """A path of arcs carrying flow from ``s`` to the first peer with demand left: its
+    length (in ``path``, its arcs in ``arcs``) and whether it reached one (not where the
+    flow runs out: rounding), cancelling the cycles it meets."""
+    path[0] = s
+    at[s] = 0
+    n = 1
+    while n == 1 or demand[path[n - 1]] <= NET_MIN_KW:
+        u = path[n - 1]
+        while first[u] < start[u + 1] and flow[by_tail[first[u]]] <= NET_MIN_KW:
+            first[u] += 1
+        if first[u] >= start[u + 1]:
+            return n, False
+        arc = by_tail[first[u]]
+        v = head[arc]
+        if at[v] >= 0:  # a circulation: cancel it and walk on from v
+            j = at[v]
+            arcs[n - 1] = arc
+            kw = flow[arc]
+            for i in range(j, n - 1):
+                kw = min(kw, flow[arcs[i]])
+            for i in range(j, n):
+                _take(flow, arcs[i], kw)
+            for i in range(j + 1, n):
+                at[path[i]] = -1
+            n = j + 1
+        else:
+            at[v] = n
+            path[n] = v
+            arcs[n - 1] = arc
+            n += 1
+    return n, True
+
+
+@njit(cache=True)
+def _take(flow, arc, kw):  # pragma: no cover
+    left = flow[arc] - kw
+    flow[arc] = left if left > NET_MIN_KW else 0.0
