@@ -4,8 +4,10 @@ A ``ScriptedAgent`` registers, answers every signal with an offer (fixed quantit
 callable of the signal), meters every period after its clearing (fixed powers, a callable
 of the clearing, or its cleared position) and keeps its last clearing and settlement. An
 ``error`` is counted; ``gone`` (the coordinator serves it no more) retires it. A ``Swarm``
-runs many of them over one DEALER socket each, on one context, one poller and one thread.
-The load and wire benchmarks and the coordinator's fuzzing are swarms of them.
+runs many of them over one DEALER socket each, or as the agents of a few hosts (one
+connection a host, every message in an envelope naming its agent), on one context, one
+poller and one thread. The load and wire benchmarks and the coordinator's fuzzing are
+swarms of them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from lemgrid.coordinator.protocol import (
     Signal,
     decode,
     encode,
+    merge_meters,
 )
 
 # An answer: the offer's body for a signal (None: no offer this round), or the quantities
@@ -50,6 +53,7 @@ class ScriptedAgent:
     registration: RegisterBody
     answer: Answer
     reading_kw: Reading = None
+    meter_day: bool = False  # the day's readings in one message, else one a period
     # what it heard: the day's clearing and settlement, each day's first signal (monotonic
     # s), how many errors (gone not counted) and why the coordinator serves it no more
     clearing: Clearing | None = field(default=None, init=False)
@@ -89,8 +93,9 @@ class ScriptedAgent:
             powers = self.reading_kw(clearing)
         else:
             powers = self.reading_kw
-        return [Meter(sender=self.name, day=clearing.day, body=MeterBody(period=t, p_kw=p))
-                for t, p in enumerate(powers)]
+        readings = [Meter(sender=self.name, day=clearing.day,
+                          body=MeterBody(period=t, p_kw=p)) for t, p in enumerate(powers)]
+        return [merge_meters(readings)] if self.meter_day and readings else readings
 
     def receive(self, msg) -> list:
         """Its replies to ``msg`` (messages, or frames as bytes)."""
@@ -114,23 +119,30 @@ class ScriptedAgent:
 
 
 class Swarm:
-    """``agents`` over one DEALER socket each (``options``: more socket options, e.g.
-    CURVE keys), all on one context and one poller, served by the calling thread.
-    ``observe(agent, msg, frame_bytes, received_at_s, answer_s)``, if set, sees every
-    message after the agent's replies went out."""
+    """``agents`` over one DEALER socket each, or with ``hosts`` over that many sockets,
+    the agents dealt to them in turn, each message in an envelope naming its agent
+    (``options``: more socket options, e.g. CURVE keys), all on one context and one
+    poller, served by the calling thread. ``observe(agent, msg, frame_bytes,
+    received_at_s, answer_s)``, if set, sees every message after the agent's replies went
+    out."""
 
     def __init__(self, endpoint: str, agents: Iterable[ScriptedAgent],
-                 options: dict | None = None):
+                 options: dict | None = None, hosts: int | None = None):
         self.endpoint, self.options = endpoint, options or {}
         self.context = zmq.Context()
         self.agents = list(agents)
         self.poller = zmq.Poller()
         self._sockets: list[zmq.Socket] = []
         self.socket_of: dict[str, zmq.Socket] = {}
-        self._agent_of: dict[zmq.Socket, ScriptedAgent] = {}
-        for agent in self.agents:
-            sock = self.connect(agent.name)
-            self.socket_of[agent.name], self._agent_of[sock] = sock, agent
+        # a socket's agents by the envelope that names them (b"": a socket of its own)
+        self._agent_of: dict[zmq.Socket, dict[bytes, ScriptedAgent]] = {}
+        self.hosted = hosts is not None
+        shared = [self.connect(f"host-{h}") for h in range(hosts)] if self.hosted else []
+        for i, agent in enumerate(self.agents):
+            sock = shared[i % len(shared)] if shared else self.connect(agent.name)
+            self.socket_of[agent.name] = sock
+            self._agent_of.setdefault(sock, {})[agent.name.encode() if shared else b""] = agent
+        for sock in self._agent_of:
             self.poller.register(sock, zmq.POLLIN)
         self.frames_out = self.frames_in = 0
         self.observe: Callable | None = None
@@ -150,19 +162,27 @@ class Swarm:
     def send(self, agent: ScriptedAgent, messages: list) -> None:
         sock = self.socket_of[agent.name]
         for msg in messages:
-            sock.send(msg if isinstance(msg, bytes) else encode(msg))
+            frame = msg if isinstance(msg, bytes) else encode(msg)
+            if self.hosted:
+                sock.send_multipart([agent.name.encode(), frame])
+            else:
+                sock.send(frame)
         self.frames_out += len(messages)
 
     def play(self, day: int, timeout_s: float, quiet_s: float = math.inf,
              heartbeat_s: float | None = None, until: Iterable[str] | None = None,
+             beating: Iterable[str] | None = None,
              tick: Callable[[], None] | None = None,
              others: Mapping[zmq.Socket, Callable[[zmq.Socket], None]] | None = None) -> bool:
         """Play ``day`` until the agents named in ``until`` (default: all that answer and
-        are not gone) have their settlement, every agent heartbeating every
-        ``heartbeat_s`` (None: never); False if ``timeout_s`` passes first, or ``quiet_s``
+        are not gone) have their settlement, every agent (or those named in ``beating``)
+        heartbeating every ``heartbeat_s`` (None: never); False if ``timeout_s`` passes
+        first, or ``quiet_s``
         without a frame. ``tick`` runs between polls; ``others``: sockets polled too,
         each with its reader."""
         names = None if until is None else set(until)
+        beaters = (self.agents if beating is None
+                   else [a for a in self.agents if a.name in set(beating)])
         waiting = {a for a in self.agents if (a.name in names if names is not None
                                               else not a.late and not a.gone)}
         for agent in self.agents:
@@ -178,7 +198,7 @@ class Swarm:
                 if now >= deadline or now - heard > quiet_s:
                     return False
                 if now >= beat:  # the late agents beat too: alive but slow
-                    for agent in (a for a in self.agents if not a.gone):
+                    for agent in (a for a in beaters if not a.gone):
                         self.send(agent, [Heartbeat(sender=agent.name, day=day)])
                     beat = now + heartbeat_s
                 if tick:
@@ -189,15 +209,18 @@ class Swarm:
                     if sock in others:
                         others[sock](sock)
                         continue
-                    agent = self._agent_of[sock]
+                    agents = self._agent_of[sock]
                     while True:
                         try:
                             frames = sock.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
+                        agent = agents.get(frames[0] if self.hosted else b"")
+                        if agent is None:
+                            continue  # an envelope naming none of this host's agents
                         self._receive(agent, frames[-1])
-                    if agent in waiting and (agent.settled(day) or agent.gone):
-                        waiting.discard(agent)
+                        if agent in waiting and (agent.settled(day) or agent.gone):
+                            waiting.discard(agent)
             return True
         finally:
             for sock in others:

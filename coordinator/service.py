@@ -26,7 +26,12 @@ else on its way in is dropped, logged and counted (``dropped``); the service goe
 
 Who may speak: the service binds to loopback unless given another endpoint. A connection
 speaks only for the agent it registered as (another ``sender`` is ``forbidden``), and an
-agent registered from one connection cannot be registered from another. With
+agent registered from one connection cannot be registered from another. A host that
+serves many agents over one connection puts a frame naming the agent before each
+message (an envelope, ``[name, message]`` from a DEALER); the service answers on the same
+route, so each envelope is a route of its own that speaks only for the agent it names
+(a registration over a longer route than ``MAX_ROUTE_FRAMES``, ``MAX_ENVELOPE_BYTES``, is
+refused). With
 ``curve_keys`` (``coordinator/auth.py``) only admitted CURVE keys connect at all, and each
 agent is bound to the key it registered with.
 """
@@ -70,6 +75,9 @@ DRAIN_S = HEARTBEAT_INTERVAL_S  # served after the clearings so they leave the s
 JOIN_TIMEOUT_S = 10 * POLL_INTERVAL_S  # close() waits this long for the serving thread
 MAX_FRAME_BYTES = 64 << 20  # a longer frame closes its connection (no valid message comes near)
 LOGGED_RAW_BYTES = 64 << 10  # of a frame that does not decode, kept in messages.jsonl
+# a route: the connection's identity, then at most a REQ peer's empty delimiter and a
+# host's envelope naming the agent (no name is longer)
+MAX_ROUTE_FRAMES, MAX_ENVELOPE_BYTES = 3, 256
 LOG = logging.getLogger("lemgrid.coordinator.service")
 
 
@@ -105,7 +113,7 @@ class CoordinatorService:
         self.result: MarketSession | None = None
         self.error: BaseException | None = None
         self.dropped = 0  # frames that raised something unexpected on their way in
-        self._names: dict[bytes, str] = {}  # identity -> the agent it registered as
+        self._names: dict[tuple, str] = {}  # route -> the agent it registered as
         self._keys: dict[str, str | None] = {}  # agent -> the CURVE key it registered with
         self._routes: dict[str, list[bytes]] = {}  # agent -> routing frames
         self._pending: dict[str, Register] = {}  # registrations before the market opens
@@ -332,7 +340,7 @@ class CoordinatorService:
     # -- messages ----------------------------------------------------------------------
     def _receive(self, frames: list[bytes], key: str | None = None) -> None:
         """One message from a peer; ``key``: the name of its CURVE key (None without)."""
-        route, payload = frames[:-1], frames[-1]  # identity (+ delimiters from REQ peers)
+        route, payload = frames[:-1], frames[-1]  # identity (+ a delimiter, an envelope)
         peer = route[0] if route else b""
         try:
             self._handle(peer, route, payload, key)
@@ -358,7 +366,12 @@ class CoordinatorService:
             self._reply_error(route, exc)
 
     def _dispatch(self, peer: bytes, route: list[bytes], msg, key: str | None) -> None:
-        name = self._names.get(peer)
+        name = self._names.get(tuple(route))
+        envelope = route[-1] if len(route) > 1 else b""
+        if envelope and envelope != msg.sender.encode():
+            named = clean_text(envelope.decode(errors="replace"), 64)
+            raise ProtocolError("forbidden", f"the envelope names {named!r}, not "
+                                f"{msg.sender!r}", msg.msg_id)
         if name is not None and msg.sender != name:
             raise ProtocolError("forbidden", f"this connection registered as {name!r}, "
                                 f"not {msg.sender!r}", msg.msg_id)
@@ -377,7 +390,7 @@ class CoordinatorService:
             self._send(route, Heartbeat(sender=self.session.sender, day=self.session.day,
                                         round=self.session.round))
         elif isinstance(msg, Register):
-            self._register(peer, route, msg, key)
+            self._register(route, msg, key)
         elif isinstance(msg, Offer):
             self._offer(msg)
         elif isinstance(msg, Meter):
@@ -388,9 +401,13 @@ class CoordinatorService:
             raise ProtocolError("forbidden", f"agents do not send {msg.type!r} messages",
                                 msg.msg_id)
 
-    def _register(self, peer: bytes, route: list[bytes], msg: Register,
+    def _register(self, route: list[bytes], msg: Register,
                   key: str | None) -> None:
         name, day = msg.sender, self.session.day
+        if len(route) > MAX_ROUTE_FRAMES or any(len(f) > MAX_ENVELOPE_BYTES for f in route[1:]):
+            raise ProtocolError("forbidden", f"a route of {len(route)} frames (at most "
+                                f"{MAX_ROUTE_FRAMES} of up to {MAX_ENVELOPE_BYTES} bytes "
+                                "after the identity) is kept for no agent", msg.msg_id)
         if self.roster is not None and name not in self.roster:
             raise ProtocolError("unknown_agent", f"{name} is not in the scenario's roster",
                                 msg.msg_id)
@@ -412,7 +429,7 @@ class CoordinatorService:
             raise ProtocolError("late", f"{name} registered after the market opened",
                                 msg.msg_id)
         pending[name] = msg
-        self._names[peer], self._routes[name] = name, list(route)
+        self._names[tuple(route)], self._routes[name] = name, list(route)
         self._keys[name] = key
         self._heard[name] = time.monotonic()
 

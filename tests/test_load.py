@@ -58,3 +58,41 @@ def test_a_swarm_that_cannot_open_leaves_no_coordinator_behind(tmp_path, monkeyp
     with pytest.raises(OSError, match="Too many open files"):
         run_load(3, 1, 0, tmp_path)
     assert started and started[0].wait(timeout=10) is not None
+
+
+def _bills(tmp_path, hosts):
+    """Each agent's settlement (as data) of one day of 40 scripted agents, two of them
+    late, on connections of their own (``hosts`` None) or shared by ``hosts`` hosts."""
+    from lemgrid.coordinator.scripted import Swarm
+    from lemgrid.scenarios.bench.load import start_coordinator, swarm_agents
+
+    names = [f"a{i:05d}" for i in range(40)]
+    proc, endpoint = start_coordinator(tmp_path, names, 1, round_deadline_s=1.0)
+    swarm = Swarm(endpoint, swarm_agents(names, {names[3], names[17]},
+                                         meter_day=hosts is not None), hosts=hosts)
+    try:
+        assert swarm.play(0, timeout_s=30.0, heartbeat_s=0.5,
+                          beating=[names[3], names[17]] if hosts else None)
+        assert proc.wait(timeout=30) == 0 and swarm.errors == 0
+        return {a.name: a.settlement.body.model_dump() for a in swarm.agents
+                if a.settlement is not None}
+    finally:
+        swarm.close()
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_agents_sharing_host_connections_are_billed_as_agents_of_their_own(tmp_path):
+    """The same 40 agents (the same seeded quotes and readings) on 40 connections, and
+    dealt to 3 hosts in envelopes with one meter message a day each: the 38 that answer
+    get the same bills to the last digit (the market sees the same messages)."""
+    own, hosted = _bills(tmp_path / "own", None), _bills(tmp_path / "hosted", 3)
+    assert len(own) == 38 and hosted == own
+
+
+def test_a_hundred_thousand_agents_need_hosts(tmp_path):
+    """Beyond 1000 agents the bench deals them to hosts of 1000 (`--load 100000`: 100
+    connections instead of 100,000 sockets, which exhaust the file descriptors)."""
+    from lemgrid.scenarios.bench.load import hosts_for
+
+    assert (hosts_for(1000), hosts_for(1001), hosts_for(100_000)) == (None, 2, 100)

@@ -557,6 +557,59 @@ def test_strangers_are_refused_and_heartbeats_answered(dealer):
     assert session.failed == {} and session.settlements.keys() == {"p1", "ev1"}
 
 
+def test_a_host_speaks_for_each_of_its_agents_in_its_envelope_only(dealer):
+    """One connection registers p1 and ev1, each message after a frame naming its agent,
+    and gets every answer in the same envelope. Refused, each with ``forbidden`` in the
+    envelope it came in: an offer for ev1 in p1's envelope, and p1 registered again from
+    the same connection without an envelope (another route), and (first) a registration
+    over a route of more frames than a delimiter and an envelope."""
+    with serving(["p1", "ev1"]) as service:
+        host = dealer(service.endpoint, "host-0")
+
+        def speak(envelope, msg):
+            host.send_multipart([envelope.encode(), encode(msg)])
+            return msg
+
+        def hear():
+            assert host.poll(WAIT_S * 1000), "no answer from the coordinator"
+            envelope, frame = host.recv_multipart()
+            return envelope.decode(), decode(frame)
+
+        long = register("p1")
+        host.send_multipart([b"a", b"b", b"p1", encode(long)])
+        assert host.poll(WAIT_S * 1000)
+        *route, frame = host.recv_multipart()
+        answer = decode(frame)
+        assert (route, answer.body.code, answer.body.ref_msg_id) == (
+            [b"a", b"b", b"p1"], "forbidden", long.msg_id)
+        assert "a route of 4 frames" in answer.body.detail
+        speak("p1", register("p1"))
+        speak("ev1", register("ev1", "ev"))
+        signals = dict(hear() for _ in range(2))
+        assert {n: m.type for n, m in signals.items()} == {"p1": "signal", "ev1": "signal"}
+        bad = speak("p1", zero_offer("ev1"))
+        envelope, answer = hear()
+        assert (envelope, answer.body.code, answer.body.ref_msg_id) == ("p1", "forbidden",
+                                                                        bad.msg_id)
+        assert "the envelope names 'p1', not 'ev1'" in answer.body.detail
+        again = send(host, register("p1"))  # one frame: the answer comes in one
+        answer = recv(host)
+        assert (answer.body.code, answer.body.ref_msg_id) == ("forbidden", again.msg_id)
+        for name in ("p1", "ev1"):
+            speak(name, zero_offer(name))
+        clearings = dict(hear() for _ in range(2))
+        assert {n: m.type for n, m in clearings.items()} == {"p1": "clearing",
+                                                             "ev1": "clearing"}
+        for name, clearing in clearings.items():
+            for reading in meters(name, clearing.body.position_kw):
+                speak(name, reading)
+        settlements = dict(hear() for _ in range(2))
+        assert {n: m.type for n, m in settlements.items()} == {"p1": "settlement",
+                                                               "ev1": "settlement"}
+        session = service.wait(WAIT_S)
+    assert session.failed == {} and service.dropped == 0
+
+
 def test_kind_the_mechanism_does_not_serve_is_refused(dealer):
     """A building registers for the P2V market: refused when the market opens, and the
     day goes on without it."""

@@ -1,7 +1,9 @@
 """Load on the coordinator: many scripted agents over the real wire.
 
-A swarm of scripted agents (``coordinator.scripted``: one DEALER socket each, all served
-by one thread and one poller) takes part in a locality market (GDRMC) served by a
+A swarm of scripted agents (``coordinator.scripted``: one DEALER socket each, or beyond
+``AGENTS_PER_HOST`` agents hosts of that many agents on one connection each, as agent
+processes hosting many agents would connect; all served by one thread and one poller)
+takes part in a locality market (GDRMC) served by a
 ``lemgrid coordinator`` process: every agent registers at once, sends heartbeats, quotes
 a net demand, sends a meter reading per period and takes its settlement, day after day.
 Chosen agents answer late (never within the round deadline): the coordinator must drop
@@ -31,6 +33,7 @@ from lemgrid.scenarios.run.distributed import spawn_coordinator
 
 PERIODS = 24
 PERIOD_H = 1.0
+AGENTS_PER_HOST = 1000  # beyond this many agents, hosts of this many share a connection
 
 
 @dataclass
@@ -47,6 +50,7 @@ class LoadResult:
     frames_in: int = 0  # frames the swarm received
     errors: int = 0  # error replies the swarm received, gone not counted
     gone: list[str] = field(default_factory=list)  # agents the coordinator told gone
+    hosts: int | None = None  # host connections the agents shared (None: one each)
 
 
 def _rss_mb(pid: int) -> float:
@@ -87,9 +91,10 @@ def start_coordinator(out: Path, names: list[str], days: int, round_deadline_s: 
         stderr=subprocess.DEVNULL)
 
 
-def swarm_agents(names: list[str], late: set[str], seed: int = 0) -> list[ScriptedAgent]:
-    """Buildings that quote a net demand every round and realise it 2 % higher; ``late``
-    never answer a signal."""
+def swarm_agents(names: list[str], late: set[str], seed: int = 0, meter_day: bool = False
+                 ) -> list[ScriptedAgent]:
+    """Buildings that quote a net demand every round and realise it 2 % higher, metered
+    every period (``meter_day``: in one message a day); ``late`` never answer a signal."""
     rng = np.random.default_rng(seed)
     registration = RegisterBody(kind="building", periods=PERIODS, period_h=PERIOD_H,
                                 limits_kw={"import": [7.0], "export": [7.0],
@@ -99,27 +104,39 @@ def swarm_agents(names: list[str], late: set[str], seed: int = 0) -> list[Script
         quote = net_demand_kw(rng)
         agents.append(ScriptedAgent(name, registration,
                                     None if name in late else {"net": quote},
-                                    [p * 1.02 for p in quote]))
+                                    [p * 1.02 for p in quote], meter_day=meter_day))
     return agents
 
 
-def run_load(agents: int, days: int, late: int, out: Path, round_deadline_s: float = 5.0
+def hosts_for(agents: int) -> int | None:
+    """How many host connections carry ``agents`` scripted agents (None: one each)."""
+    return None if agents <= AGENTS_PER_HOST else math.ceil(agents / AGENTS_PER_HOST)
+
+
+def run_load(agents: int, days: int, late: int, out: Path, round_deadline_s: float = 5.0,
+             hosts: int | None = None, registration_timeout_s: float = 120.0
              ) -> LoadResult:
     """``agents`` scripted agents (``late`` of them never answering) for ``days`` days;
     the late ones are dropped on the first day, told ``gone`` on the next and sit the
-    rest out."""
+    rest out. With ``hosts``, the agents share that many connections as a host's agents
+    do: one meter message a day each, and heartbeats from the late ones only (the agents'
+    own client sends none); without, one connection each, every agent heartbeating and
+    metering every period."""
     names = [f"a{i:05d}" for i in range(agents)]
     late_names = names[:: max(agents // late, 1)][:late] if late else []
-    proc, endpoint = start_coordinator(out, names, days, round_deadline_s)
-    result = LoadResult(agents, days, late_names)
+    proc, endpoint = start_coordinator(out, names, days, round_deadline_s,
+                                       registration_timeout_s=registration_timeout_s)
+    result = LoadResult(agents, days, late_names, hosts=hosts)
     swarm = None
     try:  # from here the coordinator is stopped whatever happens (a swarm that cannot open)
-        swarm = Swarm(endpoint, swarm_agents(names, set(late_names)))
+        swarm = Swarm(endpoint, swarm_agents(names, set(late_names),
+                                             meter_day=hosts is not None), hosts=hosts)
         t0 = time.monotonic()
         for day in range(days):
             start = time.monotonic()
-            swarm.play(day, timeout_s=60.0 + 2 * round_deadline_s,
-                       heartbeat_s=HEARTBEAT_INTERVAL_S)
+            swarm.play(day, timeout_s=registration_timeout_s + 2 * round_deadline_s,
+                       heartbeat_s=HEARTBEAT_INTERVAL_S,
+                       beating=late_names if hosts is not None else None)
             result.day_s.append(time.monotonic() - start)
             result.settled.append(sum(a.settled(day) for a in swarm.agents))
             result.rss_mb.append(_rss_mb(proc.pid))
@@ -143,8 +160,10 @@ def print_load(r: LoadResult) -> None:
     import os
     import platform
 
-    print(f"coordinator load: {r.agents} agents, {r.days} day(s), {len(r.late)} late, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    connections = f"{r.hosts} host connections" if r.hosts else "a connection each"
+    print(f"coordinator load: {r.agents} agents ({connections}), {r.days} day(s), "
+          f"{len(r.late)} late, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores")
     rows = [("all registered and signalled (s)", f"{r.register_s:.2f}"),
             ("day wall time median (s)", f"{float(np.median(r.day_s)):.2f}"),
             ("agents settled per day (min)", str(min(r.settled, default=0))),
