@@ -33,7 +33,6 @@ from lemgrid.coordinator.protocol import (
     Signal,
     decode,
     encode,
-    merge_meters,
 )
 
 # An answer: the offer's body for a signal (None: no offer this round), or the quantities
@@ -93,9 +92,11 @@ class ScriptedAgent:
             powers = self.reading_kw(clearing)
         else:
             powers = self.reading_kw
-        readings = [Meter(sender=self.name, day=clearing.day,
-                          body=MeterBody(period=t, p_kw=p)) for t, p in enumerate(powers)]
-        return [merge_meters(readings)] if self.meter_day and readings else readings
+        if self.meter_day:
+            return [Meter(sender=self.name, day=clearing.day,
+                          body=MeterBody(period=0, p_kw=list(powers)))] if powers else []
+        return [Meter(sender=self.name, day=clearing.day, body=MeterBody(period=t, p_kw=p))
+                for t, p in enumerate(powers)]
 
     def receive(self, msg) -> list:
         """Its replies to ``msg`` (messages, or frames as bytes)."""

@@ -87,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --load: the agents share HOSTS connections, each message "
                        "in an envelope naming its agent (default: one connection each up "
                        "to 1000 agents, else hosts of 1000; 0: one each)")
-    bench.add_argument("--load-deadline-s", type=float, default=5.0, metavar="S",
-                       help="with --load: the round deadline, which drops the late agents")
+    bench.add_argument("--load-deadline-s", type=float, default=None, metavar="S",
+                       help="with --load: the round deadline, which drops the late agents "
+                       "(default: 5 s, or 1 s for each 2000 agents)")
     bench.add_argument("--models", action="store_true",
                        help="instead: agents' models built from their structure's template "
                        "against directly in Pyomo (build per agent, the in-process day)")
@@ -306,12 +307,13 @@ def _bench(args) -> int:
     if args.load is not None:
         import tempfile
 
-        from lemgrid.scenarios.bench.load import hosts_for, print_load, run_load
+        from lemgrid.scenarios.bench.load import deadline_for, hosts_for, print_load, run_load
 
         hosts = hosts_for(args.load) if args.load_hosts is None else args.load_hosts or None
         with tempfile.TemporaryDirectory() as tmp:
             result = run_load(args.load, args.load_days, max(args.load // 100, 1), Path(tmp),
-                              round_deadline_s=args.load_deadline_s, hosts=hosts)
+                              round_deadline_s=args.load_deadline_s or deadline_for(args.load),
+                              hosts=hosts)
         print_load(result)
         return 0 if set(result.late) <= set(result.dropped) else 1
     from lemgrid.scenarios.bench.market import run_bench

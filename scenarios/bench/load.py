@@ -108,20 +108,27 @@ def swarm_agents(names: list[str], late: set[str], seed: int = 0, meter_day: boo
     return agents
 
 
+def deadline_for(agents: int) -> float:
+    """The round deadline (s) for ``agents`` scripted agents: 5 s, or 1 s for each 2000
+    agents, since the swarm answers in one thread (a few thousand signals a second) and
+    an answer still unread at the deadline counts as late."""
+    return max(5.0, agents / 2000)
+
+
 def hosts_for(agents: int) -> int | None:
     """How many host connections carry ``agents`` scripted agents (None: one each)."""
     return None if agents <= AGENTS_PER_HOST else math.ceil(agents / AGENTS_PER_HOST)
 
 
 def run_load(agents: int, days: int, late: int, out: Path, round_deadline_s: float = 5.0,
-             hosts: int | None = None, registration_timeout_s: float = 120.0
-             ) -> LoadResult:
+             hosts: int | None = None) -> LoadResult:
     """``agents`` scripted agents (``late`` of them never answering) for ``days`` days;
     the late ones are dropped on the first day, told ``gone`` on the next and sit the
     rest out. With ``hosts``, the agents share that many connections as a host's agents
     do: one meter message a day each, and heartbeats from the late ones only (the agents'
     own client sends none); without, one connection each, every agent heartbeating and
     metering every period."""
+    registration_timeout_s = max(120.0, agents / 500)  # the swarm registers them in turn
     names = [f"a{i:05d}" for i in range(agents)]
     late_names = names[:: max(agents // late, 1)][:late] if late else []
     proc, endpoint = start_coordinator(out, names, days, round_deadline_s,
@@ -134,7 +141,8 @@ def run_load(agents: int, days: int, late: int, out: Path, round_deadline_s: flo
         t0 = time.monotonic()
         for day in range(days):
             start = time.monotonic()
-            swarm.play(day, timeout_s=registration_timeout_s + 2 * round_deadline_s,
+            swarm.play(day, timeout_s=registration_timeout_s + 2 * round_deadline_s
+                       + agents / 200,
                        heartbeat_s=HEARTBEAT_INTERVAL_S,
                        beating=late_names if hosts is not None else None)
             result.day_s.append(time.monotonic() - start)
