@@ -49,6 +49,7 @@ bench-scale: $(STAMP)
 bench-load: $(STAMP)
 	$(BIN)/lemgrid bench --load 1000
 	$(BIN)/lemgrid bench --load 200 --load-days 30
+	$(BIN)/lemgrid bench --load 100000
 
 # 10,000 hostile frames at a running coordinator; fails on any crash.
 fuzz: $(STAMP)
