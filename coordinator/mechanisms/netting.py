@@ -38,9 +38,9 @@ def net_period(pairs: np.ndarray, a_t: np.ndarray, held: np.ndarray
 
 
 @njit(cache=True)
-def _by_tail(tail, ordered, peers):  # pragma: no cover
+def _by_tail(tail, ordered, peers):
     """Each peer's arcs in ``ordered``'s order, one after the other, and where each
-    peer's begin (a counting sort)."""
+    peer's arcs begin (a counting sort)."""
     start = np.zeros(peers + 1, np.int64)
     for arc in ordered:
         start[tail[arc] + 1] += 1
@@ -55,7 +55,7 @@ def _by_tail(tail, ordered, peers):  # pragma: no cover
 
 
 @njit(cache=True)
-def _decompose(tail, head, flow, ordered, supply, demand):  # pragma: no cover
+def _decompose(tail, head, flow, ordered, supply, demand):
     peers = len(supply)
     by_tail, start = _by_tail(tail, ordered, peers)  # each peer's arcs, largest first
     cap = len(flow) + 2 * peers + 1  # every placement empties an arc, a supply or a demand
@@ -99,7 +99,7 @@ def _decompose(tail, head, flow, ordered, supply, demand):  # pragma: no cover
 
 
 @njit(cache=True)
-def _walk(s, tail, head, flow, by_tail, start, first, demand, at, path, arcs):  # pragma: no cover
+def _walk(s, tail, head, flow, by_tail, start, first, demand, at, path, arcs):
     """A path of arcs carrying flow from ``s`` to the first peer with demand left: its
     length (in ``path``, its arcs in ``arcs``) and whether it reached one (not where the
     flow runs out: rounding), cancelling the cycles it meets."""
@@ -134,6 +134,6 @@ def _walk(s, tail, head, flow, by_tail, start, first, demand, at, path, arcs):  
 
 
 @njit(cache=True)
-def _take(flow, arc, kw):  # pragma: no cover
+def _take(flow, arc, kw):
     left = flow[arc] - kw
     flow[arc] = left if left > NET_MIN_KW else 0.0
