@@ -31,8 +31,9 @@ from pathlib import Path
 import mosaik_api_v3
 import numpy as np
 
-from lemgrid.agents.client import CoordinatorClient
+from lemgrid.agents.client import DEFAULT_KEY_NAME, CoordinatorClient, curve_client_keys
 from lemgrid.agents.data import OperatorData, data_from_dict
+from lemgrid.agents.host import HostConnection
 from lemgrid.agents.market_agent import MarketAgent
 from lemgrid.agents.model import read_templates
 from lemgrid.agents.realise import Actuals
@@ -50,6 +51,7 @@ PROFILE_INPUTS = {"load_profile_kw": "load_kw", "pv_profile_kw": "pv_kw"}
 # day-ahead plan stays the agent's quote; the period is realised against these.
 PERIOD_INPUTS = ("load_kw", "pv_kw", "plugged")
 STEPS = ("period", "day")  # how often a process steps (``init``'s ``step``)
+CONNECTIONS = ("own", "auto")  # ``init``'s ``connection``: a connection per agent, or shared
 # hybrid: it steps by itself (every period, or once a day), no input triggers it, and a
 # day's series (``p_kw_day``) is an event sent once, which the grid keeps for the day
 META = {
@@ -82,6 +84,8 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         self.failures: dict[str, str] = {}
         self.period_s, self.endpoint, self.solver, self.family = 900, None, {}, "limits"
         self.curve_keys, self.key_name = None, None  # CURVE key directory and client key
+        self.connection = "own"  # "auto": the hosted agents share one (agents.host)
+        self._host = None  # the shared connection, once the first client needs it
         self.day, self.period, self.periods = 0, 0, 96
         self.days = 1  # the run's days: after an early stop the agents play the rest alone
         self.first_day = 0  # the day at simulation time 0 (a resumed run starts later)
@@ -101,9 +105,12 @@ class AgentSimulator(mosaik_api_v3.Simulator):
     def init(self, sid, time_resolution=1.0, endpoint="tcp://127.0.0.1:5555", period_s=900,
              solver=None, results_dir=None, curve_keys=None, key_name=None, family="limits",
              days=1, coordinator_timeout_s=None, first_day=0, meter_periods=1,
-             templates=None, step="period"):
+             templates=None, step="period", connection="own"):
         if step not in STEPS:
             raise ValueError(f"step={step!r}; allowed: {', '.join(STEPS)}")
+        if connection not in CONNECTIONS:
+            raise ValueError(f"connection={connection!r}; allowed: {', '.join(CONNECTIONS)}")
+        self.connection = connection
         self.whole_day = step == "day"
         self.endpoint, self.period_s, self.solver = endpoint, int(period_s), solver or {}
         if templates and Path(templates).is_file():  # the runner's; elsewhere built here
@@ -233,8 +240,10 @@ class AgentSimulator(mosaik_api_v3.Simulator):
             try:
                 agent = self._agent(name)
                 if name not in self.clients:
+                    host = self._host_connection()
                     self.clients[name] = CoordinatorClient(
-                        agent, self.endpoint, curve_keys=self.curve_keys,
+                        agent, host.endpoint if host else self.endpoint,
+                        curve_keys=None if host else self.curve_keys,
                         key_name=self.key_name, timeout_s=self.timeout_s / REQUEST_RETRIES,
                         retries=REQUEST_RETRIES)
                     _one_at_a_time(agent, self._solving)
@@ -252,6 +261,15 @@ class AgentSimulator(mosaik_api_v3.Simulator):
             t.start()
         for t in threads:
             t.join()
+
+    def _host_connection(self) -> HostConnection | None:
+        """The process's one connection for its agents (``connection`` "auto" and more
+        than one agent hosted), started with the first client; None: a connection each."""
+        if self._host is None and self.connection == "auto" and len(self.data) > 1:
+            keys = (curve_client_keys(self.curve_keys, self.key_name or DEFAULT_KEY_NAME)
+                    if self.curve_keys is not None else None)
+            self._host = HostConnection(self.endpoint, keys)
+        return self._host
 
     def _join_market(self, name: str) -> None:
         client = self.clients[name]
@@ -339,6 +357,9 @@ class AgentSimulator(mosaik_api_v3.Simulator):
         for client in self.clients.values():
             client.close()
         self.clients = {}
+        if self._host is not None:
+            self._host.close()
+            self._host = None
 
 
 def period_inputs(attrs: dict) -> dict[str, float]:

@@ -341,7 +341,7 @@ class CoordinatorService:
     def _receive(self, frames: list[bytes], key: str | None = None) -> None:
         """One message from a peer; ``key``: the name of its CURVE key (None without)."""
         route, payload = frames[:-1], frames[-1]  # identity (+ a delimiter, an envelope)
-        peer = route[0] if route else b""
+        peer = _peer(route)
         try:
             self._handle(peer, route, payload, key)
         except OSError:  # the audit trail cannot be written: stop, loudly
@@ -485,7 +485,7 @@ class CoordinatorService:
     def _send(self, route: list[bytes], msg) -> None:
         text = msg.model_dump_json()  # serialized once, for the wire and the log
         if self.log_path:
-            self._write_text("out", route[0] if route else b"", text)
+            self._write_text("out", _peer(route), text)
         self.socket.send_multipart([*route, text.encode()])
 
     def _write(self, direction: str, peer: bytes, msg: dict) -> None:
@@ -517,6 +517,12 @@ def read_roster(value: str | None) -> list[str] | None:
     path = Path(value)
     lines = path.read_text().splitlines() if path.is_file() else value.split(",")
     return [n.strip() for n in (line.split("#")[0] for line in lines) if n.strip()]
+
+
+def _peer(route: list[bytes]) -> bytes:
+    """Who a route leads to, as the log names it: the connection's identity, and a host's
+    envelope after a slash (``host-1/p1``)."""
+    return b"/".join(frame for frame in route if frame)
 
 
 def day_record(service: CoordinatorService) -> dict:

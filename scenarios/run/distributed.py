@@ -321,7 +321,7 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
                         coordinator_timeout_s=s.runtime.coordinator_timeout_s,
                         meter_periods=s.runtime.meter_periods,
                         templates=None if templates is None else str(templates),
-                        step=step)
+                        step=step, connection=s.runtime.agent_connection)
         hosted = [agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in group]
         for ent in sim.Agent.create(len(group), agents=hosted):
             agents[ent.eid] = ent

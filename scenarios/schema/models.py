@@ -329,6 +329,10 @@ class Runtime(Strict):
         "auto", description="auto: an agent process no co-simulator links to steps once a "
         "day (it realises its day after the market at once, the grid reads each period's "
         "power from that day's series); period: every agent process steps every period")
+    agent_connection: Literal["auto", "own"] = Field(
+        "auto", description="auto: the agents of a process that hosts more than one share "
+        "one connection to the coordinator, each message in an envelope naming its agent; "
+        "own: every agent its own connection")
     coordinator_timeout_s: float = Field(30.0, gt=0, description="an agent that hears "
                                          "nothing from the coordinator this long (its "
                                          "re-sent message unanswered) declares it gone")
