@@ -22,8 +22,10 @@ _HOSTS = itertools.count()
 
 
 class HostConnection:
-    """A proxy thread between an in-process endpoint (``endpoint``, for the clients) and
-    the coordinator at ``coordinator`` (``options``: socket options such as CURVE keys)."""
+    """A proxy thread between an in-process endpoint (``endpoint``, for the clients'
+    sockets, which must be on the process's shared context, ``zmq.Context.instance()``,
+    as ``agents.client``'s are) and the coordinator at ``coordinator`` (``options``:
+    socket options such as CURVE keys)."""
 
     def __init__(self, coordinator: str, options: dict | None = None):
         self.context = zmq.Context.instance()

@@ -901,3 +901,37 @@ def test_clients_of_a_process_share_one_context(sockets):
         assert decode(router.recv_multipart()[-1]).sender == "p2"
     finally:
         b.close()
+
+
+def test_agents_of_one_host_connection_are_served_as_their_own(tmp_path):
+    """Two clients (p1, ev1) behind one ``HostConnection`` (agents.host; in-process
+    sockets, so on the process's shared context like the agents' clients): the
+    coordinator sees one connection, each agent in its envelope (logged as
+    ``host-…/p1``), and each client gets its own signal, clearing and settlement; closing
+    the host ends its thread."""
+    from lemgrid.agents.host import HostConnection
+
+    with serving(["p1", "ev1"], log_path=tmp_path / "messages.jsonl") as service:
+        host = HostConnection(service.endpoint)
+        clients = []
+        try:
+            for name in ("p1", "ev1"):
+                sock = zmq.Context.instance().socket(zmq.DEALER)
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.setsockopt(zmq.IDENTITY, name.encode())
+                sock.connect(host.endpoint)
+                clients.append(sock)
+            p1, ev1 = clients
+            send(p1, register("p1"))
+            send(ev1, register("ev1", "ev"))
+            assert until_settlement(p1=p1, ev1=ev1) == []
+            session = service.wait(WAIT_S)
+        finally:
+            for sock in clients:
+                sock.close(linger=0)
+            host.close()
+        assert not host._thread.is_alive()
+    assert session.failed == {} and session.settlements.keys() == {"p1", "ev1"}
+    peers = {line["peer"] for line in read_log(tmp_path / "messages.jsonl")}
+    assert len({p.split("/")[0] for p in peers}) == 1 and all("/" in p for p in peers)
+    assert {p.split("/")[1] for p in peers} == {"p1", "ev1"}
