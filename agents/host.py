@@ -28,24 +28,23 @@ class HostConnection:
     socket options such as CURVE keys)."""
 
     def __init__(self, coordinator: str, options: dict | None = None):
-        self.context = zmq.Context.instance()
+        context = zmq.Context.instance()
         self.endpoint = f"inproc://lemgrid-host-{os.getpid()}-{next(_HOSTS)}"
-        self._control = f"{self.endpoint}-control"
-        frontend = self.context.socket(zmq.ROUTER)
+        frontend = context.socket(zmq.ROUTER)
         frontend.setsockopt(zmq.LINGER, 0)
         frontend.bind(self.endpoint)
-        backend = self.context.socket(zmq.DEALER)
+        backend = context.socket(zmq.DEALER)
         backend.setsockopt(zmq.LINGER, 0)
         backend.setsockopt(zmq.IDENTITY, f"host-{os.getpid()}-{id(self):x}".encode())
         backend.setsockopt(zmq.SNDHWM, 0)
         for option, value in (options or {}).items():
             backend.setsockopt(option, value)
         backend.connect(coordinator)
-        control = self.context.socket(zmq.PAIR)
-        control.bind(self._control)
-        self._stop = self.context.socket(zmq.PAIR)
+        control = context.socket(zmq.PAIR)
+        control.bind(f"{self.endpoint}-control")
+        self._stop = context.socket(zmq.PAIR)
         self._stop.setsockopt(zmq.LINGER, 0)
-        self._stop.connect(self._control)
+        self._stop.connect(f"{self.endpoint}-control")
         self._thread = threading.Thread(target=self._serve, args=(frontend, backend, control),
                                         daemon=True, name="lemgrid-host")
         self._thread.start()

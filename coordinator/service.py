@@ -361,11 +361,11 @@ class CoordinatorService:
             return
         self._write("in", peer, msg.model_dump(mode="json"))
         try:
-            self._dispatch(peer, route, msg, key)
+            self._dispatch(route, msg, key)
         except ProtocolError as exc:
             self._reply_error(route, exc)
 
-    def _dispatch(self, peer: bytes, route: list[bytes], msg, key: str | None) -> None:
+    def _dispatch(self, route: list[bytes], msg, key: str | None) -> None:
         name = self._names.get(tuple(route))
         envelope = route[-1] if len(route) > 1 else b""
         if envelope and envelope != msg.sender.encode():

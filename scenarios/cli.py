@@ -307,13 +307,12 @@ def _bench(args) -> int:
     if args.load is not None:
         import tempfile
 
-        from lemgrid.scenarios.bench.load import deadline_for, hosts_for, print_load, run_load
+        from lemgrid.scenarios.bench.load import hosts_for, print_load, run_load
 
         hosts = hosts_for(args.load) if args.load_hosts is None else args.load_hosts or None
         with tempfile.TemporaryDirectory() as tmp:
             result = run_load(args.load, args.load_days, max(args.load // 100, 1), Path(tmp),
-                              round_deadline_s=args.load_deadline_s or deadline_for(args.load),
-                              hosts=hosts)
+                              round_deadline_s=args.load_deadline_s, hosts=hosts)
         print_load(result)
         return 0 if set(result.late) <= set(result.dropped) else 1
     from lemgrid.scenarios.bench.market import run_bench

@@ -278,10 +278,10 @@ def test_a_frame_that_raises_anything_else_is_dropped_and_counted(dealer):  # no
     with serving(["p1", "ev1"]) as service:
         dispatch = service._dispatch
 
-        def failing(peer, route, msg, key):
+        def failing(route, msg, key):
             if msg.sender == "boom":
                 raise RuntimeError("an unforeseen bug")
-            return dispatch(peer, route, msg, key)
+            return dispatch(route, msg, key)
 
         service._dispatch = failing
         boom = dealer(service.endpoint, "boom")

@@ -263,10 +263,11 @@ def bilateral_clearings(key: str, peers: list[str], operator: str | None, period
         body = ClearingBody(
             quantities_kw={key: pos[name].tolist()}, prices_eur_per_kwh={key: avg.tolist()},
             position_kw=pos[name].tolist(), converged=converged)
-        if by_kw.get(name) or by_price.get(name):
-            body = body.model_copy(update={
-                "by_counterparty_kw": {key: by_kw[name]} if by_kw.get(name) else None,
-                "by_counterparty_price": {key: by_price[name]} if by_price.get(name) else None})
+        kw, price = by_kw.get(name), by_price.get(name)
+        if kw or price:
+            body = body.model_copy(update={"by_counterparty_kw": {key: kw} if kw else None,
+                                            "by_counterparty_price": {key: price} if price
+                                            else None})
         out[name] = body
     if operator is not None:
         out[operator] = operator_clearing(periods, converged)

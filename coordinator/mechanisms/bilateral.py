@@ -66,6 +66,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -166,10 +167,15 @@ class Book:
         """The pair's price λ (€/kWh): n pays λ·a to m."""
         return (self.price_n + self.price_m) / 2
 
+    @cached_property
+    def _signed(self):
+        """(N, K) scipy.sparse.csr_matrix: 1 at (n, k), −1 at (m, k)."""
+        return self.ends_n - self.ends_m
+
     def per_peer(self, x: np.ndarray) -> np.ndarray:
         """(N, T): each peer's sum of x (K, T) over its pairs, + where it is n, − where it
         is m, added in the pairs' order."""
-        return (self.ends_n - self.ends_m) @ x
+        return self._signed @ x
 
 
 @dataclass

@@ -59,23 +59,16 @@ def _decompose(tail, head, flow, ordered, supply, demand):
     peers = len(supply)
     by_tail, start = _by_tail(tail, ordered, peers)  # each peer's arcs, largest first
     cap = len(flow) + 2 * peers + 1  # every placement empties an arc, a supply or a demand
-    sellers = np.empty(cap, np.int64)
-    buyers = np.empty(cap, np.int64)
-    kws = np.empty(cap, np.float64)
-    placed = 0
-    for arc in ordered:  # the market's own pairs first
-        u, v = tail[arc], head[arc]
-        kw = min(flow[arc], supply[u], demand[v])
-        if kw > NET_MIN_KW:
-            _take(flow, arc, kw)
-            supply[u] -= kw
-            demand[v] -= kw
-            sellers[placed], buyers[placed], kws[placed] = u, v, kw
-            placed += 1
-    first = start[:-1].copy()  # each peer's next arc to try
+    placed = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float64))
+    count = 0
     at = np.full(peers, -1, np.int64)  # a peer's place on the walk's path
     path = np.empty(peers + 1, np.int64)
     arcs = np.empty(peers + 1, np.int64)  # arcs[i] leads from path[i] to path[i + 1]
+    for arc in ordered:  # the market's own pairs first
+        path[0], path[1], arcs[0] = tail[arc], head[arc], arc
+        count = _place(path, arcs, 2, flow=flow, supply=supply, demand=demand,
+                       placed=placed, count=count)
+    first = start[:-1].copy()  # each peer's next arc to try
     for s in range(peers):
         while supply[s] > NET_MIN_KW:
             n, found = _walk(s, tail=tail, head=head, flow=flow, by_tail=by_tail,
@@ -85,17 +78,30 @@ def _decompose(tail, head, flow, ordered, supply, demand):
                 at[path[i]] = -1
             if not found:
                 break
-            last = path[n - 1]
-            kw = min(supply[s], demand[last])
-            for i in range(n - 1):
-                kw = min(kw, flow[arcs[i]])
-            for i in range(n - 1):
-                _take(flow, arcs[i], kw)
-            supply[s] -= kw
-            demand[last] -= kw
-            sellers[placed], buyers[placed], kws[placed] = s, last, kw
-            placed += 1
-    return sellers[:placed], buyers[:placed], kws[:placed]
+            count = _place(path, arcs, n, flow=flow, supply=supply, demand=demand,
+                           placed=placed, count=count)
+    return placed[0][:count], placed[1][:count], placed[2][:count]
+
+
+@njit(cache=True)
+def _place(path, arcs, n, flow, supply, demand, placed, count):
+    """One trade of the seller ``path[0]`` with the buyer ``path[n - 1]`` along the
+    path's arcs (``arcs[:n - 1]``): the most they all carry, the seller's supply and the
+    buyer's demand allow, taken off them and recorded as placement ``count`` of
+    ``placed`` (sellers, buyers, kW) where it is more than rounding; the placements
+    then."""
+    seller, buyer = path[0], path[n - 1]
+    kw = min(supply[seller], demand[buyer])
+    for i in range(n - 1):
+        kw = min(kw, flow[arcs[i]])
+    if kw <= NET_MIN_KW:
+        return count
+    for i in range(n - 1):
+        _take(flow, arcs[i], kw)
+    supply[seller] -= kw
+    demand[buyer] -= kw
+    placed[0][count], placed[1][count], placed[2][count] = seller, buyer, kw
+    return count + 1
 
 
 @njit(cache=True)

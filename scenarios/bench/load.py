@@ -120,14 +120,15 @@ def hosts_for(agents: int) -> int | None:
     return None if agents <= AGENTS_PER_HOST else math.ceil(agents / AGENTS_PER_HOST)
 
 
-def run_load(agents: int, days: int, late: int, out: Path, round_deadline_s: float = 5.0,
-             hosts: int | None = None) -> LoadResult:
+def run_load(agents: int, days: int, late: int, out: Path,
+             round_deadline_s: float | None = None, hosts: int | None = None) -> LoadResult:
     """``agents`` scripted agents (``late`` of them never answering) for ``days`` days;
     the late ones are dropped on the first day, told ``gone`` on the next and sit the
-    rest out. With ``hosts``, the agents share that many connections as a host's agents
+    rest out (at ``round_deadline_s``, by default ``deadline_for(agents)``). With ``hosts``, the agents share that many connections as a host's agents
     do: one meter message a day each, and heartbeats from the late ones only (the agents'
     own client sends none); without, one connection each, every agent heartbeating and
     metering every period."""
+    round_deadline_s = round_deadline_s or deadline_for(agents)
     registration_timeout_s = max(120.0, agents / 500)  # the swarm registers them in turn
     names = [f"a{i:05d}" for i in range(agents)]
     late_names = names[:: max(agents // late, 1)][:late] if late else []
