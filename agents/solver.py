@@ -9,11 +9,14 @@ build time, every HiGHS entry a mutable parameter sets (a constraint coefficient
 bound, a cost, the objective's offset) as an affine function of the parameters, and
 writes those entries itself when a parameter changes.
 
-A solve first runs the LP relaxation. Its optimum is a lower bound of the MILP; if
-every genuine integer decision (a flexible load's on/off) is already integral and
-setting every indicator binary to 1 exactly where its flow is positive also satisfies
-every exclusion ``x_a + x_b ≤ 1``, that LP solution is feasible for the MILP and
-therefore MILP-optimal. Otherwise the MILP is solved by branch and bound.
+A solve first relaxes the indicator binaries (``flow ≤ M·x``). A model without genuine
+integer decisions is then an LP; one with them (a flexible load's on/off) a branch and
+bound over those alone. Either optimum is a lower bound of the MILP; if setting every
+indicator binary to 1 exactly where its flow is positive also satisfies every exclusion
+``x_a + x_b ≤ 1``, the relaxed solution is feasible for the MILP and therefore
+MILP-optimal. Otherwise the whole MILP is solved by branch and bound. A tems2023
+building-day takes 11.6 ms this way against 29 ms for its LP relaxation (never integral
+there) followed by the whole MILP (2026-12-07).
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ INTEGRAL_TOL = 1e-9  # an integer decision this close to an integer counts as in
 OBJECTIVE_TOL = 1e-9  # relative: a MILP solution's values must price at its objective
 DEFINE = {ProsumerData: define_prosumer, EVData: define_ev, BuildingData: define_building}
 BUILD_LOCK = threading.Lock()  # one agent model is built at a time in a process
+# The integer-decisions-only branch and bound (see module docstring) of a small agent
+# model is proved at the root: HiGHS's primal heuristics there cost more than they find
+# (a tems2023 building-day 16.6 → 9.0 ms, the same optimum; 2026-12-07).
+MIP_HEURISTICS = tuple(f"mip_heuristic_run_{h}"
+                       for h in ("rins", "rens", "feasibility_jump", "root_reduced_cost"))
 OPTIMAL = highspy.HighsModelStatus.kOptimal
 INFEASIBLE = (highspy.HighsModelStatus.kInfeasible,
               highspy.HighsModelStatus.kUnboundedOrInfeasible)
@@ -333,22 +341,30 @@ class PersistentMILP:
         self._opt = None
 
     def solve(self, lp_first: bool = True) -> tuple[object, str]:
-        """Solve; return the HiGHS model status and the method that proved optimality."""
+        """Solve; return the HiGHS model status and the method that proved optimality
+        (module docstring): ``lp`` the relaxation, ``milp-integers`` branch and bound
+        over the genuine integer decisions alone, ``milp`` over the whole MILP."""
         self._hold()
         if not len(self._binaries):
-            return self._run(relax=False), "lp"
-        if lp_first and self._run(relax=True) == OPTIMAL and self._lp_is_milp_feasible():
-            return OPTIMAL, "lp"
-        return self._run_milp(), "milp"
+            return self._run(integral=()), "lp"
+        if lp_first and not len(self._integers):
+            if self._run(integral=()) == OPTIMAL and self._lp_is_milp_feasible():
+                return OPTIMAL, "lp"
+        elif lp_first:
+            if self._branch_and_bound(self._integers, heuristics=False) == OPTIMAL \
+                    and self._lp_is_milp_feasible():
+                return OPTIMAL, "milp-integers"
+        return self._branch_and_bound(self._binaries), "milp"
 
-    def _run_milp(self):
-        """Branch and bound. HiGHS 1.16 may take the preceding LP solution as a MIP start
-        and then report the optimum's objective with the start's values; if the values
-        do not price at the objective, clear that start and solve again."""
-        status = self._run(relax=False)
+    def _branch_and_bound(self, integral: np.ndarray, heuristics: bool = True):
+        """Branch and bound over the columns ``integral``. HiGHS 1.16 may take the
+        preceding solution as a MIP start and then report the optimum's objective with
+        the start's values; if the values do not price at the objective, clear that
+        start and solve again."""
+        status = self._run(integral, heuristics)
         if status == OPTIMAL and not self._values_match_objective():
             self.highs.clearSolver()
-            status = self._run(relax=False)
+            status = self._run(integral, heuristics)
         return status
 
     def _values_match_objective(self) -> bool:
@@ -357,11 +373,15 @@ class PersistentMILP:
         value = float(np.dot(lp.col_cost_, x) + lp.offset_)
         return abs(value - self.objective()) <= OBJECTIVE_TOL * max(1.0, abs(value))
 
-    def _run(self, relax: bool):
+    def _run(self, integral: np.ndarray | tuple, heuristics: bool = True):
+        """One HiGHS run with the columns ``integral`` integer and every other binary
+        relaxed, with or without HiGHS's primal heuristics (``MIP_HEURISTICS``)."""
         if len(self._binaries):
-            kind = highspy.HighsVarType.kContinuous if relax else highspy.HighsVarType.kInteger
-            n = len(self._binaries)
-            self.highs.changeColsIntegrality(n, self._binaries, np.full(n, kind))
+            kinds = np.full(len(self._binaries), highspy.HighsVarType.kContinuous)
+            kinds[np.isin(self._binaries, integral)] = highspy.HighsVarType.kInteger
+            self.highs.changeColsIntegrality(len(kinds), self._binaries, kinds)
+        for key in MIP_HEURISTICS:
+            self.highs.setOptionValue(key, heuristics)
         self.highs.run()
         return self.highs.getModelStatus()
 

@@ -19,6 +19,7 @@ import pandas as pd
 from pandapower.powerflow import LoadflowNotConverged
 
 from lemgrid.grid import POWER_FLOW_SOLVERS
+from lemgrid.grid.newton import ArrayPowerFlow, ArrayResult
 
 # Newton-Raphson, warm-started from the previous period's results (2 iterations instead of
 # 4 from flat, ~20 % faster). numba off: it is not installed, and its JIT start-up would
@@ -33,7 +34,8 @@ from lemgrid.grid import POWER_FLOW_SOLVERS
 RUNPP_OPTIONS = {"algorithm": "nr", "calculate_voltage_angles": False, "numba": False,
                  "tolerance_mva": 1e-10}
 RECYCLE = {"bus_pq": True, "trafo": False, "gen": False}
-SOLVER_OPTIONS = {"pandapower": {}, "lightsim2grid": {"lightsim2grid": True}}
+ARRAYS = POWER_FLOW_SOLVERS[0]  # lemgrid's: Newton-Raphson on arrays (``grid.newton``)
+SOLVER_OPTIONS = {ARRAYS: {}, "pandapower": {}, "lightsim2grid": {"lightsim2grid": True}}
 BRANCH_TABLES = ("res_line", "res_trafo", "res_trafo3w", "res_impedance")
 REVERSE_TOLERANCE_MW = 1e-9  # a reverse flow counts as a violation above its limit + this
 
@@ -135,6 +137,8 @@ class GridModel:
             raise ValueError(f"power-flow solver {solver!r}; allowed: "
                              f"{', '.join(POWER_FLOW_SOLVERS)}")
         self._options = RUNPP_OPTIONS | SOLVER_OPTIONS[solver]
+        self._solver = solver
+        self._arrays: ArrayPowerFlow | None = None  # built by the next pandapower run
         self.net = copy.deepcopy(net)
         if not keep_network_loads:
             self.net.load = self.net.load.drop(self.net.load.index)
@@ -211,28 +215,39 @@ class GridModel:
             self._rebuild = True
         return np.array([bus_kw.get(b, 0.0) for b in self._external])
 
-    def set_powers(self, period: int, p_kw: Mapping[str, float],
-                   bus_kw: Mapping[int, float] | None = None) -> None:
-        """Write every load's p_mw and q_mvar at once; agents missing from p_kw draw 0, and
-        ``bus_kw`` (kW per bus from co-simulators) is added at those buses."""
+    def load_powers(self, period: int, p_kw: Mapping[str, float],
+                    bus_kw: Mapping[int, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every load's p_mw and q_mvar in net.load order; agents missing from p_kw draw
+        0, and ``bus_kw`` (kW per bus from co-simulators) is added at those buses."""
         external = self._external_kw(period, bus_kw)
         added_p_mw = np.concatenate([self._added_p_kw(period, p_kw), external]) / 1000.0
-        self.net.load["p_mw"] = np.concatenate([self._own_p_mw, added_p_mw])
-        self.net.load["q_mvar"] = np.concatenate([self._own_q_mvar, added_p_mw * self._q_per_p])
+        return (np.concatenate([self._own_p_mw, added_p_mw]),
+                np.concatenate([self._own_q_mvar, added_p_mw * self._q_per_p]))
 
     def step(self, period: int, p_kw: Mapping[str, float],
              bus_kw: Mapping[int, float] | None = None) -> PeriodResult:
-        """Set the period's powers, run the power flow and check the limits."""
-        self.set_powers(period, p_kw, bus_kw)
-        recycle = None if self._rebuild else RECYCLE
+        """Set the period's powers, run the power flow and check the limits: on arrays
+        (``grid.newton``) once a pandapower run has built the internal case, where the
+        solver is lemgrid's and the net allows it; else, and when that does not
+        converge, pandapower's."""
+        p_mw, q_mvar = self.load_powers(period, p_kw, bus_kw)
+        if self._arrays is not None and not self._rebuild:
+            result = self._arrays.run(p_mw, q_mvar)
+            if result is not None:
+                return self._from_arrays(period, result)
+        self.net.load["p_mw"], self.net.load["q_mvar"] = p_mw, q_mvar
+        recycle = None if self._rebuild or self._arrays is not None else RECYCLE
         self._rebuild = False
         try:
             pp.runpp(self.net, init=self._init, recycle=recycle, **self._options)
         except LoadflowNotConverged:
             self._init = "flat"  # the failed iterate is no starting point
             self._rebuild = True  # nor its internal case
+            self._arrays = None
             return self._failed(period)
         self._init = "results"
+        if self._solver == ARRAYS:
+            self._arrays = ArrayPowerFlow.after(self.net, RUNPP_OPTIONS["tolerance_mva"])
         return self._converged(period)
 
     def _failed(self, period: int) -> PeriodResult:
@@ -244,6 +259,19 @@ class GridModel:
                             trafo_loading_pct=np.full(n_trafo, np.nan), trafo_violations=0,
                             va_degree=np.full(n_bus, np.nan), bus_p_mw=np.full(n_bus, np.nan),
                             i_ka=np.full(n_line, np.nan))
+
+    def _from_arrays(self, period: int, r: ArrayResult) -> PeriodResult:
+        lim = self.limits
+        trafo_p_mw = -r.trafo_p_lv_mw
+        return PeriodResult(
+            period=period, converged=True, vm_pu=r.vm_pu, loading_pct=r.loading_pct,
+            voltage_violations=lim.count_voltage(r.vm_pu),
+            line_violations=lim.count_lines(r.loading_pct), losses_kw=r.losses_mw * 1000.0,
+            p_slack_kw=r.p_slack_mw * 1000.0, trafo_p_mw=trafo_p_mw,
+            trafo_loading_pct=r.trafo_loading_pct,
+            trafo_violations=lim.count_trafos(r.trafo_loading_pct, trafo_p_mw,
+                                              self.trafo_rating_mva),
+            va_degree=r.va_degree, bus_p_mw=r.bus_p_mw, i_ka=r.i_ka)
 
     def _converged(self, period: int) -> PeriodResult:
         vm_pu = self.net.res_bus["vm_pu"].to_numpy(dtype=float).copy()

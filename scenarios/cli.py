@@ -97,8 +97,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="instead: a consensus market's peer QPs solved by HiGHS from "
                        "scratch against OSQP kept between rounds (market.qp), the whole run "
                        "each way")
+    bench.add_argument("--versus", action="append", default=[], metavar="KEY=VALUE",
+                       help="instead: the scenario as it is against with these settings "
+                       "(repeatable; e.g. an old path: solver.agent_models=pyomo "
+                       "solver.lp_first=false grid.solver=pandapower), whole runs pair by "
+                       "pair")
     bench.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help="with --scale, --models, --qp or a "
+                       metavar="KEY=VALUE", help="with --scale, --models, --qp, --versus or a "
                        "scenario's own bench: override a scenario field, e.g. "
                        "market.mechanism=bilateral")
     bench.add_argument("--power-flow", metavar="NETWORK", default=None,

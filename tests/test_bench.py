@@ -84,3 +84,18 @@ def test_power_flow_levers_give_the_same_voltages():
         else:
             assert row["max_dv_pu"] <= 1e-9 and row["median_s"] > 0
     assert len(power_flow_table(rows)) == len(rows) + 1
+
+
+def test_bench_versus_runs_the_scenario_both_ways_pair_by_pair(tmp_path, capsys):
+    """``lemgrid bench tiny --versus grid.solver=pandapower``: one pair of whole in-process
+    runs, the power-flow solver being all that differs, so the bills and rounds are the
+    same both ways; the table names both ways and gives the ratio of times."""
+    out = tmp_path / "versus.json"
+    assert main(["bench", "tiny", "--runs", "1", "--versus", "grid.solver=pandapower",
+                 "--set", "runtime.kind=inprocess", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "other: grid.solver=pandapower" in printed and "other ÷ now" in printed
+    (pair,) = json.loads(out.read_text())["pairs"]
+    assert pair["now"]["total_eur"] == pytest.approx(pair["other"]["total_eur"], abs=1e-9)
+    assert pair["now"]["rounds"] == pair["other"]["rounds"]
+    assert pair["now"]["grid_s"] > 0 and pair["other"]["grid_s"] > 0

@@ -64,7 +64,7 @@ def test_flexible_load_runs_in_cheapest_periods_of_its_window():
     assert s.flows_kw["flex_kw"] == pytest.approx([0, 0, 2, 2], **EXACT)
     assert s.flows_kw["buy_kw"] == pytest.approx([1, 1, 3, 3], **EXACT)
     assert s.flows_kw["load_kw"] == pytest.approx([1, 1, 1, 1], **EXACT)
-    assert s.method == "lp"
+    assert s.method == "milp-integers"  # the washer's on/off decided, no exclusion broken
 
 
 def test_energy_above_cdl_costs_two_and_a_half_times():
@@ -109,7 +109,7 @@ def test_fractional_lp_relaxation_falls_back_to_milp():
     """The LP relaxation of ``shift_case`` splits the dishwasher: on = 0.25 in period 0
     (0.5 kW fills the headroom under the CDL, 0.5·0.2 = 0.1 €) and 0.75 in period 2
     (1.5 kW, 1.5·0.25 = 0.375 €): 0.8 + 0.475 = 1.275 €, below the MILP's 1.4 €. The
-    LP-first check must see the fractional on/off and solve the MILP."""
+    solve must not stop at that relaxation: branch and bound over the on/off decides."""
     m = pyo.ConcreteModel()
     define_building(m, shift_case())
     m.obj = pyo.Objective(expr=m.cost_eur)
@@ -117,7 +117,7 @@ def test_fractional_lp_relaxation_falls_back_to_milp():
     Highs().solve(m)
     assert pyo.value(m.obj) == pytest.approx(1.275, **EXACT)
     s = AgentModel(shift_case(), mip_rel_gap=0.0).solve(lp_first=True)
-    assert s.method == "milp"
+    assert s.method == "milp-integers"
     assert s.objective_eur == pytest.approx(1.4, **EXACT)
 
 
@@ -133,7 +133,7 @@ def test_milp_values_match_objective_after_lp_start():
     d = building([0.4] * 3, [2, 0, 0], sell=0.1, pv=[3, 2, 0], cdl=2.0, flexible=[dishwasher],
                  sell_max=3.0)
     s = solve_both(d)
-    assert s.method == "milp"
+    assert s.method == "milp-integers"
     assert s.objective_eur == pytest.approx(-0.1, **EXACT)
     assert s.flows_kw["flex_kw"] == pytest.approx([0, 2, 0], **EXACT)
     assert s.flows_kw["sell_kw"] == pytest.approx([1, 0, 0], **EXACT)
@@ -235,3 +235,20 @@ def test_infeasible_flexible_load_without_headroom():
     with pytest.raises(AgentInfeasible, match=r"^building h5: flexible load heater \(1\.5 kW\) "
                                               r"fits in 0 periods of its window 0-2, needs 1$"):
         AgentModel(d).solve()
+
+
+def test_integer_decisions_alone_fall_back_to_the_whole_milp_when_an_exclusion_breaks():
+    """1 period of 1 h, retail 0.1 €/kWh, feed-in 0.3 €/kWh (above retail), load 0, a 1 kW
+    pump that must run (window [0, 1), 1 period), buy ≤ 5 kW, sell ≤ 2 kW. With the
+    buy/sell binaries relaxed the plan buys and sells at once: buy = 1 + s,
+    (1 + s)/5 + s/2 ≤ 1 gives s = 8/7 kW sold and 15/7 kW bought (x_b = 3/7, x_s = 4/7),
+    0.1·15/7 − 0.3·8/7 = −0.129 €. That breaks the exclusion, so the whole MILP decides:
+    buying only the pump's 1 kW costs 0.1 €, selling needs supply there is none of:
+    optimum 0.1 €."""
+    pump = FlexibleLoad("pump", 1.0, 1, 0, 1)
+    d = building([0.1], [0.0], sell=0.3, flexible=[pump], buy_max=5.0, sell_max=2.0)
+    s = solve_both(d)
+    assert s.method == "milp"
+    assert s.objective_eur == pytest.approx(0.1, **EXACT)
+    assert s.flows_kw["buy_kw"] == pytest.approx([1.0], **EXACT)
+    assert s.flows_kw["sell_kw"] == pytest.approx([0.0], **EXACT)

@@ -244,8 +244,7 @@ def test_injection_reaches_the_power_flow():
         sim.step(period * sim.period_ticks, inputs, None)
         result = sim.results[-1]
         assert result.converged
-        assert sim.model.net.res_bus.at[17, "p_mw"] * 1000 == pytest.approx(expected_kw,
-                                                                            abs=1e-9)
+        assert result.bus_p_mw[17] * 1000 == pytest.approx(expected_kw, abs=1e-9)
         assert result.p_slack_kw == pytest.approx(expected_kw + result.losses_kw, abs=1e-6)
 
 

@@ -185,20 +185,41 @@ def bench_scaling(args, info: dict) -> int:
     return 0
 
 
+def _pair_bench(args, info: dict, kind: str, heading: str, lines: list[str],
+                report: dict) -> int:
+    """Print a pair bench's heading (with the machine) and table; write its JSON."""
+    print(f"lemgrid bench --{kind}: {heading}; machine: {info['cpu']}, {info['cores']} "
+          f"cores, Python {info['python']}")
+    print("\n".join(lines))
+    args.out = args.out or f"bench_{kind}.json"
+    Path(args.out).write_text(json.dumps(report | {"runs": args.runs, "machine": info},
+                                         indent=2) + "\n")
+    print(f"written: {args.out}")
+    return 0
+
+
 def bench_models(args, info: dict) -> int:
     from lemgrid.scenarios.bench.models import models_table, run_models_bench
     from lemgrid.scenarios.schema import load_scenario, resolve_scenario
 
     name = args.scenario or "faia2021"
     pairs = run_models_bench(load_scenario(resolve_scenario(name), args.overrides), args.runs)
-    print(f"lemgrid bench --models: {name}, {args.runs} run pair(s); machine: {info['cpu']}, "
-          f"{info['cores']} cores, Python {info['python']}")
-    print("\n".join(models_table(pairs)))
-    args.out = args.out or "bench_models.json"
-    Path(args.out).write_text(json.dumps({"scenario": name, "runs": args.runs,
-                                          "machine": info, "pairs": pairs}, indent=2) + "\n")
-    print(f"written: {args.out}")
-    return 0
+    return _pair_bench(args, info, "models", f"{name}, {args.runs} run pair(s)",
+                       models_table(pairs), {"scenario": name, "pairs": pairs})
+
+
+def bench_versus(args, info: dict) -> int:
+    from lemgrid.scenarios.bench.models import run_versus_bench, versus_table
+    from lemgrid.scenarios.schema import load_scenario, resolve_scenario
+
+    path = resolve_scenario(args.scenario or "faia2021")
+    now = load_scenario(path, args.overrides)
+    other = load_scenario(path, [*args.overrides, *args.versus])
+    pairs = run_versus_bench(now, other, args.runs)
+    return _pair_bench(args, info, "versus",
+                       f"{now.name}, {now.runtime.kind}, {args.runs} run pair(s), other: "
+                       f"{' '.join(args.versus)}", versus_table(pairs),
+                       {"scenario": now.name, "other": args.versus, "pairs": pairs})
 
 
 def bench_qp(args, info: dict) -> int:
@@ -211,16 +232,11 @@ def bench_qp(args, info: dict) -> int:
     if problem:
         raise RunError(problem)
     pairs = run_qp_bench(s, args.runs)
-    print(f"lemgrid bench --qp: {s.name}, {s.market.mechanism}, residual tolerance "
-          f"{s.market.residual_tolerance:g}, {s.runtime.kind}, {args.runs} run pair(s); "
-          f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}")
-    print("\n".join(qp_table(pairs)))
-    args.out = args.out or "bench_qp.json"
-    Path(args.out).write_text(json.dumps({"scenario": s.name, "runs": args.runs,
-                                          "mechanism": s.market.mechanism, "machine": info,
-                                          "pairs": pairs}, indent=2) + "\n")
-    print(f"written: {args.out}")
-    return 0
+    return _pair_bench(args, info, "qp",
+                       f"{s.name}, {s.market.mechanism}, residual tolerance "
+                       f"{s.market.residual_tolerance:g}, {s.runtime.kind}, {args.runs} run "
+                       f"pair(s)", qp_table(pairs),
+                       {"scenario": s.name, "mechanism": s.market.mechanism, "pairs": pairs})
 
 
 def run_bench(args) -> int:
@@ -245,6 +261,8 @@ def run_bench(args) -> int:
         return bench_models(args, machine())
     if args.qp:
         return bench_qp(args, machine())
+    if args.versus:
+        return bench_versus(args, machine())
     args.out = args.out or "bench.json"
     name = "tiny" if args.quick else (args.scenario or "faia2021")
     runs_n = 1 if args.quick else args.runs

@@ -71,6 +71,30 @@ def run_models_bench(s: Scenario, runs: int) -> list[dict]:
     return pairs
 
 
+def run_versus_bench(now: Scenario, other: Scenario, runs: int) -> list[dict]:
+    """``runs`` pairs of whole runs, the scenario as given (``now``) against it with other
+    settings (``other``, e.g. an old path), alternating which goes first; per pair each
+    way's ``DAY_FIGURES`` and its figures' own, plus the power flows' seconds."""
+    pairs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            ways = (("now", now), ("other", other))
+            pair = {}
+            for way, s in ways if i % 2 == 0 else ways[::-1]:
+                figures, summary = run_figures(s, Path(tmp) / f"{i}-{way}")
+                pair[way] = figures | {"grid_s": summary["timing_s"]["grid"]}
+            pairs.append(pair)
+    return pairs
+
+
+def versus_table(pairs: list[dict]) -> list[str]:
+    """One line per figure: each way's median (min–max), the median of the pairs' ratios
+    other ÷ now."""
+    rows = [(f"run, {key.replace('_', ' ')}", [p["other"][key] for p in pairs],
+             [p["now"][key] for p in pairs]) for key in (*DAY_FIGURES, "grid_s")]
+    return pair_table(rows, "other", "now")
+
+
 def _stats(values: list[float], fmt: str = ".4g") -> str:
     return (f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
             if values else "")

@@ -1,8 +1,9 @@
 """``lemgrid bench --power-flow``: the grid simulator's 96 power flows of a day, with
 pandapower's levers one by one: the project's settings (Newton-Raphson warm-started from
 the previous period, numba off), numba's JIT (first run, with compilation, then warm),
-lightsim2grid's solver, ``recycle`` (keep pandapower's internal case, rewrite the loads)
-and lightsim2grid with recycle. Each variant runs the same 96 load vectors (the network's
+lightsim2grid's solver, ``recycle`` (keep pandapower's internal case, rewrite the loads),
+lightsim2grid with recycle, and lemgrid's solver (``grid.newton``: Newton-Raphson and
+results on arrays). Each variant runs the same 96 load vectors (the network's
 own loads scaled by a seeded random factor per period) ``runs`` times; the table gives
 medians, the ratio to the project's old settings (recycle off) and the largest voltage
 difference from them. A variant whose package is not installed is named and skipped."""
@@ -19,17 +20,20 @@ import numpy as np
 import pandapower as pp
 
 from lemgrid.grid.networks import load_network
+from lemgrid.grid.newton import ArrayPowerFlow
 from lemgrid.grid.powerflow import RECYCLE, RUNPP_OPTIONS
 
 PERIODS = 96
+ARRAYS: dict = {}  # the variant that runs grid.newton rather than pandapower's runpp
 VARIANTS = {  # name -> (extra runpp options, package it needs)
     "old settings (no recycle)": ({}, None),
     "numba, first run (JIT)": ({"numba": True}, "numba"),
     "numba, warm": ({"numba": True}, "numba"),
     "lightsim2grid": ({"lightsim2grid": True}, "lightsim2grid"),
-    "recycle (lemgrid's setting)": ({"recycle": RECYCLE}, None),
+    "recycle (solver pandapower)": ({"recycle": RECYCLE}, None),
     "numba + recycle": ({"numba": True, "recycle": RECYCLE}, "numba"),
     "lightsim2grid + recycle": ({"lightsim2grid": True, "recycle": RECYCLE}, "lightsim2grid"),
+    "arrays (solver lemgrid)": (ARRAYS, None),
 }
 
 
@@ -44,6 +48,21 @@ def _day(net, loads: np.ndarray, options: dict) -> tuple[float, np.ndarray]:
     return time.perf_counter() - start, np.array(vm)
 
 
+def _day_on_arrays(net, loads: np.ndarray, options: dict) -> tuple[float, np.ndarray]:
+    """lemgrid's solver (``grid.newton``): the first period by pandapower, which builds the
+    internal case, the others on arrays."""
+    net = copy.deepcopy(net)
+    start = time.perf_counter()
+    net.load["p_mw"] = loads[0]
+    pp.runpp(net, init="flat", **RUNPP_OPTIONS)
+    vm = [net.res_bus["vm_pu"].to_numpy().copy()]
+    arrays = ArrayPowerFlow.after(net, RUNPP_OPTIONS["tolerance_mva"])
+    q_mvar = net.load["q_mvar"].to_numpy()
+    for p in loads[1:]:
+        vm.append(arrays.run(p, q_mvar).vm_pu)
+    return time.perf_counter() - start, np.array(vm)
+
+
 def bench_power_flow(network: str, runs: int, seed: int = 0) -> list[dict]:
     net = load_network(network)
     base = net.load["p_mw"].to_numpy()
@@ -55,8 +74,9 @@ def bench_power_flow(network: str, runs: int, seed: int = 0) -> list[dict]:
             rows.append({"variant": name, "missing": package})
             continue
         times = []
+        day = _day_on_arrays if options is ARRAYS else _day
         for _ in range(1 if name.endswith("(JIT)") else runs):
-            seconds, vm = _day(net, loads, options)
+            seconds, vm = day(net, loads, options)
             times.append(seconds)
         reference = vm if reference is None else reference
         rows.append({"variant": name, "median_s": statistics.median(times),

@@ -238,18 +238,22 @@ class GridConfig(Strict):
         "network operator's clearance keeps trades below it")
     power_factor: float = Field(1.0, gt=0, le=1)
     solver: Literal[POWER_FLOW_SOLVERS] = Field(
-        POWER_FLOW_SOLVERS[0], description="the AC power flow's solver: pandapower's "
-        "Newton-Raphson, or lightsim2grid's (the same voltages to 1e-6 pu; an optional "
-        "package: pip install 'lemgrid[grid]')")
+        POWER_FLOW_SOLVERS[0], description="the AC power flow's solver: lemgrid's "
+        "Newton-Raphson on the admittance matrices pandapower builds, results computed on "
+        "arrays (pandapower's own where the net has equipment it does not model); "
+        "pandapower's Newton-Raphson with its result tables; or lightsim2grid's (all the "
+        "same voltages to 1e-6 pu; lightsim2grid is an optional package: pip install "
+        "'lemgrid[grid]'); see docs/scenarios.md#the-grid-section")
 
     @field_validator("solver")
     @classmethod
     def _installed(cls, value):
         import importlib.util
 
-        if value != POWER_FLOW_SOLVERS[0] and importlib.util.find_spec(value) is None:
-            raise ValueError(f"{value} is not installed; allowed: {POWER_FLOW_SOLVERS[0]}, "
-                             f"or install it (pip install 'lemgrid[grid]')")
+        if value == "lightsim2grid" and importlib.util.find_spec(value) is None:
+            raise ValueError(f"{value} is not installed; allowed: "
+                             f"{', '.join(POWER_FLOW_SOLVERS[:2])}, or install it "
+                             f"(pip install 'lemgrid[grid]')")
         return value
 
     @field_validator("ampacity_ka", mode="before")
