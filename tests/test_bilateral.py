@@ -385,12 +385,14 @@ def test_circulation_and_pass_through_netted_by_hand():
                                           ("A", "B"): 30.0, ("B", "P"): 10.0,
                                           ("P", "A"): 10.0}, prices)
     clearings = clear_bilateral(state, BilateralParams())
-    by = {p: {o: kw[0] for o, kw in c.by_counterparty_kw[POWER].items()}
-          for p, c in clearings.items()}
-    assert by["G"] == pytest.approx({"A": -60.0, "B": -40.0, "P": 0.0}, abs=1e-12)
-    assert by["A"] == pytest.approx({"G": 60.0, "B": 0.0, "P": 0.0}, abs=1e-12)
-    assert by["B"] == pytest.approx({"G": 40.0, "A": 0.0, "P": 0.0}, abs=1e-12)
-    assert by["P"] == pytest.approx({"G": 0.0, "A": 0.0, "B": 0.0}, abs=1e-12)
+    by = {p: {o: kw[0] for o, kw in (c.by_counterparty_kw or {}).get(POWER, {}).items()}
+          for p, c in clearings.items()}  # only the counterparties traded with are named
+    assert by["G"] == pytest.approx({"A": -60.0, "B": -40.0}, abs=1e-12)
+    assert by["A"] == pytest.approx({"G": 60.0}, abs=1e-12)
+    assert by["B"] == pytest.approx({"G": 40.0}, abs=1e-12)
+    assert by["P"] == {}
+    assert {o: p[0] for o, p in clearings["G"].by_counterparty_price[POWER].items()} == \
+        pytest.approx({"A": 0.10, "B": 0.12}, abs=1e-12)
     held = {p: c.position_kw[0] for p, c in clearings.items()}
     assert held == pytest.approx({"G": -100.0, "A": 60.0, "B": 40.0, "P": 0.0}, abs=1e-12)
     bills = {p: b.traded_eur[0] for p, b in settle_bilateral(state, BilateralParams(),
@@ -499,3 +501,31 @@ def test_admm_centralized_model_keeps_the_producers_quadratic_costs():
                                         {POWER: np.zeros((len(pairs), 1))}, np.zeros((n, 1)))
     admm = solve_central(data, None)
     assert admm.objective_eur == pytest.approx(bilateral.welfare_eur, rel=1e-5)
+
+
+@pytest.mark.parametrize("path", [VAH, SCENARIOS / "vahidinasab_heat.yaml"])
+def test_the_counterpart_offers_the_pairs_the_market_offered(path):
+    """The centralized counterpart's pairs (``market_pairs``: the coordinator's rule on the
+    limits each peer registers) are the market's own books', power and heat: the
+    clearings name only the counterparties traded with, so the counterpart cannot read
+    the pairs from them."""
+    s, _community, agents, state = _market_at(path)
+    pairs = central_bilateral.market_pairs(s, [agents[p].day_data for p in state.peers])
+    offered = {key: book.pairs for key, book in state.books.items()
+               if key == POWER or len(book.pairs)}
+    assert pairs.keys() == offered.keys()
+    for key, book_pairs in offered.items():
+        np.testing.assert_array_equal(pairs[key], book_pairs)
+    assert central_bilateral.market_pairs(s.model_copy(update={"market": s.market.model_copy(
+        update={"pool": True})}), [agents[p].day_data for p in state.peers]) == {}
+
+
+def test_a_counterpart_too_large_is_not_computed_and_the_day_says_why(tmp_path, monkeypatch):
+    """Above ``MAX_PAIR_PERIODS`` (here 1) the run's results skip the centralized QP: no
+    figure, and the day's note gives the size (vahidinasab's pairs over its one period)."""
+    monkeypatch.setattr(central_bilateral, "MAX_PAIR_PERIODS", 1)
+    summary, _agents, _lines = _run(tmp_path, "bounded")
+    assert summary["market"]["centralized_eur"] is None
+    (note,) = [n for n in summary["notes"] if "centralized counterpart" in n]
+    assert "pair-periods (at most 1:" in note
+

@@ -488,28 +488,18 @@ def traded_eur(state: BilateralState, trades: Mapping[str, np.ndarray]
 def clear_bilateral(state: BilateralState, params: BilateralParams) -> dict[str, ClearingBody]:
     """Every peer's power trades per counterparty (``cleared_trades``) at their prices and
     its position; heat trades as a commodity of their own in ``quantities_kw`` and per
-    counterparty."""
+    counterparty. Only the counterparties a peer trades with in some period are named
+    (after the netting most pairs of a full mesh trade nothing: at 1000 peers each
+    clearing would otherwise carry 999 counterparties' 96 trades and prices)."""
     cleared = cleared_trades(state)
-    by_kw: dict[str, dict] = {p: {} for p in state.peers}
-    by_price: dict[str, dict] = {p: {} for p in state.peers}
-    book, a = state.books[POWER], cleared[POWER]
-    (bought, sold), price = _rows(a), book.price.tolist()
-    for k, (n, m) in enumerate(book.pairs.tolist()):
-        pn, pm = state.peers[n], state.peers[m]
-        by_kw[pn][pm], by_kw[pm][pn] = bought[k], sold[k]
-        by_price[pn][pm] = by_price[pm][pn] = price[k]
+    by_kw, by_price = _by_counterparty(state, POWER, cleared[POWER])
     out = bilateral_clearings(key=POWER, peers=state.peers, operator=state.operator,
                               periods=state.periods, period_h=state.period_h, pos=positions(state),
                               pay=traded_eur(state, cleared), by_kw=by_kw, by_price=by_price,
                               converged=state.converged)
-    heat, heat_a = state.books[HEAT], cleared[HEAT]
-    if len(heat.pairs):
+    if len(state.books[HEAT].pairs):
         held = positions(state, HEAT)
-        heat_of: dict[str, dict] = {p: {} for p in state.peers}
-        bought, sold = _rows(heat_a)
-        for k, (n, m) in enumerate(heat.pairs.tolist()):
-            pn, pm = state.peers[n], state.peers[m]
-            heat_of[pn][pm], heat_of[pm][pn] = bought[k], sold[k]
+        heat_of, _ = _by_counterparty(state, HEAT, cleared[HEAT])
         for p in state.peers:
             body, heat_by = out[p], heat_of[p]
             out[p] = body.model_copy(update={
@@ -519,16 +509,20 @@ def clear_bilateral(state: BilateralState, params: BilateralParams) -> dict[str,
     return out
 
 
-def _rows(a: np.ndarray) -> tuple[list[list[float]], list[list[float]]]:
-    """The trades a (K, T) as lists per pair, n's (a) and m's (−a); the pairs that trade
-    nothing all day share one list each way (after the netting most of a full mesh's
-    pairs: 48 million numbers a side at 1000 peers)."""
-    zero = np.zeros(a.shape[1])
-    bought, sold = [zero.tolist()] * len(a), [(-zero).tolist()] * len(a)
+def _by_counterparty(state: BilateralState, key: str, a: np.ndarray
+                     ) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Per peer, its trades (kW: + bought) and their prices (€/kWh) with each
+    counterparty it trades with in some period, from the netted trades a (K, T)."""
+    by_kw: dict[str, dict] = {p: {} for p in state.peers}
+    by_price: dict[str, dict] = {p: {} for p in state.peers}
+    book = state.books[key]
     traded = np.flatnonzero(np.any(a != 0.0, axis=1))
-    for k, row, neg in zip(traded.tolist(), a[traded].tolist(), (-a[traded]).tolist()):
-        bought[k], sold[k] = row, neg
-    return bought, sold
+    for (n, m), row, neg, price in zip(book.pairs[traded].tolist(), a[traded].tolist(),
+                                       (-a[traded]).tolist(), book.price[traded].tolist()):
+        pn, pm = state.peers[n], state.peers[m]
+        by_kw[pn][pm], by_kw[pm][pn] = row, neg
+        by_price[pn][pm] = by_price[pm][pn] = price
+    return by_kw, by_price
 
 
 def settle_bilateral(state: BilateralState, params: BilateralParams, meters):

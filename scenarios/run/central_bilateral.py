@@ -44,6 +44,12 @@ SPLIT_EPS_EUR_PER_KW2H = 1e-9
 # LP's optimum is the same welfare whichever split the solver returns.
 
 
+# The largest centralized counterpart computed (pairs × periods): 300 peers of scale.yaml,
+# some 36,000 pairs over 96 periods, solved in a day's results; 1000 peers would be
+# 499,500 pairs, 48 million pair-periods, beyond the memory of the machines it runs on.
+MAX_PAIR_PERIODS = 4_000_000
+
+
 @dataclass(frozen=True)
 class CentralBilateral:
     welfare_eur: float  # Σ own costs + penalties
@@ -272,12 +278,18 @@ def central_bilateral_days(s, community, days, bus_of: dict[str, int]) -> list[f
         if not names:
             out.append(None)
             continue
-        index = {n: i for i, n in enumerate(names)}
-        pairs = _cleared_pairs(day, index)
+        datas = [day_slice(start[n], day.day) for n in names]
+        pairs = market_pairs(s, datas)
+        size = sum(len(p) for p in pairs.values()) * s.horizon.periods
+        if size > MAX_PAIR_PERIODS:
+            day.notes.append(f"centralized counterpart of day {day.day + 1}: not computed, "
+                             f"{size:,} pair-periods (at most {MAX_PAIR_PERIODS:,}: its QP "
+                             "would not fit this size)")
+            out.append(None)
+            continue
         penalty, retail = _loss_penalties(s, paths, pairs, [bus_of[n] for n in names])
         try:
-            central = solve_central_bilateral([day_slice(start[n], day.day) for n in names],
-                                              pairs, penalty, retail, s.market.binaries)
+            central = solve_central_bilateral(datas, pairs, penalty, retail, s.market.binaries)
             out.append(central.welfare_eur)
         except (RuntimeError, ValueError) as exc:
             day.notes.append(f"centralized counterpart of day {day.day + 1}: {exc}")
@@ -289,16 +301,26 @@ def _congestion_penalised(day) -> bool:
     return any(r.record.scalars.get("congested") not in (None, "{}") for r in day.rounds)
 
 
-def _cleared_pairs(day, index: dict[str, int]) -> dict[str, np.ndarray]:
-    """Every pair the market cleared (traded or not), per commodity, as peer indices."""
-    pairs: dict[str, set] = {}
-    for name, clearing in day.clearings.items():
-        for key, by in (clearing.by_counterparty_kw or {}).items():
-            for other in by:
-                if name in index and other in index:
-                    i, j = index[name], index[other]
-                    pairs.setdefault(key, set()).add((min(i, j), max(i, j)))
-    return {key: np.array(sorted(found), int).reshape(-1, 2) for key, found in pairs.items()}
+def market_pairs(s, datas) -> dict[str, np.ndarray]:
+    """Every pair the market offered (traded or not), per commodity, as peer indices into
+    ``datas``: the coordinator's own rule (``trade_pairs``) on the limits each peer
+    registers (``BilateralStrategy.limits``); none in the pool comparison."""
+    from lemgrid.agents.data import kind_of
+    from lemgrid.agents.strategies import BilateralStrategy
+    from lemgrid.coordinator.mechanisms.admm import trade_pairs
+    from lemgrid.coordinator.mechanisms.bilateral import COMMODITY_LIMITS
+    from lemgrid.coordinator.protocol import RegisterBody
+
+    if s.market.pool:
+        return {}
+    periods = s.horizon.periods
+    names = [d.name for d in datas]
+    roster = {d.name: RegisterBody(kind=kind_of(d), periods=periods,
+                                   period_h=d.horizon.period_h,
+                                   limits_kw=BilateralStrategy().limits(d)) for d in datas}
+    found = {key: trade_pairs(roster, names, periods, limits)
+             for key, limits in COMMODITY_LIMITS.items()}
+    return {key: pairs for key, pairs in found.items() if key == POWER or len(pairs)}
 
 
 def _feeder(s):
