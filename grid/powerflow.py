@@ -30,9 +30,10 @@ from lemgrid.grid.newton import ArrayPowerFlow, ArrayResult
 # Between periods only the loads change: pandapower's `recycle` keeps the internal case
 # and rewrites the loads' power (96 power flows of case33bw 4.7× faster, the same voltages
 # to the last bit; `lemgrid bench --power-flow`). A load created since (a co-simulator's
-# on a bus) makes the next run rebuild it.
+# on a bus) makes the next run rebuild it. lightsim2grid only where the solver names it:
+# pandapower's default ("auto") takes it wherever it is installed (its first run 0.28 s).
 RUNPP_OPTIONS = {"algorithm": "nr", "calculate_voltage_angles": False, "numba": False,
-                 "tolerance_mva": 1e-10}
+                 "tolerance_mva": 1e-10, "lightsim2grid": False}
 RECYCLE = {"bus_pq": True, "trafo": False, "gen": False}
 ARRAYS = POWER_FLOW_SOLVERS[0]  # lemgrid's: Newton-Raphson on arrays (``grid.newton``)
 SOLVER_OPTIONS = {ARRAYS: {}, "pandapower": {}, "lightsim2grid": {"lightsim2grid": True}}
