@@ -24,6 +24,7 @@ import os
 import uuid
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from lemgrid.coordinator.constants import (  # noqa: F401 (carried to the rest)
@@ -41,7 +42,7 @@ from lemgrid.coordinator.constants import (  # noqa: F401 (carried to the rest)
     ROUND_DEADLINE_S,
 )
 
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 
 
 # Commodity keys that both sides of a mechanism use.
@@ -65,6 +66,12 @@ Power = Annotated[float, Field(ge=-MAX_KW, le=MAX_KW, allow_inf_nan=False)]
 PowerSeries = Annotated[list[Power], Field(max_length=100_000)]  # sent by agents
 LimitSeries = Annotated[list[Annotated[float, Field(ge=0, le=MAX_KW, allow_inf_nan=False)]],
                         Field(max_length=100_000)]
+Period = Annotated[int, Field(ge=0, lt=100_000)]
+# A series given sparsely, {period: value}, 0 in every period it does not name: a
+# bilateral market's trade with one counterparty, which after the netting flows in a
+# period or two of the day (1000 peers: 743 counterparties a peer, 96 values each, as
+# lists). ``series_array`` reads either form.
+SparseSeries = Annotated[dict[Period, Number], Field(max_length=100_000)]
 
 
 class _Body(BaseModel):
@@ -150,8 +157,8 @@ class ClearingBody(_Body):
 
     quantities_kw: dict[Key, Series] = Field(default_factory=dict)
     prices_eur_per_kwh: dict[Key, Series] = Field(default_factory=dict)
-    by_counterparty_kw: dict[Key, dict[Key, Series]] | None = None  # bilateral trades
-    by_counterparty_price: dict[Key, dict[Key, Series]] | None = None  # their prices
+    by_counterparty_kw: dict[Key, dict[Key, Series | SparseSeries]] | None = None  # trades
+    by_counterparty_price: dict[Key, dict[Key, Series | SparseSeries]] | None = None  # prices
     position_kw: Series
     converged: bool
     export_limit_kw: dict[Key, Annotated[float, Field(ge=0, le=MAX_KW, allow_inf_nan=False)]] \
@@ -346,3 +353,22 @@ def _shown(value, limit: int) -> str:
     if isinstance(value, (dict, list)):
         return f"(a JSON {'object' if isinstance(value, dict) else 'array'})"
     return repr(str(value)[:limit])
+
+
+def series_array(values: list[float] | dict[int, float], periods: int) -> np.ndarray:
+    """A period series as an array of ``periods`` values, from a list or a
+    ``SparseSeries`` (0 where it names no value)."""
+    if isinstance(values, dict):
+        out = np.zeros(periods)
+        if values:
+            out[np.fromiter(values.keys(), int, len(values))] = np.fromiter(
+                values.values(), float, len(values))
+        return out
+    return np.asarray(values, float)
+
+
+def period_values(values: list[float] | dict[int, float]) -> list[tuple[int, float]]:
+    """(period, value) of a period series, list or ``SparseSeries`` (the periods it names,
+    in order)."""
+    return sorted(values.items()) if isinstance(values, dict) else list(enumerate(values))
+

@@ -125,7 +125,7 @@ def test_decode_hostile_payloads(frame):
 
 
 @examples(200)
-@given(st.binary(max_size=600) | st.binary(max_size=8).map(lambda b: b'{"v": 6, ' + b))
+@given(st.binary(max_size=600) | st.binary(max_size=8).map(lambda b: b'{"v": 7, ' + b))
 def test_decode_random_bytes(frame):
     decoded_or_refused(frame)
 
@@ -138,7 +138,7 @@ def test_valid_messages_round_trip(msg):
 
 def test_long_or_nested_frames_are_refused_in_short():
     for frame in [b"[" * 100_000 + b"]" * 100_000, json.dumps("x" * 1_000_000).encode(),
-                  dumps({"v": 6, "type": "register", "sender": "p1", "msg_id": "m" * 10_000,
+                  dumps({"v": 7, "type": "register", "sender": "p1", "msg_id": "m" * 10_000,
                          "body": {"kind": "ev", "periods": 1, "period_h": 1,
                                   "limits_kw": {"k" * 100_000: [1.0]}}})]:
         with pytest.raises(ProtocolError) as info:
@@ -148,11 +148,11 @@ def test_long_or_nested_frames_are_refused_in_short():
 
 
 # -- regressions: the bugs the fuzzing found --------------------------------------------------------
-INTEGER_TOO_LONG = [b'{"v": 6, "type": "meter", "sender": "p1", "body": {"period": 0, "p_kw": '
+INTEGER_TOO_LONG = [b'{"v": 7, "type": "meter", "sender": "p1", "body": {"period": 0, "p_kw": '
                     + b"1" * 4301 + b"}}", b'{"v": ' + b"1" * 5000 + b"}", b"-" + b"1" * 20_000]
-UNENCODABLE_MSG_ID = [b'{"v": 6, "msg_id": "\\ud800"}',
-                      b'{"v": 6, "type": "heartbeat", "sender": "p1", "msg_id": "\xed\xa0\x80"}',
-                      b'{"v": 6, "type": "gossip", "msg_id": "\\udfff\\ud800"}']
+UNENCODABLE_MSG_ID = [b'{"v": 7, "msg_id": "\\ud800"}',
+                      b'{"v": 7, "type": "heartbeat", "sender": "p1", "msg_id": "\xed\xa0\x80"}',
+                      b'{"v": 7, "type": "gossip", "msg_id": "\\udfff\\ud800"}']
 
 
 @pytest.mark.parametrize("frame", INTEGER_TOO_LONG)
@@ -211,7 +211,7 @@ def test_regression_frames_that_stopped_the_service_are_answered(dealer):  # noq
 
 
 def overflowing_offer(name, round_=1, value=1e308):
-    return json.dumps({"v": 6, "type": "offer", "sender": name, "round": round_,
+    return json.dumps({"v": 7, "type": "offer", "sender": name, "round": round_,
                        "body": {"quantities_kw": {"p2v": [value] * PERIODS}}}).encode()
 
 
@@ -224,10 +224,10 @@ def test_regression_overflowing_powers_are_refused(dealer):  # noqa: F811
         with pytest.raises(ProtocolError, match="body.quantities_kw.p2v.0: Input should be"):
             decode(overflowing_offer("p1", value=value))
     with pytest.raises(ProtocolError, match="body.limits_kw.p2v.0"):
-        decode(dumps({"v": 6, "type": "register", "sender": "p1", "body": {
+        decode(dumps({"v": 7, "type": "register", "sender": "p1", "body": {
             "kind": "ev", "periods": 1, "period_h": 1, "limits_kw": {"p2v": [1e308]}}}))
     with pytest.raises(ProtocolError, match="body.p_kw"):
-        decode(dumps({"v": 6, "type": "meter", "sender": "p1",
+        decode(dumps({"v": 7, "type": "meter", "sender": "p1",
                       "body": {"period": 0, "p_kw": -1e308}}))
     with serving(["p1", "p2", "ev1"]) as service:
         socks = {n: dealer(service.endpoint, n) for n in ("p1", "p2", "ev1")}

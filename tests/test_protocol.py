@@ -9,6 +9,8 @@ from lemgrid.coordinator.mechanisms.base import MarketData
 from lemgrid.coordinator.mechanisms.p2v_rules import CORE as P2V
 from lemgrid.coordinator.protocol import (
     PROTOCOL_VERSION,
+    Clearing,
+    ClearingBody,
     Meter,
     MeterBody,
     Offer,
@@ -19,6 +21,8 @@ from lemgrid.coordinator.protocol import (
     decode,
     encode,
     merge_meters,
+    period_values,
+    series_array,
 )
 from lemgrid.coordinator.session import MarketSession
 
@@ -37,14 +41,14 @@ def test_round_trip():
     (b'{"v": 99, "type": "offer"}', "version"),
     (b'{"v": 1, "type": "offer"}', "version"),
     (b'{"v": true, "type": "offer"}', "version"),
-    (b'{"v": 6, "type": "gossip", "sender": "x"}', "unknown_type"),
-    (b'{"v": 6, "type": ["offer"], "sender": "x"}', "unknown_type"),
-    (b'{"v": 6, "type": "offer", "sender": "x", "body": {"p2v_kw": [1]}}', "malformed"),
-    (b'{"v": 6, "type": "offer", "sender": "x", "body": {"quantities_kw": {"p2v": [NaN]}}}',
+    (b'{"v": 7, "type": "gossip", "sender": "x"}', "unknown_type"),
+    (b'{"v": 7, "type": ["offer"], "sender": "x"}', "unknown_type"),
+    (b'{"v": 7, "type": "offer", "sender": "x", "body": {"p2v_kw": [1]}}', "malformed"),
+    (b'{"v": 7, "type": "offer", "sender": "x", "body": {"quantities_kw": {"p2v": [NaN]}}}',
      "malformed"),
-    (b'{"v": 6, "type": "meter", "sender": "x", "body": {"period": -1, "p_kw": 1}}',
+    (b'{"v": 7, "type": "meter", "sender": "x", "body": {"period": -1, "p_kw": 1}}',
      "malformed"),
-    (b'{"v": 6, "type": "offer", "sender": "a b", "body": {"quantities_kw": {}}}', "malformed"),
+    (b'{"v": 7, "type": "offer", "sender": "a b", "body": {"quantities_kw": {}}}', "malformed"),
     (b"[" * 100_000 + b"]" * 100_000, "malformed"),
 ])
 def test_bad_frames(frame, code):
@@ -55,7 +59,7 @@ def test_bad_frames(frame, code):
 
 def test_private_fields_are_refused():
     """The offer body has no field for load, PV or state of charge."""
-    frame = json.dumps({"v": 6, "type": "offer", "sender": "p1",
+    frame = json.dumps({"v": 7, "type": "offer", "sender": "p1",
                         "body": {"quantities_kw": {"p2v": [1.0]}, "load_kw": [2.0]}}).encode()
     with pytest.raises(ProtocolError, match="body.load_kw: Extra inputs are not permitted"):
         decode(frame)
@@ -148,3 +152,23 @@ def test_a_meter_message_covers_consecutive_periods_whole_or_not_at_all():
         session.meter(Meter(sender="v1", body=MeterBody(period=t, p_kw=p)))
     assert session.meters["v1"].tolist() == [0.5, 1.5, 2.5, 3.5]
     assert session.unmetered == {"p1"}
+
+
+def test_a_clearing_names_a_trade_by_its_periods_or_by_the_whole_day():
+    """A bilateral clearing's per-counterparty series as ``{period: value}`` (0 in the
+    periods it does not name) or as a list: both travel and read back as the same four
+    periods, [0, 2.5, 0, −1] kW; a period below 0 is refused."""
+    body = ClearingBody(position_kw=[0.0] * 4, converged=True,
+                        by_counterparty_kw={"power": {"a": {1: 2.5, 3: -1.0},
+                                                      "b": [0.0, 2.5, 0.0, -1.0]}})
+    back = decode(encode(Clearing(sender="coordinator", day=0, round=1, body=body))).body
+    a, b = back.by_counterparty_kw["power"]["a"], back.by_counterparty_kw["power"]["b"]
+    assert a == {1: 2.5, 3: -1.0}
+    np.testing.assert_array_equal(series_array(a, 4), [0.0, 2.5, 0.0, -1.0])
+    np.testing.assert_array_equal(series_array(a, 4), series_array(b, 4))
+    assert period_values(a) == [(1, 2.5), (3, -1.0)]
+    assert period_values(b) == [(0, 0.0), (1, 2.5), (2, 0.0), (3, -1.0)]
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        ClearingBody(position_kw=[0.0], converged=True,
+                     by_counterparty_kw={"power": {"a": {-1: 1.0}}})
+

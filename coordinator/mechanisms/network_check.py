@@ -55,6 +55,7 @@ from lemgrid.coordinator.mechanisms.clearance import check_offer as check_quanti
 from lemgrid.coordinator.protocol import (
     NET,
     ClearingBody,
+    series_array,
     OfferBody,
     SettlementBody,
     SignalBody,
@@ -169,12 +170,12 @@ def bilateral_trades(clearings: Mapping[str, ClearingBody], names: list[str], pe
         for key, by in ((c.by_counterparty_kw or {}).items() if c else ()):
             prices = (c.by_counterparty_price or {}).get(key, {})
             for seller, values in by.items():
-                q = np.maximum(np.asarray(values, float), 0.0)
+                q = np.maximum(series_array(values, periods), 0.0)
                 if seller not in index or q.max(initial=0.0) <= MIN_TRADE_KW:
                     continue
                 k = found.row(index[seller], index[buyer])
                 found.kw[k] += np.where(q > MIN_TRADE_KW, q, 0.0)
-                p = np.asarray(prices.get(seller, np.zeros(periods)), float)
+                p = series_array(prices.get(seller, {}), periods)
                 found.price[k] = np.where(q > MIN_TRADE_KW, p, found.price[k])
     return found.arrays()
 
@@ -242,7 +243,7 @@ def _by_counterparty(body: ClearingBody, name: str, cs: ClearanceState):
     """A bilateral clearing's trades per counterparty less the curtailed ones."""
     if not body.by_counterparty_kw:
         return body.by_counterparty_kw
-    out = {key: {o: np.asarray(v, float) for o, v in by.items()}
+    out = {key: {o: series_array(v, cs.periods) for o, v in by.items()}
            for key, by in body.by_counterparty_kw.items()}
     key = next(iter(out))
     for k, (s, b) in enumerate(cs.pairs):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lemgrid.coordinator.protocol import P2P
+from lemgrid.coordinator.protocol import P2P, period_values
 from lemgrid.scenarios.results import atomic, figures
 from lemgrid.scenarios.results.outcome import DayResult
 from lemgrid.scenarios.results.sections import FigureSpec, Section, format_value
@@ -43,7 +43,7 @@ def trades_frame(days: list[DayResult]) -> pd.DataFrame:
             for seller, kws in sorted(by.items()):
                 rows += [{"day": d.day, "period": t, "seller": seller, "buyer": buyer,
                           "commodity": P2P, "kw": float(kw)}
-                         for t, kw in enumerate(kws) if kw > TRADE_MIN_KW]
+                         for t, kw in period_values(kws) if kw > TRADE_MIN_KW]
     return pd.DataFrame(rows, columns=TRADE_COLUMNS)
 
 

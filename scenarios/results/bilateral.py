@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from lemgrid.coordinator.mechanisms.bilateral import HEAT, POWER
+from lemgrid.coordinator.protocol import period_values
 from lemgrid.scenarios.results import atomic, figures
 from lemgrid.scenarios.results.admm import TRADE_COLUMNS, TRADE_MIN_KW, gap_figures
 from lemgrid.scenarios.results.outcome import DayResult, RoundStats
@@ -34,7 +35,7 @@ def trades_frame(days: list[DayResult]) -> pd.DataFrame:
                 for seller, kws in sorted(by.items()):
                     rows += [{"day": d.day, "period": t, "seller": seller, "buyer": buyer,
                               "commodity": key, "kw": float(kw)}
-                             for t, kw in enumerate(kws) if kw > TRADE_MIN_KW]
+                             for t, kw in period_values(kws) if kw > TRADE_MIN_KW]
     return pd.DataFrame(rows, columns=TRADE_COLUMNS)
 
 
