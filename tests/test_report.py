@@ -274,3 +274,18 @@ def test_market_rounds_leave_what_a_round_lacks_empty():
     assert rounds.loc[2, ["sold_kw", "bought_kw", "limits_changed"]].isna().all()
     assert rounds["rule_applied"].isna().all()
     assert rounds["error_kw"].tolist() == [1.0, 0.5]
+
+
+def test_a_large_trade_matrix_is_drawn_without_its_names_and_values():
+    """The bilateral trade matrix writes its sellers', buyers' names and each cell's kWh
+    when it is small (3 × 2: the two cells that traded, 5 and 7 kWh), and neither at 300 ×
+    300 (a 1000-peer market's matrix took the report minutes and gigabytes of labels)."""
+    small = pd.DataFrame([[5.0, 0.0], [0.0, 7.0], [0.0, 0.0]], index=["g1", "g2", "g3"],
+                         columns=["c1", "c2"])
+    ax = figures.trade_matrix(small, "power").axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["5", "7"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["g1", "g2", "g3"]
+    large = pd.DataFrame([[float((i * j) % 10) for j in range(300)] for i in range(300)],
+                         index=[f"p{i}" for i in range(300)], columns=[f"q{i}" for i in range(300)])
+    ax = figures.trade_matrix(large, "power").axes[0]
+    assert len(ax.texts) == 0 and ax.get_xlabel() == "buyer (300)"

@@ -432,21 +432,33 @@ def clearance(table: pd.DataFrame) -> Figure:
     return fig
 
 
+# A trade matrix names its sellers and buyers up to this many of each, and writes its
+# values in up to this many cells: a 1000-peer market's matrix has up to 250,000 cells
+# (their labels took the report minutes and gigabytes).
+MATRIX_NAMED = 60
+MATRIX_WRITTEN_CELLS = 900
+
+
 def trade_matrix(matrix: pd.DataFrame, commodity: str) -> Figure:
     """Sellers (rows) × buyers (columns): the energy of ``commodity`` each pair traded over
-    the run (kWh), as a heat map with the values written in."""
+    the run (kWh), as a heat map, with the names and values written in where the matrix
+    is small enough to read them (``MATRIX_NAMED``, ``MATRIX_WRITTEN_CELLS``)."""
+    values = matrix.to_numpy()
     height = min(2.0 + 0.25 * len(matrix), 9.0)
     fig, ax = _axes(size=(WIDE_IN[0], height), title=f"Bilateral {commodity} trades (kWh)",
-                    xlabel="buyer", ylabel="seller")
-    image = ax.imshow(matrix.to_numpy(), aspect="auto", cmap="viridis",
-                      interpolation="nearest")
-    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], fontsize=6,
-                  rotation=90)
-    ax.set_yticks(range(len(matrix.index)), [str(r) for r in matrix.index], fontsize=6)
+                    xlabel=f"buyer ({len(matrix.columns)})",
+                    ylabel=f"seller ({len(matrix.index)})")
+    image = ax.imshow(values, aspect="auto", cmap="viridis", interpolation="nearest")
+    if max(values.shape) <= MATRIX_NAMED:
+        ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns],
+                      fontsize=6, rotation=90)
+        ax.set_yticks(range(len(matrix.index)), [str(r) for r in matrix.index], fontsize=6)
     ax.grid(False)
-    for (i, j), value in np.ndenumerate(matrix.to_numpy()):
-        if value > 0.005 * matrix.to_numpy().max():
-            ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=5, color="white")
+    if values.size <= MATRIX_WRITTEN_CELLS:
+        for (i, j), value in np.ndenumerate(values):
+            if value > 0.005 * values.max():
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=5,
+                        color="white")
     fig.colorbar(image, ax=ax, label="kWh")
     return fig
 
