@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
                        "market.mechanism=bilateral")
     bench.add_argument("--power-flow", metavar="NETWORK", default=None,
                        help="instead: a day's 96 power flows of NETWORK with pandapower's "
-                       "levers (numba, lightsim2grid, recycle)")
+                       "levers (numba, lightsim2grid, recycle) and on lemgrid's arrays")
     report = sub.add_parser("report", help="write DIR/report.html and DIR/figures/ from a "
                             "results folder")
     report.add_argument("dir", type=Path)
