@@ -97,9 +97,7 @@ class ArrayPowerFlow:
         self.base_mva = float(internal["baseMVA"])
         self.Y = np.asarray(sp.csr_matrix(internal["Ybus"]).todense())  # dense: ≤ MAX_BUSES
         self.Yf, self.Yt = sp.csr_matrix(internal["Yf"]), sp.csr_matrix(internal["Yt"])
-        self.ref = np.asarray(internal["ref"], np.int64)
-        self.pq = np.asarray(internal["pq"], np.int64)
-        self.pvpq = self.pq  # no PV buses (``after``)
+        self.pq = np.asarray(internal["pq"], np.int64)  # every bus but the slack (``after``)
         bus, branch = internal["bus"], internal["branch"]
         self.n_bus = bus.shape[0]
         self.base_kv = bus[:, BASE_KV].real
@@ -115,11 +113,13 @@ class ArrayPowerFlow:
         self.qd_rest = bus[:, QD].real - self._per_bus(net.load.q_mvar.to_numpy(float))
         # A bus's res_bus.p_mw: its own loads, less its static generators, less the
         # external grid's power at its bus.
-        self.bus_rest_mw = self._per_net_bus(net.sgen, -net.sgen.p_mw * net.sgen.scaling
-                                             * net.sgen.in_service, len(net.bus), net)
+        self.bus_rest_mw = np.bincount(
+            self._row_of(net.bus.index, net.sgen.bus),
+            weights=(-net.sgen.p_mw * net.sgen.scaling * net.sgen.in_service).to_numpy(float),
+            minlength=len(net.bus))
         self.load_row = self._row_of(net.bus.index, net.load.bus)
         self.ext_row = int(self._row_of(net.bus.index, net.ext_grid.bus)[0])
-        self.gen_bus = int(self.ref[0])
+        self.gen_bus = int(internal["ref"][0])
         # Branch rows: in-service branches of the case, in its order, are the rows of Yf.
         in_service = np.asarray(internal.get("branch_is", np.ones(branch.shape[0], bool)))
         row = np.cumsum(in_service) - 1
@@ -150,47 +150,39 @@ class ArrayPowerFlow:
         return np.bincount(self.load_at, weights=values * self.load_scale,
                            minlength=self.n_bus)
 
-    @staticmethod
-    def _per_net_bus(table, values, n_bus: int, net) -> np.ndarray:
-        rows = net.bus.index.get_indexer(table.bus.to_numpy())
-        return np.bincount(rows, weights=np.asarray(values, float), minlength=n_bus)
-
     def run(self, p_mw: np.ndarray, q_mvar: np.ndarray) -> ArrayResult | None:
         """The period whose loads (in net.load order) draw ``p_mw``, ``q_mvar``; None
         if Newton-Raphson does not converge within pandapower's iteration limit."""
         pd = self.pd_rest + self._per_bus(p_mw)
         qd = self.qd_rest + self._per_bus(q_mvar)
         s_bus = -(pd + 1j * qd) / self.base_mva
-        V = self._newton(s_bus)
-        if V is None:
+        solved = self._newton(s_bus)
+        if solved is None:
             return None
-        return self._results(V, pd, p_mw)
+        return self._results(*solved, pd, p_mw)
 
-    def _newton(self, s_bus: np.ndarray) -> np.ndarray | None:
+    def _newton(self, s_bus: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The voltages and the injections they give (pu), or None."""
         V = self.V.copy()
         va, vm = np.angle(V), np.abs(V)
-        F = self._mismatch(V, s_bus)
-        n = len(self.pvpq)
+        pq, n = self.pq, len(self.pq)
         for iteration in range(self.max_it + 1):
+            s_calc = V * np.conj(self.Y @ V)
+            mis = s_calc - s_bus
+            F = np.concatenate([mis[pq].real, mis[pq].imag])
             if np.linalg.norm(F, np.inf) < self.tol:
                 self.V = V
-                return V
+                return V, s_calc
             if iteration == self.max_it:
                 return None
             d_vm, d_va = self._derivatives(V)
-            rows, cols = self.pvpq, self.pq
-            J = np.block([[d_va[np.ix_(rows, rows)].real, d_vm[np.ix_(rows, cols)].real],
-                          [d_va[np.ix_(cols, rows)].imag, d_vm[np.ix_(cols, cols)].imag]])
+            J = np.block([[d_va[np.ix_(pq, pq)].real, d_vm[np.ix_(pq, pq)].real],
+                          [d_va[np.ix_(pq, pq)].imag, d_vm[np.ix_(pq, pq)].imag]])
             dx = -np.linalg.solve(J, F)
-            va[self.pvpq] += dx[:n]
-            vm[self.pq] += dx[n:]
+            va[pq] += dx[:n]
+            vm[pq] += dx[n:]
             V = vm * np.exp(1j * va)
-            F = self._mismatch(V, s_bus)
         return None
-
-    def _mismatch(self, V: np.ndarray, s_bus: np.ndarray) -> np.ndarray:
-        mis = V * np.conj(self.Y @ V) - s_bus
-        return np.concatenate([mis[self.pvpq].real, mis[self.pq].imag])
 
     def _derivatives(self, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """∂S/∂|V| and ∂S/∂θ, dense (MATPOWER's dSbus_dV, polar)."""
@@ -202,29 +194,30 @@ class ArrayPowerFlow:
         d_va[np.diag_indices_from(d_va)] += 1j * V * np.conj(i_bus)
         return d_vm, d_va
 
-    def _results(self, V: np.ndarray, pd: np.ndarray, p_mw: np.ndarray) -> ArrayResult:
+    def _results(self, V: np.ndarray, s_calc: np.ndarray, pd: np.ndarray,
+                 p_mw: np.ndarray) -> ArrayResult:
         s_f = V[self.f] * np.conj(self.Yf @ V) * self.base_mva
         s_t = V[self.t] * np.conj(self.Yt @ V) * self.base_mva
         vm = np.abs(V)
         i_f = np.abs(s_f) / (vm[self.f] * self.base_kv[self.f]) / SQRT3
         i_t = np.abs(s_t) / (vm[self.t] * self.base_kv[self.t]) / SQRT3
+        i_ft = np.column_stack([i_f, i_t])
         lines_on, line_rows = self.lines
         line_i = np.zeros((len(line_rows), 2))
-        line_i[lines_on] = np.column_stack([i_f, i_t])[line_rows[lines_on]]
+        line_i[lines_on] = i_ft[line_rows[lines_on]]
         i_ka = line_i.max(axis=1)
         loading = np.full_like(i_ka, np.inf)
         np.divide(i_ka, self.i_max_ka, where=self.i_max_ka != 0, out=loading)
         trafos_on, trafo_rows = self.trafos
         trafo_i = np.zeros((len(trafo_rows), 2))
-        trafo_i[trafos_on] = np.column_stack([i_f, i_t])[trafo_rows[trafos_on]]
+        trafo_i[trafos_on] = i_ft[trafo_rows[trafos_on]]
         p_lv = np.zeros(len(trafo_rows))
         p_lv[trafos_on] = s_t[trafo_rows[trafos_on]].real
         trafo_loading = (trafo_i * self.trafo_vn * SQRT3 / self.trafo_sn[:, None] * 100.0
-                         ).max(axis=1) / self.trafo_share if len(trafo_rows) else p_lv
-        losses = float(np.sum((s_f + s_t).real[line_rows[lines_on]])
-                       + np.sum((s_f + s_t).real[trafo_rows[trafos_on]]))
-        s_inj = V * np.conj(self.Y @ V) * self.base_mva
-        p_slack = float(s_inj[self.gen_bus].real + pd[self.gen_bus])
+                         ).max(axis=1) / self.trafo_share
+        loss = (s_f + s_t).real
+        losses = float(loss[line_rows[lines_on]].sum() + loss[trafo_rows[trafos_on]].sum())
+        p_slack = float(s_calc[self.gen_bus].real * self.base_mva + pd[self.gen_bus])
         bus_p = self.bus_rest_mw + np.bincount(self.load_row, weights=p_mw * self.load_scale,
                                                minlength=len(self.bus_at))
         bus_p[self.ext_row] -= p_slack

@@ -24,7 +24,7 @@ from lemgrid.grid.newton import ArrayPowerFlow
 from lemgrid.grid.powerflow import RECYCLE, RUNPP_OPTIONS
 
 PERIODS = 96
-ARRAYS: dict = {}  # the variant that runs grid.newton rather than pandapower's runpp
+ARRAYS = "arrays (solver lemgrid)"  # the variant that runs grid.newton, not runpp
 VARIANTS = {  # name -> (extra runpp options, package it needs)
     "old settings (no recycle)": ({}, None),
     "numba, first run (JIT)": ({"numba": True}, "numba"),
@@ -33,7 +33,7 @@ VARIANTS = {  # name -> (extra runpp options, package it needs)
     "recycle (solver pandapower)": ({"recycle": RECYCLE}, None),
     "numba + recycle": ({"numba": True, "recycle": RECYCLE}, "numba"),
     "lightsim2grid + recycle": ({"lightsim2grid": True, "recycle": RECYCLE}, "lightsim2grid"),
-    "arrays (solver lemgrid)": (ARRAYS, None),
+    ARRAYS: ({}, None),
 }
 
 
@@ -74,7 +74,7 @@ def bench_power_flow(network: str, runs: int, seed: int = 0) -> list[dict]:
             rows.append({"variant": name, "missing": package})
             continue
         times = []
-        day = _day_on_arrays if options is ARRAYS else _day
+        day = _day_on_arrays if name == ARRAYS else _day
         for _ in range(1 if name.endswith("(JIT)") else runs):
             seconds, vm = day(net, loads, options)
             times.append(seconds)

@@ -205,16 +205,14 @@ def start_grid(host: str, s: Scenario) -> subprocess.Popen:
                              *network], stdout=subprocess.PIPE, text=True)
 
 
-def start_launcher(count: int, nice: int = 0, preload: tuple[str, ...] = (),
-                   meanwhile=lambda: None):
-    """Start ``python -m lemgrid.agents.launcher`` (importing ``preload`` before it forks),
-    run ``meanwhile()`` while it starts; return it and the forked simulators' addresses."""
+def start_launcher(count: int, nice: int = 0, preload: tuple[str, ...] = ()):
+    """Start ``python -m lemgrid.agents.launcher`` (importing ``preload`` before it forks);
+    return it and the forked simulators' addresses."""
     proc = subprocess.Popen([sys.executable, "-m", "lemgrid.agents.launcher", str(count),
                              "--nice", str(nice), *(f"--preload={m}" for m in preload)],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     line = ""
     try:
-        meanwhile()
         line = proc.stdout.readline()
         return proc, json.loads(line)
     except BaseException as exc:  # also interrupted while it forks: its simulators go too
@@ -482,13 +480,12 @@ def _wait_for_coordinator(s: Scenario, endpoint: str) -> None:
         f"coordinator at {endpoint}")
 
 
-def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=(),
-                   meanwhile=lambda: None) -> tuple[Helpers, str, list[str]]:
+def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=()
+                   ) -> tuple[Helpers, str, list[str]]:
     """The grid simulator (unless the scenario names a running one), the coordinator
     (likewise) and the agent launcher (for the groups no running simulator serves), all
-    starting at once, ``meanwhile()`` run while they do; returns them, the coordinator's
-    endpoint and the forked simulators' addresses (``Helpers.grid_address`` waits for the
-    grid's)."""
+    starting at once; returns them, the coordinator's endpoint and the forked
+    simulators' addresses (``Helpers.grid_address`` waits for the grid's)."""
     records.clear(out / RECORDS_DIR)
     helpers, endpoint = Helpers(), None
     try:
@@ -505,10 +502,7 @@ def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=(
             from lemgrid.agents.strategies import strategy
 
             preload = getattr(strategy(plugin(s).strategy), "preload", ())
-            helpers.launcher, forked = start_launcher(missing, s.runtime.agent_nice, preload,
-                                                      meanwhile)
-        else:
-            meanwhile()
+            helpers.launcher, forked = start_launcher(missing, s.runtime.agent_nice, preload)
         if helpers.coordinator is not None:
             helpers.coordinator, endpoint = coordinator_ready(helpers.coordinator)
     except BaseException:
@@ -567,22 +561,16 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
     t0, aborted, interrupted = time.perf_counter(), "the simulators did not start", None
     normal = False
     active = [d for d in community if d.name not in gone]
-    scratch = tempfile.TemporaryDirectory(prefix="lemgrid-")
-    templates = []  # written while the helpers start (the agents read them at creation)
-    try:
-        helpers, endpoint, forked = _start_helpers(
-            s, community, out, first_day, gone, meanwhile=lambda: templates.append(
-                write_agent_templates(s, active, first_day, Path(scratch.name))))
-    except BaseException:
-        scratch.cleanup()
-        raise
+    helpers, endpoint, forked = _start_helpers(s, community, out, first_day, gone)
     proc = helpers.coordinator
+    scratch = tempfile.TemporaryDirectory(prefix="lemgrid-")
     try:
+        templates = write_agent_templates(s, active, first_day, Path(scratch.name))
         world = build_world(s=s, community=active, actuals=actuals, bus_of=bus_of,
                             endpoint=endpoint, forked=forked, results_dir=out / "agent_results",
                             first_day=first_day,
                             grid_address=helpers.grid_address if helpers.grid else None,
-                            templates=templates[0])
+                            templates=templates)
         startup_s = time.perf_counter() - t0
         sid = next(k for k in collector.RECORDS if k.startswith("Collector"))
         t_run = time.perf_counter()
