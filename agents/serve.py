@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 
 from mosaik_api_v3 import run_simulator
 
@@ -35,13 +36,15 @@ async def serve_one(sock: socket.socket, accept_timeout_s: float, simulator,
 
 
 def listen_and_serve(simulator, host: str, port: int, accept_timeout_s: float,
-                     what: str) -> int:
+                     what: str, out=None) -> int:
     """Bind ``host:port`` (0: a free port), print ``<what> listening on HOST:PORT`` as
-    the first line of output, serve one mosaik connection, return the exit code."""
+    the first line of output (to ``out``, default standard output), serve one mosaik
+    connection, return the exit code."""
     from mosaik_api_v3.connection import EndOfRequests
 
     sock = socket.create_server((host, port))
-    print(f"{what} listening on {host}:{sock.getsockname()[1]}", flush=True)
+    print(f"{what} listening on {host}:{sock.getsockname()[1]}", file=out or sys.stdout,
+          flush=True)
     try:
         asyncio.run(serve_one(sock, accept_timeout_s, simulator))
     except TimeoutError:

@@ -27,7 +27,9 @@ Start it in-process with ``{"python": "lemgrid.grid.simulator:GridSimulator"}`` 
 with ``{"cmd": "%(python)s -m lemgrid.grid.simulator %(addr)s"}``.
 """
 
+import contextlib
 import math
+import threading
 from dataclasses import fields
 
 import mosaik_api_v3
@@ -106,6 +108,7 @@ class GridSimulator(mosaik_api_v3.Simulator):
         self.period_ticks = DEFAULT_PERIOD_S
         self.results: list[PeriodResult] = []
         self.days: dict[str, tuple[str, list[float]]] = {}  # source → (agent, its p_kw_day)
+        self._preparing: threading.Thread | None = None  # GridModel.prepare, at create
 
     def init(self, sid, time_resolution=1.0, **sim_params):
         if sim_params:
@@ -129,13 +132,25 @@ class GridSimulator(mosaik_api_v3.Simulator):
                                power_factor=power_factor, limits=limits_from_dict(limits),
                                keep_network_loads=keep_network_loads, solver=solver)
         self.network_name = network
+        self._preparing = threading.Thread(target=self._prepare, daemon=True)
+        self._preparing.start()
         self._position = {child_eid("bus", b): i for i, b in enumerate(self.model.bus_ids)}
         self._position |= {child_eid("line", k): i for i, k in enumerate(self.model.line_ids)}
         children = [{"eid": eid, "type": CHILDREN[eid.split("-")[0]][0]}
                     for eid in self._position]
         return [{"eid": GRID_EID, "type": "Grid", "children": children}]
 
+    def _prepare(self) -> None:
+        """The model's power-flow case, built while mosaik sets the world up and the
+        market runs (``GridModel.prepare``); a failure here is met again, and reported, by
+        the first step."""
+        with contextlib.suppress(Exception):
+            self.model.prepare()
+
     def step(self, time, inputs, max_advance):
+        if self._preparing is not None:
+            self._preparing.join()
+            self._preparing = None
         own = inputs.get(GRID_EID, {})
         period = time // self.period_ticks
         p_kw: dict[str, float] = {}

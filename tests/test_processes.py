@@ -18,6 +18,7 @@ import pytest
 
 from lemgrid.coordinator.records import read_days
 from lemgrid.scenarios.cli import main
+from lemgrid.scenarios.run import grid_process
 
 from .conftest import SCENARIOS
 
@@ -64,8 +65,12 @@ def wait_for_day(out: Path, runner: subprocess.Popen, days: int = 1) -> None:
 
 
 def kill_tagged(tag: str, argv_part: str, sig=signal.SIGKILL) -> None:
-    pids = [p for p in tagged(tag)
-            if argv_part in Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()]
+    """Kill the tagged processes whose command line has ``argv_part`` or whose name
+    (/proc/PID/comm: a forked helper's own) is it."""
+    def named(pid: int) -> bool:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        return argv_part in argv or Path(f"/proc/{pid}/comm").read_text().strip() == argv_part
+    pids = [p for p in tagged(tag) if named(p)]
     assert pids, f"no process {argv_part!r}"
     for pid in pids:
         os.kill(pid, sig)
@@ -200,7 +205,7 @@ def test_grid_simulator_killed_mid_run(tmp_path, uninterrupted):
     tag, out = uuid.uuid4().hex, tmp_path / "run"
     runner = start_run(out, tag)
     wait_for_day(out, runner)
-    kill_tagged(tag, "-m lemgrid.scenarios.run.grid_process")
+    kill_tagged(tag, grid_process.PROCESS_NAME.decode())  # forked from the runner
     err, _ = finish(runner, tag)
     assert runner.returncode == 0, err
     summary = json.loads((out / "summary.json").read_text())

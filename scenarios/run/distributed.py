@@ -4,6 +4,7 @@ an in-process collector that records every output per period."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -55,6 +56,7 @@ GRID_OUTPUTS = ["vm_pu", "loading_pct", "trafo_p_mw", "trafo_loading_pct",
                 "voltage_violations", "line_violations", "trafo_violations", "converged",
                 "losses_kw"]
 LOOPBACK = "127.0.0.1"  # where the runner's own grid simulator listens for mosaik
+START_AT_ONCE = 64  # agent simulators started and created concurrently
 LAUNCHER_EXIT_S = 10.0  # after the simulation, the helper processes exit within this
 RECORDS_DIR = "rounds"  # the coordinator's record of every finished day (one file each)
 PARAMS_FILE = "mechanism.json"  # the mechanism and its parameters, for the coordinator
@@ -192,12 +194,21 @@ class Helpers:
                 p.wait()
 
 
-def start_grid(host: str, s: Scenario) -> subprocess.Popen:
+def start_grid(host: str, s: Scenario):
     """Start the grid simulator as its own process listening on a free port of ``host``
-    (``Helpers.grid_address`` reads its address): its imports (pandapower) and the
-    scenario's network overlap the coordinator's and the agents' start-up instead of
-    following them."""
+    (``Helpers.grid_address`` reads its address), with the scenario's network built:
+    forked from this process, which has both pandapower and the network already
+    (``grid_process``), else a process of its own whose imports overlap the agents'
+    start-up."""
     options = network_options(s)
+    if grid_process.CAN_FORK:
+        from lemgrid.grid.networks import load_network
+
+        try:
+            load_network(s.grid.network, **options)  # kept: the child copies it
+        except ValueError:
+            pass  # the grid's create names what is wrong
+        return grid_process.fork(host)
     network = [s.grid.network, json.dumps(options)]
     if json.loads(network[1]) != options:  # e.g. ampacities keyed by line: built at create
         network = []
@@ -205,16 +216,21 @@ def start_grid(host: str, s: Scenario) -> subprocess.Popen:
                              *network], stdout=subprocess.PIPE, text=True)
 
 
-def start_launcher(count: int, nice: int = 0, preload: tuple[str, ...] = ()):
+def start_launcher(count: int, nice: int = 0, preload: tuple[str, ...] = ()
+                   ) -> subprocess.Popen:
     """Start ``python -m lemgrid.agents.launcher`` (importing ``preload`` before it forks);
-    return it and the forked simulators' addresses."""
-    proc = subprocess.Popen([sys.executable, "-m", "lemgrid.agents.launcher", str(count),
+    ``launched`` reads the forked simulators' addresses."""
+    return subprocess.Popen([sys.executable, "-m", "lemgrid.agents.launcher", str(count),
                              "--nice", str(nice), *(f"--preload={m}" for m in preload)],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def launched(proc: subprocess.Popen) -> list[str]:
+    """The addresses of the simulators the launcher ``proc`` has forked, once it has."""
     line = ""
     try:
         line = proc.stdout.readline()
-        return proc, json.loads(line)
+        return json.loads(line)
     except BaseException as exc:  # also interrupted while it forks: its simulators go too
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -265,6 +281,35 @@ def start_sim(world, name: str, s: Scenario, **params):
                          None if address else 1)
 
 
+def start_agent_groups(world, s: Scenario, params: list[dict], hosted: list[list[dict]],
+                       forked: set[str]) -> list[list]:
+    """Start the simulators ``Agents0``, ``Agents1``, ... (``params``: each one's ``init``
+    arguments) and create each one's agents (``hosted``); returns each group's entities.
+    The ones this run forked (their names in ``forked``: listening already, nothing to
+    retry) start up to ``START_AT_ONCE`` at a time: one after another, each start and
+    create is a round trip to a process that then builds its models while the runner
+    waits (10 ms each, 0.9 s for 90 processes). The others start in order as
+    ``start_sim`` starts them, so that the first one that never comes up is named."""
+    aw = world._async_world  # mosaik's World is a synchronous front to it
+    limit = asyncio.Semaphore(START_AT_ONCE)
+
+    async def start(i: int):
+        async with limit:
+            factory = await aw.start(f"Agents{i}", sim_id=f"Agents{i}-0", **params[i])
+            return await factory.Agent.create(len(hosted[i]), agents=hosted[i])
+
+    async def start_all(indices: list[int]):
+        return await asyncio.gather(*(start(i) for i in indices))
+
+    at_once = [i for i in range(len(params)) if f"Agents{i}" in forked]
+    created = dict(zip(at_once, world.loop.run_until_complete(start_all(at_once))))
+    for i in range(len(params)):
+        if i not in created:
+            created[i] = start_sim(world, f"Agents{i}", s, **params[i]).Agent.create(
+                len(hosted[i]), agents=hosted[i])
+    return [created[i] for i in range(len(params))]
+
+
 def write_agent_templates(s: Scenario, community, first_day: int, folder: Path) -> Path | None:
     """The templates of the agents' models (``agents.model``), built once here for every
     agent process on this host to read instead of building its own; None where models
@@ -294,6 +339,7 @@ def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoin
                          time_resolution=1.0, skip_greetings=True, configure_logging=False)
     try:
         _populate(world=world, s=s, groups=groups, actuals=actuals, bus_of=bus_of,
+                  forked=set(forked),
                   endpoint=endpoint, results_dir=results_dir, first_day=first_day,
                   grid_address=grid_address, templates=templates)
     except BaseException:
@@ -304,7 +350,7 @@ def build_world(s: Scenario, community, actuals, bus_of: dict[str, int], endpoin
 
 def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
               results_dir: Path, first_day: int, grid_address=None,
-              templates: Path | None = None) -> None:
+              templates: Path | None = None, forked: set[str] = frozenset()) -> None:
     """The co-simulators' entities first (a wrong name stops the run before any agent
     starts), the agents (each process builds its models from its ``create`` on), then the
     grid simulator and the collector, then the links."""
@@ -315,20 +361,22 @@ def _populate(world, s: Scenario, groups, actuals, bus_of, endpoint: str,
               "lp_first": so.lp_first, "agent_models": so.agent_models,
               "release_models": so.release_models,
               **s.market.agent_options()}
-    agents, linked, output = {}, linked_agents(s), {}  # output: what it sends the grid
-    for i, group in enumerate(groups):
-        step = "period" if s.runtime.agent_step == "period" or any(
-            d.name in linked for d in group) else "day"
-        sim = start_sim(world, f"Agents{i}", s, endpoint=endpoint, period_s=period_s,
-                        solver=solver, results_dir=str(results_dir),
-                        curve_keys=s.runtime.curve_keys, family=family, days=s.horizon.days,
-                        first_day=first_day,
-                        coordinator_timeout_s=s.runtime.coordinator_timeout_s,
-                        meter_periods=s.runtime.meter_periods,
-                        templates=None if templates is None else str(templates),
-                        step=step, connection=s.runtime.agent_connection)
-        hosted = [agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in group]
-        for ent in sim.Agent.create(len(group), agents=hosted):
+    linked = linked_agents(s)
+    steps = ["period" if s.runtime.agent_step == "period" or any(d.name in linked for d in g)
+             else "day" for g in groups]
+    params = [{"endpoint": endpoint, "period_s": period_s, "solver": solver,
+               "results_dir": str(results_dir), "curve_keys": s.runtime.curve_keys,
+               "family": family, "days": s.horizon.days, "first_day": first_day,
+               "coordinator_timeout_s": s.runtime.coordinator_timeout_s,
+               "meter_periods": s.runtime.meter_periods,
+               "templates": None if templates is None else str(templates), "step": step,
+               "connection": s.runtime.agent_connection} for step in steps]
+    hosted = [[agent_to_dict(data_to_dict(d), actuals.get(d.name)) for d in g] for g in groups]
+    agents, output = {}, {}  # output: what each agent sends the grid
+    at_once = {name for name, config in world.sim_config.items()
+               if config.get("connect") in forked}
+    for step, created in zip(steps, start_agent_groups(world, s, params, hosted, at_once)):
+        for ent in created:
             agents[ent.eid] = ent
             output[ent.eid] = "p_kw_day" if step == "day" else "p_kw"
     if grid_address is not None:
@@ -480,35 +528,48 @@ def _wait_for_coordinator(s: Scenario, endpoint: str) -> None:
         f"coordinator at {endpoint}")
 
 
-def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=()
-                   ) -> tuple[Helpers, str, list[str]]:
-    """The grid simulator (unless the scenario names a running one), the coordinator
-    (likewise) and the agent launcher (for the groups no running simulator serves), all
-    starting at once; returns them, the coordinator's endpoint and the forked
-    simulators' addresses (``Helpers.grid_address`` waits for the grid's)."""
+def start_agents(s: Scenario) -> Helpers:
+    """The agent launcher for the groups no running simulator serves, started before
+    anything else of a run (its imports and forks take longest; the runner meanwhile
+    places the agents and builds the network)."""
+    helpers = Helpers()
+    missing = group_addresses(s, group_count(s)).count(None)
+    if s.runtime.launcher == "fork" and missing:
+        from lemgrid.agents.strategies import strategy
+
+        preload = getattr(strategy(plugin(s).strategy), "preload", ())
+        helpers.launcher = start_launcher(missing, s.runtime.agent_nice, preload)
+    return helpers
+
+
+def _start_helpers(s: Scenario, community, out: Path, first_day: int = 0, gone=(),
+                   helpers: Helpers | None = None) -> Helpers:
+    """Beside the agent launcher (``start_agents``, unless ``helpers`` has it), the
+    coordinator (unless the scenario names a running one) and the grid simulator
+    (likewise), all starting at once; ``_ready`` waits for them."""
     records.clear(out / RECORDS_DIR)
-    helpers, endpoint = Helpers(), None
+    helpers = helpers or start_agents(s)
     try:
-        if s.runtime.grid_host is None:
-            helpers.grid = start_grid(LOOPBACK, s)
         if s.runtime.coordinator:
-            endpoint = s.runtime.coordinator
-            _wait_for_coordinator(s, endpoint)
+            _wait_for_coordinator(s, s.runtime.coordinator)
         else:  # it starts while the launcher does
             helpers.coordinator = start_coordinator(s, community, out, first_day, gone)
-        forked = []
-        missing = group_addresses(s, group_count(s)).count(None)
-        if s.runtime.launcher == "fork" and missing:
-            from lemgrid.agents.strategies import strategy
-
-            preload = getattr(strategy(plugin(s).strategy), "preload", ())
-            helpers.launcher, forked = start_launcher(missing, s.runtime.agent_nice, preload)
-        if helpers.coordinator is not None:
-            helpers.coordinator, endpoint = coordinator_ready(helpers.coordinator)
+        if s.runtime.grid_host is None:
+            helpers.grid = start_grid(LOOPBACK, s)
     except BaseException:
         helpers.stop(at_once=True)
         raise
-    return helpers, endpoint, forked
+    return helpers
+
+
+def _ready(s: Scenario, helpers: Helpers) -> tuple[str, list[str]]:
+    """The coordinator's endpoint and the forked simulators' addresses, once the
+    launcher has forked them and the coordinator listens."""
+    forked = [] if helpers.launcher is None else launched(helpers.launcher)
+    if helpers.coordinator is None:
+        return s.runtime.coordinator, forked
+    helpers.coordinator, endpoint = coordinator_ready(helpers.coordinator)
+    return endpoint, forked
 
 
 class CoordinatorStopped(RuntimeError):
@@ -551,21 +612,24 @@ def _simulate(world, s: Scenario, out: Path, bar, coordinator=None, first_day: i
 
 
 def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out: Path,
-                    bar=None, first_day: int = 0, gone=()) -> DistributedOutcome:
+                    bar=None, first_day: int = 0, gone=(), helpers: Helpers | None = None
+                    ) -> DistributedOutcome:
     """Run the days from ``first_day`` across processes (``gone``: agents that left the
     run before it); the coordinator's records and every output return. ``bar`` (a
-    DayProgress) shows the day, the round and the period. Interrupted (SIGINT, SIGTERM),
+    DayProgress) shows the day, the round and the period; ``helpers``: the agent
+    launcher the caller started early (``start_agents``). Interrupted (SIGINT, SIGTERM),
     every helper process is stopped at once and the finished days return."""
     logger.disable("mosaik")
     logger.disable("mosaik_api_v3")
     t0, aborted, interrupted = time.perf_counter(), "the simulators did not start", None
     normal = False
     active = [d for d in community if d.name not in gone]
-    helpers, endpoint, forked = _start_helpers(s, community, out, first_day, gone)
+    helpers = _start_helpers(s, community, out, first_day, gone, helpers)
     proc = helpers.coordinator
     scratch = tempfile.TemporaryDirectory(prefix="lemgrid-")
     try:
         templates = write_agent_templates(s, active, first_day, Path(scratch.name))
+        endpoint, forked = _ready(s, helpers)
         world = build_world(s=s, community=active, actuals=actuals, bus_of=bus_of,
                             endpoint=endpoint, forked=forked, results_dir=out / "agent_results",
                             first_day=first_day,

@@ -39,12 +39,17 @@ from lemgrid.scenarios.run.progress import DayProgress
 from lemgrid.scenarios.schema import Scenario, ScenarioError
 
 
+def _distributed(s: Scenario) -> bool:
+    return s.market.mode != "centralized" and s.runtime.kind != "inprocess"
+
+
 def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress,
-          kept: list):
+          kept: list, helpers=None):
     """The run's days after the ``kept`` ones in the scenario's mode and runtime; returns
     the new days, the distributed outcome (None in-process), the power flows of every
     day and their seconds, and the interrupt that stopped the run (or None). In-process,
-    every finished day is checkpointed as it ends."""
+    every finished day is checkpointed as it ends. ``helpers``: the distributed run's
+    agent launcher, started early."""
     outcome, interrupted, new = None, None, []
     first, gone = len(kept), failed_in(kept)
     start = carried_over(community, kept)
@@ -60,14 +65,14 @@ def _days(s: Scenario, community, actuals, bus_of, out: Path, bar: DayProgress,
                 plugin(s).run_centralized(scenario=s, start=start, actuals=actuals,
                                           progress=CheckedProgress(bar), first_day=first,
                                           finished=finished)
-        elif s.runtime.kind == "inprocess":
+        elif not _distributed(s):
             with deferred():
                 run_decentralized(s, start, actuals, CheckedProgress(bar), first, gone,
                                   finished)
         else:
             from lemgrid.scenarios.run.distributed import run_distributed
             outcome = run_distributed(s, start, actuals, bus_of, out, bar=bar, first_day=first,
-                                      gone=gone)
+                                      gone=gone, helpers=helpers)
             new, interrupted = outcome.days, outcome.interrupted
             if new:
                 checkpoint.save(out, config, kept + new)
@@ -122,22 +127,32 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
         raise
     except ValueError as exc:
         raise RunError(f"{s.name}: {exc}") from None
-    bus_of = place_agents(s, community)
-    kept = checkpoint.load(out, scenario_config(s)) if resume else []
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        trim_messages(out / "messages.jsonl", len(kept))
-    else:
-        (out / checkpoint.CHECKPOINT).unlink(missing_ok=True)
-        write_config(out, s)
-    known = _precheck(RunContext(scenario=s, out=out, community=carried_over(community, kept),
-                                 bus_of=bus_of, days=kept))
-    bar = DayProgress(s.name, s.horizon.periods, progress, s.horizon.days)
+    helpers = None
+    if _distributed(s):  # its imports and forks overlap the placing and the precheck
+        from lemgrid.scenarios.run.distributed import start_agents
+        helpers = start_agents(s)
     try:
-        new, outcome, grid_days, grid_s, interrupted = _days(s, community, actuals, bus_of,
-                                                             out, bar, kept)
-    finally:
-        bar.close()
+        bus_of = place_agents(s, community)
+        kept = checkpoint.load(out, scenario_config(s)) if resume else []
+        out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            trim_messages(out / "messages.jsonl", len(kept))
+        else:
+            (out / checkpoint.CHECKPOINT).unlink(missing_ok=True)
+            write_config(out, s)
+        known = _precheck(RunContext(scenario=s, out=out, community=carried_over(community, kept),
+                                     bus_of=bus_of, days=kept))
+        bar = DayProgress(s.name, s.horizon.periods, progress, s.horizon.days)
+        try:
+            new, outcome, grid_days, grid_s, interrupted = _days(
+                s=s, community=community, actuals=actuals, bus_of=bus_of, out=out, bar=bar,
+                kept=kept, helpers=helpers)
+        finally:
+            bar.close()
+    except BaseException:
+        if helpers is not None:  # stopped already where the run got that far
+            helpers.stop(at_once=True)
+        raise
     try:
         return _write_run(s=s, out=out, t0=t0, community=community, bus_of=bus_of, known=known,
                           kept=kept, new=new, outcome=outcome, grid_days=grid_days, grid_s=grid_s,
