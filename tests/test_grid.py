@@ -320,3 +320,21 @@ def test_a_net_with_equipment_the_arrays_do_not_model_runs_pandapowers_power_flo
         p_kw = {"a": 100.0 * t, "b": -50.0 * t}
         same_periods(*(m.step(t, p_kw) for m in models), atol=0.0, atol_kw=0.0)
     assert models[1]._arrays is None
+
+
+@pytest.mark.parametrize("solver", ["lemgrid", "pandapower"])
+def test_a_prepared_model_gives_the_unprepared_ones_results(solver):
+    """GridModel.prepare (the grid simulator runs it at create) solves the net's own loads
+    once and keeps no result; the periods after it equal an unprepared model's (the
+    second method: its first period is pandapower's full run from a flat start) within
+    the power flow's tolerance, 1e-9 in pu, degrees, MW, kA and % and 1e-6 kW, and with
+    lemgrid's solver the first period already runs on the arrays."""
+    net = case33bw()
+    bus_of = {"a": 5, "b": 17, "c": 30}
+    prepared, plain = (GridModel(net, bus_of, solver=solver, power_factor=0.95)
+                       for _ in range(2))
+    prepared.prepare()
+    assert (prepared._arrays is not None) == (solver == "lemgrid") and not prepared._rebuild
+    for t in range(3):
+        p_kw = {"a": 80.0 * t, "b": -40.0, "c": 120.0}
+        same_periods(plain.step(t, p_kw), prepared.step(t, p_kw), atol=1e-9, atol_kw=1e-6)
