@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -594,7 +595,8 @@ def _simulate(world, s: Scenario, out: Path, bar, coordinator=None, first_day: i
     mosaik_compat.apply()
     watchdog = start_watchdog(world)
     try:
-        with RoundWatcher(out / "messages.jsonl", bar.on_round if bar else lambda _: None):
+        watching = bar is not None and bar.shown  # else nobody sees the rounds
+        with RoundWatcher(out / "messages.jsonl", bar.on_round) if watching else nullcontext():
             world.run(until=(s.horizon.days - first_day) * periods * period_s,
                       print_progress=False,
                       shutdown=False)

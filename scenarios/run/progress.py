@@ -20,6 +20,7 @@ class DayProgress:
 
     def __init__(self, name: str, periods: int, enabled: bool, days: int = 1):
         self.name, self.periods, self.days, self.day, self.round = name, periods, days, 0, 0
+        self.shown = enabled
         self.bar = tqdm(total=periods * days, unit="period", disable=not enabled, leave=False,
                         desc=self._label())
 
@@ -66,6 +67,8 @@ class RoundWatcher(PeriodicThread):
         end = chunk.rfind(b"\n") + 1  # complete lines only
         self._offset += end
         for line in chunk[:end].splitlines():
+            if b"signal" not in line:  # most lines: not worth parsing
+                continue
             try:
                 msg = json.loads(line)["msg"]
             except (ValueError, KeyError, TypeError):
