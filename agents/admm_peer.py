@@ -53,12 +53,12 @@ from dataclasses import dataclass
 
 import highspy
 import numpy as np
-import pyomo.environ as pyo
 
 from lemgrid.agents.data import MODEL_BUILDS, AgentData, Schedule
 from lemgrid.agents.diagnose import explain_infeasible
 from lemgrid.agents.equipment import numbers_of, quadratic_terms
 from lemgrid.agents.formulations import ModelNumbers
+from lemgrid.agents.lazy import lazy
 from lemgrid.agents.model import Variant, flow_columns, from_template
 from lemgrid.agents.qp import QP_METHODS, KeptQP
 from lemgrid.agents.solver import (
@@ -74,6 +74,9 @@ from lemgrid.agents.solver import (
     schedule_from_values,
 )
 from lemgrid.coordinator.protocol import HEAT, KW_PER_MW
+
+pyo = lazy("pyomo.environ")  # imported where a model is written in Pyomo
+
 
 BINARIES = ("relax", "fix")
 OBJECTIVE_SCALE = 1000.0  # € -> m€ in HiGHS (see the module docstring)

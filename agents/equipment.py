@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 
 import numpy as np
-import pyomo.environ as pyo
 
 from lemgrid.agents.data import (
     BatterySpec,
@@ -38,6 +37,9 @@ from lemgrid.agents.data import (
     Horizon,
     polygon_halfplanes,
 )
+from lemgrid.agents.lazy import lazy
+
+pyo = lazy("pyomo.environ")  # imported where a model is written in Pyomo
 
 EPIGRAPH_SEGMENTS = 24  # K: tangents of ½·a·x² at K + 1 evenly spaced points
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pyomo.environ as pyo
 
 from lemgrid.agents.data import AgentData, BuildingData, EVData, ProsumerData, kind_of
 from lemgrid.agents.equipment import (
@@ -58,6 +57,10 @@ from lemgrid.agents.equipment import (
     price_numbers,
     retail_numbers,
 )
+from lemgrid.agents.lazy import lazy
+
+pyo = lazy("pyomo.environ")  # imported where a model is written in Pyomo
+
 
 MARKET_SET = ("p2v_limit_kw", "export_limit_kw")  # the agent's own numbers a market sets
 

@@ -1,10 +1,12 @@
 """Start many agent simulator processes quickly: import once, pre-bind, fork.
 
 mosaik's ``cmd`` start runs one interpreter per simulator, one after another, and each
-imports Pyomo and HiGHS. Here the parent (which has imported them already) binds one
-listening socket per simulator and forks one child per socket; each child serves
-exactly one mosaik connection (mosaik's ``connect`` start). Because the sockets listen
-before ``launch`` returns, mosaik can connect at once: no start-up race, no retries.
+imports Pyomo and HiGHS. Here the parent imports the agents' stack once (Pyomo only
+when a model is first written in it, ``agents.lazy``: the simulators build their models
+from the runner's templates), binds one listening socket per simulator and forks one
+child per socket; each child serves exactly one mosaik connection (mosaik's ``connect``
+start). Because the sockets listen before ``launch`` returns, mosaik can connect at
+once: no start-up race, no retries.
 """
 
 from __future__ import annotations
@@ -15,15 +17,12 @@ import os
 import socket
 import time
 
-from lemgrid.agents.serve import serve_one
-from lemgrid.agents.simulator import AgentSimulator
-
 ACCEPT_TIMEOUT_S = 120.0  # a child waits this long for mosaik to connect, then exits
 REAP_TIMEOUT_S = 10.0  # how long ``reap`` waits for the children to exit
 CHILD_LIFETIME_S = 24 * 3600.0  # the launcher process outlives its children at most this long
 
 
-def _finish(simulator: AgentSimulator) -> None:
+def _finish(simulator) -> None:
     """However the co-simulation ended (mosaik may stop without a ``stop`` request), an
     agent simulator finishes its day and closes its connections to the coordinator (a
     no-op when mosaik's ``stop`` has done so already)."""
@@ -35,6 +34,9 @@ def _child(sock: socket.socket, others: list[socket.socket], accept_timeout_s: f
         other.close()
     code = 0
     try:
+        from lemgrid.agents.serve import serve_one  # imported before the fork (``launch``)
+        from lemgrid.agents.simulator import AgentSimulator
+
         asyncio.run(serve_one(sock, accept_timeout_s, AgentSimulator(), _finish))
     except BaseException:  # noqa: BLE001 - a child must never return into the parent's code
         code = 1
@@ -48,6 +50,9 @@ def launch(count: int, host: str = "127.0.0.1", port: int = 0,
     """Fork ``count`` agent simulators listening on ``port``, ``port + 1``, ... (0: any
     free ports), each ``nice`` steps below normal CPU priority; return their
     ``host:port`` addresses and pids."""
+    import lemgrid.agents.serve
+    import lemgrid.agents.simulator  # noqa: F401 - once here, not in every child
+
     socks = [socket.create_server((host, port + i if port else 0)) for i in range(count)]
     # The children share the parent's imported modules copy-on-write; a garbage
     # collection in a child writes to every object it tracks and so copies those pages
@@ -111,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = parser().parse_args(argv)
+    from lemgrid.agents import lazy
+
+    lazy.DEFER = True  # the simulators build their models from the runner's templates
     for module in args.preload:
         importlib.import_module(module)
     try:

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import highspy
 import numpy as np
-import pyomo.environ as pyo
 
 from lemgrid.agents.data import MODEL_BUILDS, AgentData, Schedule
 from lemgrid.agents.diagnose import explain_infeasible
@@ -38,6 +37,7 @@ from lemgrid.agents.formulations import (
     model_numbers,
     structure_key,
 )
+from lemgrid.agents.lazy import lazy
 from lemgrid.agents.solver import (
     BUILD_LOCK,
     INFEASIBLE,
@@ -50,6 +50,9 @@ from lemgrid.agents.solver import (
     define_agent,
     schedule_from_values,
 )
+
+pyo = lazy("pyomo.environ")  # imported where a model is written in Pyomo
+
 
 _TEMPLATES: dict[tuple, ModelTemplate] = {}
 _LOCK = threading.Lock()

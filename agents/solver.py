@@ -26,9 +26,6 @@ import threading
 
 import highspy
 import numpy as np
-import pyomo.environ as pyo
-from pyomo.contrib.solver.solvers.highs import Highs
-from pyomo.core.expr.visitor import identify_mutable_parameters
 
 from lemgrid.agents.data import AgentData, BuildingData, EVData, ProsumerData, Schedule, kind_of
 from lemgrid.agents.formulations import (
@@ -37,6 +34,9 @@ from lemgrid.agents.formulations import (
     define_ev,
     define_prosumer,
 )
+from lemgrid.agents.lazy import lazy
+
+pyo = lazy("pyomo.environ")  # imported where a model is written in Pyomo
 
 FLOW_ON_KW = 1e-9  # a flow above this counts as "on" when the LP relaxation is checked
 INTEGRAL_TOL = 1e-9  # an integer decision this close to an integer counts as integral
@@ -78,7 +78,7 @@ class ParameterMap:
     arrays are shared): how a parametric model serves another agent (``agents.model``).
     """
 
-    def __init__(self, opt: Highs):
+    def __init__(self, opt):  # pyomo.contrib.solver.solvers.highs.Highs
         self.index: dict[tuple[str, object], int] = {}
         values: list[float] = []
         slots: list[tuple[str, tuple, object]] = []  # (kind, target, expression)
@@ -221,6 +221,8 @@ def _parameters(expr) -> list:
         return []
     if not expr.is_expression_type():
         return [expr] if expr.is_parameter_type() and not expr.is_constant() else []
+    from pyomo.core.expr.visitor import identify_mutable_parameters
+
     return list(identify_mutable_parameters(expr))
 
 
@@ -229,6 +231,8 @@ class PersistentMILP:
 
     def __init__(self, model: pyo.Block, mip_rel_gap: float = 1e-6,
                  time_limit_s: float = 60.0):
+        from pyomo.contrib.solver.solvers.highs import Highs
+
         self._opt = Highs()
         self._opt.set_instance(model)
         self.highs = self._opt._solver_model
