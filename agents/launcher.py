@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     from lemgrid.agents import lazy
 
     lazy.DEFER = True  # the simulators build their models from the runner's templates
+    from lemgrid.agents import solver
+
+    solver.HIGHS_THREADS = 1  # one solve at a time, one of many processes
     for module in args.preload:
         importlib.import_module(module)
     try:
