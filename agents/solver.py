@@ -359,13 +359,14 @@ class PersistentMILP:
         self._hold()
         if not len(self._binaries):
             return self._run(integral=()), "lp"
-        if lp_first and not len(self._integers):
-            if self._run(integral=()) == OPTIMAL and self._lp_is_milp_feasible():
-                return OPTIMAL, "lp"
-        elif lp_first:
-            if self._branch_and_bound(self._integers, heuristics=False) == OPTIMAL \
-                    and self._lp_is_milp_feasible():
-                return OPTIMAL, "milp-integers"
+        if lp_first:
+            if len(self._integers):
+                first, method = self._branch_and_bound(self._integers, heuristics=False), \
+                    "milp-integers"
+            else:
+                first, method = self._run(integral=()), "lp"
+            if first == OPTIMAL and self._lp_is_milp_feasible():
+                return OPTIMAL, method
         return self._branch_and_bound(self._binaries), "milp"
 
     def _branch_and_bound(self, integral: np.ndarray, heuristics: bool = True):

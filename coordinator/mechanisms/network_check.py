@@ -55,11 +55,11 @@ from lemgrid.coordinator.mechanisms.clearance import check_offer as check_quanti
 from lemgrid.coordinator.protocol import (
     NET,
     ClearingBody,
-    series_array,
     OfferBody,
     SettlementBody,
     SignalBody,
     Terms,
+    series_array,
 )
 
 OPERATOR_KIND = "operator"
