@@ -232,7 +232,7 @@ class GridModel:
         (0.1-0.2 s on case33bw), so a simulator can do it while it waits. The first
         period then starts from that solution instead of a flat start (the same result
         to the power flow's tolerance)."""
-        if self._rebuild and not self._external:
+        if self._rebuild:
             self.step(0, {})
 
     def step(self, period: int, p_kw: Mapping[str, float],

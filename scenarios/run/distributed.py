@@ -203,12 +203,7 @@ def start_grid(host: str, s: Scenario):
     start-up."""
     options = network_options(s)
     if grid_process.CAN_FORK:
-        from lemgrid.grid.networks import load_network
-
-        try:
-            load_network(s.grid.network, **options)  # kept: the child copies it
-        except ValueError:
-            pass  # the grid's create names what is wrong
+        grid_process.prebuild(s.grid.network, options)  # the child copies it
         return grid_process.fork(host)
     network = [s.grid.network, json.dumps(options)]
     if json.loads(network[1]) != options:  # e.g. ampacities keyed by line: built at create
@@ -283,10 +278,10 @@ def start_sim(world, name: str, s: Scenario, **params):
 
 
 def start_agent_groups(world, s: Scenario, params: list[dict], hosted: list[list[dict]],
-                       forked: set[str]) -> list[list]:
+                       at_once: set[str]) -> list[list]:
     """Start the simulators ``Agents0``, ``Agents1``, ... (``params``: each one's ``init``
     arguments) and create each one's agents (``hosted``); returns each group's entities.
-    The ones this run forked (their names in ``forked``: listening already, nothing to
+    The ones named in ``at_once`` (those this run forked: listening already, nothing to
     retry) start up to ``START_AT_ONCE`` at a time: one after another, each start and
     create is a round trip to a process that then builds its models while the runner
     waits (10 ms each, 0.9 s for 90 processes). The others start in order as
@@ -302,8 +297,8 @@ def start_agent_groups(world, s: Scenario, params: list[dict], hosted: list[list
     async def start_all(indices: list[int]):
         return await asyncio.gather(*(start(i) for i in indices))
 
-    at_once = [i for i in range(len(params)) if f"Agents{i}" in forked]
-    created = dict(zip(at_once, world.loop.run_until_complete(start_all(at_once))))
+    concurrent = [i for i in range(len(params)) if f"Agents{i}" in at_once]
+    created = dict(zip(concurrent, world.loop.run_until_complete(start_all(concurrent))))
     for i in range(len(params)):
         if i not in created:
             created[i] = start_sim(world, f"Agents{i}", s, **params[i]).Agent.create(

@@ -54,7 +54,7 @@ class Forked:
     def kill(self) -> None:
         if self.returncode is None:
             try:
-                os.kill(self.pid, 9)
+                os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
@@ -105,6 +105,18 @@ def fork(host: str) -> Forked:
     return Forked(pid, os.fdopen(read, "r"))
 
 
+def prebuild(network: str, options: dict) -> None:
+    """Build ``network`` with ``options`` into this process's network cache
+    (``grid.networks.load_network``), for the grid simulator's ``create`` to copy; a
+    mistake is left for that ``create`` to name."""
+    from lemgrid.grid.networks import load_network
+
+    try:
+        load_network(network, **options)
+    except ValueError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """``HOST [NETWORK OPTIONS_JSON]``: with a network, it is built before the process
     listens (``grid.networks.load_network`` keeps it), while the agents start, instead of
@@ -117,12 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from lemgrid.grid.simulator import GridSimulator
 
     if len(argv) == 3:
-        from lemgrid.grid.networks import load_network
-
-        try:
-            load_network(argv[1], **json.loads(argv[2]))
-        except ValueError:
-            pass  # the runner's create names what is wrong
+        prebuild(argv[1], json.loads(argv[2]))
     return listen_and_serve(GridSimulator(), argv[0], 0, ACCEPT_TIMEOUT_S, READY.strip())
 
 

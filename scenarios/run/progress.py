@@ -20,9 +20,12 @@ class DayProgress:
 
     def __init__(self, name: str, periods: int, enabled: bool, days: int = 1):
         self.name, self.periods, self.days, self.day, self.round = name, periods, days, 0, 0
-        self.shown = enabled
         self.bar = tqdm(total=periods * days, unit="period", disable=not enabled, leave=False,
                         desc=self._label())
+
+    @property
+    def shown(self) -> bool:
+        return not self.bar.disable
 
     def _label(self) -> str:
         market = f"round {self.round}" if self.round else "market opening"
