@@ -16,10 +16,12 @@ import gc
 import os
 import socket
 import time
+from pathlib import Path
 
 ACCEPT_TIMEOUT_S = 120.0  # a child waits this long for mosaik to connect, then exits
 REAP_TIMEOUT_S = 10.0  # how long ``reap`` waits for the children to exit
 CHILD_LIFETIME_S = 24 * 3600.0  # the launcher process outlives its children at most this long
+TEMPLATES_WAIT_S = 10.0  # how long the launcher waits for the runner's model templates
 
 
 def _finish(simulator) -> None:
@@ -73,6 +75,22 @@ def launch(count: int, host: str = "127.0.0.1", port: int = 0,
     return addresses, pids
 
 
+def read_when_written(path: Path, wait_s: float = TEMPLATES_WAIT_S) -> bool:
+    """Read the agents' model templates at ``path`` into this process once the runner has
+    written them (it does so while this process imports), so that every simulator forked
+    from it has them; False if they did not come within ``wait_s`` (the simulators then
+    read them at ``init``)."""
+    from lemgrid.agents.model import read_templates
+
+    deadline = time.monotonic() + wait_s
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+    read_templates(path)
+    return True
+
+
 def reap(pids: list[int], timeout_s: float = REAP_TIMEOUT_S) -> list[int]:
     """Wait for the children to exit; kill the ones still running after ``timeout_s``.
     Returns the pids that had to be killed."""
@@ -101,6 +119,10 @@ def parser():
     p.add_argument("--preload", action="append", default=[], metavar="MODULE",
                    help="import MODULE before forking (what the agents' answers need: "
                    "each process importing it on its own costs every one of them)")
+    p.add_argument("--templates", type=Path, default=None, metavar="FILE",
+                   help="the agents' model templates (agents.model.write_templates): read "
+                   "before forking, once the runner has written them (waited for up to "
+                   f"{TEMPLATES_WAIT_S:g} s; else each simulator reads them itself)")
     p.add_argument("--nice", type=int, default=0,
                    help="lower the simulators' CPU priority by this much (0-19), so that "
                    "the coordinator and mosaik, which every agent waits for, keep theirs")
@@ -124,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     solver.HIGHS_THREADS = 1  # one solve at a time, one of many processes
     for module in args.preload:
         importlib.import_module(module)
+    if args.templates is not None:
+        read_when_written(args.templates)
     try:
         addresses, pids = launch(args.count, args.host, args.port, args.accept_timeout_s,
                                  args.nice)

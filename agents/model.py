@@ -55,6 +55,7 @@ pyo = lazy("pyomo.environ")  # imported where a model is written in Pyomo
 
 
 _TEMPLATES: dict[tuple, ModelTemplate] = {}
+_READ: dict[str, int] = {}  # template files read into _TEMPLATES -> how many they held
 _LOCK = threading.Lock()
 
 
@@ -218,18 +219,26 @@ def write_templates(datas, variant: Variant, path: Path) -> int:
         key = (variant.name, structure_key(d))
         if key not in templates:
             templates[key] = template_for(d, variant)
-    with open(path, "wb") as f:
+    partial = path.with_name(path.name + ".part")  # a reader never sees half a file
+    with open(partial, "wb") as f:
         pickle.dump(templates, f, protocol=pickle.HIGHEST_PROTOCOL)
+    partial.replace(path)
     return len(templates)
 
 
 def read_templates(path: Path) -> int:
-    """Take the templates ``write_templates`` wrote into this process's; how many."""
+    """Take the templates ``write_templates`` wrote into this process's (once per file:
+    a process forked after reading it has them); how many."""
+    key = str(Path(path).resolve())
+    with _LOCK:
+        if key in _READ:
+            return _READ[key]
     with open(path, "rb") as f:
         templates = pickle.load(f)  # written by this run's own runner
     with _LOCK:
-        for key, template in templates.items():
-            _TEMPLATES.setdefault(key, template)
+        for name, template in templates.items():
+            _TEMPLATES.setdefault(name, template)
+        _READ[key] = len(templates)
     return len(templates)
 
 
@@ -238,6 +247,7 @@ def forget_templates() -> int:
     with _LOCK:
         count = len(_TEMPLATES)
         _TEMPLATES.clear()
+        _READ.clear()
     return count
 
 

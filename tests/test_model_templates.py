@@ -163,3 +163,27 @@ def test_a_released_model_solves_as_a_kept_one():
             a, b = kept.solve(), released.solve()
             assert released.solver.highs is None and kept.solver.highs is not None
             assert b.objective_eur == pytest.approx(a.objective_eur, abs=1e-9), (d.name, round_)
+
+
+def test_the_launcher_reads_the_templates_once_written(tmp_path, monkeypatch):
+    """The agent launcher waits for the runner's templates file and reads it before it
+    forks; a simulator forked from it then finds the file read (``read_templates`` does
+    not open it again: here it is gone by then). No file within the wait: False, and the
+    simulators read it themselves."""
+    import threading
+
+    from lemgrid.agents import launcher, model
+
+    datas = day_data("tiny")
+    path = tmp_path / "templates.pkl"
+    monkeypatch.setattr(model, "_TEMPLATES", {})
+    monkeypatch.setattr(model, "_READ", {})
+    writer = threading.Timer(0.05, model.write_templates, (datas, model.AGENT, path))
+    writer.start()
+    assert launcher.read_when_written(path, wait_s=10.0)
+    writer.join()
+    count = len({structure_key(d) for d in datas})
+    assert len(model._TEMPLATES) == count
+    path.unlink()
+    assert model.read_templates(path) == count  # read already: not opened again
+    assert not launcher.read_when_written(tmp_path / "never.pkl", wait_s=0.05)

@@ -61,6 +61,7 @@ START_AT_ONCE = 64  # agent simulators started and created concurrently
 LAUNCHER_EXIT_S = 10.0  # after the simulation, the helper processes exit within this
 RECORDS_DIR = "rounds"  # the coordinator's record of every finished day (one file each)
 PARAMS_FILE = "mechanism.json"  # the mechanism and its parameters, for the coordinator
+TEMPLATES_FILE = "templates.pkl"  # the agents' model templates, in the run's scratch folder
 # ``lemgrid coordinator`` without the command line's imports (the scenario schema brings
 # pandapower: 2.3 s of start-up against 0.2 s)
 COORDINATOR_CMD = [sys.executable, "-m", "lemgrid.coordinator.service"]
@@ -173,6 +174,14 @@ class Helpers:
     coordinator: subprocess.Popen | None = None
     launcher: subprocess.Popen | None = None
     grid: subprocess.Popen | None = None
+    # the run's scratch folder: the agents' model templates (``write_agent_templates``),
+    # which the launcher reads before it forks
+    scratch: tempfile.TemporaryDirectory = field(
+        default_factory=lambda: tempfile.TemporaryDirectory(prefix="lemgrid-"))
+
+    @property
+    def templates(self) -> Path:
+        return Path(self.scratch.name) / TEMPLATES_FILE
 
     def grid_address(self) -> str:
         """The started grid simulator's ``host:port``, once it listens."""
@@ -212,12 +221,14 @@ def start_grid(host: str, s: Scenario):
                              *network], stdout=subprocess.PIPE, text=True)
 
 
-def start_launcher(count: int, nice: int = 0, preload: tuple[str, ...] = ()
-                   ) -> subprocess.Popen:
-    """Start ``python -m lemgrid.agents.launcher`` (importing ``preload`` before it forks);
-    ``launched`` reads the forked simulators' addresses."""
+def start_launcher(count: int, nice: int = 0, preload: tuple[str, ...] = (),
+                   templates: Path | None = None) -> subprocess.Popen:
+    """Start ``python -m lemgrid.agents.launcher`` (importing ``preload`` and reading the
+    agents' model ``templates`` once written, before it forks); ``launched`` reads the
+    forked simulators' addresses."""
     return subprocess.Popen([sys.executable, "-m", "lemgrid.agents.launcher", str(count),
-                             "--nice", str(nice), *(f"--preload={m}" for m in preload)],
+                             "--nice", str(nice), *(f"--preload={m}" for m in preload),
+                             *([f"--templates={templates}"] if templates else [])],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -306,6 +317,11 @@ def start_agent_groups(world, s: Scenario, params: list[dict], hosted: list[list
     return [created[i] for i in range(len(params))]
 
 
+def uses_templates(s: Scenario) -> bool:
+    """Whether the scenario's agents build their models from templates."""
+    return s.solver.agent_models == MODEL_BUILDS[0]
+
+
 def write_agent_templates(s: Scenario, community, first_day: int, folder: Path) -> Path | None:
     """The templates of the agents' models (``agents.model``), built once here for every
     agent process on this host to read instead of building its own; None where models
@@ -313,9 +329,9 @@ def write_agent_templates(s: Scenario, community, first_day: int, folder: Path) 
     from lemgrid.agents.model import write_templates
     from lemgrid.agents.strategies import strategy
 
-    if s.solver.agent_models != MODEL_BUILDS[0]:
+    if not uses_templates(s):
         return None
-    path = folder / "templates.pkl"
+    path = folder / TEMPLATES_FILE
     write_templates([day_slice(d, first_day) for d in community],
                     strategy(plugin(s).strategy).variant, path)
     return path
@@ -534,7 +550,8 @@ def start_agents(s: Scenario) -> Helpers:
         from lemgrid.agents.strategies import strategy
 
         preload = getattr(strategy(plugin(s).strategy), "preload", ())
-        helpers.launcher = start_launcher(missing, s.runtime.agent_nice, preload)
+        helpers.launcher = start_launcher(missing, s.runtime.agent_nice, preload,
+                                          helpers.templates if uses_templates(s) else None)
     return helpers
 
 
@@ -623,7 +640,7 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
     active = [d for d in community if d.name not in gone]
     helpers = _start_helpers(s, community, out, first_day, gone, helpers)
     proc = helpers.coordinator
-    scratch = tempfile.TemporaryDirectory(prefix="lemgrid-")
+    scratch = helpers.scratch
     try:
         templates = write_agent_templates(s, active, first_day, Path(scratch.name))
         endpoint, forked = _ready(s, helpers)
