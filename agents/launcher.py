@@ -21,6 +21,7 @@ from pathlib import Path
 ACCEPT_TIMEOUT_S = 120.0  # a child waits this long for mosaik to connect, then exits
 REAP_TIMEOUT_S = 10.0  # how long ``reap`` waits for the children to exit
 CHILD_LIFETIME_S = 24 * 3600.0  # the launcher process outlives its children at most this long
+SPLIT_AT = 16  # from this many simulators on, two processes fork them (half each)
 TEMPLATES_WAIT_S = 10.0  # how long the launcher waits for the runner's model templates
 
 
@@ -51,7 +52,8 @@ def launch(count: int, host: str = "127.0.0.1", port: int = 0,
            ) -> tuple[list[str], list[int]]:
     """Fork ``count`` agent simulators listening on ``port``, ``port + 1``, ... (0: any
     free ports), each ``nice`` steps below normal CPU priority; return their
-    ``host:port`` addresses and pids."""
+    ``host:port`` addresses and the pids to wait for (from ``SPLIT_AT`` simulators on,
+    a second process forks half of them, on another core, and waits for those)."""
     import lemgrid.agents.serve
     import lemgrid.agents.simulator  # noqa: F401 - once here, not in every child
 
@@ -62,17 +64,36 @@ def launch(count: int, host: str = "127.0.0.1", port: int = 0,
     gc.collect()
     gc.freeze()
     pids = []
+    second = socks[len(socks) // 2:] if len(socks) >= SPLIT_AT else []
+    if second:  # a second forker forks these meanwhile, waits for them, then exits
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 1 if reap(_fork_each(second, socks, accept_timeout_s, nice),
+                                 CHILD_LIFETIME_S) else 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    pids += _fork_each(socks[:len(socks) - len(second)], socks, accept_timeout_s, nice)
+    addresses = [f"{host}:{s.getsockname()[1]}" for s in socks]
     for sock in socks:
+        sock.close()
+    return addresses, pids
+
+
+def _fork_each(mine: list[socket.socket], socks: list[socket.socket],
+               accept_timeout_s: float, nice: int) -> list[int]:
+    """Fork one simulator child for each socket of ``mine``; their pids."""
+    pids = []
+    for sock in mine:
         pid = os.fork()
         if pid == 0 and nice:
             os.nice(nice)
         if pid == 0:
             _child(sock, [s for s in socks if s is not sock], accept_timeout_s)
         pids.append(pid)
-    addresses = [f"{host}:{s.getsockname()[1]}" for s in socks]
-    for sock in socks:
-        sock.close()
-    return addresses, pids
+    return pids
 
 
 def read_when_written(path: Path, wait_s: float = TEMPLATES_WAIT_S) -> bool:

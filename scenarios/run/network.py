@@ -46,6 +46,8 @@ def grid_model(s: Scenario, bus_of: dict[str, int]) -> GridModel:
 def run_grid_inprocess(s: Scenario, days, bus_of, on_period=None) -> list[list[PeriodResult]]:
     """One AC power flow per period of every settled day (realised power at each agent's
     connection); one list of period results per day."""
+    if not days:
+        return []
     model = grid_model(s, bus_of)
     out = []
     for result in days:
