@@ -18,6 +18,7 @@ from lemgrid.agents.solver import agent_kind
 from lemgrid.scenarios import mechanisms
 from lemgrid.scenarios.community.builder import build_community
 from lemgrid.scenarios.results.outcome import DayResult
+from lemgrid.scenarios.run.frozen import frozen
 from lemgrid.scenarios.run.inprocess import run_centralized, run_decentralized
 
 # Faia et al. 2021, scenario B (docs/mechanisms/p2v_rules.md#reproduction).
@@ -60,6 +61,11 @@ def _time_power_flows(s, result: DayResult, community) -> float:
 
 
 def one_run(s, with_central: bool) -> dict:
+    with frozen():  # as a run: its garbage collected at its end, not frozen by the next
+        return _one_run(s, with_central)
+
+
+def _one_run(s, with_central: bool) -> dict:
     community = build_community(s)
     t0 = time.perf_counter()
     dec = run_decentralized(s, community)[0]

@@ -10,7 +10,6 @@ agents are starting on too). Where the platform cannot fork safely, the runner s
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ import time
 import warnings
 
 from lemgrid.agents.serve import listen_and_serve
+from lemgrid.scenarios.run.frozen import frozen
 
 ACCEPT_TIMEOUT_S = 120.0  # exit if no runner has connected by then
 READY = "grid simulator listening on "
@@ -76,8 +76,7 @@ def fork(host: str) -> Forked:
     them) copy-on-write; objects are frozen for the fork so that its garbage collections
     do not copy them."""
     read, write = os.pipe()
-    gc.freeze()
-    with warnings.catch_warnings():
+    with frozen(), warnings.catch_warnings():
         # Python warns about forking a process with threads (a progress bar's monitor,
         # BLAS's workers): the child runs none of their code, only the grid simulator.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -100,7 +99,6 @@ def fork(host: str) -> Forked:
             print(f"grid simulator: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         finally:
             os._exit(code)
-    gc.unfreeze()
     os.close(write)
     return Forked(pid, os.fdopen(read, "r"))
 

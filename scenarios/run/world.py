@@ -27,6 +27,7 @@ from lemgrid.scenarios.run.errors import (
     as_interrupt,
     deferred,
 )
+from lemgrid.scenarios.run.frozen import frozen
 from lemgrid.scenarios.run.inprocess import run_decentralized
 from lemgrid.scenarios.run.market import plugin, run_plugins
 from lemgrid.scenarios.run.network import (
@@ -119,6 +120,12 @@ def run_scenario(s: Scenario, out: Path, progress: bool = False,
     ``resume``: ``out`` holds the run's first days (its checkpoint); run the rest. A run
     stopped early (interrupted, or its coordinator gone) writes its finished days, then
     raises RunStopped."""
+    with frozen():  # what exists before the run is no full collection's work
+        return _run_scenario(s, out, progress, t0, resume)
+
+
+def _run_scenario(s: Scenario, out: Path, progress: bool, t0: float | None,
+                  resume: bool) -> dict:
     t0 = time.perf_counter() if t0 is None else t0
     try:
         community = build_community(s)
