@@ -9,6 +9,7 @@ flow from the LV to the HV side included) are checked against `GridLimits`.
 """
 
 import copy
+import importlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,26 @@ from lemgrid.grid.newton import ArrayPowerFlow, ArrayResult
 # pandapower's default ("auto") takes it wherever it is installed (its first run 0.28 s).
 RUNPP_OPTIONS = {"algorithm": "nr", "calculate_voltage_angles": False, "numba": False,
                  "tolerance_mva": 1e-10, "lightsim2grid": False}
+# Whatever ``numba`` says, pandapower compiles its selection of the elements in service
+# with numba whenever numba imports (lemgrid installs it for the bilateral market's
+# netting): its first power flow in a process then loads numba's compiler, 0.45 s of
+# CPU (0.9 s in a forked grid process), for a loop over a few dozen elements. Its
+# helpers are taken back to the Python functions they were compiled from.
+NUMBA_HELPERS = {"pandapower.auxiliary": ("get_values", "set_elements_oos",
+                                          "set_isolated_buses_oos"),
+                 "pandapower.build_branch": ("get_values",)}
+
+
+def _uncompiled_helpers() -> None:
+    for name, helpers in NUMBA_HELPERS.items():
+        module = importlib.import_module(name)
+        for helper in helpers:
+            compiled = getattr(module, helper, None)
+            if hasattr(compiled, "py_func"):  # a numba dispatcher
+                setattr(module, helper, compiled.py_func)
+
+
+_uncompiled_helpers()
 RECYCLE = {"bus_pq": True, "trafo": False, "gen": False}
 ARRAYS = POWER_FLOW_SOLVERS[0]  # lemgrid's: Newton-Raphson on arrays (``grid.newton``)
 SOLVER_OPTIONS = {ARRAYS: {}, "pandapower": {}, "lightsim2grid": {"lightsim2grid": True}}

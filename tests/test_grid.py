@@ -338,3 +338,18 @@ def test_a_prepared_model_gives_the_unprepared_ones_results(solver):
     for t in range(3):
         p_kw = {"a": 80.0 * t, "b": -40.0, "c": 120.0}
         same_periods(plain.step(t, p_kw), prepared.step(t, p_kw), atol=1e-9, atol_kw=1e-6)
+
+
+def test_pandapower_helpers_run_uncompiled():
+    """pandapower compiles its in-service selection with numba whenever numba imports
+    (lemgrid installs it for the bilateral netting), which cost every process's first
+    power flow 0.45 s of loading numba's compiler: lemgrid's power flow takes those
+    helpers back to their Python functions (the grid tests above check the results)."""
+    import importlib
+
+    from lemgrid.grid import powerflow
+
+    for name, helpers in powerflow.NUMBA_HELPERS.items():
+        module = importlib.import_module(name)
+        for helper in helpers:
+            assert not hasattr(getattr(module, helper), "py_func"), (name, helper)
