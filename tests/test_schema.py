@@ -1,6 +1,7 @@
 """Scenario validation: strict keys, one line per problem naming file and field."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -192,3 +193,21 @@ def test_switching_the_mechanism_leaves_the_old_ones_parameters_behind():
     with pytest.raises(ScenarioError, match="market.rho0: not a parameter of p2v_rules"):
         load_scenario(SCENARIOS / "antunes2024.yaml",
                       ["market.mechanism=p2v_rules", "market.rho0=50"])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate", "scenarios/tiny.yaml"]])
+def test_the_command_line_answers_without_the_heavy_libraries(argv):
+    """``lemgrid --help`` and ``lemgrid validate`` of a scenario without library profiles
+    import neither pandas (0.3 s), pandapower (1.4 s), Pyomo nor mosaik: what kept them
+    at 2.3-2.8 s (measured in docs/benchmarks.md#the-command-line)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom lemgrid.scenarios.cli import main\n"
+            f"sys.argv = ['lemgrid', *{argv!r}]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('pandas', 'pandapower', 'pyomo', 'mosaik') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

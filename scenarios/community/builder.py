@@ -14,6 +14,7 @@ a scale changes no draw.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,14 +37,6 @@ from lemgrid.scenarios.community.households import (
     nonflexible_load_kw,
     pv_available_kw,
     wind_available_kw,
-)
-from lemgrid.scenarios.community.library import (
-    Sky,
-    community_sky,
-    pvwatts_kw,
-    run_dates,
-    standard_loads,
-    wind_kw,
 )
 from lemgrid.scenarios.community.profiles import generate_ev_trips, generate_prosumers, period_index
 from lemgrid.scenarios.schema import (
@@ -69,6 +62,9 @@ from lemgrid.scenarios.schema import (
 from lemgrid.scenarios.schema.checks import published_loads
 from lemgrid.scenarios.schema.models import LoadProfile, PVProfile
 from lemgrid.scenarios.schema.profiles import PVWatts, StandardLoad, WindTurbine
+
+if TYPE_CHECKING:  # the library models bring pandas (0.3 s): imported where a scenario uses them
+    from lemgrid.scenarios.community.library import Sky
 
 ACTUALS_STREAM = 1_000_007  # the rng stream of forecast errors: [seed, ACTUALS_STREAM, k]
 PRICES_STREAM = 1_000_009  # the rng stream of dynamic prices: [seed, PRICES_STREAM]
@@ -255,6 +251,8 @@ def _library_profiles(s: Scenario, tpl, i: int, n: int):
     h = s.horizon
     loads = pvs = None
     if isinstance(tpl.load, StandardLoad):
+        from lemgrid.scenarios.community.library import run_dates, standard_loads
+
         loads = standard_loads(tpl.load, n, run_dates(h.start, h.days), h.period_minutes,
                                np.random.default_rng([s.seed, i, LOAD_STREAM]),
                                tuple(h.holidays))
@@ -267,11 +265,15 @@ def _library_profiles(s: Scenario, tpl, i: int, n: int):
 
 def _community_sky(s: Scenario) -> Sky:
     """The sky the whole community shares (made once per scenario content)."""
+    from lemgrid.scenarios.community.library import community_sky
+
     return community_sky(s.seed, s.horizon, s.site, s.weather)
 
 
 def community_pv(s: Scenario, array: PVWatts, kwp: float) -> np.ndarray:
     """A PVWatts array of ``kwp`` under the community's sky, kW per period of the run."""
+    from lemgrid.scenarios.community.library import pvwatts_kw
+
     sky = _community_sky(s)
     return pvwatts_kw(array, kwp, s.site, sky.irradiance, sky.temp_air_c,
                       sky.cooling_wind_m_s, sky.albedo)
@@ -279,6 +281,8 @@ def community_pv(s: Scenario, array: PVWatts, kwp: float) -> np.ndarray:
 
 def community_wind(s: Scenario, turbine: WindTurbine) -> np.ndarray:
     """A wind turbine under the community's wind, kW per period of the run."""
+    from lemgrid.scenarios.community.library import wind_kw
+
     sky = _community_sky(s)
     return wind_kw(turbine, sky.wind_m_s, sky.wind_height_m)
 
