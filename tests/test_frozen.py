@@ -3,6 +3,7 @@ collections while it runs, and nothing the run leaves behind is kept for good.""
 
 import gc
 import os
+import warnings
 import weakref
 
 from lemgrid.scenarios.run.frozen import frozen
@@ -43,8 +44,9 @@ def test_a_process_forked_inside_keeps_them_frozen():
     """The child of a fork inside a block (the grid process) leaves the block too, but
     does not unfreeze: its collections must not write to the pages it shares."""
     read, write = os.pipe()
-    with frozen():
-        pid = os.fork()
+    with frozen(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pytest's threads: the child
+        pid = os.fork()  # runs none of their code, it writes one number and exits
     if pid == 0:  # the child: report its freeze count after leaving the block
         os.write(write, str(gc.get_freeze_count()).encode())
         os._exit(0)
