@@ -191,7 +191,7 @@ class Helpers:
         """End them: each exits by itself after a normal day (waited for up to
         ``LAUNCHER_EXIT_S``); after an aborted simulation (``at_once``), or one that does
         not exit, it is killed: the launcher with its whole process group (its forked
-        agent simulators)."""
+        agent simulators). The scratch folder goes with them."""
         for p in (self.coordinator, self.launcher, self.grid):
             if p is None:
                 continue
@@ -202,6 +202,7 @@ class Helpers:
                     os.killpg(p.pid, signal.SIGKILL)
                 p.kill()
                 p.wait()
+        self.scratch.cleanup()
 
 
 def start_grid(host: str, s: Scenario):
