@@ -43,6 +43,11 @@ RUNPP_OPTIONS = {"algorithm": "nr", "calculate_voltage_angles": False, "numba": 
 NUMBA_HELPERS = {"pandapower.auxiliary": ("get_values", "set_elements_oos",
                                           "set_isolated_buses_oos"),
                  "pandapower.build_branch": ("get_values",)}
+RECYCLE = {"bus_pq": True, "trafo": False, "gen": False}
+ARRAYS = POWER_FLOW_SOLVERS[0]  # lemgrid's: Newton-Raphson on arrays (``grid.newton``)
+SOLVER_OPTIONS = {ARRAYS: {}, "pandapower": {}, "lightsim2grid": {"lightsim2grid": True}}
+BRANCH_TABLES = ("res_line", "res_trafo", "res_trafo3w", "res_impedance")
+REVERSE_TOLERANCE_MW = 1e-9  # a reverse flow counts as a violation above its limit + this
 
 
 def _uncompiled_helpers() -> None:
@@ -55,11 +60,6 @@ def _uncompiled_helpers() -> None:
 
 
 _uncompiled_helpers()
-RECYCLE = {"bus_pq": True, "trafo": False, "gen": False}
-ARRAYS = POWER_FLOW_SOLVERS[0]  # lemgrid's: Newton-Raphson on arrays (``grid.newton``)
-SOLVER_OPTIONS = {ARRAYS: {}, "pandapower": {}, "lightsim2grid": {"lightsim2grid": True}}
-BRANCH_TABLES = ("res_line", "res_trafo", "res_trafo3w", "res_impedance")
-REVERSE_TOLERANCE_MW = 1e-9  # a reverse flow counts as a violation above its limit + this
 
 
 @dataclass(frozen=True)

@@ -323,16 +323,15 @@ def uses_templates(s: Scenario) -> bool:
     return s.solver.agent_models == MODEL_BUILDS[0]
 
 
-def write_agent_templates(s: Scenario, community, first_day: int, folder: Path) -> Path | None:
-    """The templates of the agents' models (``agents.model``), built once here for every
-    agent process on this host to read instead of building its own; None where models
-    are built directly."""
+def write_agent_templates(s: Scenario, community, first_day: int, path: Path) -> Path | None:
+    """The templates of the agents' models (``agents.model``) written to ``path``, built
+    once here for every agent process on this host instead of each building its own; None
+    where models are built directly."""
     from lemgrid.agents.model import write_templates
     from lemgrid.agents.strategies import strategy
 
     if not uses_templates(s):
         return None
-    path = folder / TEMPLATES_FILE
     write_templates([day_slice(d, first_day) for d in community],
                     strategy(plugin(s).strategy).variant, path)
     return path
@@ -641,9 +640,8 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
     active = [d for d in community if d.name not in gone]
     helpers = _start_helpers(s, community, out, first_day, gone, helpers)
     proc = helpers.coordinator
-    scratch = helpers.scratch
     try:
-        templates = write_agent_templates(s, active, first_day, Path(scratch.name))
+        templates = write_agent_templates(s, active, first_day, helpers.templates)
         endpoint, forked = _ready(s, helpers)
         world = build_world(s=s, community=active, actuals=actuals, bus_of=bus_of,
                             endpoint=endpoint, forked=forked, results_dir=out / "agent_results",
@@ -670,7 +668,6 @@ def run_distributed(s: Scenario, community, actuals, bus_of: dict[str, int], out
                              128 + interrupted.signum) from None
         normal = aborted is None  # the helpers exit by themselves: the caller waits later
     finally:
-        scratch.cleanup()
         if not normal:
             helpers.stop(at_once=aborted is not None)
     rows = collector.RECORDS.pop(sid)
